@@ -1,0 +1,1 @@
+//! The cityboard orchestrator.

@@ -1,0 +1,1 @@
+//! Helpers for the scenario tests: find or start a stack, drive it as users and operators would.
