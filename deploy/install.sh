@@ -247,7 +247,10 @@ install_wrangler() {
 
 WORKERD_NATIVE="$TOOLS/node_modules/@cloudflare/workerd-linux-64/bin/workerd"
 check_workerd() {
-  npm_is workerd "$WORKERD_VERSION" && [ -x "$WORKERD_NATIVE" ] && "$WORKERD_NATIVE" --version
+  # Also saved as a direct dependency (wrangler brings the same version) so that
+  # it stays when wrangler's pin moves.
+  grep -q '"workerd": "'"$WORKERD_VERSION"'"' "$TOOLS/package.json" &&
+    npm_is workerd "$WORKERD_VERSION" && [ -x "$WORKERD_NATIVE" ] && "$WORKERD_NATIVE" --version
 }
 install_workerd() { npm_add "workerd@$WORKERD_VERSION"; }
 
