@@ -81,10 +81,20 @@ step() {
   slug=$(printf '%s' "$name" | tr -c 'A-Za-z0-9._-' '-')
   log="$LOGS/install-$slug.log"
   mkdir -p "$LOGS"
+  # The install function runs in a subshell with errexit really in force (it
+  # would be ignored in an `if`), so its first failing command ends it.
+  local rc
+  set +e
   if [ "${INSTALL_VERBOSE:-0}" = 1 ]; then
     printf '\n'
-    if ! "$install" 2>&1 | tee "$log"; then fail "$name" "$log" "$t0"; fi
-  elif ! "$install" >"$log" 2>&1 </dev/null; then
+    (set -e; "$install") </dev/null 2>&1 | tee "$log"
+  else
+    (set -e; "$install") </dev/null >"$log" 2>&1
+  fi
+  rc=$?
+  set -e
+  if [ "$rc" != 0 ]; then
+    echo "install step exited with status $rc" >>"$log"
     fail "$name" "$log" "$t0"
   fi
   if ! "$check" >>"$log" 2>&1; then
@@ -105,6 +115,7 @@ fail() {
   tail -n 25 "$log" >&2 || true
   echo "----" >&2
   echo "install: error: step '$name' failed; full log: $log" >&2
+  CURRENT_STEP="" # said already
   exit 1
 }
 
@@ -115,6 +126,7 @@ on_exit() {
     echo "install: error: aborted in step '$CURRENT_STEP' (exit $rc)" >&2
   fi
   cleanup_policy_rc
+  rm -f "${APT_UPDATED_MARK:-}"
 }
 trap on_exit EXIT
 
@@ -130,23 +142,26 @@ as_root() {
 # only put in place when none exists and is removed on exit.
 POLICY_RC=/usr/sbin/policy-rc.d
 POLICY_MARK="# cityboard deploy/install.sh: deny service starts during apt-get"
-POLICY_PLACED=0
 place_policy_rc() {
-  if [ -e "$POLICY_RC" ] && ! grep -qF "$POLICY_MARK" "$POLICY_RC"; then return 0; fi
+  if [ -e "$POLICY_RC" ]; then return 0; fi # the machine's own, or ours already
   printf '#!/bin/sh\n%s\nexit 101\n' "$POLICY_MARK" | as_root tee "$POLICY_RC" >/dev/null
   as_root chmod 755 "$POLICY_RC"
-  POLICY_PLACED=1
 }
+# Removes ours only (also one left by a run that was killed).
 cleanup_policy_rc() {
-  if [ "$POLICY_PLACED" = 1 ]; then as_root rm -f "$POLICY_RC" || true; fi
+  if [ -f "$POLICY_RC" ] && grep -qF "$POLICY_MARK" "$POLICY_RC" 2>/dev/null; then
+    as_root rm -f "$POLICY_RC" || true
+  fi
 }
 
-APT_UPDATED=0
+# `apt-get update` at most once per run, and only when something is installed.
+# (A file, since each step's install runs in a subshell.)
+APT_UPDATED_MARK="$TOOLS/.apt-updated.$$"
 apt_install() {
   place_policy_rc
-  if [ "$APT_UPDATED" = 0 ]; then
+  if [ ! -e "$APT_UPDATED_MARK" ]; then
     as_root apt-get update -q
-    APT_UPDATED=1
+    : >"$APT_UPDATED_MARK"
   fi
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
     -o Dpkg::Options::=--force-confold "$@"
