@@ -17,6 +17,12 @@ command -v worker-build >/dev/null || missing worker-build "install step 'worker
 rustup target list --installed | grep -qx wasm32-unknown-unknown ||
   missing "rust target wasm32-unknown-unknown" "install step 'rust target wasm32-unknown-unknown'"
 
+# deploy/up and deploy/test may both build at once: one at a time, since
+# worker-build rewrites edge/build/ in place.
+mkdir -p "$ROOT/target"
+exec 9>"$ROOT/target/.build-edge.lock"
+flock 9
+
 t0=$(date +%s.%N)
 cd "$ROOT/edge"
 worker-build --release "$@"
