@@ -10,7 +10,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$ROOT/deploy/env.sh"
 
 missing() { echo "build-edge: $1 not found ($2); run: deploy/install.sh edge" >&2; exit 1; }
-command -v worker-build >/dev/null || missing worker-build "install step 'worker-build'"
+[ -x "$CARGO_HOME/bin/worker-build" ] || missing "$CARGO_HOME/bin/worker-build" "install step 'worker-build'"
 [ -x "$WASM_BINDGEN_BIN" ] || missing "$WASM_BINDGEN_BIN" "install step 'wasm-bindgen-cli'"
 [ -x "$WASM_OPT_BIN" ] || missing "$WASM_OPT_BIN" "install step 'binaryen'"
 [ -x "$ESBUILD_BIN" ] || missing "$ESBUILD_BIN" "install step 'esbuild'"
@@ -25,7 +25,7 @@ flock 9
 
 t0=$(date +%s.%N)
 cd "$ROOT/edge"
-worker-build --release "$@"
+"$CARGO_HOME/bin/worker-build" --release "$@"
 t1=$(date +%s.%N)
 
 echo "build-edge: built edge/build in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')s"

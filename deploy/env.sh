@@ -35,6 +35,8 @@ export PATH
 export WASM_BINDGEN_BIN="$CARGO_HOME/bin/wasm-bindgen"
 export WASM_OPT_BIN="$CITYBOARD_TOOLS/node_modules/.bin/wasm-opt"
 export ESBUILD_BIN="$CITYBOARD_TOOLS/node_modules/.bin/esbuild"
+# The Kafka-protocol broker (cargo install, deploy/install.sh base).
+export NISSHI_BIN="$CARGO_HOME/bin/nisshi"
 
 # Node 22 (wrangler 4 needs >= 22.12; the machine has 20), for whoever needs it
 # explicitly; `wrangler` on PATH already uses it.

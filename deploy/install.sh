@@ -168,6 +168,10 @@ apt_install() {
 }
 
 have() { command -v "$1" >/dev/null 2>&1; }
+# What `cargo install` put in place is looked for in $CARGO_HOME/bin only, not
+# anywhere on PATH: with a fresh CARGO_HOME (ci-fresh-clone --fresh-home) the
+# PATH may still name another home's bin, and the steps must then really run.
+CARGO_BIN="$CARGO_HOME/bin"
 # "$1 --version" output contains the exact version $2 (as a whole word)
 version_is() { "$1" --version 2>&1 | grep -qw -- "${2//./\\.}"; }
 
@@ -203,7 +207,7 @@ install_redis() { apt_install redis-server; }
 check_nextest() { cargo nextest --version; }
 install_nextest() { cargo install --locked cargo-nextest; }
 
-check_nisshi() { have nisshi && version_is nisshi "$NISSHI_VERSION"; }
+check_nisshi() { version_is "$CARGO_BIN/nisshi" "$NISSHI_VERSION"; }
 install_nisshi() {
   # Never two builds of it at once on this machine (10 min of both cores):
   # if one is running (say a concurrent deploy/up), wait for it and re-check.
@@ -234,10 +238,10 @@ install_schemathesis() {
 check_wasm_target() { rustup target list --installed | grep -qx wasm32-unknown-unknown; }
 install_wasm_target() { rustup target add wasm32-unknown-unknown; }
 
-check_worker_build() { have worker-build && version_is worker-build "$WORKER_BUILD_VERSION"; }
+check_worker_build() { version_is "$CARGO_BIN/worker-build" "$WORKER_BUILD_VERSION"; }
 install_worker_build() { cargo install --locked worker-build --version "$WORKER_BUILD_VERSION"; }
 
-check_wasm_bindgen() { have wasm-bindgen && version_is wasm-bindgen "$WASM_BINDGEN_VERSION"; }
+check_wasm_bindgen() { version_is "$CARGO_BIN/wasm-bindgen" "$WASM_BINDGEN_VERSION"; }
 # Without --locked: its own lock file does not build with this toolchain (design §7).
 install_wasm_bindgen() { cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"; }
 
