@@ -21,4 +21,10 @@ port=$1 addr=${2:-127.0.0.1}
 for f in index.js index_bg.wasm; do
   [ -f "$ROOT/edge/build/$f" ] || { echo "run-edge: edge/build/$f missing; run: deploy/build-edge.sh" >&2; exit 1; }
 done
+# workerd's own message does not name the port ("Socket "http": bind(): Address
+# already in use"); say which one the edge wanted. (Only a hint: racy by nature.)
+if (exec 3<>"/dev/tcp/$addr/$port") 2>/dev/null; then
+  echo "run-edge: $addr:$port is already in use; the edge runtime (workerd) wanted it" >&2
+  exit 1
+fi
 exec "$WORKERD_BIN" serve "$ROOT/edge/workerd.capnp" --socket-addr "http=$addr:$port"
