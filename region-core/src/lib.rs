@@ -1,4 +1,4 @@
-//! The region origin of cityboard.
-//!
-//! Empty until the region-core issue lands: the crate exists so that the
-//! workspace has its final shape from the start and every member compiles.
+//! The region origin of cityboard: schema, shard routing with fences,
+//! batch apply with outbox, replica reads with read-your-writes.
+
+pub mod migrate;

@@ -1,0 +1,74 @@
+//! The stack `deploy/test` started: read from `$CITYBOARD_HOME/state.json`.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+#[derive(Debug, Deserialize)]
+pub struct State {
+    pub regions: Vec<Region>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Region {
+    pub name: String,
+    pub catalog_url: String,
+    pub shards: Vec<Shard>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+pub struct Shard {
+    pub name: String,
+    pub primary_url: String,
+    pub replica_urls: Vec<String>,
+    pub cities: Vec<String>,
+}
+
+impl State {
+    /// Fails the test (never skips it) when no stack is described.
+    pub fn load() -> State {
+        let Some(home) = std::env::var_os("CITYBOARD_HOME") else {
+            panic!(
+                "CITYBOARD_HOME is not set: these tests run against a stack; \
+                 run them through deploy/test (or `cityboard up` and export CITYBOARD_HOME)"
+            );
+        };
+        let path = PathBuf::from(home).join("state.json");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} is not a stack description: {e}", path.display()))
+    }
+
+    pub fn region(&self) -> &Region {
+        self.regions
+            .first()
+            .unwrap_or_else(|| panic!("state.json lists no region"))
+    }
+
+    /// The first shard that has at least one replica.
+    pub fn replicated_shard(&self) -> &Shard {
+        self.region()
+            .shards
+            .iter()
+            .find(|s| !s.replica_urls.is_empty())
+            .unwrap_or_else(|| panic!("state.json lists no shard with a replica"))
+    }
+}
+
+pub async fn pool(url: &str) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(4)
+        .connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
+}
+
+/// A city name no other test uses, so tests can run side by side on one
+/// shared stack.
+pub fn unique_city(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand::random::<u32>())
+}
