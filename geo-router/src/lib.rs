@@ -27,6 +27,13 @@ pub mod placement;
 pub mod served;
 pub mod topology;
 
+#[cfg(feature = "server")]
+pub mod bench;
+#[cfg(feature = "server")]
+pub mod compile;
+#[cfg(feature = "server")]
+pub mod source;
+
 pub use address::public_address;
 pub use catalog::{Catalog, City};
 pub use compact::{CompactRecord, Locator};
