@@ -1,4 +1,7 @@
 //! The region origin of cityboard: schema, shard routing with fences,
 //! batch apply with outbox, replica reads with read-your-writes.
 
+pub mod catalog;
+pub mod clock;
 pub mod migrate;
+pub mod model;

@@ -72,3 +72,43 @@ pub async fn pool(url: &str) -> PgPool {
 pub fn unique_city(prefix: &str) -> String {
     format!("{prefix}-{:08x}", rand::random::<u32>())
 }
+
+impl Region {
+    /// The region's topology as `cityboard up` passes it to `catalog::seed`.
+    pub fn topology(&self, number: u16) -> region_core::catalog::RegionTopology {
+        region_core::catalog::RegionTopology {
+            name: self.name.clone(),
+            number,
+            shards: self
+                .shards
+                .iter()
+                .map(|s| region_core::catalog::ShardTopology {
+                    name: s.name.clone(),
+                    primary_url: s.primary_url.clone(),
+                    replica_urls: s.replica_urls.clone(),
+                    cities: s.cities.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Migrates and seeds every region (idempotent, as `cityboard up` does), so a
+/// test can run first on a fresh stack.
+pub async fn prepared() -> State {
+    let state = State::load();
+    for (i, region) in state.regions.iter().enumerate() {
+        let catalog = pool(&region.catalog_url).await;
+        region_core::migrate::catalog(&catalog).await.unwrap();
+        for shard in &region.shards {
+            region_core::migrate::shard(&pool(&shard.primary_url).await)
+                .await
+                .unwrap();
+        }
+        let number = u16::try_from(i).unwrap();
+        region_core::catalog::seed(&catalog, &region.topology(number))
+            .await
+            .unwrap();
+    }
+    state
+}

@@ -1,0 +1,13 @@
+//! Ids, posts, commands and events.
+
+pub mod command;
+pub mod event;
+pub mod id;
+pub mod idgen;
+pub mod post;
+
+pub use command::{Command, CommandKind};
+pub use event::Event;
+pub use id::Id;
+pub use idgen::IdGenerator;
+pub use post::{Post, PostFields, PostStatus};

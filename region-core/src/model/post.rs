@@ -1,0 +1,129 @@
+//! Posts as stored on a shard and as the api validates them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::Id;
+
+/// A post lives this long after creation or renewal.
+pub const POST_LIFETIME: chrono::Duration = chrono::Duration::days(7);
+
+pub const CATEGORIES: &[&str] = &[
+    "for-sale",
+    "housing",
+    "jobs",
+    "services",
+    "community",
+    "gigs",
+    "vehicles",
+    "free",
+];
+
+/// What a poster writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct PostFields {
+    pub category: String,
+    pub title: String,
+    pub description: String,
+    /// Whole currency units; none when the poster gave no price.
+    pub price: Option<i64>,
+    pub location: Option<String>,
+    pub image_count: i16,
+}
+
+/// One invalid field and why, for a 422 that names every bad field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+impl PostFields {
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut bad = Vec::new();
+        let mut err = |field, problem: &str| {
+            bad.push(FieldError {
+                field,
+                problem: problem.to_string(),
+            })
+        };
+        let title = self.title.trim().chars().count();
+        if !(1..=200).contains(&title) {
+            err("title", "must be 1 to 200 characters");
+        }
+        if self.description.chars().count() > 20_000 {
+            err("description", "must be at most 20000 characters");
+        }
+        if let Some(p) = self.price
+            && !(0..=1_000_000_000).contains(&p)
+        {
+            err("price", "must be between 0 and 1000000000");
+        }
+        if !CATEGORIES.contains(&self.category.as_str()) {
+            err("category", "unknown category");
+        }
+        if !(0..=10).contains(&self.image_count) {
+            err("image_count", "at most 10 images");
+        }
+        if self
+            .location
+            .as_ref()
+            .is_some_and(|l| l.chars().count() > 200)
+        {
+            err("location", "must be at most 200 characters");
+        }
+        if bad.is_empty() { Ok(()) } else { Err(bad) }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum PostStatus {
+    Live,
+    Hidden,
+    Deleted,
+    Expired,
+}
+
+/// A post row of a shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Post {
+    pub city: String,
+    pub id: Id,
+    pub user_id: Id,
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub fields: PostFields,
+    pub status: PostStatus,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The columns of `Post`, for SELECTs.
+pub const POST_COLUMNS: &str = "city, id, user_id, category, title, description, price, \
+    location, image_count, status, version, created_at, updated_at, expires_at";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let f = PostFields {
+            category: "weapons".into(),
+            title: "  ".into(),
+            description: "x".repeat(20_001),
+            price: Some(-1),
+            location: None,
+            image_count: 11,
+        };
+        let fields: Vec<_> = f.validate().unwrap_err().iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            ["title", "description", "price", "category", "image_count"]
+        );
+    }
+}
