@@ -32,6 +32,8 @@ pub mod bench;
 #[cfg(feature = "server")]
 pub mod compile;
 #[cfg(feature = "server")]
+pub mod dns;
+#[cfg(feature = "server")]
 pub mod source;
 
 pub use address::public_address;
