@@ -112,3 +112,89 @@ pub async fn prepared() -> State {
     }
     state
 }
+
+/// Puts a new city on `shard` (catalog shard_map and the shard's fence, both
+/// at epoch 1, active), as `seed` would.
+pub async fn new_city(region: &Region, shard: &Shard, prefix: &str) -> String {
+    let city = unique_city(prefix);
+    let catalog = pool(&region.catalog_url).await;
+    sqlx::query(
+        "INSERT INTO shard_map (city, region, shard, state, epoch) VALUES ($1, $2, $3, 'active', 1)",
+    )
+    .bind(&city)
+    .bind(&region.name)
+    .bind(&shard.name)
+    .execute(&catalog)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO city_fence (city, epoch, state) VALUES ($1, 1, 'active')")
+        .bind(&city)
+        .execute(&pool(&shard.primary_url).await)
+        .await
+        .unwrap();
+    city
+}
+
+/// An id generator with a node number leased from the region's catalog.
+pub async fn ids(region: &Region) -> region_core::model::IdGenerator {
+    let catalog = pool(&region.catalog_url).await;
+    let lease = region_core::catalog::NodeLease::acquire(
+        &catalog,
+        &unique_city("test-holder"),
+        std::time::Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    region_core::model::IdGenerator::new(
+        std::sync::Arc::new(region_core::clock::SystemClock),
+        0,
+        lease.node,
+        lease.valid_until,
+    )
+}
+
+pub fn sample_post(title: &str) -> region_core::model::PostFields {
+    region_core::model::PostFields {
+        category: "for-sale".into(),
+        title: title.into(),
+        description: "Barely used. <b>No</b> '; DROP TABLE posts; --".into(),
+        price: Some(120),
+        location: Some("Back Bay".into()),
+        image_count: 0,
+    }
+}
+
+/// A create command for a new post by `user` in `city` at epoch 1.
+pub async fn create_command(
+    ids: &region_core::model::IdGenerator,
+    city: &str,
+    user: region_core::model::Id,
+    title: &str,
+) -> region_core::model::Command {
+    region_core::model::Command {
+        id: ids.next().await.unwrap(),
+        city: city.to_string(),
+        created_at: chrono::Utc::now(),
+        epoch: 1,
+        kind: region_core::model::CommandKind::Create {
+            post_id: ids.next().await.unwrap(),
+            user_id: user,
+            post: sample_post(title),
+        },
+    }
+}
+
+pub fn target(shard: &Shard, primary: PgPool) -> region_core::apply::ShardTarget {
+    region_core::apply::ShardTarget {
+        name: shard.name.clone(),
+        primary,
+    }
+}
+
+pub async fn count(pool: &PgPool, sql: &str, city: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .bind(city)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}

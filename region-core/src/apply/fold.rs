@@ -1,0 +1,377 @@
+//! The pure part of apply: commands folded, in order, over the current rows
+//! they touch. No database here, so every rule is unit-tested.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::model::event::GoneReason;
+use crate::model::post::POST_LIFETIME;
+use crate::model::{Command, CommandKind, Event, Id, Post, PostFields, PostStatus};
+
+/// What happened to one command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied; `version` is the post version it produced (none when it
+    /// changed no post, e.g. a repeated report).
+    Applied { version: Option<i64> },
+    /// Valid in the log but not applicable (e.g. editing a deleted post):
+    /// recorded so its status URL can say why, never retried.
+    Rejected(String),
+}
+
+impl Outcome {
+    pub fn as_db_text(&self) -> String {
+        match self {
+            Outcome::Applied { .. } => "applied".to_string(),
+            Outcome::Rejected(why) => format!("rejected: {why}"),
+        }
+    }
+}
+
+/// A new report row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReport {
+    pub city: String,
+    pub post_id: Id,
+    pub reporter_id: Id,
+    pub reason: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Rows as read (locked) before folding.
+#[derive(Debug, Default)]
+pub struct Current {
+    pub posts: HashMap<(String, Id), Post>,
+    /// Existing reporters per post.
+    pub reporters: HashMap<(String, Id), HashSet<Id>>,
+}
+
+#[derive(Debug, Default)]
+pub struct Folded {
+    /// Final state of every post that changed, to upsert.
+    pub changed: HashMap<(String, Id), Post>,
+    pub reports: Vec<NewReport>,
+    pub events: Vec<Event>,
+    pub outcomes: Vec<(Id, String, Outcome)>,
+}
+
+pub fn fold(commands: &[Command], mut current: Current, hide_after_reports: usize) -> Folded {
+    let mut out = Folded::default();
+    for c in commands {
+        let outcome = match step(c, &mut current, hide_after_reports, &mut out) {
+            Ok(version) => Outcome::Applied { version },
+            Err(why) => Outcome::Rejected(why.to_string()),
+        };
+        out.outcomes.push((c.id, c.city.clone(), outcome));
+    }
+    out
+}
+
+fn step(
+    c: &Command,
+    cur: &mut Current,
+    hide_after: usize,
+    out: &mut Folded,
+) -> Result<Option<i64>, &'static str> {
+    let city = c.city.clone();
+    let now = c.created_at;
+    match &c.kind {
+        CommandKind::Create {
+            post_id,
+            user_id,
+            post,
+        } => {
+            if cur.posts.contains_key(&(city.clone(), *post_id)) {
+                return Err("a post with this id exists");
+            }
+            post.validate().map_err(|_| "invalid post")?;
+            let p = Post {
+                city: city.clone(),
+                id: *post_id,
+                user_id: *user_id,
+                fields: post.clone(),
+                status: PostStatus::Live,
+                version: 1,
+                created_at: now,
+                updated_at: now,
+                expires_at: now + POST_LIFETIME,
+            };
+            Ok(Some(changed(c, cur, out, p)))
+        }
+        CommandKind::Update {
+            post_id,
+            user_id,
+            post,
+        } => {
+            let mut p = owned_live(cur, &city, *post_id, *user_id)?;
+            post.validate().map_err(|_| "invalid post")?;
+            p.fields = post.clone();
+            p.updated_at = now;
+            Ok(Some(changed(c, cur, out, p)))
+        }
+        CommandKind::Renew { post_id, user_id } => {
+            let mut p = owned(cur, &city, *post_id, *user_id)?;
+            if !matches!(p.status, PostStatus::Live | PostStatus::Expired) {
+                return Err("the post is deleted or hidden");
+            }
+            p.status = PostStatus::Live;
+            p.expires_at = now + POST_LIFETIME;
+            p.updated_at = now;
+            Ok(Some(changed(c, cur, out, p)))
+        }
+        CommandKind::Delete { post_id, user_id } => {
+            let p = owned(cur, &city, *post_id, *user_id)?;
+            if p.status == PostStatus::Deleted {
+                return Ok(None);
+            }
+            Ok(Some(gone(c, cur, out, p, GoneReason::Deleted)))
+        }
+        CommandKind::Hide { post_id, .. } => {
+            let p = existing(cur, &city, *post_id)?;
+            if p.status != PostStatus::Live {
+                return Ok(None);
+            }
+            Ok(Some(gone(c, cur, out, p, GoneReason::Hidden)))
+        }
+        CommandKind::Report {
+            post_id,
+            reporter_id,
+            reason,
+        } => {
+            let p = existing(cur, &city, *post_id)?;
+            let reporters = cur.reporters.entry((city.clone(), *post_id)).or_default();
+            if !reporters.insert(*reporter_id) {
+                return Ok(None);
+            }
+            out.reports.push(NewReport {
+                city: city.clone(),
+                post_id: *post_id,
+                reporter_id: *reporter_id,
+                reason: reason.clone(),
+                created_at: now,
+            });
+            if reporters.len() >= hide_after && p.status == PostStatus::Live {
+                return Ok(Some(gone(c, cur, out, p, GoneReason::Hidden)));
+            }
+            Ok(None)
+        }
+        CommandKind::DeleteUser { user_id } => {
+            let mut theirs: Vec<Post> = cur
+                .posts
+                .values()
+                .filter(|p| p.city == city && p.user_id == *user_id)
+                .filter(|p| p.status != PostStatus::Deleted)
+                .cloned()
+                .collect();
+            theirs.sort_by_key(|p| p.id);
+            for p in theirs {
+                gone(c, cur, out, p, GoneReason::UserDeleted);
+            }
+            Ok(None)
+        }
+    }
+}
+
+fn existing(cur: &Current, city: &str, id: Id) -> Result<Post, &'static str> {
+    cur.posts
+        .get(&(city.to_string(), id))
+        .cloned()
+        .ok_or("no such post")
+}
+
+fn owned(cur: &Current, city: &str, id: Id, user: Id) -> Result<Post, &'static str> {
+    let p = existing(cur, city, id)?;
+    if p.user_id != user {
+        return Err("not the poster's post");
+    }
+    Ok(p)
+}
+
+fn owned_live(cur: &Current, city: &str, id: Id, user: Id) -> Result<Post, &'static str> {
+    let p = owned(cur, city, id, user)?;
+    if p.status != PostStatus::Live {
+        return Err("the post is not live");
+    }
+    Ok(p)
+}
+
+/// Records a visible change: version bumped, event, new current state.
+fn changed(c: &Command, cur: &mut Current, out: &mut Folded, mut p: Post) -> i64 {
+    p.version += if cur.posts.contains_key(&(p.city.clone(), p.id)) {
+        1
+    } else {
+        0
+    };
+    let v = p.version;
+    out.events.push(Event::PostChanged {
+        command_id: c.id,
+        post: p.clone(),
+    });
+    remember(cur, out, p);
+    v
+}
+
+/// Records a post leaving view. Deleted content is erased (the row stays as
+/// a tombstone with its version); hidden content is kept for moderators.
+fn gone(c: &Command, cur: &mut Current, out: &mut Folded, mut p: Post, why: GoneReason) -> i64 {
+    p.version += 1;
+    p.updated_at = c.created_at;
+    p.status = match why {
+        GoneReason::Hidden => PostStatus::Hidden,
+        GoneReason::Expired => PostStatus::Expired,
+        GoneReason::Deleted | GoneReason::UserDeleted => PostStatus::Deleted,
+    };
+    if p.status == PostStatus::Deleted {
+        p.fields = PostFields {
+            category: p.fields.category.clone(),
+            title: String::new(),
+            description: String::new(),
+            price: None,
+            location: None,
+            image_count: 0,
+        };
+    }
+    out.events.push(Event::PostGone {
+        command_id: c.id,
+        city: p.city.clone(),
+        post_id: p.id,
+        version: p.version,
+        reason: why,
+    });
+    let v = p.version;
+    remember(cur, out, p);
+    v
+}
+
+fn remember(cur: &mut Current, out: &mut Folded, p: Post) {
+    let key = (p.city.clone(), p.id);
+    cur.posts.insert(key.clone(), p.clone());
+    out.changed.insert(key, p);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+
+    fn fields(title: &str) -> PostFields {
+        PostFields {
+            category: "for-sale".into(),
+            title: title.into(),
+            description: "desc".into(),
+            price: Some(10),
+            location: None,
+            image_count: 0,
+        }
+    }
+
+    fn cmd(id: i64, kind: CommandKind) -> Command {
+        Command {
+            id: Id(id),
+            city: "boston".into(),
+            created_at: DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::seconds(id),
+            epoch: 1,
+            kind,
+        }
+    }
+
+    fn create(id: i64, post: i64, user: i64) -> Command {
+        cmd(
+            id,
+            CommandKind::Create {
+                post_id: Id(post),
+                user_id: Id(user),
+                post: fields("bike"),
+            },
+        )
+    }
+
+    #[test]
+    fn create_then_update_in_one_batch_gives_version_two_and_two_events() {
+        let batch = [
+            create(1, 100, 7),
+            cmd(
+                2,
+                CommandKind::Update {
+                    post_id: Id(100),
+                    user_id: Id(7),
+                    post: fields("red bike"),
+                },
+            ),
+        ];
+        let f = fold(&batch, Current::default(), 3);
+        let p = &f.changed[&("boston".to_string(), Id(100))];
+        assert_eq!((p.version, p.fields.title.as_str()), (2, "red bike"));
+        assert_eq!(f.events.len(), 2);
+        assert_eq!(f.outcomes[1].2, Outcome::Applied { version: Some(2) });
+    }
+
+    #[test]
+    fn someone_elses_post_is_rejected_and_unchanged() {
+        let f = fold(&[create(1, 100, 7)], Current::default(), 3);
+        let cur = Current {
+            posts: f.changed,
+            ..Current::default()
+        };
+        let f = fold(
+            &[cmd(
+                2,
+                CommandKind::Delete {
+                    post_id: Id(100),
+                    user_id: Id(8),
+                },
+            )],
+            cur,
+            3,
+        );
+        assert!(f.changed.is_empty() && f.events.is_empty());
+        assert!(matches!(f.outcomes[0].2, Outcome::Rejected(_)));
+    }
+
+    #[test]
+    fn distinct_reporters_hide_a_post_at_the_threshold() {
+        let mut batch = vec![create(1, 100, 7)];
+        for (i, reporter) in [50, 50, 51, 52].into_iter().enumerate() {
+            batch.push(cmd(
+                10 + i as i64,
+                CommandKind::Report {
+                    post_id: Id(100),
+                    reporter_id: Id(reporter),
+                    reason: "spam".into(),
+                },
+            ));
+        }
+        let f = fold(&batch, Current::default(), 3);
+        assert_eq!(f.reports.len(), 3, "the same reporter counts once");
+        let p = &f.changed[&("boston".to_string(), Id(100))];
+        assert_eq!(p.status, PostStatus::Hidden);
+        assert!(matches!(
+            f.events.last(),
+            Some(Event::PostGone {
+                reason: GoneReason::Hidden,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn delete_user_erases_every_post_of_the_user() {
+        let f = fold(
+            &[create(1, 100, 7), create(2, 101, 7), create(3, 102, 8)],
+            Current::default(),
+            3,
+        );
+        let cur = Current {
+            posts: f.changed,
+            ..Current::default()
+        };
+        let f = fold(
+            &[cmd(4, CommandKind::DeleteUser { user_id: Id(7) })],
+            cur,
+            3,
+        );
+        assert_eq!(f.changed.len(), 2);
+        assert!(f.changed.values().all(|p| p.status == PostStatus::Deleted
+            && p.fields.title.is_empty()
+            && p.version == 2));
+    }
+}

@@ -1,0 +1,508 @@
+//! `apply`: one transaction per batch per shard (design §4).
+//!
+//! In order: lock and check each city's fence, claim the commands in
+//! `applied_commands` (a replayed one is skipped), lock and read the rows the
+//! commands touch, fold the commands over them (`fold`), write the result
+//! with guarded multi-row upserts, write the events to the outbox, commit.
+//! Everything or nothing: a crash before the commit leaves no trace, and the
+//! replay after it is applied once.
+
+pub mod fold;
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::lsn::{self, Lsn};
+use crate::model::post::POST_COLUMNS;
+use crate::model::{Command, Event, Id, IdGenerator, Post};
+use crate::token::WriteToken;
+use fold::{Current, Outcome};
+
+/// The commands of one city, with the epoch the caller routed them with
+/// (from its shard map, not the one inside each command).
+#[derive(Debug, Clone)]
+pub struct CityBatch {
+    pub city: String,
+    pub epoch: i64,
+    pub commands: Vec<Command>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyConfig {
+    /// Distinct reporters that hide a post.
+    pub hide_after_reports: usize,
+}
+
+impl Default for ApplyConfig {
+    fn default() -> Self {
+        ApplyConfig {
+            hide_after_reports: 3,
+        }
+    }
+}
+
+/// What the caller must do with a city the shard's fence refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FenceAction {
+    /// The city moved (epoch changed, or it is gone from this shard):
+    /// reload the shard map and send the commands to the city's new shard.
+    Reroute,
+    /// The city is frozen for a cutover: hold its commands and retry soon.
+    Hold,
+}
+
+/// The shard's fence refused a city's commands; none of them was applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "shard {shard} refused city {city} routed with epoch {routed_epoch}: \
+     the shard's fence says {fence}; {}",
+    match .action {
+        FenceAction::Reroute => "reload the shard map and re-route its commands",
+        FenceAction::Hold => "hold its commands and retry after the cutover",
+    }
+)]
+pub struct FenceError {
+    pub shard: String,
+    pub city: String,
+    pub routed_epoch: i64,
+    /// `epoch N state S`, or `no fence row`.
+    pub fence: String,
+    pub action: FenceAction,
+    pub commands: Vec<Id>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("shard {shard}: {source}")]
+    Db {
+        shard: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A guarded upsert found a newer row than the one it read: another
+    /// writer changed it concurrently. Rolled back; safe to retry the batch.
+    #[error("shard {shard}: concurrent change to posts of this batch; retry it")]
+    Conflict { shard: String },
+    #[error("shard {shard}: no id for an outbox row: {source}")]
+    Ids {
+        shard: String,
+        #[source]
+        source: crate::model::idgen::IdError,
+    },
+}
+
+/// One command's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandResult {
+    pub command_id: Id,
+    pub city: String,
+    pub outcome: Outcome,
+    /// False when this command had been applied before (a replay): nothing
+    /// was written for it this time.
+    pub fresh: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub shard: String,
+    /// A WAL position at or after this batch's commit on the shard primary.
+    pub lsn: Lsn,
+    pub results: Vec<CommandResult>,
+    /// The events written to the outbox (empty for a replayed batch).
+    pub events: Vec<Event>,
+    pub refused: Vec<FenceError>,
+    epochs: HashMap<String, i64>,
+}
+
+impl Applied {
+    /// The read-your-writes token for one command of the batch.
+    pub fn token(&self, command_id: Id) -> Option<WriteToken> {
+        let r = self.results.iter().find(|r| r.command_id == command_id)?;
+        let version = match r.outcome {
+            Outcome::Applied { version } => version.unwrap_or(0),
+            Outcome::Rejected(_) => 0,
+        };
+        Some(WriteToken {
+            epoch: *self.epochs.get(&r.city)?,
+            shard: self.shard.clone(),
+            lsn: self.lsn,
+            version,
+        })
+    }
+}
+
+/// The shard a batch goes to.
+#[derive(Debug, Clone)]
+pub struct ShardTarget {
+    pub name: String,
+    pub primary: PgPool,
+}
+
+pub async fn apply(
+    shard: &ShardTarget,
+    batch: &[CityBatch],
+    ids: &IdGenerator,
+    config: ApplyConfig,
+) -> Result<Applied, ApplyError> {
+    let db = |source| ApplyError::Db {
+        shard: shard.name.clone(),
+        source,
+    };
+    let mut tx = shard.primary.begin().await.map_err(db)?;
+
+    // 1. Fences. FOR SHARE: a cutover's UPDATE of the row waits for this
+    //    transaction, and this read waits for a cutover in progress and then
+    //    sees its result, so a write routed with the old epoch cannot slip in
+    //    while the city is being switched.
+    let cities: Vec<String> = batch.iter().map(|b| b.city.clone()).collect();
+    let fences: Vec<(String, i64, String)> = sqlx::query_as(
+        "SELECT city, epoch, state FROM city_fence WHERE city = ANY($1)
+         ORDER BY city FOR SHARE",
+    )
+    .bind(&cities)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db)?;
+    let mut refused = Vec::new();
+    let mut admitted: Vec<&CityBatch> = Vec::new();
+    for b in batch {
+        let fence = fences.iter().find(|(c, _, _)| *c == b.city);
+        let verdict = match fence {
+            Some((_, epoch, state)) if *epoch == b.epoch && state == "active" => None,
+            Some((_, epoch, state)) if *epoch == b.epoch && state == "frozen" => {
+                Some((format!("epoch {epoch} state {state}"), FenceAction::Hold))
+            }
+            Some((_, epoch, state)) => {
+                Some((format!("epoch {epoch} state {state}"), FenceAction::Reroute))
+            }
+            None => Some(("no fence row".to_string(), FenceAction::Reroute)),
+        };
+        // A command filed under another city's batch is a caller bug; refuse
+        // the batch's commands rather than apply them under the wrong fence.
+        let verdict = match b.commands.iter().find(|c| c.city != b.city) {
+            Some(c) => Some((
+                format!("nothing: command {} is for city {}", c.id, c.city),
+                FenceAction::Reroute,
+            )),
+            None => verdict,
+        };
+        match verdict {
+            None => admitted.push(b),
+            Some((fence, action)) => refused.push(FenceError {
+                shard: shard.name.clone(),
+                city: b.city.clone(),
+                routed_epoch: b.epoch,
+                fence,
+                action,
+                commands: b.commands.iter().map(|c| c.id).collect(),
+            }),
+        }
+    }
+    let epochs: HashMap<String, i64> = admitted.iter().map(|b| (b.city.clone(), b.epoch)).collect();
+
+    // 2. Claim. Commands already in applied_commands come back missing from
+    //    RETURNING and are skipped; a concurrent writer claiming the same
+    //    command waits on the primary key and then skips it.
+    let all: Vec<&Command> = admitted.iter().flat_map(|b| b.commands.iter()).collect();
+    let (claim_cities, claim_ids): (Vec<String>, Vec<i64>) =
+        all.iter().map(|c| (c.city.clone(), c.id.0)).unzip();
+    let claimed: Vec<(String, i64)> = sqlx::query_as(
+        "INSERT INTO applied_commands (city, command_id, outcome)
+         SELECT DISTINCT c, id, 'applied' FROM unnest($1::text[], $2::bigint[]) AS t(c, id)
+         ON CONFLICT (city, command_id) DO NOTHING
+         RETURNING city, command_id",
+    )
+    .bind(&claim_cities)
+    .bind(&claim_ids)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db)?;
+    let claimed: HashSet<(String, i64)> = claimed.into_iter().collect();
+    let mut seen = HashSet::new();
+    let fresh: Vec<Command> = all
+        .iter()
+        .filter(|c| {
+            claimed.contains(&(c.city.clone(), c.id.0)) && seen.insert((c.city.clone(), c.id))
+        })
+        .map(|c| (*c).clone())
+        .collect();
+
+    // 3. Read and lock what the fresh commands touch.
+    let current = load_current(&mut tx, &fresh).await.map_err(db)?;
+
+    // 4. Fold.
+    let folded = fold::fold(&fresh, current, config.hide_after_reports);
+
+    // 5. Write.
+    write_posts(&mut tx, &shard.name, folded.changed.values()).await?;
+    write_reports(&mut tx, &folded.reports).await.map_err(db)?;
+    let rejected: Vec<(String, i64, String)> = folded
+        .outcomes
+        .iter()
+        .filter(|(_, _, o)| matches!(o, Outcome::Rejected(_)))
+        .map(|(id, city, o)| (city.clone(), id.0, o.as_db_text()))
+        .collect();
+    if !rejected.is_empty() {
+        let (c, rest): (Vec<String>, Vec<(i64, String)>) =
+            rejected.into_iter().map(|(c, i, o)| (c, (i, o))).unzip();
+        let (i, o): (Vec<i64>, Vec<String>) = rest.into_iter().unzip();
+        sqlx::query(
+            "UPDATE applied_commands a SET outcome = t.o
+             FROM unnest($1::text[], $2::bigint[], $3::text[]) AS t(c, id, o)
+             WHERE a.city = t.c AND a.command_id = t.id",
+        )
+        .bind(&c)
+        .bind(&i)
+        .bind(&o)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    }
+    write_outbox(&mut tx, &shard.name, &folded.events, ids).await?;
+
+    tx.commit().await.map_err(db)?;
+
+    // 6. The token's LSN: the insert position after our commit is at or past
+    //    the commit record, so a replica that replayed it sees this batch.
+    let lsn = lsn::fetch("SELECT pg_current_wal_insert_lsn()::text", &shard.primary)
+        .await
+        .map_err(db)?
+        .unwrap_or_default();
+
+    let fresh_ids: HashSet<(String, Id)> = fresh.iter().map(|c| (c.city.clone(), c.id)).collect();
+    let mut results: Vec<CommandResult> = folded
+        .outcomes
+        .into_iter()
+        .map(|(id, city, outcome)| CommandResult {
+            command_id: id,
+            city,
+            outcome,
+            fresh: true,
+        })
+        .collect();
+    for c in all {
+        if !fresh_ids.contains(&(c.city.clone(), c.id)) {
+            results.push(CommandResult {
+                command_id: c.id,
+                city: c.city.clone(),
+                outcome: Outcome::Applied { version: None },
+                fresh: false,
+            });
+        }
+    }
+    Ok(Applied {
+        shard: shard.name.clone(),
+        lsn,
+        results,
+        events: folded.events,
+        refused,
+        epochs,
+    })
+}
+
+async fn load_current(
+    tx: &mut Transaction<'_, Postgres>,
+    commands: &[Command],
+) -> Result<Current, sqlx::Error> {
+    use crate::model::CommandKind;
+    let mut post_keys: (Vec<String>, Vec<i64>) = Default::default();
+    let mut user_keys: (Vec<String>, Vec<i64>) = Default::default();
+    let mut report_keys: (Vec<String>, Vec<i64>) = Default::default();
+    for c in commands {
+        if let Some(p) = c.kind.post_id() {
+            post_keys.0.push(c.city.clone());
+            post_keys.1.push(p.0);
+        }
+        if let CommandKind::Report { post_id, .. } = &c.kind {
+            report_keys.0.push(c.city.clone());
+            report_keys.1.push(post_id.0);
+        }
+        if let CommandKind::DeleteUser { user_id } = &c.kind {
+            user_keys.0.push(c.city.clone());
+            user_keys.1.push(user_id.0);
+        }
+    }
+    let mut current = Current::default();
+    if commands.is_empty() {
+        return Ok(current);
+    }
+    // FOR UPDATE: the rows stay as read until commit, so the fold's versions
+    // are the ones the guarded upsert compares against.
+    let sql = format!(
+        "SELECT {POST_COLUMNS} FROM posts
+         WHERE (city, id) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))
+            OR (city, user_id) IN (SELECT * FROM unnest($3::text[], $4::bigint[]))
+         ORDER BY city, id FOR UPDATE"
+    );
+    let posts: Vec<Post> = sqlx::query_as(&sql)
+        .bind(&post_keys.0)
+        .bind(&post_keys.1)
+        .bind(&user_keys.0)
+        .bind(&user_keys.1)
+        .fetch_all(&mut **tx)
+        .await?;
+    for p in posts {
+        current.posts.insert((p.city.clone(), p.id), p);
+    }
+    if !report_keys.0.is_empty() {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT city, post_id, reporter_id FROM reports
+             WHERE (city, post_id) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))",
+        )
+        .bind(&report_keys.0)
+        .bind(&report_keys.1)
+        .fetch_all(&mut **tx)
+        .await?;
+        for (city, post, reporter) in rows {
+            current
+                .reporters
+                .entry((city, Id(post)))
+                .or_default()
+                .insert(Id(reporter));
+        }
+    }
+    Ok(current)
+}
+
+/// One multi-row upsert for every changed post. The WHERE never lets a row
+/// go back to a lower (or equal) version; since the rows were read FOR
+/// UPDATE, a row it skips means something is badly wrong, and the whole
+/// batch rolls back rather than half-apply.
+async fn write_posts<'a>(
+    tx: &mut Transaction<'_, Postgres>,
+    shard: &str,
+    posts: impl Iterator<Item = &'a Post>,
+) -> Result<(), ApplyError> {
+    let posts: Vec<&Post> = posts.collect();
+    if posts.is_empty() {
+        return Ok(());
+    }
+    let col = |f: fn(&Post) -> String| posts.iter().map(|p| f(p)).collect::<Vec<String>>();
+    let status: Vec<String> = posts
+        .iter()
+        .map(|p| {
+            serde_json::to_value(p.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        })
+        .collect();
+    let affected = sqlx::query(
+        "INSERT INTO posts (city, id, user_id, category, title, description, price, location,
+                            image_count, status, version, created_at, updated_at, expires_at)
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[],
+                              $6::text[], $7::bigint[], $8::text[], $9::smallint[], $10::text[],
+                              $11::bigint[], $12::timestamptz[], $13::timestamptz[],
+                              $14::timestamptz[])
+         ON CONFLICT (city, id) DO UPDATE SET
+            user_id = excluded.user_id, category = excluded.category, title = excluded.title,
+            description = excluded.description, price = excluded.price,
+            location = excluded.location, image_count = excluded.image_count,
+            status = excluded.status, version = excluded.version,
+            updated_at = excluded.updated_at, expires_at = excluded.expires_at
+         WHERE posts.version < excluded.version",
+    )
+    .bind(col(|p| p.city.clone()))
+    .bind(posts.iter().map(|p| p.id.0).collect::<Vec<_>>())
+    .bind(posts.iter().map(|p| p.user_id.0).collect::<Vec<_>>())
+    .bind(col(|p| p.fields.category.clone()))
+    .bind(col(|p| p.fields.title.clone()))
+    .bind(col(|p| p.fields.description.clone()))
+    .bind(posts.iter().map(|p| p.fields.price).collect::<Vec<_>>())
+    .bind(
+        posts
+            .iter()
+            .map(|p| p.fields.location.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        posts
+            .iter()
+            .map(|p| p.fields.image_count)
+            .collect::<Vec<_>>(),
+    )
+    .bind(status)
+    .bind(posts.iter().map(|p| p.version).collect::<Vec<_>>())
+    .bind(posts.iter().map(|p| p.created_at).collect::<Vec<_>>())
+    .bind(posts.iter().map(|p| p.updated_at).collect::<Vec<_>>())
+    .bind(posts.iter().map(|p| p.expires_at).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await
+    .map_err(|source| ApplyError::Db {
+        shard: shard.to_string(),
+        source,
+    })?
+    .rows_affected();
+    if affected != posts.len() as u64 {
+        return Err(ApplyError::Conflict {
+            shard: shard.to_string(),
+        });
+    }
+    Ok(())
+}
+
+async fn write_reports(
+    tx: &mut Transaction<'_, Postgres>,
+    reports: &[fold::NewReport],
+) -> Result<(), sqlx::Error> {
+    if reports.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO reports (city, post_id, reporter_id, reason, created_at)
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[],
+                              $5::timestamptz[])
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(reports.iter().map(|r| r.city.clone()).collect::<Vec<_>>())
+    .bind(reports.iter().map(|r| r.post_id.0).collect::<Vec<_>>())
+    .bind(reports.iter().map(|r| r.reporter_id.0).collect::<Vec<_>>())
+    .bind(reports.iter().map(|r| r.reason.clone()).collect::<Vec<_>>())
+    .bind(reports.iter().map(|r| r.created_at).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn write_outbox(
+    tx: &mut Transaction<'_, Postgres>,
+    shard: &str,
+    events: &[Event],
+    ids: &IdGenerator,
+) -> Result<(), ApplyError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut seqs = Vec::with_capacity(events.len());
+    for _ in events {
+        let id = ids.next().await.map_err(|source| ApplyError::Ids {
+            shard: shard.to_string(),
+            source,
+        })?;
+        seqs.push(id.0);
+    }
+    let bodies: Vec<serde_json::Value> = events
+        .iter()
+        .map(|e| serde_json::to_value(e).unwrap_or(serde_json::Value::Null))
+        .collect();
+    sqlx::query(
+        "INSERT INTO outbox (city, seq, event)
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::jsonb[])",
+    )
+    .bind(
+        events
+            .iter()
+            .map(|e| e.city().to_string())
+            .collect::<Vec<_>>(),
+    )
+    .bind(&seqs)
+    .bind(&bodies)
+    .execute(&mut **tx)
+    .await
+    .map_err(|source| ApplyError::Db {
+        shard: shard.to_string(),
+        source,
+    })?;
+    Ok(())
+}

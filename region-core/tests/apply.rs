@@ -1,0 +1,184 @@
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use region_core::apply::fold::Outcome;
+use region_core::apply::{ApplyConfig, CityBatch, FenceAction, apply};
+use region_core::model::{CommandKind, Id};
+
+#[tokio::test]
+async fn a_replayed_batch_changes_nothing_and_adds_no_outbox_row() {
+    let state = prepared().await;
+    let region = state.region();
+    let shard = &region.shards[0];
+    let city = new_city(region, shard, "replay").await;
+    let primary = pool(&shard.primary_url).await;
+    let ids = ids(region).await;
+    let create = create_command(&ids, &city, Id(42), "bike").await;
+    let post_id = create.kind.post_id().unwrap();
+    let update = region_core::model::Command {
+        id: ids.next().await.unwrap(),
+        kind: CommandKind::Update {
+            post_id,
+            user_id: Id(42),
+            post: sample_post("red bike"),
+        },
+        ..create.clone()
+    };
+    let batch = [CityBatch {
+        city: city.clone(),
+        epoch: 1,
+        commands: vec![create.clone(), update.clone()],
+    }];
+    let target = target(shard, primary.clone());
+
+    let first = apply(&target, &batch, &ids, ApplyConfig::default())
+        .await
+        .unwrap();
+    assert!(first.refused.is_empty());
+    assert_eq!(first.events.len(), 2);
+    assert_eq!(first.token(update.id).unwrap().version, 2);
+    let outbox = "SELECT count(*) FROM outbox WHERE city = $1";
+    assert_eq!(count(&primary, outbox, &city).await, 2);
+
+    let again = apply(&target, &batch, &ids, ApplyConfig::default())
+        .await
+        .unwrap();
+    assert!(again.events.is_empty());
+    assert!(again.results.iter().all(|r| !r.fresh));
+    assert_eq!(count(&primary, outbox, &city).await, 2);
+    let (version, title): (i64, String) =
+        sqlx::query_as("SELECT version, title FROM posts WHERE city = $1 AND id = $2")
+            .bind(&city)
+            .bind(post_id)
+            .fetch_one(&primary)
+            .await
+            .unwrap();
+    assert_eq!((version, title.as_str()), (2, "red bike"));
+}
+
+#[tokio::test]
+async fn someone_elses_edit_is_recorded_as_rejected() {
+    let state = prepared().await;
+    let region = state.region();
+    let shard = &region.shards[0];
+    let city = new_city(region, shard, "reject").await;
+    let primary = pool(&shard.primary_url).await;
+    let ids = ids(region).await;
+    let create = create_command(&ids, &city, Id(42), "lamp").await;
+    let delete = region_core::model::Command {
+        id: ids.next().await.unwrap(),
+        kind: CommandKind::Delete {
+            post_id: create.kind.post_id().unwrap(),
+            user_id: Id(43),
+        },
+        ..create.clone()
+    };
+    let batch = [CityBatch {
+        city: city.clone(),
+        epoch: 1,
+        commands: vec![create, delete.clone()],
+    }];
+    let applied = apply(
+        &target(shard, primary.clone()),
+        &batch,
+        &ids,
+        ApplyConfig::default(),
+    )
+    .await
+    .unwrap();
+    let r = applied
+        .results
+        .iter()
+        .find(|r| r.command_id == delete.id)
+        .unwrap();
+    assert!(matches!(r.outcome, Outcome::Rejected(_)));
+    let outcome: String = sqlx::query_scalar(
+        "SELECT outcome FROM applied_commands WHERE city = $1 AND command_id = $2",
+    )
+    .bind(&city)
+    .bind(delete.id)
+    .fetch_one(&primary)
+    .await
+    .unwrap();
+    assert!(outcome.starts_with("rejected"), "{outcome}");
+}
+
+#[tokio::test]
+async fn a_write_routed_with_the_old_epoch_is_refused_even_while_in_flight() {
+    let state = prepared().await;
+    let region = state.region();
+    let shard = &region.shards[0];
+    let city = new_city(region, shard, "fence").await;
+    let primary = pool(&shard.primary_url).await;
+    let ids = ids(region).await;
+
+    // A cutover in progress: it holds the fence row while it switches the city.
+    let mut cutover = primary.begin().await.unwrap();
+    sqlx::query("UPDATE city_fence SET epoch = 2, state = 'gone' WHERE city = $1")
+        .bind(&city)
+        .execute(&mut *cutover)
+        .await
+        .unwrap();
+
+    // A writer whose map still says epoch 1 starts its batch meanwhile.
+    let create = create_command(&ids, &city, Id(42), "sofa").await;
+    let batch = vec![CityBatch {
+        city: city.clone(),
+        epoch: 1,
+        commands: vec![create.clone()],
+    }];
+    let writer = {
+        let target = target(shard, primary.clone());
+        let ids = ids.clone();
+        tokio::spawn(async move { apply(&target, &batch, &ids, ApplyConfig::default()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !writer.is_finished(),
+        "the writer must wait for the fence row"
+    );
+    cutover.commit().await.unwrap();
+
+    let applied = writer.await.unwrap().unwrap();
+    assert_eq!(applied.refused.len(), 1);
+    let refusal = &applied.refused[0];
+    assert_eq!(refusal.action, FenceAction::Reroute);
+    assert!(refusal.to_string().contains("re-route"), "{refusal}");
+    assert_eq!(refusal.commands, vec![create.id]);
+    assert!(applied.results.is_empty());
+    for table in ["posts", "outbox", "applied_commands"] {
+        let sql = format!("SELECT count(*) FROM {table} WHERE city = $1");
+        assert_eq!(count(&primary, &sql, &city).await, 0, "{table}");
+    }
+}
+
+#[tokio::test]
+async fn a_frozen_city_is_held_not_rerouted() {
+    let state = prepared().await;
+    let region = state.region();
+    let shard = &region.shards[0];
+    let city = new_city(region, shard, "frozen").await;
+    let primary = pool(&shard.primary_url).await;
+    sqlx::query("UPDATE city_fence SET state = 'frozen' WHERE city = $1")
+        .bind(&city)
+        .execute(&primary)
+        .await
+        .unwrap();
+    let ids = ids(region).await;
+    let batch = [CityBatch {
+        city: city.clone(),
+        epoch: 1,
+        commands: vec![create_command(&ids, &city, Id(1), "desk").await],
+    }];
+    let applied = apply(
+        &target(shard, primary),
+        &batch,
+        &ids,
+        ApplyConfig::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(applied.refused[0].action, FenceAction::Hold);
+}
