@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod catalog;
 pub mod clock;
+pub mod db;
 pub mod lsn;
 pub mod migrate;
 pub mod model;

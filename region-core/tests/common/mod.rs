@@ -1,7 +1,11 @@
 //! The stack `deploy/test` started: read from `$CITYBOARD_HOME/state.json`.
 #![allow(dead_code)]
 
+pub mod nodes;
+
 use std::path::PathBuf;
+
+pub use nodes::{start_node, stop_node};
 
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -197,4 +201,70 @@ pub async fn count(pool: &PgPool, sql: &str, city: &str) -> i64 {
         .fetch_one(pool)
         .await
         .unwrap()
+}
+
+/// A router over the region, with fresh replica status.
+pub async fn router(region: &Region) -> region_core::db::Router {
+    let catalog = pool(&region.catalog_url).await;
+    let r = region_core::db::Router::connect(catalog, &region.name, Default::default())
+        .await
+        .unwrap();
+    r.poll_now().await;
+    r
+}
+
+/// Scans of `posts` on one node, from Postgres' own statistics. Counters on
+/// a standby count that standby's reads only.
+pub async fn post_scans(url: &str) -> i64 {
+    let p = pool(url).await;
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(coalesce(seq_scan, 0) + coalesce(idx_scan, 0)), 0)::bigint
+         FROM pg_stat_user_tables WHERE relname = 'posts'",
+    )
+    .fetch_one(&p)
+    .await
+    .unwrap()
+}
+
+/// Waits until every replica of `shard` has replayed the primary's current
+/// position.
+pub async fn replicas_caught_up(shard: &Shard) {
+    let primary = pool(&shard.primary_url).await;
+    let target: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(&primary)
+        .await
+        .unwrap();
+    for url in &shard.replica_urls {
+        let r = pool(url).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let done: bool =
+                sqlx::query_scalar("SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn")
+                    .bind(&target)
+                    .fetch_one(&r)
+                    .await
+                    .unwrap();
+            if done {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{url} does not catch up"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Runs `body`, then `cleanup` even if `body` panicked, then re-raises.
+pub async fn with_cleanup<F, C>(body: F, cleanup: C)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+    C: std::future::Future<Output = ()>,
+{
+    let result = tokio::spawn(body).await;
+    cleanup.await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
 }

@@ -1,0 +1,185 @@
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use region_core::apply::{ApplyConfig, CityBatch, apply};
+use region_core::db::Node;
+use region_core::db::queries::GetPost;
+use region_core::model::Id;
+use region_core::token::{Consistency, WriteToken};
+
+/// Creates one post in a new city on the replicated shard; returns the city,
+/// the query for the post and the write's token.
+async fn one_post(state: &State, prefix: &str) -> (String, GetPost, WriteToken) {
+    let region = state.region();
+    let shard = state.replicated_shard();
+    let city = new_city(region, shard, prefix).await;
+    let ids = ids(region).await;
+    let create = create_command(&ids, &city, Id(7), "table").await;
+    let post_id = create.kind.post_id().unwrap();
+    let applied = apply(
+        &target(shard, pool(&shard.primary_url).await),
+        &[CityBatch {
+            city: city.clone(),
+            epoch: 1,
+            commands: vec![create.clone()],
+        }],
+        &ids,
+        ApplyConfig::default(),
+    )
+    .await
+    .unwrap();
+    let token = applied.token(create.id).unwrap();
+    (city.clone(), GetPost { city, id: post_id }, token)
+}
+
+#[tokio::test]
+async fn reads_without_a_token_are_served_by_replicas() {
+    let state = prepared().await;
+    let shard = state.replicated_shard();
+    let (city, query, _) = one_post(&state, "replicaread").await;
+    replicas_caught_up(shard).await;
+    let router = router(state.region()).await;
+    let mut before = 0;
+    for url in &shard.replica_urls {
+        before += post_scans(url).await;
+    }
+
+    const READS: i64 = 20;
+    for _ in 0..READS {
+        let served = router.read(&city, &Consistency::Any, &query).await.unwrap();
+        assert!(matches!(served.node, Node::Replica(_)), "{:?}", served.node);
+        assert!(served.value.is_some());
+    }
+
+    // Backends publish their statistics about once a second.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut after = 0;
+        for url in &shard.replica_urls {
+            after += post_scans(url).await;
+        }
+        if after - before >= READS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas' statistics show {} reads of posts, expected at least {READS}",
+            after - before
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_token_from_another_shard_or_epoch_reads_from_the_primary() {
+    let state = prepared().await;
+    let (city, query, token) = one_post(&state, "foreigntoken").await;
+    let router = router(state.region()).await;
+    let moved = WriteToken {
+        epoch: token.epoch + 1,
+        ..token
+    };
+    let served = router
+        .read(&city, &Consistency::AtLeast(moved), &query)
+        .await
+        .unwrap();
+    assert_eq!(served.node, Node::Primary);
+    assert!(served.value.is_some());
+}
+
+#[tokio::test]
+async fn a_city_of_no_shard_here_is_not_served() {
+    let state = prepared().await;
+    let router = router(state.region()).await;
+    let err = router
+        .read(
+            "atlantis",
+            &Consistency::Any,
+            &GetPost {
+                city: "atlantis".into(),
+                id: Id(1),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, region_core::db::RouteError::NotServed(_)),
+        "{err}"
+    );
+}
+
+async fn set_apply_delay(urls: &[String], delay: &str) {
+    for url in urls {
+        let p = pool(url).await;
+        sqlx::query(&format!(
+            "ALTER SYSTEM SET recovery_min_apply_delay = '{delay}'"
+        ))
+        .execute(&p)
+        .await
+        .unwrap();
+        sqlx::query("SELECT pg_reload_conf()")
+            .execute(&p)
+            .await
+            .unwrap();
+    }
+}
+
+/// Delays every replica of the shard (shared nodes: serial, and put back).
+#[tokio::test]
+async fn serial_a_token_read_is_never_answered_by_a_delayed_replica() {
+    let state = prepared().await;
+    let shard = state.replicated_shard().clone();
+    let urls = shard.replica_urls.clone();
+    set_apply_delay(&urls, "3s").await;
+    // The new setting applies to the next commit the replicas replay.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let body = async move {
+        let (city, query, token) = one_post(&state, "delayed").await;
+        // The proof that the replicas really are behind this write.
+        for url in &state.replicated_shard().replica_urls {
+            let direct = pool(url).await;
+            let mut conn = direct.acquire().await.unwrap();
+            use region_core::db::ReadQuery;
+            assert!(
+                query.run(&mut conn).await.unwrap().is_none(),
+                "{url} is not delayed"
+            );
+        }
+        let router = router(state.region()).await;
+        let with_token = Consistency::AtLeast(token);
+        let until = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < until {
+            let served = router.read(&city, &with_token, &query).await.unwrap();
+            assert_eq!(served.node, Node::Primary, "a delayed replica answered");
+            assert!(served.value.is_some(), "the author must see the post");
+            router.poll_now().await;
+        }
+    };
+    with_cleanup(body, async {
+        set_apply_delay(&urls, "0").await;
+        replicas_caught_up(&shard).await;
+    })
+    .await;
+}
+
+/// Stops one replica (shared node: serial, and started again).
+#[tokio::test]
+async fn serial_a_stopped_replica_causes_no_error() {
+    let state = prepared().await;
+    let shard = state.replicated_shard().clone();
+    let (city, query, _) = one_post(&state, "stopped").await;
+    replicas_caught_up(&shard).await;
+    let victim = shard.replica_urls[0].clone();
+    let router = router(state.region()).await;
+    let node = stop_node(&victim).await;
+    let body = async move {
+        for _ in 0..10 {
+            let served = router.read(&city, &Consistency::Any, &query).await.unwrap();
+            assert_ne!(served.node, Node::Replica(victim.clone()));
+            assert!(served.value.is_some());
+        }
+    };
+    with_cleanup(body, start_node(node)).await;
+}
