@@ -5,6 +5,7 @@ pub mod nodes;
 
 use std::path::PathBuf;
 
+#[allow(unused_imports)]
 pub use nodes::{start_node, stop_node};
 
 use serde::Deserialize;
