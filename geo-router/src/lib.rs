@@ -34,6 +34,8 @@ pub mod compile;
 #[cfg(feature = "server")]
 pub mod dns;
 #[cfg(feature = "server")]
+pub mod fuzzing;
+#[cfg(feature = "server")]
 pub mod source;
 
 pub use address::public_address;
