@@ -183,3 +183,100 @@ async fn serial_a_stopped_replica_causes_no_error() {
     };
     with_cleanup(body, start_node(node)).await;
 }
+
+/// A read that holds its snapshot for a while, long enough for the primary's
+/// VACUUM to remove rows it could still see.
+struct SlowCount {
+    city: String,
+}
+
+impl region_core::db::ReadQuery for SlowCount {
+    type Output = i64;
+    fn run<'c>(
+        &'c self,
+        conn: &'c mut sqlx::PgConnection,
+    ) -> region_core::db::read::BoxFuture<'c, Result<i64, sqlx::Error>> {
+        Box::pin(async move {
+            sqlx::query_scalar("SELECT count(*) FROM posts, pg_sleep(1.5) WHERE city = $1")
+                .bind(&self.city)
+                .fetch_one(conn)
+                .await
+        })
+    }
+}
+
+async fn standby_conflicts(url: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT (confl_snapshot + confl_lock + confl_bufferpin)::bigint
+         FROM pg_stat_database_conflicts WHERE datname = current_database()",
+    )
+    .fetch_one(&pool(url).await)
+    .await
+    .unwrap()
+}
+
+async fn set_standby_delay(urls: &[String], value: Option<&str>) {
+    for url in urls {
+        let p = pool(url).await;
+        let sql = match value {
+            Some(v) => format!("ALTER SYSTEM SET max_standby_streaming_delay = '{v}'"),
+            None => "ALTER SYSTEM RESET max_standby_streaming_delay".to_string(),
+        };
+        sqlx::query(&sql).execute(&p).await.unwrap();
+        sqlx::query("SELECT pg_reload_conf()")
+            .execute(&p)
+            .await
+            .unwrap();
+    }
+}
+
+/// Makes the replicas cancel conflicting queries at once (shared nodes:
+/// serial, and put back).
+#[tokio::test]
+async fn serial_a_read_cancelled_by_a_recovery_conflict_is_answered_by_the_primary() {
+    let state = prepared().await;
+    let shard = state.replicated_shard().clone();
+    let urls = shard.replica_urls.clone();
+    set_standby_delay(&urls, Some("0")).await;
+    let body = async move {
+        let (city, _, _) = one_post(&state, "conflict").await;
+        let shard = state.replicated_shard();
+        replicas_caught_up(shard).await;
+        let mut before = 0;
+        for url in &shard.replica_urls {
+            before += standby_conflicts(url).await;
+        }
+        let router = router(state.region()).await;
+        let reader = {
+            let city = city.clone();
+            tokio::spawn(async move {
+                router
+                    .read(&city, &Consistency::Any, &SlowCount { city: city.clone() })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let primary = pool(&shard.primary_url).await;
+        sqlx::query("UPDATE posts SET description = description || '.' WHERE city = $1")
+            .bind(&city)
+            .execute(&primary)
+            .await
+            .unwrap();
+        sqlx::raw_sql("VACUUM posts")
+            .execute(&primary)
+            .await
+            .unwrap();
+        let served = reader.await.unwrap().unwrap();
+        assert_eq!(served.node, Node::Primary);
+        assert_eq!(served.value, 1);
+        let mut after = 0;
+        for url in &shard.replica_urls {
+            after += standby_conflicts(url).await;
+        }
+        assert!(
+            after > before,
+            "no recovery conflict happened on the replicas"
+        );
+    };
+    with_cleanup(body, set_standby_delay(&urls, None)).await;
+}

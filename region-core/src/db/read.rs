@@ -81,7 +81,8 @@ static ROUND_ROBIN: AtomicUsize = AtomicUsize::new(0);
 ///
 /// Replicas first (round robin among those up and within the staleness
 /// bound); one behind a read-your-writes token is skipped; a replica that
-/// fails to connect is marked down and skipped; a recovery conflict moves on.
+/// fails to connect is marked down and skipped; a recovery conflict goes to
+/// the primary.
 /// The primary is the last resort, and the only node for a pending write or
 /// a token from another shard or epoch (its LSN means nothing here).
 pub async fn read<Q: ReadQuery>(
@@ -142,8 +143,11 @@ pub async fn read<Q: ReadQuery>(
                     node: Node::Replica(replica.url.clone()),
                 });
             }
+            // Straight to the primary (design §4): the other replicas replay
+            // the same WAL and would likely cancel the query the same way.
             Err(e) if is_recovery_conflict(&e) => {
-                tracing::info!(replica = %replica.url, "recovery conflict; retrying elsewhere");
+                tracing::info!(replica = %replica.url, "recovery conflict; retrying on the primary");
+                break;
             }
             Err(e) if is_connection_error(&e) => {
                 replica.mark_down();
