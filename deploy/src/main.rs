@@ -1,1 +1,139 @@
-fn main() {}
+//! `cityboard`: bring a topology up as a local stack, watch it, measure it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use cityboard_deploy::home::Home;
+use cityboard_deploy::topology::TopologyError;
+use cityboard_deploy::{bench, commands, supervisor};
+
+#[derive(Parser)]
+#[command(
+    name = "cityboard",
+    version,
+    about = "Run and measure a local cityboard stack"
+)]
+struct Cli {
+    /// Directory of the stack: data, logs, pid files, secrets, state.
+    #[arg(
+        long,
+        env = "CITYBOARD_HOME",
+        default_value = ".cityboard",
+        global = true
+    )]
+    home: PathBuf,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start the stack (or repair the running one) and print where it is.
+    Up {
+        /// Topology file.
+        #[arg(
+            long,
+            short,
+            env = "CITYBOARD_TOPOLOGY",
+            default_value = "deploy/topology.toml"
+        )]
+        topology: PathBuf,
+        /// Seed demo posts.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Stop every process the stack started.
+    Down {
+        /// Also delete the stack's data, logs and secrets.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Health, restarts and replica lag of every component.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a component's log (`supervisor` for the supervisor's own).
+    Logs {
+        /// e.g. `us-east/shard-1/primary`.
+        component: String,
+        /// Lines to print first.
+        #[arg(long, short = 'n', default_value_t = 100)]
+        lines: usize,
+        /// Keep printing what is appended.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Open psql on an instance: `psql us-east shard-1 [--replica 1]` or `psql us-east catalog`.
+    Psql {
+        /// Region name.
+        region: String,
+        /// `shard-N`, `N` or `catalog`.
+        shard: String,
+        /// Connect to this replica instead of the primary.
+        #[arg(long)]
+        replica: Option<usize>,
+    },
+    /// Run a benchmark scenario against the running stack.
+    Bench {
+        /// Scenario name; `cityboard bench list` lists them.
+        scenario: String,
+        /// Print the figures as JSON too.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the supervisor in the foreground (started by `up`).
+    #[command(hide = true)]
+    Supervise,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let home = match Home::new(&cli.home) {
+        Ok(home) => home,
+        Err(e) => return fail(&e),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e.into()),
+    };
+    let result = match cli.command {
+        Cmd::Up { topology, demo } => commands::up::run(&home, &topology, demo).map(|()| true),
+        Cmd::Down { purge } => commands::down::run(&home, purge).map(|()| true),
+        Cmd::Status { json } => runtime.block_on(commands::status::run(&home, json)),
+        Cmd::Logs {
+            component,
+            lines,
+            follow,
+        } => commands::logs::run(&home, &component, lines, follow).map(|()| true),
+        Cmd::Psql {
+            region,
+            shard,
+            replica,
+        } => commands::psql::run(&home, &region, &shard, replica).map(|()| true),
+        Cmd::Bench { scenario, json } => runtime
+            .block_on(bench::run(&home, &scenario, json))
+            .map(|()| true),
+        Cmd::Supervise => runtime.block_on(supervisor::run(home)).map(|()| true),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => fail(&e),
+    }
+}
+
+/// Topology mistakes and unknown names exit 2 (usage); everything else 1.
+fn fail(error: &anyhow::Error) -> ExitCode {
+    eprintln!("cityboard: {error:#}");
+    if error.downcast_ref::<TopologyError>().is_some()
+        || error.downcast_ref::<bench::UnknownScenario>().is_some()
+    {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(1)
+    }
+}

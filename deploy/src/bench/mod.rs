@@ -1,0 +1,51 @@
+//! `cityboard bench SCENARIO`: each scenario prints our figure beside a
+//! baseline measured in the same run, and the ratio. Figures go into
+//! BENCHMARKS.md by hand, with the command and the date.
+
+pub mod pg;
+
+use anyhow::{Context, Result};
+
+use crate::home::Home;
+use crate::topology::Topology;
+
+/// A scenario name `bench` does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown benchmark scenario {0:?}; scenarios: {list}", list = SCENARIOS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))]
+pub struct UnknownScenario(pub String);
+
+/// Every scenario with what it measures.
+pub const SCENARIOS: &[(&str, &str)] = &[(
+    "pg-baseline",
+    "raw Postgres on a shard primary: COPY rows/s, 100-row INSERT rows/s, pgbench -S TPS and p99 on 1M rows",
+)];
+
+/// Runs one scenario against the stack in `home`.
+pub async fn run(home: &Home, scenario: &str, json: bool) -> Result<()> {
+    if scenario == "list" {
+        for (name, what) in SCENARIOS {
+            println!("{name:<16} {what}");
+        }
+        return Ok(());
+    }
+    let topology = Topology::load(&home.topology_file())
+        .context("benchmarks run against a running stack: run `cityboard up` first")?;
+    match scenario {
+        "pg-baseline" => {
+            let port = topology.shard_port(0, 0, 0);
+            println!(
+                "pg-baseline: on {}/{} primary (port {port}), database {}",
+                topology.regions[0].name,
+                topology.regions[0].shards[0].name,
+                pg::BENCH_DATABASE
+            );
+            let figures = pg::baseline(port).await?;
+            figures.print();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&figures)?);
+            }
+            Ok(())
+        }
+        other => Err(UnknownScenario(other.to_string()).into()),
+    }
+}

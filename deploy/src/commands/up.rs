@@ -1,0 +1,159 @@
+//! `cityboard up`: start the stack (or repair a running one) and print
+//! where everything is.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::home::Home;
+use crate::process::ProcessId;
+use crate::state::{Health, Phase, StackState};
+use crate::topology::Topology;
+use crate::{log_tail, postgres, secrets};
+
+/// How long `up` waits for the whole stack to become healthy.
+const UP_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Starts the stack described by `topology_path` in `home`.
+pub fn run(home: &Home, topology_path: &Path, demo: bool) -> Result<()> {
+    let topology = Topology::load(topology_path)?;
+    home.create()?;
+    if let Some(supervisor) = super::running_supervisor(home)? {
+        let running = Topology::load(&home.topology_file())?;
+        if serde_json::to_value(&running)? != serde_json::to_value(&topology)? {
+            bail!(
+                "a stack with another topology already runs in {} (supervisor pid {}): \
+                 `cityboard down` first",
+                home.root().display(),
+                supervisor.pid
+            );
+        }
+        println!(
+            "up: the stack already runs (supervisor pid {}); checking it",
+            supervisor.pid
+        );
+        let state = wait_healthy(home, supervisor)?;
+        print_summary(&state, home);
+        return Ok(());
+    }
+    postgres::check_reachable(&home.data_dir())?;
+    secrets::ensure(home)?;
+    std::fs::copy(topology_path, home.topology_file())
+        .with_context(|| format!("copying {}", topology_path.display()))?;
+    let state_file = home.state_file();
+    let _ = std::fs::remove_file(&state_file);
+
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(home.supervisor_log())?;
+    let exe = std::env::current_exe().context("finding the cityboard binary")?;
+    let mut command = Command::new(exe);
+    command
+        .arg("--home")
+        .arg(home.root())
+        .arg("supervise")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // Its own session: the stack outlives this terminal and `up` itself.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
+    let child = command.spawn().context("starting the supervisor")?;
+    let supervisor = ProcessId::of(child.id() as i32).context("the supervisor exited at once")?;
+    println!(
+        "up: supervisor pid {} starting {} ({} regions); log {}",
+        supervisor.pid,
+        topology_path.display(),
+        topology.regions.len(),
+        home.supervisor_log().display()
+    );
+    // The child is reaped by init once we exit; we only watch it.
+    std::mem::forget(child);
+    let state = wait_healthy(home, supervisor)?;
+    if demo {
+        println!(
+            "up: --demo: no data model yet, so no demo posts (the region-core issue adds them)"
+        );
+    }
+    print_summary(&state, home);
+    Ok(())
+}
+
+/// Follows the state file until every component is healthy, printing each
+/// as it becomes so.
+fn wait_healthy(home: &Home, supervisor: ProcessId) -> Result<StackState> {
+    let deadline = Instant::now() + UP_TIMEOUT;
+    let mut reported = std::collections::HashSet::new();
+    loop {
+        if let Ok(state) = StackState::read(&home.state_file())
+            && state.supervisor == Some(supervisor)
+        {
+            for c in &state.components {
+                if c.health == Health::Healthy && reported.insert(c.name.clone()) {
+                    println!("  ✓ {:<32} port {}", c.name, c.port);
+                }
+            }
+            match state.phase {
+                Phase::Failed => bail!(
+                    "the stack did not start: {}\n(everything it had started was stopped again)",
+                    state.error.as_deref().unwrap_or("see the supervisor log")
+                ),
+                Phase::Running if state.components.iter().all(|c| c.health == Health::Healthy) => {
+                    return Ok(state);
+                }
+                _ => {}
+            }
+        }
+        if !supervisor.is_alive() {
+            bail!(
+                "the supervisor exited; last lines of {}:\n{}",
+                home.supervisor_log().display(),
+                log_tail(&home.supervisor_log(), 20)
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the stack was not healthy after {UP_TIMEOUT:?}; see `cityboard status` and {}",
+                home.logs_dir().display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn print_summary(state: &StackState, home: &Home) {
+    println!(
+        "\ncityboard is up ({} components healthy)\n",
+        state.components.len()
+    );
+    println!("  broker (Kafka protocol)  {}", state.broker);
+    for region in &state.regions {
+        println!("  region {}", region.name);
+        println!("    catalog        {}", region.catalog_url);
+        println!("    redis cache    {}", region.redis_cache_url);
+        println!("    redis store    {}", region.redis_store_url);
+        for shard in &region.shards {
+            println!(
+                "    {:<14} {}  cities: {}",
+                shard.name,
+                shard.primary_url,
+                shard.cities.join(", ")
+            );
+            for (k, url) in shard.replica_urls.iter().enumerate() {
+                println!("      replica-{}   {url}", k + 1);
+            }
+        }
+    }
+    println!("\n  home     {}", home.root().display());
+    println!("  logs     {}", home.logs_dir().display());
+    println!("  secrets  {}", home.secrets_dir().display());
+    println!("\n  `cityboard status` shows health and replica lag; `cityboard down` stops it all.");
+}

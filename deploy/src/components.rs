@@ -1,0 +1,229 @@
+//! What the stack is made of: one [`Component`] per process, derived from
+//! the topology, with how to prepare, start, probe and stop it.
+//!
+//! Adding a process to the stack is a new [`Launch`] variant (or a
+//! [`Launch::Program`]) and a line in [`plan`].
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::Result;
+use nix::sys::signal::Signal;
+
+use crate::home::Home;
+use crate::redis_server::RedisRole;
+use crate::state::{RegionState, ShardState};
+use crate::topology::Topology;
+use crate::{broker, postgres, redis_server};
+
+/// One supervised process.
+#[derive(Debug, Clone)]
+pub struct Component {
+    /// Unique name, e.g. `us-east/shard-1/replica-1`.
+    pub name: String,
+    /// The port it listens on (checked free before a fresh start).
+    pub port: u16,
+    /// How to run it.
+    pub launch: Launch,
+}
+
+/// How a component is prepared, run and probed.
+#[derive(Debug, Clone)]
+pub enum Launch {
+    /// A Postgres primary (a region catalog or a shard primary).
+    PgPrimary {
+        /// Cluster directory.
+        data: PathBuf,
+    },
+    /// A streaming replica of the primary on `primary_port`.
+    PgReplica {
+        /// Cluster directory.
+        data: PathBuf,
+        /// The primary's port.
+        primary_port: u16,
+        /// Physical replication slot on the primary.
+        slot: String,
+    },
+    /// One of a region's two Redis instances.
+    Redis {
+        /// Its role (cache or store).
+        role: RedisRole,
+        /// Directory of its append-only file.
+        data: PathBuf,
+    },
+    /// The Kafka-protocol broker.
+    Broker {
+        /// Directory of its SQLite database.
+        data: PathBuf,
+    },
+}
+
+impl Component {
+    /// Short kind name for `status`.
+    pub fn kind(&self) -> &'static str {
+        match self.launch {
+            Launch::PgPrimary { .. } => "postgres",
+            Launch::PgReplica { .. } => "postgres-replica",
+            Launch::Redis { .. } => "redis",
+            Launch::Broker { .. } => "broker",
+        }
+    }
+
+    /// One-time preparation before the first start (initdb, basebackup);
+    /// does nothing when it was done before.
+    pub async fn prepare(&self, home: &Home) -> Result<()> {
+        let log = home.log_file(&self.name);
+        match &self.launch {
+            Launch::PgPrimary { data } => postgres::init_primary(data, &log),
+            Launch::PgReplica {
+                data,
+                primary_port,
+                slot,
+            } => postgres::init_replica(data, *primary_port, slot, &log).await,
+            Launch::Redis { .. } | Launch::Broker { .. } => Ok(()),
+        }
+    }
+
+    /// The command that runs it in the foreground.
+    pub fn command(&self) -> Result<Command> {
+        match &self.launch {
+            Launch::PgPrimary { data } | Launch::PgReplica { data, .. } => {
+                postgres::command(data, self.port)
+            }
+            Launch::Redis { role, data } => redis_server::command(*role, data, self.port),
+            Launch::Broker { data } => broker::command(data, self.port),
+        }
+    }
+
+    /// Succeeds once the component serves requests.
+    pub async fn probe(&self) -> Result<()> {
+        match &self.launch {
+            Launch::PgPrimary { .. } => postgres::probe(self.port, false).await,
+            Launch::PgReplica { .. } => postgres::probe(self.port, true).await,
+            Launch::Redis { .. } => redis_server::probe(self.port).await,
+            Launch::Broker { .. } => broker::probe(self.port).await,
+        }
+    }
+
+    /// Work to do each time it becomes ready (idempotent).
+    pub async fn after_ready(&self) -> Result<()> {
+        match &self.launch {
+            Launch::PgPrimary { .. } => postgres::ensure_database(self.port).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// The signal that asks it to stop quickly but cleanly. Postgres'
+    /// SIGTERM waits for clients to leave; SIGINT is its fast shutdown.
+    pub fn stop_signal(&self) -> Signal {
+        match self.launch {
+            Launch::PgPrimary { .. } | Launch::PgReplica { .. } => Signal::SIGINT,
+            _ => Signal::SIGTERM,
+        }
+    }
+
+    /// True if it also needs its UDP port free.
+    pub fn uses_udp(&self) -> bool {
+        false
+    }
+}
+
+/// Every component of the topology, in start order (a replica after its
+/// primary; `down` stops them in reverse).
+pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
+    let mut out = Vec::new();
+    let broker = "broker".to_string();
+    out.push(Component {
+        launch: Launch::Broker {
+            data: home.component_data(&broker),
+        },
+        name: broker,
+        port: topology.broker_port(),
+    });
+    for (r, region) in topology.regions.iter().enumerate() {
+        let ports = topology.region_ports(r);
+        let catalog = format!("{}/catalog", region.name);
+        out.push(Component {
+            launch: Launch::PgPrimary {
+                data: home.component_data(&catalog),
+            },
+            name: catalog,
+            port: ports.catalog,
+        });
+        for (role, port, suffix) in [
+            (RedisRole::Cache, ports.redis_cache, "redis-cache"),
+            (RedisRole::Store, ports.redis_store, "redis-store"),
+        ] {
+            let name = format!("{}/{suffix}", region.name);
+            out.push(Component {
+                launch: Launch::Redis {
+                    role,
+                    data: home.component_data(&name),
+                },
+                name,
+                port,
+            });
+        }
+        for (s, shard) in region.shards.iter().enumerate() {
+            let primary = format!("{}/{}/primary", region.name, shard.name);
+            let primary_port = topology.shard_port(r, s, 0);
+            out.push(Component {
+                launch: Launch::PgPrimary {
+                    data: home.component_data(&primary),
+                },
+                name: primary,
+                port: primary_port,
+            });
+            for k in 1..=shard.replicas {
+                let name = format!("{}/{}/replica-{k}", region.name, shard.name);
+                out.push(Component {
+                    launch: Launch::PgReplica {
+                        data: home.component_data(&name),
+                        primary_port,
+                        slot: format!("replica_{k}"),
+                    },
+                    name,
+                    port: topology.shard_port(r, s, k),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The addresses of each region, as the state file publishes them.
+pub fn region_states(topology: &Topology) -> Vec<RegionState> {
+    topology
+        .regions
+        .iter()
+        .enumerate()
+        .map(|(r, region)| {
+            let ports = topology.region_ports(r);
+            RegionState {
+                name: region.name.clone(),
+                catalog_url: postgres::url(ports.catalog, postgres::DATABASE),
+                redis_cache_url: format!("redis://127.0.0.1:{}/", ports.redis_cache),
+                redis_store_url: format!("redis://127.0.0.1:{}/", ports.redis_store),
+                api_port: ports.api,
+                shards: region
+                    .shards
+                    .iter()
+                    .enumerate()
+                    .map(|(s, shard)| ShardState {
+                        name: shard.name.clone(),
+                        primary_url: postgres::url(
+                            topology.shard_port(r, s, 0),
+                            postgres::DATABASE,
+                        ),
+                        replica_urls: (1..=shard.replicas)
+                            .map(|k| {
+                                postgres::url(topology.shard_port(r, s, k), postgres::DATABASE)
+                            })
+                            .collect(),
+                        cities: shard.cities.iter().map(|c| c.slug.clone()).collect(),
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,268 @@
+//! Postgres instances of the stack: catalogs, shard primaries and their
+//! streaming replicas, each its own cluster, port and data directory.
+//!
+//! Server binaries run as the `postgres` user (Postgres refuses root), so the
+//! data root must be enterable by that user; we check that first and say so,
+//! instead of letting initdb fail with a permission error deep inside.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use std::os::unix::process::CommandExt;
+
+use anyhow::{Context, Result, bail};
+use sqlx::{Connection, PgConnection};
+
+/// Database every instance holds the stack's data in.
+pub const DATABASE: &str = "cityboard";
+
+/// Settings passed on the command line of every instance, so that a replica
+/// made by pg_basebackup runs with exactly the settings its primary has.
+const SETTINGS: &[(&str, &str)] = &[
+    ("listen_addresses", "127.0.0.1"),
+    // TCP only: socket paths must stay under 107 bytes, and data roots in
+    // temporary directories can be longer than that.
+    ("unix_socket_directories", ""),
+    // Logical replication moves cities between shards (shard-tool).
+    ("wal_level", "logical"),
+    ("max_wal_senders", "16"),
+    ("max_replication_slots", "16"),
+    ("hot_standby", "on"),
+    // Replicas tell the primary which rows their queries still read, so
+    // vacuum does not cancel replica reads with recovery conflicts.
+    ("hot_standby_feedback", "on"),
+    ("max_connections", "200"),
+    ("shared_buffers", "128MB"),
+    ("log_min_messages", "warning"),
+    ("log_line_prefix", "%m [%p] "),
+];
+
+/// Directory of the Postgres 15 server binaries.
+pub fn bin_dir() -> PathBuf {
+    std::env::var_os("CITYBOARD_PG_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"))
+}
+
+/// Path of a Postgres server program, or an error naming the install step.
+pub fn program(name: &str) -> Result<PathBuf> {
+    let path = bin_dir().join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        bail!(
+            "{} not found: the Postgres 15 server is not installed (run `deploy/install.sh base`, \
+             or set CITYBOARD_PG_BIN to its bin directory)",
+            path.display()
+        )
+    }
+}
+
+/// The `postgres` user's uid and gid.
+pub fn postgres_user() -> Result<(u32, u32)> {
+    let user = nix::unistd::User::from_name("postgres")
+        .context("looking up the postgres user")?
+        .context(
+            "there is no `postgres` user: install the Postgres server (`deploy/install.sh base`)",
+        )?;
+    Ok((user.uid.as_raw(), user.gid.as_raw()))
+}
+
+/// Fails with a clear message if the `postgres` user cannot enter `dir`.
+pub fn check_reachable(dir: &Path) -> Result<()> {
+    let status = Command::new("runuser")
+        .args(["-u", "postgres", "--", "test", "-x"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .status()
+        .context("running runuser to check directory permissions")?;
+    if !status.success() {
+        bail!(
+            "the postgres user cannot reach the data directory {}: every parent directory must be \
+             enterable by others (e.g. /root is 0700). Choose another home with --home or CITYBOARD_HOME",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// The command that runs an instance in the foreground.
+pub fn command(data: &Path, port: u16) -> Result<Command> {
+    let (uid, gid) = postgres_user()?;
+    let mut cmd = Command::new(program("postgres")?);
+    cmd.arg("-D").arg(data).arg("-p").arg(port.to_string());
+    for (key, value) in SETTINGS {
+        cmd.arg("-c").arg(format!("{key}={value}"));
+    }
+    cmd.uid(uid).gid(gid);
+    if let Some(parent) = data.parent() {
+        cmd.current_dir(parent);
+    }
+    Ok(cmd)
+}
+
+/// Creates a new cluster in `data` unless one is there. initdb writes into a
+/// `.partial` directory that is renamed at the end, so a crash mid-way
+/// leaves no cluster that looks complete.
+pub fn init_primary(data: &Path, log: &Path) -> Result<()> {
+    if data.join("PG_VERSION").exists() {
+        return Ok(());
+    }
+    let partial = partial_dir(data)?;
+    run_as_postgres(
+        Command::new(program("initdb")?)
+            .arg("-D")
+            .arg(&partial)
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+            ]),
+        log,
+        "initdb",
+    )?;
+    std::fs::rename(&partial, data).with_context(|| format!("renaming {}", partial.display()))?;
+    Ok(())
+}
+
+/// Makes a streaming replica of the primary on `primary_port` in `data`
+/// unless one is there: pg_basebackup with a physical slot named `slot`, so
+/// the primary keeps the WAL the replica has not replayed yet.
+pub async fn init_replica(data: &Path, primary_port: u16, slot: &str, log: &Path) -> Result<()> {
+    if data.join("PG_VERSION").exists() {
+        return Ok(());
+    }
+    // A slot left by an earlier, interrupted attempt would make -C fail.
+    let mut primary = connect(primary_port, "postgres").await?;
+    sqlx::query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active")
+        .bind(slot)
+        .execute(&mut primary)
+        .await
+        .context("dropping a stale replication slot")?;
+    drop(primary);
+    let partial = partial_dir(data)?;
+    run_as_postgres(
+        Command::new(program("pg_basebackup")?)
+            .arg("-D")
+            .arg(&partial)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary_port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-R", "-X", "stream", "-C", "-S", slot, "--checkpoint=fast"]),
+        log,
+        "pg_basebackup",
+    )?;
+    std::fs::rename(&partial, data).with_context(|| format!("renaming {}", partial.display()))?;
+    Ok(())
+}
+
+fn partial_dir(data: &Path) -> Result<PathBuf> {
+    let partial = data.with_extension("partial");
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial)
+            .with_context(|| format!("removing {}", partial.display()))?;
+    }
+    std::fs::create_dir_all(&partial).with_context(|| format!("creating {}", partial.display()))?;
+    let (uid, gid) = postgres_user()?;
+    nix::unistd::chown(&partial, Some(uid.into()), Some(gid.into()))
+        .with_context(|| format!("giving {} to the postgres user", partial.display()))?;
+    std::fs::set_permissions(
+        &partial,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )?;
+    Ok(partial)
+}
+
+fn run_as_postgres(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
+    let (uid, gid) = postgres_user()?;
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    if let Some(parent) = log.parent().and_then(Path::parent) {
+        cmd.current_dir(parent);
+    }
+    let status = cmd
+        .uid(uid)
+        .gid(gid)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .status()
+        .with_context(|| format!("running {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status}); see {}", log.display());
+    }
+    Ok(())
+}
+
+/// URL of a database on a local instance.
+pub fn url(port: u16, database: &str) -> String {
+    format!("postgres://postgres@127.0.0.1:{port}/{database}")
+}
+
+/// Connects to a local instance, failing fast when it does not answer.
+pub async fn connect(port: u16, database: &str) -> Result<PgConnection> {
+    let url = url(port, database);
+    tokio::time::timeout(Duration::from_secs(3), PgConnection::connect(&url))
+        .await
+        .with_context(|| format!("connecting to {url}: timed out"))?
+        .with_context(|| format!("connecting to {url}"))
+}
+
+/// Ready when it accepts queries and is in the role we expect of it.
+pub async fn probe(port: u16, replica: bool) -> Result<()> {
+    let mut conn = connect(port, "postgres").await?;
+    let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(&mut conn)
+        .await?;
+    if in_recovery != replica {
+        bail!("pg_is_in_recovery() is {in_recovery}, expected {replica}");
+    }
+    Ok(())
+}
+
+/// Creates the stack's database on a primary unless it exists.
+pub async fn ensure_database(port: u16) -> Result<()> {
+    let mut conn = connect(port, "postgres").await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(DATABASE)
+            .fetch_one(&mut conn)
+            .await?;
+    if !exists {
+        // Identifiers cannot be bound; DATABASE is a constant.
+        sqlx::query(&format!("CREATE DATABASE {DATABASE}"))
+            .execute(&mut conn)
+            .await
+            .context("creating the database")?;
+    }
+    Ok(())
+}
+
+/// Bytes of WAL the replica on `replica_port` has still to replay, measured
+/// by LSN against its primary (a timestamp would make an idle primary's
+/// replicas look stale).
+pub async fn replay_lag_bytes(primary_port: u16, replica_port: u16) -> Result<i64> {
+    let mut replica = connect(replica_port, "postgres").await?;
+    let replayed: Option<String> = sqlx::query_scalar("SELECT pg_last_wal_replay_lsn()::text")
+        .fetch_one(&mut replica)
+        .await?;
+    let replayed = replayed.context("the replica has replayed nothing yet")?;
+    let mut primary = connect(primary_port, "postgres").await?;
+    let lag: i64 =
+        sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::bigint")
+            .bind(replayed)
+            .fetch_one(&mut primary)
+            .await?;
+    Ok(lag.max(0))
+}

@@ -1,0 +1,77 @@
+//! The stack's secrets: generated once by `up` into `secrets/`, mode 0600,
+//! never committed. Each purpose has its own key, so that a leaked session
+//! key cannot sign forwarded requests and the other way round.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
+use anyhow::{Context, Result};
+use rand::RngCore;
+
+use crate::home::Home;
+
+/// File names of the generated secrets and what each is for.
+pub const SECRETS: &[(&str, &str)] = &[
+    (
+        "edge-forward.key",
+        "HMAC key the edge signs forwarded requests with",
+    ),
+    (
+        "edge-forward.previous.key",
+        "the previous forward key, accepted during rotation",
+    ),
+    (
+        "kv-route.key",
+        "HMAC key of the edge's internal bulk KV route",
+    ),
+    ("session.key", "key that signs session access tokens"),
+    (
+        "operator.token",
+        "bearer token of operator endpoints (DELETE /old_posts)",
+    ),
+];
+
+/// Creates every missing secret; existing ones are kept, so that sessions
+/// and signatures stay valid across `down` and `up`.
+pub fn ensure(home: &Home) -> Result<()> {
+    let dir = home.secrets_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    for (name, _) in SECRETS {
+        let path = dir.join(name);
+        if path.exists() {
+            continue;
+        }
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        writeln!(file, "{}", hex::encode(bytes))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_private_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path()).unwrap();
+        ensure(&home).unwrap();
+        let key = home.secrets_dir().join("session.key");
+        let first = std::fs::read_to_string(&key).unwrap();
+        assert_eq!(first.trim().len(), 64);
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        ensure(&home).unwrap();
+        assert_eq!(std::fs::read_to_string(&key).unwrap(), first);
+    }
+}

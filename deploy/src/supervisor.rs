@@ -1,0 +1,415 @@
+//! The supervisor: one long-lived process per stack that owns every
+//! component, starts them in order, restarts the ones that die (with
+//! backoff, counted) and stops them all on `down`.
+//!
+//! It keeps no state that matters in memory: pid files and `state.json`
+//! say everything, so a supervisor that was SIGKILLed is replaced by the
+//! next `up`, which adopts the components still running instead of
+//! starting them twice.
+
+use std::fs::File;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use nix::fcntl::{Flock, FlockArg};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::components::{self, Component};
+use crate::home::Home;
+use crate::process::{ProcessId, port_is_free};
+use crate::state::{ComponentState, Health, Phase, StackState};
+use crate::topology::Topology;
+use crate::{broker, log_tail};
+
+/// First wait before restarting a component that died; doubles each time.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// Longest wait between restarts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A component healthy this long has its backoff reset.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+/// Longest a component may take to pass its first readiness probe.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often the supervisor looks at its components.
+const TICK: Duration = Duration::from_millis(250);
+/// How long a component may take to stop before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(20);
+
+/// Takes the supervisor lock of a home; `None` if another process holds it.
+pub fn try_lock(home: &Home) -> Result<Option<Flock<File>>> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(home.supervisor_lock())
+        .context("opening the supervisor lock")?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(anyhow!("locking the supervisor lock: {e}")),
+    }
+}
+
+struct Supervised {
+    component: Component,
+    /// Set when we started it; `None` for an adopted process (not our child).
+    child: Option<Child>,
+    process: Option<ProcessId>,
+    health: Health,
+    restarts: u32,
+    backoff: Duration,
+    next_start: Instant,
+    ready_deadline: Instant,
+    healthy_since: Option<Instant>,
+    last_error: Option<String>,
+}
+
+impl Supervised {
+    fn is_alive(&mut self) -> bool {
+        match (&mut self.child, self.process) {
+            (Some(child), _) => matches!(child.try_wait(), Ok(None)),
+            (None, Some(process)) => process.is_alive(),
+            (None, None) => false,
+        }
+    }
+
+    fn exit_reason(&mut self) -> String {
+        match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(Some(status))) => format!("exited: {status}"),
+            _ => "exited".into(),
+        }
+    }
+}
+
+/// Runs the supervisor of `home` until `down` (SIGTERM) or a failed first start.
+pub async fn run(home: Home) -> Result<()> {
+    let _lock = try_lock(&home)?.context("another supervisor already runs this stack")?;
+    let topology = Topology::load(&home.topology_file())?;
+    let me = ProcessId::of(std::process::id() as i32).context("reading our own process")?;
+    me.write(&home.run_dir().join("supervisor.pid"))?;
+
+    let mut supervisor = Supervisor {
+        state: StackState {
+            phase: Phase::Starting,
+            error: None,
+            supervisor: Some(me),
+            updated_at: String::new(),
+            apex: topology.apex.clone(),
+            broker: format!("127.0.0.1:{}", topology.broker_port()),
+            regions: components::region_states(&topology),
+            components: Vec::new(),
+        },
+        items: components::plan(&topology, &home)
+            .into_iter()
+            .map(|component| Supervised {
+                component,
+                child: None,
+                process: None,
+                health: Health::Pending,
+                restarts: 0,
+                backoff: FIRST_BACKOFF,
+                next_start: Instant::now(),
+                ready_deadline: Instant::now(),
+                healthy_since: None,
+                last_error: None,
+            })
+            .collect(),
+        topology,
+        home,
+    };
+    supervisor.publish();
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let started = tokio::select! {
+        result = supervisor.bring_up() => result,
+        _ = term.recv() => Err(anyhow!("stopped by SIGTERM while starting")),
+        _ = interrupt.recv() => Err(anyhow!("stopped by SIGINT while starting")),
+    };
+    if let Err(e) = started {
+        let message = format!("{e:#}");
+        say(&format!("start failed: {message}"));
+        supervisor.state.phase = Phase::Failed;
+        supervisor.state.error = Some(message.clone());
+        supervisor.publish();
+        supervisor.stop_all();
+        supervisor.state.phase = Phase::Failed;
+        supervisor.publish();
+        bail!(message);
+    }
+    supervisor.state.phase = Phase::Running;
+    supervisor.publish();
+    say("stack running");
+
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => supervisor.watch().await,
+            _ = term.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    say("stopping");
+    supervisor.state.phase = Phase::Stopping;
+    supervisor.publish();
+    supervisor.stop_all();
+    supervisor.state.phase = Phase::Stopped;
+    supervisor.publish();
+    let _ = std::fs::remove_file(supervisor.home.run_dir().join("supervisor.pid"));
+    say("stopped");
+    Ok(())
+}
+
+struct Supervisor {
+    home: Home,
+    topology: Topology,
+    items: Vec<Supervised>,
+    state: StackState,
+}
+
+impl Supervisor {
+    /// Starts (or adopts) every component in order, each ready before the next.
+    async fn bring_up(&mut self) -> Result<()> {
+        // Check every port that a fresh start needs before starting anything,
+        // so that a taken port fails fast and names who wanted it.
+        for item in &mut self.items {
+            if let Some(process) = ProcessId::read(&self.home.pid_file(&item.component.name))
+                && process.is_alive()
+            {
+                say(&format!(
+                    "{}: adopting running pid {}",
+                    item.component.name, process.pid
+                ));
+                item.process = Some(process);
+                item.health = Health::Starting;
+                continue;
+            }
+            let c = &item.component;
+            if !port_is_free(c.port, c.uses_udp()) {
+                bail!(
+                    "port {} wanted by {} is already in use by another program \
+                     (see `ss -ltnp 'sport = :{}'`), or choose another port_base in the topology",
+                    c.port,
+                    c.name,
+                    c.port
+                );
+            }
+        }
+        for i in 0..self.items.len() {
+            if self.items[i].process.is_none() {
+                self.start(i).await?;
+            }
+            self.items[i].ready_deadline = Instant::now() + READY_TIMEOUT;
+            loop {
+                if !self.items[i].is_alive() {
+                    let item = &mut self.items[i];
+                    let reason = item.exit_reason();
+                    let log = self.home.log_file(&item.component.name);
+                    bail!(
+                        "{} {reason} while starting; last lines of {}:\n{}",
+                        item.component.name,
+                        log.display(),
+                        log_tail(&log, 15)
+                    );
+                }
+                match tokio::time::timeout(Duration::from_secs(3), self.items[i].component.probe())
+                    .await
+                {
+                    Ok(Ok(())) => break,
+                    Ok(Err(e)) => self.items[i].last_error = Some(format!("{e:#}")),
+                    Err(_) => self.items[i].last_error = Some("readiness probe timed out".into()),
+                }
+                if Instant::now() > self.items[i].ready_deadline {
+                    let item = &self.items[i];
+                    bail!(
+                        "{} did not become ready within {:?}: {}",
+                        item.component.name,
+                        READY_TIMEOUT,
+                        item.last_error.as_deref().unwrap_or("no answer")
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            self.items[i]
+                .component
+                .after_ready()
+                .await
+                .with_context(|| format!("{}: after start", self.items[i].component.name))?;
+            self.mark_healthy(i);
+        }
+        for region in &self.topology.regions {
+            broker::ensure_topics(
+                self.topology.broker_port(),
+                &broker::region_topics(&region.name),
+                self.topology.partitions,
+            )
+            .await
+            .with_context(|| format!("creating the topics of {}", region.name))?;
+        }
+        Ok(())
+    }
+
+    fn mark_healthy(&mut self, i: usize) {
+        let item = &mut self.items[i];
+        item.health = Health::Healthy;
+        item.healthy_since = Some(Instant::now());
+        item.last_error = None;
+        say(&format!("{}: healthy", item.component.name));
+        self.publish();
+    }
+
+    /// Prepares and spawns component `i` as our child.
+    async fn start(&mut self, i: usize) -> Result<()> {
+        let home = self.home.clone();
+        let item = &mut self.items[i];
+        let name = item.component.name.clone();
+        item.component
+            .prepare(&home)
+            .await
+            .with_context(|| format!("preparing {name}"))?;
+        let log_path = home.log_file(&name);
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        let mut command = item.component.command()?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {name} ({:?})", command.get_program()))?;
+        let process = ProcessId::of(child.id() as i32)
+            .with_context(|| format!("{name} exited at once; see {}", log_path.display()))?;
+        process.write(&home.pid_file(&name))?;
+        say(&format!("{name}: started pid {}", process.pid));
+        item.child = Some(child);
+        item.process = Some(process);
+        item.health = Health::Starting;
+        item.ready_deadline = Instant::now() + READY_TIMEOUT;
+        self.publish();
+        Ok(())
+    }
+
+    /// One look at every component: notice deaths, probe the starting,
+    /// restart the dead whose backoff has passed.
+    async fn watch(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.items.len() {
+            let item = &mut self.items[i];
+            let alive = item.is_alive();
+            match item.health {
+                Health::Healthy | Health::Starting if !alive => {
+                    let reason = item.exit_reason();
+                    say(&format!(
+                        "{}: {reason}; restarting in {:?}",
+                        item.component.name, item.backoff
+                    ));
+                    item.child = None;
+                    item.process = None;
+                    item.health = Health::Restarting;
+                    item.restarts += 1;
+                    item.last_error = Some(reason);
+                    item.next_start = now + item.backoff;
+                    item.backoff = (item.backoff * 2).min(MAX_BACKOFF);
+                    self.publish();
+                }
+                // A process that stayed up long enough earns a fresh backoff.
+                Health::Healthy if item.healthy_since.is_some_and(|t| now - t > STABLE_AFTER) => {
+                    item.backoff = FIRST_BACKOFF;
+                }
+                Health::Healthy => {}
+                Health::Starting => {
+                    match tokio::time::timeout(Duration::from_secs(2), item.component.probe()).await
+                    {
+                        Ok(Ok(())) => {
+                            if let Err(e) = item.component.after_ready().await {
+                                item.last_error = Some(format!("{e:#}"));
+                            } else {
+                                self.mark_healthy(i);
+                            }
+                        }
+                        _ if now > item.ready_deadline => {
+                            say(&format!(
+                                "{}: not ready in time; killing it",
+                                item.component.name
+                            ));
+                            if let Some(p) = item.process {
+                                p.stop(item.component.stop_signal(), Duration::from_secs(5));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Health::Restarting if now >= item.next_start => {
+                    let c = &item.component;
+                    if !port_is_free(c.port, c.uses_udp()) {
+                        item.last_error = Some(format!("port {} is still in use", c.port));
+                        item.next_start = now + item.backoff;
+                        continue;
+                    }
+                    if let Err(e) = self.start(i).await {
+                        let item = &mut self.items[i];
+                        say(&format!("{}: restart failed: {e:#}", item.component.name));
+                        item.last_error = Some(format!("{e:#}"));
+                        item.next_start = now + item.backoff;
+                        item.backoff = (item.backoff * 2).min(MAX_BACKOFF);
+                        self.publish();
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Stops every component, last started first, and removes its pid file.
+    fn stop_all(&mut self) {
+        for item in self.items.iter_mut().rev() {
+            if let Some(process) = item.process.take()
+                && process.is_alive()
+            {
+                say(&format!(
+                    "{}: stopping pid {}",
+                    item.component.name, process.pid
+                ));
+                if process.stop(item.component.stop_signal(), STOP_GRACE) {
+                    say(&format!("{}: had to be killed", item.component.name));
+                }
+            }
+            if let Some(mut child) = item.child.take() {
+                let _ = child.wait();
+            }
+            let _ = std::fs::remove_file(self.home.pid_file(&item.component.name));
+            item.health = Health::Stopped;
+        }
+    }
+
+    fn publish(&mut self) {
+        self.state.components = self
+            .items
+            .iter()
+            .map(|item| ComponentState {
+                name: item.component.name.clone(),
+                kind: item.component.kind().into(),
+                port: item.component.port,
+                process: item.process,
+                health: item.health,
+                restarts: item.restarts,
+                last_error: item.last_error.clone(),
+                log: self
+                    .home
+                    .log_file(&item.component.name)
+                    .display()
+                    .to_string(),
+            })
+            .collect();
+        if let Err(e) = self.state.write(&self.home.state_file()) {
+            say(&format!("cannot write the state file: {e:#}"));
+        }
+    }
+}
+
+fn say(message: &str) {
+    println!("{} {message}", chrono::Utc::now().format("%H:%M:%S%.3f"));
+}
