@@ -27,7 +27,12 @@ pub fn region_topics(region: &str) -> [String; 3] {
 
 /// The command that runs the broker in the foreground.
 pub fn command(data: &Path, port: u16) -> Result<Command> {
-    let program = which("nisshi").context(
+    // deploy/env.sh names the one deploy/install.sh built.
+    let program = std::env::var_os("NISSHI_BIN")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_file())
+        .or_else(|| which("nisshi"))
+        .context(
         "nisshi (the Kafka-protocol broker) not found: install it with `deploy/install.sh base`",
     )?;
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;

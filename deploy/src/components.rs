@@ -7,14 +7,14 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
 
 use crate::home::Home;
 use crate::redis_server::RedisRole;
 use crate::state::{RegionState, ShardState};
 use crate::topology::Topology;
-use crate::{broker, postgres, redis_server};
+use crate::{broker, postgres, redis_server, region_api};
 
 /// One supervised process.
 #[derive(Debug, Clone)]
@@ -56,6 +56,15 @@ pub enum Launch {
         /// Directory of its SQLite database.
         data: PathBuf,
     },
+    /// A region's api (`region-core serve`); `setup` runs before each start.
+    RegionApi {
+        /// Region name.
+        region: String,
+        /// The stack description it reads its addresses from.
+        state_file: PathBuf,
+        /// Where the stack's secrets are.
+        secrets_dir: PathBuf,
+    },
 }
 
 impl Component {
@@ -66,6 +75,7 @@ impl Component {
             Launch::PgReplica { .. } => "postgres-replica",
             Launch::Redis { .. } => "redis",
             Launch::Broker { .. } => "broker",
+            Launch::RegionApi { .. } => "region-api",
         }
     }
 
@@ -80,6 +90,9 @@ impl Component {
                 primary_port,
                 slot,
             } => postgres::init_replica(data, *primary_port, slot, &log).await,
+            Launch::RegionApi {
+                region, state_file, ..
+            } => region_api::setup(state_file, region, &log),
             Launch::Redis { .. } | Launch::Broker { .. } => Ok(()),
         }
     }
@@ -92,6 +105,11 @@ impl Component {
             }
             Launch::Redis { role, data } => redis_server::command(*role, data, self.port),
             Launch::Broker { data } => broker::command(data, self.port),
+            Launch::RegionApi {
+                region,
+                state_file,
+                secrets_dir,
+            } => region_api::command(state_file, secrets_dir, region, self.port),
         }
     }
 
@@ -102,6 +120,7 @@ impl Component {
             Launch::PgReplica { .. } => postgres::probe(self.port, true).await,
             Launch::Redis { .. } => redis_server::probe(self.port).await,
             Launch::Broker { .. } => broker::probe(self.port).await,
+            Launch::RegionApi { .. } => region_api::probe(self.port).await,
         }
     }
 
@@ -226,4 +245,21 @@ pub fn region_states(topology: &Topology) -> Vec<RegionState> {
             }
         })
         .collect()
+}
+
+/// A binary of this workspace built beside `cityboard` (same profile), else
+/// the one on PATH: the stack runs what was just built, never a stale copy
+/// from elsewhere when a fresh one exists.
+pub fn sibling_binary(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let beside = exe.with_file_name(name);
+    if beside.is_file() {
+        return Ok(beside);
+    }
+    redis_server::which(name).with_context(|| {
+        format!(
+            "{name} not found beside {} nor on PATH: build it with `cargo build -p {name}`",
+            exe.display()
+        )
+    })
 }

@@ -13,6 +13,7 @@ pub mod home;
 pub mod postgres;
 pub mod process;
 pub mod redis_server;
+pub mod region_api;
 pub mod secrets;
 pub mod state;
 pub mod supervisor;

@@ -40,9 +40,13 @@ enum Cmd {
             default_value = "deploy/topology.toml"
         )]
         topology: PathBuf,
-        /// Seed demo posts.
+        /// Seed demo posts (idempotent: a second run adds none).
         #[arg(long)]
         demo: bool,
+        /// Use this port base instead of the file's (e.g. a test stack
+        /// beside a dev stack).
+        #[arg(long, env = "CITYBOARD_PORT_BASE")]
+        port_base: Option<u16>,
     },
     /// Stop every process the stack started.
     Down {
@@ -101,7 +105,11 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e.into()),
     };
     let result = match cli.command {
-        Cmd::Up { topology, demo } => commands::up::run(&home, &topology, demo).map(|()| true),
+        Cmd::Up {
+            topology,
+            demo,
+            port_base,
+        } => commands::up::run(&home, &topology, port_base, demo).map(|()| true),
         Cmd::Down { purge } => commands::down::run(&home, purge).map(|()| true),
         Cmd::Status { json } => runtime.block_on(commands::status::run(&home, json)),
         Cmd::Logs {

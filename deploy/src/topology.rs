@@ -29,6 +29,17 @@ pub struct TopologyError {
     pub message: String,
 }
 
+impl TopologyError {
+    /// The file could not be read at all.
+    pub fn unreadable(path: &Path, error: &std::io::Error) -> TopologyError {
+        TopologyError {
+            path: path.to_owned(),
+            line: 1,
+            message: format!("cannot read the topology file: {error}"),
+        }
+    }
+}
+
 /// A parsed and checked topology.
 #[derive(Debug, Clone, Serialize)]
 pub struct Topology {
@@ -127,11 +138,8 @@ struct RawShard {
 impl Topology {
     /// Reads and checks a topology file.
     pub fn load(path: &Path) -> Result<Topology, TopologyError> {
-        let text = std::fs::read_to_string(path).map_err(|e| TopologyError {
-            path: path.to_owned(),
-            line: 1,
-            message: format!("cannot read the topology file: {e}"),
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| TopologyError::unreadable(path, &e))?;
         Topology::parse(path, &text)
     }
 

@@ -1,1 +1,182 @@
-//! Helpers for the scenario tests: find or start a stack, drive it as users and operators would.
+//! Helpers for the scenario tests: find the shared stack `deploy/test`
+//! started, or start a small one of a test's own, and drive it from outside
+//! as an operator would (the `cityboard` binary, the state file, the ports).
+//!
+//! The stack's own types ([`StackState`], [`ProcessId`], [`Home`]) come from
+//! the orchestrator crate, so a test reads the state file exactly as
+//! `cityboard status` does.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub use cityboard_deploy::home::Home;
+pub use cityboard_deploy::process::ProcessId;
+pub use cityboard_deploy::state::{ComponentState, Health, Phase, StackState};
+
+/// The repository root (tests run with the crate directory as cwd).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives in the repository")
+        .to_path_buf()
+}
+
+/// The `cityboard` binary under test: `$CITYBOARD_BIN` (set by deploy/test),
+/// else the debug build.
+pub fn cityboard_bin() -> PathBuf {
+    std::env::var_os("CITYBOARD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/debug/cityboard"))
+}
+
+/// Runs `cityboard --home HOME ARGS…` and returns its output.
+pub fn cityboard(home: &Path, args: &[&str]) -> Output {
+    Command::new(cityboard_bin())
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", cityboard_bin().display()))
+}
+
+/// Text of both streams, for assertion messages.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The home of the shared stack: `$CITYBOARD_HOME`. A test that needs it
+/// fails (never skips) when it is not set.
+pub fn shared_home() -> PathBuf {
+    std::env::var_os("CITYBOARD_HOME")
+        .map(PathBuf::from)
+        .expect(
+            "CITYBOARD_HOME is not set: these tests run against a stack; \
+         run them through deploy/test (or `cityboard up` and export CITYBOARD_HOME)",
+        )
+}
+
+/// The state file of the stack in `home`.
+pub fn state(home: &Path) -> StackState {
+    let home = Home::new(home).expect("stack home");
+    StackState::read(&home.state_file()).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics with
+/// `what` after `limit`. Waiting on a condition, never on a clock.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A connection pool of one to `url`.
+pub async fn pg(url: &str) -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
+}
+
+/// A small stack of a test's own (one region, one shard, one replica) in a
+/// scratch home under the repository, on its own ports. Stopped and purged
+/// when dropped, so a failing test leaves nothing running.
+pub struct OwnStack {
+    /// The stack's home directory.
+    pub home: PathBuf,
+    /// Its topology file.
+    pub topology: PathBuf,
+}
+
+impl OwnStack {
+    /// Writes the small topology for `name` on `port_base` (unique per test)
+    /// without starting anything.
+    pub fn prepare(name: &str, port_base: u16) -> OwnStack {
+        let root = repo_root().join(".cityboard-scratch").join(name);
+        let home = root.join("home");
+        if home.exists() {
+            // Left by an earlier run that was killed: stop it first.
+            let _ = cityboard(&home, &["down", "--purge"]);
+        }
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("scratch dir");
+        let topology = root.join("topology.toml");
+        std::fs::write(&topology, small_topology(port_base)).expect("topology");
+        OwnStack { home, topology }
+    }
+
+    /// Prepares and starts it; panics with `up`'s output if that fails.
+    pub fn start(name: &str, port_base: u16) -> OwnStack {
+        let stack = OwnStack::prepare(name, port_base);
+        let out = stack.up();
+        assert!(out.status.success(), "up failed:\n{}", output_text(&out));
+        stack
+    }
+
+    /// `cityboard up` on it.
+    pub fn up(&self) -> Output {
+        cityboard(
+            &self.home,
+            &[
+                "up",
+                "--topology",
+                self.topology.to_str().expect("utf-8 path"),
+            ],
+        )
+    }
+
+    /// Its state file.
+    pub fn state(&self) -> StackState {
+        state(&self.home)
+    }
+}
+
+impl Drop for OwnStack {
+    fn drop(&mut self) {
+        let _ = cityboard(&self.home, &["down", "--purge"]);
+    }
+}
+
+/// One region, one shard with one replica, two cities.
+pub fn small_topology(port_base: u16) -> String {
+    format!(
+        r#"apex = "cityboard.localhost"
+port_base = {port_base}
+[broker]
+partitions = 1
+[[region]]
+name = "solo"
+[[region.shard]]
+replicas = 1
+cities = [
+  {{ slug = "newyork", name = "New York", country = "US", lat = 40.7128, lon = -74.006 }},
+  {{ slug = "boston", name = "Boston", country = "US", lat = 42.3601, lon = -71.0589 }},
+]
+"#
+    )
+}
+
+/// The live processes the stack's state file names.
+pub fn component_processes(state: &StackState) -> Vec<(String, ProcessId)> {
+    state
+        .components
+        .iter()
+        .filter_map(|c| c.process.map(|p| (c.name.clone(), p)))
+        .collect()
+}

@@ -17,8 +17,9 @@ use crate::{log_tail, postgres, secrets};
 const UP_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Starts the stack described by `topology_path` in `home`.
-pub fn run(home: &Home, topology_path: &Path, demo: bool) -> Result<()> {
-    let topology = Topology::load(topology_path)?;
+pub fn run(home: &Home, topology_path: &Path, port_base: Option<u16>, demo: bool) -> Result<()> {
+    let text = topology_text(topology_path, port_base)?;
+    let topology = Topology::parse(topology_path, &text)?;
     home.create()?;
     if let Some(supervisor) = super::running_supervisor(home)? {
         let running = Topology::load(&home.topology_file())?;
@@ -40,8 +41,7 @@ pub fn run(home: &Home, topology_path: &Path, demo: bool) -> Result<()> {
     }
     postgres::check_reachable(&home.data_dir())?;
     secrets::ensure(home)?;
-    std::fs::copy(topology_path, home.topology_file())
-        .with_context(|| format!("copying {}", topology_path.display()))?;
+    crate::process::write_atomic(&home.topology_file(), text.as_bytes())?;
     let state_file = home.state_file();
     let _ = std::fs::remove_file(&state_file);
 
@@ -79,11 +79,50 @@ pub fn run(home: &Home, topology_path: &Path, demo: bool) -> Result<()> {
     std::mem::forget(child);
     let state = wait_healthy(home, supervisor)?;
     if demo {
-        println!(
-            "up: --demo: no data model yet, so no demo posts (the region-core issue adds them)"
-        );
+        seed_demo(home, &state)?;
     }
     print_summary(&state, home);
+    Ok(())
+}
+
+/// The topology file's text, with `port_base` replaced when asked. The
+/// override is written into the home's copy, so every later command (and the
+/// supervisor) sees the ports actually in use.
+fn topology_text(path: &Path, port_base: Option<u16>) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| crate::topology::TopologyError::unreadable(path, &e))?;
+    let Some(port_base) = port_base else {
+        return Ok(text);
+    };
+    // Syntax errors are reported by the parser, with their line, below.
+    let Ok(mut table) = text.parse::<toml::Table>() else {
+        return Ok(text);
+    };
+    table.insert("port_base".into(), toml::Value::Integer(port_base.into()));
+    Ok(format!(
+        "# {} with port_base = {port_base} (cityboard up --port-base)\n{}",
+        path.display(),
+        toml::to_string(&table)?
+    ))
+}
+
+/// Seeds each region's demo posts through `region-core setup --demo`, which
+/// skips what an earlier run seeded.
+fn seed_demo(home: &Home, state: &StackState) -> Result<()> {
+    let program = crate::components::sibling_binary("region-core")?;
+    for region in &state.regions {
+        println!("up: --demo: seeding demo posts in {}", region.name);
+        let status = Command::new(&program)
+            .arg("setup")
+            .arg("--state")
+            .arg(home.state_file())
+            .args(["--region", &region.name, "--demo"])
+            .status()
+            .with_context(|| format!("running {}", program.display()))?;
+        if !status.success() {
+            bail!("seeding demo posts in {} failed ({status})", region.name);
+        }
+    }
     Ok(())
 }
 

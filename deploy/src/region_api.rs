@@ -1,0 +1,93 @@
+//! The api role of `region-core`: the region's JSON API and HTML site.
+//!
+//! Before each start the supervisor runs `region-core setup` for the region:
+//! it migrates the catalog and every shard and seeds the shard map, and is
+//! idempotent, so a restart after a crash repairs a half-done setup.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::components::sibling_binary;
+
+/// Migrates and seeds the region's databases (`region-core setup`).
+pub fn setup(state_file: &Path, region: &str, log: &Path) -> Result<()> {
+    let program = sibling_binary("region-core")?;
+    let out = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let status = Command::new(&program)
+        .arg("setup")
+        .arg("--state")
+        .arg(state_file)
+        .args(["--region", region])
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .status()
+        .with_context(|| format!("running {}", program.display()))?;
+    if !status.success() {
+        bail!(
+            "`region-core setup --region {region}` failed ({status}); see {}",
+            log.display()
+        );
+    }
+    Ok(())
+}
+
+/// The command that serves the region's api on `port`.
+pub fn command(state_file: &Path, secrets_dir: &Path, region: &str, port: u16) -> Result<Command> {
+    let mut cmd = Command::new(sibling_binary("region-core")?);
+    cmd.arg("serve")
+        .arg("--state")
+        .arg(state_file)
+        .args(["--region", region])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--secrets-dir")
+        .arg(secrets_dir);
+    Ok(cmd)
+}
+
+/// Ready when `GET /healthz` answers 200 (it checks the databases too).
+pub async fn probe(port: u16) -> Result<()> {
+    let status = http_get_status(port, "/healthz").await?;
+    if status != 200 {
+        bail!("GET /healthz answered {status}");
+    }
+    Ok(())
+}
+
+/// The status code of a plain HTTP/1.0 GET on 127.0.0.1: enough for a
+/// health check, without an HTTP client in the orchestrator.
+pub async fn http_get_status(port: u16, path: &str) -> Result<u16> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+            .await?;
+        let mut head = [0u8; 32];
+        let mut filled = 0;
+        while filled < 12 {
+            let n = stream.read(&mut head[filled..]).await?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        anyhow::Ok(head[..filled].to_vec())
+    };
+    let head = tokio::time::timeout(Duration::from_secs(2), exchange)
+        .await
+        .context("no answer in 2 s")??;
+    // "HTTP/1.1 200 OK"
+    let text = String::from_utf8_lossy(&head);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("not an HTTP answer: {text:?}"))
+}

@@ -1,0 +1,216 @@
+//! The shared stack `deploy/test` started: every component the topology
+//! asks for is there, real, and does its job. These tests only read and
+//! write data, so they run in parallel.
+
+use std::time::Duration;
+
+use cityboard_tests::{Health, Phase, cityboard, eventually, output_text, pg, shared_home, state};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+#[tokio::test]
+async fn every_component_is_healthy_and_named_in_status() {
+    let home = shared_home();
+    let st = state(&home);
+    assert_eq!(st.phase, Phase::Running, "{:?}", st.error);
+    let out = cityboard(&home, &["status", "--json"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    assert_eq!(status["healthy"], true, "{status:#}");
+    let components = status["state"]["components"]
+        .as_array()
+        .expect("components");
+    // Per region: catalog, 2 Redis, and per shard a primary and its replicas.
+    let expected: usize = 1 + st
+        .regions
+        .iter()
+        .map(|r| {
+            3 + r
+                .shards
+                .iter()
+                .map(|s| 1 + s.replica_urls.len())
+                .sum::<usize>()
+        })
+        .sum::<usize>();
+    let databases_and_broker = components
+        .iter()
+        .filter(|c| {
+            ["postgres", "postgres-replica", "redis", "broker"]
+                .contains(&c["kind"].as_str().unwrap_or(""))
+        })
+        .count();
+    assert_eq!(databases_and_broker, expected, "{status:#}");
+    for c in components {
+        assert_eq!(c["health"], "healthy", "{c:#}");
+        assert!(c["restarts"].is_u64(), "{c:#}");
+    }
+    // Every replica reports its replay lag in bytes, measured by LSN.
+    let replicas: Vec<_> = components
+        .iter()
+        .filter(|c| c["kind"] == "postgres-replica")
+        .collect();
+    assert!(!replicas.is_empty());
+    let lags = status["replica_lag_bytes"]
+        .as_array()
+        .expect("replica_lag_bytes");
+    for r in replicas {
+        let lag = lags
+            .iter()
+            .find(|pair| pair[0] == r["name"])
+            .unwrap_or_else(|| panic!("no lag for {r:#}"));
+        assert!(lag[1].is_i64(), "lag of {} not measured: {lag}", r["name"]);
+    }
+    for c in &st.components {
+        assert_eq!(c.health, Health::Healthy, "{}", c.name);
+    }
+}
+
+#[tokio::test]
+async fn a_row_written_on_each_primary_is_read_on_its_replicas() {
+    let st = state(&shared_home());
+    let marker = format!("m{}", std::process::id());
+    for region in &st.regions {
+        for shard in &region.shards {
+            let primary = pg(&shard.primary_url).await;
+            sqlx::query("CREATE TABLE IF NOT EXISTS stack_probe (marker text PRIMARY KEY)")
+                .execute(&primary)
+                .await
+                .expect("create");
+            sqlx::query("INSERT INTO stack_probe VALUES ($1) ON CONFLICT DO NOTHING")
+                .bind(&marker)
+                .execute(&primary)
+                .await
+                .expect("insert");
+            for url in &shard.replica_urls {
+                let replica = pg(url).await;
+                let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+                    .fetch_one(&replica)
+                    .await
+                    .expect("pg_is_in_recovery");
+                assert!(in_recovery, "{url} is not a replica");
+                eventually(
+                    &format!("{marker} on {url}"),
+                    Duration::from_secs(30),
+                    || async {
+                        sqlx::query_scalar::<_, i64>(
+                            "SELECT count(*) FROM stack_probe WHERE marker = $1",
+                        )
+                        .bind(&marker)
+                        .fetch_one(&replica)
+                        .await
+                        .ok()
+                        .filter(|n| *n == 1)
+                    },
+                )
+                .await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn primaries_are_ready_for_logical_decoding() {
+    let st = state(&shared_home());
+    for shard in st.regions.iter().flat_map(|r| &r.shards) {
+        let primary = pg(&shard.primary_url).await;
+        let level: String = sqlx::query_scalar("SHOW wal_level")
+            .fetch_one(&primary)
+            .await
+            .expect("wal_level");
+        assert_eq!(level, "logical", "{}", shard.primary_url);
+    }
+}
+
+#[tokio::test]
+async fn the_two_redis_instances_have_their_policies() {
+    let st = state(&shared_home());
+    for region in &st.regions {
+        let setting = |url: &str, name: &str| {
+            let client = redis::Client::open(url).expect("redis url");
+            let mut conn = client.get_connection().expect("redis connection");
+            let pair: Vec<String> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg(name)
+                .query(&mut conn)
+                .expect("CONFIG GET");
+            pair.get(1).cloned().unwrap_or_default()
+        };
+        assert_eq!(
+            setting(&region.redis_cache_url, "maxmemory-policy"),
+            "allkeys-lru"
+        );
+        assert_eq!(setting(&region.redis_cache_url, "appendonly"), "no");
+        assert_ne!(
+            setting(&region.redis_cache_url, "maxmemory"),
+            "0",
+            "an LRU cache needs a bound"
+        );
+        assert_eq!(
+            setting(&region.redis_store_url, "maxmemory-policy"),
+            "noeviction"
+        );
+        assert_eq!(setting(&region.redis_store_url, "appendonly"), "yes");
+    }
+}
+
+#[tokio::test]
+async fn each_region_has_its_topics_on_the_broker() {
+    let st = state(&shared_home());
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &st.broker)
+        .create()
+        .expect("kafka client");
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata");
+    let topics: Vec<&str> = metadata.topics().iter().map(|t| t.name()).collect();
+    for region in &st.regions {
+        for suffix in ["commands", "events", "dead-letters"] {
+            let name = format!("{}.{suffix}", region.name);
+            assert!(
+                topics.contains(&name.as_str()),
+                "{name} missing from {topics:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn up_again_duplicates_nothing() {
+    let home = shared_home();
+    let before = state(&home);
+    let topology = home.join("topology.toml");
+    let out = cityboard(&home, &["up", "--topology", topology.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("already runs"),
+        "{}",
+        output_text(&out)
+    );
+    let after = state(&home);
+    assert_eq!(before.supervisor, after.supervisor);
+    for c in &before.components {
+        let now = after.component(&c.name).expect("component still listed");
+        assert_eq!(
+            c.process, now.process,
+            "{} was restarted by a second up",
+            c.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn logs_prints_a_component_log() {
+    let home = shared_home();
+    let st = state(&home);
+    let name = &st.components[0].name;
+    let out = cityboard(&home, &["logs", name, "-n", "5"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let out = cityboard(&home, &["logs", "no-such-component"]);
+    assert!(!out.status.success());
+    assert!(
+        output_text(&out).contains("no-such-component"),
+        "{}",
+        output_text(&out)
+    );
+}
