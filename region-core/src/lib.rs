@@ -2,10 +2,17 @@
 //! batch apply with outbox, replica reads with read-your-writes.
 
 pub mod apply;
+pub mod auth;
+pub mod cache;
 pub mod catalog;
 pub mod clock;
 pub mod db;
+pub mod error;
+pub mod http;
 pub mod lsn;
 pub mod migrate;
 pub mod model;
+pub mod render;
+pub mod setup;
+pub mod stack;
 pub mod token;

@@ -82,6 +82,11 @@ impl Router {
         }
     }
 
+    /// Every shard of the region (health checks, monitors).
+    pub fn shards(&self) -> impl Iterator<Item = &ShardPools> {
+        self.shards.values()
+    }
+
     pub fn shard(&self, name: &str) -> Option<&ShardPools> {
         self.shards.get(name)
     }

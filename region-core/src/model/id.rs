@@ -85,6 +85,23 @@ impl<'de> Deserialize<'de> for Id {
     }
 }
 
+/// In the OpenAPI document: a decimal string, as ids travel in JSON.
+impl utoipa::PartialSchema for Id {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[1-9][0-9]{0,18}$"))
+            .description(Some(
+                "64-bit Snowflake id as a decimal string (JavaScript numbers lose precision past 2^53)",
+            ))
+            .examples([serde_json::json!("360288412508160001")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Id {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,9 +32,11 @@ pub struct PostFields {
 }
 
 /// One invalid field and why, for a 422 that names every bad field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
+    /// The field's name as the client sent it.
     pub field: &'static str,
+    /// What is wrong with it.
     pub problem: String,
 }
 

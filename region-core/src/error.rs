@@ -1,0 +1,161 @@
+//! Everything a request can fail with, mapped once to a status code and an
+//! RFC 9457 problem body.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::db::{ReadError, RouteError};
+use crate::model::post::FieldError;
+
+/// Base of every problem `type` URI.
+pub const PROBLEMS: &str = "https://cityboard.example/problems/";
+
+/// Everything a request can fail with. Handlers return `Result<T, ApiError>`;
+/// the mapping to status codes lives here and nowhere else.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("not found")]
+    NotFound,
+    /// No session, or one that is forged, expired or revoked: all look the
+    /// same to the client.
+    #[error("authentication required")]
+    Unauthorized,
+    /// Log-in failed: the same answer for an unknown address and a wrong
+    /// password.
+    #[error("invalid e-mail or password")]
+    BadCredentials,
+    /// A state-changing form without a valid CSRF token.
+    #[error("missing or invalid CSRF token")]
+    Csrf,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("request body must be application/json or application/x-www-form-urlencoded")]
+    UnsupportedMediaType,
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// The city is not served by this region: the edge refreshes its route
+    /// and retries; never a 404 that looks like a missing post.
+    #[error("city {0} is not served by this region")]
+    NotServed(String),
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    /// Malformed request (query string, JSON, cursor): the detail says what.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("city {0} is unavailable")]
+    ShardUnavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// An RFC 9457 problem document, the body of every error response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// URI naming the kind of problem; stable, for clients to switch on.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The status code's reason phrase.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong in this request (absent for internal errors).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Every invalid field, for a 422.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl ApiError {
+    /// The status code this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::Csrf => StatusCode::FORBIDDEN,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotServed(_) => StatusCode::MISDIRECTED_REQUEST,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::ShardUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn slug(&self) -> &'static str {
+        match self {
+            ApiError::NotFound => "not-found",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::BadCredentials => "bad-credentials",
+            ApiError::Csrf => "csrf",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::UnsupportedMediaType => "unsupported-media-type",
+            ApiError::PayloadTooLarge(_) => "payload-too-large",
+            ApiError::NotServed(_) => "city-not-served",
+            ApiError::Invalid(_) => "invalid-input",
+            ApiError::BadRequest(_) => "bad-request",
+            ApiError::ShardUnavailable(_) => "shard-unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// The problem body this error answers with.
+    pub fn problem(&self) -> Problem {
+        let status = self.status();
+        Problem {
+            kind: format!("{PROBLEMS}{}", self.slug()),
+            title: status.canonical_reason().unwrap_or("error").to_string(),
+            status: status.as_u16(),
+            // Internal errors are logged, never described to the client.
+            detail: match self {
+                ApiError::Internal(_) => None,
+                other => Some(other.to_string()),
+            },
+            errors: match self {
+                ApiError::Invalid(e) => e.clone(),
+                _ => Vec::new(),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(e) = &self {
+            tracing::error!(error = format!("{e:#}"), "internal error");
+        }
+        let mut res = (self.status(), Json(self.problem())).into_response();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if matches!(self, ApiError::Unauthorized) {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"cityboard\""),
+            );
+        }
+        if matches!(self, ApiError::ShardUnavailable(_)) {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        res
+    }
+}
+
+impl From<RouteError> for ApiError {
+    fn from(e: RouteError) -> Self {
+        match e {
+            RouteError::NotServed(city) => ApiError::NotServed(city),
+            RouteError::Read(ReadError::Unavailable { shard, source }) => {
+                tracing::warn!(%shard, error = %source, "shard unavailable");
+                ApiError::ShardUnavailable(shard)
+            }
+            other => ApiError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}

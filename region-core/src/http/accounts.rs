@@ -1,0 +1,370 @@
+//! POST /signup, /login, /logout, GET /me, and the HTML forms.
+//!
+//! A form post gets a redirect, a JSON post a JSON answer; both go through
+//! the same checks. The session token travels in the `cb_session` cookie
+//! (`HttpOnly; Secure; SameSite=Lax`) and, for scripts, in the JSON answer,
+//! to be sent back as `Authorization: Bearer`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::csrf::{CSRF_COOKIE, CSRF_HEADER};
+use crate::error::{ApiError, Problem};
+use crate::http::extract::{SESSION_COOKIE, cookie};
+use crate::http::{AppState, AuthUser, Input};
+use crate::model::Id;
+use crate::model::post::FieldError;
+use crate::render;
+
+/// Sign-up and log-in body (JSON, or a form that adds `csrf`).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct Credentials {
+    /// E-mail address; case does not matter.
+    #[schema(min_length = 3, max_length = 254, example = "alice@example.com")]
+    pub email: String,
+    /// 8–128 characters.
+    #[schema(min_length = 8, max_length = 128, example = "correct horse battery")]
+    pub password: String,
+    /// The form's CSRF token (forms only; JSON requests need none).
+    #[serde(default)]
+    pub csrf: Option<String>,
+}
+
+/// A new account.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Account {
+    /// The user's id; its region bits name the home region.
+    pub id: Id,
+    /// As typed at sign-up.
+    pub email: String,
+}
+
+/// A session, as `POST /login` and `GET /me` describe it.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Session {
+    /// The logged-in user.
+    pub user_id: Id,
+    /// Send as `Authorization: Bearer <access_token>` (also set as the
+    /// `cb_session` cookie). Absent from `GET /me`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    /// When the token expires; log in again (at the home region) after.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// Token for `X-CSRF-Token` or a form's `csrf` field, needed when the
+    /// session comes from the cookie.
+    pub csrf_token: String,
+}
+
+/// The body of a log-out form.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct LogoutForm {
+    /// The session's CSRF token.
+    pub csrf: Option<String>,
+}
+
+fn field(field: &'static str, problem: &str) -> FieldError {
+    FieldError {
+        field,
+        problem: problem.to_string(),
+    }
+}
+
+fn validate(c: &Credentials) -> Result<(), ApiError> {
+    let mut bad = Vec::new();
+    let email = c.email.trim();
+    let well_formed = email.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+    }) && !email
+        .chars()
+        .any(|ch| ch.is_whitespace() || ch.is_control());
+    if !(3..=254).contains(&email.chars().count()) || !well_formed {
+        bad.push(field("email", "must be an e-mail address"));
+    }
+    if !(8..=128).contains(&c.password.chars().count()) {
+        bad.push(field("password", "must be 8 to 128 characters"));
+    }
+    if c.password.contains('\0') {
+        bad.push(field("password", "must not contain NUL characters"));
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid(bad))
+    }
+}
+
+/// A form post must carry the double-submit token of the form it came from.
+fn check_form_csrf(st: &AppState, headers: &HeaderMap, c: &Credentials) -> Result<(), ApiError> {
+    let cookie = cookie(headers, CSRF_COOKIE).ok_or(ApiError::Csrf)?;
+    let field = c.csrf.as_deref().ok_or(ApiError::Csrf)?;
+    if st.csrf.check_anonymous(cookie, field) {
+        Ok(())
+    } else {
+        Err(ApiError::Csrf)
+    }
+}
+
+fn set_cookie(res: &mut Response, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+fn form_page(st: &AppState, action: &str, heading: &str) -> Response {
+    let token = st.csrf.new_anonymous();
+    let mut res = Html(render::account_form(action, heading, &token)).into_response();
+    set_cookie(
+        &mut res,
+        &format!("{CSRF_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=3600"),
+    );
+    res
+}
+
+/// The sign-up form (sets its CSRF cookie).
+#[utoipa::path(get, path = "/signup", tag = "accounts",
+    responses((status = 200, description = "HTML form", body = String, content_type = "text/html")))]
+pub async fn signup_form(State(st): State<AppState>) -> Response {
+    form_page(&st, "/signup", "Sign up")
+}
+
+/// The log-in form (sets its CSRF cookie).
+#[utoipa::path(get, path = "/login", tag = "accounts",
+    responses((status = 200, description = "HTML form", body = String, content_type = "text/html")))]
+pub async fn login_form(State(st): State<AppState>) -> Response {
+    form_page(&st, "/login", "Log in")
+}
+
+/// Creates an account in this (its home) region.
+#[utoipa::path(post, path = "/signup", tag = "accounts",
+    request_body(content(
+        (Credentials = "application/json"),
+        (Credentials = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 201, description = "Created (JSON request)", body = Account),
+        (status = 303, description = "Created (form): to the log-in page"),
+        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Form without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An account with this e-mail exists", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Neither JSON nor a form", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each named", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn signup(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    input: Input<Credentials>,
+) -> Result<Response, ApiError> {
+    let c = input.value;
+    if input.form {
+        check_form_csrf(&st, &headers, &c)?;
+    }
+    validate(&c)?;
+    let email = c.email.trim().to_string();
+    let hash = st.passwords.hash(c.password).await?;
+    let id = st
+        .ids
+        .next()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let created: Option<Id> = sqlx::query_scalar(
+        "INSERT INTO users (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT ((lower(email))) DO NOTHING RETURNING id",
+    )
+    .bind(id)
+    .bind(&email)
+    .bind(&hash)
+    .bind(st.clock.now())
+    .fetch_optional(&st.catalog)
+    .await
+    .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("inserting a user")))?;
+    let Some(id) = created else {
+        return Err(ApiError::Conflict(
+            "an account with this e-mail address exists".into(),
+        ));
+    };
+    if input.form {
+        return Ok(Redirect::to("/login").into_response());
+    }
+    Ok((StatusCode::CREATED, Json(Account { id, email })).into_response())
+}
+
+/// Logs in: a session token in the cookie and, for scripts, in the body.
+/// An unknown e-mail and a wrong password get the same answer in about the
+/// same time.
+#[utoipa::path(post, path = "/login", tag = "accounts",
+    request_body(content(
+        (Credentials = "application/json"),
+        (Credentials = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "Logged in (JSON request); the cookie is set too", body = Session),
+        (status = 303, description = "Logged in (form): to the listing"),
+        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unknown e-mail or wrong password", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Form without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Neither JSON nor a form", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each named", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn login(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    input: Input<Credentials>,
+) -> Result<Response, ApiError> {
+    let c = input.value;
+    if input.form {
+        check_form_csrf(&st, &headers, &c)?;
+    }
+    validate(&c)?;
+    let row: Option<(Id, String)> = sqlx::query_as(
+        "SELECT id, password_hash FROM users WHERE lower(email) = lower($1) AND deleted_at IS NULL",
+    )
+    .bind(c.email.trim())
+    .fetch_optional(&st.catalog)
+    .await
+    .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("looking up a user")))?;
+    let (user, stored) = match row {
+        Some((id, hash)) => (Some(id), Some(hash)),
+        None => (None, None),
+    };
+    // Verified even for an unknown user (against a dummy hash): same time.
+    let ok = st.passwords.verify(c.password, stored).await?;
+    let Some(user) = user.filter(|_| ok) else {
+        return Err(ApiError::BadCredentials);
+    };
+    let (token, claims) = st.sessions.issue(user, st.clock.now(), st.session_ttl);
+    let session = Session {
+        user_id: user,
+        access_token: Some(token.clone()),
+        expires_at: chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or_default(),
+        csrf_token: st.csrf.for_session(&claims.jti),
+    };
+    let mut res = if input.form {
+        Redirect::to("/post").into_response()
+    } else {
+        Json(session).into_response()
+    };
+    set_cookie(
+        &mut res,
+        &format!(
+            "{SESSION_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age={}",
+            st.session_ttl.num_seconds()
+        ),
+    );
+    Ok(res)
+}
+
+/// Ends the session: its token is revoked in this region (every later
+/// request with it is a 401) and the cookie cleared. A session from the
+/// cookie must prove the request is its own with the CSRF token (header
+/// `X-CSRF-Token` or form field `csrf`).
+#[utoipa::path(post, path = "/logout", tag = "accounts",
+    security(("bearer" = []), ("cookie" = [])),
+    request_body(content((LogoutForm = "application/x-www-form-urlencoded")),
+        description = "Optional; a form carries its CSRF token here"),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 303, description = "Logged out (form): to the log-in page"),
+        (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Cookie session without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn logout(
+    State(st): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|_| ApiError::PayloadTooLarge(crate::http::BODY_LIMIT))?;
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if user.via_cookie {
+        let from_form = if form {
+            serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
+                .ok()
+                .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v))
+        } else {
+            None
+        };
+        let token = headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or(from_form)
+            .ok_or(ApiError::Csrf)?;
+        if !st.csrf.check_session(&user.claims.jti, &token) {
+            return Err(ApiError::Csrf);
+        }
+    }
+    let expires = chrono::DateTime::from_timestamp(user.claims.exp, 0).unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO revoked_sessions (jti, user_id, expires_at) VALUES ($1, $2, $3)
+         ON CONFLICT (jti) DO NOTHING",
+    )
+    .bind(&user.claims.jti)
+    .bind(user.id)
+    .bind(expires)
+    .execute(&st.catalog)
+    .await
+    .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("revoking a session")))?;
+    let mut res = if form {
+        Redirect::to("/login").into_response()
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    };
+    set_cookie(
+        &mut res,
+        &format!("{SESSION_COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0"),
+    );
+    Ok(res)
+}
+
+/// The current session (and its CSRF token, for scripts that use the
+/// cookie).
+#[utoipa::path(get, path = "/me", tag = "accounts",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The session", body = Session),
+        (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn me(State(st): State<AppState>, user: AuthUser) -> Json<Session> {
+    Json(Session {
+        user_id: user.id,
+        access_token: None,
+        expires_at: chrono::DateTime::from_timestamp(user.claims.exp, 0).unwrap_or_default(),
+        csrf_token: st.csrf.for_session(&user.claims.jti),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds(email: &str, password: &str) -> Credentials {
+        Credentials {
+            email: email.into(),
+            password: password.into(),
+            csrf: None,
+        }
+    }
+
+    #[test]
+    fn credentials_are_checked_field_by_field() {
+        assert!(validate(&creds("a@b.c", "12345678")).is_ok());
+        for (email, password, fields) in [
+            ("nope", "12345678", vec!["email"]),
+            ("a@b@c", "short", vec!["email", "password"]),
+            ("a b@c", "12345678", vec!["email"]),
+        ] {
+            let Err(ApiError::Invalid(bad)) = validate(&creds(email, password)) else {
+                panic!("{email} accepted");
+            };
+            assert_eq!(bad.iter().map(|e| e.field).collect::<Vec<_>>(), fields);
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Extractors: the city of a request, its read freshness, its body, its
+//! user. Every rejection is an `ApiError`, so it answers a problem body.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use serde::de::DeserializeOwned;
+
+use crate::auth::{Claims, TokenError};
+use crate::error::ApiError;
+use crate::http::{AppState, BODY_LIMIT};
+use crate::model::Id;
+use crate::model::post::FieldError;
+use crate::token::{Consistency, WriteToken};
+
+/// The cookie a client that just wrote carries (design §4).
+pub const RYW_COOKIE: &str = "cb_ryw";
+/// The session cookie (`HttpOnly; Secure; SameSite=Lax`).
+pub const SESSION_COOKIE: &str = "cb_session";
+
+/// The value of cookie `name`, if the request has it.
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The city of the request, from its host name `<city>.<apex>`. Any other
+/// host, or a city this region does not serve, is a 421.
+#[derive(Debug, Clone)]
+pub struct City(pub String);
+
+impl FromRequestParts<AppState> for City {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.host())
+            .unwrap_or("");
+        let host = host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        });
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let city = host
+            .strip_suffix(&state.apex)
+            .and_then(|s| s.strip_suffix('.'))
+            .filter(|c| !c.is_empty() && !c.contains('.'))
+            .ok_or_else(|| ApiError::NotServed(host.clone()))?;
+        state.router.route(city)?;
+        Ok(City(city.to_string()))
+    }
+}
+
+/// Read freshness from the read-your-writes cookie: a token, or
+/// `pending:<command id>`. A malformed cookie is ignored (the read is then
+/// merely eventually consistent), never an error.
+pub struct Freshness(pub Consistency);
+
+impl<S: Send + Sync> FromRequestParts<S> for Freshness {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let consistency = match cookie(&parts.headers, RYW_COOKIE) {
+            Some(v) => match v.strip_prefix("pending:") {
+                Some(id) => id.parse().map(Consistency::Pending).unwrap_or_default(),
+                None => v
+                    .parse::<WriteToken>()
+                    .map(Consistency::AtLeast)
+                    .unwrap_or_default(),
+            },
+            None => Consistency::Any,
+        };
+        Ok(Freshness(consistency))
+    }
+}
+
+/// A body sent as JSON (scripts) or as an HTML form (browsers without
+/// JavaScript); `form` tells the handler which, so it can answer a form with
+/// a redirect. Any other content type is a 415, a syntax error a 400, and a
+/// missing or mistyped field a 422.
+pub struct Input<T> {
+    /// The parsed body.
+    pub value: T,
+    /// Whether it came from an HTML form.
+    pub form: bool,
+}
+
+/// The media type of a request body, lower-cased, without parameters.
+fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Input<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let form = match media_type(req.headers()).as_str() {
+            "application/json" => false,
+            "application/x-www-form-urlencoded" => true,
+            _ => return Err(ApiError::UnsupportedMediaType),
+        };
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(BODY_LIMIT)
+            } else {
+                ApiError::BadRequest(e.body_text())
+            }
+        })?;
+        let value = if form {
+            serde_urlencoded::from_bytes(&bytes).map_err(|e| {
+                ApiError::Invalid(vec![FieldError {
+                    field: "body",
+                    problem: e.to_string(),
+                }])
+            })?
+        } else {
+            serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
+                serde_json::error::Category::Data => ApiError::Invalid(vec![FieldError {
+                    field: "body",
+                    problem: e.to_string(),
+                }]),
+                _ => ApiError::BadRequest(format!("malformed JSON: {e}")),
+            })?
+        };
+        Ok(Input { value, form })
+    }
+}
+
+/// The logged-in user of a request: a session token from
+/// `Authorization: Bearer` or the session cookie, signature and expiry
+/// verified, not revoked in this region's catalog. Anything else is a 401.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    /// The user.
+    pub id: Id,
+    /// The token's claims (its id, for CSRF and log-out).
+    pub claims: Claims,
+    /// Whether the token came from the cookie: such requests need a CSRF
+    /// token to change state, header-borne ones do not.
+    pub via_cookie: bool,
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        let (token, via_cookie) = match bearer {
+            Some(t) => (t, false),
+            None => match cookie(&parts.headers, SESSION_COOKIE) {
+                Some(t) => (t, true),
+                None => return Err(ApiError::Unauthorized),
+            },
+        };
+        let claims = st
+            .sessions
+            .verify(token, st.clock.now())
+            .map_err(|e| refused(&e))?;
+        let revoked: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE jti = $1)")
+                .bind(&claims.jti)
+                .fetch_one(&st.catalog)
+                .await
+                .map_err(|e| {
+                    ApiError::Internal(anyhow::Error::new(e).context("revocation check"))
+                })?;
+        if revoked {
+            return Err(refused(&TokenError::Revoked));
+        }
+        Ok(AuthUser {
+            id: claims.sub,
+            claims,
+            via_cookie,
+        })
+    }
+}
+
+fn refused(e: &TokenError) -> ApiError {
+    tracing::debug!(reason = %e, "session refused");
+    ApiError::Unauthorized
+}

@@ -1,0 +1,95 @@
+//! The HTTP api (axum): one module per resource, extractors in `extract`,
+//! the OpenAPI document in `openapi`.
+
+pub mod accounts;
+pub mod cursor;
+pub mod extract;
+pub mod health;
+pub mod metrics;
+pub mod openapi;
+pub mod posts;
+pub mod state;
+
+use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+pub use extract::{AuthUser, City, Freshness, Input, RYW_COOKIE};
+pub use state::{ApiOptions, AppState};
+
+use crate::error::ApiError;
+
+/// Requests carry no more than this (posts are text; photos go to signed
+/// upload URLs, never through the api).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The api's routes with their middleware.
+pub fn app(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route("/post/{id}", get(posts::get_post))
+        .route("/post", get(posts::list_posts))
+        .route("/signup", get(accounts::signup_form).post(accounts::signup))
+        .route("/login", get(accounts::login_form).post(accounts::login))
+        .route("/logout", post(accounts::logout))
+        .route("/me", get(accounts::me))
+        .route("/healthz", get(health::healthz))
+        .route("/metrics", get(metrics::metrics))
+        .route("/openapi.json", get(openapi::serve))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(problems_everywhere))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Belt and braces: a panic anywhere becomes a 500 problem, never a
+        // dropped connection (handlers are written not to panic).
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+            },
+        ))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+/// Turns the few error responses axum makes itself (405 with its `Allow`
+/// header, rejections of extractors we do not wrap) into problem bodies, so
+/// that every error a client sees has the same shape.
+async fn problems_everywhere(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_problem = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let detail = axum::body::to_bytes(body, BODY_LIMIT)
+        .await
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .filter(|d| !d.is_empty() && !status.is_server_error());
+    let problem = crate::error::Problem {
+        kind: format!("{}http-{}", crate::error::PROBLEMS, status.as_u16()),
+        title: status.canonical_reason().unwrap_or("error").to_string(),
+        status: status.as_u16(),
+        detail,
+        errors: Vec::new(),
+    };
+    let body = serde_json::to_vec(&problem).unwrap_or_default();
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/problem+json"),
+    );
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
+}

@@ -1,0 +1,388 @@
+//! GET /post/{id} and GET /post (listing and search).
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::cache::PageCache;
+use crate::db::queries::{GetPost, ListPosts};
+use crate::error::{ApiError, Problem};
+use crate::http::cursor::Cursor;
+use crate::http::{AppState, City, Freshness};
+use crate::model::post::FieldError;
+use crate::model::{Id, Post, PostStatus};
+use crate::render;
+use crate::token::Consistency;
+
+/// A post as the api shows it: no status (only live posts are shown), ids
+/// as strings.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PostView {
+    /// The post's id.
+    pub id: Id,
+    /// City slug.
+    pub city: String,
+    /// One of the known categories.
+    pub category: String,
+    /// 1–200 characters, as typed.
+    pub title: String,
+    /// At most 20 000 characters, as typed.
+    pub description: String,
+    /// Whole currency units.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
+    pub price: Option<i64>,
+    /// Free-form neighbourhood.
+    pub location: Option<String>,
+    /// Number of photos.
+    #[schema(minimum = 0, maximum = 10)]
+    pub image_count: i16,
+    /// Bumped by every change.
+    #[schema(minimum = 1)]
+    pub version: i64,
+    /// When it was posted.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When it expires unless renewed.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<Post> for PostView {
+    fn from(p: Post) -> Self {
+        PostView {
+            id: p.id,
+            city: p.city,
+            category: p.fields.category,
+            title: p.fields.title,
+            description: p.fields.description,
+            price: p.fields.price,
+            location: p.fields.location,
+            image_count: p.fields.image_count,
+            version: p.version,
+            created_at: p.created_at,
+            expires_at: p.expires_at,
+        }
+    }
+}
+
+/// JSON only when the client asks for it and not for HTML: browsers send
+/// `text/html` first and get the page.
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
+}
+
+/// One post: an HTML page for browsers (the page the publisher pre-renders
+/// for the edge), JSON for `Accept: application/json`.
+#[utoipa::path(get, path = "/post/{id}", tag = "posts",
+    params(("id" = String, Path, description = "Post id (decimal)", pattern = "^[1-9][0-9]{0,18}$")),
+    responses(
+        (status = 200, description = "The post", content(
+            (PostView = "application/json"),
+            (String = "text/html"))),
+        (status = 404, description = "No such post, or it is deleted, hidden or expired", body = Problem, content_type = "application/problem+json"),
+        (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The city's shard is down", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_post(
+    State(st): State<AppState>,
+    City(city): City,
+    Freshness(fresh): Freshness,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    // Not a well-formed id: no such post.
+    let id: Id = id.parse().map_err(|_| ApiError::NotFound)?;
+    let served = st
+        .router
+        .read(
+            &city,
+            &fresh,
+            &GetPost {
+                city: city.clone(),
+                id,
+            },
+        )
+        .await?;
+    st.metrics.read_by(&served.node);
+    let now = st.clock.now();
+    let post = served
+        .value
+        .filter(|p| p.status == PostStatus::Live && p.expires_at > now)
+        .ok_or(ApiError::NotFound)?;
+    if wants_json(&headers) {
+        Ok(Json(PostView::from(post)).into_response())
+    } else {
+        Ok(Html(render::post_page(&post)).into_response())
+    }
+}
+
+/// Query of `GET /post`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Full-text search, web-search syntax (`"exact phrase"`, `-word`, `or`).
+    #[param(max_length = 200)]
+    pub search: Option<String>,
+    /// One of the known categories.
+    #[param(inline, value_type = Option<Category>)]
+    pub category: Option<String>,
+    /// Lowest price, inclusive.
+    #[param(minimum = 0, maximum = 1_000_000_000)]
+    pub min_price: Option<i64>,
+    /// Highest price, inclusive.
+    #[param(minimum = 0, maximum = 1_000_000_000)]
+    pub max_price: Option<i64>,
+    /// Only posts with (true) or without (false) photos.
+    pub has_image: Option<bool>,
+    /// `next_cursor` of the previous page, with the same filters.
+    pub cursor: Option<String>,
+    /// Posts per page (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<i64>,
+}
+
+/// The known categories (for the OpenAPI document).
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+#[allow(missing_docs)]
+pub enum Category {
+    ForSale,
+    Housing,
+    Jobs,
+    Services,
+    Community,
+    Gigs,
+    Vehicles,
+    Free,
+}
+
+/// One page of a listing.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PostPage {
+    /// Newest first.
+    pub posts: Vec<PostView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+fn field(field: &'static str, problem: &str) -> FieldError {
+    FieldError {
+        field,
+        problem: problem.to_string(),
+    }
+}
+
+/// Every invalid parameter, named (a 422 lists them all at once).
+fn validate(p: &ListParams) -> Result<i64, ApiError> {
+    let mut bad = Vec::new();
+    let limit = p.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        bad.push(field("limit", "must be 1 to 100"));
+    }
+    for (name, v) in [("min_price", p.min_price), ("max_price", p.max_price)] {
+        if v.is_some_and(|v| !(0..=1_000_000_000).contains(&v)) {
+            bad.push(field(name, "must be between 0 and 1000000000"));
+        }
+    }
+    if let (Some(lo), Some(hi)) = (p.min_price, p.max_price)
+        && lo > hi
+    {
+        bad.push(field("min_price", "must not exceed max_price"));
+    }
+    if p.category
+        .as_deref()
+        .is_some_and(|c| !crate::model::post::CATEGORIES.contains(&c))
+    {
+        bad.push(field("category", "unknown category"));
+    }
+    if let Some(s) = &p.search {
+        if s.chars().count() > 200 {
+            bad.push(field("search", "must be at most 200 characters"));
+        }
+        // Postgres text cannot hold NUL; refuse it here rather than fail
+        // in the database.
+        if s.contains('\0') {
+            bad.push(field("search", "must not contain NUL characters"));
+        }
+    }
+    if bad.is_empty() {
+        Ok(limit)
+    } else {
+        Err(ApiError::Invalid(bad))
+    }
+}
+
+/// Posts of the host's city from the last 7 days, newest first: all of
+/// them, or those matching a full-text search and filters. An HTML page for
+/// browsers, JSON for `Accept: application/json`.
+#[utoipa::path(get, path = "/post", tag = "posts",
+    params(ListParams),
+    responses(
+        (status = 200, description = "One page of posts", content(
+            (PostPage = "application/json"),
+            (String = "text/html"))),
+        (status = 400, description = "Malformed query string or a cursor that was tampered with or issued for other filters", body = Problem, content_type = "application/problem+json"),
+        (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid parameters, each named", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The city's shard is down", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_posts(
+    State(st): State<AppState>,
+    City(city): City,
+    Freshness(fresh): Freshness,
+    headers: HeaderMap,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let limit = validate(&p)?;
+    let search = p.search.filter(|s| !s.trim().is_empty());
+    // The cursor is bound to the city and filters it was issued for.
+    let scope = format!(
+        "{city}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        search, p.category, p.min_price, p.max_price, p.has_image
+    );
+    let json = wants_json(&headers);
+    // Cached pages only for reads that need no particular freshness.
+    let cache_key = (matches!(fresh, Consistency::Any) && st.cache.enabled())
+        .then(|| PageCache::key(&city, &format!("{scope}|{:?}|{limit}|{json}", p.cursor)));
+    if let Some(key) = &cache_key
+        && let Some(page) = st.cache.get(key).await
+    {
+        return Ok(page_response(page, json));
+    }
+    let after = match &p.cursor {
+        Some(c) => {
+            let c = Cursor::decode(c, &st.cursor_key, &scope)
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            Some((c.created_at, c.id))
+        }
+        None => None,
+    };
+    let query = ListPosts {
+        city: city.clone(),
+        now: st.clock.now(),
+        search: search.clone(),
+        category: p.category.clone(),
+        min_price: p.min_price,
+        max_price: p.max_price,
+        has_image: p.has_image,
+        after,
+        limit,
+    };
+    let served = st.router.read(&city, &fresh, &query).await?;
+    st.metrics.read_by(&served.node);
+    let posts = served.value;
+    let next_cursor = if posts.len() as i64 == limit {
+        posts.last().map(|last| {
+            Cursor {
+                created_at: last.created_at,
+                id: last.id,
+            }
+            .encode(&st.cursor_key, &scope)
+        })
+    } else {
+        None
+    };
+    let page = if json {
+        serde_json::to_vec(&PostPage {
+            posts: posts.into_iter().map(PostView::from).collect(),
+            next_cursor,
+        })
+        .map_err(|e| ApiError::Internal(e.into()))?
+    } else {
+        let next = next_cursor.map(|c| {
+            let mut q = form_urlencoded_pairs(&[
+                ("search", search.as_deref()),
+                ("category", p.category.as_deref()),
+                ("min_price", p.min_price.map(|v| v.to_string()).as_deref()),
+                ("max_price", p.max_price.map(|v| v.to_string()).as_deref()),
+                ("has_image", p.has_image.map(|v| v.to_string()).as_deref()),
+                ("limit", Some(limit.to_string().as_str())),
+            ]);
+            q.push_str("&cursor=");
+            q.push_str(&c);
+            format!("/post?{q}")
+        });
+        render::list_page(&city, search.as_deref(), &posts, next.as_deref()).into_bytes()
+    };
+    if let Some(key) = &cache_key {
+        st.cache.put(key, &page).await;
+    }
+    Ok(page_response(page, json))
+}
+
+fn form_urlencoded_pairs(pairs: &[(&str, Option<&str>)]) -> String {
+    let present: Vec<(&str, &str)> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| (*k, v)))
+        .collect();
+    serde_urlencoded::to_string(present).unwrap_or_default()
+}
+
+fn page_response(page: Vec<u8>, json: bool) -> Response {
+    let mut res = page.into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(if json {
+            "application/json"
+        } else {
+            "text/html; charset=utf-8"
+        }),
+    );
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> ListParams {
+        ListParams {
+            search: None,
+            category: None,
+            min_price: None,
+            max_price: None,
+            has_image: None,
+            cursor: None,
+            limit: None,
+        }
+    }
+
+    #[test]
+    fn every_bad_parameter_is_named() {
+        let p = ListParams {
+            search: Some("a\0".into()),
+            category: Some("weapons".into()),
+            min_price: Some(10),
+            max_price: Some(-1),
+            limit: Some(0),
+            ..params()
+        };
+        let Err(ApiError::Invalid(bad)) = validate(&p) else {
+            panic!("expected 422")
+        };
+        let names: Vec<_> = bad.iter().map(|e| e.field).collect();
+        assert_eq!(
+            names,
+            ["limit", "max_price", "min_price", "category", "search"]
+        );
+        assert_eq!(validate(&params()).ok(), Some(20));
+    }
+
+    #[test]
+    fn browsers_get_html() {
+        let mut h = HeaderMap::new();
+        assert!(!wants_json(&h));
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("text/html,application/json;q=0.9"),
+        );
+        assert!(!wants_json(&h));
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        assert!(wants_json(&h));
+    }
+}

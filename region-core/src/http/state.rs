@@ -1,0 +1,142 @@
+//! What every handler shares, and how `serve` (or a test) builds it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::auth::csrf::CsrfKey;
+use crate::auth::{Passwords, SessionKey};
+use crate::cache::PageCache;
+use crate::catalog::NodeLease;
+use crate::clock::SharedClock;
+use crate::db::{ReadConfig, Router};
+use crate::http::metrics::Metrics;
+use crate::model::IdGenerator;
+use crate::stack::{RegionEntry, Secrets};
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Routes each city's queries to its shard.
+    pub router: Router,
+    /// The region's catalog: users, revocations, the shard map.
+    pub catalog: PgPool,
+    /// The one clock (tests move it).
+    pub clock: SharedClock,
+    /// Apex of city host names: `boston.<apex>`.
+    pub apex: String,
+    /// Signs listing cursors.
+    pub cursor_key: Arc<Vec<u8>>,
+    /// Signs and verifies session tokens (shared by all regions).
+    pub sessions: SessionKey,
+    /// Signs CSRF tokens.
+    pub csrf: CsrfKey,
+    /// argon2id hashing, bounded.
+    pub passwords: Passwords,
+    /// Ids of new users (node number leased from the catalog).
+    pub ids: IdGenerator,
+    /// Listing and search pages in the LRU Redis.
+    pub cache: PageCache,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Lifetime of a session access token.
+    pub session_ttl: chrono::Duration,
+}
+
+/// What `serve` (or a test) chooses about the api.
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// Lifetime of access tokens: short, because revocation reaches other
+    /// regions only through the pipeline and a token is its own proof.
+    pub session_ttl: chrono::Duration,
+    /// TTL of cached listing pages; zero turns the cache off.
+    pub cache_ttl: Duration,
+    /// argon2id parameters (tests use lighter ones).
+    pub argon2: argon2::Params,
+    /// Password hashes computed at once.
+    pub hash_parallelism: usize,
+    /// Replica choice and pool sizes.
+    pub read: ReadConfig,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        ApiOptions {
+            session_ttl: chrono::Duration::minutes(15),
+            cache_ttl: Duration::from_secs(5),
+            argon2: argon2::Params::default(),
+            hash_parallelism: 2,
+            read: ReadConfig::default(),
+        }
+    }
+}
+
+/// What `AppState::connect` started and the caller must keep alive (and may
+/// abort on shutdown).
+pub struct Background {
+    /// Shard-map watcher, lag monitors, node-lease renewal.
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The node lease, released on clean shutdown.
+    pub lease: NodeLease,
+}
+
+impl AppState {
+    /// Connects to the region's catalog (checking its schema), its shards
+    /// (through `Router::connect`) and its cache; leases a node number for
+    /// user ids.
+    pub async fn connect(
+        apex: &str,
+        region_number: u16,
+        region: &RegionEntry,
+        secrets: &Secrets,
+        clock: SharedClock,
+        options: ApiOptions,
+    ) -> anyhow::Result<(AppState, Background)> {
+        use anyhow::Context;
+        let catalog = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(&region.catalog_url)
+            .await
+            .with_context(|| format!("connecting to the catalog of {}", region.name))?;
+        crate::migrate::check_catalog(&catalog)
+            .await
+            .with_context(|| format!("catalog of {}", region.name))?;
+        let router = Router::connect(catalog.clone(), &region.name, options.read).await?;
+        router.poll_now().await;
+        let mut tasks = router.spawn_background(Duration::from_secs(5));
+
+        let holder = format!(
+            "api/{}/{}/{:08x}",
+            region.name,
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        let lease = NodeLease::acquire(&catalog, &holder, Duration::from_secs(60))
+            .await
+            .context("leasing a node number for ids")?;
+        let ids = IdGenerator::new(clock.clone(), region_number, lease.node, lease.valid_until);
+        tasks.push(lease.clone().keep_renewed(catalog.clone(), ids.clone()));
+
+        let passwords = Passwords::new(options.argon2.clone(), options.hash_parallelism)?;
+        let metrics = Arc::new(Metrics::default());
+        let cache = PageCache::new(&region.redis_cache_url, options.cache_ttl, metrics.clone());
+        let state = AppState {
+            router,
+            catalog,
+            clock,
+            apex: apex.trim_end_matches('.').to_ascii_lowercase(),
+            cursor_key: Arc::new(secrets.derive("cursor")),
+            sessions: SessionKey::new(secrets.session.clone()),
+            csrf: CsrfKey::new(secrets.derive("csrf")),
+            passwords,
+            ids,
+            cache,
+            metrics,
+            session_ttl: options.session_ttl,
+        };
+        Ok((state, Background { tasks, lease }))
+    }
+}

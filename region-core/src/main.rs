@@ -1,0 +1,175 @@
+//! `region-core`: the region origin binary. The supervisor (`cityboard up`)
+//! runs `setup` once per region, then `serve` as the region's api role.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use region_core::http::{ApiOptions, AppState};
+use region_core::stack::{Secrets, StackFile};
+
+#[derive(Parser)]
+#[command(name = "region-core", about = "cityboard region origin")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Migrate the region's catalog and shards, register its topology;
+    /// idempotent (run at every `cityboard up`).
+    Setup {
+        /// The supervisor's stack description.
+        #[arg(long, env = "CITYBOARD_STATE")]
+        state: PathBuf,
+        /// Region to set up.
+        #[arg(long, env = "CITYBOARD_REGION")]
+        region: String,
+        /// Also add demo posts to cities without any.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Run the api role of a region.
+    Serve {
+        /// The supervisor's stack description.
+        #[arg(long, env = "CITYBOARD_STATE")]
+        state: PathBuf,
+        /// Region to serve.
+        #[arg(long, env = "CITYBOARD_REGION")]
+        region: String,
+        /// Address to listen on.
+        #[arg(long, env = "CITYBOARD_LISTEN")]
+        listen: SocketAddr,
+        /// Directory of `session.key`, `kv-route.key`, `edge-forward.key`,
+        /// `edge-forward.previous.key`, `operator.token`.
+        #[arg(long, env = "CITYBOARD_SECRETS_DIR")]
+        secrets_dir: PathBuf,
+        /// Lifetime of listing pages in the Redis cache; 0s turns it off.
+        #[arg(long, env = "CITYBOARD_PAGE_CACHE_TTL", default_value = "5s")]
+        page_cache_ttl: humantime::Duration,
+        /// Lifetime of session access tokens.
+        #[arg(long, env = "CITYBOARD_SESSION_TTL", default_value = "15m")]
+        session_ttl: humantime::Duration,
+    },
+    /// Print the OpenAPI document (the checked-in `openapi.json`).
+    Openapi,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("region-core: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("region-core: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Cmd::Setup {
+            state,
+            region,
+            demo,
+        } => {
+            let stack = StackFile::read(&state)?;
+            let report = region_core::setup::run(&stack, &region, demo)
+                .await
+                .with_context(|| format!("setting up region {region}"))?;
+            for line in report.lines {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Cmd::Serve {
+            state,
+            region,
+            listen,
+            secrets_dir,
+            page_cache_ttl,
+            session_ttl,
+        } => {
+            let stack = StackFile::read(&state)?;
+            let (number, entry) = stack.region(&region)?;
+            let secrets = Secrets::read(&secrets_dir)?;
+            let options = ApiOptions {
+                cache_ttl: page_cache_ttl.into(),
+                session_ttl: chrono::Duration::from_std(session_ttl.into())
+                    .context("--session-ttl is too long")?,
+                ..ApiOptions::default()
+            };
+            let (app_state, background) = AppState::connect(
+                &stack.apex,
+                number,
+                entry,
+                &secrets,
+                Arc::new(region_core::clock::SystemClock),
+                options,
+            )
+            .await
+            .with_context(|| format!("starting the api of {region}"))?;
+            let catalog = app_state.catalog.clone();
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listening on {listen}"))?;
+            tracing::info!(%listen, region, "api serving");
+            axum::serve(listener, region_core::http::app(app_state))
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .context("serving")?;
+            for t in &background.tasks {
+                t.abort();
+            }
+            if let Err(e) = background.lease.release(&catalog).await {
+                tracing::warn!(error = %e, "releasing the node lease");
+            }
+            tracing::info!("api stopped");
+            Ok(())
+        }
+        Cmd::Openapi => {
+            print!("{}", region_core::http::openapi::document());
+            Ok(())
+        }
+    }
+}
+
+/// SIGTERM (the supervisor) or Ctrl-C: stop accepting, finish what is in
+/// flight, exit 0.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+}

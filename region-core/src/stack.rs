@@ -1,0 +1,198 @@
+//! The stack description the supervisor writes (`state.json`), and the
+//! secrets directory it fills: what `region-core setup` and `serve` are
+//! given instead of a config file of their own, so that the supervisor is the
+//! one place that knows addresses.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::catalog::{RegionTopology, ShardTopology};
+
+/// The parts of `state.json` region-core reads; unknown fields are ignored
+/// so the supervisor can grow the file freely.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StackFile {
+    /// Apex of every city's host name: `<city>.<apex>`.
+    pub apex: String,
+    /// Regions in topology order: the index is the region's number in ids.
+    pub regions: Vec<RegionEntry>,
+}
+
+/// One region of the stack.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RegionEntry {
+    /// Region name, e.g. `us-east`.
+    pub name: String,
+    /// The region's catalog database.
+    pub catalog_url: String,
+    /// Redis with `allkeys-lru`: listing and search pages.
+    pub redis_cache_url: String,
+    /// Redis with `noeviction`: what must not be lost (idempotency keys).
+    pub redis_store_url: String,
+    /// Port the supervisor gives the api role.
+    pub api_port: u16,
+    /// Shards in order.
+    pub shards: Vec<ShardEntry>,
+}
+
+/// One shard of a region.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ShardEntry {
+    /// `shard-N`.
+    pub name: String,
+    /// Primary database.
+    pub primary_url: String,
+    /// Streaming replicas.
+    #[serde(default)]
+    pub replica_urls: Vec<String>,
+    /// City slugs placed on this shard at first start.
+    #[serde(default)]
+    pub cities: Vec<String>,
+}
+
+impl StackFile {
+    /// Reads and parses `path`, naming the file in every error.
+    pub fn read(path: &Path) -> anyhow::Result<StackFile> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the stack description {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a stack description", path.display()))
+    }
+
+    /// The region called `name` and its number (its index in `regions`).
+    pub fn region(&self, name: &str) -> anyhow::Result<(u16, &RegionEntry)> {
+        let Some(index) = self.regions.iter().position(|r| r.name == name) else {
+            let known: Vec<&str> = self.regions.iter().map(|r| r.name.as_str()).collect();
+            bail!("no region {name:?} in the stack description (it has: {known:?})");
+        };
+        let number = u16::try_from(index).context("region index")?;
+        Ok((number, &self.regions[index]))
+    }
+}
+
+impl RegionEntry {
+    /// The topology `catalog::seed` registers.
+    pub fn topology(&self, number: u16) -> RegionTopology {
+        RegionTopology {
+            name: self.name.clone(),
+            number,
+            shards: self
+                .shards
+                .iter()
+                .map(|s| ShardTopology {
+                    name: s.name.clone(),
+                    primary_url: s.primary_url.clone(),
+                    replica_urls: s.replica_urls.clone(),
+                    cities: s.cities.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The keys the api uses, each for one purpose only (design §4: forwarded
+/// requests, the KV route and session tokens never share a key).
+#[derive(Clone)]
+pub struct Secrets {
+    /// Signs session access tokens; shared by every region so any region
+    /// verifies a session on its own.
+    pub session: Vec<u8>,
+    /// Signs the internal KV route.
+    pub kv_route: Vec<u8>,
+    /// Current key of edge-forwarded request signatures.
+    pub edge_forward: Vec<u8>,
+    /// Previous key, accepted during a rotation.
+    pub edge_forward_previous: Vec<u8>,
+    /// Bearer token of operator endpoints.
+    pub operator_token: Vec<u8>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(..)")
+    }
+}
+
+impl Secrets {
+    /// Reads the five files of `dir`. Their content is opaque bytes;
+    /// surrounding whitespace (a trailing newline) is not part of the key.
+    pub fn read(dir: &Path) -> anyhow::Result<Secrets> {
+        let read = |name: &str| -> anyhow::Result<Vec<u8>> {
+            let path = dir.join(name);
+            let bytes = std::fs::read(&path)
+                .with_context(|| format!("reading secret {}", path.display()))?;
+            let key = bytes.trim_ascii().to_vec();
+            if key.len() < 16 {
+                bail!(
+                    "secret {} is too short ({} bytes; at least 16 expected)",
+                    path.display(),
+                    key.len()
+                );
+            }
+            Ok(key)
+        };
+        Ok(Secrets {
+            session: read("session.key")?,
+            kv_route: read("kv-route.key")?,
+            edge_forward: read("edge-forward.key")?,
+            edge_forward_previous: read("edge-forward.previous.key")?,
+            operator_token: read("operator.token")?,
+        })
+    }
+
+    /// A key for `purpose` derived from the session key, so that a cursor or
+    /// CSRF token can never be replayed as a session token (and the reverse).
+    pub fn derive(&self, purpose: &str) -> Vec<u8> {
+        use hmac::{Hmac, Mac};
+        let mut m = <Hmac<sha2::Sha256>>::new_from_slice(&self.session)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        m.update(b"cityboard derive\0");
+        m.update(purpose.as_bytes());
+        m.finalize().into_bytes().to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_supervisors_state_file_ignoring_unknown_fields() {
+        let json = r#"{"phase":"running","apex":"cityboard.test","broker":"x",
+            "regions":[{"name":"us-east","catalog_url":"postgres://c","redis_cache_url":"redis://a",
+            "redis_store_url":"redis://b","api_port":7000,"extra":1,
+            "shards":[{"name":"shard-1","primary_url":"postgres://p","replica_urls":["postgres://r"],
+            "cities":["boston"]}]},{"name":"eu-west","catalog_url":"","redis_cache_url":"",
+            "redis_store_url":"","api_port":7001,"shards":[]}],"components":[]}"#;
+        let s: StackFile = serde_json::from_str(json).unwrap();
+        let (n, r) = s.region("eu-west").unwrap();
+        assert_eq!((n, r.api_port), (1, 7001));
+        let (n, r) = s.region("us-east").unwrap();
+        assert_eq!(n, 0);
+        assert_eq!(r.topology(n).shards[0].cities, ["boston"]);
+        assert!(s.region("ap-south").is_err());
+    }
+
+    #[test]
+    fn secrets_are_trimmed_and_derived_keys_differ_by_purpose() {
+        let dir = std::env::temp_dir().join(format!("rc-secrets-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in [
+            "session.key",
+            "kv-route.key",
+            "edge-forward.key",
+            "edge-forward.previous.key",
+            "operator.token",
+        ] {
+            std::fs::write(dir.join(f), format!("{f}-0123456789abcdef\n")).unwrap();
+        }
+        let s = Secrets::read(&dir).unwrap();
+        assert_eq!(s.session, b"session.key-0123456789abcdef");
+        assert_ne!(s.derive("cursor"), s.derive("csrf"));
+        std::fs::write(dir.join("operator.token"), "short").unwrap();
+        assert!(Secrets::read(&dir).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
