@@ -18,8 +18,6 @@ use tokio::sync::Mutex;
 
 use crate::http::metrics::Metrics;
 
-/// Longest a page read or write may wait for Redis before giving up.
-const REDIS_TIMEOUT: Duration = Duration::from_millis(100);
 /// How long after a failed connection attempt the next one is made.
 const RECONNECT_AFTER: Duration = Duration::from_secs(5);
 
@@ -28,6 +26,9 @@ const RECONNECT_AFTER: Duration = Duration::from_secs(5);
 pub struct PageCache {
     url: Arc<str>,
     ttl: Duration,
+    /// Longest a page read or write waits for Redis before giving up: a
+    /// slow cache must not make reads slower than the shard would be.
+    timeout: Duration,
     conn: Arc<Mutex<Connection>>,
     metrics: Arc<Metrics>,
 }
@@ -40,10 +41,11 @@ enum Connection {
 impl PageCache {
     /// A cache on the Redis at `url`, connected lazily; `ttl` zero turns it
     /// off.
-    pub fn new(url: &str, ttl: Duration, metrics: Arc<Metrics>) -> Self {
+    pub fn new(url: &str, ttl: Duration, timeout: Duration, metrics: Arc<Metrics>) -> Self {
         PageCache {
             url: url.into(),
             ttl,
+            timeout,
             conn: Arc::new(Mutex::new(Connection::Down { since: None })),
             metrics,
         }
@@ -103,7 +105,7 @@ impl PageCache {
             self.metrics.cache_errors.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        match tokio::time::timeout(REDIS_TIMEOUT, c.get::<_, Option<Vec<u8>>>(key)).await {
+        match tokio::time::timeout(self.timeout, c.get::<_, Option<Vec<u8>>>(key)).await {
             Ok(Ok(Some(page))) => {
                 self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
                 Some(page)
@@ -134,7 +136,7 @@ impl PageCache {
         };
         let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
         let set = c.pset_ex::<_, _, ()>(key, page, ttl_ms);
-        match tokio::time::timeout(REDIS_TIMEOUT, set).await {
+        match tokio::time::timeout(self.timeout, set).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::debug!(error = %e, "page cache write failed"),
             Err(_) => tracing::debug!("page cache write timed out"),

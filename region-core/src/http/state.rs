@@ -53,6 +53,8 @@ pub struct ApiOptions {
     pub session_ttl: chrono::Duration,
     /// TTL of cached listing pages; zero turns the cache off.
     pub cache_ttl: Duration,
+    /// Longest a cache lookup may take before it counts as a miss.
+    pub cache_timeout: Duration,
     /// argon2id parameters (tests use lighter ones).
     pub argon2: argon2::Params,
     /// Password hashes computed at once.
@@ -66,6 +68,7 @@ impl Default for ApiOptions {
         ApiOptions {
             session_ttl: chrono::Duration::minutes(15),
             cache_ttl: Duration::from_secs(5),
+            cache_timeout: Duration::from_millis(100),
             argon2: argon2::Params::default(),
             hash_parallelism: 2,
             read: ReadConfig::default(),
@@ -122,7 +125,12 @@ impl AppState {
 
         let passwords = Passwords::new(options.argon2.clone(), options.hash_parallelism)?;
         let metrics = Arc::new(Metrics::default());
-        let cache = PageCache::new(&region.redis_cache_url, options.cache_ttl, metrics.clone());
+        let cache = PageCache::new(
+            &region.redis_cache_url,
+            options.cache_ttl,
+            options.cache_timeout,
+            metrics.clone(),
+        );
         let state = AppState {
             router,
             catalog,

@@ -1,6 +1,7 @@
 //! The stack `deploy/test` started: read from `$CITYBOARD_HOME/state.json`.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod nodes;
 
 use std::path::PathBuf;
