@@ -45,8 +45,10 @@ pub fn command(data: &Path, port: u16) -> Result<Command> {
             "--advertised-listener-url",
             &listener,
         ])
-        .arg("--storage-engine")
-        .arg(format!("sqlite://{}", data.join("nisshi.db").display()))
+        // nisshi reads the URL's path as relative to its working directory
+        // (`sqlite:///abs` becomes `$PWD/abs`), so it runs in its data dir.
+        .current_dir(data)
+        .args(["--storage-engine", "sqlite://nisshi.db"])
         // A lone consumer should not wait 3 s for company that never comes.
         .args(["--group-initial-rebalance-delay", "0s"]);
     Ok(cmd)

@@ -14,7 +14,7 @@ use crate::home::Home;
 use crate::redis_server::RedisRole;
 use crate::state::{RegionState, ShardState};
 use crate::topology::Topology;
-use crate::{broker, postgres, redis_server, region_api};
+use crate::{broker, geo_dns, postgres, redis_server, region_api};
 
 /// One supervised process.
 #[derive(Debug, Clone)]
@@ -56,6 +56,13 @@ pub enum Launch {
         /// Directory of its SQLite database.
         data: PathBuf,
     },
+    /// The origin zone's DNS (`geo-router dns`).
+    GeoDns {
+        /// The home's topology file (zone, regions, api ports).
+        topology_file: PathBuf,
+        /// Apex of the zone, for the readiness query.
+        apex: String,
+    },
     /// A region's api (`region-core serve`); `setup` runs before each start.
     RegionApi {
         /// Region name.
@@ -76,6 +83,7 @@ impl Component {
             Launch::Redis { .. } => "redis",
             Launch::Broker { .. } => "broker",
             Launch::RegionApi { .. } => "region-api",
+            Launch::GeoDns { .. } => "geo-dns",
         }
     }
 
@@ -93,7 +101,7 @@ impl Component {
             Launch::RegionApi {
                 region, state_file, ..
             } => region_api::setup(state_file, region, &log),
-            Launch::Redis { .. } | Launch::Broker { .. } => Ok(()),
+            Launch::Redis { .. } | Launch::Broker { .. } | Launch::GeoDns { .. } => Ok(()),
         }
     }
 
@@ -110,6 +118,7 @@ impl Component {
                 state_file,
                 secrets_dir,
             } => region_api::command(state_file, secrets_dir, region, self.port),
+            Launch::GeoDns { topology_file, .. } => geo_dns::command(topology_file, self.port),
         }
     }
 
@@ -121,6 +130,7 @@ impl Component {
             Launch::Redis { .. } => redis_server::probe(self.port).await,
             Launch::Broker { .. } => broker::probe(self.port).await,
             Launch::RegionApi { .. } => region_api::probe(self.port).await,
+            Launch::GeoDns { apex, .. } => geo_dns::probe(self.port, apex).await,
         }
     }
 
@@ -143,7 +153,7 @@ impl Component {
 
     /// True if it also needs its UDP port free.
     pub fn uses_udp(&self) -> bool {
-        false
+        matches!(self.launch, Launch::GeoDns { .. })
     }
 }
 
@@ -207,6 +217,15 @@ pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
             }
         }
     }
+    // After the regions' apis: its health checks find them up from the start.
+    out.push(Component {
+        name: "geo-dns".into(),
+        port: topology.dns_port(),
+        launch: Launch::GeoDns {
+            topology_file: home.topology_file(),
+            apex: topology.apex.clone(),
+        },
+    });
     out
 }
 

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod broker;
 pub mod commands;
 pub mod components;
+pub mod geo_dns;
 pub mod home;
 pub mod postgres;
 pub mod process;

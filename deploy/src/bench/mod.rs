@@ -2,6 +2,7 @@
 //! baseline measured in the same run, and the ratio. Figures go into
 //! BENCHMARKS.md by hand, with the command and the date.
 
+pub mod geo;
 pub mod pg;
 
 use anyhow::{Context, Result};
@@ -15,10 +16,20 @@ use crate::topology::Topology;
 pub struct UnknownScenario(pub String);
 
 /// Every scenario with what it measures.
-pub const SCENARIOS: &[(&str, &str)] = &[(
-    "pg-baseline",
-    "raw Postgres on a shard primary: COPY rows/s, 100-row INSERT rows/s, pgbench -S TPS and p99 on 1M rows",
-)];
+pub const SCENARIOS: &[(&str, &str)] = &[
+    (
+        "pg-baseline",
+        "raw Postgres on a shard primary: COPY rows/s, 100-row INSERT rows/s, pgbench -S TPS and p99 on 1M rows",
+    ),
+    (
+        "geo-lookup",
+        "geo-router locate on the compact city db vs maxminddb on the full DB-IP db: lookups/s, one core",
+    ),
+    (
+        "dns-qps",
+        "geo-router dns (one core) vs a bare UDP echo server: queries/s and p99",
+    ),
+];
 
 /// Runs one scenario against the stack in `home`.
 pub async fn run(home: &Home, scenario: &str, json: bool) -> Result<()> {
@@ -46,6 +57,7 @@ pub async fn run(home: &Home, scenario: &str, json: bool) -> Result<()> {
             }
             Ok(())
         }
+        "geo-lookup" | "dns-qps" => geo::run(home, &topology, scenario, json).await,
         other => Err(UnknownScenario(other.to_string()).into()),
     }
 }
