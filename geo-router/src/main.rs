@@ -28,6 +28,15 @@ enum Command {
     Compile(CompileArgs),
     /// Serve the origin zone: `origin.{region}.{zone}` → healthy api instances.
     Dns(cli_dns::DnsArgs),
+    /// Look addresses up in a compact database (operator check).
+    Locate {
+        /// Compact database (from `compile`).
+        #[arg(long)]
+        compact: PathBuf,
+        /// Addresses to look up.
+        #[arg(required = true)]
+        ips: Vec<std::net::IpAddr>,
+    },
     /// Benchmarks (one core).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -81,6 +90,18 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Compile(args) => run_compile(args),
         Command::Dns(args) => cli_dns::run(args),
+        Command::Locate { compact, ips } => {
+            let bytes = std::fs::read(&compact).with_context(|| compact.display().to_string())?;
+            let locator = Locator::from_bytes(bytes)?;
+            for ip in ips {
+                match locator.try_locate(ip) {
+                    Ok(Some(p)) => println!("{ip}\t{}\t{:?}\t{} km", p.city, p.how, p.distance_km),
+                    Ok(None) => println!("{ip}\tunknown"),
+                    Err(e) => println!("{ip}\tunknown ({e})"),
+                }
+            }
+            Ok(())
+        }
         Command::Bench(BenchCommand::Lookup {
             compact,
             source,
@@ -157,13 +178,23 @@ fn run_bench_lookup(
     let addresses = geo_router::bench::sample_addresses(n, 4);
     let duration = Duration::from_secs_f64(seconds.max(0.1));
     let f = geo_router::bench::lookup(&locator, &source_db, &addresses, duration);
+    // The sizes are half the point: the compact database has to ship in a Worker.
+    let size = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let (compact_bytes, source_bytes) = (size(&compact), size(&source));
     if json {
-        println!("{}", serde_json::to_string(&f)?);
+        let mut value = serde_json::to_value(&f)?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("compact_bytes".into(), compact_bytes.into());
+            object.insert("source_bytes".into(), source_bytes.into());
+        }
+        println!("{value}");
     } else {
         println!(
             "geo-lookup, one core, {} random public IPv4 addresses",
             f.addresses
         );
+        println!("  compact database:           {compact_bytes:>12} bytes");
+        println!("  source database:            {source_bytes:>12} bytes");
         println!(
             "  locate (compact db):        {:>12.0} lookups/s",
             f.locate_per_sec
