@@ -217,6 +217,19 @@ pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
             }
         }
     }
+    // After every database: setup migrates them all, and an api serves only
+    // once its region's shards are there.
+    for (r, region) in topology.regions.iter().enumerate() {
+        out.push(Component {
+            name: format!("{}/api", region.name),
+            port: topology.region_ports(r).api,
+            launch: Launch::RegionApi {
+                region: region.name.clone(),
+                state_file: home.state_file(),
+                secrets_dir: home.secrets_dir(),
+            },
+        });
+    }
     // After the regions' apis: its health checks find them up from the start.
     out.push(Component {
         name: "geo-dns".into(),

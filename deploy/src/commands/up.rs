@@ -173,6 +173,27 @@ fn print_summary(state: &StackState, home: &Home) {
         "\ncityboard is up ({} components healthy)\n",
         state.components.len()
     );
+    println!("  open in a browser (city pages are served by the city's region):");
+    for region in &state.regions {
+        for slug in region.shards.iter().flat_map(|s| &s.cities) {
+            println!("    http://{slug}.{}:{}/post", state.apex, region.api_port);
+        }
+    }
+    println!();
+    for region in &state.regions {
+        println!(
+            "  api {:<10} http://127.0.0.1:{}/  (/healthz, /metrics, /openapi.json)",
+            region.name, region.api_port
+        );
+    }
+    if let Some(dns) = state.component("geo-dns") {
+        println!(
+            "  origin DNS     dig @127.0.0.1 -p {} origin.{}.{}",
+            dns.port,
+            state.regions.first().map_or("REGION", |r| r.name.as_str()),
+            state.apex
+        );
+    }
     println!("  broker (Kafka protocol)  {}", state.broker);
     for region in &state.regions {
         println!("  region {}", region.name);
