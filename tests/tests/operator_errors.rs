@@ -92,3 +92,43 @@ fn a_taken_port_names_the_component_and_starts_nothing() {
     );
     drop(squatter);
 }
+
+#[test]
+fn a_data_directory_postgres_cannot_reach_is_reported() {
+    use std::os::unix::fs::PermissionsExt;
+    let locked = repo_root().join(".cityboard-scratch/locked");
+    let _ = std::fs::remove_dir_all(&locked);
+    std::fs::create_dir_all(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let topology = locked.join("topology.toml");
+    std::fs::write(&topology, small_topology(18700)).unwrap();
+    let out = cityboard(
+        &locked.join("home"),
+        &["up", "--topology", topology.to_str().unwrap()],
+    );
+    let text = output_text(&out);
+    let _ = std::fs::remove_dir_all(&locked);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("postgres user cannot reach the data directory"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_missing_broker_names_its_install_step() {
+    let stack = OwnStack::prepare("no-broker", 18600);
+    // A PATH without the broker, and no NISSHI_BIN.
+    let out = std::process::Command::new(cityboard_tests::cityboard_bin())
+        .arg("--home")
+        .arg(&stack.home)
+        .args(["up", "--topology", stack.topology.to_str().unwrap()])
+        .env_remove("NISSHI_BIN")
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("nisshi"), "{text}");
+    assert!(text.contains("deploy/install.sh base"), "{text}");
+}
