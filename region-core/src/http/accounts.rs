@@ -24,10 +24,20 @@ use crate::render;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Credentials {
     /// E-mail address; case does not matter.
-    #[schema(min_length = 3, max_length = 254, example = "alice@example.com")]
+    #[schema(
+        min_length = 3,
+        max_length = 254,
+        example = "alice@example.com",
+        pattern = "^[^@\\s\\x00-\\x1f\\x7f-\\x9f]+@[^@\\s\\x00-\\x1f\\x7f-\\x9f]+$"
+    )]
     pub email: String,
     /// 8–128 characters.
-    #[schema(min_length = 8, max_length = 128, example = "correct horse battery")]
+    #[schema(
+        min_length = 8,
+        max_length = 128,
+        example = "correct horse battery",
+        pattern = "^[^\\x00]*$"
+    )]
     pub password: String,
     /// The form's CSRF token (forms only; JSON requests need none).
     #[serde(default)]
