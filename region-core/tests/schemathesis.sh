@@ -2,11 +2,11 @@
 # Property-based and stateful API tests of a running region api with
 # schemathesis, against the api's own /openapi.json.
 #
-#   region-core/tests/schemathesis.sh BASE_URL
+#   region-core/tests/schemathesis.sh [BASE_URL] [schemathesis args...]
 #
 # BASE_URL is a region api of the stack at $CITYBOARD_HOME (e.g.
 # http://127.0.0.1:27010); the region is the one whose api_port is BASE_URL's
-# port. Needs: $CITYBOARD_HOME (its state.json), schemathesis in
+# port. Without it (or with "-"), the first region's api of the state file. Needs: $CITYBOARD_HOME (its state.json), schemathesis in
 # $CITYBOARD_VENV (deploy/install.sh base; `. deploy/env.sh` sets it), the
 # region-core binary ($REGION_CORE_BIN, default target/debug/region-core).
 #
@@ -20,15 +20,15 @@
 #      that never answered 2xx.
 # Extra arguments go to `schemathesis run` (e.g. --max-examples 20).
 set -euo pipefail
-if [ $# -lt 1 ]; then
-  echo "usage: $0 BASE_URL [schemathesis args...]" >&2
-  exit 2
-fi
-BASE_URL=${1%/}
-shift
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 : "${CITYBOARD_HOME:?set CITYBOARD_HOME to the stack home (its state.json describes BASE_URL)}"
+BASE_URL=${1:--}
+[ $# -gt 0 ] && shift
+if [ "$BASE_URL" = - ]; then
+  BASE_URL=$(python3 -c 'import json,sys; print("http://127.0.0.1:%d" % json.load(open(sys.argv[1]))["regions"][0]["api_port"])' "$CITYBOARD_HOME/state.json")
+fi
+BASE_URL=${BASE_URL%/}
 VENV=${CITYBOARD_VENV:-$ROOT/.tools/venv}
 ST="$VENV/bin/schemathesis"
 [ -x "$ST" ] || { echo "$0: no schemathesis at $ST (run deploy/install.sh base)" >&2; exit 2; }
