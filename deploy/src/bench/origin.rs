@@ -1,0 +1,518 @@
+//! `cityboard bench origin-read`: the region api's read path under load.
+//!
+//! One city of the first region's first shard gets 1 000 000 posts (COPY,
+//! once; a later run reuses them). Two api processes of our own are started
+//! beside the stack's, one with the Redis page cache off and one with it on,
+//! and 16 keep-alive clients hit each with `GET /post/{id}` over uniformly
+//! random ids and with searches from a fixed mix. The baseline is `pgbench
+//! -S` (one primary-key lookup per transaction, 16 clients, 1M rows) on the
+//! same primary, measured in the same run (`bench pg-baseline`).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use sqlx::{Connection, PgConnection};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::home::Home;
+use crate::topology::Topology;
+
+/// The benchmark's city: its own, so the stack's cities keep their data.
+const CITY: &str = "benchtown";
+/// Posts in the city.
+const POSTS: i64 = 1_000_000;
+/// Concurrent clients.
+const CLIENTS: usize = 16;
+/// Seconds each query class runs.
+const SECONDS: u64 = 8;
+/// First id of the benchmark's posts (above any real Snowflake id of
+/// 2025-2026 would be wrong; below them is safe and easy to recognise).
+const FIRST_ID: i64 = 1_000_000_000;
+
+/// Words in about one title in eight each.
+const COMMON: &[&str] = &[
+    "bike", "sofa", "table", "phone", "lamp", "desk", "chair", "camera",
+];
+/// Words in about one title in ten thousand each.
+const RARE: &[&str] = &[
+    "theremin",
+    "sextant",
+    "zither",
+    "astrolabe",
+    "harpsichord",
+    "gramophone",
+];
+/// Filler that makes titles differ.
+const FILLER: &[&str] = &[
+    "vintage", "used", "new", "great", "small", "large", "wooden", "metal", "red", "blue", "cheap",
+    "quality", "classic", "modern", "portable", "heavy",
+];
+const CATEGORIES: &[&str] = &[
+    "for-sale",
+    "housing",
+    "jobs",
+    "services",
+    "community",
+    "gigs",
+    "vehicles",
+    "free",
+];
+
+/// One query class's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassFigures {
+    /// What was asked.
+    pub class: String,
+    /// Requests answered per second.
+    pub rps: f64,
+    /// Median latency, ms.
+    pub p50_ms: f64,
+    /// 99th percentile latency, ms.
+    pub p99_ms: f64,
+    /// Answers other than 200.
+    pub errors: u64,
+}
+
+/// Everything the scenario measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct OriginRead {
+    /// Caches off.
+    pub uncached: Vec<ClassFigures>,
+    /// Redis page cache on (5 s TTL).
+    pub cached: Vec<ClassFigures>,
+    /// Page-cache hit rate of the cached run.
+    pub cache_hit_rate: f64,
+    /// pgbench -S on the same primary.
+    pub pgbench_tps: f64,
+    /// pgbench -S p99, ms.
+    pub pgbench_p99_ms: f64,
+}
+
+/// Runs the scenario against the stack in `home`.
+pub async fn run(home: &Home, topology: &Topology, json: bool) -> Result<()> {
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(home.state_file()).context("reading the stack's state.json (is it up?)")?,
+    )?;
+    let region = &state["regions"][0];
+    let region_name = region["name"].as_str().context("state.json: region name")?;
+    let shard = &region["shards"][0];
+    let shard_name = shard["name"].as_str().context("state.json: shard name")?;
+    let primary_url = shard["primary_url"]
+        .as_str()
+        .context("state.json: primary_url")?;
+    let catalog_url = region["catalog_url"]
+        .as_str()
+        .context("state.json: catalog_url")?;
+    println!(
+        "origin-read: {POSTS} posts in {CITY} on {region_name}/{shard_name}, {CLIENTS} clients, {SECONDS} s per class"
+    );
+
+    let ids = seed(catalog_url, primary_url, region_name, shard_name).await?;
+    wait_for_replicas(primary_url, shard).await?;
+
+    let uncached = measure_api(home, region_name, &topology.apex, "0s", ids).await?;
+    let cached = measure_api(home, region_name, &topology.apex, "5s", ids).await?;
+
+    let port = topology.shard_port(0, 0, 0);
+    println!("  pgbench -S baseline on port {port} (this takes a minute)");
+    let baseline = super::pg::baseline(port).await?;
+
+    let figures = OriginRead {
+        uncached: uncached.0,
+        cached: cached.0,
+        cache_hit_rate: cached.1,
+        pgbench_tps: baseline.lookup_tps,
+        pgbench_p99_ms: baseline.lookup_p99_ms,
+    };
+    print(&figures);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+    }
+    Ok(())
+}
+
+fn print(f: &OriginRead) {
+    for (name, rows) in [
+        ("caches off", &f.uncached),
+        ("Redis page cache on", &f.cached),
+    ] {
+        println!("  {name}:");
+        for c in rows.iter() {
+            println!(
+                "    {:<24} {:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   errors {}",
+                c.class, c.rps, c.p50_ms, c.p99_ms, c.errors
+            );
+        }
+    }
+    println!(
+        "  page cache hit rate (cached run): {:.1} %",
+        f.cache_hit_rate * 100.0
+    );
+    let view = f
+        .uncached
+        .iter()
+        .find(|c| c.class == "view")
+        .map_or(0.0, |c| c.rps);
+    println!(
+        "  pgbench -S ({CLIENTS} clients, 1M rows): {:.0} TPS, p99 {:.2} ms; view/pgbench = {:.0} %",
+        f.pgbench_tps,
+        f.pgbench_p99_ms,
+        if f.pgbench_tps > 0.0 {
+            view / f.pgbench_tps * 100.0
+        } else {
+            0.0
+        }
+    );
+}
+
+/// Places the city (catalog shard map and the shard's fence) and COPYs the
+/// posts, unless a previous run did. Returns the id range.
+async fn seed(
+    catalog_url: &str,
+    primary_url: &str,
+    region: &str,
+    shard: &str,
+) -> Result<(i64, i64)> {
+    let mut catalog = PgConnection::connect(catalog_url)
+        .await
+        .context("catalog")?;
+    sqlx::query(
+        "INSERT INTO shard_map (city, region, shard, state, epoch) VALUES ($1, $2, $3, 'active', 1)
+         ON CONFLICT (city) DO NOTHING",
+    )
+    .bind(CITY)
+    .bind(region)
+    .bind(shard)
+    .execute(&mut catalog)
+    .await?;
+    let mut db = PgConnection::connect(primary_url)
+        .await
+        .context("shard primary")?;
+    sqlx::query("INSERT INTO city_fence (city, epoch, state) VALUES ($1, 1, 'active') ON CONFLICT DO NOTHING")
+        .bind(CITY)
+        .execute(&mut db)
+        .await?;
+    let have: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM posts WHERE city = $1 AND status = 'live' AND expires_at > now() + interval '1 hour'",
+    )
+    .bind(CITY)
+    .fetch_one(&mut db)
+    .await?;
+    if have == POSTS {
+        println!("  {POSTS} posts already seeded");
+        return Ok((FIRST_ID, FIRST_ID + POSTS));
+    }
+    sqlx::query("DELETE FROM posts WHERE city = $1")
+        .bind(CITY)
+        .execute(&mut db)
+        .await?;
+    let started = Instant::now();
+    let mut copy = db
+        .copy_in_raw(
+            "COPY posts (city, id, user_id, category, title, description, price, location, \
+             status, version, image_count, created_at, updated_at, expires_at) FROM STDIN",
+        )
+        .await?;
+    let now = chrono::Utc::now();
+    let mut rng = StdRng::from_entropy();
+    let mut buf = String::with_capacity(8 << 20);
+    for i in 0..POSTS {
+        let mut words: Vec<&str> = vec![FILLER[rng.gen_range(0..FILLER.len())]];
+        if rng.gen_ratio(1, 8) {
+            words.push(COMMON[rng.gen_range(0..COMMON.len())]);
+        }
+        if rng.gen_ratio(1, 10_000) {
+            words.push(RARE[rng.gen_range(0..RARE.len())]);
+        }
+        words.push(FILLER[rng.gen_range(0..FILLER.len())]);
+        let title = words.join(" ");
+        // Spread over the last six days, so all are in the 7-day window.
+        let created = now - chrono::Duration::seconds(rng.gen_range(0..6 * 86_400));
+        let created = created.format("%Y-%m-%d %H:%M:%S%.6f+00");
+        let expires = (now + chrono::Duration::days(1)).format("%Y-%m-%d %H:%M:%S%.6f+00");
+        let category = CATEGORIES[rng.gen_range(0..CATEGORIES.len())];
+        let price: i64 = rng.gen_range(0..5_000);
+        let images: i16 = if rng.gen_ratio(1, 3) {
+            rng.gen_range(1..=5)
+        } else {
+            0
+        };
+        buf.push_str(&format!(
+            "{CITY}\t{}\t{}\t{category}\t{title}\t{title}, pick up downtown.\t{price}\tdowntown\tlive\t1\t{images}\t{created}\t{created}\t{expires}\n",
+            FIRST_ID + i,
+            1 + i % 5000,
+        ));
+        if buf.len() > (4 << 20) {
+            copy.send(buf.as_bytes()).await?;
+            buf.clear();
+        }
+    }
+    copy.send(buf.as_bytes()).await?;
+    let rows = copy.finish().await?;
+    println!(
+        "  COPY {rows} posts in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    sqlx::query("ANALYZE posts").execute(&mut db).await?;
+    Ok((FIRST_ID, FIRST_ID + POSTS))
+}
+
+/// Waits until every replica replayed the seed (reads go to replicas).
+async fn wait_for_replicas(primary_url: &str, shard: &serde_json::Value) -> Result<()> {
+    let mut db = PgConnection::connect(primary_url).await?;
+    let target: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(&mut db)
+        .await?;
+    for url in shard["replica_urls"].as_array().into_iter().flatten() {
+        let Some(url) = url.as_str() else { continue };
+        let mut r = PgConnection::connect(url).await?;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let done: bool = sqlx::query_scalar("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn")
+                .bind(&target)
+                .fetch_one(&mut r)
+                .await?;
+            if done {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("replica {url} did not catch up with the seed in 10 minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
+/// A free local port (bound, then released for the api to take).
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+struct Api(Child);
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts an api of our own with the given page-cache TTL and runs every
+/// query class against it. Returns the figures and the cache hit rate.
+async fn measure_api(
+    home: &Home,
+    region: &str,
+    apex: &str,
+    cache_ttl: &str,
+    ids: (i64, i64),
+) -> Result<(Vec<ClassFigures>, f64)> {
+    let port = free_port()?;
+    let bin = crate::components::sibling_binary("region-core")?;
+    let log = std::fs::File::create(
+        home.logs_dir()
+            .join(format!("bench-origin-api-{cache_ttl}.log")),
+    )?;
+    let child = Command::new(&bin)
+        .arg("serve")
+        .arg("--state")
+        .arg(home.state_file())
+        .args(["--region", region])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--secrets-dir")
+        .arg(home.secrets_dir())
+        .args(["--page-cache-ttl", cache_ttl])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let _api = Api(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while crate::region_api::http_get_status(port, "/healthz")
+        .await
+        .ok()
+        != Some(200)
+    {
+        if Instant::now() > deadline {
+            bail!(
+                "bench api on port {port} not healthy in 30 s (log in {})",
+                home.logs_dir().display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let host = format!("{CITY}.{apex}");
+    let label = if cache_ttl == "0s" {
+        "caches off"
+    } else {
+        "page cache on"
+    };
+    let before = cache_counts(port, &host).await.unwrap_or_default();
+    let mut out = Vec::new();
+    for class in [
+        "view",
+        "search: common term",
+        "search: rare term",
+        "search: two terms",
+        "filters only",
+    ] {
+        let f = load(port, &host, class, ids).await?;
+        println!(
+            "  [{label}] {:<22} {:>8.0} req/s  p50 {:.2} ms  p99 {:.2} ms  errors {}",
+            f.class, f.rps, f.p50_ms, f.p99_ms, f.errors
+        );
+        out.push(f);
+    }
+    let after = cache_counts(port, &host).await.unwrap_or_default();
+    let hits = after.0.saturating_sub(before.0) as f64;
+    let misses = after.1.saturating_sub(before.1) as f64;
+    let rate = if hits + misses > 0.0 {
+        hits / (hits + misses)
+    } else {
+        0.0
+    };
+    Ok((out, rate))
+}
+
+/// (hits, misses) of the page cache from the api's /metrics.
+async fn cache_counts(port: u16, host: &str) -> Result<(u64, u64)> {
+    let mut conn = Conn::open(port).await?;
+    let (_, body) = conn.get("/metrics", host).await?;
+    let text = String::from_utf8_lossy(&body);
+    let value = |series: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Ok((
+        value("cityboard_page_cache_total{result=\"hit\"}"),
+        value("cityboard_page_cache_total{result=\"miss\"}"),
+    ))
+}
+
+/// The path of one request of `class`.
+fn request(class: &str, ids: (i64, i64), rng: &mut impl Rng) -> String {
+    match class {
+        "view" => format!("/post/{}", rng.gen_range(ids.0..ids.1)),
+        "search: common term" => format!("/post?search={}", COMMON[rng.gen_range(0..COMMON.len())]),
+        "search: rare term" => format!("/post?search={}", RARE[rng.gen_range(0..RARE.len())]),
+        "search: two terms" => format!(
+            "/post?search={}%20{}",
+            FILLER[rng.gen_range(0..FILLER.len())],
+            COMMON[rng.gen_range(0..COMMON.len())]
+        ),
+        _ => {
+            let lo = rng.gen_range(0..4_000);
+            format!(
+                "/post?category={}&min_price={lo}&max_price={}&has_image=true",
+                CATEGORIES[rng.gen_range(0..CATEGORIES.len())],
+                lo + 500
+            )
+        }
+    }
+}
+
+/// `CLIENTS` keep-alive clients asking `class` for `SECONDS`.
+async fn load(port: u16, host: &str, class: &str, ids: (i64, i64)) -> Result<ClassFigures> {
+    let stop = Instant::now() + Duration::from_secs(SECONDS);
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let host = host.to_string();
+        let class = class.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(port).await?;
+            let mut rng = StdRng::from_entropy();
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            while Instant::now() < stop {
+                let path = request(&class, ids, &mut rng);
+                let t = Instant::now();
+                let (status, _) = conn.get(&path, &host).await?;
+                lat.push(t.elapsed());
+                if status != 200 {
+                    errors += 1;
+                }
+            }
+            anyhow::Ok((lat, errors))
+        }));
+    }
+    let started = Instant::now();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await??;
+        all.extend(lat);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64().max(SECONDS as f64);
+    all.sort();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    Ok(ClassFigures {
+        class: class.to_string(),
+        rps: all.len() as f64 / elapsed,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        errors,
+    })
+}
+
+/// A minimal HTTP/1.1 keep-alive client: GET only, Content-Length bodies
+/// (what the api answers). No HTTP client crate in the orchestrator.
+struct Conn {
+    stream: BufReader<TcpStream>,
+}
+
+impl Conn {
+    async fn open(port: u16) -> Result<Conn> {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream: BufReader::new(stream),
+        })
+    }
+
+    async fn get(&mut self, path: &str, host: &str) -> Result<(u16, Vec<u8>)> {
+        let req =
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\r\n");
+        self.stream.get_mut().write_all(req.as_bytes()).await?;
+        let mut line = String::new();
+        self.stream.read_line(&mut line).await?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("not an HTTP status line: {line:?}"))?;
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line).await?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse().context("content-length")?;
+            }
+        }
+        let mut body = vec![0; length];
+        self.stream.read_exact(&mut body).await?;
+        Ok((status, body))
+    }
+}
