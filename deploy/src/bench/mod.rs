@@ -3,6 +3,7 @@
 //! BENCHMARKS.md by hand, with the command and the date.
 
 pub mod geo;
+pub mod origin;
 pub mod pg;
 
 use anyhow::{Context, Result};
@@ -28,6 +29,10 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     (
         "dns-qps",
         "geo-router dns (one core) vs a bare UDP echo server: queries/s and p99",
+    ),
+    (
+        "origin-read",
+        "region-core api on 1M posts: GET /post/{id} and four search classes at 16 clients, caches off and on, vs pgbench -S",
     ),
 ];
 
@@ -58,6 +63,7 @@ pub async fn run(home: &Home, scenario: &str, json: bool) -> Result<()> {
             Ok(())
         }
         "geo-lookup" | "dns-qps" => geo::run(home, &topology, scenario, json).await,
+        "origin-read" => origin::run(home, &topology, json).await,
         other => Err(UnknownScenario(other.to_string()).into()),
     }
 }
