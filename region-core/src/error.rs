@@ -31,6 +31,10 @@ pub enum ApiError {
     Csrf,
     #[error("{0}")]
     Conflict(String),
+    /// Sessions are renewed at the user's home region (region number in
+    /// the user id): the client goes there.
+    #[error("sessions of this user are renewed at region number {0}")]
+    NotHomeRegion(u16),
     #[error("request body must be application/json or application/x-www-form-urlencoded")]
     UnsupportedMediaType,
     #[error("request body is larger than {0} bytes")]
@@ -78,7 +82,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::NotServed(_) => StatusCode::MISDIRECTED_REQUEST,
+            ApiError::NotServed(_) | ApiError::NotHomeRegion(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::ShardUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -96,6 +100,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported-media-type",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::NotServed(_) => "city-not-served",
+            ApiError::NotHomeRegion(_) => "not-home-region",
             ApiError::Invalid(_) => "invalid-input",
             ApiError::BadRequest(_) => "bad-request",
             ApiError::ShardUnavailable(_) => "shard-unavailable",

@@ -256,3 +256,41 @@ async fn bad_bodies_are_client_errors() {
         .collect();
     assert_eq!(fields, ["email", "password"]);
 }
+
+#[tokio::test]
+async fn a_session_is_renewed_at_home_and_the_old_token_stops_working() {
+    prepared().await;
+    let api = Api::start(false).await;
+    let (email, password) = signed_up(&api, "erin").await;
+    let old = logged_in(&api, &email, &password).await.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let renew = |token: String| {
+        Request::post("/session/renew")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let renewed = api.send(renew(old.clone())).await;
+    assert_eq!(renewed.status, 200, "{}", renewed.body);
+    let new = renewed.json()["access_token"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    assert_eq!(
+        me(&api, ("authorization", format!("Bearer {new}")))
+            .await
+            .status,
+        200
+    );
+    me(&api, ("authorization", format!("Bearer {old}")))
+        .await
+        .problem(401);
+    api.send(renew(old)).await.problem(401);
+
+    // A user of another region renews there, not here.
+    let ours = SessionKey::new(common::api::secrets().session);
+    let foreigner = region_core::model::Id::compose(1, api.state.region_number + 1, 0, 1);
+    let (token, _) = ours.issue(foreigner, chrono::Utc::now(), chrono::Duration::minutes(5));
+    let t = api.send(renew(token)).await.problem(421);
+    assert!(t.ends_with("/not-home-region"), "{t}");
+}

@@ -1,4 +1,4 @@
-//! POST /signup, /login, /logout, GET /me, and the HTML forms.
+//! POST /signup and /login, and their HTML forms.
 //!
 //! A form post gets a redirect, a JSON post a JSON answer; both go through
 //! the same checks. The session token travels in the `cb_session` cookie
@@ -6,16 +6,15 @@
 //! to be sent back as `Authorization: Bearer`.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::csrf::{CSRF_COOKIE, CSRF_HEADER};
+use crate::auth::csrf::CSRF_COOKIE;
 use crate::error::{ApiError, Problem};
 use crate::http::extract::{SESSION_COOKIE, cookie};
-use crate::http::{AppState, AuthUser, Input};
+use crate::http::{AppState, Input};
 use crate::model::Id;
 use crate::model::post::FieldError;
 use crate::render;
@@ -69,13 +68,6 @@ pub struct Session {
     pub csrf_token: String,
 }
 
-/// The body of a log-out form.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct LogoutForm {
-    /// The session's CSRF token.
-    pub csrf: Option<String>,
-}
-
 fn field(field: &'static str, problem: &str) -> FieldError {
     FieldError {
         field,
@@ -118,7 +110,7 @@ fn check_form_csrf(st: &AppState, headers: &HeaderMap, c: &Credentials) -> Resul
     }
 }
 
-fn set_cookie(res: &mut Response, value: &str) {
+pub(crate) fn set_cookie(res: &mut Response, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         res.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -265,90 +257,6 @@ pub async fn login(
         ),
     );
     Ok(res)
-}
-
-/// Ends the session: its token is revoked in this region (every later
-/// request with it is a 401) and the cookie cleared. A session from the
-/// cookie must prove the request is its own with the CSRF token (header
-/// `X-CSRF-Token` or form field `csrf`).
-#[utoipa::path(post, path = "/logout", tag = "accounts",
-    security(("bearer" = []), ("cookie" = [])),
-    request_body(content((LogoutForm = "application/x-www-form-urlencoded")),
-        description = "Optional; a form carries its CSRF token here"),
-    responses(
-        (status = 204, description = "Logged out"),
-        (status = 303, description = "Logged out (form): to the log-in page"),
-        (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Cookie session without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-    ))]
-pub async fn logout(
-    State(st): State<AppState>,
-    user: AuthUser,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body.map_err(|_| ApiError::PayloadTooLarge(crate::http::BODY_LIMIT))?;
-    let form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if user.via_cookie {
-        let from_form = if form {
-            serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
-                .ok()
-                .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v))
-        } else {
-            None
-        };
-        let token = headers
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .or(from_form)
-            .ok_or(ApiError::Csrf)?;
-        if !st.csrf.check_session(&user.claims.jti, &token) {
-            return Err(ApiError::Csrf);
-        }
-    }
-    let expires = chrono::DateTime::from_timestamp(user.claims.exp, 0).unwrap_or_default();
-    sqlx::query(
-        "INSERT INTO revoked_sessions (jti, user_id, expires_at) VALUES ($1, $2, $3)
-         ON CONFLICT (jti) DO NOTHING",
-    )
-    .bind(&user.claims.jti)
-    .bind(user.id)
-    .bind(expires)
-    .execute(&st.catalog)
-    .await
-    .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("revoking a session")))?;
-    let mut res = if form {
-        Redirect::to("/login").into_response()
-    } else {
-        StatusCode::NO_CONTENT.into_response()
-    };
-    set_cookie(
-        &mut res,
-        &format!("{SESSION_COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0"),
-    );
-    Ok(res)
-}
-
-/// The current session (and its CSRF token, for scripts that use the
-/// cookie).
-#[utoipa::path(get, path = "/me", tag = "accounts",
-    security(("bearer" = []), ("cookie" = [])),
-    responses(
-        (status = 200, description = "The session", body = Session),
-        (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
-    ))]
-pub async fn me(State(st): State<AppState>, user: AuthUser) -> Json<Session> {
-    Json(Session {
-        user_id: user.id,
-        access_token: None,
-        expires_at: chrono::DateTime::from_timestamp(user.claims.exp, 0).unwrap_or_default(),
-        csrf_token: st.csrf.for_session(&user.claims.jti),
-    })
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod posts;
+pub mod session;
 pub mod state;
 
 use axum::extract::DefaultBodyLimit;
@@ -30,8 +31,9 @@ pub fn app(state: AppState) -> axum::Router {
         .route("/post", get(posts::list_posts))
         .route("/signup", get(accounts::signup_form).post(accounts::signup))
         .route("/login", get(accounts::login_form).post(accounts::login))
-        .route("/logout", post(accounts::logout))
-        .route("/me", get(accounts::me))
+        .route("/logout", post(session::logout))
+        .route("/session/renew", post(session::renew))
+        .route("/me", get(session::me))
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi::serve))

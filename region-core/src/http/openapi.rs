@@ -7,7 +7,7 @@ use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::http::{accounts, health, metrics, posts};
+use crate::http::{accounts, health, metrics, posts, session};
 
 /// The api of one region.
 #[derive(OpenApi)]
@@ -25,8 +25,9 @@ use crate::http::{accounts, health, metrics, posts};
         accounts::signup,
         accounts::login_form,
         accounts::login,
-        accounts::logout,
-        accounts::me,
+        session::logout,
+        session::renew,
+        session::me,
         health::healthz,
         metrics::metrics,
         serve,
@@ -71,15 +72,14 @@ impl Modify for Links {
         use utoipa::openapi::RefOr;
         use utoipa::openapi::link::LinkBuilder;
         use utoipa::openapi::path::HttpMethod;
-        // The log-out body is optional (only a form carries one).
-        if let Some(op) = doc
-            .paths
-            .paths
-            .get_mut("/logout")
-            .and_then(|i| i.post.as_mut())
-            && let Some(body) = op.request_body.as_mut()
-        {
-            body.required = Some(utoipa::openapi::Required::False);
+        // The log-out and renewal bodies are optional (only a form carries
+        // one).
+        for path in ["/logout", "/session/renew"] {
+            if let Some(op) = doc.paths.paths.get_mut(path).and_then(|i| i.post.as_mut())
+                && let Some(body) = op.request_body.as_mut()
+            {
+                body.required = Some(utoipa::openapi::Required::False);
+            }
         }
         let mut add = |path: &str, method: HttpMethod, status: &str, name: &str, link| {
             let Some(item) = doc.paths.paths.get_mut(path) else {

@@ -27,6 +27,8 @@ pub struct AppState {
     pub clock: SharedClock,
     /// Apex of city host names: `boston.<apex>`.
     pub apex: String,
+    /// This region's number (the region bits of its users' ids).
+    pub region_number: u16,
     /// Signs listing cursors.
     pub cursor_key: Arc<Vec<u8>>,
     /// Signs and verifies session tokens (shared by all regions).
@@ -136,6 +138,7 @@ impl AppState {
             catalog,
             clock,
             apex: apex.trim_end_matches('.').to_ascii_lowercase(),
+            region_number,
             cursor_key: Arc::new(secrets.derive("cursor")),
             sessions: SessionKey::new(secrets.session.clone()),
             csrf: CsrfKey::new(secrets.derive("csrf")),

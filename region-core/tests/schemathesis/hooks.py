@@ -4,7 +4,8 @@ SCHEMATHESIS_HOOKS by tests/schemathesis.sh).
 Auth: signs up a fresh account and logs in, once per auth refresh; every
 request then carries `Authorization: Bearer <token>`. POST /logout revokes
 the token it is called with, so it gets a token of its own each time: the
-shared one must stay valid for the other operations.
+shared one must stay valid for the other operations; POST /session/renew
+likewise (it revokes the token it renews).
 """
 
 import os
@@ -35,7 +36,9 @@ class CityboardSession:
         return _fresh_token()
 
     def set(self, case, data, ctx):
-        token = _fresh_token() if case.operation.path == "/logout" else data
+        # Both revoke the token they are called with.
+        fresh = case.operation.path in ("/logout", "/session/renew")
+        token = _fresh_token() if fresh else data
         case.headers = case.headers or {}
         case.headers["Authorization"] = f"Bearer {token}"
 

@@ -1,0 +1,185 @@
+//! POST /logout, POST /session/renew, GET /me: what a logged-in user does
+//! with the session itself.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use crate::auth::csrf::CSRF_HEADER;
+use crate::error::{ApiError, Problem};
+use crate::http::accounts::{Session, set_cookie};
+use crate::http::extract::SESSION_COOKIE;
+use crate::http::{AppState, AuthUser};
+
+/// The body of a log-out or renewal form.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct SessionForm {
+    /// The session's CSRF token.
+    pub csrf: Option<String>,
+}
+
+type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
+
+/// A session from the cookie must prove the request is its own with the
+/// session's CSRF token (header `X-CSRF-Token` or form field `csrf`); one
+/// from the `Authorization` header needs none. Returns whether the body was
+/// a form (answered with a redirect).
+fn check_csrf(
+    st: &AppState,
+    user: &AuthUser,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<bool, ApiError> {
+    let body = body.map_err(|_| ApiError::PayloadTooLarge(crate::http::BODY_LIMIT))?;
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if user.via_cookie {
+        let from_form = if form {
+            serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
+                .ok()
+                .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v))
+        } else {
+            None
+        };
+        let token = headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or(from_form)
+            .ok_or(ApiError::Csrf)?;
+        if !st.csrf.check_session(&user.claims.jti, &token) {
+            return Err(ApiError::Csrf);
+        }
+    }
+    Ok(form)
+}
+
+/// Records the token as revoked in this region until it would have expired.
+async fn revoke(st: &AppState, user: &AuthUser) -> Result<(), ApiError> {
+    let expires = chrono::DateTime::from_timestamp(user.claims.exp, 0).unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO revoked_sessions (jti, user_id, expires_at) VALUES ($1, $2, $3)
+         ON CONFLICT (jti) DO NOTHING",
+    )
+    .bind(&user.claims.jti)
+    .bind(user.id)
+    .bind(expires)
+    .execute(&st.catalog)
+    .await
+    .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("revoking a session")))?;
+    Ok(())
+}
+
+/// Ends the session: its token is revoked in this region (every later
+/// request with it is a 401) and the cookie cleared. A session from the
+/// cookie must prove the request is its own with the CSRF token (header
+/// `X-CSRF-Token` or form field `csrf`).
+#[utoipa::path(post, path = "/logout", tag = "accounts",
+    security(("bearer" = []), ("cookie" = [])),
+    request_body(content((SessionForm = "application/x-www-form-urlencoded")),
+        description = "Optional; a form carries its CSRF token here"),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 303, description = "Logged out (form): to the log-in page"),
+        (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Cookie session without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn logout(
+    State(st): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let form = check_csrf(&st, &user, &headers, body)?;
+    revoke(&st, &user).await?;
+    let mut res = if form {
+        Redirect::to("/login").into_response()
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    };
+    set_cookie(
+        &mut res,
+        &format!("{SESSION_COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0"),
+    );
+    Ok(res)
+}
+
+/// The current session (and its CSRF token, for scripts that use the
+/// cookie).
+#[utoipa::path(get, path = "/me", tag = "accounts",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The session", body = Session),
+        (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn me(State(st): State<AppState>, user: AuthUser) -> Json<Session> {
+    Json(Session {
+        user_id: user.id,
+        access_token: None,
+        expires_at: chrono::DateTime::from_timestamp(user.claims.exp, 0).unwrap_or_default(),
+        csrf_token: st.csrf.for_session(&user.claims.jti),
+    })
+}
+
+/// Renews a session at the user's home region: a new token with a new
+/// lifetime, the old one revoked. Another region answers 421 (the client
+/// renews at home); an account deleted meanwhile gets a 401.
+#[utoipa::path(post, path = "/session/renew", tag = "accounts",
+    security(("bearer" = []), ("cookie" = [])),
+    request_body(content((SessionForm = "application/x-www-form-urlencoded")),
+        description = "Optional; a form carries its CSRF token here"),
+    responses(
+        (status = 200, description = "The new session; the cookie is set too", body = Session),
+        (status = 303, description = "Renewed (form): to the listing"),
+        (status = 401, description = "No valid session, or the account is gone", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Cookie session without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 421, description = "Not the user's home region", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn renew(
+    State(st): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let form = check_csrf(&st, &user, &headers, body)?;
+    if user.id.region() != st.region_number {
+        return Err(ApiError::NotHomeRegion(user.id.region()));
+    }
+    let active: Option<bool> =
+        sqlx::query_scalar("SELECT deleted_at IS NULL FROM users WHERE id = $1")
+            .bind(user.id)
+            .fetch_optional(&st.catalog)
+            .await
+            .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("looking up a user")))?;
+    if active != Some(true) {
+        return Err(ApiError::Unauthorized);
+    }
+    revoke(&st, &user).await?;
+    let (token, claims) = st.sessions.issue(user.id, st.clock.now(), st.session_ttl);
+    let session = Session {
+        user_id: user.id,
+        access_token: Some(token.clone()),
+        expires_at: chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or_default(),
+        csrf_token: st.csrf.for_session(&claims.jti),
+    };
+    let mut res = if form {
+        Redirect::to("/post").into_response()
+    } else {
+        Json(session).into_response()
+    };
+    set_cookie(
+        &mut res,
+        &format!(
+            "{SESSION_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age={}",
+            st.session_ttl.num_seconds()
+        ),
+    );
+    Ok(res)
+}
