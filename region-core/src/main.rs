@@ -51,6 +51,14 @@ enum Cmd {
         /// Lifetime of listing pages in the Redis cache; 0s turns it off.
         #[arg(long, env = "CITYBOARD_PAGE_CACHE_TTL", default_value = "5s")]
         page_cache_ttl: humantime::Duration,
+        /// Lifetime of posts and listing pages in the in-process cache (reads
+        /// without a read-your-writes token); 0s turns it off. Off by
+        /// default until the pipeline's events invalidate it.
+        #[arg(long, env = "CITYBOARD_LOCAL_CACHE_TTL", default_value = "0s")]
+        local_cache_ttl: humantime::Duration,
+        /// Posts (and, separately, pages) the in-process cache holds at most.
+        #[arg(long, env = "CITYBOARD_LOCAL_CACHE_ENTRIES", default_value_t = 10_000)]
+        local_cache_entries: usize,
         /// Lifetime of session access tokens.
         #[arg(long, env = "CITYBOARD_SESSION_TTL", default_value = "15m")]
         session_ttl: humantime::Duration,
@@ -106,6 +114,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             secrets_dir,
             page_cache_ttl,
+            local_cache_ttl,
+            local_cache_entries,
             session_ttl,
         } => {
             let stack = StackFile::read(&state)?;
@@ -113,6 +123,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let secrets = Secrets::read(&secrets_dir)?;
             let options = ApiOptions {
                 cache_ttl: page_cache_ttl.into(),
+                local_cache_ttl: local_cache_ttl.into(),
+                local_cache_entries,
                 session_ttl: chrono::Duration::from_std(session_ttl.into())
                     .context("--session-ttl is too long")?,
                 ..ApiOptions::default()

@@ -2,8 +2,8 @@
 //!
 //! One city of the first region's first shard gets 1 000 000 posts (COPY,
 //! once; a later run reuses them). Two api processes of our own are started
-//! beside the stack's, one with the Redis page cache off and one with it on,
-//! and 16 keep-alive clients hit each with `GET /post/{id}` over uniformly
+//! beside the stack's, one with every cache off and one with the Redis page
+//! cache and the in-process cache on, and 16 keep-alive clients hit each with `GET /post/{id}` over uniformly
 //! random ids and with searches from a fixed mix. The baseline is `pgbench
 //! -S` (one primary-key lookup per transaction, 16 clients, 1M rows) on the
 //! same primary, measured in the same run (`bench pg-baseline`).
@@ -83,10 +83,15 @@ pub struct ClassFigures {
 pub struct OriginRead {
     /// Caches off.
     pub uncached: Vec<ClassFigures>,
-    /// Redis page cache on (5 s TTL).
+    /// Redis page cache (5 s TTL) and in-process cache (1 s TTL) on.
     pub cached: Vec<ClassFigures>,
-    /// Page-cache hit rate of the cached run.
+    /// Redis page-cache hit rate of the cached run (lookups that missed the
+    /// in-process cache).
     pub cache_hit_rate: f64,
+    /// In-process post cache hit rate of the cached run (views).
+    pub local_post_hit_rate: f64,
+    /// In-process page cache hit rate of the cached run (searches).
+    pub local_page_hit_rate: f64,
     /// pgbench -S on the same primary.
     pub pgbench_tps: f64,
     /// pgbench -S p99, ms.
@@ -115,8 +120,8 @@ pub async fn run(home: &Home, topology: &Topology, json: bool) -> Result<()> {
     let ids = seed(catalog_url, primary_url, region_name, shard_name).await?;
     wait_for_replicas(primary_url, shard).await?;
 
-    let uncached = measure_api(home, region_name, &topology.apex, "0s", ids).await?;
-    let cached = measure_api(home, region_name, &topology.apex, "5s", ids).await?;
+    let uncached = measure_api(home, region_name, &topology.apex, false, ids).await?;
+    let cached = measure_api(home, region_name, &topology.apex, true, ids).await?;
 
     let port = topology.shard_port(0, 0, 0);
     println!("  pgbench -S baseline on port {port} (this takes a minute)");
@@ -125,7 +130,9 @@ pub async fn run(home: &Home, topology: &Topology, json: bool) -> Result<()> {
     let figures = OriginRead {
         uncached: uncached.0,
         cached: cached.0,
-        cache_hit_rate: cached.1,
+        cache_hit_rate: cached.1.page,
+        local_post_hit_rate: cached.1.local_post,
+        local_page_hit_rate: cached.1.local_page,
         pgbench_tps: baseline.lookup_tps,
         pgbench_p99_ms: baseline.lookup_p99_ms,
     };
@@ -139,7 +146,7 @@ pub async fn run(home: &Home, topology: &Topology, json: bool) -> Result<()> {
 fn print(f: &OriginRead) {
     for (name, rows) in [
         ("caches off", &f.uncached),
-        ("Redis page cache on", &f.cached),
+        ("caches on (Redis 5 s, in-process 1 s)", &f.cached),
     ] {
         println!("  {name}:");
         for c in rows.iter() {
@@ -150,7 +157,9 @@ fn print(f: &OriginRead) {
         }
     }
     println!(
-        "  page cache hit rate (cached run): {:.1} %",
+        "  hit rates (cached run): in-process posts {:.1} %, in-process pages {:.1} %, Redis pages {:.1} % (of in-process misses)",
+        f.local_post_hit_rate * 100.0,
+        f.local_page_hit_rate * 100.0,
         f.cache_hit_rate * 100.0
     );
     let view = f
@@ -203,7 +212,22 @@ async fn seed(
     .bind(CITY)
     .fetch_one(&mut db)
     .await?;
-    if have == POSTS {
+    // Ids are time-ordered (Snowflake) and `created_at` is set when the id
+    // is, so in real data id order, creation order and insertion (heap)
+    // order agree. An earlier seed drew `created_at` at random for
+    // sequential ids, which scattered every newest-first walk over the whole
+    // heap; such a seed is replaced.
+    let ordered: bool = sqlx::query_scalar(
+        "SELECT coalesce(bool_and(a.created_at <= b.created_at), false)
+         FROM generate_series(0, 9) AS g(i)
+         JOIN posts a ON a.city = $1 AND a.id = $2 + g.i * 1000
+         JOIN posts b ON b.city = $1 AND b.id = $2 + g.i * 1000 + 999",
+    )
+    .bind(CITY)
+    .bind(FIRST_ID)
+    .fetch_one(&mut db)
+    .await?;
+    if have == POSTS && ordered {
         println!("  {POSTS} posts already seeded");
         return Ok((FIRST_ID, FIRST_ID + POSTS));
     }
@@ -221,6 +245,10 @@ async fn seed(
     let now = chrono::Utc::now();
     let mut rng = StdRng::from_entropy();
     let mut buf = String::with_capacity(8 << 20);
+    // Spread evenly over the last six days (all in the 7-day window), oldest
+    // first, as ids are.
+    let span_us: i64 = 6 * 86_400 * 1_000_000;
+    let first = now - chrono::Duration::microseconds(span_us);
     for i in 0..POSTS {
         let mut words: Vec<&str> = vec![FILLER[rng.gen_range(0..FILLER.len())]];
         if rng.gen_ratio(1, 8) {
@@ -231,8 +259,7 @@ async fn seed(
         }
         words.push(FILLER[rng.gen_range(0..FILLER.len())]);
         let title = words.join(" ");
-        // Spread over the last six days, so all are in the 7-day window.
-        let created = now - chrono::Duration::seconds(rng.gen_range(0..6 * 86_400));
+        let created = first + chrono::Duration::microseconds(span_us / POSTS * i);
         let created = created.format("%Y-%m-%d %H:%M:%S%.6f+00");
         let expires = (now + chrono::Duration::days(1)).format("%Y-%m-%d %H:%M:%S%.6f+00");
         let category = CATEGORIES[rng.gen_range(0..CATEGORIES.len())];
@@ -258,7 +285,9 @@ async fn seed(
         "  COPY {rows} posts in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    sqlx::query("ANALYZE posts").execute(&mut db).await?;
+    // The DELETE of an earlier seed left dead rows; vacuum sets the
+    // visibility map too, as a settled table would have it.
+    sqlx::query("VACUUM ANALYZE posts").execute(&mut db).await?;
     Ok((FIRST_ID, FIRST_ID + POSTS))
 }
 
@@ -314,9 +343,10 @@ async fn measure_api(
     home: &Home,
     region: &str,
     apex: &str,
-    cache_ttl: &str,
+    caches: bool,
     ids: (i64, i64),
-) -> Result<(Vec<ClassFigures>, f64)> {
+) -> Result<(Vec<ClassFigures>, HitRates)> {
+    let (cache_ttl, local_ttl) = if caches { ("5s", "1s") } else { ("0s", "0s") };
     let port = free_port()?;
     let bin = crate::components::sibling_binary("region-core")?;
     let log = std::fs::File::create(
@@ -332,6 +362,7 @@ async fn measure_api(
         .arg("--secrets-dir")
         .arg(home.secrets_dir())
         .args(["--page-cache-ttl", cache_ttl])
+        .args(["--local-cache-ttl", local_ttl])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(log)
@@ -353,11 +384,7 @@ async fn measure_api(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let host = format!("{CITY}.{apex}");
-    let label = if cache_ttl == "0s" {
-        "caches off"
-    } else {
-        "page cache on"
-    };
+    let label = if caches { "caches on" } else { "caches off" };
     let before = cache_counts(port, &host).await.unwrap_or_default();
     let mut out = Vec::new();
     for class in [
@@ -375,18 +402,36 @@ async fn measure_api(
         out.push(f);
     }
     let after = cache_counts(port, &host).await.unwrap_or_default();
-    let hits = after.0.saturating_sub(before.0) as f64;
-    let misses = after.1.saturating_sub(before.1) as f64;
-    let rate = if hits + misses > 0.0 {
-        hits / (hits + misses)
-    } else {
-        0.0
+    let rate = |i: usize| {
+        let hits = after[i].saturating_sub(before[i]) as f64;
+        let misses = after[i + 1].saturating_sub(before[i + 1]) as f64;
+        if hits + misses > 0.0 {
+            hits / (hits + misses)
+        } else {
+            0.0
+        }
     };
-    Ok((out, rate))
+    Ok((
+        out,
+        HitRates {
+            page: rate(0),
+            local_post: rate(2),
+            local_page: rate(4),
+        },
+    ))
 }
 
-/// (hits, misses) of the page cache from the api's /metrics.
-async fn cache_counts(port: u16, host: &str) -> Result<(u64, u64)> {
+/// Hit rates of one api's caches over a run.
+#[derive(Debug, Default)]
+struct HitRates {
+    page: f64,
+    local_post: f64,
+    local_page: f64,
+}
+
+/// Hits and misses of the Redis page cache, the in-process post cache and
+/// the in-process page cache, from the api's /metrics.
+async fn cache_counts(port: u16, host: &str) -> Result<[u64; 6]> {
     let mut conn = Conn::open(port).await?;
     let (_, body) = conn.get("/metrics", host).await?;
     let text = String::from_utf8_lossy(&body);
@@ -396,10 +441,14 @@ async fn cache_counts(port: u16, host: &str) -> Result<(u64, u64)> {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(0)
     };
-    Ok((
+    Ok([
         value("cityboard_page_cache_total{result=\"hit\"}"),
         value("cityboard_page_cache_total{result=\"miss\"}"),
-    ))
+        value("cityboard_local_cache_total{cache=\"post\",result=\"hit\"}"),
+        value("cityboard_local_cache_total{cache=\"post\",result=\"miss\"}"),
+        value("cityboard_local_cache_total{cache=\"page\",result=\"hit\"}"),
+        value("cityboard_local_cache_total{cache=\"page\",result=\"miss\"}"),
+    ])
 }
 
 /// The path of one request of `class`.

@@ -107,7 +107,13 @@ impl ReadQuery for ListPosts {
             }
             q.push(" ORDER BY created_at DESC, id DESC LIMIT ");
             q.push_bind(self.limit);
-            q.build_query_as().fetch_all(conn).await
+            // Planned for its values every time, never from a cached generic
+            // plan: whether walking the listing index newest-first beats a
+            // GIN or price-range lookup depends on how many posts the words
+            // and ranges match. A prepared statement switches to a generic
+            // plan after five runs, and for filter-only listings that plan
+            // took 2 s instead of 1 ms (`bench origin-read`, BENCHMARKS.md).
+            q.build_query_as().persistent(false).fetch_all(conn).await
         })
     }
 }

@@ -85,8 +85,13 @@ impl ShardPools {
         replica_urls: &[String],
         config: ReadConfig,
     ) -> Result<Self, sqlx::Error> {
+        // No ping before handing out a connection (sqlx's default): it is a
+        // round trip per query, doubling the cost of a point read. A broken
+        // connection shows as a connection error on the query itself, which
+        // `read` already answers (next replica, then the primary; 503).
         let primary = PgPoolOptions::new()
             .max_connections(config.max_connections)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(3))
             .connect_lazy(primary_url)?;
         let mut replicas = Vec::new();
@@ -95,6 +100,7 @@ impl ShardPools {
                 url: url.clone(),
                 pool: PgPoolOptions::new()
                     .max_connections(config.max_connections)
+                    .test_before_acquire(false)
                     .acquire_timeout(config.replica_acquire_timeout)
                     .connect_lazy(url)?,
                 status: Arc::default(),

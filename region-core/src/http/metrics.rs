@@ -200,7 +200,21 @@ pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Resp
     responses((status = 200, description = "Prometheus text exposition format", body = String,
         content_type = "text/plain; version=0.0.4")))]
 pub async fn metrics(State(st): State<AppState>) -> Response {
-    let mut res = st.metrics.render().into_response();
+    let mut text = st.metrics.render();
+    text.push_str(
+        "# HELP cityboard_local_cache_total In-process cache lookups by cache and result.\n\
+         # TYPE cityboard_local_cache_total counter\n",
+    );
+    for (cache, counts) in [("post", &st.views.counts), ("page", &st.pages.counts)] {
+        for (result, n) in [("hit", &counts.hits), ("miss", &counts.misses)] {
+            let _ = writeln!(
+                text,
+                "cityboard_local_cache_total{{cache=\"{cache}\",result=\"{result}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+    }
+    let mut res = text.into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -1,6 +1,9 @@
 //! GET /post/{id} and GET /post (listing and search).
 
+use std::sync::Arc;
+
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -98,25 +101,42 @@ pub async fn get_post(
 ) -> Result<Response, ApiError> {
     // Not a well-formed id: no such post.
     let id: Id = id.parse().map_err(|_| ApiError::NotFound)?;
-    let served = st
-        .router
-        .read(
-            &city,
-            &fresh,
-            &GetPost {
-                city: city.clone(),
-                id,
-            },
-        )
-        .await?;
-    st.metrics.read_by(&served.node);
-    let now = st.clock.now();
-    let post = served
-        .value
-        .filter(|p| p.status == PostStatus::Live && p.expires_at > now)
-        .ok_or(ApiError::NotFound)?;
+    // The in-process cache only for reads that need no particular freshness
+    // (a token's read must reach a node that has the write).
+    let cacheable = matches!(fresh, Consistency::Any) && st.views.enabled();
+    let cached = if cacheable {
+        st.views.get(&(city.clone(), id))
+    } else {
+        None
+    };
+    let post = match cached {
+        Some(post) => post,
+        None => {
+            let served = st
+                .router
+                .read(
+                    &city,
+                    &fresh,
+                    &GetPost {
+                        city: city.clone(),
+                        id,
+                    },
+                )
+                .await?;
+            st.metrics.read_by(&served.node);
+            let post = Arc::new(served.value.ok_or(ApiError::NotFound)?);
+            if cacheable {
+                st.views.put((city, id), post.clone());
+            }
+            post
+        }
+    };
+    // Checked on every answer, cached or not: a cached post expires on time.
+    if post.status != PostStatus::Live || post.expires_at <= st.clock.now() {
+        return Err(ApiError::NotFound);
+    }
     if wants_json(&headers) {
-        Ok(Json(PostView::from(post)).into_response())
+        Ok(Json(PostView::from(Post::clone(&post))).into_response())
     } else {
         Ok(Html(render::post_page(&post)).into_response())
     }
@@ -243,12 +263,18 @@ pub async fn list_posts(
     );
     let json = wants_json(&headers);
     // Cached pages only for reads that need no particular freshness.
-    let cache_key = (matches!(fresh, Consistency::Any) && st.cache.enabled())
-        .then(|| PageCache::key(&city, &format!("{scope}|{:?}|{limit}|{json}", p.cursor)));
-    if let Some(key) = &cache_key
-        && let Some(page) = st.cache.get(key).await
-    {
-        return Ok(page_response(page, json));
+    let cache_key = (matches!(fresh, Consistency::Any)
+        && (st.cache.enabled() || st.pages.enabled()))
+    .then(|| PageCache::key(&city, &format!("{scope}|{:?}|{limit}|{json}", p.cursor)));
+    if let Some(key) = &cache_key {
+        if let Some(page) = st.pages.get(key) {
+            return Ok(page_response(page, json));
+        }
+        if let Some(page) = st.cache.get(key).await {
+            let page = Bytes::from(page);
+            st.pages.put(key.clone(), page.clone());
+            return Ok(page_response(page, json));
+        }
     }
     let after = match &p.cursor {
         Some(c) => {
@@ -305,10 +331,13 @@ pub async fn list_posts(
         });
         render::list_page(&city, search.as_deref(), &posts, next.as_deref()).into_bytes()
     };
-    if let Some(key) = &cache_key {
-        st.cache.put(key, &page).await;
+    if let Some(key) = cache_key {
+        st.cache.put(&key, &page).await;
+        let page = Bytes::from(page);
+        st.pages.put(key, page.clone());
+        return Ok(page_response(page, json));
     }
-    Ok(page_response(page, json))
+    Ok(page_response(Bytes::from(page), json))
 }
 
 fn form_urlencoded_pairs(pairs: &[(&str, Option<&str>)]) -> String {
@@ -319,7 +348,7 @@ fn form_urlencoded_pairs(pairs: &[(&str, Option<&str>)]) -> String {
     serde_urlencoded::to_string(present).unwrap_or_default()
 }
 
-fn page_response(page: Vec<u8>, json: bool) -> Response {
+fn page_response(page: Bytes, json: bool) -> Response {
     let mut res = page.into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,

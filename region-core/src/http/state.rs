@@ -13,7 +13,9 @@ use crate::catalog::NodeLease;
 use crate::clock::SharedClock;
 use crate::db::{ReadConfig, Router};
 use crate::http::metrics::Metrics;
+use crate::local_cache::LocalCache;
 use crate::model::IdGenerator;
+use crate::model::{Id, Post};
 use crate::stack::{RegionEntry, Secrets};
 
 /// Shared by every handler; cheap to clone.
@@ -41,6 +43,11 @@ pub struct AppState {
     pub ids: IdGenerator,
     /// Listing and search pages in the LRU Redis.
     pub cache: PageCache,
+    /// Hot posts in this process, by (city, id); reads without a token only.
+    pub views: Arc<LocalCache<(String, Id), Arc<Post>>>,
+    /// Hot listing pages in this process, by page-cache key, in front of
+    /// Redis; reads without a token only.
+    pub pages: Arc<LocalCache<String, axum::body::Bytes>>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Lifetime of a session access token.
@@ -57,6 +64,11 @@ pub struct ApiOptions {
     pub cache_ttl: Duration,
     /// Longest a cache lookup may take before it counts as a miss.
     pub cache_timeout: Duration,
+    /// TTL of the in-process caches of posts and pages; zero (the default,
+    /// until events invalidate them) turns them off.
+    pub local_cache_ttl: Duration,
+    /// Entries each in-process cache holds at most.
+    pub local_cache_entries: usize,
     /// argon2id parameters (tests use lighter ones).
     pub argon2: argon2::Params,
     /// Password hashes computed at once.
@@ -71,6 +83,8 @@ impl Default for ApiOptions {
             session_ttl: chrono::Duration::minutes(15),
             cache_ttl: Duration::from_secs(5),
             cache_timeout: Duration::from_millis(100),
+            local_cache_ttl: Duration::ZERO,
+            local_cache_entries: 10_000,
             argon2: argon2::Params::default(),
             hash_parallelism: 2,
             read: ReadConfig::default(),
@@ -145,6 +159,14 @@ impl AppState {
             passwords,
             ids,
             cache,
+            views: Arc::new(LocalCache::new(
+                options.local_cache_ttl,
+                options.local_cache_entries,
+            )),
+            pages: Arc::new(LocalCache::new(
+                options.local_cache_ttl,
+                options.local_cache_entries,
+            )),
             metrics,
             session_ttl: options.session_ttl,
         };
