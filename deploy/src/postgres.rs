@@ -29,9 +29,6 @@ const SETTINGS: &[(&str, &str)] = &[
     ("max_wal_senders", "16"),
     ("max_replication_slots", "16"),
     ("hot_standby", "on"),
-    // Replicas tell the primary which rows their queries still read, so
-    // vacuum does not cancel replica reads with recovery conflicts.
-    ("hot_standby_feedback", "on"),
     ("max_connections", "200"),
     ("shared_buffers", "128MB"),
     ("log_min_messages", "warning"),
@@ -123,6 +120,20 @@ pub fn init_primary(data: &Path, log: &Path) -> Result<()> {
             ]),
         log,
         "initdb",
+    )?;
+    // Defaults an operator (or a test) may change with ALTER SYSTEM, which
+    // command-line settings would override. pg_basebackup copies the file,
+    // so replicas get them too.
+    let conf = partial.join("postgresql.conf");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&conf)
+        .with_context(|| format!("opening {}", conf.display()))?;
+    std::io::Write::write_all(
+        &mut file,
+        b"\n# cityboard: replicas tell the primary which rows their queries still\n\
+          # read, so vacuum rarely cancels replica reads with recovery conflicts.\n\
+          hot_standby_feedback = on\n",
     )?;
     std::fs::rename(&partial, data).with_context(|| format!("renaming {}", partial.display()))?;
     Ok(())

@@ -218,11 +218,21 @@ async fn standby_conflicts(url: &str) -> i64 {
 async fn set_standby_delay(urls: &[String], value: Option<&str>) {
     for url in urls {
         let p = pool(url).await;
-        let sql = match value {
-            Some(v) => format!("ALTER SYSTEM SET max_standby_streaming_delay = '{v}'"),
-            None => "ALTER SYSTEM RESET max_standby_streaming_delay".to_string(),
+        // The stack runs replicas with hot_standby_feedback, which exists to
+        // prevent exactly the conflict this test needs: off while it runs.
+        let statements = match value {
+            Some(v) => vec![
+                format!("ALTER SYSTEM SET max_standby_streaming_delay = '{v}'"),
+                "ALTER SYSTEM SET hot_standby_feedback = off".to_string(),
+            ],
+            None => vec![
+                "ALTER SYSTEM RESET max_standby_streaming_delay".to_string(),
+                "ALTER SYSTEM RESET hot_standby_feedback".to_string(),
+            ],
         };
-        sqlx::query(&sql).execute(&p).await.unwrap();
+        for sql in statements {
+            sqlx::query(&sql).execute(&p).await.unwrap();
+        }
         sqlx::query("SELECT pg_reload_conf()")
             .execute(&p)
             .await
@@ -238,6 +248,25 @@ async fn serial_a_read_cancelled_by_a_recovery_conflict_is_answered_by_the_prima
     let shard = state.replicated_shard().clone();
     let urls = shard.replica_urls.clone();
     set_standby_delay(&urls, Some("0")).await;
+    // Until the replicas' last feedback is cleared, the primary keeps the
+    // rows their queries read and VACUUM cannot conflict.
+    let primary = pool(&shard.primary_url).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let held: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_replication_slots WHERE xmin IS NOT NULL")
+                .fetch_one(&primary)
+                .await
+                .unwrap();
+        if held == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a replication slot still holds an xmin"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let body = async move {
         // A conflict needs VACUUM to remove rows the replica's snapshot still
         // sees; another session's old snapshot on the primary can hold them
