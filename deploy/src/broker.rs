@@ -13,7 +13,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::redis_server::which;
+use crate::process::which;
 
 /// The topics of a region: commands in, events out, and the dead letters
 /// of commands that could not be applied.

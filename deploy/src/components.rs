@@ -288,7 +288,7 @@ pub fn sibling_binary(name: &str) -> Result<PathBuf> {
     if beside.is_file() {
         return Ok(beside);
     }
-    redis_server::which(name).with_context(|| {
+    crate::process::which(name).with_context(|| {
         format!(
             "{name} not found beside {} nor on PATH: build it with `cargo build -p {name}`",
             exe.display()

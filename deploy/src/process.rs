@@ -98,6 +98,15 @@ pub fn port_is_free(port: u16, udp: bool) -> bool {
     TcpListener::bind(addr).is_ok() && (!udp || UdpSocket::bind(addr).is_ok())
 }
 
+/// Finds a program on PATH (the supervisor starts programs by path, and a
+/// missing one must be named before anything is started).
+pub fn which(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
 /// Writes a file through a temporary name and a rename, so that a reader
 /// (or a crash) never sees half of it.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -15,6 +15,8 @@ use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::process::which;
+
 /// Which of the two instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedisRole {
@@ -76,12 +78,4 @@ pub async fn request(port: u16, command: &str) -> Result<String> {
     tokio::time::timeout(Duration::from_secs(2), exchange)
         .await
         .with_context(|| format!("redis on port {port} did not answer"))?
-}
-
-/// Finds a program on PATH.
-pub fn which(program: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
 }
