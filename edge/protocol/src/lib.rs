@@ -1,5 +1,13 @@
-//! What the Worker and region-core share: request signing, KV key and
-//! metadata formats, the read-your-writes cookie.
-//!
-//! Empty until the edge issue lands; it stays free of tokio so that it
-//! compiles for `wasm32-unknown-unknown`.
+//! What both sides of the edge share (design §3–§4): the signature of
+//! forwarded requests and of the internal KV route, the KV key and metadata
+//! formats, and the read-your-writes cookie. The Worker (wasm32) and
+//! region-core (host) link this one crate, so the two cannot drift; the
+//! known-answer vectors in `vectors.json` pin the signing scheme for any
+//! third implementation (the schemathesis hooks sign in Python).
+
+pub mod kv;
+pub mod ryw;
+pub mod sign;
+pub mod vectors;
+
+pub use vectors::{Vector, vectors};

@@ -1,0 +1,369 @@
+//! The signature the edge puts on every request it forwards to an origin,
+//! and the publisher on every call of the internal bulk KV route (design §4).
+//!
+//! The MAC covers a canonical encoding in which every field is prefixed by
+//! its length, so that no two different requests encode alike (with plain
+//! concatenation, host `a.b` + path `/c` and host `a.b/` + path `c` would).
+//! It covers the public host and the city because the Worker cannot set
+//! `Host` on a fetch: the origin reads both from headers, and trusts them
+//! only because they are signed. Replayed nonces are the verifier's to
+//! refuse: this module is pure and keeps no state.
+
+use std::fmt;
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+/// The header that carries the signature.
+pub const SIGNATURE_HEADER: &str = "x-cityboard-signature";
+/// The visitor's IP as the edge saw it; trusted only on signed requests.
+pub const CLIENT_IP_HEADER: &str = "x-cityboard-client-ip";
+/// The city of the public host the visitor asked for.
+pub const CITY_HEADER: &str = "x-cityboard-city";
+/// The public host the visitor asked for (the fetch's own `Host` is the
+/// origin's).
+pub const FORWARDED_HOST_HEADER: &str = "x-forwarded-host";
+/// Largest accepted difference between the signer's clock and the
+/// verifier's, in seconds. A verifier keeps nonces at least this long
+/// (twice, in fact: a timestamp may be this far in the future or the past).
+pub const MAX_SKEW_SECS: i64 = 30;
+/// How long a verifier must remember a nonce: any longer-ago signature is
+/// refused as stale anyway.
+pub const NONCE_TTL_SECS: u64 = 2 * MAX_SKEW_SECS as u64 + 1;
+
+/// Domain tag of the canonical encoding: a signature made for another
+/// purpose or scheme version can never verify as this one.
+const TAG: &[u8] = b"cityboard-signature-v1";
+
+/// What a signature covers besides key id, timestamp and nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request<'a> {
+    /// HTTP method, compared upper-cased.
+    pub method: &'a str,
+    /// The public host name (with its port, if the visitor used one),
+    /// compared lower-cased.
+    pub host: &'a str,
+    /// Path and query exactly as sent.
+    pub path_and_query: &'a str,
+    /// The visitor's IP address as text (empty when there is none, e.g. the
+    /// publisher's KV calls).
+    pub client_ip: &'a str,
+    /// The city of the host (empty where none applies).
+    pub city: &'a str,
+    /// SHA-256 of the body (of the empty string when there is none).
+    pub body_sha256: [u8; 32],
+}
+
+/// SHA-256 of a request body.
+pub fn body_sha256(body: &[u8]) -> [u8; 32] {
+    Sha256::digest(body).into()
+}
+
+/// A signing key. Its id is derived from the secret itself, so that a
+/// rotation (current becomes previous) needs no separate configuration and
+/// two keys never share an id by mistake.
+#[derive(Clone)]
+pub struct Key {
+    /// 16 hex digits naming the key in signatures.
+    pub id: String,
+    secret: Vec<u8>,
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({})", self.id)
+    }
+}
+
+impl Key {
+    /// A key with the given secret bytes.
+    pub fn new(secret: impl Into<Vec<u8>>) -> Key {
+        let secret = secret.into();
+        let mut h = Sha256::new();
+        h.update(b"cityboard key id\0");
+        h.update(&secret);
+        let id = hex::encode(&h.finalize()[..8]);
+        Key { id, secret }
+    }
+
+    fn mac(&self, req: &Request<'_>, timestamp: i64, nonce: &str) -> [u8; 32] {
+        let mut m = <Hmac<Sha256>>::new_from_slice(&self.secret)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        m.update(&canonical(&self.id, req, timestamp, nonce));
+        m.finalize().into_bytes().into()
+    }
+}
+
+/// The bytes the MAC is computed over: the tag, then each field as a
+/// 4-byte big-endian length followed by its bytes.
+pub fn canonical(key_id: &str, req: &Request<'_>, timestamp: i64, nonce: &str) -> Vec<u8> {
+    let method = req.method.to_ascii_uppercase();
+    let host = req.host.to_ascii_lowercase();
+    let ts = timestamp.to_string();
+    let fields: [&[u8]; 9] = [
+        key_id.as_bytes(),
+        method.as_bytes(),
+        host.as_bytes(),
+        req.path_and_query.as_bytes(),
+        ts.as_bytes(),
+        nonce.as_bytes(),
+        req.client_ip.as_bytes(),
+        req.city.as_bytes(),
+        &req.body_sha256,
+    ];
+    let mut out = Vec::with_capacity(TAG.len() + 128);
+    out.extend_from_slice(TAG);
+    for f in fields {
+        out.extend_from_slice(&(f.len() as u32).to_be_bytes());
+        out.extend_from_slice(f);
+    }
+    out
+}
+
+/// Whether `nonce` has the accepted shape: 16 to 64 characters of
+/// `[A-Za-z0-9_-]` (a random 128-bit value in hex or base64url fits).
+pub fn valid_nonce(nonce: &str) -> bool {
+    (16..=64).contains(&nonce.len())
+        && nonce
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Signs `req` and returns the header value:
+/// `v1 kid=<id> ts=<unix seconds> nonce=<nonce> mac=<64 hex digits>`.
+/// The caller supplies time and a fresh random nonce (the Worker and the
+/// host get randomness differently).
+pub fn sign(key: &Key, req: &Request<'_>, timestamp: i64, nonce: &str) -> String {
+    let mac = key.mac(req, timestamp, nonce);
+    format!(
+        "v1 kid={} ts={} nonce={} mac={}",
+        key.id,
+        timestamp,
+        nonce,
+        hex::encode(mac)
+    )
+}
+
+/// A parsed signature header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    /// Id of the key it claims.
+    pub key_id: String,
+    /// Unix seconds at signing.
+    pub timestamp: i64,
+    /// The signer's nonce.
+    pub nonce: String,
+    /// The MAC.
+    pub mac: [u8; 32],
+}
+
+/// Why a signature was refused. The texts are safe to show to a client:
+/// they say which check failed, never a key or a MAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureError {
+    /// Not a `v1 kid=… ts=… nonce=… mac=…` header.
+    Malformed,
+    /// Signed with a key that is neither the current nor the previous one.
+    UnknownKey,
+    /// The timestamp is more than `MAX_SKEW_SECS` away from now.
+    Stale,
+    /// The MAC does not match: some field differs from what was signed.
+    BadMac,
+}
+
+impl fmt::Display for SignatureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SignatureError::Malformed => "malformed signature header",
+            SignatureError::UnknownKey => "signature made with an unknown key",
+            SignatureError::Stale => "signature timestamp outside the accepted window",
+            SignatureError::BadMac => "signature does not match the request",
+        })
+    }
+}
+
+impl std::error::Error for SignatureError {}
+
+impl Signature {
+    /// Parses a header value; the four fields must come in order, once each.
+    pub fn parse(header: &str) -> Result<Signature, SignatureError> {
+        let mut parts = header.trim().split(' ').filter(|p| !p.is_empty());
+        if parts.next() != Some("v1") {
+            return Err(SignatureError::Malformed);
+        }
+        let mut field = |name: &str| -> Result<&str, SignatureError> {
+            parts
+                .next()
+                .and_then(|p| p.strip_prefix(name))
+                .and_then(|p| p.strip_prefix('='))
+                .ok_or(SignatureError::Malformed)
+        };
+        let key_id = field("kid")?;
+        let timestamp = field("ts")?;
+        let nonce = field("nonce")?;
+        let mac = field("mac")?;
+        if parts.next().is_some() {
+            return Err(SignatureError::Malformed);
+        }
+        if key_id.is_empty() || key_id.len() > 64 || !valid_nonce(nonce) {
+            return Err(SignatureError::Malformed);
+        }
+        let timestamp = timestamp
+            .parse::<i64>()
+            .map_err(|_| SignatureError::Malformed)?;
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(mac, &mut bytes).map_err(|_| SignatureError::Malformed)?;
+        Ok(Signature {
+            key_id: key_id.to_string(),
+            timestamp,
+            nonce: nonce.to_string(),
+            mac: bytes,
+        })
+    }
+}
+
+/// The keys a verifier accepts: the current one and, during a rotation,
+/// the previous one.
+#[derive(Debug, Clone)]
+pub struct Keyring {
+    /// The key signers use now.
+    pub current: Key,
+    /// The key they used before the last rotation.
+    pub previous: Option<Key>,
+}
+
+impl Keyring {
+    /// Checks `header` against `req` at time `now` (unix seconds): shape,
+    /// key id, clock skew, then the MAC in constant time. Returns the parsed
+    /// signature so that the caller can refuse a nonce it has seen.
+    pub fn verify(
+        &self,
+        header: &str,
+        req: &Request<'_>,
+        now: i64,
+    ) -> Result<Signature, SignatureError> {
+        let sig = Signature::parse(header)?;
+        let key = std::iter::once(&self.current)
+            .chain(self.previous.as_ref())
+            .find(|k| k.id == sig.key_id)
+            .ok_or(SignatureError::UnknownKey)?;
+        if now.abs_diff(sig.timestamp) > MAX_SKEW_SECS as u64 {
+            return Err(SignatureError::Stale);
+        }
+        let expected = key.mac(req, sig.timestamp, &sig.nonce);
+        let diff = expected
+            .iter()
+            .zip(sig.mac.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if diff != 0 {
+            return Err(SignatureError::BadMac);
+        }
+        Ok(sig)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(body: &[u8]) -> Request<'_> {
+        Request {
+            method: "POST",
+            host: "boston.cityboard.localhost",
+            path_and_query: "/post?x=1",
+            client_ip: "203.0.113.7",
+            city: "boston",
+            body_sha256: body_sha256(body),
+        }
+    }
+
+    const NONCE: &str = "0123456789abcdef0123";
+
+    #[test]
+    fn a_signature_verifies_and_any_changed_field_breaks_it() {
+        let key = Key::new(b"secret key bytes".to_vec());
+        let ring = Keyring {
+            current: key.clone(),
+            previous: None,
+        };
+        let h = sign(&key, &req(b"{}"), 1000, NONCE);
+        assert_eq!(ring.verify(&h, &req(b"{}"), 1010).unwrap().nonce, NONCE);
+        // Case of method and host does not matter; everything else does.
+        let mut r = req(b"{}");
+        r.method = "post";
+        r.host = "BOSTON.cityboard.localhost";
+        assert!(ring.verify(&h, &r, 1000).is_ok());
+        let tampered = [
+            Request {
+                method: "PUT",
+                ..req(b"{}")
+            },
+            Request {
+                host: "newyork.cityboard.localhost",
+                ..req(b"{}")
+            },
+            Request {
+                path_and_query: "/post?x=2",
+                ..req(b"{}")
+            },
+            Request {
+                client_ip: "203.0.113.8",
+                ..req(b"{}")
+            },
+            Request {
+                city: "newyork",
+                ..req(b"{}")
+            },
+            req(b"{ }"),
+        ];
+        for t in tampered {
+            assert_eq!(ring.verify(&h, &t, 1000), Err(SignatureError::BadMac));
+        }
+    }
+
+    #[test]
+    fn stale_unknown_and_malformed_are_told_apart() {
+        let key = Key::new(b"k1 secret".to_vec());
+        let old = Key::new(b"k0 secret".to_vec());
+        let ring = Keyring {
+            current: key.clone(),
+            previous: Some(old.clone()),
+        };
+        let r = req(b"");
+        assert!(ring.verify(&sign(&old, &r, 0, NONCE), &r, 0).is_ok());
+        let other = Key::new(b"k9 secret".to_vec());
+        assert_eq!(
+            ring.verify(&sign(&other, &r, 0, NONCE), &r, 0),
+            Err(SignatureError::UnknownKey)
+        );
+        let h = sign(&key, &r, 0, NONCE);
+        assert_eq!(ring.verify(&h, &r, 31), Err(SignatureError::Stale));
+        assert_eq!(ring.verify(&h, &r, -31), Err(SignatureError::Stale));
+        assert!(ring.verify(&h, &r, 30).is_ok());
+        for bad in [
+            "",
+            "v2 kid=a ts=0 nonce=0123456789abcdef mac=00",
+            &h.replace("nonce=", "nonce=!"),
+            &h.replace(" mac=", " mac=zz"),
+            &format!("{h} extra=1"),
+            &h.replace("ts=0", "ts=zero"),
+        ] {
+            assert_eq!(ring.verify(bad, &r, 0), Err(SignatureError::Malformed));
+        }
+    }
+
+    #[test]
+    fn length_prefixes_keep_neighbouring_fields_apart() {
+        let a = Request {
+            host: "a.b",
+            path_and_query: "/c",
+            ..req(b"")
+        };
+        let b = Request {
+            host: "a.b/",
+            path_and_query: "c",
+            ..req(b"")
+        };
+        assert_ne!(canonical("k", &a, 0, NONCE), canonical("k", &b, 0, NONCE));
+    }
+}
