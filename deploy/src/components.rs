@@ -14,7 +14,7 @@ use crate::home::Home;
 use crate::redis_server::RedisRole;
 use crate::state::{RegionState, ShardState};
 use crate::topology::Topology;
-use crate::{broker, geo_dns, postgres, redis_server, region_api};
+use crate::{broker, edge_kv, geo_dns, postgres, redis_server, region_api};
 
 /// One supervised process.
 #[derive(Debug, Clone)]
@@ -63,6 +63,11 @@ pub enum Launch {
         /// Apex of the zone, for the readiness query.
         apex: String,
     },
+    /// The KV namespace behind the edge (`cityboard edge-kv`).
+    EdgeKv {
+        /// Directory of the namespace, one file per key.
+        data: PathBuf,
+    },
     /// A region's api (`region-core serve`); `setup` runs before each start.
     RegionApi {
         /// Region name.
@@ -84,6 +89,7 @@ impl Component {
             Launch::Broker { .. } => "broker",
             Launch::RegionApi { .. } => "region-api",
             Launch::GeoDns { .. } => "geo-dns",
+            Launch::EdgeKv { .. } => "edge-kv",
         }
     }
 
@@ -101,7 +107,10 @@ impl Component {
             Launch::RegionApi {
                 region, state_file, ..
             } => region_api::setup(state_file, region, &log),
-            Launch::Redis { .. } | Launch::Broker { .. } | Launch::GeoDns { .. } => Ok(()),
+            Launch::Redis { .. }
+            | Launch::Broker { .. }
+            | Launch::GeoDns { .. }
+            | Launch::EdgeKv { .. } => Ok(()),
         }
     }
 
@@ -119,6 +128,7 @@ impl Component {
                 secrets_dir,
             } => region_api::command(state_file, secrets_dir, region, self.port),
             Launch::GeoDns { topology_file, .. } => geo_dns::command(topology_file, self.port),
+            Launch::EdgeKv { data } => edge_kv::command(data, self.port),
         }
     }
 
@@ -131,6 +141,7 @@ impl Component {
             Launch::Broker { .. } => broker::probe(self.port).await,
             Launch::RegionApi { .. } => region_api::probe(self.port).await,
             Launch::GeoDns { apex, .. } => geo_dns::probe(self.port, apex).await,
+            Launch::EdgeKv { .. } => edge_kv::probe(self.port).await,
         }
     }
 
@@ -238,6 +249,16 @@ pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
             topology_file: home.topology_file(),
             apex: topology.apex.clone(),
         },
+    });
+    // The edge's KV before the edge, after the apis (the routes it holds
+    // name them).
+    let kv = "edge-kv".to_string();
+    out.push(Component {
+        launch: Launch::EdgeKv {
+            data: home.component_data(&kv),
+        },
+        name: kv,
+        port: topology.edge_kv_port(),
     });
     out
 }

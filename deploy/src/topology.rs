@@ -279,6 +279,11 @@ impl Topology {
         self.port_base + 2
     }
 
+    /// Port of the KV service behind the edge Worker's `PAGES` binding.
+    pub fn edge_kv_port(&self) -> u16 {
+        self.port_base + 3
+    }
+
     fn region_base(&self, region: usize) -> u16 {
         self.port_base + 100 * (region as u16 + 1)
     }
