@@ -14,7 +14,7 @@ use crate::home::Home;
 use crate::redis_server::RedisRole;
 use crate::state::{RegionState, ShardState};
 use crate::topology::Topology;
-use crate::{broker, edge_kv, geo_dns, postgres, redis_server, region_api};
+use crate::{broker, edge, edge_kv, geo_dns, postgres, redis_server, region_api};
 
 /// One supervised process.
 #[derive(Debug, Clone)]
@@ -68,6 +68,15 @@ pub enum Launch {
         /// Directory of the namespace, one file per key.
         data: PathBuf,
     },
+    /// The edge Worker under workerd.
+    Edge {
+        /// The home's topology file (bindings are generated from it).
+        topology_file: PathBuf,
+        /// Where the generated workerd config goes (`run/edge.capnp`).
+        config: PathBuf,
+        /// Where the stack's secrets are.
+        secrets_dir: PathBuf,
+    },
     /// A region's api (`region-core serve`); `setup` runs before each start.
     RegionApi {
         /// Region name.
@@ -90,6 +99,7 @@ impl Component {
             Launch::RegionApi { .. } => "region-api",
             Launch::GeoDns { .. } => "geo-dns",
             Launch::EdgeKv { .. } => "edge-kv",
+            Launch::Edge { .. } => "edge",
         }
     }
 
@@ -107,6 +117,11 @@ impl Component {
             Launch::RegionApi {
                 region, state_file, ..
             } => region_api::setup(state_file, region, &log),
+            Launch::Edge {
+                topology_file,
+                config,
+                ..
+            } => edge::prepare(&Topology::load(topology_file)?, config),
             Launch::Redis { .. }
             | Launch::Broker { .. }
             | Launch::GeoDns { .. }
@@ -129,6 +144,11 @@ impl Component {
             } => region_api::command(state_file, secrets_dir, region, self.port),
             Launch::GeoDns { topology_file, .. } => geo_dns::command(topology_file, self.port),
             Launch::EdgeKv { data } => edge_kv::command(data, self.port),
+            Launch::Edge {
+                config,
+                secrets_dir,
+                ..
+            } => edge::command(config, secrets_dir),
         }
     }
 
@@ -142,6 +162,7 @@ impl Component {
             Launch::RegionApi { .. } => region_api::probe(self.port).await,
             Launch::GeoDns { apex, .. } => geo_dns::probe(self.port, apex).await,
             Launch::EdgeKv { .. } => edge_kv::probe(self.port).await,
+            Launch::Edge { .. } => edge::probe(self.port).await,
         }
     }
 
@@ -149,6 +170,17 @@ impl Component {
     pub async fn after_ready(&self) -> Result<()> {
         match &self.launch {
             Launch::PgPrimary { .. } => postgres::ensure_database(self.port).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Work to do once when the supervisor brings the stack up (not after
+    /// a restart): the KV service gets every city's route, so the Worker
+    /// learns routes from KV as it does in production, where a move
+    /// rewrites one key.
+    pub async fn after_start(&self, topology: &Topology) -> Result<()> {
+        match &self.launch {
+            Launch::EdgeKv { .. } => edge::write_routes(topology, self.port).await,
             _ => Ok(()),
         }
     }
@@ -259,6 +291,15 @@ pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
         },
         name: kv,
         port: topology.edge_kv_port(),
+    });
+    out.push(Component {
+        name: "edge".into(),
+        port: topology.edge_port(),
+        launch: Launch::Edge {
+            topology_file: home.topology_file(),
+            config: home.run_dir().join("edge.capnp"),
+            secrets_dir: home.secrets_dir(),
+        },
     });
     out
 }

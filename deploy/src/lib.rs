@@ -9,6 +9,7 @@ pub mod bench;
 pub mod broker;
 pub mod commands;
 pub mod components;
+pub mod edge;
 pub mod edge_kv;
 pub mod geo_dns;
 pub mod home;

@@ -235,6 +235,11 @@ impl Supervisor {
                 .after_ready()
                 .await
                 .with_context(|| format!("{}: after start", self.items[i].component.name))?;
+            self.items[i]
+                .component
+                .after_start(&self.topology)
+                .await
+                .with_context(|| format!("{}: first start", self.items[i].component.name))?;
             self.mark_healthy(i);
         }
         for region in &self.topology.regions {

@@ -173,11 +173,42 @@ fn print_summary(state: &StackState, home: &Home) {
         "\ncityboard is up ({} components healthy)\n",
         state.components.len()
     );
-    println!("  open in a browser (city pages are served by the city's region):");
-    for region in &state.regions {
-        for slug in region.shards.iter().flat_map(|s| &s.cities) {
-            println!("    http://{slug}.{}:{}/post", state.apex, region.api_port);
+    match state.component("edge") {
+        Some(edge) => {
+            println!("  open in a browser (through the edge, the Worker under workerd):");
+            println!(
+                "    http://{}:{}/   (the apex: GeoIP redirect to your city, or the city picker)",
+                state.apex, edge.port
+            );
+            for region in &state.regions {
+                for slug in region.shards.iter().flat_map(|s| &s.cities) {
+                    println!("    http://{slug}.{}:{}/post", state.apex, edge.port);
+                }
+            }
         }
+        None => {
+            println!("  open in a browser (city pages are served by the city's region):");
+            for region in &state.regions {
+                for slug in region.shards.iter().flat_map(|s| &s.cities) {
+                    println!("    http://{slug}.{}:{}/post", state.apex, region.api_port);
+                }
+            }
+        }
+    }
+    println!();
+    if let Some(edge) = state.component("edge") {
+        println!(
+            "  edge           http://127.0.0.1:{}/healthz  (workerd; config {})",
+            edge.port,
+            home.run_dir().join("edge.capnp").display()
+        );
+    }
+    if let Some(kv) = state.component("edge-kv") {
+        println!(
+            "  edge KV        http://127.0.0.1:{}/?prefix=route%3A  (cityboard edge-kv, the PAGES namespace; data {})",
+            kv.port,
+            home.component_data("edge-kv").display()
+        );
     }
     println!();
     for region in &state.regions {
