@@ -13,6 +13,7 @@ pub mod local_cache;
 pub mod lsn;
 pub mod migrate;
 pub mod model;
+pub mod pipeline;
 pub mod render;
 pub mod setup;
 pub mod stack;

@@ -65,6 +65,30 @@ enum Cmd {
     },
     /// Print the OpenAPI document (the checked-in `openapi.json`).
     Openapi,
+    /// Run the writer role of a region: applies `<region>.commands` to its
+    /// shards in batches.
+    Writer {
+        /// The supervisor's stack description.
+        #[arg(long, env = "CITYBOARD_STATE")]
+        state: PathBuf,
+        /// Region whose commands it applies.
+        #[arg(long, env = "CITYBOARD_REGION")]
+        region: String,
+        #[command(flatten)]
+        args: region_core::pipeline::roles::WriterArgs,
+    },
+    /// Run the outbox relay of a region: moves its shards' outbox rows to
+    /// `<region>.events`.
+    Relay {
+        /// The supervisor's stack description.
+        #[arg(long, env = "CITYBOARD_STATE")]
+        state: PathBuf,
+        /// Region whose shards it drains.
+        #[arg(long, env = "CITYBOARD_REGION")]
+        region: String,
+        #[command(flatten)]
+        args: region_core::pipeline::roles::RelayArgs,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -156,6 +180,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             tracing::info!("api stopped");
             Ok(())
+        }
+        Cmd::Writer {
+            state,
+            region,
+            args,
+        } => {
+            let _failpoints = region_core::pipeline::failpoint::setup();
+            region_core::pipeline::roles::writer(&state, &region, args, shutdown_signal())
+                .await
+                .with_context(|| format!("the writer of {region}"))
+        }
+        Cmd::Relay {
+            state,
+            region,
+            args,
+        } => {
+            let _failpoints = region_core::pipeline::failpoint::setup();
+            region_core::pipeline::roles::relay(&state, &region, args, shutdown_signal())
+                .await
+                .with_context(|| format!("the relay of {region}"))
         }
         Cmd::Openapi => {
             print!("{}", region_core::http::openapi::document());

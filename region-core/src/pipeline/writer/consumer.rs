@@ -1,0 +1,135 @@
+//! The writer's Kafka consumer: manual offset commits, and revocations
+//! reported to the loop so it stops committing partitions it lost.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// Records the partitions a rebalance takes away.
+pub struct Context {
+    topic: String,
+    revoked: Mutex<BTreeSet<i32>>,
+}
+
+impl ClientContext for Context {}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+                for e in tpl.elements() {
+                    if e.topic() == self.topic {
+                        revoked.insert(e.partition());
+                    }
+                }
+                tracing::info!(partitions = ?revoked, "partitions revoked");
+            }
+            Rebalance::Assign(tpl) => {
+                let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(partitions = ?parts, "partitions assigned");
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+/// The consumer and what it needs to commit and pause.
+pub struct Commands {
+    pub consumer: StreamConsumer<Context>,
+    pub topic: String,
+}
+
+impl Commands {
+    /// Joins `group` on `topic`. Offsets are committed by hand and only past
+    /// finished commands (see `offsets`); a new group starts at the oldest
+    /// message, so nothing produced before the writer first ran is skipped.
+    pub fn subscribe(
+        brokers: &str,
+        topic: &str,
+        group: &str,
+        session_timeout: Duration,
+    ) -> anyhow::Result<Commands> {
+        let consumer: StreamConsumer<Context> = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            // Design §7: the brokers here want session.timeout.ms <= 6000.
+            .set(
+                "session.timeout.ms",
+                session_timeout.as_millis().to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                (session_timeout.as_millis() / 3).max(100).to_string(),
+            )
+            .set("log_level", "4")
+            .create_with_context(Context {
+                topic: topic.to_string(),
+                revoked: Mutex::default(),
+            })?;
+        consumer.subscribe(&[topic])?;
+        Ok(Commands {
+            consumer,
+            topic: topic.to_string(),
+        })
+    }
+
+    /// Partitions revoked since the last call.
+    pub fn take_revoked(&self) -> BTreeSet<i32> {
+        std::mem::take(
+            &mut *self
+                .consumer
+                .context()
+                .revoked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        )
+    }
+
+    fn list(&self, partitions: impl IntoIterator<Item = i32>) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions {
+            tpl.add_partition(&self.topic, p);
+        }
+        tpl
+    }
+
+    /// Commits `offsets` (partition, next offset to read). `sync` waits
+    /// for the broker (at shutdown); otherwise the commit is sent in the
+    /// background, and a failed one is superseded by the next.
+    pub fn commit(&self, offsets: &[(i32, i64)], sync: bool) -> anyhow::Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in offsets {
+            tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o))?;
+        }
+        let mode = if sync {
+            CommitMode::Sync
+        } else {
+            CommitMode::Async
+        };
+        self.consumer.commit(&tpl, mode)?;
+        Ok(())
+    }
+
+    pub fn pause(&self, partitions: &BTreeSet<i32>) -> anyhow::Result<()> {
+        self.consumer
+            .pause(&self.list(partitions.iter().copied()))?;
+        Ok(())
+    }
+
+    pub fn resume(&self, partitions: &BTreeSet<i32>) -> anyhow::Result<()> {
+        self.consumer
+            .resume(&self.list(partitions.iter().copied()))?;
+        Ok(())
+    }
+}
