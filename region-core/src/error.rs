@@ -50,6 +50,15 @@ pub enum ApiError {
     BadRequest(String),
     #[error("city {0} is unavailable")]
     ShardUnavailable(String),
+    /// The edge signature is missing (and required), malformed, made with
+    /// an unknown key, stale, does not match the request, or was replayed;
+    /// the detail says which check failed.
+    #[error("{0}")]
+    BadSignature(String),
+    /// The non-evicting store (signature nonces) does not answer: a request
+    /// whose replay cannot be ruled out is not served.
+    #[error("the region store is unavailable; retry shortly")]
+    StoreUnavailable,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -77,7 +86,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::Unauthorized | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::BadCredentials | ApiError::BadSignature(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             ApiError::Csrf => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -85,7 +96,9 @@ impl ApiError {
             ApiError::NotServed(_) | ApiError::NotHomeRegion(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::ShardUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ShardUnavailable(_) | ApiError::StoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -104,6 +117,8 @@ impl ApiError {
             ApiError::Invalid(_) => "invalid-input",
             ApiError::BadRequest(_) => "bad-request",
             ApiError::ShardUnavailable(_) => "shard-unavailable",
+            ApiError::BadSignature(_) => "signature",
+            ApiError::StoreUnavailable => "store-unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -144,7 +159,10 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"cityboard\""),
             );
         }
-        if matches!(self, ApiError::ShardUnavailable(_)) {
+        if matches!(
+            self,
+            ApiError::ShardUnavailable(_) | ApiError::StoreUnavailable
+        ) {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }

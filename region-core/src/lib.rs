@@ -17,4 +17,5 @@ pub mod pipeline;
 pub mod render;
 pub mod setup;
 pub mod stack;
+pub mod store;
 pub mod token;

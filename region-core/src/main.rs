@@ -62,6 +62,12 @@ enum Cmd {
         /// Lifetime of session access tokens.
         #[arg(long, env = "CITYBOARD_SESSION_TTL", default_value = "15m")]
         session_ttl: humantime::Duration,
+        /// DEVELOPMENT ONLY: serve requests that carry no edge signature
+        /// (curl against the origin). A request with a bad signature is
+        /// still refused, and client-IP headers of unsigned requests are
+        /// still ignored. Never set by `cityboard up`.
+        #[arg(long, env = "CITYBOARD_ALLOW_UNSIGNED")]
+        allow_unsigned: bool,
     },
     /// Print the OpenAPI document (the checked-in `openapi.json`).
     Openapi,
@@ -141,6 +147,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             local_cache_ttl,
             local_cache_entries,
             session_ttl,
+            allow_unsigned,
         } => {
             let stack = StackFile::read(&state)?;
             let (number, entry) = stack.region(&region)?;
@@ -151,8 +158,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 local_cache_entries,
                 session_ttl: chrono::Duration::from_std(session_ttl.into())
                     .context("--session-ttl is too long")?,
+                require_signatures: !allow_unsigned,
                 ..ApiOptions::default()
             };
+            if allow_unsigned {
+                tracing::warn!(
+                    "--allow-unsigned: requests without an edge signature are served \
+                     (development only)"
+                );
+            }
             let (app_state, background) = AppState::connect(
                 &stack.apex,
                 number,
@@ -168,7 +182,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
             tracing::info!(%listen, region, "api serving");
-            axum::serve(listener, region_core::http::app(app_state))
+            // The peer address is the client's IP of requests that do not
+            // come through the edge (`ClientIp`).
+            let app = region_core::http::app(app_state)
+                .into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown_signal())
                 .await
                 .context("serving")?;

@@ -1,13 +1,21 @@
 //! The read-your-writes token (design §4): what a client that just wrote
 //! carries so that its next reads never see data older than its write.
+//!
+//! The cookie's format belongs to `cityboard_protocol::ryw`, because the
+//! edge reads it too (to skip a KV page older than the version in it); this
+//! module converts between it and region-core's own types (`Lsn`, `Id`) and
+//! says what a read must do with it (`Consistency`).
 
 use std::fmt;
 use std::str::FromStr;
 
+use cityboard_protocol::ryw::ReadYourWrites;
 use serde::{Deserialize, Serialize};
 
 use crate::lsn::Lsn;
 use crate::model::Id;
+
+pub use cityboard_protocol::ryw::RYW_COOKIE;
 
 /// Produced by `apply` for each applied command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +26,9 @@ pub struct WriteToken {
     pub shard: String,
     /// A WAL position at or after the commit of the write, on `shard`.
     pub lsn: Lsn,
+    /// The post the write changed (`Id(0)` when it changed none), so that
+    /// the edge can tell an older KV page of it.
+    pub post: Id,
     /// The post version the write produced (0 when it changed no post).
     pub version: i64,
 }
@@ -35,44 +46,88 @@ pub enum Consistency {
     Pending(Id),
 }
 
-/// Compact form for a cookie: `epoch.shard.lsn.version` (shard names have no
-/// dots: they are DNS-like labels).
-impl fmt::Display for WriteToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}.{}.{}.{}",
-            self.epoch, self.shard, self.lsn, self.version
-        )
+impl Consistency {
+    /// What a read-your-writes cookie asks for. A malformed cookie asks for
+    /// nothing (the read is then merely eventually consistent): it is never
+    /// an error, since the client cannot fix it and the data is not at risk.
+    pub fn from_cookie(value: Option<&str>) -> Consistency {
+        let Some(ryw) = value.and_then(|v| v.parse::<ReadYourWrites>().ok()) else {
+            return Consistency::Any;
+        };
+        match ryw {
+            ReadYourWrites::Pending { command, .. } => i64::try_from(command)
+                .map(|c| Consistency::Pending(Id(c)))
+                .unwrap_or_default(),
+            applied => WriteToken::try_from(applied)
+                .map(Consistency::AtLeast)
+                .unwrap_or_default(),
+        }
     }
+}
+
+/// The protocol's cookie value of a pending write (a 202): reads go to the
+/// primary until command `command` is applied; the edge skips KV pages of
+/// `post` meanwhile.
+pub fn pending_cookie(command: Id, post: Id) -> String {
+    ReadYourWrites::Pending {
+        command: u64::try_from(command.0).unwrap_or(0),
+        post: u64::try_from(post.0).unwrap_or(0),
+    }
+    .to_string()
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("malformed read-your-writes token")]
 pub struct BadToken;
 
+impl From<&WriteToken> for ReadYourWrites {
+    fn from(t: &WriteToken) -> Self {
+        ReadYourWrites::Applied {
+            epoch: t.epoch,
+            shard: t.shard.clone(),
+            lsn: t.lsn.0,
+            // Ids are positive (the sign bit is never set).
+            post: u64::try_from(t.post.0).unwrap_or(0),
+            version: t.version,
+        }
+    }
+}
+
+impl TryFrom<ReadYourWrites> for WriteToken {
+    type Error = BadToken;
+    fn try_from(r: ReadYourWrites) -> Result<Self, BadToken> {
+        match r {
+            ReadYourWrites::Applied {
+                epoch,
+                shard,
+                lsn,
+                post,
+                version,
+            } => Ok(WriteToken {
+                epoch,
+                shard,
+                lsn: Lsn(lsn),
+                post: Id(i64::try_from(post).map_err(|_| BadToken)?),
+                version,
+            }),
+            ReadYourWrites::Pending { .. } => Err(BadToken),
+        }
+    }
+}
+
+/// The cookie value (`cityboard_protocol::ryw`'s applied form).
+impl fmt::Display for WriteToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        ReadYourWrites::from(self).fmt(f)
+    }
+}
+
 impl FromStr for WriteToken {
     type Err = BadToken;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut parts = s.split('.');
-        let (Some(epoch), Some(shard), Some(lsn), Some(version), None) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return Err(BadToken);
-        };
-        if shard.is_empty() {
-            return Err(BadToken);
-        }
-        Ok(WriteToken {
-            epoch: epoch.parse().map_err(|_| BadToken)?,
-            shard: shard.to_string(),
-            lsn: lsn.parse().map_err(|_| BadToken)?,
-            version: version.parse().map_err(|_| BadToken)?,
-        })
+        s.parse::<ReadYourWrites>()
+            .map_err(|_| BadToken)?
+            .try_into()
     }
 }
 
@@ -80,17 +135,47 @@ impl FromStr for WriteToken {
 mod tests {
     use super::*;
 
-    #[test]
-    fn cookie_form_round_trips() {
-        let t = WriteToken {
+    fn token() -> WriteToken {
+        WriteToken {
             epoch: 3,
             shard: "shard-1".into(),
             lsn: Lsn(0x1_0000_00FF),
+            post: Id(42),
             version: 7,
-        };
-        assert_eq!(t.to_string(), "3.shard-1.1/FF.7");
+        }
+    }
+
+    #[test]
+    fn cookie_form_is_the_protocols_and_round_trips() {
+        let t = token();
+        assert_eq!(t.to_string(), "a.3.shard-1.1000000FF.42.7");
         assert_eq!(t.to_string().parse::<WriteToken>().unwrap(), t);
-        assert!("3.shard-1.1/FF".parse::<WriteToken>().is_err());
-        assert!("3..1/FF.7".parse::<WriteToken>().is_err());
+        assert!("a.3.shard-1.1000000FF.42".parse::<WriteToken>().is_err());
+        assert!("a.3..1.42.7".parse::<WriteToken>().is_err());
+        assert!("p.9.42".parse::<WriteToken>().is_err());
+        // What the edge decides from the same value.
+        assert!(cityboard_protocol::ryw::kv_page_is_stale(
+            Some(&t.to_string()),
+            42,
+            6
+        ));
+    }
+
+    #[test]
+    fn a_cookie_asks_for_a_token_a_primary_or_nothing() {
+        assert_eq!(
+            Consistency::from_cookie(Some(&token().to_string())),
+            Consistency::AtLeast(token())
+        );
+        assert_eq!(
+            Consistency::from_cookie(Some(&pending_cookie(Id(9), Id(42)))),
+            Consistency::Pending(Id(9))
+        );
+        for ignored in [None, Some(""), Some("3.shard-1.1/FF.7"), Some("p.x.1")] {
+            assert_eq!(Consistency::from_cookie(ignored), Consistency::Any);
+        }
+        // An id past i64 cannot be ours: ignored, not wrapped.
+        let huge = format!("a.1.shard-1.1.{}.1", u64::MAX);
+        assert_eq!(Consistency::from_cookie(Some(&huge)), Consistency::Any);
     }
 }

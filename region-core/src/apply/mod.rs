@@ -97,6 +97,8 @@ pub enum ApplyError {
 pub struct CommandResult {
     pub command_id: Id,
     pub city: String,
+    /// The post the command is about, if any (a delete-user has none).
+    pub post_id: Option<Id>,
     pub outcome: Outcome,
     /// False when this command had been applied before (a replay): nothing
     /// was written for it this time.
@@ -119,14 +121,17 @@ impl Applied {
     /// The read-your-writes token for one command of the batch.
     pub fn token(&self, command_id: Id) -> Option<WriteToken> {
         let r = self.results.iter().find(|r| r.command_id == command_id)?;
-        let version = match r.outcome {
-            Outcome::Applied { version } => version.unwrap_or(0),
-            Outcome::Rejected(_) => 0,
+        // A command that produced no version (rejected, a replay, a repeated
+        // report) names no post: the edge has no page to compare it with.
+        let (post, version) = match (r.outcome.clone(), r.post_id) {
+            (Outcome::Applied { version: Some(v) }, Some(post)) => (post, v),
+            _ => (Id(0), 0),
         };
         Some(WriteToken {
             epoch: *self.epochs.get(&r.city)?,
             shard: self.shard.clone(),
             lsn: self.lsn,
+            post,
             version,
         })
     }
@@ -271,12 +276,17 @@ pub async fn apply(
         .unwrap_or_default();
 
     let fresh_ids: HashSet<(String, Id)> = fresh.iter().map(|c| (c.city.clone(), c.id)).collect();
+    let posts: HashMap<Id, Id> = all
+        .iter()
+        .filter_map(|c| Some((c.id, c.kind.post_id()?)))
+        .collect();
     let mut results: Vec<CommandResult> = folded
         .outcomes
         .into_iter()
         .map(|(id, city, outcome)| CommandResult {
             command_id: id,
             city,
+            post_id: posts.get(&id).copied(),
             outcome,
             fresh: true,
         })
@@ -286,6 +296,7 @@ pub async fn apply(
             results.push(CommandResult {
                 command_id: c.id,
                 city: c.city.clone(),
+                post_id: c.kind.post_id(),
                 outcome: Outcome::Applied { version: None },
                 fresh: false,
             });

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::csrf::CSRF_COOKIE;
 use crate::error::{ApiError, Problem};
 use crate::http::extract::{SESSION_COOKIE, cookie};
-use crate::http::{AppState, Input};
+use crate::http::{AppState, ClientIp, Input};
 use crate::model::Id;
 use crate::model::post::FieldError;
 use crate::render;
@@ -213,6 +213,7 @@ pub async fn signup(
     ))]
 pub async fn login(
     State(st): State<AppState>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     input: Input<Credentials>,
 ) -> Result<Response, ApiError> {
@@ -235,6 +236,8 @@ pub async fn login(
     // Verified even for an unknown user (against a dummy hash): same time.
     let ok = st.passwords.verify(c.password, stored).await?;
     let Some(user) = user.filter(|_| ok) else {
+        // Who keeps guessing (the edge's view of the visitor's address).
+        tracing::info!(client_ip = ?client, "log-in refused");
         return Err(ApiError::BadCredentials);
     };
     let (token, claims) = st.sessions.issue(user, st.clock.now(), st.session_ttl);

@@ -1,21 +1,26 @@
-//! Extractors: the city of a request, its read freshness, its body, its
-//! user. Every rejection is an `ApiError`, so it answers a problem body.
+//! Extractors: the city of a request, its client's address, its read
+//! freshness, its body, its user. Every rejection is an `ApiError`, so it
+//! answers a problem body.
+
+use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
 
 use crate::auth::{Claims, TokenError};
 use crate::error::ApiError;
+use crate::http::edge_trust::Forwarded;
 use crate::http::{AppState, BODY_LIMIT};
 use crate::model::Id;
 use crate::model::post::FieldError;
-use crate::token::{Consistency, WriteToken};
+use crate::token::Consistency;
 
-/// The cookie a client that just wrote carries (design §4).
-pub const RYW_COOKIE: &str = "cb_ryw";
+/// The cookie a client that just wrote carries (design §4); its format is
+/// the protocol's, shared with the edge.
+pub use crate::token::RYW_COOKIE;
 /// The session cookie (`HttpOnly; Secure; SameSite=Lax`).
 pub const SESSION_COOKIE: &str = "cb_session";
 
@@ -31,20 +36,31 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .map(|(_, v)| v)
 }
 
-/// The city of the request, from its host name `<city>.<apex>`. Any other
-/// host, or a city this region does not serve, is a 421.
+/// The city of the request. Behind the edge (a verified signature) it is
+/// the signed `x-cityboard-city`, or else the city of the signed
+/// `x-forwarded-host`; on an unsigned request (development only) the city of
+/// the `Host` header, `<city>.<apex>`. Any other host, or a city this region
+/// does not serve, is a 421.
 #[derive(Debug, Clone)]
 pub struct City(pub String);
 
 impl FromRequestParts<AppState> for City {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| parts.uri.host())
-            .unwrap_or("");
+        let forwarded = parts.extensions.get::<Forwarded>();
+        if let Some(f) = forwarded.filter(|f| !f.city.is_empty()) {
+            state.router.route(&f.city)?;
+            return Ok(City(f.city.clone()));
+        }
+        let host = match forwarded {
+            Some(f) => f.host.as_str(),
+            None => parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| parts.uri.host())
+                .unwrap_or(""),
+        };
         let host = host.rsplit_once(':').map_or(host, |(h, port)| {
             if port.chars().all(|c| c.is_ascii_digit()) {
                 h
@@ -63,25 +79,43 @@ impl FromRequestParts<AppState> for City {
     }
 }
 
-/// Read freshness from the read-your-writes cookie: a token, or
-/// `pending:<command id>`. A malformed cookie is ignored (the read is then
-/// merely eventually consistent), never an error.
+/// The visitor's address: the edge's signed `x-cityboard-client-ip` on a
+/// verified request, otherwise the peer of the connection (an
+/// `x-cityboard-client-ip` without a valid signature is anyone's claim and
+/// is ignored). `None` only where neither exists (in-process tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let signed = parts
+            .extensions
+            .get::<Forwarded>()
+            .and_then(|f| f.client_ip);
+        let peer = || {
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip())
+        };
+        Ok(ClientIp(signed.or_else(peer)))
+    }
+}
+
+/// Read freshness from the read-your-writes cookie
+/// (`cityboard_protocol::ryw`): an applied write's token, or a pending
+/// command. A malformed cookie is ignored (the read is then merely
+/// eventually consistent), never an error.
 pub struct Freshness(pub Consistency);
 
 impl<S: Send + Sync> FromRequestParts<S> for Freshness {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let consistency = match cookie(&parts.headers, RYW_COOKIE) {
-            Some(v) => match v.strip_prefix("pending:") {
-                Some(id) => id.parse().map(Consistency::Pending).unwrap_or_default(),
-                None => v
-                    .parse::<WriteToken>()
-                    .map(Consistency::AtLeast)
-                    .unwrap_or_default(),
-            },
-            None => Consistency::Any,
-        };
-        Ok(Freshness(consistency))
+        Ok(Freshness(Consistency::from_cookie(cookie(
+            &parts.headers,
+            RYW_COOKIE,
+        ))))
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod cursor;
+pub mod edge_trust;
 pub mod extract;
 pub mod health;
 pub mod metrics;
@@ -15,7 +16,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-pub use extract::{AuthUser, City, Freshness, Input, RYW_COOKIE};
+pub use extract::{AuthUser, City, ClientIp, Freshness, Input, RYW_COOKIE};
 pub use state::{ApiOptions, AppState};
 
 use crate::error::ApiError;
@@ -38,6 +39,12 @@ pub fn app(state: AppState) -> axum::Router {
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi::serve))
         .fallback(not_found)
+        // Inside the problem and metrics layers: a refused signature is a
+        // problem body and is counted.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            edge_trust::verify,
+        ))
         .layer(axum::middleware::from_fn(problems_everywhere))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

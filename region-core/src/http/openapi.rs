@@ -14,9 +14,14 @@ use crate::http::{accounts, health, metrics, posts, session};
 #[openapi(
     info(
         title = "cityboard region api",
-        description = "The origin of one region. City-scoped operations take the city from \
-                       the Host header (`<city>.<apex>`); a city this region does not serve \
-                       answers 421. Errors are RFC 9457 problem documents."
+        description = "The origin of one region, reached through the edge. Every operation \
+                       except `/healthz`, `/metrics` and `/openapi.json` requires the edge's \
+                       request signature (security scheme `edge`): without it, or with one \
+                       that is forged, stale or replayed, the answer is 401 with problem type \
+                       `signature`. City-scoped operations take the city from the signed \
+                       `x-cityboard-city` (or the signed `x-forwarded-host`, `<city>.<apex>`); \
+                       a city this region does not serve answers 421. Errors are RFC 9457 \
+                       problem documents."
     ),
     paths(
         posts::get_post,
@@ -32,7 +37,7 @@ use crate::http::{accounts, health, metrics, posts, session};
         metrics::metrics,
         serve,
     ),
-    modifiers(&Security, &Links),
+    modifiers(&Security, &EdgeSignature, &Links),
     tags(
         (name = "posts", description = "Reading posts"),
         (name = "accounts", description = "Sign-up and sessions"),
@@ -60,6 +65,110 @@ impl Modify for Security {
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("cb_session"))),
         );
     }
+}
+
+/// Operations the edge signature does not cover (operators reach them
+/// directly); the same list as `edge_trust`'s.
+const UNSIGNED_PATHS: [&str; 3] = ["/healthz", "/metrics", "/openapi.json"];
+
+/// The edge signature (design §4): a security scheme naming the header,
+/// and on every operation it covers the 401 of a refused signature and the
+/// 503 of a nonce store that is down. It is not listed as a requirement of
+/// the operations: it is the edge's to add, not a credential a client
+/// holds, and a client that lists it would be asked for it by generic tools.
+struct EdgeSignature;
+
+impl Modify for EdgeSignature {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::ResponseBuilder;
+        use utoipa::openapi::content::ContentBuilder;
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "edge",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                cityboard_protocol::sign::SIGNATURE_HEADER,
+                "Added by the edge to every request it forwards: `v1 kid=<key id> \
+                 ts=<unix seconds> nonce=<16-64 of [A-Za-z0-9_-]> mac=<hex HMAC-SHA256>` over \
+                 method, `x-forwarded-host`, path and query, timestamp, nonce, \
+                 `x-cityboard-client-ip`, `x-cityboard-city` and the body's SHA-256 \
+                 (cityboard_protocol::sign, length-prefixed). Accepted within ±30 s, each \
+                 nonce once, with the current or the previous forwarding key. The three \
+                 headers are believed only on a request whose signature verifies. An api \
+                 started with the development flag `--allow-unsigned` also serves requests \
+                 without this header.",
+            ))),
+        );
+        let problem = || {
+            ContentBuilder::new()
+                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                    "Problem",
+                ))))
+                .build()
+        };
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if UNSIGNED_PATHS.contains(&path.as_str()) {
+                continue;
+            }
+            let ops = [
+                item.get.as_mut(),
+                item.post.as_mut(),
+                item.put.as_mut(),
+                item.delete.as_mut(),
+                item.patch.as_mut(),
+            ];
+            for op in ops.into_iter().flatten() {
+                let responses = &mut op.responses.responses;
+                let unauthorized = "missing, malformed, stale, replayed or forged edge signature \
+                                    (problem type `signature`)";
+                match responses.get_mut("401") {
+                    Some(RefOr::T(r)) => {
+                        r.description = format!("{}; or {unauthorized}", r.description);
+                    }
+                    Some(RefOr::Ref(_)) => {}
+                    None => {
+                        responses.insert(
+                            "401".to_string(),
+                            RefOr::T(
+                                ResponseBuilder::new()
+                                    .description(sentence(unauthorized))
+                                    .content("application/problem+json", problem())
+                                    .build(),
+                            ),
+                        );
+                    }
+                }
+                let unavailable = "the store that keeps signature nonces is down \
+                                   (problem type `store-unavailable`)";
+                match responses.get_mut("503") {
+                    Some(RefOr::T(r)) => {
+                        r.description = format!("{}; or {unavailable}", r.description);
+                    }
+                    Some(RefOr::Ref(_)) => {}
+                    None => {
+                        responses.insert(
+                            "503".to_string(),
+                            RefOr::T(
+                                ResponseBuilder::new()
+                                    .description(sentence(unavailable))
+                                    .content("application/problem+json", problem())
+                                    .build(),
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `text` with its first letter upper-cased.
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 /// Links between operations (OpenAPI 3 `links`): how a client, or a

@@ -12,11 +12,13 @@ use crate::cache::PageCache;
 use crate::catalog::NodeLease;
 use crate::clock::SharedClock;
 use crate::db::{ReadConfig, Router};
+use crate::http::edge_trust::EdgeTrust;
 use crate::http::metrics::Metrics;
 use crate::local_cache::LocalCache;
 use crate::model::IdGenerator;
 use crate::model::{Id, Post};
 use crate::stack::{RegionEntry, Secrets};
+use crate::store::Store;
 
 /// Shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -52,6 +54,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Lifetime of a session access token.
     pub session_ttl: chrono::Duration,
+    /// Verifies the edge's request signatures.
+    pub edge: EdgeTrust,
+    /// The region's non-evicting Redis (signature nonces).
+    pub store: Store,
 }
 
 /// What `serve` (or a test) chooses about the api.
@@ -75,6 +81,10 @@ pub struct ApiOptions {
     pub hash_parallelism: usize,
     /// Replica choice and pool sizes.
     pub read: ReadConfig,
+    /// Refuse requests without an edge signature (design §4). Only the
+    /// development flag `--allow-unsigned` turns it off, and then only for
+    /// requests with no signature header at all.
+    pub require_signatures: bool,
 }
 
 impl Default for ApiOptions {
@@ -88,6 +98,7 @@ impl Default for ApiOptions {
             argon2: argon2::Params::default(),
             hash_parallelism: 2,
             read: ReadConfig::default(),
+            require_signatures: true,
         }
     }
 }
@@ -147,6 +158,8 @@ impl AppState {
             options.cache_timeout,
             metrics.clone(),
         );
+        let store = Store::new(&region.redis_store_url);
+        let edge = EdgeTrust::new(secrets, store.clone(), options.require_signatures);
         let state = AppState {
             router,
             catalog,
@@ -169,6 +182,8 @@ impl AppState {
             )),
             metrics,
             session_ttl: options.session_ttl,
+            edge,
+            store,
         };
         Ok((state, Background { tasks, lease }))
     }

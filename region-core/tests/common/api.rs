@@ -1,14 +1,21 @@
 //! The api of the stack's first region, in process: requests go through the
 //! real router, extractors and middleware (tower `oneshot`), against the
-//! stack's real databases and Redis.
+//! stack's real databases and Redis. `send` signs every request the way the
+//! edge does (the origin requires it), so tests read as if they came
+//! through the Worker.
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use cityboard_protocol::sign::{self, Key};
+use region_core::clock::SharedClock;
 use region_core::http::{ApiOptions, AppState, app};
 use region_core::stack::{Secrets, StackFile};
 use tower::ServiceExt;
+
+/// The visitor address the test edge reports (TEST-NET-3).
+pub const CLIENT_IP: &str = "203.0.113.9";
 
 /// Test keys (the api never reads them from disk here).
 pub fn secrets() -> Secrets {
@@ -21,36 +28,75 @@ pub fn secrets() -> Secrets {
     }
 }
 
+/// What an in-process api is started with, beyond what every test shares.
+pub struct Setup {
+    /// Listing pages in Redis (30 s).
+    pub cache: bool,
+    /// `ApiOptions::require_signatures` (false: `--allow-unsigned`).
+    pub require_signatures: bool,
+    pub clock: SharedClock,
+    pub secrets: Secrets,
+    /// Another non-evicting store than the stack's (e.g. one that is down).
+    pub store_url: Option<String>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            cache: false,
+            require_signatures: true,
+            clock: Arc::new(region_core::clock::SystemClock),
+            secrets: secrets(),
+            store_url: None,
+        }
+    }
+}
+
 /// The api of region 0 as `serve` builds it, with light argon2 parameters
 /// (the hashing itself is not what these tests are about) and no page cache
 /// unless asked.
 pub struct Api {
     pub state: AppState,
     pub apex: String,
+    /// The key the test edge signs with.
+    pub key: Key,
 }
 
 impl Api {
     pub async fn start(cache: bool) -> Api {
+        Api::start_with(Setup {
+            cache,
+            ..Setup::default()
+        })
+        .await
+    }
+
+    pub async fn start_with(setup: Setup) -> Api {
         let home = std::env::var_os("CITYBOARD_HOME").expect("CITYBOARD_HOME");
         let stack = StackFile::read(&std::path::PathBuf::from(home).join("state.json")).unwrap();
         let (number, region) = stack.region(&stack.regions[0].name.clone()).unwrap();
+        let mut region = region.clone();
+        if let Some(url) = setup.store_url {
+            region.redis_store_url = url;
+        }
         let options = ApiOptions {
             argon2: argon2::Params::new(1024, 1, 1, None).unwrap(),
-            cache_ttl: if cache {
+            cache_ttl: if setup.cache {
                 std::time::Duration::from_secs(30)
             } else {
                 std::time::Duration::ZERO
             },
             // A loaded test machine must not turn a hit into a miss.
             cache_timeout: std::time::Duration::from_secs(10),
+            require_signatures: setup.require_signatures,
             ..ApiOptions::default()
         };
         let (state, background) = AppState::connect(
             &stack.apex,
             number,
-            region,
-            &secrets(),
-            Arc::new(region_core::clock::SystemClock),
+            &region,
+            &setup.secrets,
+            setup.clock,
             options,
         )
         .await
@@ -60,6 +106,7 @@ impl Api {
         Api {
             state,
             apex: stack.apex.clone(),
+            key: Key::new(setup.secrets.edge_forward.clone()),
         }
     }
 
@@ -67,8 +114,66 @@ impl Api {
         format!("{city}.{}", self.apex)
     }
 
-    /// Sends `req` and returns status, headers and body text.
+    /// What the edge would forward for `req`: its `Host` becomes the public
+    /// host, the city is that host's (empty for any other host), the
+    /// visitor is `CLIENT_IP`, signed now (by the api's clock) with the
+    /// api's current key.
+    pub async fn forward(&self, req: Request<Body>) -> Forward {
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .unwrap()
+            .to_vec();
+        let host = parts
+            .headers
+            .get("host")
+            .map(|h| h.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let city = host
+            .strip_suffix(&format!(".{}", self.apex))
+            .unwrap_or("")
+            .to_string();
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/".to_string(), |p| p.to_string());
+        let mut headers = parts.headers;
+        headers.remove("host");
+        Forward {
+            method: parts.method.to_string(),
+            host,
+            path,
+            client_ip: CLIENT_IP.to_string(),
+            city,
+            body,
+            headers,
+            key: self.key.clone(),
+            timestamp: self.state.clock.now().timestamp(),
+            nonce: new_nonce(),
+        }
+    }
+
+    /// `req` as the edge forwards it: signed, with the edge's headers.
+    pub async fn signed(&self, req: Request<Body>) -> Request<Body> {
+        let f = self.forward(req).await;
+        f.request(&f.signature())
+    }
+
+    /// Sends `req` signed by the test edge (unless it carries a signature
+    /// already) and returns status, headers and body text. Operator paths
+    /// are sent as they are: nobody signs those.
     pub async fn send(&self, req: Request<Body>) -> Reply {
+        let operator = ["/healthz", "/metrics", "/openapi.json"].contains(&req.uri().path());
+        let req = if operator || req.headers().contains_key(sign::SIGNATURE_HEADER) {
+            req
+        } else {
+            self.signed(req).await
+        };
+        self.send_raw(req).await
+    }
+
+    /// Sends `req` exactly as it is (no signature added).
+    pub async fn send_raw(&self, req: Request<Body>) -> Reply {
         let res = app(self.state.clone()).oneshot(req).await.unwrap();
         let status = res.status();
         let headers = res.headers().clone();
@@ -101,6 +206,65 @@ impl Api {
                 .unwrap(),
         )
         .await
+    }
+}
+
+/// A random nonce of the accepted shape (32 hex digits).
+pub fn new_nonce() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// The fields the edge signs, and the other headers of the request; change
+/// a field after `signature()` to tamper with it.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    pub method: String,
+    /// The public host (`x-forwarded-host`; the request's `Host` too).
+    pub host: String,
+    pub path: String,
+    pub client_ip: String,
+    pub city: String,
+    pub body: Vec<u8>,
+    /// Headers besides the edge's.
+    pub headers: axum::http::HeaderMap,
+    pub key: Key,
+    pub timestamp: i64,
+    pub nonce: String,
+}
+
+impl Forward {
+    /// The `x-cityboard-signature` value of these fields.
+    pub fn signature(&self) -> String {
+        let req = sign::Request {
+            method: &self.method,
+            host: &self.host,
+            path_and_query: &self.path,
+            client_ip: &self.client_ip,
+            city: &self.city,
+            body_sha256: sign::body_sha256(&self.body),
+        };
+        sign::sign(&self.key, &req, self.timestamp, &self.nonce)
+    }
+
+    /// The request the edge sends, with `signature` as its signature header.
+    pub fn request(&self, signature: &str) -> Request<Body> {
+        let mut b = Request::builder()
+            .method(self.method.as_str())
+            .uri(self.path.as_str());
+        for (name, value) in &self.headers {
+            b = b.header(name, value);
+        }
+        // The Worker's fetch goes to the origin's own address: `Host` says
+        // nothing about the city; the signed headers do.
+        b = b.header("host", "127.0.0.1");
+        if !self.host.is_empty() {
+            b = b.header(sign::FORWARDED_HOST_HEADER, self.host.as_str());
+        }
+        b.header(sign::CITY_HEADER, self.city.as_str())
+            .header(sign::CLIENT_IP_HEADER, self.client_ip.as_str())
+            .header(sign::SIGNATURE_HEADER, signature)
+            .body(Body::from(self.body.clone()))
+            .unwrap()
     }
 }
 

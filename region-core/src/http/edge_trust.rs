@@ -1,0 +1,186 @@
+//! The origin's half of edge ↔ origin trust (design §4): every request but
+//! the operator's (`/healthz`, `/metrics`, `/openapi.json`) carries the
+//! edge's `x-cityboard-signature`, verified here before any handler runs.
+//!
+//! The signature covers what the origin cannot see for itself behind the
+//! Worker, which cannot set `Host`: the public host (`x-forwarded-host`),
+//! the city (`x-cityboard-city`) and the visitor's address
+//! (`x-cityboard-client-ip`), besides method, path and body. Those headers
+//! are believed only through a verified signature, which the middleware
+//! leaves on the request as `Forwarded`; the extractors read that, never
+//! the raw headers. Nonces are claimed in the non-evicting Redis for the
+//! validity window, so a captured request cannot be replayed; a store that
+//! is down makes the check impossible, which is a 503, not a pass.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use cityboard_protocol::sign::{self, Key, Keyring};
+
+use crate::error::ApiError;
+use crate::http::{AppState, BODY_LIMIT};
+use crate::stack::Secrets;
+use crate::store::Store;
+
+/// Operator endpoints, reached directly (supervisor, Prometheus, tests),
+/// never through the edge.
+const UNSIGNED_PATHS: [&str; 3] = ["/healthz", "/metrics", "/openapi.json"];
+
+/// What the api checks signatures with; part of `AppState`.
+#[derive(Clone)]
+pub struct EdgeTrust {
+    keys: Arc<Keyring>,
+    nonces: Store,
+    /// False only with the development flag `--allow-unsigned`: a request
+    /// without a signature header then passes unverified (one with a bad
+    /// signature never does).
+    require: bool,
+}
+
+impl EdgeTrust {
+    /// The current and previous forwarding keys of `secrets`, nonces in
+    /// `nonces` (the region's non-evicting Redis).
+    pub fn new(secrets: &Secrets, nonces: Store, require: bool) -> EdgeTrust {
+        EdgeTrust {
+            keys: Arc::new(Keyring {
+                current: Key::new(secrets.edge_forward.clone()),
+                previous: Some(Key::new(secrets.edge_forward_previous.clone())),
+            }),
+            nonces,
+            require,
+        }
+    }
+
+    /// Whether unsigned requests are refused (the default).
+    pub fn required(&self) -> bool {
+        self.require
+    }
+}
+
+/// What a verified signature vouches for, as the edge saw the request.
+/// Present on a request only when its signature verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarded {
+    /// The public host the visitor asked for.
+    pub host: String,
+    /// The city of that host (empty when the edge named none).
+    pub city: String,
+    /// The visitor's address (none when the edge sent none, or not an IP).
+    pub client_ip: Option<IpAddr>,
+    /// The key that signed it (the previous one during a rotation).
+    pub key_id: String,
+}
+
+/// Middleware: verifies the signature of every request but the operator
+/// paths, or refuses it (401; 503 when the nonce store is down).
+pub async fn verify(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let now = st.clock.now().timestamp();
+    match check(&st.edge, now, req).await {
+        Ok(req) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn refused(reason: impl Into<String>) -> ApiError {
+    ApiError::BadSignature(reason.into())
+}
+
+/// The checks of `verify`, at time `now` (unix seconds). Returns the
+/// request to pass on: with its body buffered (it was hashed) and
+/// `Forwarded` attached when it was signed.
+async fn check(trust: &EdgeTrust, now: i64, req: Request) -> Result<Request, ApiError> {
+    if UNSIGNED_PATHS.contains(&req.uri().path()) {
+        return Ok(req);
+    }
+    let mut headers = req.headers().get_all(sign::SIGNATURE_HEADER).iter();
+    let header = match (headers.next(), headers.next()) {
+        (None, _) if trust.require => {
+            return Err(refused(format!(
+                "missing {} header: requests reach this origin through the edge",
+                sign::SIGNATURE_HEADER
+            )));
+        }
+        (None, _) => return Ok(req),
+        (Some(_), Some(_)) => return Err(refused("more than one signature header")),
+        (Some(h), None) => h
+            .to_str()
+            .map_err(|_| refused("malformed signature header"))?
+            .to_string(),
+    };
+
+    let (mut parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|e| {
+        if too_large(&e) {
+            ApiError::PayloadTooLarge(BODY_LIMIT)
+        } else {
+            ApiError::BadRequest(format!("cannot read the request body: {e}"))
+        }
+    })?;
+    let signed_header = |name: &str| -> Result<String, ApiError> {
+        let mut values = parts.headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (None, _) => Ok(String::new()),
+            (Some(v), None) => v
+                .to_str()
+                .map(str::to_string)
+                .map_err(|_| refused(format!("{name} is not text"))),
+            (Some(_), Some(_)) => Err(refused(format!("more than one {name} header"))),
+        }
+    };
+    let host = signed_header(sign::FORWARDED_HOST_HEADER)?;
+    let city = signed_header(sign::CITY_HEADER)?;
+    let client_ip = signed_header(sign::CLIENT_IP_HEADER)?;
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let request = sign::Request {
+        method: parts.method.as_str(),
+        host: &host,
+        path_and_query,
+        client_ip: &client_ip,
+        city: &city,
+        body_sha256: sign::body_sha256(&body),
+    };
+    let sig = trust
+        .keys
+        .verify(&header, &request, now)
+        .map_err(|e| refused(e.to_string()))?;
+
+    // Only a request whose MAC verified gets this far, so nobody without a
+    // key can fill the store.
+    let nonce_key = format!("cb:nonce:v1:{}:{}", sig.key_id, sig.nonce);
+    let first = trust
+        .nonces
+        .claim(&nonce_key, Duration::from_secs(sign::NONCE_TTL_SECS))
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "cannot check a signature nonce");
+            ApiError::StoreUnavailable
+        })?;
+    if !first {
+        return Err(refused("replayed signature: its nonce was used before"));
+    }
+
+    parts.extensions.insert(Forwarded {
+        host: host.to_ascii_lowercase(),
+        city,
+        client_ip: client_ip.parse().ok(),
+        key_id: sig.key_id,
+    });
+    Ok(Request::from_parts(parts, Body::from(body)))
+}
+
+/// Whether buffering failed because the body passed the limit.
+fn too_large(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}

@@ -1,0 +1,91 @@
+//! The region's non-evicting Redis (`noeviction`): what must not be lost
+//! while it matters, such as the nonces of edge signatures (a nonce evicted
+//! early would let a replay through). Unlike the page cache, a failure here
+//! is an error the caller must answer (503), never a silent miss.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use tokio::sync::Mutex;
+
+/// Longest a connection attempt or a command waits: a request waiting on a
+/// dead store should get its 503 quickly.
+const TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// The store is unreachable, slow or refused the command.
+#[derive(Debug, thiserror::Error)]
+#[error("the region store at {url} is unavailable: {reason}")]
+pub struct StoreUnavailable {
+    url: Arc<str>,
+    reason: String,
+}
+
+/// A lazily connected handle on the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    url: Arc<str>,
+    conn: Arc<Mutex<Option<ConnectionManager>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.url)
+    }
+}
+
+impl Store {
+    /// A store at `url`; nothing is connected until the first command, so
+    /// an api starts (and serves what needs no store) while Redis is down.
+    pub fn new(url: &str) -> Store {
+        Store {
+            url: url.into(),
+            conn: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn unavailable(&self, reason: impl std::fmt::Display) -> StoreUnavailable {
+        StoreUnavailable {
+            url: self.url.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The connection, made now if there is none yet. A `ConnectionManager`
+    /// reconnects by itself after a failure, so only the first connection
+    /// is made here.
+    async fn connection(&self) -> Result<ConnectionManager, StoreUnavailable> {
+        let mut conn = self.conn.lock().await;
+        if let Some(c) = &*conn {
+            return Ok(c.clone());
+        }
+        let attempt = async {
+            let client = redis::Client::open(&*self.url)?;
+            ConnectionManager::new(client).await
+        };
+        let c = tokio::time::timeout(TIMEOUT, attempt)
+            .await
+            .map_err(|_| self.unavailable("connection timed out"))?
+            .map_err(|e| self.unavailable(e))?;
+        *conn = Some(c.clone());
+        Ok(c)
+    }
+
+    /// `SET key 1 NX EX ttl`: true when the key was new (and is now set
+    /// for `ttl`), false when it existed.
+    pub async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, StoreUnavailable> {
+        let mut c = self.connection().await?;
+        let cmd = redis::cmd("SET")
+            .arg(key)
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl.as_secs().max(1))
+            .to_owned();
+        let reply: Option<String> = tokio::time::timeout(TIMEOUT, cmd.query_async(&mut c))
+            .await
+            .map_err(|_| self.unavailable("SET timed out"))?
+            .map_err(|e| self.unavailable(e))?;
+        Ok(reply.is_some())
+    }
+}
