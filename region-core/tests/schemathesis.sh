@@ -15,7 +15,9 @@
 #      so listing and GET /post/{id} have data to answer 2xx with;
 #   2. runs schemathesis with every check, all phases including stateful
 #      (OpenAPI links: listing -> post, listing -> next page, signup -> login),
-#      requests sent with `Host: <first city of the region>.<apex>`;
+#      requests sent for `<first city of the region>.<apex>` and signed as
+#      the edge signs them (hooks.py, with $CITYBOARD_HOME/secrets/
+#      edge-forward.key): the api keeps requiring signatures;
 #   3. fails on any 5xx, any response that breaks the schema, or an operation
 #      that never answered 2xx.
 # Extra arguments go to `schemathesis run` (e.g. --max-examples 20).
@@ -37,7 +39,7 @@ BIN=${REGION_CORE_BIN:-$ROOT/target/debug/region-core}
 STATE="$CITYBOARD_HOME/state.json"
 
 # Region and host from the state file: the region whose api_port is ours.
-read -r REGION HOST < <(python3 - "$STATE" "$BASE_URL" <<'PY'
+read -r REGION HOST CITY < <(python3 - "$STATE" "$BASE_URL" <<'PY'
 import json, sys, urllib.parse
 state = json.load(open(sys.argv[1]))
 port = urllib.parse.urlparse(sys.argv[2]).port
@@ -46,7 +48,7 @@ for r in state["regions"]:
         cities = [c for s in r["shards"] for c in s["cities"]]
         if not cities:
             sys.exit(f"region {r['name']} serves no city")
-        print(r["name"], f"{cities[0]}.{state['apex']}")
+        print(r["name"], f"{cities[0]}.{state['apex']}", cities[0])
         break
 else:
     sys.exit(f"no region of {sys.argv[1]} has api_port {port}")
@@ -58,7 +60,7 @@ echo "== demo posts for $REGION"
 
 REPORT_DIR=${SCHEMATHESIS_REPORT_DIR:-$CITYBOARD_HOME/schemathesis}
 mkdir -p "$REPORT_DIR"
-export CITYBOARD_ST_BASE_URL="$BASE_URL" CITYBOARD_ST_HOST="$HOST"
+export CITYBOARD_ST_BASE_URL="$BASE_URL" CITYBOARD_ST_HOST="$HOST" CITYBOARD_ST_CITY="$CITY"
 export SCHEMATHESIS_HOOKS=hooks PYTHONPATH="$HERE/schemathesis${PYTHONPATH:+:$PYTHONPATH}"
 # Requests answered per (route, method, status), from the api's /metrics.
 snapshot() { curl -fsS "$BASE_URL/metrics" > "$1"; }

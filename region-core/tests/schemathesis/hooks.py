@@ -1,6 +1,14 @@
 """Schemathesis hooks for the cityboard region api (loaded through
 SCHEMATHESIS_HOOKS by tests/schemathesis.sh).
 
+Edge signature: the api, as the stack runs it, refuses any request the edge
+did not sign (design §4). Every request that leaves this process (the
+schemathesis cases and the hooks' own sign-ups) is signed here the way the
+Worker signs it, with the stack's forwarding key, right before it is sent:
+only then are the method, path and body bytes final. The signing is a
+second, independent implementation of cityboard_protocol::sign, checked
+against the protocol's known-answer vectors when this module loads.
+
 Auth: signs up a fresh account and logs in, once per auth refresh; every
 request then carries `Authorization: Bearer <token>`. POST /logout revokes
 the token it is called with, so it gets a token of its own each time: the
@@ -8,7 +16,13 @@ shared one must stay valid for the other operations; POST /session/renew
 likewise (it revokes the token it renews).
 """
 
+import hashlib
+import hmac
+import json
 import os
+import pathlib
+import secrets
+import time
 import uuid
 
 import requests
@@ -16,6 +30,111 @@ import schemathesis
 
 BASE_URL = os.environ["CITYBOARD_ST_BASE_URL"].rstrip("/")
 HOST = os.environ["CITYBOARD_ST_HOST"]
+CITY = os.environ["CITYBOARD_ST_CITY"]
+# The visitor address the edge reports for every case.
+CLIENT_IP = "127.0.0.1"
+VECTORS = pathlib.Path(__file__).resolve().parents[3] / "edge" / "protocol" / "vectors.json"
+
+
+# --- cityboard_protocol::sign, v1 -------------------------------------------
+
+def key_id(secret: bytes) -> str:
+    return hashlib.sha256(b"cityboard key id\0" + secret).hexdigest()[:16]
+
+
+def canonical(kid, method, host, path_and_query, ts, nonce, client_ip, city, body: bytes) -> bytes:
+    """The tag, then each field as a 4-byte big-endian length and its bytes."""
+    fields = [kid.encode(), method.upper().encode(), host.lower().encode(),
+              path_and_query.encode(), str(ts).encode(), nonce.encode(),
+              client_ip.encode(), city.encode(), hashlib.sha256(body).digest()]
+    out = b"cityboard-signature-v1"
+    for f in fields:
+        out += len(f).to_bytes(4, "big") + f
+    return out
+
+
+def signature(secret, method, host, path_and_query, client_ip, city, body, ts, nonce) -> str:
+    kid = key_id(secret)
+    msg = canonical(kid, method, host, path_and_query, ts, nonce, client_ip, city, body)
+    mac = hmac.new(secret, msg, hashlib.sha256).hexdigest()
+    return f"v1 kid={kid} ts={ts} nonce={nonce} mac={mac}"
+
+
+def _self_check():
+    """Refuses to run with a signer that disagrees with the protocol."""
+    vectors = json.loads(VECTORS.read_text())
+    assert vectors, f"{VECTORS} holds no vectors"
+    for v in vectors:
+        secret = v["secret"].encode()
+        body = v["body"].encode()
+        assert key_id(secret) == v["key_id"], v["name"]
+        got = canonical(v["key_id"], v["method"], v["host"], v["path_and_query"], v["timestamp"],
+                        v["nonce"], v["client_ip"], v["city"], body).hex()
+        assert got == v["canonical_hex"], f"canonical form differs: {v['name']}"
+        got = signature(secret, v["method"], v["host"], v["path_and_query"], v["client_ip"],
+                        v["city"], body, v["timestamp"], v["nonce"])
+        assert got == v["header"], f"signature differs: {v['name']}"
+
+
+_self_check()
+
+
+def _forward_key() -> bytes:
+    home = pathlib.Path(os.environ["CITYBOARD_HOME"])
+    # As Secrets::read: surrounding whitespace is not part of the key.
+    return (home / "secrets" / "edge-forward.key").read_bytes().strip()
+
+
+FORWARD_KEY = _forward_key()
+
+try:  # what urllib3 sends as the request target (it re-encodes a few bytes)
+    from urllib3.util.url import _encode_target
+except ImportError:  # pragma: no cover
+    def _encode_target(target):
+        return target
+
+
+def _body_bytes(prepared) -> bytes:
+    body = prepared.body
+    if body is None:
+        return b""
+    if isinstance(body, str):
+        # http.client would send a str as Latin-1; sign and send UTF-8.
+        body = body.encode("utf-8")
+    elif not isinstance(body, (bytes, bytearray)):
+        body = b"".join(c.encode("utf-8") if isinstance(c, str) else c for c in body)
+    body = bytes(body)
+    prepared.body = body
+    prepared.headers["Content-Length"] = str(len(body))
+    prepared.headers.pop("Transfer-Encoding", None)
+    return body
+
+
+def sign_prepared(prepared):
+    """Adds the edge's headers and signature to a requests.PreparedRequest."""
+    host = prepared.headers.get("Host") or HOST
+    target = _encode_target(prepared.path_url)
+    body = _body_bytes(prepared)
+    prepared.headers["x-forwarded-host"] = host
+    prepared.headers["x-cityboard-city"] = CITY
+    prepared.headers["x-cityboard-client-ip"] = CLIENT_IP
+    prepared.headers["x-cityboard-signature"] = signature(
+        FORWARD_KEY, prepared.method, host, target, CLIENT_IP, CITY, body,
+        int(time.time()), secrets.token_hex(16))
+    return prepared
+
+
+_send = requests.Session.send
+
+
+def _signed_send(self, request, **kwargs):
+    # Only requests to the api under test; every one gets a fresh nonce.
+    if request.url.startswith(BASE_URL):
+        sign_prepared(request)
+    return _send(self, request, **kwargs)
+
+
+requests.Session.send = _signed_send
 
 
 def _fresh_token() -> str:
