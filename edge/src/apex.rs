@@ -1,0 +1,82 @@
+//! The apex host: send each visitor to their city.
+//!
+//! A `cb_city` cookie (the visitor's own choice, from the picker) wins over
+//! any location; otherwise `request.cf`, then the client IP; a visitor none
+//! of them places gets the picker. Every answer depends on the visitor, so
+//! none may be cached (`private, no-store`).
+
+use web_sys::Response;
+use worker::Env;
+
+use crate::config::Config;
+use crate::error::EdgeError;
+use crate::geo;
+use crate::html;
+use crate::incoming::Incoming;
+use crate::respond;
+
+/// Cookie naming the city the visitor chose.
+pub const CITY_COOKIE: &str = "cb_city";
+/// How long the choice is kept: a year.
+const CITY_COOKIE_MAX_AGE: u32 = 365 * 24 * 3600;
+
+/// Answers a request to the apex.
+pub fn handle(req: &Incoming, config: &Config, env: &Env) -> Result<Response, EdgeError> {
+    if !req.is_read() {
+        return Err(EdgeError::MethodNotAllowed);
+    }
+    if req.path == "/choose" {
+        return choose(req, config);
+    }
+    if let Some(city) = req.cookie(CITY_COOKIE).and_then(|slug| config.city(slug)) {
+        return to_city(req, config, &city.slug, "cookie");
+    }
+    let cf = geo::cf_location(&req.raw);
+    let ip = req.client_ip(config.test_mode);
+    match geo::locate(config, env, &cf, &ip) {
+        Some((city, source)) => {
+            let how = match source {
+                geo::Source::Cf => "cf",
+                geo::Source::Ip => "ip",
+            };
+            to_city(req, config, &city, how)
+        }
+        None => respond::html(
+            200,
+            &[("cache-control", "private, no-store")],
+            &html::picker(config, &req.base_of(&config.apex), None),
+        ),
+    }
+}
+
+/// `GET /choose?city=x`: remembers the choice and sends the visitor there.
+fn choose(req: &Incoming, config: &Config) -> Result<Response, EdgeError> {
+    let slug = url::form_urlencoded::parse(req.query.as_bytes())
+        .find(|(k, _)| k == "city")
+        .map(|(_, v)| v.into_owned());
+    let Some(city) = slug.as_deref().and_then(|s| config.city(s)) else {
+        return Err(EdgeError::CityNotServed(slug.unwrap_or_default()));
+    };
+    let secure = if req.scheme == "https" {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{CITY_COOKIE}={}; Path=/; Max-Age={CITY_COOKIE_MAX_AGE}; SameSite=Lax{secure}",
+        city.slug
+    );
+    let location = format!("{}/", req.base_of(&city_host(&city.slug, config)));
+    respond::redirect(302, &location, &[("set-cookie", &cookie)])
+}
+
+fn to_city(req: &Incoming, config: &Config, city: &str, how: &str) -> Result<Response, EdgeError> {
+    let location = format!("{}/", req.base_of(&city_host(city, config)));
+    respond::redirect(302, &location, &[("x-cityboard-located-by", how)])
+}
+
+/// `{city}.{apex}`; the slugs of served cities are valid labels (checked
+/// when the configuration was parsed).
+pub fn city_host(city: &str, config: &Config) -> String {
+    format!("{city}.{}", config.apex)
+}

@@ -1,0 +1,110 @@
+//! Short edge caching of anonymous GETs that go to the origin (listings,
+//! searches, forms), with the Cache API.
+//!
+//! Only requests without a session (`cb_session` cookie or `Authorization`)
+//! and without a read-your-writes cookie are cached: what those visitors see
+//! depends on who they are or on a write they just made. Only plain 200s
+//! without `Set-Cookie` or a private/no-store `Cache-Control` are stored, for
+//! [`TTL_SECS`]. HTML and non-HTML answers of one URL are different entries
+//! (the Workers cache ignores `Vary`). Under bare workerd without a cache
+//! service the Cache API stores nothing, which changes nothing but speed.
+
+use cityboard_protocol::ryw::RYW_COOKIE;
+use js_sys::Reflect;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{Cache, Response, WorkerGlobalScope};
+use worker::{Context, Env};
+
+use crate::config::Config;
+use crate::error::EdgeError;
+use crate::incoming::{self, Incoming};
+use crate::origin;
+use crate::respond;
+
+/// How long an anonymous answer is reused.
+pub const TTL_SECS: u32 = 10;
+
+/// The session cookie region-core sets.
+pub const SESSION_COOKIE: &str = "cb_session";
+
+/// A GET to the origin, through the cache when the visitor is anonymous.
+pub async fn get(
+    req: &Incoming,
+    config: &Config,
+    env: &Env,
+    ctx: &Context,
+    city: &str,
+) -> Result<Response, EdgeError> {
+    let anonymous = req.method == "GET"
+        && req.cookie(SESSION_COOKIE).is_none()
+        && req.cookie(RYW_COOKIE).is_none()
+        && req.header("authorization").is_none();
+    let cache = if anonymous { default_cache() } else { None };
+    let Some(cache) = cache else {
+        return origin::forward(req, config, env, city, None).await;
+    };
+    let variant = if incoming::wants_html(&req.raw) {
+        "html"
+    } else {
+        "other"
+    };
+    let sep = if req.path_and_query.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let key = format!(
+        "{}://{}{}{sep}cb-variant={variant}",
+        req.scheme, req.host, req.path_and_query
+    );
+    if let Ok(hit) = JsFuture::from(cache.match_with_str(&key)).await
+        && let Ok(res) = hit.dyn_into::<Response>()
+    {
+        return Ok(respond::with_header(res, "x-cityboard-cache", "hit"));
+    }
+    let res = origin::forward(req, config, env, city, None).await?;
+    if cacheable(&res)
+        && let Some(stored) = stored_copy(&res)
+    {
+        ctx.wait_until(async move {
+            if let Err(e) = JsFuture::from(cache.put_with_str(&key, &stored)).await {
+                worker::console_warn!("cache put {key}: {}", respond::describe(&e));
+            }
+        });
+    }
+    Ok(res)
+}
+
+fn default_cache() -> Option<Cache> {
+    let global: WorkerGlobalScope = js_sys::global().unchecked_into();
+    let caches = global.caches().ok()?;
+    Reflect::get(caches.as_ref(), &JsValue::from_str("default"))
+        .ok()?
+        .dyn_into::<Cache>()
+        .ok()
+}
+
+fn cacheable(res: &Response) -> bool {
+    let h = res.headers();
+    let cache_control = h.get("cache-control").ok().flatten().unwrap_or_default();
+    res.status() == 200
+        && !h.has("set-cookie").unwrap_or(true)
+        && !["no-store", "private", "no-cache"]
+            .iter()
+            .any(|d| cache_control.contains(d))
+}
+
+/// A copy of `res` (its body teed) whose `Cache-Control` tells the cache how
+/// long to keep it.
+fn stored_copy(res: &Response) -> Option<Response> {
+    let copy = res.clone().ok()?;
+    let headers = web_sys::Headers::new_with_headers(&copy.headers()).ok()?;
+    headers
+        .set("cache-control", &format!("public, max-age={TTL_SECS}"))
+        .ok()?;
+    let init = web_sys::ResponseInit::new();
+    init.set_status(copy.status());
+    init.set_headers(headers.as_ref());
+    Response::new_with_opt_readable_stream_and_init(copy.body().as_ref(), &init).ok()
+}

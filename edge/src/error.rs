@@ -1,0 +1,178 @@
+//! Everything a request to the Worker can fail with, mapped once to a status
+//! and a body: an RFC 9457 problem document, or an HTML page when the client
+//! accepts HTML. Handlers return `Result<Response, EdgeError>`; nothing on a
+//! request path unwraps, because a panic resets the wasm instance and kills
+//! every request in flight on it.
+
+use std::fmt;
+
+use wasm_bindgen::JsValue;
+use web_sys::Response;
+
+use crate::config::Config;
+use crate::html;
+use crate::respond;
+
+/// Base of every problem `type` URI (the same as region-core's).
+pub const PROBLEMS: &str = "https://cityboard.example/problems/";
+
+/// Seconds a client should wait before retrying when the origin is down.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// A failed request.
+#[derive(Debug)]
+pub enum EdgeError {
+    /// The `Host` is neither the apex nor one city label under it.
+    NotOurHost,
+    /// A well-formed city host whose city no region serves.
+    CityNotServed(String),
+    /// Nothing here (e.g. a post id that is not a number): answered at the
+    /// edge, without an origin call.
+    NotFound,
+    /// The request itself is malformed (over-long path or headers).
+    BadRequest(&'static str),
+    /// A body over the edge's limit.
+    PayloadTooLarge { limit: usize },
+    /// A missing, forged, stale or replayed signature on an internal route.
+    Unauthorized(String),
+    /// A method the route does not take.
+    MethodNotAllowed,
+    /// The region's origin did not answer (down, refused, or over the timeout).
+    OriginUnavailable { city: String, reason: String },
+    /// The Worker's configuration (bindings) is missing or malformed.
+    Config(String),
+    /// A runtime call failed (a JS exception): 500, details only in the log.
+    Internal(String),
+}
+
+impl EdgeError {
+    /// Wraps a thrown JS value.
+    pub fn js(value: JsValue) -> Self {
+        EdgeError::Internal(respond::describe(&value))
+    }
+
+    /// HTTP status of the answer.
+    pub fn status(&self) -> u16 {
+        match self {
+            EdgeError::NotOurHost | EdgeError::CityNotServed(_) | EdgeError::NotFound => 404,
+            EdgeError::BadRequest(_) => 400,
+            EdgeError::PayloadTooLarge { .. } => 413,
+            EdgeError::Unauthorized(_) => 401,
+            EdgeError::MethodNotAllowed => 405,
+            EdgeError::OriginUnavailable { .. } => 503,
+            EdgeError::Config(_) | EdgeError::Internal(_) => 500,
+        }
+    }
+
+    /// Stable problem kind, the last segment of the problem `type` URI.
+    fn kind(&self) -> &'static str {
+        match self {
+            EdgeError::NotOurHost => "unknown-host",
+            EdgeError::CityNotServed(_) => "city-not-served",
+            EdgeError::NotFound => "not-found",
+            EdgeError::BadRequest(_) => "bad-request",
+            EdgeError::PayloadTooLarge { .. } => "payload-too-large",
+            EdgeError::Unauthorized(_) => "unauthorized",
+            EdgeError::MethodNotAllowed => "method-not-allowed",
+            EdgeError::OriginUnavailable { .. } => "origin-unavailable",
+            EdgeError::Config(_) | EdgeError::Internal(_) => "internal",
+        }
+    }
+
+    /// What the client is told. Internal details stay in the log.
+    fn detail(&self) -> String {
+        match self {
+            EdgeError::Config(_) | EdgeError::Internal(_) => {
+                "something went wrong at the edge".into()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// The response for this error: the picker page for unknown hosts and
+    /// cities (when the configuration and the apex base URL are known), an
+    /// HTML page for browsers, a problem document for everyone else.
+    pub fn into_response(
+        self,
+        wants_html: bool,
+        picker: Option<(&Config, &str)>,
+    ) -> Result<Response, EdgeError> {
+        let status = self.status();
+        if matches!(self, EdgeError::Config(_) | EdgeError::Internal(_)) {
+            worker::console_error!("edge error: {self}");
+        }
+        let mut extra: Vec<(&str, String)> = vec![("cache-control", "no-store".into())];
+        if let EdgeError::OriginUnavailable { .. } = self {
+            extra.push(("retry-after", RETRY_AFTER_SECS.to_string()));
+        }
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        if wants_html {
+            let page = match (&self, picker) {
+                (EdgeError::NotOurHost | EdgeError::CityNotServed(_), Some((config, base))) => {
+                    html::picker(config, base, Some(&self.detail()))
+                }
+                _ => html::message_page(&title(status), &self.detail()),
+            };
+            return respond::html(status, &extra, &page);
+        }
+        let body = serde_json::json!({
+            "type": format!("{PROBLEMS}{}", self.kind()),
+            "title": title(status),
+            "status": status,
+            "detail": self.detail(),
+        });
+        let h = respond::headers(&extra)?;
+        h.set("content-type", "application/problem+json")
+            .map_err(EdgeError::js)?;
+        respond::text(status, &h, Some(&body.to_string()))
+    }
+}
+
+/// Reason phrase used as the problem title and the page heading.
+fn title(status: u16) -> String {
+    match status {
+        400 => "Bad request",
+        401 => "Unauthorized",
+        404 => "Not found",
+        405 => "Method not allowed",
+        410 => "Gone",
+        413 => "Payload too large",
+        503 => "Service unavailable",
+        _ => "Internal error",
+    }
+    .to_string()
+}
+
+impl fmt::Display for EdgeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EdgeError::NotOurHost => write!(f, "this host is not a cityboard site"),
+            EdgeError::CityNotServed(city) => write!(f, "city {city:?} is not served"),
+            EdgeError::NotFound => write!(f, "not found"),
+            EdgeError::BadRequest(why) => write!(f, "bad request: {why}"),
+            EdgeError::PayloadTooLarge { limit } => {
+                write!(f, "request body over the limit of {limit} bytes")
+            }
+            EdgeError::Unauthorized(why) => write!(f, "unauthorized: {why}"),
+            EdgeError::MethodNotAllowed => write!(f, "method not allowed here"),
+            EdgeError::OriginUnavailable { city, reason } => write!(
+                f,
+                "the servers of {city} are not answering ({reason}); try again in a few seconds"
+            ),
+            EdgeError::Config(why) => write!(f, "worker configuration: {why}"),
+            EdgeError::Internal(why) => write!(f, "internal: {why}"),
+        }
+    }
+}
+
+impl From<worker::Error> for EdgeError {
+    fn from(e: worker::Error) -> Self {
+        EdgeError::Internal(e.to_string())
+    }
+}
+
+impl From<worker::KvError> for EdgeError {
+    fn from(e: worker::KvError) -> Self {
+        EdgeError::Internal(format!("kv: {e}"))
+    }
+}

@@ -1,0 +1,209 @@
+//! Forwarding to the origin of a city's region, signed (design §4).
+//!
+//! The region comes from KV `route:{city}` (a moved city's route changes
+//! there), falling back to the `ORIGINS` binding by the city's configured
+//! region. An origin that answers 421 no longer serves the city: the route is
+//! read again past KV's cache and the request sent once more. Every request
+//! carries a fresh signature (timestamp and nonce), so the retry is a new
+//! request for the origin's replay check, not a replay. Redirects are never
+//! followed (`redirect: manual`): the browser must see them, and following
+//! one would resend the visitor's headers to wherever it points.
+
+use std::pin::pin;
+use std::time::Duration;
+
+use cityboard_protocol::kv::{Route, route_key};
+use cityboard_protocol::sign::{
+    self, CITY_HEADER, CLIENT_IP_HEADER, FORWARDED_HOST_HEADER, SIGNATURE_HEADER,
+};
+use futures_util::future::{Either, select};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    AbortController, Headers, RequestInit, RequestRedirect, Response, WorkerGlobalScope,
+};
+use worker::{Delay, Env, KvStore};
+
+use crate::clock;
+use crate::config::Config;
+use crate::error::EdgeError;
+use crate::incoming::Incoming;
+use crate::respond;
+
+/// Name of the KV binding (pages and routes).
+pub const PAGES_BINDING: &str = "PAGES";
+
+/// Seconds KV may cache a route at the edge on the normal path. A stale
+/// route costs one 421 and a fresh read, so it may be cached.
+const ROUTE_CACHE_TTL_SECS: u64 = 60;
+
+/// Headers never passed on: hop-by-hop ones (RFC 9110 §7.6.1), the ones the
+/// Worker sets itself (a visitor must not be able to supply them), and the
+/// local runtime's `cf` injection header.
+const DROPPED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "cf-blob",
+    FORWARDED_HOST_HEADER,
+];
+
+/// Whether the Worker itself owns a header name (case-insensitive input).
+fn dropped(name: &str) -> bool {
+    DROPPED.contains(&name) || name.starts_with("x-cityboard-")
+}
+
+/// Where a city's requests go.
+async fn route(
+    config: &Config,
+    kv: Option<&KvStore>,
+    city: &str,
+    fresh: bool,
+) -> Result<Route, EdgeError> {
+    if let Some(kv) = kv {
+        let get = kv.get(&route_key(city));
+        let get = if fresh {
+            get
+        } else {
+            get.cache_ttl(ROUTE_CACHE_TTL_SECS)
+        };
+        match get.json::<Route>().await {
+            Ok(Some(route)) => return Ok(route),
+            Ok(None) => {}
+            // A KV failure or a malformed route must not take the city
+            // down: the configured region is a good guess.
+            Err(e) => worker::console_warn!("route:{city}: {e}; using the configured region"),
+        }
+    }
+    let region = config
+        .city(city)
+        .map(|c| c.region.clone())
+        .ok_or_else(|| EdgeError::CityNotServed(city.to_string()))?;
+    let origin = config
+        .origins
+        .get(&region)
+        .cloned()
+        .ok_or_else(|| EdgeError::Config(format!("no origin for region {region}")))?;
+    Ok(Route { region, origin })
+}
+
+/// Sends the visitor's request to the city's origin (one retry after a 421)
+/// and returns the origin's response untouched. `body` is the request body,
+/// already read (and size-checked) once.
+pub async fn forward(
+    req: &Incoming,
+    config: &Config,
+    env: &Env,
+    city: &str,
+    body: Option<&[u8]>,
+) -> Result<Response, EdgeError> {
+    let kv = env.kv(PAGES_BINDING).ok();
+    let first = route(config, kv.as_ref(), city, false).await?;
+    let res = send(req, config, city, &first.origin, body).await?;
+    if res.status() != 421 {
+        return Ok(res);
+    }
+    let second = route(config, kv.as_ref(), city, true).await?;
+    worker::console_log!(
+        "421 from {} for {city}; retrying at {}",
+        first.origin,
+        second.origin
+    );
+    send(req, config, city, &second.origin, body).await
+}
+
+/// One signed request to `origin`, with the timeout.
+async fn send(
+    req: &Incoming,
+    config: &Config,
+    city: &str,
+    origin: &str,
+    body: Option<&[u8]>,
+) -> Result<Response, EdgeError> {
+    let unavailable = |reason: String| EdgeError::OriginUnavailable {
+        city: city.to_string(),
+        reason,
+    };
+    let headers = forwarded_headers(req, config, city, body.unwrap_or(&[]))?;
+    let init = RequestInit::new();
+    init.set_method(&req.method);
+    init.set_headers(headers.as_ref());
+    init.set_redirect(RequestRedirect::Manual);
+    if let Some(body) = body {
+        init.set_body(&js_sys::Uint8Array::from(body).into());
+    }
+    let controller = AbortController::new().map_err(EdgeError::js)?;
+    init.set_signal(Some(&controller.signal()));
+    let global: WorkerGlobalScope = js_sys::global().unchecked_into();
+    let url = format!("{origin}{}", req.path_and_query);
+    let fetch = JsFuture::from(global.fetch_with_str_and_init(&url, &init));
+    let timer = Delay::from(Duration::from_millis(u64::from(config.origin_timeout_ms)));
+    match select(pin!(fetch), pin!(timer)).await {
+        Either::Left((Ok(value), _)) => value
+            .dyn_into::<Response>()
+            .map_err(|_| EdgeError::Internal("fetch resolved to a non-Response".into())),
+        Either::Left((Err(e), _)) => Err(unavailable(respond::describe(&e))),
+        Either::Right(((), _)) => {
+            controller.abort_with_reason(&JsValue::from_str("origin timeout"));
+            Err(unavailable(format!(
+                "no answer within {} ms",
+                config.origin_timeout_ms
+            )))
+        }
+    }
+}
+
+/// The visitor's headers minus the dropped ones, plus the Worker's own and
+/// the signature over method, host, path and query, client IP, city and body.
+fn forwarded_headers(
+    req: &Incoming,
+    config: &Config,
+    city: &str,
+    body: &[u8],
+) -> Result<Headers, EdgeError> {
+    let out = Headers::new().map_err(EdgeError::js)?;
+    if let Ok(Some(iter)) = js_sys::try_iter(req.raw.headers().as_ref()) {
+        for entry in iter.flatten() {
+            let pair = js_sys::Array::from(&entry);
+            let (Some(name), Some(value)) = (pair.get(0).as_string(), pair.get(1).as_string())
+            else {
+                continue;
+            };
+            if !dropped(&name.to_ascii_lowercase()) {
+                out.append(&name, &value).map_err(EdgeError::js)?;
+            }
+        }
+    }
+    let client_ip = req.client_ip(config.test_mode);
+    let signed = sign::Request {
+        method: &req.method,
+        host: &req.host,
+        path_and_query: &req.path_and_query,
+        client_ip: &client_ip,
+        city,
+        body_sha256: sign::body_sha256(body),
+    };
+    let signature = sign::sign(
+        &config.forward_key,
+        &signed,
+        clock::now_secs(),
+        &clock::nonce(),
+    );
+    for (name, value) in [
+        (FORWARDED_HOST_HEADER, req.host.as_str()),
+        (CITY_HEADER, city),
+        (CLIENT_IP_HEADER, client_ip.as_str()),
+        (SIGNATURE_HEADER, signature.as_str()),
+    ] {
+        out.set(name, value).map_err(EdgeError::js)?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,177 @@
+//! `GET /post/{id}` for browsers: the pre-rendered page from KV, with no
+//! origin call on a hit.
+//!
+//! The page's metadata (`PostMeta`) decides: a tombstone is a 410, a page of
+//! another city a 301 to its canonical host, a page older than the version
+//! the visitor's read-your-writes cookie names (or one with a write still
+//! pending on it) goes to the origin, an expired one too. A miss — including
+//! a KV error, since KV caches negative lookups for about a minute — always
+//! falls through to the origin, never becomes a 404 by itself. The value is
+//! streamed from KV to the visitor, never copied through Rust.
+
+use cityboard_protocol::kv::{PostMeta, etag, post_key};
+use cityboard_protocol::ryw::{RYW_COOKIE, kv_page_is_stale};
+use web_sys::Response;
+use worker::Env;
+
+use crate::apex::city_host;
+use crate::clock;
+use crate::config::Config;
+use crate::error::EdgeError;
+use crate::html;
+use crate::incoming::Incoming;
+use crate::origin::{self, PAGES_BINDING};
+use crate::respond;
+
+/// Parses the `{id}` of `/post/{id}`: a decimal post id as the origin
+/// writes them (`^[1-9][0-9]{0,18}$`, region-core's OpenAPI pattern).
+/// Anything else is no post: 404 at the edge, no origin call.
+pub fn parse_id(segment: &str) -> Option<u64> {
+    let ok = !segment.is_empty()
+        && segment.len() <= 19
+        && !segment.starts_with('0')
+        && segment.bytes().all(|b| b.is_ascii_digit());
+    ok.then(|| segment.parse::<u64>().ok()).flatten()
+}
+
+/// What KV says about a post, decided before any body moves.
+enum Decision {
+    Serve(web_sys::ReadableStream, PostMeta),
+    Gone,
+    Elsewhere(String),
+    Origin(&'static str),
+}
+
+/// Serves a post page to a browser on a city host.
+pub async fn page(
+    req: &Incoming,
+    config: &Config,
+    env: &Env,
+    city: &str,
+    id: u64,
+) -> Result<Response, EdgeError> {
+    match decide(req, env, city, id).await {
+        Decision::Serve(body, meta) => serve(req, id, &meta, body),
+        Decision::Gone => respond::html(
+            410,
+            &[("cache-control", "public, max-age=60")],
+            &html::gone_page(),
+        ),
+        Decision::Elsewhere(other) => {
+            let location = format!("{}/post/{id}", req.base_of(&city_host(&other, config)));
+            let h = respond::headers(&[
+                ("location", &location),
+                ("cache-control", "public, max-age=300"),
+            ])?;
+            respond::text(301, &h, None)
+        }
+        Decision::Origin(why) => {
+            let mut res = origin::forward(req, config, env, city, None).await?;
+            // A page the edge could not serve says why, for the tests and
+            // for an operator reading response headers.
+            res = respond::with_header(res, "x-cityboard-edge", why);
+            Ok(res)
+        }
+    }
+}
+
+async fn decide(req: &Incoming, env: &Env, city: &str, id: u64) -> Decision {
+    let Ok(kv) = env.kv(PAGES_BINDING) else {
+        return Decision::Origin("no-kv");
+    };
+    let (body, meta) = match kv
+        .get(&post_key(id))
+        .stream_with_metadata::<PostMeta>()
+        .await
+    {
+        Ok(pair) => pair,
+        Err(e) => {
+            worker::console_warn!("kv post:{id}: {e}");
+            return Decision::Origin("kv-error");
+        }
+    };
+    let (Some(body), Some(meta)) = (body, meta) else {
+        return Decision::Origin("kv-miss");
+    };
+    if meta.gone {
+        return Decision::Gone;
+    }
+    if let Some(page_city) = meta.city.as_deref().filter(|c| *c != city) {
+        return Decision::Elsewhere(page_city.to_string());
+    }
+    if meta.expires_at.is_some_and(|t| t <= clock::now_secs()) {
+        return Decision::Origin("kv-expired");
+    }
+    if kv_page_is_stale(req.cookie(RYW_COOKIE), id, meta.version) {
+        return Decision::Origin("kv-stale");
+    }
+    Decision::Serve(body, meta)
+}
+
+fn serve(
+    req: &Incoming,
+    id: u64,
+    meta: &PostMeta,
+    body: web_sys::ReadableStream,
+) -> Result<Response, EdgeError> {
+    let tag = etag(id, meta);
+    // Browsers revalidate every time (no-cache) and get a cheap 304 while
+    // the version is unchanged; a new version shows on the next load.
+    let h = respond::headers(&[
+        ("etag", &tag),
+        ("cache-control", "no-cache"),
+        ("x-cityboard-edge", "kv-hit"),
+    ])?;
+    if req
+        .header("if-none-match")
+        .is_some_and(|v| etag_matches(&v, &tag))
+    {
+        let _ = body.cancel();
+        return respond::text(304, &h, None);
+    }
+    h.set("content-type", respond::HTML)
+        .map_err(EdgeError::js)?;
+    respond::stream(200, &h, &body)
+}
+
+/// `If-None-Match` semantics: `*`, or any listed tag equal to ours under
+/// the weak comparison (RFC 9110 §13.1.2).
+pub fn etag_matches(header: &str, tag: &str) -> bool {
+    let ours = tag.trim_start_matches("W/");
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/") == ours)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        assert_eq!(parse_id("1"), Some(1));
+        assert_eq!(parse_id("9223372036854775807"), Some(i64::MAX as u64));
+        for bad in [
+            "",
+            "0",
+            "01",
+            "abc",
+            "12a",
+            "-1",
+            "+1",
+            "99999999999999999999",
+            "1 ",
+        ] {
+            assert_eq!(parse_id(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn etags() {
+        assert!(etag_matches("\"a\"", "\"a\""));
+        assert!(etag_matches("W/\"a\", \"b\"", "\"a\""));
+        assert!(etag_matches("*", "\"a\""));
+        assert!(!etag_matches("\"b\"", "\"a\""));
+    }
+}

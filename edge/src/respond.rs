@@ -1,0 +1,116 @@
+//! Building responses as raw `web_sys::Response`s.
+//!
+//! workers-rs' own `Response` converts to the JS object with `unwrap()`, which
+//! panics (and resets the instance, killing every request in flight) when the
+//! JS constructor throws, e.g. for a 304 with a body. Everything here returns
+//! a `Result` instead, and origin responses pass through untouched.
+
+use wasm_bindgen::JsValue;
+use web_sys::{Headers, ReadableStream, Response, ResponseInit};
+
+use crate::error::EdgeError;
+
+/// `Content-Type` of the pages the Worker renders itself.
+pub const HTML: &str = "text/html; charset=utf-8";
+
+/// Headers of a response under construction.
+pub fn headers(pairs: &[(&str, &str)]) -> Result<Headers, EdgeError> {
+    let h = Headers::new().map_err(EdgeError::js)?;
+    for (name, value) in pairs {
+        h.set(name, value).map_err(EdgeError::js)?;
+    }
+    Ok(h)
+}
+
+/// A response with a text body (or none: `body` must be `None` for 204/304).
+pub fn text(status: u16, headers: &Headers, body: Option<&str>) -> Result<Response, EdgeError> {
+    let init = ResponseInit::new();
+    init.set_status(status);
+    init.set_headers(headers.as_ref());
+    Response::new_with_opt_str_and_init(body, &init).map_err(EdgeError::js)
+}
+
+/// A response streaming `body` (a KV value) without copying it through Rust.
+pub fn stream(
+    status: u16,
+    headers: &Headers,
+    body: &ReadableStream,
+) -> Result<Response, EdgeError> {
+    let init = ResponseInit::new();
+    init.set_status(status);
+    init.set_headers(headers.as_ref());
+    Response::new_with_opt_readable_stream_and_init(Some(body), &init).map_err(EdgeError::js)
+}
+
+/// An HTML page the Worker rendered.
+pub fn html(status: u16, extra: &[(&str, &str)], page: &str) -> Result<Response, EdgeError> {
+    let h = headers(extra)?;
+    h.set("content-type", HTML).map_err(EdgeError::js)?;
+    text(status, &h, Some(page))
+}
+
+/// A JSON body (problem documents, the bulk route's answer).
+pub fn json(status: u16, content_type: &str, body: &str) -> Result<Response, EdgeError> {
+    text(
+        status,
+        &headers(&[("content-type", content_type)])?,
+        Some(body),
+    )
+}
+
+/// A redirect that browsers and caches must not keep: the answer depends on
+/// the visitor (cookie, location).
+pub fn redirect(
+    status: u16,
+    location: &str,
+    extra: &[(&str, &str)],
+) -> Result<Response, EdgeError> {
+    let h = headers(&[
+        ("location", location),
+        ("cache-control", "private, no-store"),
+    ])?;
+    for (name, value) in extra {
+        h.append(name, value).map_err(EdgeError::js)?;
+    }
+    text(status, &h, None)
+}
+
+/// Plain-text answer (health check).
+pub fn plain(status: u16, body: &str) -> Result<Response, EdgeError> {
+    text(
+        status,
+        &headers(&[("content-type", "text/plain; charset=utf-8")])?,
+        Some(body),
+    )
+}
+
+/// The origin's response with one header added. Responses from `fetch` have
+/// immutable headers, so this makes a new response around the same body.
+pub fn with_header(res: Response, name: &str, value: &str) -> Response {
+    let headers = match web_sys::Headers::new_with_headers(&res.headers()) {
+        Ok(h) => h,
+        Err(_) => return res,
+    };
+    if headers.set(name, value).is_err() {
+        return res;
+    }
+    let init = web_sys::ResponseInit::new();
+    init.set_status(res.status());
+    init.set_status_text(&res.status_text());
+    init.set_headers(headers.as_ref());
+    match Response::new_with_opt_readable_stream_and_init(res.body().as_ref(), &init) {
+        Ok(new) => new,
+        Err(_) => res,
+    }
+}
+
+/// Describes a thrown JS value for logs and error details.
+pub fn describe(value: &JsValue) -> String {
+    if let Some(s) = value.as_string() {
+        return s;
+    }
+    js_sys::Reflect::get(value, &JsValue::from_str("message"))
+        .ok()
+        .and_then(|m| m.as_string())
+        .unwrap_or_else(|| format!("{value:?}"))
+}
