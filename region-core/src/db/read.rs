@@ -111,7 +111,7 @@ pub async fn read<Q: ReadQuery>(
         {
             continue;
         }
-        let mut conn = match replica.pool.acquire().await {
+        let mut conn = match replica.reads.acquire().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(replica = %replica.url, error = %e, "replica unreachable; skipped");
@@ -125,9 +125,12 @@ pub async fn read<Q: ReadQuery>(
             // The monitor's figure is old; ask the replica itself. Replay
             // only moves forward, so once it has the LSN, the read that
             // follows on this connection sees the write.
-            match lsn::fetch("SELECT pg_last_wal_replay_lsn()::text", &mut *conn).await {
+            match lsn::fetch("SELECT pg_last_wal_replay_lsn()::text", conn.conn()).await {
                 Ok(Some(l)) if l >= need => replica.note_replay(l),
-                Ok(_) => continue,
+                Ok(_) => {
+                    conn.finished();
+                    continue;
+                }
                 Err(e) => {
                     if is_connection_error(&e) {
                         replica.mark_down();
@@ -136,7 +139,11 @@ pub async fn read<Q: ReadQuery>(
                 }
             }
         }
-        match query.run(&mut conn).await {
+        let result = query.run(conn.conn()).await;
+        if result.as_ref().is_ok() || result.as_ref().is_err_and(|e| !is_connection_error(e)) {
+            conn.finished();
+        }
+        match result {
             Ok(value) => {
                 return Ok(Served {
                     value,
@@ -151,6 +158,7 @@ pub async fn read<Q: ReadQuery>(
             }
             Err(e) if is_connection_error(&e) => {
                 replica.mark_down();
+                replica.reads.drop_idle();
             }
             Err(source) => {
                 return Err(ReadError::Db {
@@ -180,8 +188,25 @@ async fn on_primary<Q: ReadQuery>(
             }
         }
     };
-    let mut conn = shard.primary.acquire().await.map_err(fail)?;
-    let value = query.run(&mut conn).await.map_err(fail)?;
+    // The primary is the last resort: a connection that broke while idle
+    // (the primary restarted since) gets one retry on a new connection
+    // before the read fails, rather than a 503 per stale connection.
+    let mut retried = false;
+    let value = loop {
+        let mut conn = shard.primary_reads.acquire().await.map_err(fail)?;
+        let result = query.run(conn.conn()).await;
+        match result {
+            Err(e) if is_connection_error(&e) && conn.reused() && !retried => {
+                shard.primary_reads.drop_idle();
+                retried = true;
+            }
+            Err(e) if is_connection_error(&e) => return Err(fail(e)),
+            other => {
+                conn.finished();
+                break other.map_err(fail)?;
+            }
+        }
+    };
     Ok(Served {
         value,
         node: Node::Primary,

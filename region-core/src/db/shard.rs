@@ -7,6 +7,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::db::lag::PrimaryHistory;
+use crate::db::pool::ReadPool;
 use crate::lsn::{self, Lsn};
 
 #[derive(Debug, Clone, Copy)]
@@ -42,7 +43,10 @@ pub struct ReplicaStatus {
 #[derive(Debug, Clone)]
 pub struct Replica {
     pub url: String,
+    /// For the monitor's polls.
     pub pool: PgPool,
+    /// For reads (no ping per query; see `db::pool`).
+    pub reads: ReadPool,
     pub status: Arc<Mutex<ReplicaStatus>>,
 }
 
@@ -70,7 +74,10 @@ impl Replica {
 #[derive(Debug, Clone)]
 pub struct ShardPools {
     pub name: String,
+    /// Writes, the monitor, health checks.
     pub primary: PgPool,
+    /// Reads that fall back to the primary (no ping per query).
+    pub primary_reads: ReadPool,
     pub replicas: Vec<Replica>,
     pub config: ReadConfig,
     history: Arc<Mutex<PrimaryHistory>>,
@@ -103,6 +110,7 @@ impl ShardPools {
                     .test_before_acquire(false)
                     .acquire_timeout(config.replica_acquire_timeout)
                     .connect_lazy(url)?,
+                reads: ReadPool::new(url, config.max_connections, config.replica_acquire_timeout)?,
                 status: Arc::default(),
             });
         }
@@ -111,6 +119,11 @@ impl ShardPools {
             (config.max_staleness.as_millis() / config.poll.as_millis().max(1)) as usize * 4 + 8;
         Ok(ShardPools {
             name: name.to_string(),
+            primary_reads: ReadPool::new(
+                primary_url,
+                config.max_connections,
+                Duration::from_secs(3),
+            )?,
             primary,
             replicas,
             config,
