@@ -25,7 +25,9 @@
 //! written, so a rebuild of `edge/build` never changes a running edge
 //! underfoot; a restart picks it up.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -119,6 +121,46 @@ pub fn routes(topology: &Topology) -> Vec<(String, Route)> {
             )
         })
         .collect()
+}
+
+/// The compact city database the Worker embeds: `$CITYBOARD_EDGE_MMDB`
+/// when set, else what `deploy/build-edge.sh` compiles.
+pub fn embedded_database() -> PathBuf {
+    std::env::var_os("CITYBOARD_EDGE_MMDB")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/edge/cities.mmdb"))
+}
+
+/// One IPv4 address per city of `cities` that the compact database
+/// `mmdb` places there, found by walking it (the `.1.1` address of each
+/// /16, in order): tests and benchmarks follow the data instead of a list
+/// of addresses that moves with each DB-IP release. Cities no /16 lands in
+/// are missing from the answer.
+pub fn addresses_in(mmdb: &Path, cities: &[&str]) -> Result<BTreeMap<String, Ipv4Addr>> {
+    let bytes = std::fs::read(mmdb).with_context(|| {
+        format!(
+            "reading {} (deploy/build-edge.sh compiles it)",
+            mmdb.display()
+        )
+    })?;
+    let locator = geo_router::Locator::from_bytes(bytes)
+        .with_context(|| format!("{} is not a compact city database", mmdb.display()))?;
+    let mut found = BTreeMap::new();
+    for a in 1u8..=223 {
+        for b in 0u8..=255 {
+            let ip = Ipv4Addr::new(a, b, 1, 1);
+            if let Some(p) = locator.locate(IpAddr::V4(ip))
+                && cities.contains(&p.city)
+            {
+                found.entry(p.city.to_string()).or_insert(ip);
+                if found.len() == cities.len() {
+                    return Ok(found);
+                }
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// A Cap'n Proto text string literal.

@@ -2,6 +2,7 @@
 //! baseline measured in the same run, and the ratio. Figures go into
 //! BENCHMARKS.md by hand, with the command and the date.
 
+pub mod edge;
 pub mod geo;
 pub mod origin;
 pub mod pg;
@@ -29,6 +30,14 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     (
         "dns-qps",
         "geo-router dns (one core) vs a bare UDP echo server: queries/s and p99",
+    ),
+    (
+        "edge-kv",
+        "edge Worker serving a 20 KB KV page at 8 and 64 connections vs nginx static and a minimal JS Worker: req/s, p99",
+    ),
+    (
+        "edge-geo",
+        "edge Worker's apex GeoIP 302 at 8 and 64 connections vs an nginx 302 and a JS Worker's 302: req/s, p99",
     ),
     (
         "origin-read",
@@ -64,6 +73,7 @@ pub async fn run(home: &Home, scenario: &str, json: bool) -> Result<()> {
         }
         "geo-lookup" | "dns-qps" => geo::run(home, &topology, scenario, json).await,
         "origin-read" => origin::run(home, &topology, json).await,
+        "edge-kv" | "edge-geo" => edge::run(home, &topology, scenario, json).await,
         other => Err(UnknownScenario(other.to_string()).into()),
     }
 }
