@@ -6,6 +6,8 @@
 //! the orchestrator crate, so a test reads the state file exactly as
 //! `cityboard status` does.
 
+pub mod edge;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

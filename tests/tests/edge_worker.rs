@@ -1,0 +1,692 @@
+//! The edge Worker in bare workerd (issue 6, acceptance 1): every route and
+//! fault, driven over HTTP. Each test starts its own runtime (workerd + the
+//! real KV service + fake origins, `cityboard_tests::edge`), so they run in
+//! parallel and need no stack. The Worker must be built (deploy/test does).
+
+use std::time::{Duration, Instant};
+
+use cityboard_protocol::kv::{BulkResult, BulkWrite, PostMeta, Route, post_key, route_key};
+use cityboard_protocol::sign::SIGNATURE_HEADER;
+use cityboard_tests::edge::{
+    APEX, Behaviour, EdgeRuntime, FORWARD_SECRET, FakeOrigin, KV_ROUTE_SECRET, Options, nonce,
+    unix_now,
+};
+
+const PAGE: &str = "<!doctype html><title>Bike</title><h1>A red bike</h1>";
+const JSON: (&str, &str) = ("accept", "application/json");
+
+/// A runtime whose us-east origin is `us` and eu-west origin is `eu`.
+async fn runtime(name: &str, us: &str, eu: &str, bulk_route: bool) -> EdgeRuntime {
+    EdgeRuntime::start(
+        name,
+        Options {
+            origins: vec![("us-east".into(), us.into()), ("eu-west".into(), eu.into())],
+            bulk_route,
+            origin_timeout_ms: 800,
+        },
+    )
+    .await
+}
+
+/// A page of `city` at `version` in KV, written straight to the KV service.
+async fn put_page(edge: &EdgeRuntime, id: u64, city: &str, version: i64, html: &str) {
+    let meta =
+        serde_json::to_value(PostMeta::page(city, version, unix_now() + 7 * 86_400)).unwrap();
+    edge.kv
+        .put(&post_key(id), html.as_bytes(), Some(&meta), None)
+        .await
+        .expect("seed a page");
+}
+
+fn host(city: &str) -> String {
+    format!("{city}.{APEX}")
+}
+
+#[tokio::test]
+async fn apex_sends_visitors_by_cookie_then_cf_then_ip_else_to_the_picker() {
+    let us = FakeOrigin::start("us").await;
+    let eu = FakeOrigin::start("eu").await;
+    let edge = runtime("apex", &us.url(), &eu.url(), false).await;
+    let port = edge.port;
+    let at = |city: &str| format!("http://{city}.{APEX}:{port}/");
+
+    // The visitor's own choice wins over where they are.
+    let res = edge
+        .browse(
+            APEX,
+            "/",
+            &[
+                ("cookie", "cb_city=boston"),
+                ("x-forwarded-for", "81.2.69.10"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (res.status, res.header("location")),
+        (302, Some(at("boston").as_str()))
+    );
+    assert_eq!(res.header("cache-control"), Some("private, no-store"));
+    assert_eq!(res.header("x-cityboard-located-by"), Some("cookie"));
+
+    // cf coordinates (Versailles) place a visitor; Cloudflare sends strings.
+    let cf = r#"{"country":"FR","latitude":"48.80","longitude":"2.13","colo":"CDG"}"#;
+    let res = edge
+        .browse(
+            APEX,
+            "/",
+            &[("cf-blob", cf), ("cookie", "cb_city=atlantis")],
+        )
+        .await;
+    assert_eq!(
+        (res.status, res.header("location")),
+        (302, Some(at("paris").as_str()))
+    );
+    assert_eq!(res.header("x-cityboard-located-by"), Some("cf"));
+    assert_eq!(res.header("cache-control"), Some("private, no-store"));
+
+    // A partial cf object (no coordinates) falls back to the IP.
+    for (cf, ip, city) in [
+        (r#"{"country":"GB"}"#, "81.2.69.10", "london"),
+        (r#"{}"#, "3.0.1.2", "newyork"),
+        (
+            r#"{"latitude":null,"longitude":"x"}"#,
+            "2600:1f18::1",
+            "boston",
+        ),
+    ] {
+        let res = edge
+            .browse(APEX, "/", &[("cf-blob", cf), ("x-forwarded-for", ip)])
+            .await;
+        assert_eq!(
+            (res.status, res.header("location")),
+            (302, Some(at(city).as_str())),
+            "{cf} {ip}: {}",
+            res.text()
+        );
+        assert_eq!(res.header("x-cityboard-located-by"), Some("ip"));
+    }
+    // X-Forwarded-For: the first entry is the client.
+    let res = edge
+        .browse(APEX, "/", &[("x-forwarded-for", "2.16.5.5, 10.0.0.1")])
+        .await;
+    assert_eq!(res.header("location"), Some(at("paris").as_str()));
+
+    // Nobody places these visitors: the picker, grouped by region, with the credit.
+    for headers in [
+        vec![("x-forwarded-for", "8.8.8.8")],
+        vec![("x-forwarded-for", "127.0.0.1")],
+        vec![("x-forwarded-for", "not an ip")],
+        vec![(
+            "cf-blob",
+            r#"{"country":"JP","latitude":35.68,"longitude":139.69}"#,
+        )],
+        vec![],
+    ] {
+        let res = edge.browse(APEX, "/", &headers).await;
+        assert_eq!(res.status, 200, "{headers:?}");
+        let page = res.text();
+        assert!(page.contains("Choose your city"), "{page}");
+        assert!(
+            page.contains("<h2>us-east</h2>") && page.contains("<h2>eu-west</h2>"),
+            "{page}"
+        );
+        assert!(
+            page.contains(&format!("http://{APEX}:{port}/choose?city=london")),
+            "{page}"
+        );
+        assert!(
+            page.contains("<a href='https://db-ip.com'>IP Geolocation by DB-IP</a>"),
+            "{page}"
+        );
+        assert_eq!(res.header("cache-control"), Some("private, no-store"));
+    }
+
+    // Choosing sets the cookie and goes there.
+    let res = edge.browse(APEX, "/choose?city=london", &[]).await;
+    assert_eq!(
+        (res.status, res.header("location")),
+        (302, Some(at("london").as_str()))
+    );
+    let cookie = res.header("set-cookie").unwrap_or_default();
+    assert!(
+        cookie.starts_with("cb_city=london;") && cookie.contains("Path=/"),
+        "{cookie}"
+    );
+    // A city that is not served: 404 with the picker.
+    let res = edge.browse(APEX, "/choose?city=atlantis", &[]).await;
+    assert_eq!(res.status, 404);
+    assert!(res.text().contains("Choose your city"));
+
+    // Hosts that are not ours and cities not served: 404 with the picker, no origin call.
+    for h in [
+        "evil.example",
+        &host("atlantis"),
+        &format!("a.b.{APEX}"),
+        "127.0.0.1",
+    ] {
+        let res = edge.browse(h, "/post/1", &[]).await;
+        assert_eq!(res.status, 404, "{h}");
+        assert!(
+            res.text().contains("Choose your city"),
+            "{h}: {}",
+            res.text()
+        );
+        let res = edge.request("GET", h, "/", &[JSON], b"").await;
+        assert_eq!(res.status, 404, "{h}");
+        assert_eq!(res.header("content-type"), Some("application/problem+json"));
+    }
+    // The bulk route is off without KV_ROUTE_KEY.
+    let res = edge
+        .bulk(b"[]", KV_ROUTE_SECRET, unix_now(), &nonce())
+        .await;
+    assert_eq!(res.status, 404, "{}", res.text());
+    assert_eq!(us.hits() + eu.hits(), 0);
+}
+
+#[tokio::test]
+async fn post_pages_come_from_kv_without_touching_the_origin() {
+    let us = FakeOrigin::start("us").await;
+    let eu = FakeOrigin::start("eu").await;
+    let edge = runtime("pages", &us.url(), &eu.url(), false).await;
+    let boston = host("boston");
+    put_page(&edge, 101, "boston", 3, PAGE).await;
+
+    // Hit: the stored bytes, an ETag, no origin call.
+    let res = edge.browse(&boston, "/post/101", &[]).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.text(), PAGE);
+    assert_eq!(res.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(res.header("x-cityboard-edge"), Some("kv-hit"));
+    let etag = res.header("etag").expect("an etag").to_string();
+    assert_eq!(
+        etag,
+        cityboard_protocol::kv::etag(101, &PostMeta::page("boston", 3, 0))
+    );
+    // Revalidation: 304, no body.
+    let res = edge
+        .browse(&boston, "/post/101", &[("if-none-match", &etag)])
+        .await;
+    assert_eq!((res.status, res.body.len()), (304, 0));
+    assert_eq!(res.header("etag"), Some(etag.as_str()));
+    let res = edge
+        .browse(&boston, "/post/101", &[("if-none-match", "\"other\"")])
+        .await;
+    assert_eq!(res.status, 200);
+    // A big page streams through whole.
+    let big = format!("<p>{}</p>", "x".repeat(300_000));
+    put_page(&edge, 102, "boston", 1, &big).await;
+    assert_eq!(edge.browse(&boston, "/post/102", &[]).await.text(), big);
+    assert_eq!(us.hits() + eu.hits(), 0, "KV hits must not reach an origin");
+
+    // Read-your-writes: a cookie naming a newer version (or a pending write)
+    // of this post sends the read to the origin; an older one or another post does not.
+    for (cookie, to_origin) in [
+        ("cb_ryw=a.1.shard-1.16B3D28.101.4", true),
+        ("cb_ryw=p.77.101", true),
+        ("cb_ryw=a.1.shard-1.16B3D28.101.3", false),
+        ("cb_ryw=a.1.shard-1.16B3D28.999.9", false),
+        ("cb_ryw=garbage", false),
+    ] {
+        let before = us.hits();
+        let res = edge
+            .browse(&boston, "/post/101", &[("cookie", cookie)])
+            .await;
+        assert_eq!(res.status, 200);
+        assert_eq!(us.hits() - before, usize::from(to_origin), "{cookie}");
+        if to_origin {
+            assert_eq!(res.header("x-cityboard-edge"), Some("kv-stale"));
+            assert!(
+                res.text().starts_with("origin us GET /post/101"),
+                "{}",
+                res.text()
+            );
+        }
+    }
+
+    // Miss: the city's region origin, signed; never a 404 of the edge's own.
+    let res = edge.browse(&boston, "/post/555", &[]).await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("x-cityboard-edge"), Some("kv-miss"));
+    assert_eq!(res.text(), "origin us GET /post/555 city=boston");
+    let seen = us.seen().pop().expect("the origin saw the miss");
+    assert_eq!(seen.signature, Ok(()), "{seen:?}");
+    assert_eq!(
+        seen.headers.get("x-forwarded-host").map(String::as_str),
+        Some(format!("{boston}:{}", edge.port).as_str())
+    );
+    assert_eq!(
+        seen.headers.get("x-cityboard-city").map(String::as_str),
+        Some("boston")
+    );
+    // JSON readers always get the origin's answer.
+    let before = us.hits();
+    let res = edge
+        .request("GET", &boston, "/post/101", &[JSON], b"")
+        .await;
+    assert_eq!((res.status, us.hits() - before), (200, 1));
+    // A London page asked for on the Paris host goes to the eu origin on a miss.
+    let res = edge.browse(&host("paris"), "/post/556", &[]).await;
+    assert_eq!(res.text(), "origin eu GET /post/556 city=paris");
+
+    // Tombstone: 410 page. Another city's page: 301 to its canonical host.
+    let tomb = serde_json::to_value(PostMeta::tombstone(5)).unwrap();
+    edge.kv
+        .put(&post_key(103), b"", Some(&tomb), Some(3600))
+        .await
+        .unwrap();
+    let res = edge.browse(&boston, "/post/103", &[]).await;
+    assert_eq!(res.status, 410);
+    assert!(res.text().contains("Gone"));
+    put_page(&edge, 104, "london", 1, PAGE).await;
+    let res = edge.browse(&boston, "/post/104", &[]).await;
+    assert_eq!(res.status, 301);
+    assert_eq!(
+        res.header("location"),
+        Some(format!("http://london.{APEX}:{}/post/104", edge.port).as_str())
+    );
+    // An expired page (the janitor's tombstone not there yet): the origin decides.
+    let meta = serde_json::to_value(PostMeta::page("boston", 1, unix_now() - 10)).unwrap();
+    edge.kv
+        .put(&post_key(105), PAGE.as_bytes(), Some(&meta), None)
+        .await
+        .unwrap();
+    let res = edge.browse(&boston, "/post/105", &[]).await;
+    assert_eq!(res.header("x-cityboard-edge"), Some("kv-expired"));
+    assert_eq!(eu.hits(), 1);
+}
+
+#[tokio::test]
+async fn an_origin_answering_421_makes_the_worker_reread_the_route_and_retry_once() {
+    let old = FakeOrigin::start("old").await;
+    let new = FakeOrigin::start("new").await;
+    let eu = FakeOrigin::start("eu").await;
+    let edge = runtime("reroute", &old.url(), &eu.url(), false).await;
+    let boston = host("boston");
+    // The city moved: the old region answers 421 (after the route moved in KV).
+    let route = Route {
+        region: "us-west".into(),
+        origin: new.url(),
+    };
+    old.behave(Behaviour::Misdirected {
+        moved_to: Some((edge.kv.port, route, "boston".into())),
+    });
+    let res = edge
+        .request("GET", &boston, "/post?search=bike", &[JSON], b"")
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.text(), "origin new GET /post?search=bike city=boston");
+    assert_eq!((old.hits(), new.hits()), (1, 1));
+    assert_eq!(
+        new.seen()[0].signature,
+        Ok(()),
+        "the retry is signed afresh"
+    );
+    assert_ne!(
+        old.seen()[0].headers[SIGNATURE_HEADER],
+        new.seen()[0].headers[SIGNATURE_HEADER],
+        "a new nonce, not a replay"
+    );
+    // From now on the route in KV is used directly; writes too.
+    let res = edge.request("POST", &boston, "/post", &[JSON], b"{}").await;
+    assert_eq!(res.text(), "origin new POST /post city=boston");
+    assert_eq!((old.hits(), new.hits()), (1, 2));
+
+    // A 421 whose route did not change: one retry only, then the 421 goes back.
+    let eu_before = eu.hits();
+    eu.behave(Behaviour::Misdirected { moved_to: None });
+    let res = edge
+        .request("GET", &host("paris"), "/me", &[JSON], b"")
+        .await;
+    assert_eq!(res.status, 421);
+    assert_eq!(eu.hits() - eu_before, 2);
+    // A route in KV for a city wins over the configured region.
+    edge.kv
+        .put(
+            &route_key("london"),
+            serde_json::to_string(&Route {
+                region: "x".into(),
+                origin: new.url(),
+            })
+            .unwrap()
+            .as_bytes(),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let res = edge
+        .request("GET", &host("london"), "/me", &[JSON], b"")
+        .await;
+    assert_eq!(res.text(), "origin new GET /me city=london");
+}
+
+#[tokio::test]
+async fn with_the_origin_down_kv_hits_are_served_and_the_rest_is_503() {
+    let down = format!("http://127.0.0.1:{}", cityboard_tests::edge::free_port());
+    let slow = FakeOrigin::start("slow").await;
+    slow.behave(Behaviour::Slow(Duration::from_secs(5)));
+    let edge = runtime("down", &down, &slow.url(), false).await;
+    let boston = host("boston");
+    put_page(&edge, 201, "boston", 1, PAGE).await;
+    put_page(&edge, 202, "paris", 1, PAGE).await;
+
+    for city in ["boston", "paris"] {
+        let id = if city == "boston" { 201 } else { 202 };
+        let res = edge.browse(&host(city), &format!("/post/{id}"), &[]).await;
+        assert_eq!((res.status, res.text().as_str()), (200, PAGE), "{city}");
+    }
+    // Down (refused) and slow (over ORIGIN_TIMEOUT_MS): 503 with Retry-After,
+    // an HTML page for browsers, a problem document otherwise.
+    for city in ["boston", "paris"] {
+        let h = host(city);
+        let started = Instant::now();
+        let res = edge.browse(&h, "/post/299", &[]).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{city}: the timeout holds"
+        );
+        assert_eq!(res.status, 503, "{city}: {}", res.text());
+        assert!(res.header("retry-after").is_some());
+        assert!(res.text().contains("Service unavailable"));
+        assert_eq!(res.header("content-type"), Some("text/html; charset=utf-8"));
+        for (method, path) in [
+            ("GET", "/post?search=x"),
+            ("POST", "/post"),
+            ("DELETE", "/post/1"),
+        ] {
+            let res = edge.request(method, &h, path, &[JSON], b"{}").await;
+            assert_eq!(res.status, 503, "{method} {path}");
+            assert!(res.header("retry-after").is_some());
+            let problem: serde_json::Value =
+                serde_json::from_slice(&res.body).expect("problem json");
+            assert_eq!(problem["status"], 503);
+            assert!(
+                problem["type"]
+                    .as_str()
+                    .unwrap_or("")
+                    .ends_with("/origin-unavailable")
+            );
+        }
+    }
+    assert!(slow.hits() >= 4);
+    // The Worker is still healthy afterwards (no exception reset it).
+    let res = edge.browse(&boston, "/post/201", &[]).await;
+    assert_eq!(res.status, 200);
+}
+
+#[tokio::test]
+async fn writes_go_to_the_origin_signed_unfollowed_and_limited() {
+    let us = FakeOrigin::start("us").await;
+    let eu = FakeOrigin::start("eu").await;
+    let edge = runtime("writes", &us.url(), &eu.url(), false).await;
+    let boston = host("boston");
+    let body = br#"{"title":"bike","price":100}"#;
+    let res = edge
+        .request(
+            "POST",
+            &boston,
+            "/post?x=1",
+            &[
+                JSON,
+                ("content-type", "application/json"),
+                ("cookie", "cb_session=abc"),
+                ("x-forwarded-for", "3.0.9.9"),
+                // A visitor cannot supply what the Worker signs.
+                ("x-cityboard-city", "paris"),
+                ("x-cityboard-signature", "v1 forged"),
+            ],
+            body,
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let seen = us.seen().pop().expect("the origin got the write");
+    assert_eq!(
+        (seen.method.as_str(), seen.path_and_query.as_str()),
+        ("POST", "/post?x=1")
+    );
+    assert_eq!(seen.body, body);
+    assert_eq!(
+        seen.signature,
+        Ok(()),
+        "the host-side verifier accepts the Worker's signature"
+    );
+    assert_eq!(seen.headers["x-cityboard-city"], "boston");
+    assert_eq!(seen.headers["x-cityboard-client-ip"], "3.0.9.9");
+    assert_eq!(seen.headers["cookie"], "cb_session=abc");
+    assert!(!seen.headers.contains_key("cf-blob"));
+    for method in ["PUT", "DELETE", "PATCH"] {
+        let res = edge
+            .request(method, &boston, "/post/7", &[JSON], b"{}")
+            .await;
+        assert_eq!(
+            res.text(),
+            format!("origin us {method} /post/7 city=boston")
+        );
+    }
+    // Redirects are the browser's to follow, not the Worker's.
+    us.behave(Behaviour::Redirect(format!("{}/elsewhere", eu.url())));
+    let res = edge
+        .request("POST", &boston, "/login", &[], b"user=a")
+        .await;
+    assert_eq!(res.status, 302);
+    assert_eq!(
+        res.header("location"),
+        Some(format!("{}/elsewhere", eu.url()).as_str())
+    );
+    assert_eq!(eu.hits(), 0);
+    us.behave(Behaviour::Normal);
+
+    // Over 64 KiB: 413 at the edge.
+    let before = us.hits();
+    let res = edge
+        .request(
+            "POST",
+            &boston,
+            "/post",
+            &[JSON],
+            &vec![b'x'; 64 * 1024 + 1],
+        )
+        .await;
+    assert_eq!(res.status, 413, "{}", res.text());
+    let res = edge
+        .request("POST", &boston, "/post", &[JSON], &vec![b'x'; 64 * 1024])
+        .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(us.hits() - before, 1);
+
+    // Logged-in GETs always reach the origin.
+    let before = us.hits();
+    for _ in 0..2 {
+        edge.request(
+            "GET",
+            &boston,
+            "/post?search=a",
+            &[JSON, ("cookie", "cb_session=t")],
+            b"",
+        )
+        .await;
+    }
+    assert_eq!(us.hits() - before, 2);
+}
+
+#[tokio::test]
+async fn bad_input_is_answered_at_the_edge_without_an_origin_call() {
+    let us = FakeOrigin::start("us").await;
+    let eu = FakeOrigin::start("eu").await;
+    let edge = runtime("bad-input", &us.url(), &eu.url(), false).await;
+    let boston = host("boston");
+    for path in [
+        "/post/abc",
+        "/post/0123",
+        "/post/0",
+        "/post/99999999999999999999",
+        "/post/-1",
+        "/post/1e5",
+    ] {
+        for accept in [JSON, ("accept", "text/html")] {
+            let res = edge.request("GET", &boston, path, &[accept], b"").await;
+            assert_eq!(res.status, 404, "{path}");
+        }
+        let res = edge.request("DELETE", &boston, path, &[JSON], b"").await;
+        assert_eq!(res.status, 404, "DELETE {path}");
+    }
+    let long = format!("/post?search={}", "a".repeat(2100));
+    let res = edge.request("GET", &boston, &long, &[JSON], b"").await;
+    assert_eq!(res.status, 400);
+    let huge = "x".repeat(9000);
+    let res = edge
+        .request("GET", &boston, "/post", &[JSON, ("x-junk", &huge)], b"")
+        .await;
+    assert_eq!(res.status, 400);
+    let res = edge.request("GET", &boston, "/healthz", &[], b"").await;
+    assert_eq!((res.status, res.text().as_str()), (200, "ok"));
+    assert_eq!(us.hits() + eu.hits(), 0);
+}
+
+#[tokio::test]
+async fn the_bulk_route_writes_newer_versions_and_refuses_bad_signatures() {
+    let us = FakeOrigin::start("us").await;
+    let eu = FakeOrigin::start("eu").await;
+    let edge = runtime("bulk", &us.url(), &eu.url(), true).await;
+    let write = |id: u64, meta: PostMeta, value: &str| BulkWrite {
+        key: post_key(id),
+        value: value.into(),
+        metadata: Some(serde_json::to_value(meta).unwrap()),
+        expiration_ttl: None,
+    };
+    let exp = unix_now() + 86_400;
+    let batch = vec![
+        write(301, PostMeta::page("boston", 2, exp), "<p>v2</p>"),
+        write(302, PostMeta::page("paris", 1, exp), "<p>paris</p>"),
+        BulkWrite {
+            key: route_key("boston"),
+            value: serde_json::to_string(&Route {
+                region: "us-east".into(),
+                origin: us.url(),
+            })
+            .unwrap(),
+            metadata: None,
+            expiration_ttl: None,
+        },
+    ];
+    let body = serde_json::to_vec(&batch).unwrap();
+    let res = edge
+        .bulk(&body, KV_ROUTE_SECRET, unix_now(), &nonce())
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let result: BulkResult = serde_json::from_slice(&res.body).unwrap();
+    assert_eq!((result.written, result.skipped_older), (3, 0));
+    let res = edge.browse(&host("boston"), "/post/301", &[]).await;
+    assert_eq!((res.status, res.text().as_str()), (200, "<p>v2</p>"));
+
+    // An older version never replaces a newer one; a tombstone does, and stays.
+    let older =
+        serde_json::to_vec(&[write(301, PostMeta::page("boston", 1, exp), "<p>v1</p>")]).unwrap();
+    let res = edge
+        .bulk(&older, KV_ROUTE_SECRET, unix_now(), &nonce())
+        .await;
+    let result: BulkResult = serde_json::from_slice(&res.body).unwrap();
+    assert_eq!((result.written, result.skipped_older), (0, 1));
+    assert_eq!(
+        edge.browse(&host("boston"), "/post/301", &[]).await.text(),
+        "<p>v2</p>"
+    );
+    let tomb = serde_json::to_vec(&[
+        write(301, PostMeta::tombstone(2), ""),
+        write(301, PostMeta::page("boston", 2, exp), "<p>v2 again</p>"),
+    ])
+    .unwrap();
+    let res = edge
+        .bulk(&tomb, KV_ROUTE_SECRET, unix_now(), &nonce())
+        .await;
+    let result: BulkResult = serde_json::from_slice(&res.body).unwrap();
+    assert_eq!((result.written, result.skipped_older), (1, 1));
+    assert_eq!(
+        edge.browse(&host("boston"), "/post/301", &[]).await.status,
+        410
+    );
+    let (_, meta) = edge
+        .kv
+        .get(&post_key(301))
+        .await
+        .unwrap()
+        .expect("tombstone kept");
+    assert_eq!(meta.unwrap()["gone"], true);
+
+    // Forged (another key), stale, replayed, missing, tampered: 401.
+    let fresh =
+        serde_json::to_vec(&[write(303, PostMeta::page("boston", 1, exp), "<p>x</p>")]).unwrap();
+    let res = edge
+        .bulk(&fresh, FORWARD_SECRET, unix_now(), &nonce())
+        .await;
+    assert_eq!(res.status, 401, "another key: {}", res.text());
+    let res = edge
+        .bulk(&fresh, KV_ROUTE_SECRET, unix_now() - 120, &nonce())
+        .await;
+    assert_eq!(res.status, 401, "stale: {}", res.text());
+    let n = nonce();
+    let ts = unix_now();
+    assert_eq!(edge.bulk(&fresh, KV_ROUTE_SECRET, ts, &n).await.status, 200);
+    let res = edge.bulk(&fresh, KV_ROUTE_SECRET, ts, &n).await;
+    assert_eq!(res.status, 401, "replayed: {}", res.text());
+    assert!(res.text().contains("replayed"), "{}", res.text());
+    let res = edge
+        .request("POST", APEX, cityboard_protocol::kv::BULK_PATH, &[], &fresh)
+        .await;
+    assert_eq!(res.status, 401);
+    let header = cityboard_tests::edge::bulk_signature(
+        &format!("{APEX}:{}", edge.port),
+        &fresh,
+        KV_ROUTE_SECRET,
+        unix_now(),
+        &nonce(),
+    );
+    let res = edge
+        .request(
+            "POST",
+            APEX,
+            cityboard_protocol::kv::BULK_PATH,
+            &[(SIGNATURE_HEADER, &header)],
+            b"[]",
+        )
+        .await;
+    assert_eq!(res.status, 401, "body changed after signing");
+    assert_eq!(us.hits() + eu.hits(), 0);
+}
+
+#[tokio::test]
+async fn known_answer_vectors_pass_inside_the_wasm_build() {
+    let us = FakeOrigin::start("us").await;
+    let edge = runtime("vectors", &us.url(), &us.url(), false).await;
+    let res = edge
+        .request("GET", APEX, "/__cityboard/test/vectors", &[], b"")
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let passed: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
+    let expected = cityboard_protocol::vectors().len();
+    assert!(expected > 0);
+    assert_eq!(passed["passed"], expected, "{passed}");
+    // Each vector's fields signed by the Worker with its own key equal the
+    // host-side signature with that key.
+    let key = cityboard_protocol::sign::Key::new(FORWARD_SECRET.as_bytes().to_vec());
+    for v in cityboard_protocol::vectors() {
+        let input = serde_json::json!({
+            "method": v.method, "host": v.host, "path_and_query": v.path_and_query,
+            "client_ip": v.client_ip, "city": v.city, "body": v.body,
+            "timestamp": v.timestamp, "nonce": v.nonce,
+        });
+        let res = edge
+            .request(
+                "POST",
+                APEX,
+                "/__cityboard/test/sign",
+                &[],
+                input.to_string().as_bytes(),
+            )
+            .await;
+        assert_eq!(res.status, 200, "{}", res.text());
+        let got: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
+        let want = cityboard_protocol::sign::sign(&key, &v.request(), v.timestamp, &v.nonce);
+        assert_eq!(got["header"], want, "vector {}", v.name);
+    }
+}
