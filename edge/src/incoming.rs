@@ -42,10 +42,9 @@ impl Incoming {
             url::Url::parse(&raw.url()).map_err(|_| EdgeError::BadRequest("malformed URL"))?;
         let path = url.path().to_string();
         let query = url.query().unwrap_or("").to_string();
-        let path_and_query = if query.is_empty() && !raw.url().ends_with('?') {
-            path.clone()
-        } else {
-            format!("{path}?{query}")
+        let path_and_query = match url.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.clone(),
         };
         if path_and_query.len() > MAX_PATH_AND_QUERY {
             return Err(EdgeError::BadRequest("path longer than 2048 bytes"));
