@@ -272,6 +272,9 @@ pub struct Options {
     pub bulk_route: bool,
     /// `ORIGIN_TIMEOUT_MS`.
     pub origin_timeout_ms: u32,
+    /// Look IPs up in the database embedded at build time instead of the
+    /// test one ([`TEST_NETWORKS`]).
+    pub embedded_database: bool,
 }
 
 /// One bare workerd with the Worker, its KV service, in a scratch directory.
@@ -345,11 +348,15 @@ impl EdgeRuntime {
             text.contains(anchor),
             "generated config changed shape:\n{text}"
         );
-        let text = text.replacen(
-            anchor,
-            &format!("    (name = \"TEST_GEO_MMDB\", data = embed \"cities.mmdb\"),\n{anchor}"),
-            1,
-        );
+        let text = if options.embedded_database {
+            text
+        } else {
+            text.replacen(
+                anchor,
+                &format!("    (name = \"TEST_GEO_MMDB\", data = embed \"cities.mmdb\"),\n{anchor}"),
+                1,
+            )
+        };
         let config = dir.join("edge.capnp");
         std::fs::write(&config, text).expect("write the workerd config");
 

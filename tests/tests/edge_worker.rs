@@ -23,6 +23,7 @@ async fn runtime(name: &str, us: &str, eu: &str, bulk_route: bool) -> EdgeRuntim
             origins: vec![("us-east".into(), us.into()), ("eu-west".into(), eu.into())],
             bulk_route,
             origin_timeout_ms: 800,
+            embedded_database: false,
         },
     )
     .await
@@ -689,4 +690,41 @@ async fn known_answer_vectors_pass_inside_the_wasm_build() {
         let want = cityboard_protocol::sign::sign(&key, &v.request(), v.timestamp, &v.nonce);
         assert_eq!(got["header"], want, "vector {}", v.name);
     }
+}
+
+#[tokio::test]
+async fn the_embedded_city_database_places_real_addresses() {
+    // deploy/build-edge.sh compiles it from the default topology (DB-IP Lite)
+    // and embeds it; the test cities are among the topology's.
+    let mmdb = cityboard_tests::repo_root().join("target/edge/cities.mmdb");
+    let cities = ["newyork", "boston", "london", "paris"];
+    let addresses = cityboard_deploy::edge::addresses_in(&mmdb, &cities)
+        .unwrap_or_else(|e| panic!("{e:#}: the Worker must be built with its city database"));
+    let us = FakeOrigin::start("us").await;
+    let edge = EdgeRuntime::start(
+        "embedded-db",
+        Options {
+            origins: vec![("us-east".into(), us.url()), ("eu-west".into(), us.url())],
+            bulk_route: false,
+            origin_timeout_ms: 800,
+            embedded_database: true,
+        },
+    )
+    .await;
+    for (city, ip) in &addresses {
+        let started = Instant::now();
+        let res = edge
+            .browse(APEX, "/", &[("cf-connecting-ip", &ip.to_string())])
+            .await;
+        let location = format!("http://{city}.{APEX}:{}/", edge.port);
+        assert_eq!(
+            (res.status, res.header("location")),
+            (302, Some(location.as_str())),
+            "{ip} is in {city}: {}",
+            res.text()
+        );
+        assert_eq!(res.header("x-cityboard-located-by"), Some("ip"));
+        eprintln!("{ip} -> {city} in {:?}", started.elapsed());
+    }
+    assert_eq!(addresses.len(), cities.len(), "{addresses:?}");
 }
