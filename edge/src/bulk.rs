@@ -170,3 +170,33 @@ async fn write_one(kv: &KvStore, w: &BulkWrite) -> Result<bool, EdgeError> {
     put.execute().await?;
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(key: &str, meta: Option<PostMeta>) -> BulkWrite {
+        BulkWrite {
+            key: key.into(),
+            value: String::new(),
+            metadata: meta.map(|m| serde_json::to_value(m).expect("json")),
+            expiration_ttl: None,
+        }
+    }
+
+    #[test]
+    fn one_write_per_key_the_newest_wins() {
+        let (winners, result) = newest_per_key(vec![
+            write("post:1", Some(PostMeta::page("a", 2, 0))),
+            write("post:1", Some(PostMeta::page("a", 1, 0))),
+            write("post:2", Some(PostMeta::page("a", 1, 0))),
+            write("post:1", Some(PostMeta::tombstone(2))),
+            write("route:a", None),
+            write("route:a", None),
+        ]);
+        assert_eq!(result.skipped_older, 3);
+        let keys: Vec<&str> = winners.iter().map(|w| w.key.as_str()).collect();
+        assert_eq!(keys, ["post:1", "post:2", "route:a"]);
+        assert_eq!(post_meta(&winners[0]).map(|m| m.gone), Some(true));
+    }
+}

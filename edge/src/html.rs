@@ -82,3 +82,18 @@ pub fn gone_page() -> String {
         "This post was removed or has expired; it is no longer available.",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_quotes() {
+        assert_eq!(
+            escape("<a href=\"x\">Tom & Jerry's</a>"),
+            "&lt;a href=&quot;x&quot;&gt;Tom &amp; Jerry&#39;s&lt;/a&gt;"
+        );
+        let page = message_page("<b>", "x");
+        assert!(page.contains("&lt;b&gt;") && page.contains(GEOIP_CREDIT));
+    }
+}
