@@ -6,6 +6,11 @@
 #
 # Health check: GET http://127.0.0.1:PORT/healthz answers 200 "ok".
 #
+# By hand only: `cityboard up` supervises workerd itself with a config it
+# generates from the topology. This one serves edge/workerd.capnp, whose PAGES
+# binding needs `cityboard edge-kv --dir DIR` on 127.0.0.1:8788 and whose
+# FORWARD_KEY comes from $CITYBOARD_EDGE_FORWARD_KEY.
+#
 # Usage: deploy/run-edge.sh PORT [ADDRESS]     ADDRESS defaults to 127.0.0.1
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
