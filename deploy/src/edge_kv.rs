@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use axum::serve::ListenerExt;
 use tokio::signal::unix::{SignalKind, signal};
 
 pub use routes::{METADATA_HEADER, Service};
@@ -84,6 +85,12 @@ pub async fn serve(options: Options) -> Result<()> {
     };
     let mut term = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    // No Nagle: workerd waits for each KV answer before it answers its
+    // visitor, and a response written as head then body would otherwise sit
+    // out a delayed ACK (40 ms) on every keep-alive request.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, routes::router(service))
         .with_graceful_shutdown(async move {
             tokio::select! {
