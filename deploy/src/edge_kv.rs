@@ -107,12 +107,25 @@ pub async fn serve(options: Options) -> Result<()> {
 
 /// The supervised command: this same `cityboard` binary.
 pub fn command(dir: &Path, port: u16) -> Result<Command> {
-    let mut cmd = Command::new(std::env::current_exe().context("finding the cityboard binary")?);
+    let mut cmd = Command::new(own_binary()?);
     cmd.arg("edge-kv")
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--dir")
         .arg(dir);
     Ok(cmd)
+}
+
+/// The `cityboard` binary this process runs. A supervisor that outlived a
+/// rebuild sees its old file as `PATH (deleted)` (Linux): the new build at
+/// the same path is the one to start, as for every sibling binary.
+fn own_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("finding the cityboard binary")?;
+    if !exe.is_file()
+        && let Some(path) = exe.to_str().and_then(|s| s.strip_suffix(" (deleted)"))
+    {
+        return Ok(PathBuf::from(path));
+    }
+    Ok(exe)
 }
 
 /// Ready when a one-key list answers 200 (every path is a key, so the
