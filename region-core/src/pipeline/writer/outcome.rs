@@ -123,6 +123,9 @@ impl Writer {
         let mut finished: Vec<Queued> = Vec::new();
         let mut notes = Vec::new();
         let mut letters = Vec::new();
+        // A command read twice into one batch (a producer retry, a replay
+        // overlapping new reads) has one result: its second copy is a replay.
+        let mut seen = std::collections::HashSet::new();
         for (city, epoch, commands) in &dispatch.cities {
             match refused.get(city) {
                 Some(FenceAction::Hold) => {
@@ -145,6 +148,11 @@ impl Writer {
                     tracing::error!(command = %q.command.id, "no result for an applied command");
                     continue;
                 };
+                if !seen.insert(q.command.id) {
+                    metrics::add(&m.replayed, 1);
+                    finished.push(q);
+                    continue;
+                }
                 let outcome = if r.fresh {
                     r.outcome.clone()
                 } else {

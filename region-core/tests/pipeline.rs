@@ -1,0 +1,419 @@
+//! The writer and the relay, in process, against the stack's broker, shards
+//! and Redis, each test on topics and cities of its own.
+
+mod common;
+#[path = "common/pipeline.rs"]
+mod pipeline_common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::*;
+use pipeline_common::*;
+use region_core::apply::{ApplyConfig, CityBatch, apply};
+use region_core::model::{Command, CommandKind, Id, IdGenerator};
+use region_core::pipeline::failpoint::{RELAY_AFTER_PRODUCE, WRITER_AFTER_COMMIT};
+use region_core::pipeline::notify::{CommandState, Notifier};
+use region_core::pipeline::{POST_ID_HEADER, REASON_HEADER, VERSION_HEADER};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+async fn update(ids: &IdGenerator, create: &Command, title: &str) -> Command {
+    Command {
+        id: ids.next().await.unwrap(),
+        kind: CommandKind::Update {
+            post_id: create.kind.post_id().unwrap(),
+            user_id: Id(42),
+            post: sample_post(title),
+        },
+        ..create.clone()
+    }
+}
+
+/// (version, title) of a post, if it exists.
+async fn post(shard: &Shard, city: &str, id: Id) -> Option<(i64, String)> {
+    sqlx::query_as("SELECT version, title FROM posts WHERE city = $1 AND id = $2")
+        .bind(city)
+        .bind(id)
+        .fetch_optional(&pool(&shard.primary_url).await)
+        .await
+        .unwrap()
+}
+
+async fn posts_in(shard: &Shard, city: &str) -> i64 {
+    count(
+        &pool(&shard.primary_url).await,
+        "SELECT count(*) FROM posts WHERE city = $1",
+        city,
+    )
+    .await
+}
+
+async fn set_fence(shard: &Shard, city: &str, state: &str) {
+    sqlx::query("UPDATE city_fence SET state = $2 WHERE city = $1")
+        .bind(city)
+        .bind(state)
+        .execute(&pool(&shard.primary_url).await)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn commands_on_the_topic_are_applied_once_each_on_their_shards() {
+    let state = prepared().await;
+    let region = state.region();
+    let (s1, s2) = (&region.shards[0], &region.shards[1]);
+    let a = new_city(region, s1, "wr-a").await;
+    let b = new_city(region, s2, "wr-b").await;
+    let topics = own_topics("applied", 2).await;
+    let writer = RunningWriter::start(region, &topics, "w", |_| {}).await;
+    let ids = ids(region).await;
+    let producer = producer();
+    let mut sent = Vec::new();
+    for i in 0..10 {
+        for city in [&a, &b] {
+            let c = create_command(&ids, city, Id(42), &format!("bike {i}")).await;
+            send(&producer, &topics.commands, &c).await;
+            sent.push(c);
+        }
+    }
+    eventually("20 posts on their shards", LIMIT, || async {
+        (posts_in(s1, &a).await == 10 && posts_in(s2, &b).await == 10).then_some(())
+    })
+    .await;
+    // The apply notification names the shard, epoch and version.
+    let notifier = Notifier::new(&store_url());
+    let last = sent.last().unwrap();
+    let status = eventually("the last command's status", LIMIT, || async {
+        notifier.status(last.id).await.unwrap()
+    })
+    .await;
+    assert_eq!(status.state, CommandState::Applied);
+    assert_eq!(status.post, last.kind.post_id());
+    let at = status.applied.unwrap();
+    assert_eq!(
+        (at.shard.as_str(), at.epoch, at.version),
+        (s2.name.as_str(), 1, 1)
+    );
+    writer.stop().await.unwrap();
+    assert_eq!(posts_in(s1, &a).await + posts_in(s2, &b).await, 20);
+}
+
+#[tokio::test]
+async fn a_duplicated_command_changes_nothing() {
+    let state = prepared().await;
+    let region = state.region();
+    let shard = &region.shards[0];
+    let city = new_city(region, shard, "wr-dup").await;
+    let topics = own_topics("dup", 1).await;
+    let writer = RunningWriter::start(region, &topics, "w", |_| {}).await;
+    let ids = ids(region).await;
+    let producer = producer();
+    let create = create_command(&ids, &city, Id(42), "lamp").await;
+    let edit = update(&ids, &create, "red lamp").await;
+    for c in [&create, &edit, &create, &edit] {
+        send(&producer, &topics.commands, c).await;
+    }
+    let marker = create_command(&ids, &city, Id(42), "marker").await;
+    send(&producer, &topics.commands, &marker).await;
+    eventually("the marker applied", LIMIT, || async {
+        post(shard, &city, marker.kind.post_id().unwrap()).await
+    })
+    .await;
+    let id = create.kind.post_id().unwrap();
+    assert_eq!(post(shard, &city, id).await, Some((2, "red lamp".into())));
+    let applied = count(
+        &pool(&shard.primary_url).await,
+        "SELECT count(*) FROM applied_commands WHERE city = $1",
+        &city,
+    )
+    .await;
+    assert_eq!(applied, 3);
+    assert_eq!(writer.metrics.replayed.load(Ordering::Relaxed), 2);
+    writer.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_writer_that_crashes_after_commit_replays_its_batch_harmlessly() {
+    let state = prepared().await;
+    let region = state.region();
+    let shard = &region.shards[0];
+    let city = new_city(region, shard, "wr-crash").await;
+    let topics = own_topics("crash", 1).await;
+    let ids = ids(region).await;
+    let producer = producer();
+    let create = create_command(&ids, &city, Id(42), "desk").await;
+    let edit = update(&ids, &create, "oak desk").await;
+    send(&producer, &topics.commands, &create).await;
+    send(&producer, &topics.commands, &edit).await;
+
+    // The first batch commits, then the writer "dies" before its offsets.
+    fail::cfg(WRITER_AFTER_COMMIT, "1*return(error)").unwrap();
+    let writer = RunningWriter::start(region, &topics, "w", |c| {
+        c.queue.batch_window = Duration::from_millis(300);
+    })
+    .await;
+    let err = writer.ended().await.unwrap_err();
+    assert!(err.to_string().contains(WRITER_AFTER_COMMIT), "{err:#}");
+    let id = create.kind.post_id().unwrap();
+    assert_eq!(post(shard, &city, id).await, Some((2, "oak desk".into())));
+
+    // Its successor in the same group reads the batch again.
+    let again = RunningWriter::start(region, &topics, "w", |_| {}).await;
+    let marker = create_command(&ids, &city, Id(42), "marker").await;
+    send(&producer, &topics.commands, &marker).await;
+    eventually("the marker applied", LIMIT, || async {
+        post(shard, &city, marker.kind.post_id().unwrap()).await
+    })
+    .await;
+    assert_eq!(post(shard, &city, id).await, Some((2, "oak desk".into())));
+    assert_eq!(again.metrics.replayed.load(Ordering::Relaxed), 2);
+    assert_eq!(again.metrics.applied.load(Ordering::Relaxed), 1);
+    again.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn poison_and_rejected_commands_land_in_the_dead_letter_topic_and_the_writer_goes_on() {
+    let state = prepared().await;
+    let region = state.region();
+    let shard = &region.shards[0];
+    let city = new_city(region, shard, "wr-poison").await;
+    let topics = own_topics("poison", 1).await;
+    let writer = RunningWriter::start(region, &topics, "w", |_| {}).await;
+    let ids = ids(region).await;
+    let producer = producer();
+    producer
+        .produce(&topics.commands, &city, b"{this is not json", &[])
+        .await
+        .unwrap();
+    let unknown = ids.next().await.unwrap();
+    let teleport = serde_json::json!({"id": unknown.to_string(), "city": city,
+        "created_at": "2026-01-01T00:00:00Z", "epoch": 1, "type": "teleport"});
+    producer
+        .produce(
+            &topics.commands,
+            &city,
+            teleport.to_string().as_bytes(),
+            &[],
+        )
+        .await
+        .unwrap();
+    let create = create_command(&ids, &city, Id(42), "chair").await;
+    let not_yours = Command {
+        id: ids.next().await.unwrap(),
+        kind: CommandKind::Delete {
+            post_id: create.kind.post_id().unwrap(),
+            user_id: Id(43),
+        },
+        ..create.clone()
+    };
+    send(&producer, &topics.commands, &create).await;
+    send(&producer, &topics.commands, &not_yours).await;
+
+    let letters = read_until(&topics.dead_letters, LIMIT, |m| m.len() >= 3).await;
+    let reasons: Vec<&str> = letters
+        .iter()
+        .filter_map(|m| m.header(REASON_HEADER))
+        .collect();
+    assert!(reasons[0].starts_with("not JSON"), "{reasons:?}");
+    assert!(
+        reasons[1].contains("teleport") || reasons[1].starts_with("not a command"),
+        "{reasons:?}"
+    );
+    assert_eq!(reasons[2], "not the poster's post");
+    assert_eq!(letters[0].payload, b"{this is not json");
+    assert_eq!(letters[2].json()["id"], not_yours.id.to_string());
+    // The writer went on: the good command is applied, the post untouched.
+    assert_eq!(
+        post(shard, &city, create.kind.post_id().unwrap()).await,
+        Some((1, "chair".into()))
+    );
+    let notifier = Notifier::new(&store_url());
+    for id in [unknown, not_yours.id] {
+        let s = eventually("a rejected status", LIMIT, || async {
+            notifier.status(id).await.unwrap()
+        })
+        .await;
+        assert_eq!(s.state, CommandState::Rejected, "{s:?}");
+        assert!(s.reason.is_some());
+    }
+    assert_eq!(writer.metrics.dead_lettered.load(Ordering::Relaxed), 3);
+    writer.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_frozen_citys_commands_are_held_while_another_city_applies_then_apply_in_order() {
+    let state = prepared().await;
+    let region = state.region();
+    let shard = &region.shards[0];
+    let frozen = new_city(region, shard, "wr-frozen").await;
+    let other = new_city(region, shard, "wr-other").await;
+    set_fence(shard, &frozen, "frozen").await;
+    let topics = own_topics("frozen", 1).await;
+    let writer = RunningWriter::start(region, &topics, "w", |_| {}).await;
+    let ids = ids(region).await;
+    let producer = producer();
+    let create = create_command(&ids, &frozen, Id(42), "sofa").await;
+    let edit = update(&ids, &create, "green sofa").await;
+    let edit2 = update(&ids, &create, "blue sofa").await;
+    let elsewhere = create_command(&ids, &other, Id(42), "rug").await;
+    for c in [&create, &edit, &edit2, &elsewhere] {
+        send(&producer, &topics.commands, c).await;
+    }
+    eventually("the other city's post", LIMIT, || async {
+        post(shard, &other, elsewhere.kind.post_id().unwrap()).await
+    })
+    .await;
+    eventually("the frozen city held", LIMIT, || async {
+        (writer.metrics.held.load(Ordering::Relaxed) >= 3).then_some(())
+    })
+    .await;
+    let id = create.kind.post_id().unwrap();
+    assert_eq!(post(shard, &frozen, id).await, None);
+
+    set_fence(shard, &frozen, "active").await;
+    let applied = eventually("the frozen city's commands", LIMIT, || async {
+        post(shard, &frozen, id).await.filter(|(v, _)| *v == 3)
+    })
+    .await;
+    assert_eq!(applied.1, "blue sofa", "applied in log order");
+    writer.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn blocked_commands_past_the_bound_pause_their_partitions_until_drained() {
+    let state = prepared().await;
+    let region = state.region();
+    let shard = &region.shards[0];
+    let city = new_city(region, shard, "wr-pause").await;
+    set_fence(shard, &city, "frozen").await;
+    let topics = own_topics("pause", 2).await;
+    let writer = RunningWriter::start(region, &topics, "w", |c| c.max_blocked = 2).await;
+    let ids = ids(region).await;
+    let producer = producer();
+    for i in 0..5 {
+        let c = create_command(&ids, &city, Id(42), &format!("box {i}")).await;
+        send(&producer, &topics.commands, &c).await;
+    }
+    eventually("a paused partition", LIMIT, || async {
+        (writer.metrics.paused_partitions.load(Ordering::Relaxed) == 1).then_some(())
+    })
+    .await;
+    set_fence(shard, &city, "active").await;
+    eventually("drained and resumed", LIMIT, || async {
+        (posts_in(shard, &city).await == 5
+            && writer.metrics.paused_partitions.load(Ordering::Relaxed) == 0)
+            .then_some(())
+    })
+    .await;
+    assert!(writer.metrics.pauses.load(Ordering::Relaxed) >= 1);
+    writer.stop().await.unwrap();
+}
+
+/// Two commands applied straight on the shard: their events wait in the
+/// outbox.
+async fn outbox_rows(region: &Region, shard: &Shard, prefix: &str) -> (String, Vec<(Id, i64)>) {
+    let city = new_city(region, shard, prefix).await;
+    let ids = ids(region).await;
+    let create = create_command(&ids, &city, Id(42), "kettle").await;
+    let edit = update(&ids, &create, "steel kettle").await;
+    let applied = apply(
+        &target(shard, pool(&shard.primary_url).await),
+        &[CityBatch {
+            city: city.clone(),
+            epoch: 1,
+            commands: vec![create.clone(), edit],
+        }],
+        &ids,
+        ApplyConfig::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(applied.events.len(), 2);
+    let id = create.kind.post_id().unwrap();
+    (city, vec![(id, 1), (id, 2)])
+}
+
+fn versions_of(events: &[Read], city: &str) -> Vec<(Id, i64)> {
+    events
+        .iter()
+        .filter(|m| m.key == city)
+        .map(|m| {
+            (
+                m.header(POST_ID_HEADER).unwrap().parse().unwrap(),
+                m.header(VERSION_HEADER).unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+const OUTBOX: &str = "SELECT count(*) FROM outbox WHERE city = $1";
+
+#[tokio::test]
+async fn the_relay_moves_outbox_rows_to_the_events_topic_and_deletes_them() {
+    let state = prepared().await;
+    let region = state.region();
+    let shard = &region.shards[1];
+    let (city, expected) = outbox_rows(region, shard, "relay").await;
+    let topics = own_topics("relay", 1).await;
+    let relay = RunningRelay::start(region, &topics.events, std::slice::from_ref(&city)).await;
+    let events = read_until(&topics.events, LIMIT, |m| m.len() >= 2).await;
+    assert_eq!(
+        versions_of(&events, &city),
+        expected,
+        "in order, with headers"
+    );
+    assert_eq!(events[1].json()["post"]["title"], "steel kettle");
+    let primary = pool(&shard.primary_url).await;
+    eventually("the rows deleted", LIMIT, || async {
+        (count(&primary, OUTBOX, &city).await == 0).then_some(())
+    })
+    .await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_relay_that_crashes_after_producing_sends_the_rows_again() {
+    let state = prepared().await;
+    let region = state.region();
+    let shard = &region.shards[0];
+    let (city, expected) = outbox_rows(region, shard, "relay-crash").await;
+    let topics = own_topics("relay-crash", 1).await;
+    fail::cfg(RELAY_AFTER_PRODUCE, "1*return(error)").unwrap();
+    let relay = RunningRelay::start(region, &topics.events, std::slice::from_ref(&city)).await;
+    let err = relay.ended().await.unwrap_err();
+    assert!(err.to_string().contains(RELAY_AFTER_PRODUCE), "{err}");
+    let primary = pool(&shard.primary_url).await;
+    assert_eq!(count(&primary, OUTBOX, &city).await, 2, "not deleted");
+
+    let again = RunningRelay::start(region, &topics.events, std::slice::from_ref(&city)).await;
+    eventually("the rows deleted", LIMIT, || async {
+        (count(&primary, OUTBOX, &city).await == 0).then_some(())
+    })
+    .await;
+    let events = read_until(&topics.events, LIMIT, |m| m.len() >= 4).await;
+    let got = versions_of(&events, &city);
+    assert_eq!(got.len(), 4, "each event twice: {got:?}");
+    for e in &expected {
+        assert!(got.contains(e), "{e:?} lost: {got:?}");
+    }
+    again.stop().await;
+}
+
+#[tokio::test]
+async fn the_producer_rebuilds_itself_after_a_fatal_error_and_delivers() {
+    let topics = own_topics("fatal", 1).await;
+    let producer = producer();
+    producer
+        .produce(&topics.events, "k", b"before", &[])
+        .await
+        .unwrap();
+    producer.inject_fatal_error_for_test();
+    producer
+        .produce(&topics.events, "k", b"after", &[])
+        .await
+        .unwrap();
+    assert_eq!(producer.rebuilds(), 1);
+    let read = read_until(&topics.events, LIMIT, |m| m.len() >= 2).await;
+    assert_eq!(read[1].payload, b"after");
+}
