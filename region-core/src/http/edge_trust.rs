@@ -78,11 +78,52 @@ pub struct Forwarded {
 
 /// Middleware: verifies the signature of every request but the operator
 /// paths, or refuses it (401; 503 when the nonce store is down).
+///
+/// A state-changing request runs only after its nonce is claimed. A safe
+/// one (GET, HEAD, OPTIONS) runs beside the claim, and its answer is thrown
+/// away if the claim fails: a read has no effect to undo, and most traffic
+/// that reaches an origin is reads, which then do not wait a Redis round
+/// trip before their database query. A replay is refused either way.
 pub async fn verify(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let now = st.clock.now().timestamp();
-    match check(&st.edge, now, req).await {
-        Ok(req) => next.run(req).await,
-        Err(e) => e.into_response(),
+    let (req, nonce) = match check(&st.edge, now, req).await {
+        Ok(checked) => checked,
+        Err(e) => return e.into_response(),
+    };
+    let Some(nonce) = nonce else {
+        return next.run(req).await;
+    };
+    if req.method().is_safe() {
+        let (claimed, res) = tokio::join!(st.edge.claim(&nonce), next.run(req));
+        match claimed {
+            Ok(()) => res,
+            Err(e) => e.into_response(),
+        }
+    } else {
+        match st.edge.claim(&nonce).await {
+            Ok(()) => next.run(req).await,
+            Err(e) => e.into_response(),
+        }
+    }
+}
+
+impl EdgeTrust {
+    /// Claims a verified signature's nonce key for the validity window; a
+    /// nonce seen before is a replay.
+    async fn claim(&self, nonce_key: &str) -> Result<(), ApiError> {
+        let first = self
+            .nonces
+            .claim(nonce_key, Duration::from_secs(sign::NONCE_TTL_SECS))
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "cannot check a signature nonce");
+                ApiError::StoreUnavailable
+            })?;
+        if first {
+            Ok(())
+        } else {
+            Err(refused("replayed signature: its nonce was used before"))
+        }
     }
 }
 
@@ -90,12 +131,17 @@ fn refused(reason: impl Into<String>) -> ApiError {
     ApiError::BadSignature(reason.into())
 }
 
-/// The checks of `verify`, at time `now` (unix seconds). Returns the
-/// request to pass on: with its body buffered (it was hashed) and
-/// `Forwarded` attached when it was signed.
-async fn check(trust: &EdgeTrust, now: i64, req: Request) -> Result<Request, ApiError> {
+/// The checks of `verify` but the nonce, at time `now` (unix seconds).
+/// Returns the request to pass on, with its body buffered (it was hashed)
+/// and `Forwarded` attached when it was signed, and the nonce key to claim
+/// (none for an unsigned request or an unsigned path).
+async fn check(
+    trust: &EdgeTrust,
+    now: i64,
+    req: Request,
+) -> Result<(Request, Option<String>), ApiError> {
     if UNSIGNED_PATHS.contains(&req.uri().path()) {
-        return Ok(req);
+        return Ok((req, None));
     }
     let mut headers = req.headers().get_all(sign::SIGNATURE_HEADER).iter();
     let header = match (headers.next(), headers.next()) {
@@ -105,7 +151,7 @@ async fn check(trust: &EdgeTrust, now: i64, req: Request) -> Result<Request, Api
                 sign::SIGNATURE_HEADER
             )));
         }
-        (None, _) => return Ok(req),
+        (None, _) => return Ok((req, None)),
         (Some(_), Some(_)) => return Err(refused("more than one signature header")),
         (Some(h), None) => h
             .to_str()
@@ -152,17 +198,6 @@ async fn check(trust: &EdgeTrust, now: i64, req: Request) -> Result<Request, Api
     // Only a request whose MAC verified gets this far, so nobody without a
     // key can fill the store.
     let nonce_key = format!("cb:nonce:v1:{}:{}", sig.key_id, sig.nonce);
-    let first = trust
-        .nonces
-        .claim(&nonce_key, Duration::from_secs(sign::NONCE_TTL_SECS))
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "cannot check a signature nonce");
-            ApiError::StoreUnavailable
-        })?;
-    if !first {
-        return Err(refused("replayed signature: its nonce was used before"));
-    }
 
     parts.extensions.insert(Forwarded {
         host: host.to_ascii_lowercase(),
@@ -170,7 +205,10 @@ async fn check(trust: &EdgeTrust, now: i64, req: Request) -> Result<Request, Api
         client_ip: client_ip.parse().ok(),
         key_id: sig.key_id,
     });
-    Ok(Request::from_parts(parts, Body::from(body)))
+    Ok((
+        Request::from_parts(parts, Body::from(body)),
+        Some(nonce_key),
+    ))
 }
 
 /// Whether buffering failed because the body passed the limit.
