@@ -384,6 +384,11 @@ async fn measure_api(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let host = format!("{CITY}.{apex}");
+    // Requests come signed as the edge signs them: the origin's check of
+    // signature and nonce is part of what a view costs.
+    let key = std::sync::Arc::new(cityboard_protocol::sign::Key::new(
+        crate::edge::read_secret(&home.secrets_dir(), crate::edge::FORWARD_KEY_FILE)?.into_bytes(),
+    ));
     let label = if caches { "caches on" } else { "caches off" };
     let before = cache_counts(port, &host).await.unwrap_or_default();
     let mut out = Vec::new();
@@ -394,7 +399,7 @@ async fn measure_api(
         "search: two terms",
         "filters only",
     ] {
-        let f = load(port, &host, class, ids).await?;
+        let f = load(port, &host, &key, class, ids).await?;
         println!(
             "  [{label}] {:<22} {:>8.0} req/s  p50 {:.2} ms  p99 {:.2} ms  errors {}",
             f.class, f.rps, f.p50_ms, f.p99_ms, f.errors
@@ -433,7 +438,7 @@ struct HitRates {
 /// the in-process page cache, from the api's /metrics.
 async fn cache_counts(port: u16, host: &str) -> Result<[u64; 6]> {
     let mut conn = Conn::open(port).await?;
-    let (_, body) = conn.get("/metrics", host).await?;
+    let (_, body) = conn.get("/metrics", host, None).await?;
     let text = String::from_utf8_lossy(&body);
     let value = |series: &str| {
         text.lines()
@@ -474,10 +479,17 @@ fn request(class: &str, ids: (i64, i64), rng: &mut impl Rng) -> String {
 }
 
 /// `CLIENTS` keep-alive clients asking `class` for `SECONDS`.
-async fn load(port: u16, host: &str, class: &str, ids: (i64, i64)) -> Result<ClassFigures> {
+async fn load(
+    port: u16,
+    host: &str,
+    key: &std::sync::Arc<cityboard_protocol::sign::Key>,
+    class: &str,
+    ids: (i64, i64),
+) -> Result<ClassFigures> {
     let stop = Instant::now() + Duration::from_secs(SECONDS);
     let mut tasks = Vec::new();
     for _ in 0..CLIENTS {
+        let key = key.clone();
         let host = host.to_string();
         let class = class.to_string();
         tasks.push(tokio::spawn(async move {
@@ -488,7 +500,7 @@ async fn load(port: u16, host: &str, class: &str, ids: (i64, i64)) -> Result<Cla
             while Instant::now() < stop {
                 let path = request(&class, ids, &mut rng);
                 let t = Instant::now();
-                let (status, _) = conn.get(&path, &host).await?;
+                let (status, _) = conn.get(&path, &host, Some(&key)).await?;
                 lat.push(t.elapsed());
                 if status != 200 {
                     errors += 1;
@@ -535,9 +547,39 @@ impl Conn {
         })
     }
 
-    async fn get(&mut self, path: &str, host: &str) -> Result<(u16, Vec<u8>)> {
-        let req =
-            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\r\n");
+    /// `GET path` for `host`; with a key, signed as the edge forwards it
+    /// (city and host in the signed headers, a fresh nonce each time).
+    async fn get(
+        &mut self,
+        path: &str,
+        host: &str,
+        key: Option<&cityboard_protocol::sign::Key>,
+    ) -> Result<(u16, Vec<u8>)> {
+        use cityboard_protocol::sign;
+        let mut req =
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n");
+        if let Some(key) = key {
+            let city = host.split('.').next().unwrap_or_default();
+            let signed = sign::Request {
+                method: "GET",
+                host,
+                path_and_query: path,
+                client_ip: "127.0.0.1",
+                city,
+                body_sha256: sign::body_sha256(b""),
+            };
+            let now = chrono::Utc::now().timestamp();
+            let nonce = hex::encode(rand::random::<[u8; 16]>());
+            req.push_str(&format!(
+                "{}: {host}\r\n{}: {city}\r\n{}: 127.0.0.1\r\n{}: {}\r\n",
+                sign::FORWARDED_HOST_HEADER,
+                sign::CITY_HEADER,
+                sign::CLIENT_IP_HEADER,
+                sign::SIGNATURE_HEADER,
+                sign::sign(key, &signed, now, &nonce)
+            ));
+        }
+        req.push_str("\r\n");
         self.stream.get_mut().write_all(req.as_bytes()).await?;
         let mut line = String::new();
         self.stream.read_line(&mut line).await?;
