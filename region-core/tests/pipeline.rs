@@ -417,3 +417,79 @@ async fn the_producer_rebuilds_itself_after_a_fatal_error_and_delivers() {
     let read = read_until(&topics.events, LIMIT, |m| m.len() >= 2).await;
     assert_eq!(read[1].payload, b"after");
 }
+
+/// Makes the primary of `shard` refuse new connections and drops the ones
+/// open (as a shard primary that is down looks to the writer), or lets it
+/// accept them again. Serial: every user of the shard sees it.
+async fn refuse_connections(shard: &Shard, refuse: bool) {
+    let admin_url = shard.primary_url.replace("/cityboard", "/postgres");
+    let admin = pool(&admin_url).await;
+    sqlx::query(&format!(
+        "ALTER DATABASE cityboard ALLOW_CONNECTIONS {}",
+        !refuse
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
+    if refuse {
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = 'cityboard' AND pid <> pg_backend_pid()",
+        )
+        .execute(&admin)
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn serial_a_shard_that_is_down_delays_only_its_own_cities_which_then_apply_in_order() {
+    let state = prepared().await;
+    let region = state.region();
+    let (up, down) = (region.shards[0].clone(), region.shards[1].clone());
+    let a = new_city(region, &up, "wr-up").await;
+    let b = new_city(region, &down, "wr-down").await;
+    let topics = own_topics("down", 1).await;
+    let writer = RunningWriter::start(region, &topics, "w", |_| {}).await;
+    let ids = ids(region).await;
+    let producer = producer();
+    // Both shards seen up first, so the writer holds connections to both.
+    let warm = create_command(&ids, &b, Id(42), "warm").await;
+    send(&producer, &topics.commands, &warm).await;
+    eventually("the warm-up post", LIMIT, || async {
+        post(&down, &b, warm.kind.post_id().unwrap()).await
+    })
+    .await;
+
+    refuse_connections(&down, true).await;
+    let body = {
+        let (up, down, a, b) = (up.clone(), down.clone(), a.clone(), b.clone());
+        async move {
+            let create = create_command(&ids, &b, Id(42), "bench").await;
+            let edit = update(&ids, &create, "long bench").await;
+            let elsewhere = create_command(&ids, &a, Id(42), "stool").await;
+            for c in [&create, &edit, &elsewhere] {
+                send(&producer, &topics.commands, c).await;
+            }
+            eventually("the other shard's city applied", LIMIT, || async {
+                post(&up, &a, elsewhere.kind.post_id().unwrap()).await
+            })
+            .await;
+            eventually("failed applies on the stopped shard", LIMIT, || async {
+                (writer.metrics.apply_failures.load(Ordering::Relaxed) >= 2).then_some(())
+            })
+            .await;
+            assert_eq!(writer.metrics.rejected.load(Ordering::Relaxed), 0);
+
+            refuse_connections(&down, false).await;
+            let id = create.kind.post_id().unwrap();
+            let applied = eventually("the stopped shard's commands", LIMIT, || async {
+                post(&down, &b, id).await.filter(|(v, _)| *v == 2)
+            })
+            .await;
+            assert_eq!(applied.1, "long bench", "in order");
+            writer.stop().await.unwrap();
+        }
+    };
+    with_cleanup(body, refuse_connections(&down, false)).await;
+}

@@ -253,6 +253,14 @@ impl Writer {
         });
         for d in batches {
             let Some(pools) = self.parts.router.shard(&d.shard) else {
+                // `route` only names shards the router has; should the two
+                // ever disagree, the cities wait rather than stall.
+                tracing::error!(shard = %d.shard, "no pools for a routed shard");
+                for (city, _, _) in &d.cities {
+                    self.queue.retry(city, true, Instant::now());
+                }
+                self.queue
+                    .shard_done(&d.shard, Some(queue::Failure::Transient), Instant::now());
                 continue;
             };
             let target = ShardTarget {

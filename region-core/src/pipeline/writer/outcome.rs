@@ -20,27 +20,30 @@ use super::{Done, Failed, Writer};
 /// command is given up as rejected.
 const STRIKES: u32 = 3;
 
-/// Whether another try can cure the error by itself.
+/// Whether another try can cure the error by itself. Only errors a command's
+/// data can cause (a data exception, a constraint violation, a value that
+/// does not decode, a panic) are suspect; everything else — the shard down,
+/// refusing connections, misconfigured, a conflict — is retried with backoff
+/// for as long as it lasts, since no command should be rejected because of
+/// the infrastructure.
 fn classify(e: &Failed) -> Failure {
-    let e = match e {
-        Failed::Apply(e) => e,
+    let source = match e {
         Failed::Panic(_) => return Failure::Suspect,
+        Failed::Apply(ApplyError::Db { source, .. }) => source,
+        Failed::Apply(_) => return Failure::Transient,
     };
-    match e {
-        ApplyError::Conflict { .. } | ApplyError::Ids { .. } => Failure::Transient,
-        ApplyError::Db { source, .. } => {
-            let retryable_code = matches!(source, sqlx::Error::Database(d)
-            if d.code().as_deref().is_some_and(|c| {
-                // serialization, deadlock, lock timeout, resources,
-                // read-only (a demoted primary), cancelled.
-                ["40001", "40P01", "55P03", "25006", "57014"].contains(&c) || c.starts_with("53")
-            }));
-            if crate::db::read::is_connection_error(source) || retryable_code {
-                Failure::Transient
-            } else {
-                Failure::Suspect
-            }
-        }
+    let data_error = match source {
+        sqlx::Error::Database(d) => d
+            .code()
+            .as_deref()
+            .is_some_and(|c| c.starts_with("22") || c.starts_with("23")),
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::Encode(_) => true,
+        _ => false,
+    };
+    if data_error {
+        Failure::Suspect
+    } else {
+        Failure::Transient
     }
 }
 
