@@ -51,9 +51,12 @@ pub fn handle(req: &Incoming, config: &Config, env: &Env) -> Result<Response, Ed
 
 /// `GET /choose?city=x`: remembers the choice and sends the visitor there.
 fn choose(req: &Incoming, config: &Config) -> Result<Response, EdgeError> {
-    let slug = url::form_urlencoded::parse(req.query.as_bytes())
-        .find(|(k, _)| k == "city")
-        .map(|(_, v)| v.into_owned());
+    // Slugs need no percent-decoding: an encoded one names no served city.
+    let slug = req
+        .query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("city="))
+        .map(str::to_string);
     let Some(city) = slug.as_deref().and_then(|s| config.city(s)) else {
         return Err(EdgeError::CityNotServed(slug.unwrap_or_default()));
     };

@@ -1,7 +1,8 @@
-//! The visitor's request, checked once at the door: size limits, URL, host,
-//! cookies, and the few header questions the routes ask.
+//! The visitor's request, taken apart once at the door: URL (path length
+//! checked here), host, cookies, and the few header questions the routes
+//! ask. Header sizes are checked where all headers are walked anyway, when
+//! they are copied for the origin ([`check_header`]).
 
-use wasm_bindgen::JsValue;
 use web_sys::Request;
 
 use crate::error::EdgeError;
@@ -37,14 +38,11 @@ pub struct Incoming {
 impl Incoming {
     /// Checks and takes apart a request.
     pub fn new(raw: Request) -> Result<Self, EdgeError> {
-        check_header_sizes(&raw)?;
-        let url =
-            url::Url::parse(&raw.url()).map_err(|_| EdgeError::BadRequest("malformed URL"))?;
-        let path = url.path().to_string();
-        let query = url.query().unwrap_or("").to_string();
-        let path_and_query = match url.query() {
-            Some(q) => format!("{path}?{q}"),
-            None => path.clone(),
+        let full = raw.url();
+        let url = split_url(&full).ok_or(EdgeError::BadRequest("malformed URL"))?;
+        let path_and_query = match url.query {
+            Some(q) => format!("{}?{q}", url.path),
+            None => url.path.to_string(),
         };
         if path_and_query.len() > MAX_PATH_AND_QUERY {
             return Err(EdgeError::BadRequest("path longer than 2048 bytes"));
@@ -54,26 +52,17 @@ impl Incoming {
             .get("host")
             .ok()
             .flatten()
-            .or_else(|| {
-                url.host_str().map(|h| {
-                    format!(
-                        "{h}{}",
-                        url.port().map(|p| format!(":{p}")).unwrap_or_default()
-                    )
-                })
-            })
-            .unwrap_or_default()
+            .unwrap_or_else(|| url.authority.to_string())
             .to_ascii_lowercase();
-        let port_suffix = url.port().map(|p| format!(":{p}")).unwrap_or_default();
         let cookies = headers.get("cookie").ok().flatten().unwrap_or_default();
         Ok(Incoming {
             method: raw.method().to_ascii_uppercase(),
-            scheme: url.scheme().to_string(),
+            scheme: url.scheme.to_ascii_lowercase(),
             host,
-            port_suffix,
-            path,
+            port_suffix: port_suffix(url.scheme, url.authority),
+            path: url.path.to_string(),
             path_and_query,
-            query,
+            query: url.query.unwrap_or("").to_string(),
             cookies,
             raw,
         })
@@ -141,29 +130,75 @@ pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-fn check_header_sizes(raw: &Request) -> Result<(), EdgeError> {
-    let Ok(Some(iter)) = js_sys::try_iter(raw.headers().as_ref()) else {
-        return Ok(());
+/// The parts of the absolute URL the runtime hands a request, which it has
+/// already normalized: `scheme://authority/path?query`. Split by hand
+/// rather than with the `url` crate, whose IDNA tables would add a few
+/// hundred kilobytes to the Worker for nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UrlParts<'a> {
+    /// `http` or `https`.
+    pub scheme: &'a str,
+    /// Host and optional port.
+    pub authority: &'a str,
+    /// Path, at least `/`.
+    pub path: &'a str,
+    /// Query without `?`, when there is a `?`.
+    pub query: Option<&'a str>,
+}
+
+/// Splits an absolute URL; `None` when it has no `scheme://`.
+pub fn split_url(url: &str) -> Option<UrlParts<'_>> {
+    let (scheme, rest) = url.split_once("://")?;
+    let rest = rest.split('#').next().unwrap_or(rest);
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (path, query) = match tail.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (tail, None),
     };
-    let mut total = 0usize;
-    for entry in iter.flatten() {
-        let pair = js_sys::Array::from(&entry);
-        let len = |v: JsValue| v.as_string().map_or(0, |s| s.len());
-        let (name, value) = (len(pair.get(0)), len(pair.get(1)));
-        if value > MAX_HEADER_VALUE {
-            return Err(EdgeError::BadRequest("a header value is longer than 8 KiB"));
-        }
-        total += name + value;
-        if total > MAX_HEADERS_TOTAL {
-            return Err(EdgeError::BadRequest("headers larger than 32 KiB"));
-        }
+    Some(UrlParts {
+        scheme,
+        authority,
+        path: if path.is_empty() { "/" } else { path },
+        query,
+    })
+}
+
+/// `:port` when the authority names a port other than the scheme's default.
+pub fn port_suffix(scheme: &str, authority: &str) -> String {
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    let Some((_, port)) = host.rsplit_once(':').filter(|_| !host.ends_with(']')) else {
+        return String::new();
+    };
+    let default = match scheme.to_ascii_lowercase().as_str() {
+        "http" => "80",
+        "https" => "443",
+        _ => "",
+    };
+    if port.is_empty() || port == default || !port.bytes().all(|b| b.is_ascii_digit()) {
+        String::new()
+    } else {
+        format!(":{port}")
+    }
+}
+
+/// Checks one header against the limits, adding it to the running total.
+/// Done while the headers are copied for the origin, so a KV hit or a
+/// redirect (which reads four headers and calls no origin) pays nothing.
+pub fn check_header(name: &str, value: &str, total: &mut usize) -> Result<(), EdgeError> {
+    if value.len() > MAX_HEADER_VALUE {
+        return Err(EdgeError::BadRequest("a header value is longer than 8 KiB"));
+    }
+    *total += name.len() + value.len();
+    if *total > MAX_HEADERS_TOTAL {
+        return Err(EdgeError::BadRequest("headers larger than 32 KiB"));
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::cookie;
+    use super::*;
 
     #[test]
     fn finds_cookies() {
@@ -172,5 +207,29 @@ mod tests {
         assert_eq!(cookie(h, "cb_ryw"), Some("x:y"));
         assert_eq!(cookie(h, "b"), None);
         assert_eq!(cookie("", "a"), None);
+    }
+
+    #[test]
+    fn splits_urls() {
+        let u = split_url("http://paris.cityboard.localhost:8787/post?q=a?b#x").expect("url");
+        assert_eq!(
+            u,
+            UrlParts {
+                scheme: "http",
+                authority: "paris.cityboard.localhost:8787",
+                path: "/post",
+                query: Some("q=a?b"),
+            }
+        );
+        let u = split_url("https://a.b").expect("url");
+        assert_eq!((u.path, u.query), ("/", None));
+        assert_eq!(split_url("https://a.b/?").expect("url").query, Some(""));
+        assert!(split_url("/relative").is_none());
+        assert_eq!(port_suffix("http", "a.b:8787"), ":8787");
+        assert_eq!(port_suffix("http", "a.b:80"), "");
+        assert_eq!(port_suffix("https", "a.b:443"), "");
+        assert_eq!(port_suffix("https", "a.b"), "");
+        assert_eq!(port_suffix("http", "[::1]"), "");
+        assert_eq!(port_suffix("http", "[::1]:81"), ":81");
     }
 }

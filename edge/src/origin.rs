@@ -27,7 +27,7 @@ use worker::{Delay, Env, KvStore};
 use crate::clock;
 use crate::config::Config;
 use crate::error::EdgeError;
-use crate::incoming::Incoming;
+use crate::incoming::{self, Incoming};
 use crate::respond;
 
 /// Name of the KV binding (pages and routes).
@@ -161,8 +161,9 @@ async fn send(
     }
 }
 
-/// The visitor's headers minus the dropped ones, plus the Worker's own and
-/// the signature over method, host, path and query, client IP, city and body.
+/// The visitor's headers (each within the size limits, else 400) minus the
+/// dropped ones, plus the Worker's own and the signature over method, host,
+/// path and query, client IP, city and body.
 fn forwarded_headers(
     req: &Incoming,
     config: &Config,
@@ -170,6 +171,7 @@ fn forwarded_headers(
     body: &[u8],
 ) -> Result<Headers, EdgeError> {
     let out = Headers::new().map_err(EdgeError::js)?;
+    let mut total = 0;
     if let Ok(Some(iter)) = js_sys::try_iter(req.raw.headers().as_ref()) {
         for entry in iter.flatten() {
             let pair = js_sys::Array::from(&entry);
@@ -177,6 +179,7 @@ fn forwarded_headers(
             else {
                 continue;
             };
+            incoming::check_header(&name, &value, &mut total)?;
             if !dropped(&name.to_ascii_lowercase()) {
                 out.append(&name, &value).map_err(EdgeError::js)?;
             }
