@@ -189,6 +189,10 @@ impl RunningRelay {
         self.task.await.unwrap().unwrap();
     }
 
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
     pub async fn ended(self) -> Result<(), region_core::pipeline::relay::RelayError> {
         tokio::time::timeout(Duration::from_secs(60), self.task)
             .await
@@ -270,6 +274,59 @@ pub async fn read_until(topic: &str, limit: Duration, done: impl Fn(&[Read]) -> 
         {
             seen.push(read_of(&m.unwrap().detach()));
         }
+    }
+}
+
+/// A reader of `topic` from its end as it was when the tail was made: for
+/// the stack's own topics, which hold everything every test and bench ever
+/// sent.
+pub struct Tail {
+    consumer: StreamConsumer,
+    pub topic: String,
+}
+
+impl Tail {
+    pub async fn new(topic: &str) -> Tail {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", broker())
+            .set(
+                "group.id",
+                format!("test-tail-{:08x}", rand::random::<u32>()),
+            )
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in metadata.topics()[0].partitions() {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .unwrap();
+            tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Offset(high))
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        Tail {
+            consumer,
+            topic: topic.to_string(),
+        }
+    }
+
+    /// What arrived since the last call, waiting at most `wait`.
+    pub async fn poll(&self, wait: Duration) -> Vec<Read> {
+        let mut out = Vec::new();
+        let deadline = Instant::now() + wait;
+        while let Ok(m) = tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            self.consumer.recv(),
+        )
+        .await
+        {
+            out.push(read_of(&m.unwrap().detach()));
+        }
+        out
     }
 }
 
