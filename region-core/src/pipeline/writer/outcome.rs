@@ -386,3 +386,73 @@ fn rejected_status(q: &Queued, reason: &str) -> CommandStatus {
         applied: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database error with just a SQLSTATE, as Postgres would send it.
+    #[derive(Debug)]
+    struct State(&'static str);
+
+    impl std::fmt::Display for State {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "SQLSTATE {}", self.0)
+        }
+    }
+
+    impl std::error::Error for State {}
+
+    impl sqlx::error::DatabaseError for State {
+        fn message(&self) -> &str {
+            self.0
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn db(e: sqlx::Error) -> Failed {
+        Failed::Apply(ApplyError::Db {
+            shard: "shard-1".into(),
+            source: e,
+        })
+    }
+
+    #[test]
+    fn only_data_errors_can_get_a_command_rejected() {
+        let suspect = [
+            db(sqlx::Error::Database(Box::new(State("22001")))), // value too long
+            db(sqlx::Error::Database(Box::new(State("23514")))), // check violation
+            Failed::Panic("bug".into()),
+        ];
+        for e in &suspect {
+            assert_eq!(classify(e), Failure::Suspect, "{e}");
+        }
+        let transient = [
+            db(sqlx::Error::Database(Box::new(State("55000")))), // not accepting connections
+            db(sqlx::Error::Database(Box::new(State("28P01")))), // bad password
+            db(sqlx::Error::Database(Box::new(State("40001")))), // serialization
+            db(sqlx::Error::Database(Box::new(State("57P01")))), // admin shutdown
+            db(sqlx::Error::PoolTimedOut),
+            Failed::Apply(ApplyError::Conflict {
+                shard: "shard-1".into(),
+            }),
+        ];
+        for e in &transient {
+            assert_eq!(classify(e), Failure::Transient, "{e}");
+        }
+    }
+}
