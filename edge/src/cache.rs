@@ -44,7 +44,7 @@ pub async fn get(
     let Some(cache) = cache else {
         return origin::forward(req, config, env, city, None).await;
     };
-    let variant = if incoming::wants_html(&req.raw) {
+    let variant = if incoming::wants_html(&req.headers) {
         "html"
     } else {
         "other"

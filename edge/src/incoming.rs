@@ -3,7 +3,7 @@
 //! ask. Header sizes are checked where all headers are walked anyway, when
 //! they are copied for the origin ([`check_header`]).
 
-use web_sys::Request;
+use web_sys::{Headers, Request};
 
 use crate::error::EdgeError;
 
@@ -16,13 +16,16 @@ pub const MAX_HEADERS_TOTAL: usize = 32 * 1024;
 
 /// A request that passed the size checks.
 pub struct Incoming {
-    /// The runtime's request object (body, headers, `cf`).
+    /// The runtime's request object (body, `cf`).
     pub raw: Request,
+    /// Its headers (one JS getter call, kept).
+    pub headers: Headers,
     /// Method, upper case.
     pub method: String,
     /// `https` or `http`, as the visitor used it.
     pub scheme: String,
-    /// The `Host` header, lower case, with its port if any.
+    /// The host the visitor asked for, lower case, with its port if any
+    /// (the URL's authority: the runtime builds the URL from `Host`).
     pub host: String,
     /// `:port` when the URL names a non-default port, else empty.
     pub port_suffix: String,
@@ -48,12 +51,7 @@ impl Incoming {
             return Err(EdgeError::BadRequest("path longer than 2048 bytes"));
         }
         let headers = raw.headers();
-        let host = headers
-            .get("host")
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| url.authority.to_string())
-            .to_ascii_lowercase();
+        let host = url.authority.to_ascii_lowercase();
         let cookies = headers.get("cookie").ok().flatten().unwrap_or_default();
         Ok(Incoming {
             method: raw.method().to_ascii_uppercase(),
@@ -64,13 +62,14 @@ impl Incoming {
             path_and_query,
             query: url.query.unwrap_or("").to_string(),
             cookies,
+            headers,
             raw,
         })
     }
 
     /// A request header (first value), `None` when absent.
     pub fn header(&self, name: &str) -> Option<String> {
-        self.raw.headers().get(name).ok().flatten()
+        self.headers.get(name).ok().flatten()
     }
 
     /// The value of cookie `name`, if the visitor sent it.
@@ -112,13 +111,8 @@ impl Incoming {
 /// in Accept and no `application/json`): region-core's rule, so that the
 /// edge serves KV pages to exactly the requests the origin would answer
 /// with the same page.
-pub fn wants_html(raw: &Request) -> bool {
-    let accept = raw
-        .headers()
-        .get("accept")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+pub fn wants_html(headers: &Headers) -> bool {
+    let accept = headers.get("accept").ok().flatten().unwrap_or_default();
     accept.contains("text/html") && !accept.contains("application/json")
 }
 

@@ -40,22 +40,32 @@ use crate::incoming::Incoming;
 /// Entry point of every request the Worker receives.
 #[event(fetch)]
 pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
-    let wants_html = incoming::wants_html(&req);
-    let incoming = match Incoming::new(req) {
+    // `Accept` is read only when an answer depends on it (errors, post
+    // pages), not on every redirect.
+    // `Clone::clone` copies the reference; `Request::clone` would copy the
+    // request and tee its body.
+    let incoming = match Incoming::new(Clone::clone(&req)) {
         Ok(incoming) => incoming,
-        Err(e) => return e.into_response(wants_html, None).map_err(last_resort),
+        Err(e) => {
+            let wants_html = incoming::wants_html(&req.headers());
+            return e.into_response(wants_html, None).map_err(last_resort);
+        }
     };
     if incoming.path == "/healthz" {
         return respond::plain(200, "ok").map_err(last_resort);
     }
     let config = match config::get(&env) {
         Ok(config) => config,
-        Err(e) => return e.into_response(wants_html, None).map_err(last_resort),
+        Err(e) => {
+            let wants_html = incoming::wants_html(&incoming.headers);
+            return e.into_response(wants_html, None).map_err(last_resort);
+        }
     };
     match route(&incoming, &config, &env, &ctx).await {
         Ok(res) => Ok(res),
         Err(e) => {
             let base = incoming.base_of(&config.apex);
+            let wants_html = incoming::wants_html(&incoming.headers);
             e.into_response(wants_html, Some((&config, &base)))
                 .map_err(last_resort)
         }
@@ -95,7 +105,7 @@ async fn route(
         _ => None,
     };
     if req.is_read() {
-        if let Some(id) = post_id.filter(|_| incoming::wants_html(&req.raw)) {
+        if let Some(id) = post_id.filter(|_| incoming::wants_html(&req.headers)) {
             return post::page(req, config, env, &city, id).await;
         }
         return cache::get(req, config, env, ctx, &city).await;

@@ -172,7 +172,7 @@ fn forwarded_headers(
 ) -> Result<Headers, EdgeError> {
     let out = Headers::new().map_err(EdgeError::js)?;
     let mut total = 0;
-    if let Ok(Some(iter)) = js_sys::try_iter(req.raw.headers().as_ref()) {
+    if let Ok(Some(iter)) = js_sys::try_iter(req.headers.as_ref()) {
         for entry in iter.flatten() {
             let pair = js_sys::Array::from(&entry);
             let (Some(name), Some(value)) = (pair.get(0).as_string(), pair.get(1).as_string())
