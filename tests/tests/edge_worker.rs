@@ -696,7 +696,11 @@ async fn known_answer_vectors_pass_inside_the_wasm_build() {
 async fn the_embedded_city_database_places_real_addresses() {
     // deploy/build-edge.sh compiles it from the default topology (DB-IP Lite)
     // and embeds it; the test cities are among the topology's.
-    let mmdb = cityboard_tests::repo_root().join("target/edge/cities.mmdb");
+    // (or the one CITYBOARD_EDGE_MMDB named for the build).
+    let mmdb = std::env::var_os("CITYBOARD_EDGE_MMDB")
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| cityboard_tests::repo_root().join("target/edge/cities.mmdb"));
     let cities = ["newyork", "boston", "london", "paris"];
     let addresses = cityboard_deploy::edge::addresses_in(&mmdb, &cities)
         .unwrap_or_else(|e| panic!("{e:#}: the Worker must be built with its city database"));
