@@ -77,6 +77,16 @@ pub enum Launch {
         /// Where the stack's secrets are.
         secrets_dir: PathBuf,
     },
+    /// One of a region's pipeline roles (`region-core writer|relay`); the
+    /// component's port is its `/metrics` and `/healthz` listener.
+    RegionRole {
+        /// Region name.
+        region: String,
+        /// The role.
+        role: region_api::PipelineRole,
+        /// The stack description it reads its addresses from.
+        state_file: PathBuf,
+    },
     /// A region's api (`region-core serve`); `setup` runs before each start.
     RegionApi {
         /// Region name.
@@ -97,6 +107,7 @@ impl Component {
             Launch::Redis { .. } => "redis",
             Launch::Broker { .. } => "broker",
             Launch::RegionApi { .. } => "region-api",
+            Launch::RegionRole { role, .. } => role.kind(),
             Launch::GeoDns { .. } => "geo-dns",
             Launch::EdgeKv { .. } => "edge-kv",
             Launch::Edge { .. } => "edge",
@@ -125,7 +136,8 @@ impl Component {
             Launch::Redis { .. }
             | Launch::Broker { .. }
             | Launch::GeoDns { .. }
-            | Launch::EdgeKv { .. } => Ok(()),
+            | Launch::EdgeKv { .. }
+            | Launch::RegionRole { .. } => Ok(()),
         }
     }
 
@@ -142,6 +154,11 @@ impl Component {
                 state_file,
                 secrets_dir,
             } => region_api::command(state_file, secrets_dir, region, self.port),
+            Launch::RegionRole {
+                region,
+                role,
+                state_file,
+            } => region_api::role_command(*role, state_file, region, self.port),
             Launch::GeoDns { topology_file, .. } => geo_dns::command(topology_file, self.port),
             Launch::EdgeKv { data } => edge_kv::command(data, self.port),
             Launch::Edge {
@@ -159,7 +176,9 @@ impl Component {
             Launch::PgReplica { .. } => postgres::probe(self.port, true).await,
             Launch::Redis { .. } => redis_server::probe(self.port).await,
             Launch::Broker { .. } => broker::probe(self.port).await,
-            Launch::RegionApi { .. } => region_api::probe(self.port).await,
+            Launch::RegionApi { .. } | Launch::RegionRole { .. } => {
+                region_api::probe(self.port).await
+            }
             Launch::GeoDns { apex, .. } => geo_dns::probe(self.port, apex).await,
             Launch::EdgeKv { .. } => edge_kv::probe(self.port).await,
             Launch::Edge { .. } => edge::probe(self.port).await,
@@ -272,6 +291,26 @@ pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
                 secrets_dir: home.secrets_dir(),
             },
         });
+    }
+    // The write path's back half, after the apis (whose setup migrated
+    // the databases the roles check): the writer applies commands, the
+    // relay sends the outbox to the events topic.
+    for (r, region) in topology.regions.iter().enumerate() {
+        let ports = topology.region_ports(r);
+        for (role, port) in [
+            (region_api::PipelineRole::Writer, ports.writer),
+            (region_api::PipelineRole::Relay, ports.relay),
+        ] {
+            out.push(Component {
+                name: format!("{}/{}", region.name, role.kind()),
+                port,
+                launch: Launch::RegionRole {
+                    region: region.name.clone(),
+                    role,
+                    state_file: home.state_file(),
+                },
+            });
+        }
     }
     // After the regions' apis: its health checks find them up from the start.
     out.push(Component {

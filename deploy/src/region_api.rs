@@ -53,6 +53,42 @@ pub fn command(state_file: &Path, secrets_dir: &Path, region: &str, port: u16) -
     Ok(cmd)
 }
 
+/// The region-core roles besides the api that `up` supervises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipelineRole {
+    /// Applies the region's commands to its shards.
+    Writer,
+    /// Sends each shard's outbox to the region's events topic.
+    Relay,
+}
+
+impl PipelineRole {
+    /// The subcommand, also the component's name within its region.
+    pub fn kind(self) -> &'static str {
+        match self {
+            PipelineRole::Writer => "writer",
+            PipelineRole::Relay => "relay",
+        }
+    }
+}
+
+/// The command that runs `role` for `region`, its `/metrics` and
+/// `/healthz` on `port` (the broker comes from the state file).
+pub fn role_command(
+    role: PipelineRole,
+    state_file: &Path,
+    region: &str,
+    port: u16,
+) -> Result<Command> {
+    let mut cmd = Command::new(sibling_binary("region-core")?);
+    cmd.arg(role.kind())
+        .arg("--state")
+        .arg(state_file)
+        .args(["--region", region])
+        .args(["--metrics-listen", &format!("127.0.0.1:{port}")]);
+    Ok(cmd)
+}
+
 /// Ready when `GET /healthz` answers 200 (it checks the databases too).
 pub async fn probe(port: u16) -> Result<()> {
     let status = http_get_status(port, "/healthz").await?;

@@ -100,6 +100,10 @@ pub struct RegionPorts {
     pub redis_store: u16,
     /// The api role's HTTP port.
     pub api: u16,
+    /// The writer role's `/metrics` and `/healthz`.
+    pub writer: u16,
+    /// The outbox relay's `/metrics` and `/healthz`.
+    pub relay: u16,
 }
 
 // The file's shape, as serde reads it. Spans are kept where a later check
@@ -296,6 +300,8 @@ impl Topology {
             redis_cache: base + 1,
             redis_store: base + 2,
             api: base + 3,
+            writer: base + 4,
+            relay: base + 5,
         }
     }
 
