@@ -25,103 +25,26 @@
 //! written, so a rebuild of `edge/build` never changes a running edge
 //! underfoot; a restart picks it up.
 
+pub mod config;
+
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use cityboard_protocol::kv::{Route, route_key};
-use serde::Serialize;
+
+pub use config::{
+    COMPATIBILITY_DATE, CityBinding, EdgeConfig, FORWARD_KEY_ENV, KV_ROUTE_KEY_ENV, cities,
+    origins, render, routes,
+};
 
 use crate::topology::Topology;
 
-/// Same as `edge/wrangler.toml`; must not be newer than the workerd in use.
-pub const COMPATIBILITY_DATE: &str = "2026-11-01";
-/// Environment variable of the workerd process that holds `FORWARD_KEY`.
-pub const FORWARD_KEY_ENV: &str = "CITYBOARD_EDGE_FORWARD_KEY";
-/// Environment variable of the workerd process that holds `KV_ROUTE_KEY`.
-pub const KV_ROUTE_KEY_ENV: &str = "CITYBOARD_EDGE_KV_ROUTE_KEY";
 /// Secret file of the forward key (see [`crate::secrets`]).
 pub const FORWARD_KEY_FILE: &str = "edge-forward.key";
 /// Secret file of the internal bulk KV route's key.
 pub const KV_ROUTE_KEY_FILE: &str = "kv-route.key";
-
-/// One entry of the `CITIES` binding.
-#[derive(Debug, Clone, Serialize)]
-pub struct CityBinding {
-    /// Host label.
-    pub slug: String,
-    /// Display name.
-    pub name: String,
-    /// ISO country code.
-    pub country: String,
-    /// Latitude.
-    pub lat: f64,
-    /// Longitude.
-    pub lon: f64,
-    /// The region serving it.
-    pub region: String,
-}
-
-/// The origin base URL of each region of the local stack.
-pub fn origins(topology: &Topology) -> serde_json::Map<String, serde_json::Value> {
-    topology
-        .regions
-        .iter()
-        .enumerate()
-        .map(|(r, region)| {
-            (
-                region.name.clone(),
-                format!("http://127.0.0.1:{}", topology.region_ports(r).api).into(),
-            )
-        })
-        .collect()
-}
-
-/// Every served city with its region, in topology order.
-pub fn cities(topology: &Topology) -> Vec<CityBinding> {
-    topology
-        .regions
-        .iter()
-        .flat_map(|region| {
-            region.shards.iter().flat_map(move |shard| {
-                shard.cities.iter().map(move |c| CityBinding {
-                    slug: c.slug.clone(),
-                    name: c.name.clone(),
-                    country: c.country.clone(),
-                    lat: c.lat,
-                    lon: c.lon,
-                    region: region.name.clone(),
-                })
-            })
-        })
-        .collect()
-}
-
-/// `route:{city}` for every city: what `up` writes into KV, so the Worker
-/// learns routes from KV (and a move only has to rewrite one key).
-pub fn routes(topology: &Topology) -> Vec<(String, Route)> {
-    let origins = origins(topology);
-    cities(topology)
-        .into_iter()
-        .map(|c| {
-            let origin = origins
-                .get(&c.region)
-                .and_then(|o| o.as_str())
-                .unwrap_or_default()
-                .to_string();
-            (
-                route_key(&c.slug),
-                Route {
-                    region: c.region,
-                    origin,
-                },
-            )
-        })
-        .collect()
-}
 
 /// The compact city database the Worker embeds: `$CITYBOARD_EDGE_MMDB`
 /// when set, else what `deploy/build-edge.sh` compiles.
@@ -161,117 +84,6 @@ pub fn addresses_in(mmdb: &Path, cities: &[&str]) -> Result<BTreeMap<String, Ipv
         }
     }
     Ok(found)
-}
-
-/// A Cap'n Proto text string literal.
-fn capnp_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for ch in text.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// What the generated config needs besides the topology.
-#[derive(Debug, Clone)]
-pub struct EdgeConfig<'a> {
-    /// `host:port` of the Worker's socket.
-    pub listen: String,
-    /// `host:port` of the KV service.
-    pub kv: String,
-    /// File names of the Worker's modules, relative to the config file;
-    /// the first is the entry module.
-    pub modules: &'a [String],
-    /// Apex host.
-    pub apex: &'a str,
-    /// `CITIES` JSON.
-    pub cities: String,
-    /// `ORIGINS` JSON.
-    pub origins: String,
-    /// Extra text bindings (e.g. `TEST_MODE` in a test's own runtime).
-    pub extra_text: &'a [(&'a str, &'a str)],
-}
-
-/// The workerd config text.
-pub fn render(config: &EdgeConfig<'_>) -> String {
-    let mut modules = String::new();
-    for name in config.modules {
-        let kind = if name.ends_with(".wasm") {
-            "wasm"
-        } else {
-            "esModule"
-        };
-        let _ = writeln!(
-            modules,
-            "    (name = {}, {kind} = embed {}),",
-            capnp_string(name.rsplit('/').next().unwrap_or(name)),
-            capnp_string(name)
-        );
-    }
-    let mut extra = String::new();
-    for (name, value) in config.extra_text {
-        let _ = writeln!(
-            extra,
-            "    (name = {}, text = {}),",
-            capnp_string(name),
-            capnp_string(value)
-        );
-    }
-    format!(
-        r#"# Generated by `cityboard up` from the stack's topology at each start of
-# the edge; edits are overwritten. Secrets come from the environment.
-using Workerd = import "/workerd/workerd.capnp";
-
-const config :Workerd.Config = (
-  services = [
-    (name = "edge", worker = .edge),
-    # The PAGES namespace: `cityboard edge-kv` (workerd's kvNamespace protocol).
-    (name = "kv", external = (address = {kv}, http = ())),
-    # Outbound fetches: the origins are on loopback, which workerd's default
-    # `internet` service refuses.
-    (name = "internet", network = (allow = ["public", "private", "local"])),
-  ],
-  sockets = [
-    ( name = "http", address = {listen}, service = "edge",
-      http = (cfBlobHeader = "cf-blob") ),
-  ],
-);
-
-const edge :Workerd.Worker = (
-  modules = [
-{modules}  ],
-  compatibilityDate = {date},
-  bindings = [
-    (name = "PAGES", kvNamespace = "kv"),
-    (name = "APEX", text = {apex}),
-    (name = "CITIES", text = {cities}),
-    (name = "ORIGINS", text = {origins}),
-    (name = "FORWARD_KEY", fromEnvironment = {forward_env}),
-    (name = "KV_ROUTE_KEY", fromEnvironment = {kv_route_env}),
-{extra}  ],
-  globalOutbound = "internet",
-);
-"#,
-        kv = capnp_string(&config.kv),
-        listen = capnp_string(&config.listen),
-        date = capnp_string(COMPATIBILITY_DATE),
-        apex = capnp_string(config.apex),
-        cities = capnp_string(&config.cities),
-        origins = capnp_string(&config.origins),
-        forward_env = capnp_string(FORWARD_KEY_ENV),
-        kv_route_env = capnp_string(KV_ROUTE_KEY_ENV),
-    )
 }
 
 /// The repository checkout the stack runs from: `$CITYBOARD_ROOT`
@@ -427,107 +239,4 @@ pub async fn write_routes(topology: &Topology, kv_port: u16) -> Result<()> {
             .await?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn topology() -> Topology {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("topology.toml");
-        Topology::load(&path).unwrap()
-    }
-
-    #[test]
-    fn bindings_follow_the_topology() {
-        let t = topology();
-        let cities = cities(&t);
-        assert_eq!(cities.len(), 8);
-        assert_eq!(cities[0].slug, "newyork");
-        assert_eq!(cities[0].region, "us-east");
-        assert_eq!(cities[7].region, "eu-west");
-        let origins = origins(&t);
-        assert_eq!(origins["us-east"], "http://127.0.0.1:17103");
-        assert_eq!(origins["eu-west"], "http://127.0.0.1:17203");
-        let routes = routes(&t);
-        assert_eq!(routes[4].0, "route:london");
-        assert_eq!(
-            routes[4].1,
-            Route {
-                region: "eu-west".into(),
-                origin: "http://127.0.0.1:17203".into()
-            }
-        );
-    }
-
-    #[test]
-    fn the_config_quotes_json_and_names_every_binding() {
-        let t = topology();
-        let modules = [
-            "edge/index.js".to_string(),
-            "edge/index_bg.wasm".to_string(),
-        ];
-        let text = render(&EdgeConfig {
-            listen: "127.0.0.1:17002".into(),
-            kv: "127.0.0.1:17003".into(),
-            modules: &modules,
-            apex: &t.apex,
-            cities: serde_json::to_string(&cities(&t)).unwrap(),
-            origins: serde_json::to_string(&origins(&t)).unwrap(),
-            extra_text: &[("TEST_MODE", "1")],
-        });
-        assert!(text.contains(r#"(name = "index.js", esModule = embed "edge/index.js")"#));
-        assert!(text.contains(r#"(name = "index_bg.wasm", wasm = embed "edge/index_bg.wasm")"#));
-        assert!(text.contains(r#"{\"slug\":\"newyork\""#), "{text}");
-        assert!(text.contains(r#"(name = "PAGES", kvNamespace = "kv")"#));
-        assert!(text.contains(r#"fromEnvironment = "CITYBOARD_EDGE_FORWARD_KEY""#));
-        assert!(text.contains(r#"(name = "TEST_MODE", text = "1")"#));
-        assert!(text.contains(r#"cfBlobHeader = "cf-blob""#));
-    }
-
-    #[test]
-    fn wrangler_environments_serve_the_default_topology() {
-        let t = topology();
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../edge/wrangler.toml");
-        let wrangler: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
-        let expected = serde_json::to_value(cities(&t)).unwrap();
-        for env in ["local", "staging", "production"] {
-            let e = &wrangler["env"][env];
-            let cities: serde_json::Value =
-                serde_json::from_str(e["vars"]["CITIES"].as_str().unwrap()).unwrap();
-            assert_eq!(
-                cities, expected,
-                "{env}: CITIES differs from deploy/topology.toml"
-            );
-            let origins: serde_json::Value =
-                serde_json::from_str(e["vars"]["ORIGINS"].as_str().unwrap()).unwrap();
-            for region in &t.regions {
-                assert!(
-                    origins[&region.name].is_string(),
-                    "{env}: no origin for {}",
-                    region.name
-                );
-            }
-            assert_eq!(
-                e["kv_namespaces"][0]["binding"].as_str(),
-                Some("PAGES"),
-                "{env}"
-            );
-            assert!(e["vars"].get("TEST_MODE").is_none(), "{env}");
-        }
-        let local: serde_json::Value = serde_json::from_str(
-            wrangler["env"]["local"]["vars"]["ORIGINS"]
-                .as_str()
-                .unwrap(),
-        )
-        .unwrap();
-        assert_eq!(local, serde_json::Value::Object(origins(&t)));
-    }
-
-    #[test]
-    fn capnp_strings_escape_quotes_and_controls() {
-        assert_eq!(capnp_string(r#"a"b\c"#), r#""a\"b\\c""#);
-        assert_eq!(capnp_string("x\ny\u{1}"), r#""x\ny\x01""#);
-        assert_eq!(capnp_string("ünï"), "\"ünï\"");
-    }
 }

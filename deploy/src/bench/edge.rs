@@ -29,13 +29,13 @@ use anyhow::{Context, Result, bail};
 use cityboard_protocol::kv::{PostMeta, etag, post_key};
 use serde::Serialize;
 
+use super::edge_fixtures::{JS_WORKER, PAGE_BYTES, js_config, nginx_config, page_html};
+use super::wrk::{Run, wrk_run};
 use crate::edge::{self, EdgeConfig};
 use crate::edge_kv;
 use crate::home::Home;
 use crate::topology::Topology;
 
-/// The page's size.
-const PAGE_BYTES: usize = 20 * 1024;
 /// The page's post id.
 const POST_ID: u64 = 4_242_424_242;
 /// Connection counts measured.
@@ -43,47 +43,6 @@ const CONNECTIONS: [u32; 2] = [8, 64];
 /// The city the visitor is placed in and the page belongs to.
 const CITY: &str = "newyork";
 
-/// The minimal JavaScript Worker: the same two answers with nothing else.
-const JS_WORKER: &str = r#"
-export default {
-  async fetch(request, env) {
-    const path = new URL(request.url).pathname;
-    if (path.startsWith("/post/")) {
-      const id = path.slice(6);
-      const { value, metadata } = await env.PAGES.getWithMetadata("post:" + id, "stream");
-      if (value === null) return new Response("not in KV", { status: 404 });
-      return new Response(value, {
-        headers: {
-          "content-type": "text/html; charset=utf-8",
-          "etag": `"p${id}v${metadata.version}"`,
-          "cache-control": "public, max-age=60",
-        },
-      });
-    }
-    return new Response(null, {
-      status: 302,
-      headers: { "location": "http://newyork.cityboard.localhost/", "cache-control": "private, no-store" },
-    });
-  },
-};
-"#;
-
-/// One wrk run.
-#[derive(Debug, Clone, Serialize)]
-pub struct Run {
-    /// Who answered: `rust-worker`, `js-worker`, `nginx`.
-    pub server: String,
-    /// Concurrent connections.
-    pub connections: u32,
-    /// Requests per second.
-    pub rps: f64,
-    /// 99th percentile latency, ms.
-    pub p99_ms: f64,
-    /// Median latency, ms.
-    pub p50_ms: f64,
-}
-
-/// A scenario's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct EdgeFigures {
     /// `edge-kv` or `edge-geo`.
@@ -310,78 +269,6 @@ pub async fn run(home: &Home, topology: &Topology, scenario: &str, json: bool) -
     Ok(())
 }
 
-/// A 20 KB HTML page shaped like a rendered post.
-fn page_html() -> String {
-    let mut page = String::from(
-        "<!doctype html><html lang=en><head><meta charset=utf-8><title>Vintage oak desk - New York - cityboard</title></head><body><main><h1>Vintage oak desk</h1>",
-    );
-    let mut n = 0;
-    while page.len() < PAGE_BYTES {
-        page.push_str(&format!(
-            "<p>Paragraph {n}: solid oak, three drawers, pick up in Brooklyn, cash only.</p>"
-        ));
-        n += 1;
-    }
-    page.truncate(PAGE_BYTES - 22);
-    page.push_str("</main></body></html>\n");
-    page
-}
-
-fn js_config(port: u16, kv_port: u16) -> String {
-    format!(
-        r#"using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [
-    (name = "main", worker = .main),
-    (name = "kv", external = (address = "127.0.0.1:{kv_port}", http = ())),
-  ],
-  sockets = [(name = "http", address = "127.0.0.1:{port}", service = "main")],
-);
-const main :Workerd.Worker = (
-  modules = [(name = "baseline.js", esModule = embed "baseline.js")],
-  compatibilityDate = "{}",
-  bindings = [(name = "PAGES", kvNamespace = "kv")],
-);
-"#,
-        edge::COMPATIBILITY_DATE
-    )
-}
-
-fn nginx_config(prefix: &Path, port: u16, etag: &str) -> String {
-    format!(
-        r#"# cityboard bench edge-*: the ceiling on this machine, one worker like workerd's one thread.
-worker_processes 1;
-error_log {prefix}/error.log warn;
-pid {prefix}/nginx.pid;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {prefix}/tmp;
-  proxy_temp_path {prefix}/tmp;
-  fastcgi_temp_path {prefix}/tmp;
-  uwsgi_temp_path {prefix}/tmp;
-  scgi_temp_path {prefix}/tmp;
-  keepalive_requests 1000000;
-  server {{
-    listen 127.0.0.1:{port};
-    root {prefix}/html;
-    location /post/ {{
-      default_type "text/html; charset=utf-8";
-      etag off;
-      add_header ETag '{etag}';
-      add_header Cache-Control "public, max-age=60";
-    }}
-    location = / {{
-      add_header Cache-Control "private, no-store" always;
-      return 302 http://newyork.cityboard.localhost/;
-    }}
-  }}
-}}
-"#,
-        prefix = prefix.display()
-    )
-}
-
 async fn check_answer(
     port: u16,
     host: &str,
@@ -413,109 +300,6 @@ async fn check_answer(
         );
     }
     Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-fn wrk_run(
-    wrk: &Path,
-    port: u16,
-    host: &str,
-    path: &str,
-    headers: &[String],
-    connections: u32,
-    seconds: u64,
-    server: &str,
-) -> Result<Run> {
-    let mut cmd = Command::new(wrk);
-    cmd.args(["-t", "2", "-c", &connections.to_string()])
-        .args(["-d", &format!("{seconds}s"), "--latency"])
-        .args(["-H", &format!("Host: {host}")]);
-    for h in headers {
-        cmd.args(["-H", h]);
-    }
-    cmd.arg(format!("http://127.0.0.1:{port}{path}"));
-    let out = cmd.output().context("running wrk")?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        bail!(
-            "wrk failed ({}): {text}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let report = parse_wrk(&text).with_context(|| format!("reading wrk's report:\n{text}"))?;
-    if report.errors > 0 {
-        bail!(
-            "{server}: {} answers were errors (non-2xx/3xx or socket errors):\n{text}",
-            report.errors
-        );
-    }
-    Ok(Run {
-        server: server.to_string(),
-        connections,
-        rps: report.rps,
-        p50_ms: report.p50_ms,
-        p99_ms: report.p99_ms,
-    })
-}
-
-/// What a wrk `--latency` report says.
-#[derive(Debug, PartialEq)]
-struct WrkReport {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: u64,
-}
-
-fn parse_wrk(text: &str) -> Result<WrkReport> {
-    let mut rps = None;
-    let mut p50 = None;
-    let mut p99 = None;
-    let mut errors = 0;
-    for line in text.lines().map(str::trim) {
-        let mut words = line.split_whitespace();
-        match words.next() {
-            Some("Requests/sec:") => rps = words.next().and_then(|v| v.parse().ok()),
-            Some("50%") => p50 = words.next().and_then(duration_ms),
-            Some("99%") => p99 = words.next().and_then(duration_ms),
-            Some("Non-2xx") => {
-                errors += line
-                    .rsplit(' ')
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(1);
-            }
-            Some("Socket") => {
-                // "Socket errors: connect 0, read 0, write 0, timeout 0"
-                errors += line
-                    .split(',')
-                    .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
-                    .sum::<u64>();
-            }
-            _ => {}
-        }
-    }
-    Ok(WrkReport {
-        rps: rps.context("no Requests/sec line")?,
-        p50_ms: p50.context("no 50% line")?,
-        p99_ms: p99.context("no 99% line")?,
-        errors,
-    })
-}
-
-/// `635.00us`, `2.10ms`, `1.02s` → milliseconds.
-fn duration_ms(text: &str) -> Option<f64> {
-    let (number, scale) = if let Some(n) = text.strip_suffix("us") {
-        (n, 0.001)
-    } else if let Some(n) = text.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1000.0)
-    } else {
-        return None;
-    };
-    number.parse::<f64>().ok().map(|n| n * scale)
 }
 
 /// Every module of the Worker, gzipped together (what the upload limit counts).
@@ -592,28 +376,5 @@ impl Drop for Spawned {
         }
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_wrk_report_is_read() {
-        let text = "Running 8s test @ http://127.0.0.1:1/\n  2 threads and 8 connections\n  Thread Stats   Avg      Stdev     Max   +/- Stdev\n    Latency   1.10ms  200.00us   9.00ms   90.00%\n  Latency Distribution\n     50%  635.00us\n     75%    1.00ms\n     90%    1.50ms\n     99%    2.10ms\n  96000 requests in 8.00s, 1.90GB read\n  Non-2xx or 3xx responses: 3\nRequests/sec:  12000.50\nTransfer/sec:    240.00MB\n";
-        let r = parse_wrk(text).unwrap();
-        assert_eq!(r.rps, 12000.5);
-        assert!((r.p50_ms - 0.635).abs() < 1e-9);
-        assert!((r.p99_ms - 2.1).abs() < 1e-9);
-        assert_eq!(r.errors, 3);
-        assert_eq!(duration_ms("1.5s"), Some(1500.0));
-    }
-
-    #[test]
-    fn the_page_is_20_kb_of_html() {
-        let page = page_html();
-        assert_eq!(page.len(), PAGE_BYTES);
-        assert!(page.ends_with("</html>\n"));
     }
 }

@@ -3,9 +3,11 @@
 //! BENCHMARKS.md by hand, with the command and the date.
 
 pub mod edge;
+pub mod edge_fixtures;
 pub mod geo;
 pub mod origin;
 pub mod pg;
+pub mod wrk;
 
 use anyhow::{Context, Result};
 

@@ -1,0 +1,118 @@
+//! What the edge benchmarks serve: the 20 KB page, the minimal JavaScript
+//! Worker with its workerd config, and nginx's config for the same answers.
+
+use std::path::Path;
+
+use crate::edge;
+
+/// The page's size.
+pub const PAGE_BYTES: usize = 20 * 1024;
+
+/// The minimal JavaScript Worker: the same two answers with nothing else.
+pub const JS_WORKER: &str = r#"
+export default {
+  async fetch(request, env) {
+    const path = new URL(request.url).pathname;
+    if (path.startsWith("/post/")) {
+      const id = path.slice(6);
+      const { value, metadata } = await env.PAGES.getWithMetadata("post:" + id, "stream");
+      if (value === null) return new Response("not in KV", { status: 404 });
+      return new Response(value, {
+        headers: {
+          "content-type": "text/html; charset=utf-8",
+          "etag": `"p${id}v${metadata.version}"`,
+          "cache-control": "public, max-age=60",
+        },
+      });
+    }
+    return new Response(null, {
+      status: 302,
+      headers: { "location": "http://newyork.cityboard.localhost/", "cache-control": "private, no-store" },
+    });
+  },
+};
+"#;
+
+/// A 20 KB HTML page shaped like a rendered post.
+pub fn page_html() -> String {
+    let mut page = String::from(
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>Vintage oak desk - New York - cityboard</title></head><body><main><h1>Vintage oak desk</h1>",
+    );
+    let mut n = 0;
+    while page.len() < PAGE_BYTES {
+        page.push_str(&format!(
+            "<p>Paragraph {n}: solid oak, three drawers, pick up in Brooklyn, cash only.</p>"
+        ));
+        n += 1;
+    }
+    page.truncate(PAGE_BYTES - 22);
+    page.push_str("</main></body></html>\n");
+    page
+}
+
+pub fn js_config(port: u16, kv_port: u16) -> String {
+    format!(
+        r#"using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [
+    (name = "main", worker = .main),
+    (name = "kv", external = (address = "127.0.0.1:{kv_port}", http = ())),
+  ],
+  sockets = [(name = "http", address = "127.0.0.1:{port}", service = "main")],
+);
+const main :Workerd.Worker = (
+  modules = [(name = "baseline.js", esModule = embed "baseline.js")],
+  compatibilityDate = "{}",
+  bindings = [(name = "PAGES", kvNamespace = "kv")],
+);
+"#,
+        edge::COMPATIBILITY_DATE
+    )
+}
+
+pub fn nginx_config(prefix: &Path, port: u16, etag: &str) -> String {
+    format!(
+        r#"# cityboard bench edge-*: the ceiling on this machine, one worker like workerd's one thread.
+worker_processes 1;
+error_log {prefix}/error.log warn;
+pid {prefix}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {prefix}/tmp;
+  proxy_temp_path {prefix}/tmp;
+  fastcgi_temp_path {prefix}/tmp;
+  uwsgi_temp_path {prefix}/tmp;
+  scgi_temp_path {prefix}/tmp;
+  keepalive_requests 1000000;
+  server {{
+    listen 127.0.0.1:{port};
+    root {prefix}/html;
+    location /post/ {{
+      default_type "text/html; charset=utf-8";
+      etag off;
+      add_header ETag '{etag}';
+      add_header Cache-Control "public, max-age=60";
+    }}
+    location = / {{
+      add_header Cache-Control "private, no-store" always;
+      return 302 http://newyork.cityboard.localhost/;
+    }}
+  }}
+}}
+"#,
+        prefix = prefix.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_is_20_kb_of_html() {
+        let page = page_html();
+        assert_eq!(page.len(), PAGE_BYTES);
+        assert!(page.ends_with("</html>\n"));
+    }
+}
