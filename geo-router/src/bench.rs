@@ -11,6 +11,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::address::public_address;
 use crate::compact::Locator;
+use crate::range_table::RangeTable;
 use crate::source;
 
 /// Result of the lookup benchmark.
@@ -84,4 +85,53 @@ pub fn lookup<S: AsRef<[u8]>, T: AsRef<[u8]>>(
         ratio: locate_per_sec / source_per_sec,
         located_share: located as f64 / addresses.len().max(1) as f64,
     }
+}
+
+/// Result of the range-table benchmark.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RangeFigures {
+    /// Addresses in the sample.
+    pub addresses: usize,
+    /// Ranges in the table.
+    pub ranges: usize,
+    /// `RangeTable::from_bytes`, best of five, milliseconds: what the first
+    /// IP lookup of a Worker isolate pays (wasm is slower than this host).
+    pub decode_ms: f64,
+    /// `RangeTable::city`, lookups per second.
+    pub city_per_sec: f64,
+    /// `Locator::locate` on the compact database, lookups per second.
+    pub locate_per_sec: f64,
+    /// Sample addresses where the two disagree (must be 0).
+    pub mismatches: usize,
+}
+
+/// Measures decoding a range table and looking addresses up in it, next to
+/// `locate` on the compact database it was made from.
+pub fn ranges<S: AsRef<[u8]>>(
+    table_bytes: &[u8],
+    compact: &Locator<S>,
+    addresses: &[IpAddr],
+    duration: Duration,
+) -> crate::Result<RangeFigures> {
+    let mut decode = f64::INFINITY;
+    let mut table = RangeTable::default();
+    for _ in 0..5 {
+        let start = Instant::now();
+        table = black_box(RangeTable::from_bytes(black_box(table_bytes))?);
+        decode = decode.min(start.elapsed().as_secs_f64());
+    }
+    let mismatches = addresses
+        .iter()
+        .filter(|&&ip| table.city(ip) != compact.locate(ip).map(|p| p.city))
+        .count();
+    let city_per_sec = rate(addresses, duration, |ip| table.city(ip).is_some());
+    let locate_per_sec = rate(addresses, duration, |ip| compact.locate(ip).is_some());
+    Ok(RangeFigures {
+        addresses: addresses.len(),
+        ranges: table.len(),
+        decode_ms: decode * 1e3,
+        city_per_sec,
+        locate_per_sec,
+        mismatches,
+    })
 }

@@ -120,6 +120,13 @@ impl<S: AsRef<[u8]>> Locator<S> {
         }))
     }
 
+    /// The underlying reader, for the range-table encoder's walk of the
+    /// tree (the same tree `locate` answers from).
+    #[cfg(feature = "server")]
+    pub(crate) fn reader(&self) -> &Reader<S> {
+        &self.reader
+    }
+
     /// The database's metadata (build time, node count, description).
     pub fn metadata(&self) -> &maxminddb::Metadata {
         self.reader.metadata()

@@ -33,6 +33,10 @@ pub enum GeoError {
     /// shape (for example, a compact database without our record layout).
     #[error("mmdb: {0}")]
     Mmdb(String),
+    /// A range table (see [`crate::range_table`]) that is corrupt,
+    /// truncated or of another version, or ranges it cannot hold.
+    #[error("range table: {0}")]
+    RangeTable(String),
     /// A host name that is not a city host of the apex.
     #[error("host name {host:?}: {reason}")]
     HostName {

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use crate::dns::zone::{RegionAnswer, Transport, Zone};
 use crate::host::{SiteHost, city_host, parse_host};
+use crate::range_table::RangeTable;
 
 /// Host-name parsing: arbitrary bytes as a `Host` header against two apexes;
 /// whatever parses as a city must build back to the same host.
@@ -38,6 +39,30 @@ pub fn dns_request(data: &[u8]) {
                     "oversized UDP answer"
                 );
             }
+        }
+    }
+}
+
+/// The range-table decoder: arbitrary bytes. What decodes must encode back
+/// to the same bytes (the format has one encoding per table) and answer
+/// lookups, at the edges of its ranges too, without panicking.
+pub fn range_table(data: &[u8]) {
+    let Ok(table) = RangeTable::from_bytes(data) else {
+        return;
+    };
+    assert_eq!(
+        table.to_bytes(),
+        data,
+        "decoded table re-encodes differently"
+    );
+    for (first, last, city) in table.ranges().take(64) {
+        assert!(first <= last, "range {first}-{last}");
+        assert!(
+            table.cities().iter().any(|c| c == city),
+            "unknown city {city:?}"
+        );
+        for a in [first, last, last.wrapping_add(1), first.wrapping_sub(1)] {
+            let _ = table.city(std::net::IpAddr::V4(a.into()));
         }
     }
 }

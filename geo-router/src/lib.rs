@@ -1,7 +1,7 @@
 //! Which served city a visitor is in, and which origin serves a region.
 //!
 //! The library half (catalog, served cities, placement rule, compact-database
-//! reader, host names) has no async runtime and builds for
+//! reader, IPv4 range table, host names) has no async runtime and builds for
 //! `wasm32-unknown-unknown`, because the edge Worker links it. The `server`
 //! feature (on by default) adds what only runs on a host: the compiler that
 //! turns a full GeoIP database into the compact one, the authoritative DNS
@@ -24,6 +24,7 @@ pub mod distance;
 pub mod error;
 pub mod host;
 pub mod placement;
+pub mod range_table;
 pub mod served;
 pub mod topology;
 
@@ -44,5 +45,6 @@ pub use compact::{CompactRecord, Locator};
 pub use error::{GeoError, Result};
 pub use host::{SiteHost, city_host, parse_host};
 pub use placement::{How, Placement, PlacementRule, Visitor};
+pub use range_table::RangeTable;
 pub use served::{ServedCities, ServedCity};
 pub use topology::Topology;

@@ -1,4 +1,5 @@
-//! `geo-router`: compile the compact city database, serve the origin zone's
+//! `geo-router`: compile the compact city database (and the edge's range
+//! table from it), serve the origin zone's
 //! DNS, and measure both.
 
 use std::path::PathBuf;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use geo_router::compile::{CompileOptions, compile};
-use geo_router::{Locator, PlacementRule, ServedCities, Topology};
+use geo_router::{Locator, PlacementRule, RangeTable, ServedCities, Topology};
 use maxminddb::Reader;
 
 mod cli_dns;
@@ -36,6 +37,15 @@ enum Command {
         /// Addresses to look up.
         #[arg(required = true)]
         ips: Vec<std::net::IpAddr>,
+    },
+    /// Reduce a compact database to the IPv4 range table the edge Worker embeds.
+    RangeTable {
+        /// Compact database (from `compile`).
+        #[arg(long)]
+        db: PathBuf,
+        /// Where to write the range table.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Benchmarks (one core).
     #[command(subcommand)]
@@ -81,6 +91,21 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Decode time and `RangeTable::city` rate vs `locate` on the compact database.
+    Ranges {
+        /// Range table (from `range-table`).
+        #[arg(long)]
+        ranges: PathBuf,
+        /// The compact database it was made from.
+        #[arg(long)]
+        compact: PathBuf,
+        /// Addresses in the sample.
+        #[arg(long, default_value_t = 100_000)]
+        addresses: usize,
+        /// Measuring time per side, seconds.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+    },
     /// Queries/s and p99 of the DNS server (started in-process on loopback).
     Dns(cli_dns::DnsBenchArgs),
 }
@@ -109,6 +134,13 @@ fn main() -> Result<()> {
             seconds,
             json,
         }) => run_bench_lookup(compact, source, addresses, seconds, json),
+        Command::RangeTable { db, out } => run_range_table(db, out),
+        Command::Bench(BenchCommand::Ranges {
+            ranges,
+            compact,
+            addresses,
+            seconds,
+        }) => run_bench_ranges(ranges, compact, addresses, seconds),
         Command::Bench(BenchCommand::Dns(args)) => cli_dns::bench(args),
     }
 }
@@ -209,5 +241,82 @@ fn run_bench_lookup(
             f.located_share * 100.0
         );
     }
+    Ok(())
+}
+
+fn run_range_table(db: PathBuf, out: PathBuf) -> Result<()> {
+    let started = std::time::Instant::now();
+    let bytes = std::fs::read(&db).with_context(|| db.display().to_string())?;
+    let locator = Locator::from_bytes(&bytes[..]).with_context(|| db.display().to_string())?;
+    let table = RangeTable::from_compact(&locator)
+        .with_context(|| format!("reducing {} to a range table", db.display()))?;
+    let encoded = table.to_bytes();
+    // Read back what is written: a table the Worker would refuse fails here.
+    if RangeTable::from_bytes(&encoded)? != table {
+        anyhow::bail!("the encoded range table does not decode to itself");
+    }
+    std::fs::write(&out, &encoded).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "range table {}: {} ranges, {} cities, {} bytes raw, {} (from {}, {} bytes), in {:.1} s",
+        out.display(),
+        table.len(),
+        table.cities().len(),
+        encoded.len(),
+        gzip_size(&encoded),
+        db.display(),
+        bytes.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `gzip -9` size of `bytes`, as text ("? bytes" without a gzip on PATH):
+/// the size the Worker's upload limit counts. The system gzip rather than a
+/// compression crate, because this is only a figure for the operator.
+fn gzip_size(bytes: &[u8]) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let run = || -> std::io::Result<usize> {
+        let mut child = Command::new("gzip")
+            .arg("-9c")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut stdin = child.stdin.take().ok_or(std::io::ErrorKind::BrokenPipe)?;
+        let data = bytes.to_vec();
+        let writer = std::thread::spawn(move || stdin.write_all(&data));
+        let output = child.wait_with_output()?;
+        writer.join().map_err(|_| std::io::ErrorKind::Other)??;
+        Ok(output.stdout.len())
+    };
+    match run() {
+        Ok(n) => format!("{n} bytes gzip -9"),
+        Err(_) => "? bytes gzip (no gzip on PATH)".into(),
+    }
+}
+
+fn run_bench_ranges(ranges: PathBuf, compact: PathBuf, n: usize, seconds: f64) -> Result<()> {
+    let bytes = std::fs::read(&ranges).with_context(|| ranges.display().to_string())?;
+    let compact_bytes = std::fs::read(&compact).with_context(|| compact.display().to_string())?;
+    let locator = Locator::from_bytes(compact_bytes)?;
+    let addresses = geo_router::bench::sample_addresses(n, 4);
+    let duration = Duration::from_secs_f64(seconds.max(0.1));
+    let f = geo_router::bench::ranges(&bytes, &locator, &addresses, duration)?;
+    println!(
+        "range table, one core, {} random public IPv4 addresses",
+        f.addresses
+    );
+    println!("  range table:                {:>12} bytes", bytes.len());
+    println!("  ranges:                     {:>12}", f.ranges);
+    println!("  decode (from_bytes):        {:>12.2} ms", f.decode_ms);
+    println!(
+        "  RangeTable::city:           {:>12.0} lookups/s",
+        f.city_per_sec
+    );
+    println!(
+        "  locate (compact db):        {:>12.0} lookups/s",
+        f.locate_per_sec
+    );
+    println!("  mismatches vs locate:       {:>12}", f.mismatches);
     Ok(())
 }

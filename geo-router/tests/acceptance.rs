@@ -20,7 +20,6 @@
 //! (`cargo test --release -p geo-router --test acceptance`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::{Path, PathBuf};
 
 use geo_router::compile::{CompileOptions, compile};
 use geo_router::{Catalog, How, Locator, ServedCities, Topology};
@@ -28,7 +27,9 @@ use maxminddb::{Reader, WithinOptions};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Deserialize;
 
-const ENV: &str = "CITYBOARD_DBIP_MMDB";
+mod common;
+use common::{ENV, source_files};
+
 const SAMPLES: usize = 100_000;
 const MAX_KM: f64 = 300.0;
 const DIRECT_KM: f64 = 25.0;
@@ -47,36 +48,6 @@ const ISSUE_MIN_SHARE: f64 = 0.95;
 /// Galicia. The equality check on every sample is what proves the compact
 /// database; this floor only catches a collapse of the coverage.
 const LARGE_MIN_SHARE: f64 = 0.94;
-
-fn source_files() -> Option<Vec<PathBuf>> {
-    let raw = std::env::var_os(ENV)?;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let value = root.join(&raw);
-    let files: Vec<PathBuf> = if value.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&value)
-            .unwrap_or_else(|e| panic!("{ENV}={}: {e}", value.display()))
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "mmdb"))
-            .collect();
-        files.sort();
-        files
-    } else {
-        std::env::split_paths(&raw).map(|p| root.join(p)).collect()
-    };
-    assert!(
-        !files.is_empty(),
-        "{ENV}={} holds no .mmdb file",
-        value.display()
-    );
-    for f in &files {
-        assert!(
-            f.is_file(),
-            "{ENV}: source database {} is missing",
-            f.display()
-        );
-    }
-    Some(files)
-}
 
 /// The source record, decoded here without the library (DB-IP layout).
 #[derive(Deserialize)]

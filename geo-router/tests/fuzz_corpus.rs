@@ -31,3 +31,8 @@ fn host_name_corpus() {
 fn dns_request_corpus() {
     replay("dns_request", geo_router::fuzzing::dns_request);
 }
+
+#[test]
+fn range_table_corpus() {
+    replay("range_table", geo_router::fuzzing::range_table);
+}
