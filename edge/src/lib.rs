@@ -1,7 +1,7 @@
 //! The cityboard edge Worker (design §4, issue 6).
 //!
 //! - The apex sends each visitor to their city ([`apex`]): cookie, then
-//!   `request.cf`, then the client IP in the embedded compact city database
+//!   `request.cf`, then the client IP in the embedded IPv4 range table
 //!   ([`geo`]), else the city picker.
 //! - City hosts serve post pages from KV with no origin call ([`post`]) and
 //!   pass everything else to the city's region origin, signed ([`origin`]);

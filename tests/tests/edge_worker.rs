@@ -91,7 +91,7 @@ async fn apex_sends_visitors_by_cookie_then_cf_then_ip_else_to_the_picker() {
         (r#"{}"#, "3.0.1.2", "newyork"),
         (
             r#"{"latitude":null,"longitude":"x"}"#,
-            "2600:1f18::1",
+            "::ffff:18.204.1.1",
             "boston",
         ),
     ] {
@@ -116,6 +116,8 @@ async fn apex_sends_visitors_by_cookie_then_cf_then_ip_else_to_the_picker() {
     for headers in [
         vec![("x-forwarded-for", "8.8.8.8")],
         vec![("x-forwarded-for", "127.0.0.1")],
+        // In the test database, but the Worker's table is IPv4 only.
+        vec![("x-forwarded-for", "2600:1f18::1")],
         vec![("x-forwarded-for", "not an ip")],
         vec![(
             "cf-blob",
@@ -695,7 +697,9 @@ async fn known_answer_vectors_pass_inside_the_wasm_build() {
 #[tokio::test]
 async fn the_embedded_city_database_places_real_addresses() {
     // deploy/build-edge.sh compiles it from the default topology (DB-IP Lite)
-    // and embeds it; the test cities are among the topology's.
+    // and embeds the range table made from it, which answers every IPv4
+    // address as the database does (geo-router's tests/range_table.rs); the
+    // test cities are among the topology's.
     // (or the one CITYBOARD_EDGE_MMDB named for the build).
     let mmdb = std::env::var_os("CITYBOARD_EDGE_MMDB")
         .filter(|p| !p.is_empty())
