@@ -121,45 +121,48 @@ impl RangeTable {
         if range_count > 0 && cities.is_empty() {
             return Err(bad(r.pos, "ranges but no cities"));
         }
-        // Gaps into `starts` and lengths into `ends`, then both turned into
-        // addresses in one pass.
-        let mut starts = Vec::with_capacity(range_count);
-        r.column(range_count, &mut starts)?;
-        let lengths_at = r.pos;
-        let mut ends = Vec::with_capacity(range_count);
-        r.column(range_count, &mut ends)?;
-        let mut next = 0u64; // first address the next range may start at
-        for (start, end) in starts.iter_mut().zip(ends.iter_mut()) {
-            let first = next + u64::from(*start);
-            let last = first + u64::from(*end);
-            if last > u64::from(u32::MAX) {
-                return Err(bad(lengths_at, "a range runs past 255.255.255.255"));
-            }
-            // Both fit in u32: first <= last <= u32::MAX.
-            *start = first as u32;
-            *end = last as u32;
-            next = last + 1;
+        // Where each column starts (a varint ends at each byte below 0x80),
+        // then all three read side by side in one pass: this runs on an
+        // isolate's first IP lookup, and one pass without temporaries is
+        // about twice as fast as three.
+        let gaps_at = r.pos;
+        let lengths_at = column_end(bytes, gaps_at, range_count)?;
+        let cities_at = column_end(bytes, lengths_at, range_count)?;
+        let end_at = column_end(bytes, cities_at, range_count)?;
+        if end_at != bytes.len() {
+            return Err(bad(
+                end_at,
+                format!("{} bytes after the last column", bytes.len() - end_at),
+            ));
         }
-        let cities_at = r.pos;
-        let mut indexes = Vec::with_capacity(range_count);
-        r.column(range_count, &mut indexes)?;
+        let mut starts = Vec::with_capacity(range_count);
+        let mut ends = Vec::with_capacity(range_count);
         let mut city = Vec::with_capacity(range_count);
-        for &index in &indexes {
+        let (mut g, mut l, mut c) = (gaps_at, lengths_at, cities_at);
+        let mut next = 0u64; // first address the next range may start at
+        for _ in 0..range_count {
+            let (gap, g2) = varint_at(bytes, g).ok_or_else(|| varint_error(bytes, g))?;
+            let (len, l2) = varint_at(bytes, l).ok_or_else(|| varint_error(bytes, l))?;
+            let (index, c2) = varint_at(bytes, c).ok_or_else(|| varint_error(bytes, c))?;
+            let first = next + u64::from(gap);
+            let last = first + u64::from(len);
+            if last > u64::from(u32::MAX) {
+                return Err(bad(l, "the range runs past 255.255.255.255"));
+            }
             match u16::try_from(index) {
                 Ok(i) if usize::from(i) < cities.len() => city.push(i),
                 _ => {
                     return Err(bad(
-                        cities_at,
+                        c,
                         format!("city index {index} of {} cities", cities.len()),
                     ));
                 }
             }
-        }
-        if r.pos != bytes.len() {
-            return Err(bad(
-                r.pos,
-                format!("{} bytes after the last column", bytes.len() - r.pos),
-            ));
+            // Both fit in u32: first <= last <= u32::MAX.
+            starts.push(first as u32);
+            ends.push(last as u32);
+            next = last + 1;
+            (g, l, c) = (g2, l2, c2);
         }
         Ok(RangeTable {
             cities,
@@ -405,6 +408,26 @@ fn varint_at(bytes: &[u8], pos: usize) -> Option<(u32, usize)> {
     None
 }
 
+/// The position after the `n` varints from `pos` (each ends at a byte
+/// below 0x80); whether each is valid is [`varint_at`]'s to say.
+fn column_end(bytes: &[u8], pos: usize, n: usize) -> Result<usize> {
+    if n == 0 {
+        return Ok(pos);
+    }
+    let rest = bytes.get(pos..).unwrap_or_default();
+    let mut seen = 0usize;
+    for (i, &b) in rest.iter().enumerate() {
+        seen += usize::from(b < 0x80);
+        if seen == n {
+            return Ok(pos + i + 1);
+        }
+    }
+    Err(bad(
+        pos,
+        format!("truncated: a column of {n} varints holds {seen}"),
+    ))
+}
+
 /// Why there is no valid varint at `pos` (see [`varint_at`]).
 #[cold]
 fn varint_error(bytes: &[u8], pos: usize) -> GeoError {
@@ -454,21 +477,6 @@ impl<'a> Cursor<'a> {
             }
             None => Err(varint_error(self.bytes, self.pos)),
         }
-    }
-
-    /// `n` varints appended to `out`.
-    fn column(&mut self, n: usize, out: &mut Vec<u32>) -> Result<()> {
-        let (bytes, mut pos) = (self.bytes, self.pos);
-        for _ in 0..n {
-            let Some((value, next)) = varint_at(bytes, pos) else {
-                self.pos = pos;
-                return Err(varint_error(bytes, pos));
-            };
-            out.push(value);
-            pos = next;
-        }
-        self.pos = pos;
-        Ok(())
     }
 
     /// A count of items that take at least `min_bytes` each: refused when
