@@ -46,8 +46,10 @@ pub const FORWARD_KEY_FILE: &str = "edge-forward.key";
 /// Secret file of the internal bulk KV route's key.
 pub const KV_ROUTE_KEY_FILE: &str = "kv-route.key";
 
-/// The compact city database the Worker embeds: `$CITYBOARD_EDGE_MMDB`
-/// when set, else what `deploy/build-edge.sh` compiles.
+/// The compact city database the Worker's range table is made from (the
+/// Worker embeds the table, `<name>.ranges` beside it):
+/// `$CITYBOARD_EDGE_MMDB` when set, else what `deploy/build-edge.sh`
+/// compiles.
 pub fn embedded_database() -> PathBuf {
     std::env::var_os("CITYBOARD_EDGE_MMDB")
         .filter(|p| !p.is_empty())
