@@ -9,21 +9,8 @@ use crate::config::Config;
 /// The GeoIP data's required credit (DB-IP Lite is CC-BY-4.0).
 pub const GEOIP_CREDIT: &str = "<a href='https://db-ip.com'>IP Geolocation by DB-IP</a>";
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// The one escaping function of both sides of the edge.
+pub use cityboard_protocol::html::escape;
 
 fn page(title: &str, body: &str) -> String {
     format!(

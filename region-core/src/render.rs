@@ -2,21 +2,8 @@
 
 use crate::model::Post;
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// The one escaping function of both sides of the edge.
+pub use cityboard_protocol::html::escape;
 
 /// The post page (the one the publisher will pre-render for the edge).
 pub fn post_page(p: &Post) -> String {
