@@ -29,6 +29,10 @@ pub enum ApiError {
     /// A state-changing form without a valid CSRF token.
     #[error("missing or invalid CSRF token")]
     Csrf,
+    /// The request is understood and authenticated but not the user's to
+    /// make (another poster's post, another user's command).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     Conflict(String),
     /// Sessions are renewed at the user's home region (region number in
@@ -59,6 +63,10 @@ pub enum ApiError {
     /// whose replay cannot be ruled out is not served.
     #[error("the region store is unavailable; retry shortly")]
     StoreUnavailable,
+    /// The broker did not take a command: nothing was written, and a retry
+    /// (with the same `Idempotency-Key`) is safe.
+    #[error("writes are unavailable; retry shortly")]
+    BrokerUnavailable,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -89,16 +97,16 @@ impl ApiError {
             ApiError::Unauthorized | ApiError::BadCredentials | ApiError::BadSignature(_) => {
                 StatusCode::UNAUTHORIZED
             }
-            ApiError::Csrf => StatusCode::FORBIDDEN,
+            ApiError::Csrf | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotServed(_) | ApiError::NotHomeRegion(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::ShardUnavailable(_) | ApiError::StoreUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::ShardUnavailable(_)
+            | ApiError::StoreUnavailable
+            | ApiError::BrokerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -109,6 +117,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::BadCredentials => "bad-credentials",
             ApiError::Csrf => "csrf",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::Conflict(_) => "conflict",
             ApiError::UnsupportedMediaType => "unsupported-media-type",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
@@ -119,6 +128,7 @@ impl ApiError {
             ApiError::ShardUnavailable(_) => "shard-unavailable",
             ApiError::BadSignature(_) => "signature",
             ApiError::StoreUnavailable => "store-unavailable",
+            ApiError::BrokerUnavailable => "broker-unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -161,7 +171,9 @@ impl IntoResponse for ApiError {
         }
         if matches!(
             self,
-            ApiError::ShardUnavailable(_) | ApiError::StoreUnavailable
+            ApiError::ShardUnavailable(_)
+                | ApiError::StoreUnavailable
+                | ApiError::BrokerUnavailable
         ) {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

@@ -68,6 +68,10 @@ enum Cmd {
         /// still ignored. Never set by `cityboard up`.
         #[arg(long, env = "CITYBOARD_ALLOW_UNSIGNED")]
         allow_unsigned: bool,
+        /// Longest a write waits for the writer before answering 202 (with
+        /// the status URL) instead of 201/200; 0s answers 202 at once.
+        #[arg(long, env = "CITYBOARD_APPLY_WAIT", default_value = "1500ms")]
+        apply_wait: humantime::Duration,
     },
     /// Print the OpenAPI document (the checked-in `openapi.json`).
     Openapi,
@@ -148,6 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             local_cache_entries,
             session_ttl,
             allow_unsigned,
+            apply_wait,
         } => {
             let stack = StackFile::read(&state)?;
             let (number, entry) = stack.region(&region)?;
@@ -159,6 +164,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 session_ttl: chrono::Duration::from_std(session_ttl.into())
                     .context("--session-ttl is too long")?,
                 require_signatures: !allow_unsigned,
+                apply_wait: apply_wait.into(),
+                // Without a broker the api still serves reads; writes are 503.
+                broker: region_core::pipeline::broker_from_state(&state)
+                    .map_err(|e| tracing::warn!(error = %e, "no broker: writes will answer 503"))
+                    .ok(),
                 ..ApiOptions::default()
             };
             if allow_unsigned {

@@ -88,4 +88,63 @@ impl Store {
             .map_err(|e| self.unavailable(e))?;
         Ok(reply.is_some())
     }
+
+    /// Runs `cmd` with the store's timeout; any failure is the store being
+    /// unavailable, which the caller answers with a 503.
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+        what: &str,
+    ) -> Result<T, StoreUnavailable> {
+        let mut c = self.connection().await?;
+        tokio::time::timeout(TIMEOUT, cmd.query_async(&mut c))
+            .await
+            .map_err(|_| self.unavailable(format!("{what} timed out")))?
+            .map_err(|e| self.unavailable(e))
+    }
+
+    /// `SET key value NX EX ttl`: true when the key was new. Unlike `claim`
+    /// the value says something (an idempotency record, a command's owner).
+    pub async fn put_new(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreUnavailable> {
+        let cmd = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl.as_secs().max(1))
+            .to_owned();
+        let reply: Option<String> = self.query(&cmd, "SET").await?;
+        Ok(reply.is_some())
+    }
+
+    /// `SET key value EX ttl`, replacing what is there.
+    pub async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreUnavailable> {
+        let cmd = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("EX")
+            .arg(ttl.as_secs().max(1))
+            .to_owned();
+        self.query::<()>(&cmd, "SET").await
+    }
+
+    /// `GET key`.
+    pub async fn get(&self, key: &str) -> Result<Option<String>, StoreUnavailable> {
+        self.query(redis::cmd("GET").arg(key), "GET").await
+    }
+
+    /// `DEL key` (a claim given back because its request wrote nothing).
+    pub async fn delete(&self, key: &str) -> Result<(), StoreUnavailable> {
+        self.query::<()>(redis::cmd("DEL").arg(key), "DEL").await
+    }
+
+    /// The store's URL, for connections of another kind (a subscription).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
 }

@@ -14,7 +14,8 @@
 #   1. adds demo posts to the region (`region-core setup --demo`, idempotent),
 #      so listing and GET /post/{id} have data to answer 2xx with;
 #   2. runs schemathesis with every check, all phases including stateful
-#      (OpenAPI links: listing -> post, listing -> next page, signup -> login),
+#      (OpenAPI links: listing -> post, listing -> next page, signup -> login,
+#      new post -> edit, delete, renew, report, its command's status),
 #      requests sent for `<first city of the region>.<apex>` and signed as
 #      the edge signs them (hooks.py, with $CITYBOARD_HOME/secrets/
 #      edge-forward.key): the api keeps requiring signatures;

@@ -141,14 +141,42 @@ fn media_type(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
+/// Whether the request's body is an HTML form (else it must be JSON); any
+/// other media type is a 415.
+pub fn is_form(headers: &HeaderMap) -> Result<bool, ApiError> {
+    match media_type(headers).as_str() {
+        "application/json" => Ok(false),
+        "application/x-www-form-urlencoded" => Ok(true),
+        _ => Err(ApiError::UnsupportedMediaType),
+    }
+}
+
+/// Parses a body already read (handlers that also hash it, for an
+/// `Idempotency-Key`): a syntax error is a 400, a missing or mistyped field
+/// a 422, as for `Input`.
+pub fn parse_body<T: DeserializeOwned>(form: bool, bytes: &[u8]) -> Result<T, ApiError> {
+    if form {
+        serde_urlencoded::from_bytes(bytes).map_err(|e| {
+            ApiError::Invalid(vec![FieldError {
+                field: "body",
+                problem: e.to_string(),
+            }])
+        })
+    } else {
+        serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => ApiError::Invalid(vec![FieldError {
+                field: "body",
+                problem: e.to_string(),
+            }]),
+            _ => ApiError::BadRequest(format!("malformed JSON: {e}")),
+        })
+    }
+}
+
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Input<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let form = match media_type(req.headers()).as_str() {
-            "application/json" => false,
-            "application/x-www-form-urlencoded" => true,
-            _ => return Err(ApiError::UnsupportedMediaType),
-        };
+        let form = is_form(req.headers())?;
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge(BODY_LIMIT)
@@ -156,22 +184,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Input<T> {
                 ApiError::BadRequest(e.body_text())
             }
         })?;
-        let value = if form {
-            serde_urlencoded::from_bytes(&bytes).map_err(|e| {
-                ApiError::Invalid(vec![FieldError {
-                    field: "body",
-                    problem: e.to_string(),
-                }])
-            })?
-        } else {
-            serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
-                serde_json::error::Category::Data => ApiError::Invalid(vec![FieldError {
-                    field: "body",
-                    problem: e.to_string(),
-                }]),
-                _ => ApiError::BadRequest(format!("malformed JSON: {e}")),
-            })?
-        };
+        let value = parse_body(form, &bytes)?;
         Ok(Input { value, form })
     }
 }

@@ -2,15 +2,18 @@
 //! the OpenAPI document in `openapi`.
 
 pub mod accounts;
+pub mod commands;
 pub mod cursor;
 pub mod edge_trust;
 pub mod extract;
 pub mod health;
+pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 pub mod posts;
 pub mod session;
 pub mod state;
+pub mod writes;
 
 use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
@@ -28,8 +31,16 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// The api's routes with their middleware.
 pub fn app(state: AppState) -> axum::Router {
     axum::Router::new()
-        .route("/post/{id}", get(posts::get_post))
-        .route("/post", get(posts::list_posts))
+        .route(
+            "/post/{id}",
+            get(posts::get_post)
+                .put(writes::update_post)
+                .delete(writes::delete_post),
+        )
+        .route("/post", get(posts::list_posts).post(writes::create_post))
+        .route("/post/{id}/renew", post(writes::renew_post))
+        .route("/report", post(writes::report))
+        .route("/commands/{id}", get(commands::get_command))
         .route("/signup", get(accounts::signup_form).post(accounts::signup))
         .route("/login", get(accounts::login_form).post(accounts::login))
         .route("/logout", post(session::logout))

@@ -7,7 +7,7 @@ use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::http::{accounts, health, metrics, posts, session};
+use crate::http::{accounts, commands, health, metrics, posts, session, writes};
 
 /// The api of one region.
 #[derive(OpenApi)]
@@ -26,6 +26,12 @@ use crate::http::{accounts, health, metrics, posts, session};
     paths(
         posts::get_post,
         posts::list_posts,
+        writes::create_post,
+        writes::update_post,
+        writes::delete_post,
+        writes::renew_post,
+        writes::report,
+        commands::get_command,
         accounts::signup_form,
         accounts::signup,
         accounts::login_form,
@@ -40,6 +46,8 @@ use crate::http::{accounts, health, metrics, posts, session};
     modifiers(&Security, &EdgeSignature, &Links),
     tags(
         (name = "posts", description = "Reading posts"),
+        (name = "writes", description = "Posting, editing, deleting, renewing, reporting; the \
+                                         status of a write accepted with 202"),
         (name = "accounts", description = "Sign-up and sessions"),
         (name = "operations", description = "Health, metrics, this document"),
     )
@@ -227,6 +235,52 @@ impl Modify for Links {
                 .description("The next page (send the same filters again)")
                 .build(),
         );
+        // From a new post to what its author can do with it next: the
+        // body names the post and the command (a 202 as much as a 201).
+        for status in ["201", "202"] {
+            for (name, op, description) in [
+                ("EditPost", "update_post", "Edit the new post"),
+                ("DeletePost", "delete_post", "Delete the new post"),
+                ("RenewPost", "renew_post", "Renew the new post"),
+            ] {
+                add(
+                    "/post",
+                    HttpMethod::Post,
+                    status,
+                    name,
+                    LinkBuilder::new()
+                        .operation_id(op)
+                        .parameter("id", "$response.body#/post")
+                        .description(description)
+                        .build(),
+                );
+            }
+            add(
+                "/post",
+                HttpMethod::Post,
+                status,
+                "ReportPost",
+                LinkBuilder::new()
+                    .operation_id("report")
+                    .request_body(Some(serde_json::json!({
+                        "post_id": "$response.body#/post",
+                        "reason": "spam",
+                    })))
+                    .description("Report the new post")
+                    .build(),
+            );
+            add(
+                "/post",
+                HttpMethod::Post,
+                status,
+                "CommandStatus",
+                LinkBuilder::new()
+                    .operation_id("get_command")
+                    .parameter("id", "$response.body#/command")
+                    .description("The status of the write")
+                    .build(),
+            );
+        }
         add(
             "/signup",
             HttpMethod::Post,

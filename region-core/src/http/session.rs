@@ -21,13 +21,14 @@ pub struct SessionForm {
     pub csrf: Option<String>,
 }
 
-type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
+/// A body read whole; a rejection (too large) is answered by `check_csrf`.
+pub(crate) type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
 
 /// A session from the cookie must prove the request is its own with the
 /// session's CSRF token (header `X-CSRF-Token` or form field `csrf`); one
 /// from the `Authorization` header needs none. Returns whether the body was
 /// a form (answered with a redirect).
-fn check_csrf(
+pub(crate) fn check_csrf(
     st: &AppState,
     user: &AuthUser,
     headers: &HeaderMap,

@@ -12,11 +12,13 @@ use crate::cache::PageCache;
 use crate::catalog::NodeLease;
 use crate::clock::SharedClock;
 use crate::db::{ReadConfig, Router};
+use crate::http::commands::CommandBus;
 use crate::http::edge_trust::EdgeTrust;
 use crate::http::metrics::Metrics;
 use crate::local_cache::LocalCache;
 use crate::model::IdGenerator;
 use crate::model::{Id, Post};
+use crate::pipeline::Topics;
 use crate::stack::{RegionEntry, Secrets};
 use crate::store::Store;
 
@@ -56,8 +58,11 @@ pub struct AppState {
     pub session_ttl: chrono::Duration,
     /// Verifies the edge's request signatures.
     pub edge: EdgeTrust,
-    /// The region's non-evicting Redis (signature nonces).
+    /// The region's non-evicting Redis (signature nonces, idempotency
+    /// keys, command statuses).
     pub store: Store,
+    /// Produces write commands and waits for their outcome.
+    pub commands: Arc<CommandBus>,
 }
 
 /// What `serve` (or a test) chooses about the api.
@@ -85,6 +90,12 @@ pub struct ApiOptions {
     /// development flag `--allow-unsigned` turns it off, and then only for
     /// requests with no signature header at all.
     pub require_signatures: bool,
+    /// Longest a write waits for the writer's apply notification before
+    /// answering 202; zero answers 202 at once.
+    pub apply_wait: Duration,
+    /// The broker (`host:port`) writes are produced to; none makes every
+    /// write a 503 while reads go on.
+    pub broker: Option<String>,
 }
 
 impl Default for ApiOptions {
@@ -99,6 +110,8 @@ impl Default for ApiOptions {
             hash_parallelism: 2,
             read: ReadConfig::default(),
             require_signatures: true,
+            apply_wait: Duration::from_millis(1500),
+            broker: None,
         }
     }
 }
@@ -160,6 +173,12 @@ impl AppState {
         );
         let store = Store::new(&region.redis_store_url);
         let edge = EdgeTrust::new(secrets, store.clone(), options.require_signatures);
+        let commands = Arc::new(CommandBus::new(
+            Topics::of_region(&region.name).commands,
+            options.broker.clone(),
+            store.clone(),
+            options.apply_wait,
+        ));
         let state = AppState {
             router,
             catalog,
@@ -184,6 +203,7 @@ impl AppState {
             session_ttl: options.session_ttl,
             edge,
             store,
+            commands,
         };
         Ok((state, Background { tasks, lease }))
     }

@@ -74,6 +74,17 @@ impl PostFields {
         {
             err("location", "must be at most 200 characters");
         }
+        // Postgres text cannot hold NUL: refused here, not by the shard,
+        // where it would fail the writer's whole batch.
+        for (field, text) in [
+            ("title", Some(&self.title)),
+            ("description", Some(&self.description)),
+            ("location", self.location.as_ref()),
+        ] {
+            if text.is_some_and(|t| t.contains('\0')) {
+                err(field, "must not contain NUL characters");
+            }
+        }
         if bad.is_empty() { Ok(()) } else { Err(bad) }
     }
 }

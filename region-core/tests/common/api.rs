@@ -38,6 +38,8 @@ pub struct Setup {
     pub secrets: Secrets,
     /// Another non-evicting store than the stack's (e.g. one that is down).
     pub store_url: Option<String>,
+    /// `ApiOptions::apply_wait` (zero: every write answers 202).
+    pub apply_wait: std::time::Duration,
 }
 
 impl Default for Setup {
@@ -48,6 +50,7 @@ impl Default for Setup {
             clock: Arc::new(region_core::clock::SystemClock),
             secrets: secrets(),
             store_url: None,
+            apply_wait: std::time::Duration::from_millis(1500),
         }
     }
 }
@@ -73,7 +76,8 @@ impl Api {
 
     pub async fn start_with(setup: Setup) -> Api {
         let home = std::env::var_os("CITYBOARD_HOME").expect("CITYBOARD_HOME");
-        let stack = StackFile::read(&std::path::PathBuf::from(home).join("state.json")).unwrap();
+        let state_file = std::path::PathBuf::from(home).join("state.json");
+        let stack = StackFile::read(&state_file).unwrap();
         let (number, region) = stack.region(&stack.regions[0].name.clone()).unwrap();
         let mut region = region.clone();
         if let Some(url) = setup.store_url {
@@ -89,6 +93,8 @@ impl Api {
             // A loaded test machine must not turn a hit into a miss.
             cache_timeout: std::time::Duration::from_secs(10),
             require_signatures: setup.require_signatures,
+            apply_wait: setup.apply_wait,
+            broker: region_core::pipeline::broker_from_state(&state_file).ok(),
             ..ApiOptions::default()
         };
         let (state, background) = AppState::connect(

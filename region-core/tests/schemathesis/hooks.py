@@ -14,6 +14,11 @@ request then carries `Authorization: Bearer <token>`. POST /logout revokes
 the token it is called with, so it gets a token of its own each time: the
 shared one must stay valid for the other operations; POST /session/renew
 likewise (it revokes the token it renews).
+
+Writes: every `Idempotency-Key` is made the request's own (see
+_own_idempotency_key), the read-your-writes cookie of the latest write is
+carried to reads of one post, and POST /report and GET /commands/{id} are
+given, every other time, ids of posts and commands the run created.
 """
 
 import hashlib
@@ -127,11 +132,62 @@ def sign_prepared(prepared):
 _send = requests.Session.send
 
 
+def _own_idempotency_key(prepared):
+    """An Idempotency-Key promises that a retry is the same request; the
+    same key with another body is a 422 by design, which no schema can
+    express, and generated cases reuse keys ("0", "A") for different bodies.
+    Each key is therefore made the request's own: the generated key, the
+    method, path and final body, hashed with a salt of this run. A repeated
+    request keeps its key (and gets the first answer again); tests/writes.rs
+    covers a key reused for another body."""
+    key = prepared.headers.get("Idempotency-Key")
+    # A key the document forbids stays as it is: the api must refuse it.
+    if key is None or not KEY_PATTERN.match(key):
+        return
+    body = _body_bytes(prepared)
+    h = hashlib.sha256(RUN_SALT + key.encode("utf-8", "surrogateescape") + b"\0"
+                       + prepared.method.encode() + b"\0" + prepared.path_url.encode()
+                       + b"\0" + body)
+    prepared.headers["Idempotency-Key"] = "st-" + h.hexdigest()[:40]
+
+
+RUN_SALT = secrets.token_bytes(16)
+KEY_PATTERN = __import__("re").compile(r"^[!-~]{1,255}$")
+
+
+# The read-your-writes cookie of the latest write (design §4). A browser
+# sends it back over HTTPS; requests will not send a `Secure` cookie to the
+# plain-http origin, so it is carried here, on reads of one post: a post
+# just created is then read where it is written (schemathesis checks that a
+# created resource is there at once), while listings keep going through the
+# cache as anonymous reads do.
+RYW = {"value": None}
+
+
+def _carry_ryw(prepared):
+    if RYW["value"] and prepared.method.upper() == "GET" \
+            and prepared.path_url.startswith("/post/") and "Cookie" not in prepared.headers:
+        prepared.headers["Cookie"] = f"cb_ryw={RYW['value']}"
+
+
+def _keep_ryw(response):
+    for header in response.raw.headers.getlist("Set-Cookie") if response.raw else []:
+        name, _, rest = header.partition("=")
+        if name.strip() == "cb_ryw":
+            RYW["value"] = rest.split(";", 1)[0]
+
+
 def _signed_send(self, request, **kwargs):
     # Only requests to the api under test; every one gets a fresh nonce.
-    if request.url.startswith(BASE_URL):
+    ours = request.url.startswith(BASE_URL)
+    if ours:
+        _own_idempotency_key(request)
+        _carry_ryw(request)
         sign_prepared(request)
-    return _send(self, request, **kwargs)
+    response = _send(self, request, **kwargs)
+    if ours:
+        _keep_ryw(response)
+    return response
 
 
 requests.Session.send = _signed_send
@@ -171,3 +227,52 @@ def map_query(ctx, query):
     if query and ctx.operation.path == "/post":
         query.pop("cursor", None)
     return query
+
+
+# Posts and commands the shared test user made (POST /post answers), so that
+# POST /report and GET /commands/{id} get ids that exist: a random id is a
+# 404 by design. Only ids that are already well formed are replaced, and
+# only every other time, so negative cases stay negative and random ids are
+# still tried.
+ID_PATTERN = __import__("re").compile(r"^[1-9][0-9]{0,18}$")
+CREATED = {"post": [], "command": []}
+
+
+@schemathesis.hook
+def after_call(ctx, case, response):
+    if case.operation.path == "/post" and case.method.upper() == "POST" \
+            and response.status_code in (201, 202):
+        try:
+            body = response.json()
+        except ValueError:
+            return
+        for field in ("post", "command"):
+            if isinstance(body.get(field), str):
+                CREATED[field].append(body[field])
+
+
+def _known(kind):
+    if CREATED[kind] and secrets.randbelow(2):
+        return CREATED[kind][secrets.randbelow(len(CREATED[kind]))]
+    return None
+
+
+@schemathesis.hook
+def map_path_parameters(ctx, path_parameters):
+    if ctx.operation.path == "/commands/{id}" and path_parameters \
+            and isinstance(path_parameters.get("id"), str) \
+            and ID_PATTERN.match(path_parameters["id"]):
+        known = _known("command")
+        if known:
+            path_parameters["id"] = known
+    return path_parameters
+
+
+@schemathesis.hook
+def map_body(ctx, body):
+    if ctx.operation.path == "/report" and isinstance(body, dict) \
+            and isinstance(body.get("post_id"), str) and ID_PATTERN.match(body["post_id"]):
+        known = _known("post")
+        if known:
+            body["post_id"] = known
+    return body

@@ -1,0 +1,704 @@
+//! POST /post, PUT /post/{id}, DELETE /post/{id}, POST /post/{id}/renew,
+//! POST /report: each validates, authenticates, produces one command and
+//! answers with its outcome if the writer finishes it within the apply wait
+//! (201/200, or the rejection's 4xx), else 202 with the status URL.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::error::{ApiError, Problem};
+use crate::http::commands::CommandView;
+use crate::http::extract::{is_form, parse_body};
+use crate::http::idempotency::{self, Answer, Begin};
+use crate::http::session::{Body, check_csrf};
+use crate::http::{AppState, AuthUser, City, RYW_COOKIE};
+use crate::model::post::FieldError;
+use crate::model::{Command, CommandKind, Id, PostFields};
+use crate::pipeline::notify::{CommandState, CommandStatus};
+use crate::token::{WriteToken, pending_cookie};
+
+/// What a poster sends to create or edit a post.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct PostInput {
+    /// One of the known categories.
+    #[schema(value_type = crate::http::posts::Category)]
+    pub category: String,
+    /// 1–200 characters, not all blank.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+    )]
+    pub title: String,
+    /// At most 20 000 characters.
+    #[serde(default)]
+    #[schema(max_length = 20000, pattern = "^[^\\u0000]*$")]
+    pub description: String,
+    /// Whole currency units.
+    #[serde(default, deserialize_with = "whole::optional")]
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
+    pub price: Option<i64>,
+    /// Free-form neighbourhood, at most 200 characters.
+    #[schema(max_length = 200, pattern = "^[^\\u0000]*$")]
+    pub location: Option<String>,
+    /// Number of photos (uploaded separately).
+    #[serde(default, deserialize_with = "whole::small")]
+    #[schema(minimum = 0, maximum = 10)]
+    pub image_count: i16,
+}
+
+/// `PostInput` as an HTML form sends it: a form has no null, so its
+/// optional fields are absent or hold a value, and every value is text.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct PostForm {
+    /// One of the known categories.
+    #[schema(value_type = crate::http::posts::Category)]
+    category: String,
+    /// 1–200 characters, not all blank.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+    )]
+    title: String,
+    /// At most 20 000 characters.
+    #[schema(max_length = 20000, pattern = "^[^\\u0000]*$")]
+    description: Option<String>,
+    /// Whole currency units.
+    #[schema(minimum = 0, maximum = 1_000_000_000, nullable = false)]
+    price: Option<i64>,
+    /// Free-form neighbourhood, at most 200 characters.
+    #[schema(max_length = 200, pattern = "^[^\\u0000]*$", nullable = false)]
+    location: Option<String>,
+    /// Number of photos (uploaded separately).
+    #[schema(minimum = 0, maximum = 10, nullable = false)]
+    image_count: Option<i16>,
+    /// The session's CSRF token (a cookie session needs it).
+    #[schema(nullable = false)]
+    #[allow(dead_code)] // read from the raw body by `check_csrf`
+    csrf: Option<String>,
+}
+
+impl From<PostForm> for PostInput {
+    fn from(f: PostForm) -> Self {
+        PostInput {
+            category: f.category,
+            title: f.title,
+            description: f.description.unwrap_or_default(),
+            price: f.price,
+            location: f.location,
+            image_count: f.image_count.unwrap_or(0),
+        }
+    }
+}
+
+/// Whole numbers as JSON may write them: `120` or `120.0` (the same number
+/// to JSON Schema, and to JavaScript); a fraction is refused.
+mod whole {
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Int(i64),
+        Float(f64),
+    }
+
+    fn integral<E: Error>(n: Number) -> Result<i64, E> {
+        match n {
+            Number::Int(i) => Ok(i),
+            Number::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
+            Number::Float(_) => Err(E::custom("not a whole number")),
+        }
+    }
+
+    pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        Option::<Number>::deserialize(d)?.map(integral).transpose()
+    }
+
+    pub fn small<'de, D: Deserializer<'de>>(d: D) -> Result<i16, D::Error> {
+        let n = integral(Number::deserialize(d)?)?;
+        i16::try_from(n).map_err(|_| D::Error::custom("out of range"))
+    }
+}
+
+impl PostInput {
+    /// The fields, validated by the same rules `apply` checks again.
+    fn validated(self) -> Result<PostFields, ApiError> {
+        let fields = PostFields {
+            category: self.category,
+            title: self.title,
+            description: self.description,
+            price: self.price,
+            location: self.location,
+            image_count: self.image_count,
+        };
+        fields.validate().map_err(ApiError::Invalid)?;
+        Ok(fields)
+    }
+}
+
+/// What a reader sends to report a post.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct ReportInput {
+    /// The post reported (of the host's city).
+    pub post_id: Id,
+    /// Why, in 1–500 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+    )]
+    pub reason: String,
+}
+
+/// One write as the handlers describe it to `run`.
+struct Write {
+    kind: CommandKind,
+    post: Id,
+    /// 201 with `Location` when applied (a new post), else 200.
+    creates: bool,
+}
+
+/// The request's post id; one that is not well formed names no post.
+fn post_id(id: &str) -> Result<Id, ApiError> {
+    id.parse().map_err(|_| ApiError::NotFound)
+}
+
+/// What a rejection's reason (from `apply`'s fold) answers: the poster's
+/// mistake gets the status it would have had if the api had checked itself.
+fn rejected(reason: &str) -> ApiError {
+    match reason {
+        "not the poster's post" => ApiError::Forbidden("this post belongs to another user".into()),
+        "no such post" | "the post is not live" | "the post is deleted or hidden" => {
+            ApiError::NotFound
+        }
+        "invalid post" => ApiError::Invalid(vec![FieldError {
+            field: "body",
+            problem: "invalid post".into(),
+        }]),
+        other => ApiError::Conflict(format!("the write was rejected: {other}")),
+    }
+}
+
+fn ryw_cookie(value: &str) -> String {
+    format!("{RYW_COOKIE}={value}; HttpOnly; Secure; SameSite=Lax; Path=/")
+}
+
+/// The answer to a write whose outcome is `status` (none: not yet).
+fn answer(w: &Write, command: Id, status: Option<&CommandStatus>, form: bool) -> Answer {
+    let location = format!("/post/{}", w.post);
+    let answer = match status {
+        None => Answer::json(
+            StatusCode::ACCEPTED,
+            &CommandView::pending(command, Some(w.post)),
+        )
+        .header("location", location.clone())
+        .header("content-location", format!("/commands/{command}"))
+        .header("set-cookie", ryw_cookie(&pending_cookie(command, w.post))),
+        Some(s) if s.state == CommandState::Rejected => {
+            return Answer::error(&rejected(s.reason.as_deref().unwrap_or("")));
+        }
+        Some(s) => {
+            let code = if w.creates {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            let mut a = Answer::json(code, &CommandView::from_status(s));
+            if w.creates {
+                a = a.header("location", location.clone());
+            }
+            if let Some(at) = &s.applied {
+                let token = WriteToken {
+                    epoch: at.epoch,
+                    shard: at.shard.clone(),
+                    lsn: at.lsn,
+                    post: w.post,
+                    version: at.version,
+                };
+                a = a.header("set-cookie", ryw_cookie(&token.to_string()));
+            }
+            a
+        }
+    };
+    if !form {
+        return answer;
+    }
+    // A browser without JavaScript: to the post (or, once deleted, the
+    // listing), with the same cookies.
+    let gone = matches!(w.kind, CommandKind::Delete { .. });
+    let to = if gone { "/post".to_string() } else { location };
+    let mut redirect = Answer {
+        status: StatusCode::SEE_OTHER.as_u16(),
+        headers: vec![("location".into(), to)],
+        body: String::new(),
+    };
+    redirect.headers.extend(
+        answer
+            .headers
+            .into_iter()
+            .filter(|(n, _)| n == "set-cookie"),
+    );
+    redirect
+}
+
+/// What every write does once its body is parsed: claim the
+/// `Idempotency-Key`, make and produce the command, answer, and keep the
+/// answer for retries.
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    st: &AppState,
+    user: &AuthUser,
+    city: String,
+    headers: &HeaderMap,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    form: bool,
+    make: impl FnOnce(Option<Id>) -> Write,
+    new_post: bool,
+) -> Result<Response, ApiError> {
+    let claim = match idempotency::begin(&st.store, user.id, headers, method, path, body).await? {
+        Begin::Replay(answer) => return Ok(answer.into_response()),
+        Begin::Proceed(claim) => claim,
+    };
+    let result = produce(st, user, city, make, new_post).await;
+    match result {
+        Ok((w, command, status)) => {
+            let a = answer(&w, command, status.as_ref(), form);
+            if let Some(claim) = claim
+                && let Err(e) = idempotency::finish(&st.store, claim, &a).await
+            {
+                tracing::warn!(error = %e, "storing the answer of an Idempotency-Key");
+            }
+            Ok(a.into_response())
+        }
+        Err(e) => {
+            // Nothing was produced (or it is unknown whether it was, which
+            // the dedup of command ids makes harmless): the key is free.
+            if let Some(claim) = claim {
+                idempotency::release(&st.store, claim).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn produce(
+    st: &AppState,
+    user: &AuthUser,
+    city: String,
+    make: impl FnOnce(Option<Id>) -> Write,
+    new_post: bool,
+) -> Result<(Write, Id, Option<CommandStatus>), ApiError> {
+    let next = || async {
+        st.ids
+            .next()
+            .await
+            .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("assigning an id")))
+    };
+    let command_id = next().await?;
+    let post = if new_post { Some(next().await?) } else { None };
+    let w = make(post);
+    let (route, _) = st.router.route(&city)?;
+    let command = Command {
+        id: command_id,
+        city,
+        created_at: st.clock.now(),
+        epoch: route.epoch,
+        kind: w.kind.clone(),
+    };
+    let status = st.commands.submit(user.id, &command).await?;
+    Ok((w, command_id, status))
+}
+
+/// The body of a write that carries one: JSON or a form (whose CSRF token
+/// a cookie session needs), read whole.
+fn checked_body(
+    st: &AppState,
+    user: &AuthUser,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Bytes, bool), ApiError> {
+    let bytes = body.map_err(|_| ApiError::PayloadTooLarge(crate::http::BODY_LIMIT))?;
+    let form = is_form(headers)?;
+    check_csrf(st, user, headers, Ok(bytes.clone()))?;
+    Ok((bytes, form))
+}
+
+/// A post's fields from JSON or a form.
+fn post_body_of(
+    st: &AppState,
+    user: &AuthUser,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(PostInput, Bytes, bool), ApiError> {
+    let (bytes, form) = checked_body(st, user, headers, body)?;
+    let input = if form {
+        parse_body::<PostForm>(true, &bytes)?.into()
+    } else {
+        parse_body::<PostInput>(false, &bytes)?
+    };
+    Ok((input, bytes, form))
+}
+
+/// Creates a post in the host's city.
+#[utoipa::path(post, path = "/post", tag = "writes",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key (per user, 24 h) get the first answer", pattern = "^[!-~]{1,255}$")),
+    request_body(content(
+        (PostInput = "application/json"),
+        (PostForm = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 201, description = "Created and applied; `Location` names the post, `Set-Cookie` the read-your-writes token", body = CommandView,
+            headers(("location" = String, description = "/post/{id}"), ("set-cookie" = String, description = "cb_ryw"))),
+        (status = 202, description = "Accepted, not applied yet: `Content-Location` is the status URL", body = CommandView,
+            headers(("location" = String, description = "/post/{id}"), ("content-location" = String, description = "/commands/{id}"))),
+        (status = 303, description = "Form: to the post"),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Cookie session without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A request with this Idempotency-Key is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Neither JSON nor a form", body = Problem, content_type = "application/problem+json"),
+        (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each named; or an Idempotency-Key reused for another body", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The broker or the region store is down", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_post(
+    State(st): State<AppState>,
+    user: AuthUser,
+    City(city): City,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (input, bytes, form) = post_body_of(&st, &user, &headers, body)?;
+    let fields = input.validated()?;
+    let user_id = user.id;
+    run(
+        &st,
+        &user,
+        city,
+        &headers,
+        "POST",
+        "/post",
+        &bytes,
+        form,
+        |post| {
+            let post_id = post.unwrap_or(Id(0));
+            Write {
+                kind: CommandKind::Create {
+                    post_id,
+                    user_id,
+                    post: fields,
+                },
+                post: post_id,
+                creates: true,
+            }
+        },
+        true,
+    )
+    .await
+}
+
+/// Replaces the fields of one of the user's posts.
+#[utoipa::path(put, path = "/post/{id}", tag = "writes",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "Post id (decimal)", pattern = "^[1-9][0-9]{0,18}$"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key (per user, 24 h) get the first answer", pattern = "^[!-~]{1,255}$")),
+    request_body(content(
+        (PostInput = "application/json"),
+        (PostForm = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "Applied; `Set-Cookie` carries the read-your-writes token", body = CommandView),
+        (status = 202, description = "Accepted, not applied yet: `Content-Location` is the status URL", body = CommandView),
+        (status = 303, description = "Form: to the post"),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Another user's post, or a cookie session without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live post", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A request with this Idempotency-Key is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Neither JSON nor a form", body = Problem, content_type = "application/problem+json"),
+        (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each named; or an Idempotency-Key reused for another body", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The broker or the region store is down", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update_post(
+    State(st): State<AppState>,
+    user: AuthUser,
+    City(city): City,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (input, bytes, form) = post_body_of(&st, &user, &headers, body)?;
+    let post_id = post_id(&id)?;
+    let fields = input.validated()?;
+    let user_id = user.id;
+    let path = format!("/post/{post_id}");
+    run(
+        &st,
+        &user,
+        city,
+        &headers,
+        "PUT",
+        &path,
+        &bytes,
+        form,
+        |_| Write {
+            kind: CommandKind::Update {
+                post_id,
+                user_id,
+                post: fields,
+            },
+            post: post_id,
+            creates: false,
+        },
+        false,
+    )
+    .await
+}
+
+/// The CSRF check of a write without a body of its own (a form may still
+/// carry the token).
+fn no_body(
+    st: &AppState,
+    user: &AuthUser,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Bytes, bool), ApiError> {
+    let bytes = body.map_err(|_| ApiError::PayloadTooLarge(crate::http::BODY_LIMIT))?;
+    let form = check_csrf(st, user, headers, Ok(bytes.clone()))?;
+    Ok((bytes, form))
+}
+
+/// Deletes one of the user's posts (a tombstone everywhere).
+#[utoipa::path(delete, path = "/post/{id}", tag = "writes",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "Post id (decimal)", pattern = "^[1-9][0-9]{0,18}$"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key (per user, 24 h) get the first answer", pattern = "^[!-~]{1,255}$")),
+    responses(
+        (status = 200, description = "Deleted (or already deleted)", body = CommandView),
+        (status = 202, description = "Accepted, not applied yet: `Content-Location` is the status URL", body = CommandView),
+        (status = 303, description = "Form: to the listing"),
+        (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Another user's post, or a cookie session without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such post", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A request with this Idempotency-Key is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An Idempotency-Key reused for another request", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The broker or the region store is down", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_post(
+    State(st): State<AppState>,
+    user: AuthUser,
+    City(city): City,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (bytes, form) = no_body(&st, &user, &headers, body)?;
+    let post_id = post_id(&id)?;
+    let user_id = user.id;
+    let path = format!("/post/{post_id}");
+    run(
+        &st,
+        &user,
+        city,
+        &headers,
+        "DELETE",
+        &path,
+        &bytes,
+        form,
+        |_| Write {
+            kind: CommandKind::Delete { post_id, user_id },
+            post: post_id,
+            creates: false,
+        },
+        false,
+    )
+    .await
+}
+
+/// Renews one of the user's posts for another 7 days (an expired one too).
+#[utoipa::path(post, path = "/post/{id}/renew", tag = "writes",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "Post id (decimal)", pattern = "^[1-9][0-9]{0,18}$"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key (per user, 24 h) get the first answer", pattern = "^[!-~]{1,255}$")),
+    responses(
+        (status = 200, description = "Renewed", body = CommandView),
+        (status = 202, description = "Accepted, not applied yet: `Content-Location` is the status URL", body = CommandView),
+        (status = 303, description = "Form: to the post"),
+        (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Another user's post, or a cookie session without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such post, or it is deleted or hidden", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A request with this Idempotency-Key is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An Idempotency-Key reused for another request", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The broker or the region store is down", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn renew_post(
+    State(st): State<AppState>,
+    user: AuthUser,
+    City(city): City,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (bytes, form) = no_body(&st, &user, &headers, body)?;
+    let post_id = post_id(&id)?;
+    let user_id = user.id;
+    let path = format!("/post/{post_id}/renew");
+    run(
+        &st,
+        &user,
+        city,
+        &headers,
+        "POST",
+        &path,
+        &bytes,
+        form,
+        |_| Write {
+            kind: CommandKind::Renew { post_id, user_id },
+            post: post_id,
+            creates: false,
+        },
+        false,
+    )
+    .await
+}
+
+/// Reports a post of the host's city to the moderators; enough distinct
+/// reporters hide it. Reporting the same post twice changes nothing.
+#[utoipa::path(post, path = "/report", tag = "writes",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key (per user, 24 h) get the first answer", pattern = "^[!-~]{1,255}$")),
+    request_body(content(
+        (ReportInput = "application/json"),
+        (ReportInput = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "Recorded", body = CommandView),
+        (status = 202, description = "Accepted, not applied yet: `Content-Location` is the status URL", body = CommandView),
+        (status = 303, description = "Form: to the post"),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Cookie session without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such post", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A request with this Idempotency-Key is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Neither JSON nor a form", body = Problem, content_type = "application/problem+json"),
+        (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each named; or an Idempotency-Key reused for another body", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The broker or the region store is down", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn report(
+    State(st): State<AppState>,
+    user: AuthUser,
+    City(city): City,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (bytes, form) = checked_body(&st, &user, &headers, body)?;
+    let input: ReportInput = parse_body(form, &bytes)?;
+    let reason = input.reason.trim().to_string();
+    let mut bad = Vec::new();
+    if !(1..=500).contains(&reason.chars().count()) {
+        bad.push(FieldError {
+            field: "reason",
+            problem: "must be 1 to 500 characters".into(),
+        });
+    }
+    if reason.contains('\0') {
+        bad.push(FieldError {
+            field: "reason",
+            problem: "must not contain NUL characters".into(),
+        });
+    }
+    if !bad.is_empty() {
+        return Err(ApiError::Invalid(bad));
+    }
+    let reporter_id = user.id;
+    let post_id = input.post_id;
+    run(
+        &st,
+        &user,
+        city,
+        &headers,
+        "POST",
+        "/report",
+        &bytes,
+        form,
+        |_| Write {
+            kind: CommandKind::Report {
+                post_id,
+                reporter_id,
+                reason,
+            },
+            post: post_id,
+            creates: false,
+        },
+        false,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::commands::CommandProgress;
+
+    #[test]
+    fn whole_numbers_may_be_written_as_floats_but_fractions_are_refused() {
+        let parse = |price: &str| {
+            serde_json::from_str::<PostInput>(&format!(
+                r#"{{"category":"free","title":"t","price":{price},"image_count":2.0}}"#
+            ))
+        };
+        assert_eq!(parse("120.0").unwrap().price, Some(120));
+        assert_eq!(parse("null").unwrap().price, None);
+        assert!(parse("120.5").is_err());
+        assert!(parse(r#""120""#).is_err(), "JSON strings are not numbers");
+        let form: PostForm = serde_urlencoded::from_str("category=free&title=t&price=7").unwrap();
+        assert_eq!(PostInput::from(form).price, Some(7));
+    }
+
+    #[test]
+    fn rejections_answer_what_the_poster_did_wrong() {
+        assert_eq!(rejected("not the poster's post").status(), 403);
+        assert_eq!(rejected("no such post").status(), 404);
+        assert_eq!(rejected("the post is not live").status(), 404);
+        assert_eq!(rejected("a post with this id exists").status(), 409);
+    }
+
+    #[test]
+    fn a_pending_write_names_its_post_and_its_status_url() {
+        let w = Write {
+            kind: CommandKind::Delete {
+                post_id: Id(5),
+                user_id: Id(6),
+            },
+            post: Id(5),
+            creates: false,
+        };
+        let a = answer(&w, Id(9), None, false);
+        assert_eq!(a.status, 202);
+        let h = |n: &str| {
+            a.headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(h("location").as_deref(), Some("/post/5"));
+        assert_eq!(h("content-location").as_deref(), Some("/commands/9"));
+        assert!(h("set-cookie").unwrap().starts_with("cb_ryw=p.9.5;"));
+        let view: CommandView = serde_json::from_str(&a.body).unwrap();
+        assert_eq!(view.state, CommandProgress::Pending);
+    }
+}

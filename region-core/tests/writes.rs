@@ -1,0 +1,444 @@
+//! The api's write endpoints against the stack's writer: a post is created,
+//! read back at once by its author, edited, deleted; other users are
+//! refused; retries with an `Idempotency-Key` write once; a write the
+//! writer has not finished yet answers 202 and its status URL catches up.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::Request;
+use common::api::{Api, Reply, Setup};
+use common::*;
+
+/// A served city of the stack's first region (the stack's writer applies
+/// its commands).
+fn city(state: &State) -> String {
+    state.region().shards[0].cities[0].clone()
+}
+
+/// A new user's bearer token.
+async fn user(api: &Api, prefix: &str) -> String {
+    let email = format!("{}@example.com", unique_city(prefix));
+    let body = serde_json::json!({"email": email, "password": "correct horse battery"});
+    let r = api.post_json("/signup", body.clone()).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = api.post_json("/login", body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["access_token"].as_str().unwrap().to_string()
+}
+
+fn post_body(title: &str) -> serde_json::Value {
+    serde_json::json!({
+        "category": "for-sale",
+        "title": title,
+        "description": "Barely used.",
+        "price": 120,
+        "location": "Back Bay",
+    })
+}
+
+/// Sends `method path` for `city` as `token`, with a JSON body unless
+/// `body` is null, and extra headers.
+async fn write(
+    api: &Api,
+    city: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: &serde_json::Value,
+    extra: &[(&str, &str)],
+) -> Reply {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", api.host(city))
+        .header("authorization", format!("Bearer {token}"));
+    for (k, v) in extra {
+        b = b.header(*k, *v);
+    }
+    let req = if body.is_null() {
+        b.body(Body::empty()).unwrap()
+    } else {
+        b.header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    api.send(req).await
+}
+
+async fn get_as(api: &Api, city: &str, path: &str, headers: &[(&str, String)]) -> Reply {
+    let mut b = Request::get(path)
+        .header("host", api.host(city))
+        .header("accept", "application/json");
+    for (k, v) in headers {
+        b = b.header(*k, v.as_str());
+    }
+    api.send(b.body(Body::empty()).unwrap()).await
+}
+
+/// Creates a post and expects it applied: its id and the RYW cookie.
+async fn created(api: &Api, city: &str, token: &str, title: &str) -> (String, String) {
+    let r = write(api, city, token, "POST", "/post", &post_body(title), &[]).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.json()["post"].as_str().unwrap().to_string();
+    assert_eq!(
+        r.headers.get("location").unwrap().to_str().unwrap(),
+        format!("/post/{id}")
+    );
+    let cookie = r.cookie("cb_ryw").expect("read-your-writes cookie");
+    (id, cookie)
+}
+
+async fn posts_titled(state: &State, city: &str, title: &str) -> i64 {
+    let shard = &state.region().shards[0];
+    let pool = pool(&shard.primary_url).await;
+    sqlx::query_scalar("SELECT count(*) FROM posts WHERE city = $1 AND title = $2")
+        .bind(city)
+        .bind(title)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_author_creates_reads_edits_and_deletes_a_post() {
+    let state = prepared().await;
+    let city = city(&state);
+    let api = Api::start(false).await;
+    let token = user(&api, "author").await;
+    let title = unique_city("bike");
+    let (id, cookie) = created(&api, &city, &token, &title).await;
+
+    // Read-your-writes: with the cookie the new post is there at once.
+    let read = get_as(
+        &api,
+        &city,
+        &format!("/post/{id}"),
+        &[("cookie", format!("cb_ryw={cookie}"))],
+    )
+    .await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(read.json()["title"], title);
+
+    let edited = format!("{title} (reduced)");
+    let r = write(
+        &api,
+        &city,
+        &token,
+        "PUT",
+        &format!("/post/{id}"),
+        &post_body(&edited),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["version"], 2);
+    let cookie = r.cookie("cb_ryw").unwrap();
+    let read = get_as(
+        &api,
+        &city,
+        &format!("/post/{id}"),
+        &[("cookie", format!("cb_ryw={cookie}"))],
+    )
+    .await;
+    assert_eq!(read.json()["title"], edited);
+
+    let r = write(
+        &api,
+        &city,
+        &token,
+        "POST",
+        &format!("/post/{id}/renew"),
+        &serde_json::Value::Null,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let r = write(
+        &api,
+        &city,
+        &token,
+        "DELETE",
+        &format!("/post/{id}"),
+        &serde_json::Value::Null,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let cookie = r.cookie("cb_ryw").unwrap();
+    get_as(
+        &api,
+        &city,
+        &format!("/post/{id}"),
+        &[("cookie", format!("cb_ryw={cookie}"))],
+    )
+    .await
+    .problem(404);
+}
+
+#[tokio::test]
+async fn someone_elses_post_cannot_be_edited_deleted_or_renewed() {
+    let state = prepared().await;
+    let city = city(&state);
+    let api = Api::start(false).await;
+    let alice = user(&api, "alice").await;
+    let mallory = user(&api, "mallory").await;
+    let (id, _) = created(&api, &city, &alice, &unique_city("lamp")).await;
+    let path = format!("/post/{id}");
+    write(
+        &api,
+        &city,
+        &mallory,
+        "PUT",
+        &path,
+        &post_body("mine now"),
+        &[],
+    )
+    .await
+    .problem(403);
+    write(
+        &api,
+        &city,
+        &mallory,
+        "DELETE",
+        &path,
+        &serde_json::Value::Null,
+        &[],
+    )
+    .await
+    .problem(403);
+    write(
+        &api,
+        &city,
+        &mallory,
+        "POST",
+        &format!("{path}/renew"),
+        &serde_json::Value::Null,
+        &[],
+    )
+    .await
+    .problem(403);
+    // Nor does a post that does not exist become anyone's.
+    write(
+        &api,
+        &city,
+        &mallory,
+        "DELETE",
+        "/post/12345",
+        &serde_json::Value::Null,
+        &[],
+    )
+    .await
+    .problem(404);
+    // Reporting is anyone's right, though.
+    let r = write(
+        &api,
+        &city,
+        &mallory,
+        "POST",
+        "/report",
+        &serde_json::json!({"post_id": id, "reason": "spam"}),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The post is still alice's, unchanged.
+    let read = get_as(&api, &city, &path, &[]).await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(read.json()["version"], 1);
+}
+
+#[tokio::test]
+async fn a_retry_with_the_same_idempotency_key_writes_once() {
+    let state = prepared().await;
+    let city = city(&state);
+    let api = Api::start(false).await;
+    let token = user(&api, "retry").await;
+    let title = unique_city("sofa");
+    let key = unique_city("key");
+    let first = write(
+        &api,
+        &city,
+        &token,
+        "POST",
+        "/post",
+        &post_body(&title),
+        &[("idempotency-key", &key)],
+    )
+    .await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let again = write(
+        &api,
+        &city,
+        &token,
+        "POST",
+        "/post",
+        &post_body(&title),
+        &[("idempotency-key", &key)],
+    )
+    .await;
+    assert_eq!(again.status, first.status);
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.headers.get("location"), first.headers.get("location"));
+    assert_eq!(posts_titled(&state, &city, &title).await, 1);
+
+    // The same key for another body is the client's mistake.
+    let other = write(
+        &api,
+        &city,
+        &token,
+        "POST",
+        "/post",
+        &post_body("another sofa"),
+        &[("idempotency-key", &key)],
+    )
+    .await;
+    other.problem(422);
+    assert_eq!(other.json()["errors"][0]["field"], "Idempotency-Key");
+    // Keys are per user: another user's same key is a new request.
+    let bob = user(&api, "bob").await;
+    let theirs = write(
+        &api,
+        &city,
+        &bob,
+        "POST",
+        "/post",
+        &post_body(&title),
+        &[("idempotency-key", &key)],
+    )
+    .await;
+    assert_eq!(theirs.status, 201, "{}", theirs.body);
+    assert_ne!(theirs.json()["post"], first.json()["post"]);
+}
+
+#[tokio::test]
+async fn invalid_fields_are_each_named() {
+    let state = prepared().await;
+    let city = city(&state);
+    let api = Api::start(false).await;
+    let token = user(&api, "invalid").await;
+    let body = serde_json::json!({"category": "weapons", "title": " ", "price": -1});
+    let r = write(&api, &city, &token, "POST", "/post", &body, &[]).await;
+    r.problem(422);
+    let fields: Vec<String> = r.json()["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(fields, ["title", "price", "category"]);
+    // Unauthenticated writes are refused before anything is checked.
+    let r = api
+        .send(
+            Request::post("/post")
+                .header("host", api.host(&city))
+                .header("content-type", "application/json")
+                .body(Body::from(post_body("x").to_string()))
+                .unwrap(),
+        )
+        .await;
+    r.problem(401);
+}
+
+#[tokio::test]
+async fn a_write_not_applied_in_time_is_accepted_and_its_status_catches_up() {
+    let state = prepared().await;
+    let city = city(&state);
+    let api = Api::start_with(Setup {
+        apply_wait: Duration::ZERO,
+        ..Setup::default()
+    })
+    .await;
+    let token = user(&api, "patient").await;
+    let title = unique_city("desk");
+    let r = write(
+        &api,
+        &city,
+        &token,
+        "POST",
+        "/post",
+        &post_body(&title),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let body = r.json();
+    assert_eq!(body["state"], "pending");
+    let id = body["post"].as_str().unwrap().to_string();
+    let command = body["command"].as_str().unwrap().to_string();
+    assert_eq!(r.headers.get("location").unwrap(), &format!("/post/{id}"));
+    let status_url = format!("/commands/{command}");
+    assert_eq!(r.headers.get("content-location").unwrap(), &status_url);
+    assert!(r.cookie("cb_ryw").unwrap().starts_with("p."));
+
+    let bearer = ("authorization", format!("Bearer {token}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = get_as(&api, &city, &status_url, std::slice::from_ref(&bearer)).await;
+        assert_eq!(s.status, 200, "{}", s.body);
+        let s = s.json();
+        if s["state"] == "applied" {
+            assert_eq!(s["post"], id.as_str());
+            assert_eq!(s["version"], 1);
+            break;
+        }
+        assert_eq!(s["state"], "pending", "{s}");
+        assert!(Instant::now() < deadline, "command {command} never applied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Another user cannot see it; an unknown command does not exist.
+    let other = user(&api, "nosy").await;
+    get_as(
+        &api,
+        &city,
+        &status_url,
+        &[("authorization", format!("Bearer {other}"))],
+    )
+    .await
+    .problem(404);
+    get_as(&api, &city, "/commands/12345", &[bearer])
+        .await
+        .problem(404);
+}
+
+#[tokio::test]
+async fn a_cookie_session_needs_its_csrf_token_to_write() {
+    let state = prepared().await;
+    let city = city(&state);
+    let api = Api::start(false).await;
+    let token = user(&api, "cookie").await;
+    let form = |csrf: &str| format!("category=free&title=Chair&csrf={csrf}");
+    let send = |body: String| {
+        api.send(
+            Request::post("/post")
+                .header("host", api.host(&city))
+                .header("cookie", format!("cb_session={token}"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+    };
+    send(form("forged")).await.problem(403);
+    let me = get_as(
+        &api,
+        &city,
+        "/me",
+        &[("authorization", format!("Bearer {token}"))],
+    )
+    .await;
+    let csrf = me.json()["csrf_token"].as_str().unwrap().to_string();
+    let r = send(form(&csrf)).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(
+        r.headers
+            .get("location")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("/post/")
+    );
+    assert!(r.cookie("cb_ryw").is_some());
+}
