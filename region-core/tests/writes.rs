@@ -442,3 +442,75 @@ async fn a_cookie_session_needs_its_csrf_token_to_write() {
     );
     assert!(r.cookie("cb_ryw").is_some());
 }
+
+#[tokio::test]
+async fn concurrent_retries_with_one_key_produce_one_command() {
+    let state = prepared().await;
+    let city = city(&state);
+    let api = Api::start(false).await;
+    let token = user(&api, "eager").await;
+    let title = unique_city("table");
+    let key = unique_city("key");
+    let headers = [("idempotency-key", key.as_str())];
+    let body = post_body(&title);
+    let (a, b) = tokio::join!(
+        write(&api, &city, &token, "POST", "/post", &body, &headers),
+        write(&api, &city, &token, "POST", "/post", &body, &headers),
+    );
+    // Either the second waited for nothing and was told the first is in
+    // progress, or it came after and got the first answer.
+    let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+    statuses.sort();
+    assert!(
+        statuses == [201, 201] || statuses == [201, 409],
+        "{statuses:?}: {} / {}",
+        a.body,
+        b.body
+    );
+    assert_eq!(posts_titled(&state, &city, &title).await, 1);
+}
+
+#[tokio::test]
+async fn a_broker_that_is_down_fails_writes_and_not_reads() {
+    let state = prepared().await;
+    let city = city(&state);
+    let api = Api::start_with(Setup {
+        // Nothing listens on port 1.
+        broker: Some("127.0.0.1:1".into()),
+        ..Setup::default()
+    })
+    .await;
+    let token = user(&api, "offline").await;
+    let title = unique_city("rug");
+    let key = unique_city("key");
+    let headers = [("idempotency-key", key.as_str())];
+    let r = write(
+        &api,
+        &city,
+        &token,
+        "POST",
+        "/post",
+        &post_body(&title),
+        &headers,
+    )
+    .await;
+    r.problem(503);
+    assert!(r.headers.contains_key("retry-after"));
+    let read = get_as(&api, &city, "/post", &[]).await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    // Nothing was written, so the key is free again: the retry, on an api
+    // whose broker is up, writes.
+    let up = Api::start(false).await;
+    let r = write(
+        &up,
+        &city,
+        &token,
+        "POST",
+        "/post",
+        &post_body(&title),
+        &headers,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(posts_titled(&state, &city, &title).await, 1);
+}

@@ -40,6 +40,8 @@ pub struct Setup {
     pub store_url: Option<String>,
     /// `ApiOptions::apply_wait` (zero: every write answers 202).
     pub apply_wait: std::time::Duration,
+    /// Another broker than the stack's (e.g. one that is down).
+    pub broker: Option<String>,
 }
 
 impl Default for Setup {
@@ -51,6 +53,7 @@ impl Default for Setup {
             secrets: secrets(),
             store_url: None,
             apply_wait: std::time::Duration::from_millis(1500),
+            broker: None,
         }
     }
 }
@@ -94,7 +97,9 @@ impl Api {
             cache_timeout: std::time::Duration::from_secs(10),
             require_signatures: setup.require_signatures,
             apply_wait: setup.apply_wait,
-            broker: region_core::pipeline::broker_from_state(&state_file).ok(),
+            broker: setup
+                .broker
+                .or_else(|| region_core::pipeline::broker_from_state(&state_file).ok()),
             ..ApiOptions::default()
         };
         let (state, background) = AppState::connect(
