@@ -514,3 +514,48 @@ async fn a_broker_that_is_down_fails_writes_and_not_reads() {
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(posts_titled(&state, &city, &title).await, 1);
 }
+
+#[tokio::test]
+async fn an_edit_refused_after_its_202_says_so_at_its_status_url() {
+    let state = prepared().await;
+    let city = city(&state);
+    let api = Api::start(false).await;
+    let hasty = Api::start_with(Setup {
+        apply_wait: Duration::ZERO,
+        ..Setup::default()
+    })
+    .await;
+    let alice = user(&api, "alice").await;
+    let mallory = user(&api, "mallory").await;
+    let (id, _) = created(&api, &city, &alice, &unique_city("vase")).await;
+    let r = write(
+        &hasty,
+        &city,
+        &mallory,
+        "PUT",
+        &format!("/post/{id}"),
+        &post_body("mine"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let status_url = r
+        .headers
+        .get("content-location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let bearer = [("authorization", format!("Bearer {mallory}"))];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = get_as(&api, &city, &status_url, &bearer).await.json();
+        if s["state"] != "pending" {
+            assert_eq!(s["state"], "rejected", "{s}");
+            assert_eq!(s["reason"], "not the poster's post");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status_url} never finished");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
