@@ -16,21 +16,17 @@ use crate::components::sibling_binary;
 
 /// Migrates and seeds the region's databases (`region-core setup`).
 pub fn setup(state_file: &Path, region: &str, log: &Path) -> Result<()> {
-    let program = sibling_binary("region-core")?;
     let out = std::fs::File::options()
         .create(true)
         .append(true)
         .open(log)
         .with_context(|| format!("opening {}", log.display()))?;
-    let status = Command::new(&program)
-        .arg("setup")
-        .arg("--state")
-        .arg(state_file)
-        .args(["--region", region])
+    let mut cmd = region_core("setup", state_file, region)?;
+    let status = cmd
         .stdout(out.try_clone()?)
         .stderr(out)
         .status()
-        .with_context(|| format!("running {}", program.display()))?;
+        .with_context(|| format!("running {}", cmd.get_program().to_string_lossy()))?;
     if !status.success() {
         bail!(
             "`region-core setup --region {region}` failed ({status}); see {}",
@@ -40,14 +36,21 @@ pub fn setup(state_file: &Path, region: &str, log: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The command that serves the region's api on `port`.
-pub fn command(state_file: &Path, secrets_dir: &Path, region: &str, port: u16) -> Result<Command> {
+/// `region-core SUBCOMMAND --state STATE --region REGION`: what every
+/// supervised role of a region starts with.
+fn region_core(subcommand: &str, state_file: &Path, region: &str) -> Result<Command> {
     let mut cmd = Command::new(sibling_binary("region-core")?);
-    cmd.arg("serve")
+    cmd.arg(subcommand)
         .arg("--state")
         .arg(state_file)
-        .args(["--region", region])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--region", region]);
+    Ok(cmd)
+}
+
+/// The command that serves the region's api on `port`.
+pub fn command(state_file: &Path, secrets_dir: &Path, region: &str, port: u16) -> Result<Command> {
+    let mut cmd = region_core("serve", state_file, region)?;
+    cmd.args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--secrets-dir")
         .arg(secrets_dir);
     Ok(cmd)
@@ -80,12 +83,8 @@ pub fn role_command(
     region: &str,
     port: u16,
 ) -> Result<Command> {
-    let mut cmd = Command::new(sibling_binary("region-core")?);
-    cmd.arg(role.kind())
-        .arg("--state")
-        .arg(state_file)
-        .args(["--region", region])
-        .args(["--metrics-listen", &format!("127.0.0.1:{port}")]);
+    let mut cmd = region_core(role.kind(), state_file, region)?;
+    cmd.args(["--metrics-listen", &format!("127.0.0.1:{port}")]);
     Ok(cmd)
 }
 
