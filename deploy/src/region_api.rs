@@ -63,6 +63,10 @@ pub enum PipelineRole {
     Writer,
     /// Sends each shard's outbox to the region's events topic.
     Relay,
+    /// Renders the region's events into edge KV pages and tombstones.
+    Publisher,
+    /// Expires posts, sends renewal reminders, archives old posts.
+    Janitor,
 }
 
 impl PipelineRole {
@@ -71,6 +75,8 @@ impl PipelineRole {
         match self {
             PipelineRole::Writer => "writer",
             PipelineRole::Relay => "relay",
+            PipelineRole::Publisher => "publisher",
+            PipelineRole::Janitor => "janitor",
         }
     }
 }

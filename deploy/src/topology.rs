@@ -104,6 +104,10 @@ pub struct RegionPorts {
     pub writer: u16,
     /// The outbox relay's `/metrics` and `/healthz`.
     pub relay: u16,
+    /// The publisher's `/metrics` and `/healthz`.
+    pub publisher: u16,
+    /// The janitor's `/metrics` and `/healthz`.
+    pub janitor: u16,
 }
 
 // The file's shape, as serde reads it. Spans are kept where a later check
@@ -302,6 +306,8 @@ impl Topology {
             api: base + 3,
             writer: base + 4,
             relay: base + 5,
+            publisher: base + 6,
+            janitor: base + 7,
         }
     }
 
