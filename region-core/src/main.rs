@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use region_core::http::writes::WritePath;
 use region_core::http::{ApiOptions, AppState};
 use region_core::stack::{Secrets, StackFile};
 
@@ -72,6 +73,11 @@ enum Cmd {
         /// the status URL) instead of 201/200; 0s answers 202 at once.
         #[arg(long, env = "CITYBOARD_APPLY_WAIT", default_value = "1500ms")]
         apply_wait: humantime::Duration,
+        /// How writes reach the shard: `pipeline` (produce the command, the
+        /// writer applies it) or `direct` (one transaction per write on the
+        /// primary, from the api: a benchmark's baseline, not for serving).
+        #[arg(long, env = "CITYBOARD_WRITE_PATH", value_enum, default_value_t = WritePath::Pipeline)]
+        write_path: WritePath,
     },
     /// Print the OpenAPI document (the checked-in `openapi.json`).
     Openapi,
@@ -153,6 +159,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             session_ttl,
             allow_unsigned,
             apply_wait,
+            write_path,
         } => {
             let stack = StackFile::read(&state)?;
             let (number, entry) = stack.region(&region)?;
@@ -165,6 +172,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .context("--session-ttl is too long")?,
                 require_signatures: !allow_unsigned,
                 apply_wait: apply_wait.into(),
+                write_path,
                 // Without a broker the api still serves reads; writes are 503.
                 broker: region_core::pipeline::broker_from_state(&state)
                     .map_err(|e| tracing::warn!(error = %e, "no broker: writes will answer 503"))

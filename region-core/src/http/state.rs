@@ -15,6 +15,7 @@ use crate::db::{ReadConfig, Router};
 use crate::http::commands::CommandBus;
 use crate::http::edge_trust::EdgeTrust;
 use crate::http::metrics::Metrics;
+use crate::http::writes::WritePath;
 use crate::local_cache::LocalCache;
 use crate::model::IdGenerator;
 use crate::model::{Id, Post};
@@ -63,6 +64,8 @@ pub struct AppState {
     pub store: Store,
     /// Produces write commands and waits for their outcome.
     pub commands: Arc<CommandBus>,
+    /// Through the writer (the default) or straight to the primary.
+    pub write_path: WritePath,
 }
 
 /// What `serve` (or a test) chooses about the api.
@@ -96,6 +99,9 @@ pub struct ApiOptions {
     /// The broker (`host:port`) writes are produced to; none makes every
     /// write a 503 while reads go on.
     pub broker: Option<String>,
+    /// How writes reach the shard: through the writer, or (a benchmark's
+    /// baseline) one transaction per write straight to the primary.
+    pub write_path: WritePath,
 }
 
 impl Default for ApiOptions {
@@ -112,6 +118,7 @@ impl Default for ApiOptions {
             require_signatures: true,
             apply_wait: Duration::from_millis(1500),
             broker: None,
+            write_path: WritePath::Pipeline,
         }
     }
 }
@@ -204,6 +211,7 @@ impl AppState {
             edge,
             store,
             commands,
+            write_path: options.write_path,
         };
         Ok((state, Background { tasks, lease }))
     }

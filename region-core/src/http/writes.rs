@@ -312,8 +312,82 @@ async fn produce(
         epoch: route.epoch,
         kind: w.kind.clone(),
     };
-    let status = st.commands.submit(user.id, &command).await?;
+    let status = match st.write_path {
+        WritePath::Pipeline => st.commands.submit(user.id, &command).await?,
+        WritePath::Direct => Some(apply_directly(st, route.epoch, command).await?),
+    };
     Ok((w, command_id, status))
+}
+
+/// How the api's writes reach the shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum WritePath {
+    /// Produce the command to `<region>.commands` and wait for the writer
+    /// (design §4).
+    #[default]
+    Pipeline,
+    /// Apply each command in its own transaction on the city's primary,
+    /// from the handler. No outbox relay ordering, no retry on a shard
+    /// that is down: the baseline `bench write-pipeline` compares with.
+    Direct,
+}
+
+/// `apply` of a one-command batch on the city's shard primary, answered as
+/// the writer's notification would describe it.
+async fn apply_directly(
+    st: &AppState,
+    epoch: i64,
+    command: Command,
+) -> Result<CommandStatus, ApiError> {
+    use crate::apply::fold::Outcome;
+    use crate::apply::{ApplyConfig, CityBatch, ShardTarget, apply};
+    use crate::pipeline::notify::AppliedAt;
+
+    let city = command.city.clone();
+    let (_, pools) = st.router.route(&city)?;
+    let target = ShardTarget {
+        name: pools.name.clone(),
+        primary: pools.primary.clone(),
+    };
+    let (id, post) = (command.id, command.kind.post_id());
+    let batch = [CityBatch {
+        city: city.clone(),
+        epoch,
+        commands: vec![command],
+    }];
+    let applied = apply(&target, &batch, &st.ids, ApplyConfig::default())
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "direct apply");
+            ApiError::ShardUnavailable(city.clone())
+        })?;
+    if let Some(refused) = applied.refused.first() {
+        tracing::info!(%refused, "direct apply refused by the fence");
+        return Err(ApiError::ShardUnavailable(city));
+    }
+    let outcome = applied
+        .results
+        .iter()
+        .find(|r| r.command_id == id)
+        .map(|r| r.outcome.clone())
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("apply returned no result")))?;
+    let (state, reason, version) = match outcome {
+        Outcome::Applied { version } => (CommandState::Applied, None, version.unwrap_or(0)),
+        Outcome::Rejected(r) => (CommandState::Rejected, Some(r), 0),
+    };
+    Ok(CommandStatus {
+        command: id,
+        city: Some(city),
+        state,
+        reason,
+        post,
+        applied: (state == CommandState::Applied).then(|| AppliedAt {
+            shard: applied.shard.clone(),
+            epoch,
+            lsn: applied.lsn,
+            version,
+        }),
+    })
 }
 
 /// The body of a write that carries one: JSON or a form (whose CSRF token
