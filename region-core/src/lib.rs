@@ -9,6 +9,7 @@ pub mod clock;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod janitor;
 pub mod local_cache;
 pub mod lsn;
 pub mod migrate;

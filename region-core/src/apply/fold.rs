@@ -168,6 +168,18 @@ fn step(
             }
             Ok(None)
         }
+        CommandKind::Expire { post_id, as_of } => {
+            // Nothing to do is not a rejection (no dead letter): the post was
+            // renewed after the sweep saw it, is gone already, or was
+            // archived meanwhile.
+            match cur.posts.get(&(city.clone(), *post_id)) {
+                Some(p) if p.status == PostStatus::Live && p.expires_at <= *as_of => {
+                    let p = p.clone();
+                    Ok(Some(gone(c, cur, out, p, GoneReason::Expired)))
+                }
+                _ => Ok(None),
+            }
+        }
     }
 }
 
@@ -351,6 +363,85 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    fn expire(id: i64, post: i64, as_of: DateTime<Utc>) -> Command {
+        cmd(
+            id,
+            CommandKind::Expire {
+                post_id: Id(post),
+                as_of,
+            },
+        )
+    }
+
+    #[test]
+    fn expire_ends_a_live_post_past_its_lifetime_with_a_gone_event() {
+        let created = create(1, 100, 7);
+        let end = created.created_at + POST_LIFETIME;
+        let f = fold(&[created, expire(2, 100, end)], Current::default(), 3);
+        let p = &f.changed[&("boston".to_string(), Id(100))];
+        assert_eq!((p.status, p.version), (PostStatus::Expired, 2));
+        assert!(!p.fields.title.is_empty(), "an expired post keeps its text");
+        assert!(matches!(
+            f.events.last(),
+            Some(Event::PostGone {
+                reason: GoneReason::Expired,
+                version: 2,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_renewal_applied_before_the_expiry_wins() {
+        let created = create(1, 100, 7);
+        // The sweep saw the post expired as of its end of life...
+        let end = created.created_at + POST_LIFETIME;
+        let renew = cmd(
+            2,
+            CommandKind::Renew {
+                post_id: Id(100),
+                user_id: Id(7),
+            },
+        );
+        // ...but the renewal reached the topic first.
+        let f = fold(
+            &[created, renew, expire(3, 100, end)],
+            Current::default(),
+            3,
+        );
+        let p = &f.changed[&("boston".to_string(), Id(100))];
+        assert_eq!((p.status, p.version), (PostStatus::Live, 2));
+        assert_eq!(f.outcomes[2].2, Outcome::Applied { version: None });
+    }
+
+    #[test]
+    fn expiring_too_early_a_gone_or_a_missing_post_changes_nothing() {
+        let created = create(1, 100, 7);
+        let early = created.created_at + POST_LIFETIME - chrono::Duration::seconds(1);
+        let f = fold(
+            &[created, expire(2, 100, early), expire(3, 999, early)],
+            Current::default(),
+            3,
+        );
+        assert_eq!(f.events.len(), 1, "only the create's");
+        assert!(
+            f.outcomes[1..]
+                .iter()
+                .all(|(_, _, o)| *o == Outcome::Applied { version: None })
+        );
+        let cur = Current {
+            posts: f.changed,
+            ..Current::default()
+        };
+        let late = DateTime::<Utc>::MAX_UTC;
+        let f = fold(&[expire(4, 100, late), expire(5, 100, late)], cur, 3);
+        assert_eq!(
+            f.events.len(),
+            1,
+            "a second expiry of the same post is a no-op"
+        );
     }
 
     #[test]

@@ -58,6 +58,15 @@ pub enum CommandKind {
     DeleteUser {
         user_id: Id,
     },
+    /// The janitor expires a post whose lifetime ended by `as_of` (its
+    /// clock's time when it swept). Through the commands topic, not a
+    /// direct UPDATE, so it is ordered with the city's renewals: a renewal
+    /// applied first moves `expires_at` past `as_of` and the expiry is a
+    /// no-op.
+    Expire {
+        post_id: Id,
+        as_of: DateTime<Utc>,
+    },
 }
 
 impl CommandKind {
@@ -69,7 +78,8 @@ impl CommandKind {
             | CommandKind::Delete { post_id, .. }
             | CommandKind::Renew { post_id, .. }
             | CommandKind::Hide { post_id, .. }
-            | CommandKind::Report { post_id, .. } => Some(*post_id),
+            | CommandKind::Report { post_id, .. }
+            | CommandKind::Expire { post_id, .. } => Some(*post_id),
             CommandKind::DeleteUser { .. } => None,
         }
     }

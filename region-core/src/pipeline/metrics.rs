@@ -53,6 +53,8 @@ pub struct PipelineMetrics {
     pub outbox_deleted: AtomicU64,
     /// Relay rounds that failed (shard down, broker down): retried.
     pub relay_failures: AtomicU64,
+    /// The janitor's counters (sweeps, expiries, reminders).
+    pub janitor: crate::janitor::metrics::JanitorMetrics,
 }
 
 /// Adds `n` to a counter.
@@ -173,6 +175,7 @@ impl PipelineMetrics {
                 counter(value)
             );
         }
+        self.janitor.render_into(&mut out);
         out
     }
 }
