@@ -1,5 +1,6 @@
 //! The region catalog: topology (shards, shard map) and node leases.
 
+pub mod accounts;
 pub mod lease;
 pub mod map;
 pub mod seed;

@@ -12,7 +12,7 @@ use tokio::sync::OnceCell;
 
 use crate::error::{ApiError, Problem};
 use crate::http::{AppState, AuthUser};
-use crate::model::{Command, Id};
+use crate::model::{ACCOUNT_KEY, AccountCommand, Command, Id};
 use crate::pipeline::notify::{
     APPLIED_CHANNEL, CommandState, CommandStatus, STATUS_TTL, status_key,
 };
@@ -34,6 +34,7 @@ const SUBSCRIBE_TIMEOUT: Duration = Duration::from_millis(1500);
 /// answer 503.
 pub struct CommandBus {
     topic: String,
+    account_topics: Vec<String>,
     brokers: Option<String>,
     producer: OnceCell<Producer>,
     store: Store,
@@ -64,15 +65,19 @@ fn issued_key(command: Id) -> String {
 
 impl CommandBus {
     /// A bus producing to `topic` on `brokers` (none: writes answer 503),
-    /// keeping its records in `store`, waiting `apply_wait` for the writer.
+    /// account commands to every topic of `account_topics` (each region's
+    /// commands topic), keeping its records in `store`, waiting
+    /// `apply_wait` for the writer.
     pub fn new(
         topic: String,
+        account_topics: Vec<String>,
         brokers: Option<String>,
         store: Store,
         apply_wait: Duration,
     ) -> CommandBus {
         CommandBus {
             topic,
+            account_topics,
             brokers,
             producer: OnceCell::new(),
             store,
@@ -143,6 +148,40 @@ impl CommandBus {
             return Ok(None);
         }
         self.status(command.id).await
+    }
+
+    /// The regions account commands go to.
+    pub fn regions(&self) -> Vec<String> {
+        self.account_topics
+            .iter()
+            .map(|t| t.strip_suffix(".commands").unwrap_or(t).to_string())
+            .collect()
+    }
+
+    /// Produces `command` to every region's commands topic and waits for
+    /// every acknowledgement: an `Ok` means each region will apply it (its
+    /// writer commits offsets only past finished work). Any failure is a
+    /// 503, and the caller changes nothing of its own before this is done,
+    /// so a retry of the whole request is always safe (account commands
+    /// are idempotent).
+    pub async fn broadcast(&self, command: &AccountCommand) -> Result<(), ApiError> {
+        let producer = self.producer().await?;
+        let payload = serde_json::to_vec(command).map_err(|e| ApiError::Internal(e.into()))?;
+        let sends = self
+            .account_topics
+            .iter()
+            .map(|topic| producer.produce(topic, ACCOUNT_KEY, &payload, &[]));
+        for (topic, result) in self
+            .account_topics
+            .iter()
+            .zip(futures_util::future::join_all(sends).await)
+        {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, %topic, command = %command.id, "account command not produced");
+                return Err(ApiError::BrokerUnavailable);
+            }
+        }
+        Ok(())
     }
 
     async fn subscribe(

@@ -191,7 +191,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Input<T> {
 
 /// The logged-in user of a request: a session token from
 /// `Authorization: Bearer` or the session cookie, signature and expiry
-/// verified, not revoked in this region's catalog. Anything else is a 401.
+/// verified, neither it nor its account revoked in this region's catalog.
+/// Anything else is a 401.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     /// The user.
@@ -226,14 +227,17 @@ impl FromRequestParts<AppState> for AuthUser {
             .sessions
             .verify(token, st.clock.now())
             .map_err(|e| refused(&e))?;
-        let revoked: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE jti = $1)")
-                .bind(&claims.jti)
-                .fetch_one(&st.catalog)
-                .await
-                .map_err(|e| {
-                    ApiError::Internal(anyhow::Error::new(e).context("revocation check"))
-                })?;
+        // One round trip: this token revoked, or its whole account deleted
+        // (both reach every region through the commands topics).
+        let revoked: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE jti = $1)
+                 OR EXISTS (SELECT 1 FROM revoked_users WHERE user_id = $2)",
+        )
+        .bind(&claims.jti)
+        .bind(claims.sub)
+        .fetch_one(&st.catalog)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("revocation check")))?;
         if revoked {
             return Err(refused(&TokenError::Revoked));
         }

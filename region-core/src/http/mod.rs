@@ -17,7 +17,7 @@ pub mod writes;
 
 use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 pub use extract::{AuthUser, City, ClientIp, Freshness, Input, RYW_COOKIE};
 pub use state::{ApiOptions, AppState};
@@ -46,6 +46,7 @@ pub fn app(state: AppState) -> axum::Router {
         .route("/logout", post(session::logout))
         .route("/session/renew", post(session::renew))
         .route("/me", get(session::me))
+        .route("/user", delete(session::delete_user))
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi::serve))

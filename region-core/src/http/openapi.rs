@@ -39,6 +39,7 @@ use crate::http::{accounts, commands, health, metrics, posts, session, writes};
         session::logout,
         session::renew,
         session::me,
+        session::delete_user,
         health::healthz,
         metrics::metrics,
         serve,

@@ -1,18 +1,19 @@
-//! POST /logout, POST /session/renew, GET /me: what a logged-in user does
-//! with the session itself.
+//! POST /logout, POST /session/renew, GET /me, DELETE /user: what a
+//! logged-in user does with the session and the account itself.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::csrf::CSRF_HEADER;
 use crate::error::{ApiError, Problem};
 use crate::http::accounts::{Session, set_cookie};
 use crate::http::extract::SESSION_COOKIE;
 use crate::http::{AppState, AuthUser};
+use crate::model::{AccountCommand, AccountKind, Id};
 
 /// The body of a log-out or renewal form.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -60,20 +61,101 @@ pub(crate) fn check_csrf(
     Ok(form)
 }
 
-/// Records the token as revoked in this region until it would have expired.
+/// Revokes the token in every region until it would have expired: first
+/// the account command to every region's commands topic (a failure there is
+/// a 503 with the token still valid, so the client can simply retry), then
+/// this region's own row, so that the token stops working here at once
+/// rather than when this region's writer gets to the command.
 async fn revoke(st: &AppState, user: &AuthUser) -> Result<(), ApiError> {
     let expires = chrono::DateTime::from_timestamp(user.claims.exp, 0).unwrap_or_default();
-    sqlx::query(
-        "INSERT INTO revoked_sessions (jti, user_id, expires_at) VALUES ($1, $2, $3)
-         ON CONFLICT (jti) DO NOTHING",
-    )
-    .bind(&user.claims.jti)
-    .bind(user.id)
-    .bind(expires)
-    .execute(&st.catalog)
-    .await
-    .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("revoking a session")))?;
+    let command = AccountCommand {
+        id: next_id(st).await?,
+        created_at: st.clock.now(),
+        kind: AccountKind::RevokeSession {
+            user_id: user.id,
+            jti: user.claims.jti.clone(),
+            expires_at: expires,
+        },
+    };
+    st.commands.broadcast(&command).await?;
+    crate::catalog::accounts::apply(&st.catalog, &command)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("revoking a session")))?;
     Ok(())
+}
+
+async fn next_id(st: &AppState) -> Result<Id, ApiError> {
+    st.ids
+        .next()
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("assigning an id")))
+}
+
+/// The answer to `DELETE /user`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AccountDeletion {
+    /// The account deletion command (also the id of each city's
+    /// `delete_user` command it becomes).
+    pub command: Id,
+    /// The regions it was sent to; each erases the user's posts in all its
+    /// cities, edge pages included, on its own time.
+    pub regions: Vec<String>,
+}
+
+/// Deletes the account of the logged-in user, at their home region: from
+/// now on no token of it works anywhere and it cannot log in, and every
+/// region erases its posts (each city in order with its other writes; the
+/// edge gets tombstones). Answered 202, since the erasure runs in every
+/// region's writer. A cookie session needs its CSRF token.
+#[utoipa::path(delete, path = "/user", tag = "accounts",
+    security(("bearer" = []), ("cookie" = [])),
+    request_body(content((SessionForm = "application/x-www-form-urlencoded")),
+        description = "Optional; a form carries its CSRF token here"),
+    responses(
+        (status = 202, description = "Account deleted; its posts are being erased in every region", body = AccountDeletion),
+        (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Cookie session without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 421, description = "Not the user's home region", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The broker is down: nothing was deleted, retry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_user(
+    State(st): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_csrf(&st, &user, &headers, body)?;
+    if user.id.region() != st.region_number {
+        return Err(ApiError::NotHomeRegion(user.id.region()));
+    }
+    let now = st.clock.now();
+    let command = AccountCommand {
+        id: next_id(&st).await?,
+        created_at: now,
+        kind: AccountKind::DeleteAccount {
+            user_id: user.id,
+            sessions_expire_by: now + st.session_ttl,
+        },
+    };
+    // Sent before anything changes here: a 503 leaves the account whole.
+    st.commands.broadcast(&command).await?;
+    crate::catalog::accounts::apply(&st.catalog, &command)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("deleting an account")))?;
+    let mut res = (
+        StatusCode::ACCEPTED,
+        Json(AccountDeletion {
+            command: command.id,
+            regions: st.commands.regions(),
+        }),
+    )
+        .into_response();
+    set_cookie(
+        &mut res,
+        &format!("{SESSION_COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0"),
+    );
+    Ok(res)
 }
 
 /// Ends the session: its token is revoked in this region (every later

@@ -99,6 +99,10 @@ pub struct ApiOptions {
     /// The broker (`host:port`) writes are produced to; none makes every
     /// write a 503 while reads go on.
     pub broker: Option<String>,
+    /// Every region of the deployment, this one included: account commands
+    /// (log-outs, deletions) go to each one's commands topic. Empty: this
+    /// region only.
+    pub regions: Vec<String>,
     /// How writes reach the shard: through the writer, or (a benchmark's
     /// baseline) one transaction per write straight to the primary.
     pub write_path: WritePath,
@@ -118,6 +122,7 @@ impl Default for ApiOptions {
             require_signatures: true,
             apply_wait: Duration::from_millis(1500),
             broker: None,
+            regions: Vec::new(),
             write_path: WritePath::Pipeline,
         }
     }
@@ -180,8 +185,16 @@ impl AppState {
         );
         let store = Store::new(&region.redis_store_url);
         let edge = EdgeTrust::new(secrets, store.clone(), options.require_signatures);
+        let mut regions = options.regions.clone();
+        if !regions.contains(&region.name) {
+            regions.push(region.name.clone());
+        }
         let commands = Arc::new(CommandBus::new(
             Topics::of_region(&region.name).commands,
+            regions
+                .iter()
+                .map(|r| Topics::of_region(r).commands)
+                .collect(),
             options.broker.clone(),
             store.clone(),
             options.apply_wait,

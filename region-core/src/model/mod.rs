@@ -1,11 +1,13 @@
 //! Ids, posts, commands and events.
 
+pub mod account;
 pub mod command;
 pub mod event;
 pub mod id;
 pub mod idgen;
 pub mod post;
 
+pub use account::{ACCOUNT_KEY, AccountCommand, AccountKind};
 pub use command::{Command, CommandKind};
 pub use event::Event;
 pub use id::Id;

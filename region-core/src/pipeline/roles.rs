@@ -143,6 +143,7 @@ pub async fn writer(
     }
     let parts = WriterParts {
         router,
+        catalog: catalog.clone(),
         ids,
         producer: Producer::new(ProducerConfig::new(&brokers))?,
         notifier: Arc::new(Notifier::new(&entry.redis_store_url)),

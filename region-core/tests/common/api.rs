@@ -42,6 +42,8 @@ pub struct Setup {
     pub apply_wait: std::time::Duration,
     /// Another broker than the stack's (e.g. one that is down).
     pub broker: Option<String>,
+    /// Which region of the stack (index in `state.json`).
+    pub region: usize,
 }
 
 impl Default for Setup {
@@ -54,11 +56,12 @@ impl Default for Setup {
             store_url: None,
             apply_wait: std::time::Duration::from_millis(1500),
             broker: None,
+            region: 0,
         }
     }
 }
 
-/// The api of region 0 as `serve` builds it, with light argon2 parameters
+/// The api of a region (the first unless told) as `serve` builds it, with light argon2 parameters
 /// (the hashing itself is not what these tests are about) and no page cache
 /// unless asked.
 pub struct Api {
@@ -81,7 +84,9 @@ impl Api {
         let home = std::env::var_os("CITYBOARD_HOME").expect("CITYBOARD_HOME");
         let state_file = std::path::PathBuf::from(home).join("state.json");
         let stack = StackFile::read(&state_file).unwrap();
-        let (number, region) = stack.region(&stack.regions[0].name.clone()).unwrap();
+        let (number, region) = stack
+            .region(&stack.regions[setup.region].name.clone())
+            .unwrap();
         let mut region = region.clone();
         if let Some(url) = setup.store_url {
             region.redis_store_url = url;
@@ -100,6 +105,7 @@ impl Api {
             broker: setup
                 .broker
                 .or_else(|| region_core::pipeline::broker_from_state(&state_file).ok()),
+            regions: stack.regions.iter().map(|r| r.name.clone()).collect(),
             ..ApiOptions::default()
         };
         let (state, background) = AppState::connect(

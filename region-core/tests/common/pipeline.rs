@@ -107,6 +107,7 @@ impl RunningWriter {
         let metrics = Arc::new(PipelineMetrics::default());
         let parts = WriterParts {
             router: crate::common::router(region).await,
+            catalog: crate::common::pool(&region.catalog_url).await,
             ids: crate::common::ids(region).await,
             producer: producer(),
             notifier: Arc::new(Notifier::new(&store_url())),

@@ -2,7 +2,7 @@
 //! is poison. Never panics and never gives up on the writer: whatever the
 //! bytes, the answer is one of the two.
 
-use crate::model::{Command, Id};
+use crate::model::{AccountCommand, Command, Id};
 
 /// A message that is not a command the writer can route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +63,25 @@ pub fn decode(key: Option<&[u8]>, payload: Option<&[u8]>) -> Result<Command, Poi
         )));
     }
     Ok(decoded)
+}
+
+/// Decodes an account command (message key `@account`).
+pub fn decode_account(payload: Option<&[u8]>) -> Result<AccountCommand, Poison> {
+    let payload = match payload {
+        Some(p) if !p.is_empty() => p,
+        _ => return Err(Poison::new("empty message")),
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|e| Poison::new(format!("not JSON: {e}")))?;
+    let command = value
+        .get("id")
+        .and_then(|v| v.as_str())
+        .and_then(|s| s.parse::<Id>().ok());
+    serde_json::from_value(value).map_err(|e| Poison {
+        reason: format!("not an account command: {e}"),
+        command,
+        city: None,
+    })
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! reaches a shard (poison), copied to the dead-letter topic. Only then may
 //! the offset pass it; see `offsets`.
 
+mod account;
 pub mod consumer;
 pub mod decode;
 pub mod offsets;
@@ -25,7 +26,7 @@ use tokio::task::JoinSet;
 
 use crate::apply::{Applied, ApplyConfig, ApplyError, CityBatch, ShardTarget, apply};
 use crate::db::{RouteError, Router};
-use crate::model::IdGenerator;
+use crate::model::{ACCOUNT_KEY, IdGenerator};
 use crate::pipeline::metrics::{self, PipelineMetrics};
 use crate::pipeline::notify::Notifier;
 use crate::pipeline::{Producer, Topics};
@@ -83,6 +84,8 @@ impl WriterConfig {
 pub struct WriterParts {
     /// Shard map and shard pools of the region.
     pub router: Router,
+    /// The region's catalog, where account commands are recorded.
+    pub catalog: sqlx::PgPool,
     /// Outbox sequence numbers (node leased from the catalog).
     pub ids: IdGenerator,
     /// For dead letters.
@@ -116,6 +119,7 @@ struct Writer {
     offsets: Offsets,
     paused: BTreeSet<i32>,
     applies: JoinSet<Done>,
+    accounts: Vec<account::Pending>,
 }
 
 /// Runs the writer until `shutdown` resolves (then it lets the applies in
@@ -147,14 +151,19 @@ pub async fn run(
         offsets: Offsets::default(),
         paused: BTreeSet::new(),
         applies: JoinSet::new(),
+        accounts: Vec::new(),
     };
     tokio::pin!(shutdown);
     loop {
         w.dispatch().await?;
+        w.carry_out_accounts().await;
         let now = Instant::now();
         let wake = w
             .queue
             .next_wake(now)
+            .into_iter()
+            .chain(w.accounts.iter().map(|a| a.due))
+            .min()
             .unwrap_or(now + Duration::from_secs(1));
         let (blocked, _) = w.queue.blocked(now);
         let intake = w.queue.len().saturating_sub(blocked) < w.config.max_ready;
@@ -211,7 +220,19 @@ impl Writer {
         };
         let (partition, offset) = (m.partition(), m.offset());
         self.offsets.read(partition, offset);
-        match decode::decode(m.key(), m.payload()) {
+        let decoded = if m.key() == Some(ACCOUNT_KEY.as_bytes()) {
+            match decode::decode_account(m.payload()) {
+                Ok(command) => {
+                    self.accounts
+                        .push(account::Pending::new(command, partition, offset));
+                    return;
+                }
+                Err(poison) => Err(poison),
+            }
+        } else {
+            decode::decode(m.key(), m.payload())
+        };
+        match decoded {
             Ok(command) => self.queue.push(Queued {
                 command,
                 partition,
@@ -333,6 +354,44 @@ impl Writer {
         }
     }
 
+    /// Account commands that are due, in the order read; each finished
+    /// once the catalog has it (and, for a deletion, every city's command
+    /// is on the topic).
+    async fn carry_out_accounts(&mut self) {
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.accounts.len() {
+            if self.accounts[i].due > now {
+                i += 1;
+                continue;
+            }
+            let result = tokio::time::timeout(
+                Duration::from_secs(5),
+                account::carry_out(
+                    &self.parts,
+                    &self.config.region,
+                    &self.config.topics.commands,
+                    &self.accounts[i].command,
+                ),
+            )
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out")));
+            match result {
+                Ok(cities) => {
+                    let done = self.accounts.remove(i);
+                    tracing::info!(command = %done.command.id, cities, "account command carried out");
+                    self.offsets.finished(done.partition, done.offset);
+                }
+                Err(e) => {
+                    let a = &mut self.accounts[i];
+                    tracing::warn!(error = %format!("{e:#}"), command = %a.command.id, "account command: will retry");
+                    a.failed(Instant::now());
+                    i += 1;
+                }
+            }
+        }
+    }
+
     /// After every turn: revocations, offset commits, pauses, gauges.
     fn after_turn(&mut self) {
         let revoked = self.commands.take_revoked();
@@ -342,6 +401,7 @@ impl Writer {
                 self.paused.remove(p);
             }
             self.queue.drop_partitions(&revoked);
+            self.accounts.retain(|a| !revoked.contains(&a.partition));
         }
         let marks = self.offsets.to_commit();
         if !marks.is_empty() {
