@@ -13,7 +13,8 @@ Auth: signs up a fresh account and logs in, once per auth refresh; every
 request then carries `Authorization: Bearer <token>`. POST /logout revokes
 the token it is called with, so it gets a token of its own each time: the
 shared one must stay valid for the other operations; POST /session/renew
-likewise (it revokes the token it renews).
+likewise (it revokes the token it renews), and DELETE /user (it deletes the
+account).
 
 Writes: every `Idempotency-Key` is made the request's own (see
 _own_idempotency_key), the read-your-writes cookie of the latest write is
@@ -211,8 +212,9 @@ class CityboardSession:
         return _fresh_token()
 
     def set(self, case, data, ctx):
-        # Both revoke the token they are called with.
-        fresh = case.operation.path in ("/logout", "/session/renew")
+        # These revoke the token they are called with (DELETE /user the
+        # whole account), so each gets a user of its own.
+        fresh = case.operation.path in ("/logout", "/session/renew", "/user")
         token = _fresh_token() if fresh else data
         case.headers = case.headers or {}
         case.headers["Authorization"] = f"Bearer {token}"
