@@ -105,6 +105,18 @@ enum Cmd {
         #[command(flatten)]
         args: region_core::pipeline::roles::RelayArgs,
     },
+    /// Run the publisher of a region: renders `<region>.events` into edge KV
+    /// pages and tombstones.
+    Publisher {
+        /// The supervisor's stack description.
+        #[arg(long, env = "CITYBOARD_STATE")]
+        state: PathBuf,
+        /// Region whose events it publishes.
+        #[arg(long, env = "CITYBOARD_REGION")]
+        region: String,
+        #[command(flatten)]
+        args: region_core::pipeline::publisher::role::PublisherArgs,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -236,6 +248,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             region_core::pipeline::roles::relay(&state, &region, args, shutdown_signal())
                 .await
                 .with_context(|| format!("the relay of {region}"))
+        }
+        Cmd::Publisher {
+            state,
+            region,
+            args,
+        } => {
+            let _failpoints = region_core::pipeline::failpoint::setup();
+            region_core::pipeline::publisher::role::run(&state, &region, args, shutdown_signal())
+                .await
+                .with_context(|| format!("the publisher of {region}"))
         }
         Cmd::Openapi => {
             print!("{}", region_core::http::openapi::document());

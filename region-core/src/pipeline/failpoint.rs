@@ -14,6 +14,9 @@ pub const WRITER_AFTER_COMMIT: &str = "writer-after-commit";
 /// Relay: after the broker acknowledged the outbox rows, before they are
 /// deleted.
 pub const RELAY_AFTER_PRODUCE: &str = "relay-after-produce";
+/// Publisher: after the KV write succeeded, before the consumer offsets
+/// past its events are committed.
+pub const PUBLISHER_AFTER_KV_WRITE: &str = "publisher-after-kv-write";
 
 /// A crash point configured with `return(error)` was reached.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -53,6 +53,8 @@ pub struct PipelineMetrics {
     pub outbox_deleted: AtomicU64,
     /// Relay rounds that failed (shard down, broker down): retried.
     pub relay_failures: AtomicU64,
+    /// The publisher's counters (events, KV writes, coalescing, errors).
+    pub publisher: crate::pipeline::publisher::metrics::PublisherMetrics,
     /// The janitor's counters (sweeps, expiries, reminders).
     pub janitor: crate::janitor::metrics::JanitorMetrics,
 }
@@ -175,6 +177,7 @@ impl PipelineMetrics {
                 counter(value)
             );
         }
+        self.publisher.render_into(&mut out);
         self.janitor.render_into(&mut out);
         out
     }

@@ -14,6 +14,7 @@ pub mod failpoint;
 pub mod metrics;
 pub mod notify;
 pub mod producer;
+pub mod publisher;
 pub mod relay;
 pub mod roles;
 pub mod writer;
