@@ -2,11 +2,13 @@
 //! baseline measured in the same run, and the ratio. Figures go into
 //! BENCHMARKS.md by hand, with the command and the date.
 
+pub mod conn;
 pub mod edge;
 pub mod edge_fixtures;
 pub mod geo;
 pub mod origin;
 pub mod pg;
+pub mod role;
 pub mod wrk;
 
 use anyhow::{Context, Result};

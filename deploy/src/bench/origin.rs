@@ -8,7 +8,6 @@
 //! -S` (one primary-key lookup per transaction, 16 clients, 1M rows) on the
 //! same primary, measured in the same run (`bench pg-baseline`).
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -16,9 +15,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
+use super::conn::Conn;
+use super::role::Role;
 use crate::home::Home;
 use crate::topology::Topology;
 
@@ -318,25 +317,6 @@ async fn wait_for_replicas(primary_url: &str, shard: &serde_json::Value) -> Resu
     Ok(())
 }
 
-/// A free local port (bound, then released for the api to take).
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-struct Api(Child);
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts an api of our own with the given page-cache TTL and runs every
 /// query class against it. Returns the figures and the cache hit rate.
 async fn measure_api(
@@ -347,42 +327,13 @@ async fn measure_api(
     ids: (i64, i64),
 ) -> Result<(Vec<ClassFigures>, HitRates)> {
     let (cache_ttl, local_ttl) = if caches { ("5s", "1s") } else { ("0s", "0s") };
-    let port = free_port()?;
-    let bin = crate::components::sibling_binary("region-core")?;
-    let log = std::fs::File::create(
-        home.logs_dir()
-            .join(format!("bench-origin-api-{cache_ttl}.log")),
-    )?;
-    let child = Command::new(&bin)
-        .arg("serve")
-        .arg("--state")
-        .arg(home.state_file())
-        .args(["--region", region])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .arg("--secrets-dir")
-        .arg(home.secrets_dir())
-        .args(["--page-cache-ttl", cache_ttl])
-        .args(["--local-cache-ttl", local_ttl])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let _api = Api(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while crate::region_api::http_get_status(port, "/healthz")
-        .await
-        .ok()
-        != Some(200)
-    {
-        if Instant::now() > deadline {
-            bail!(
-                "bench api on port {port} not healthy in 30 s (log in {})",
-                home.logs_dir().display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (_api, port) = Role::api(
+        home,
+        region,
+        &["--page-cache-ttl", cache_ttl, "--local-cache-ttl", local_ttl],
+        &format!("bench-origin-api-{cache_ttl}.log"),
+    )
+    .await?;
     let host = format!("{CITY}.{apex}");
     // Requests come signed as the edge signs them: the origin's check of
     // signature and nonce is part of what a view costs.
@@ -530,80 +481,4 @@ async fn load(
         p99_ms: pct(0.99),
         errors,
     })
-}
-
-/// A minimal HTTP/1.1 keep-alive client: GET only, Content-Length bodies
-/// (what the api answers). No HTTP client crate in the orchestrator.
-struct Conn {
-    stream: BufReader<TcpStream>,
-}
-
-impl Conn {
-    async fn open(port: u16) -> Result<Conn> {
-        let stream = TcpStream::connect(("127.0.0.1", port)).await?;
-        stream.set_nodelay(true)?;
-        Ok(Conn {
-            stream: BufReader::new(stream),
-        })
-    }
-
-    /// `GET path` for `host`; with a key, signed as the edge forwards it
-    /// (city and host in the signed headers, a fresh nonce each time).
-    async fn get(
-        &mut self,
-        path: &str,
-        host: &str,
-        key: Option<&cityboard_protocol::sign::Key>,
-    ) -> Result<(u16, Vec<u8>)> {
-        use cityboard_protocol::sign;
-        let mut req =
-            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n");
-        if let Some(key) = key {
-            let city = host.split('.').next().unwrap_or_default();
-            let signed = sign::Request {
-                method: "GET",
-                host,
-                path_and_query: path,
-                client_ip: "127.0.0.1",
-                city,
-                body_sha256: sign::body_sha256(b""),
-            };
-            let now = chrono::Utc::now().timestamp();
-            let nonce = hex::encode(rand::random::<[u8; 16]>());
-            req.push_str(&format!(
-                "{}: {host}\r\n{}: {city}\r\n{}: 127.0.0.1\r\n{}: {}\r\n",
-                sign::FORWARDED_HOST_HEADER,
-                sign::CITY_HEADER,
-                sign::CLIENT_IP_HEADER,
-                sign::SIGNATURE_HEADER,
-                sign::sign(key, &signed, now, &nonce)
-            ));
-        }
-        req.push_str("\r\n");
-        self.stream.get_mut().write_all(req.as_bytes()).await?;
-        let mut line = String::new();
-        self.stream.read_line(&mut line).await?;
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .with_context(|| format!("not an HTTP status line: {line:?}"))?;
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            self.stream.read_line(&mut line).await?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                length = v.trim().parse().context("content-length")?;
-            }
-        }
-        let mut body = vec![0; length];
-        self.stream.read_exact(&mut body).await?;
-        Ok((status, body))
-    }
 }

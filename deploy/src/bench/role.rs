@@ -1,0 +1,79 @@
+//! Region-core processes a benchmark starts beside the stack's own (an api
+//! with other options, a writer on a topic of its own), stopped when their
+//! guard drops.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::home::Home;
+
+/// A free local port (bound, then released for a process to take).
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A running `region-core` role; SIGTERM and wait on drop.
+pub struct Role(Child);
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.0.wait();
+    }
+}
+
+impl Role {
+    /// Starts `region-core ROLE --state … --region REGION ARGS…`, its
+    /// stderr in the stack's logs as `log` (a file name).
+    pub fn start(home: &Home, role: &str, region: &str, args: &[&str], log: &str) -> Result<Role> {
+        let bin = crate::components::sibling_binary("region-core")?;
+        let log = std::fs::File::create(home.logs_dir().join(log))?;
+        let child = Command::new(&bin)
+            .arg(role)
+            .arg("--state")
+            .arg(home.state_file())
+            .args(["--region", region])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {} {role}", bin.display()))?;
+        Ok(Role(child))
+    }
+
+    /// Starts `region-core serve` on a free port with the stack's secrets
+    /// and `args`, and waits until it answers `/healthz`. Returns the role
+    /// and its port.
+    pub async fn api(home: &Home, region: &str, args: &[&str], log: &str) -> Result<(Role, u16)> {
+        let port = free_port()?;
+        let listen = format!("127.0.0.1:{port}");
+        let secrets = home.secrets_dir().display().to_string();
+        let mut all = vec!["--listen", &listen, "--secrets-dir", &secrets];
+        all.extend_from_slice(args);
+        let role = Role::start(home, "serve", region, &all, log)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while crate::region_api::http_get_status(port, "/healthz")
+            .await
+            .ok()
+            != Some(200)
+        {
+            if Instant::now() > deadline {
+                bail!(
+                    "bench api on port {port} not healthy in 30 s (log {} in {})",
+                    log,
+                    home.logs_dir().display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok((role, port))
+    }
+}
