@@ -2,20 +2,19 @@
 //! `<region>.commands`, wait a bounded time for the writer's notification,
 //! and `GET /commands/{id}` for a client that got a 202.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
 use crate::error::{ApiError, Problem};
+use crate::http::applied::AppliedWaiters;
 use crate::http::{AppState, AuthUser};
 use crate::model::{ACCOUNT_KEY, AccountCommand, Command, Id};
-use crate::pipeline::notify::{
-    APPLIED_CHANNEL, CommandState, CommandStatus, STATUS_TTL, status_key,
-};
+use crate::pipeline::notify::{CommandState, CommandStatus, STATUS_TTL, status_key};
 use crate::pipeline::{Producer, ProducerConfig};
 use crate::store::Store;
 
@@ -23,9 +22,6 @@ use crate::store::Store;
 /// far shorter than the roles' 30 s, since a client is waiting and may
 /// retry with its `Idempotency-Key`.
 const PRODUCE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Longest the subscription to the notification channel may take to open.
-const SUBSCRIBE_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// Produces commands and waits for their outcome; shared by every handler.
 ///
@@ -37,6 +33,7 @@ pub struct CommandBus {
     account_topics: Vec<String>,
     brokers: Option<String>,
     producer: OnceCell<Producer>,
+    applied: OnceLock<Arc<AppliedWaiters>>,
     store: Store,
     apply_wait: Duration,
 }
@@ -80,6 +77,7 @@ impl CommandBus {
             account_topics,
             brokers,
             producer: OnceCell::new(),
+            applied: OnceLock::new(),
             store,
             apply_wait,
         }
@@ -102,10 +100,10 @@ impl CommandBus {
     /// Produces `command` (keyed by its city) and waits up to the apply
     /// wait for its outcome: `None` when it is not known yet (a 202).
     ///
-    /// The subscription is opened before producing, since Redis drops a
-    /// message nobody listens to; the status key is read after the wait
-    /// whatever happened, so a notification missed (or a wait of zero)
-    /// still finds an outcome already stored.
+    /// The wait is registered with the process's one subscription before
+    /// producing, since Redis drops a message nobody listens to; the status
+    /// key is read after the wait whatever happened, so a notification
+    /// missed (or a wait of zero) still finds an outcome already stored.
     pub async fn submit(
         &self,
         user: Id,
@@ -122,11 +120,20 @@ impl CommandBus {
             .put(&issued_key(command.id), &issued, STATUS_TTL)
             .await
             .map_err(|_| ApiError::StoreUnavailable)?;
-        let mut messages = if self.apply_wait.is_zero() {
-            None
-        } else {
-            Some(self.subscribe().await?)
-        };
+        if self.apply_wait.is_zero() {
+            producer
+                .produce(&self.topic, &command.city, &payload, &[])
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, command = %command.id, "command not produced");
+                    ApiError::BrokerUnavailable
+                })?;
+            return Ok(None);
+        }
+        let waiter = self
+            .applied
+            .get_or_init(|| AppliedWaiters::start(self.store.url()))
+            .register(command.id);
         if let Err(e) = producer
             .produce(&self.topic, &command.city, &payload, &[])
             .await
@@ -134,19 +141,11 @@ impl CommandBus {
             tracing::warn!(error = %e, command = %command.id, "command not produced");
             return Err(ApiError::BrokerUnavailable);
         }
-        if let Some(messages) = messages.as_mut() {
-            let wanted = command.id.to_string();
-            let wait = async {
-                while let Some(m) = messages.next().await {
-                    if m.get_payload::<String>().is_ok_and(|p| p == wanted) {
-                        return;
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(self.apply_wait, wait).await;
-        } else {
-            return Ok(None);
-        }
+        waiter
+            .wait(self.apply_wait, || async {
+                matches!(self.status(command.id).await, Ok(Some(_)))
+            })
+            .await;
         self.status(command.id).await
     }
 
@@ -182,25 +181,6 @@ impl CommandBus {
             }
         }
         Ok(())
-    }
-
-    async fn subscribe(
-        &self,
-    ) -> Result<impl futures_util::Stream<Item = redis::Msg> + Unpin + use<>, ApiError> {
-        let open = async {
-            let client = redis::Client::open(self.store.url())?;
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(APPLIED_CHANNEL).await?;
-            Ok::<_, redis::RedisError>(pubsub.into_on_message())
-        };
-        match tokio::time::timeout(SUBSCRIBE_TIMEOUT, open).await {
-            Ok(Ok(stream)) => Ok(stream),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "subscribing to apply notifications");
-                Err(ApiError::StoreUnavailable)
-            }
-            Err(_) => Err(ApiError::StoreUnavailable),
-        }
     }
 
     /// The stored outcome of `command`, if the writer finished it.

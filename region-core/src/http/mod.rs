@@ -2,6 +2,7 @@
 //! the OpenAPI document in `openapi`.
 
 pub mod accounts;
+pub mod applied;
 pub mod commands;
 pub mod cursor;
 pub mod edge_trust;
@@ -10,6 +11,7 @@ pub mod health;
 pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
+pub mod operator;
 pub mod posts;
 pub mod session;
 pub mod state;
@@ -41,6 +43,7 @@ pub fn app(state: AppState) -> axum::Router {
         .route("/post/{id}/renew", post(writes::renew_post))
         .route("/report", post(writes::report))
         .route("/commands/{id}", get(commands::get_command))
+        .route("/old_posts", axum::routing::delete(operator::delete_old_posts))
         .route("/signup", get(accounts::signup_form).post(accounts::signup))
         .route("/login", get(accounts::login_form).post(accounts::login))
         .route("/logout", post(session::logout))
