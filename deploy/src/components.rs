@@ -294,12 +294,14 @@ pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
     }
     // The write path's back half, after the apis (whose setup migrated
     // the databases the roles check): the writer applies commands, the
-    // relay sends the outbox to the events topic.
+    // relay sends the outbox to the events topic, the janitor expires
+    // posts (through the commands topic) and sends renewal reminders.
     for (r, region) in topology.regions.iter().enumerate() {
         let ports = topology.region_ports(r);
         for (role, port) in [
             (region_api::PipelineRole::Writer, ports.writer),
             (region_api::PipelineRole::Relay, ports.relay),
+            (region_api::PipelineRole::Janitor, ports.janitor),
         ] {
             out.push(Component {
                 name: format!("{}/{}", region.name, role.kind()),

@@ -91,6 +91,12 @@ pub fn role_command(
 ) -> Result<Command> {
     let mut cmd = region_core(role.kind(), state_file, region)?;
     cmd.args(["--metrics-listen", &format!("127.0.0.1:{port}")]);
+    if role == PipelineRole::Janitor {
+        // Renewal reminders as `.eml` files under the stack home: a local
+        // stack sends no mail.
+        let home = state_file.parent().unwrap_or_else(|| Path::new("."));
+        cmd.arg("--mail-dir").arg(home.join("mail"));
+    }
     Ok(cmd)
 }
 

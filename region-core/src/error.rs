@@ -67,6 +67,10 @@ pub enum ApiError {
     /// (with the same `Idempotency-Key`) is safe.
     #[error("writes are unavailable; retry shortly")]
     BrokerUnavailable,
+    /// An operator endpoint whose backing service this process was not
+    /// given (e.g. no archive for `DELETE /old_posts`).
+    #[error("{0}")]
+    NotConfigured(&'static str),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -106,7 +110,8 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::ShardUnavailable(_)
             | ApiError::StoreUnavailable
-            | ApiError::BrokerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            | ApiError::BrokerUnavailable
+            | ApiError::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -129,6 +134,7 @@ impl ApiError {
             ApiError::BadSignature(_) => "signature",
             ApiError::StoreUnavailable => "store-unavailable",
             ApiError::BrokerUnavailable => "broker-unavailable",
+            ApiError::NotConfigured(_) => "not-configured",
             ApiError::Internal(_) => "internal",
         }
     }

@@ -78,9 +78,26 @@ enum Cmd {
         /// primary, from the api: a benchmark's baseline, not for serving).
         #[arg(long, env = "CITYBOARD_WRITE_PATH", value_enum, default_value_t = WritePath::Pipeline)]
         write_path: WritePath,
+        /// Where `DELETE /old_posts` archives old posts: a directory or
+        /// `file://` URL, or `s3://bucket/prefix` (builds with the `s3`
+        /// feature); default: `archive/` beside the stack description.
+        #[arg(long, env = "CITYBOARD_ARCHIVE_URL")]
+        archive_url: Option<String>,
     },
     /// Print the OpenAPI document (the checked-in `openapi.json`).
     Openapi,
+    /// Run the janitor of a region: expires posts past their lifetime,
+    /// sends renewal reminders a day ahead.
+    Janitor {
+        /// The supervisor's stack description.
+        #[arg(long, env = "CITYBOARD_STATE")]
+        state: PathBuf,
+        /// Region whose shards it sweeps.
+        #[arg(long, env = "CITYBOARD_REGION")]
+        region: String,
+        #[command(flatten)]
+        args: region_core::janitor::role::JanitorArgs,
+    },
     /// Run the writer role of a region: applies `<region>.commands` to its
     /// shards in batches.
     Writer {
@@ -172,6 +189,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             allow_unsigned,
             apply_wait,
             write_path,
+            archive_url,
         } => {
             let stack = StackFile::read(&state)?;
             let (number, entry) = stack.region(&region)?;
@@ -185,6 +203,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 require_signatures: !allow_unsigned,
                 apply_wait: apply_wait.into(),
                 write_path,
+                archive_url: Some(archive_url.unwrap_or_else(|| {
+                    state
+                        .parent()
+                        .unwrap_or_else(|| std::path::Path::new("."))
+                        .join("archive")
+                        .to_string_lossy()
+                        .into_owned()
+                })),
                 // Without a broker the api still serves reads; writes are 503.
                 broker: region_core::pipeline::broker_from_state(&state)
                     .map_err(|e| tracing::warn!(error = %e, "no broker: writes will answer 503"))
@@ -229,6 +255,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("api stopped");
             Ok(())
         }
+        Cmd::Janitor {
+            state,
+            region,
+            args,
+        } => region_core::janitor::role::run(&state, &region, args, shutdown_signal())
+            .await
+            .with_context(|| format!("the janitor of {region}")),
         Cmd::Writer {
             state,
             region,

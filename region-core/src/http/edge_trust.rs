@@ -1,5 +1,5 @@
 //! The origin's half of edge ↔ origin trust (design §4): every request but
-//! the operator's (`/healthz`, `/metrics`, `/openapi.json`) carries the
+//! the operator's (`/healthz`, `/metrics`, `/openapi.json`, `/old_posts`) carries the
 //! edge's `x-cityboard-signature`, verified here before any handler runs.
 //!
 //! The signature covers what the origin cannot see for itself behind the
@@ -29,7 +29,7 @@ use crate::store::Store;
 
 /// Operator endpoints, reached directly (supervisor, Prometheus, tests),
 /// never through the edge.
-const UNSIGNED_PATHS: [&str; 3] = ["/healthz", "/metrics", "/openapi.json"];
+const UNSIGNED_PATHS: [&str; 4] = ["/healthz", "/metrics", "/openapi.json", "/old_posts"];
 
 /// What the api checks signatures with; part of `AppState`.
 #[derive(Clone)]

@@ -43,7 +43,10 @@ pub fn app(state: AppState) -> axum::Router {
         .route("/post/{id}/renew", post(writes::renew_post))
         .route("/report", post(writes::report))
         .route("/commands/{id}", get(commands::get_command))
-        .route("/old_posts", axum::routing::delete(operator::delete_old_posts))
+        .route(
+            "/old_posts",
+            axum::routing::delete(operator::delete_old_posts),
+        )
         .route("/signup", get(accounts::signup_form).post(accounts::signup))
         .route("/login", get(accounts::login_form).post(accounts::login))
         .route("/logout", post(session::logout))

@@ -7,7 +7,7 @@ use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::http::{accounts, commands, health, metrics, posts, session, writes};
+use crate::http::{accounts, commands, health, metrics, operator, posts, session, writes};
 
 /// The api of one region.
 #[derive(OpenApi)]
@@ -15,7 +15,8 @@ use crate::http::{accounts, commands, health, metrics, posts, session, writes};
     info(
         title = "cityboard region api",
         description = "The origin of one region, reached through the edge. Every operation \
-                       except `/healthz`, `/metrics` and `/openapi.json` requires the edge's \
+                       except `/healthz`, `/metrics`, `/openapi.json` and the operator's \
+                       `/old_posts` requires the edge's \
                        request signature (security scheme `edge`): without it, or with one \
                        that is forged, stale or replayed, the answer is 401 with problem type \
                        `signature`. City-scoped operations take the city from the signed \
@@ -42,6 +43,7 @@ use crate::http::{accounts, commands, health, metrics, posts, session, writes};
         session::delete_user,
         health::healthz,
         metrics::metrics,
+        operator::delete_old_posts,
         serve,
     ),
     modifiers(&Security, &EdgeSignature, &Links),
@@ -70,6 +72,19 @@ impl Modify for Security {
             ),
         );
         components.add_security_scheme(
+            "operator",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The region's operator token (`operator.token` in the secrets \
+                         directory); operator endpoints are reached directly, not through \
+                         the edge",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
             "cookie",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("cb_session"))),
         );
@@ -78,7 +93,7 @@ impl Modify for Security {
 
 /// Operations the edge signature does not cover (operators reach them
 /// directly); the same list as `edge_trust`'s.
-const UNSIGNED_PATHS: [&str; 3] = ["/healthz", "/metrics", "/openapi.json"];
+const UNSIGNED_PATHS: [&str; 4] = ["/healthz", "/metrics", "/openapi.json", "/old_posts"];
 
 /// The edge signature (design §4): a security scheme naming the header,
 /// and on every operation it covers the 401 of a refused signature and the

@@ -66,6 +66,8 @@ pub struct AppState {
     pub commands: Arc<CommandBus>,
     /// Through the writer (the default) or straight to the primary.
     pub write_path: WritePath,
+    /// Operator endpoints (`DELETE /old_posts`): their token and archive.
+    pub operator: Arc<crate::http::operator::Operator>,
 }
 
 /// What `serve` (or a test) chooses about the api.
@@ -106,6 +108,9 @@ pub struct ApiOptions {
     /// How writes reach the shard: through the writer, or (a benchmark's
     /// baseline) one transaction per write straight to the primary.
     pub write_path: WritePath,
+    /// Where `DELETE /old_posts` archives (`janitor::archive::Archive::open`);
+    /// none answers it 503.
+    pub archive_url: Option<String>,
 }
 
 impl Default for ApiOptions {
@@ -124,6 +129,7 @@ impl Default for ApiOptions {
             broker: None,
             regions: Vec::new(),
             write_path: WritePath::Pipeline,
+            archive_url: None,
         }
     }
 }
@@ -225,6 +231,14 @@ impl AppState {
             store,
             commands,
             write_path: options.write_path,
+            operator: Arc::new(crate::http::operator::Operator::new(
+                secrets.operator_token.clone(),
+                options
+                    .archive_url
+                    .as_deref()
+                    .map(crate::janitor::archive::Archive::open)
+                    .transpose()?,
+            )),
         };
         Ok((state, Background { tasks, lease }))
     }
