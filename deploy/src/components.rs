@@ -86,6 +86,9 @@ pub enum Launch {
         role: region_api::PipelineRole,
         /// The stack description it reads its addresses from.
         state_file: PathBuf,
+        /// Where the stack's secrets are (the publisher signs the edge's
+        /// bulk KV route with one).
+        secrets_dir: PathBuf,
     },
     /// A region's api (`region-core serve`); `setup` runs before each start.
     RegionApi {
@@ -158,7 +161,8 @@ impl Component {
                 region,
                 role,
                 state_file,
-            } => region_api::role_command(*role, state_file, region, self.port),
+                secrets_dir,
+            } => region_api::role_command(*role, state_file, secrets_dir, region, self.port),
             Launch::GeoDns { topology_file, .. } => geo_dns::command(topology_file, self.port),
             Launch::EdgeKv { data } => edge_kv::command(data, self.port),
             Launch::Edge {
@@ -310,6 +314,7 @@ pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
                     region: region.name.clone(),
                     role,
                     state_file: home.state_file(),
+                    secrets_dir: home.secrets_dir(),
                 },
             });
         }
@@ -342,6 +347,21 @@ pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
             secrets_dir: home.secrets_dir(),
         },
     });
+    // The publisher writes KV through the edge's bulk route, so it starts
+    // after the edge (and retries, never skips, while the edge is away).
+    for (r, region) in topology.regions.iter().enumerate() {
+        let role = region_api::PipelineRole::Publisher;
+        out.push(Component {
+            name: format!("{}/{}", region.name, role.kind()),
+            port: topology.region_ports(r).publisher,
+            launch: Launch::RegionRole {
+                region: region.name.clone(),
+                role,
+                state_file: home.state_file(),
+                secrets_dir: home.secrets_dir(),
+            },
+        });
+    }
     out
 }
 

@@ -82,15 +82,21 @@ impl PipelineRole {
 }
 
 /// The command that runs `role` for `region`, its `/metrics` and
-/// `/healthz` on `port` (the broker comes from the state file).
+/// `/healthz` on `port` (the broker, and the edge the publisher writes
+/// through, come from the state file).
 pub fn role_command(
     role: PipelineRole,
     state_file: &Path,
+    secrets_dir: &Path,
     region: &str,
     port: u16,
 ) -> Result<Command> {
     let mut cmd = region_core(role.kind(), state_file, region)?;
     cmd.args(["--metrics-listen", &format!("127.0.0.1:{port}")]);
+    if role == PipelineRole::Publisher {
+        // kv-route.key signs the edge's bulk KV route.
+        cmd.arg("--secrets-dir").arg(secrets_dir);
+    }
     if role == PipelineRole::Janitor {
         // Renewal reminders as `.eml` files under the stack home: a local
         // stack sends no mail.
