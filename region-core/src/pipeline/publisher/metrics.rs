@@ -5,6 +5,9 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Name, type, help and (labels, value) series of one metric family.
+type Family<'a> = (&'a str, &'a str, &'a str, Vec<(&'a str, &'a AtomicU64)>);
+
 /// What the publisher counts.
 #[derive(Debug, Default)]
 pub struct PublisherMetrics {
@@ -32,7 +35,7 @@ impl PublisherMetrics {
     /// Appends the exposition text of the publisher's families.
     pub fn render_into(&self, out: &mut String) {
         let v = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let families: [(&str, &str, &str, Vec<(&str, &AtomicU64)>); 5] = [
+        let families: [Family<'_>; 5] = [
             (
                 "cityboard_publisher_events_total",
                 "counter",
