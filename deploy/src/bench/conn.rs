@@ -31,13 +31,7 @@ pub struct Conn {
 /// The edge's headers for a request of `method host path` with `body`:
 /// forwarded host, city (the host's first label), client IP, and the
 /// signature over them (a fresh nonce, signed now).
-pub fn edge_headers(
-    key: &sign::Key,
-    method: &str,
-    host: &str,
-    path: &str,
-    body: &[u8],
-) -> String {
+pub fn edge_headers(key: &sign::Key, method: &str, host: &str, path: &str, body: &[u8]) -> String {
     let city = host.split('.').next().unwrap_or_default();
     let signed = sign::Request {
         method,

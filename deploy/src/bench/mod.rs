@@ -8,7 +8,10 @@ pub mod edge_fixtures;
 pub mod geo;
 pub mod origin;
 pub mod pg;
+pub mod preload;
 pub mod role;
+pub mod write;
+pub mod write_load;
 pub mod wrk;
 
 use anyhow::{Context, Result};
@@ -47,6 +50,10 @@ pub const SCENARIOS: &[(&str, &str)] = &[
         "origin-read",
         "region-core api on 1M posts: GET /post/{id} and four search classes at 16 clients, caches off and on, vs pgbench -S",
     ),
+    (
+        "write-pipeline",
+        "writer drain vs COPY of the same rows; POST /post at 64 and 512 posters vs the api writing straight to the primary; POST to edge KV page p50/p99",
+    ),
 ];
 
 /// Runs one scenario against the stack in `home`.
@@ -77,6 +84,7 @@ pub async fn run(home: &Home, scenario: &str, json: bool) -> Result<()> {
         }
         "geo-lookup" | "dns-qps" => geo::run(home, &topology, scenario, json).await,
         "origin-read" => origin::run(home, &topology, json).await,
+        "write-pipeline" => write::run(home, &topology, json).await,
         "edge-kv" | "edge-geo" => edge::run(home, &topology, scenario, json).await,
         other => Err(UnknownScenario(other.to_string()).into()),
     }

@@ -330,7 +330,12 @@ async fn measure_api(
     let (_api, port) = Role::api(
         home,
         region,
-        &["--page-cache-ttl", cache_ttl, "--local-cache-ttl", local_ttl],
+        &[
+            "--page-cache-ttl",
+            cache_ttl,
+            "--local-cache-ttl",
+            local_ttl,
+        ],
         &format!("bench-origin-api-{cache_ttl}.log"),
     )
     .await?;
