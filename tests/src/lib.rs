@@ -7,6 +7,7 @@
 //! `cityboard status` does.
 
 pub mod edge;
+pub mod stack_edge;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

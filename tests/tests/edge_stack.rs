@@ -13,91 +13,17 @@
 //! production and nothing strips locally; the stack's edge has no test mode.
 
 use cityboard_deploy::edge::{
-    FORWARD_KEY_FILE, KV_ROUTE_KEY_FILE, addresses_in, embedded_database, read_secret,
+    FORWARD_KEY_FILE, KV_ROUTE_KEY_FILE, addresses_in, embedded_database,
 };
 use cityboard_deploy::http;
 use cityboard_protocol::kv::{BULK_PATH, BulkResult, BulkWrite, PostMeta, post_key};
-use cityboard_protocol::sign::{self, Key, SIGNATURE_HEADER};
-use cityboard_tests::{Home, StackState, shared_home, state};
+use cityboard_protocol::sign::{self, SIGNATURE_HEADER};
+use cityboard_tests::stack_edge::StackEdge;
 use serde_json::json;
-
-/// The shared stack's edge: its port and the apex.
-struct Edge {
-    port: u16,
-    apex: String,
-    state: StackState,
-    home: Home,
-}
-
-impl Edge {
-    fn shared() -> Edge {
-        let root = shared_home();
-        let state = state(&root);
-        let port = state
-            .component("edge")
-            .expect("the stack has an edge component")
-            .port;
-        Edge {
-            port,
-            apex: state.apex.clone(),
-            home: Home::new(&root).expect("home"),
-            state,
-        }
-    }
-
-    fn host(&self, label: Option<&str>) -> String {
-        match label {
-            Some(city) => format!("{city}.{}:{}", self.apex, self.port),
-            None => format!("{}:{}", self.apex, self.port),
-        }
-    }
-
-    async fn send(
-        &self,
-        method: &str,
-        host: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> http::Response {
-        let mut all = vec![("host", host)];
-        all.extend_from_slice(headers);
-        http::request(self.port, method, path, &all, body)
-            .await
-            .unwrap_or_else(|e| panic!("{method} {host}{path}: {e:#}"))
-    }
-
-    fn secret(&self, file: &str) -> Key {
-        Key::new(
-            read_secret(&self.home.secrets_dir(), file)
-                .expect("secret")
-                .into_bytes(),
-        )
-    }
-
-    fn api_port(&self, region: &str) -> u16 {
-        self.state
-            .regions
-            .iter()
-            .find(|r| r.name == region)
-            .unwrap_or_else(|| panic!("no region {region}"))
-            .api_port
-    }
-
-    fn region_of(&self, city: &str) -> String {
-        self.state
-            .regions
-            .iter()
-            .find(|r| r.shards.iter().any(|s| s.cities.iter().any(|c| c == city)))
-            .unwrap_or_else(|| panic!("{city} is not served"))
-            .name
-            .clone()
-    }
-}
 
 #[tokio::test]
 async fn visitors_from_real_city_addresses_land_on_their_city() {
-    let edge = Edge::shared();
+    let edge = StackEdge::shared();
     let cities: Vec<String> = edge
         .state
         .regions
@@ -136,7 +62,7 @@ async fn visitors_from_real_city_addresses_land_on_their_city() {
 }
 
 /// `route="/post/{id}"` GETs the apis have answered, all regions together.
-async fn origin_post_reads(edge: &Edge) -> u64 {
+async fn origin_post_reads(edge: &StackEdge) -> u64 {
     let mut total = 0;
     for region in &edge.state.regions {
         let r = http::request(region.api_port, "GET", "/metrics", &[], b"")
@@ -158,7 +84,7 @@ async fn origin_post_reads(edge: &Edge) -> u64 {
 
 #[tokio::test]
 async fn a_page_written_through_the_kv_route_is_served_without_the_origin() {
-    let edge = Edge::shared();
+    let edge = StackEdge::shared();
     // An id no origin has: an origin request could only answer 404.
     let id = 8_000_000_000_000 + u64::from(std::process::id());
     let page = format!(
@@ -235,7 +161,7 @@ fn nonce() -> String {
 
 #[tokio::test]
 async fn a_signup_through_the_edge_is_created_and_a_replayed_signature_refused() {
-    let edge = Edge::shared();
+    let edge = StackEdge::shared();
     let email = format!("edge-{}-{}@example.com", std::process::id(), nonce());
     let body = json!({"email": email, "password": "correct horse battery staple"}).to_string();
     let city = edge.host(Some("newyork"));
