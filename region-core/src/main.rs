@@ -191,6 +191,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             write_path,
             archive_url,
         } => {
+            // The api's crash point (api-after-produce), armed by FAILPOINTS
+            // or the control directory; kept for the life of the process.
+            let _failpoints = region_core::pipeline::failpoint::setup_role(&region, "api");
             let stack = StackFile::read(&state)?;
             let (number, entry) = stack.region(&region)?;
             let secrets = Secrets::read(&secrets_dir)?;
@@ -259,15 +262,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             state,
             region,
             args,
-        } => region_core::janitor::role::run(&state, &region, args, shutdown_signal())
-            .await
-            .with_context(|| format!("the janitor of {region}")),
+        } => {
+            let _failpoints = region_core::pipeline::failpoint::setup_role(&region, "janitor");
+            region_core::janitor::role::run(&state, &region, args, shutdown_signal())
+                .await
+                .with_context(|| format!("the janitor of {region}"))
+        }
         Cmd::Writer {
             state,
             region,
             args,
         } => {
-            let _failpoints = region_core::pipeline::failpoint::setup();
+            let _failpoints = region_core::pipeline::failpoint::setup_role(&region, "writer");
             region_core::pipeline::roles::writer(&state, &region, args, shutdown_signal())
                 .await
                 .with_context(|| format!("the writer of {region}"))
@@ -277,7 +283,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             region,
             args,
         } => {
-            let _failpoints = region_core::pipeline::failpoint::setup();
+            let _failpoints = region_core::pipeline::failpoint::setup_role(&region, "relay");
             region_core::pipeline::roles::relay(&state, &region, args, shutdown_signal())
                 .await
                 .with_context(|| format!("the relay of {region}"))
@@ -287,7 +293,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             region,
             args,
         } => {
-            let _failpoints = region_core::pipeline::failpoint::setup();
+            let _failpoints = region_core::pipeline::failpoint::setup_role(&region, "publisher");
             region_core::pipeline::publisher::role::run(&state, &region, args, shutdown_signal())
                 .await
                 .with_context(|| format!("the publisher of {region}"))

@@ -14,6 +14,7 @@ use crate::error::{ApiError, Problem};
 use crate::http::applied::AppliedWaiters;
 use crate::http::{AppState, AuthUser};
 use crate::model::{ACCOUNT_KEY, AccountCommand, Command, Id};
+use crate::pipeline::failpoint::{self, API_AFTER_PRODUCE};
 use crate::pipeline::notify::{CommandState, CommandStatus, STATUS_TTL, status_key};
 use crate::pipeline::{Producer, ProducerConfig};
 use crate::store::Store;
@@ -141,6 +142,7 @@ impl CommandBus {
             tracing::warn!(error = %e, command = %command.id, "command not produced");
             return Err(ApiError::BrokerUnavailable);
         }
+        failpoint::crash_point(API_AFTER_PRODUCE).map_err(|e| ApiError::Internal(e.into()))?;
         waiter
             .wait(self.apply_wait, || async {
                 matches!(self.status(command.id).await, Ok(Some(_)))
