@@ -92,6 +92,9 @@ def _forward_key() -> bytes:
 
 
 FORWARD_KEY = _forward_key()
+# DELETE /old_posts is the operator's: its bearer token, not a user's.
+OPERATOR_TOKEN = (pathlib.Path(os.environ["CITYBOARD_HOME"]) / "secrets" / "operator.token") \
+    .read_text().strip()
 
 try:  # what urllib3 sends as the request target (it re-encodes a few bytes)
     from urllib3.util.url import _encode_target
@@ -216,6 +219,8 @@ class CityboardSession:
         # whole account), so each gets a user of its own.
         fresh = case.operation.path in ("/logout", "/session/renew", "/user")
         token = _fresh_token() if fresh else data
+        if case.operation.path == "/old_posts":
+            token = OPERATOR_TOKEN
         case.headers = case.headers or {}
         case.headers["Authorization"] = f"Bearer {token}"
 
