@@ -27,7 +27,9 @@ pub async fn sweep_shard(
     loop {
         let (at, city, id) = after
             .clone()
-            .unwrap_or((DateTime::<Utc>::MIN_UTC, String::new(), 0));
+            // Before any post (and within Postgres' timestamptz range,
+            // which chrono's MIN_UTC is not).
+            .unwrap_or((DateTime::<Utc>::UNIX_EPOCH, String::new(), 0));
         let rows: Vec<(String, i64, DateTime<Utc>)> = sqlx::query_as(
             "SELECT city, id, expires_at FROM posts
              WHERE status = 'live' AND expires_at <= $1

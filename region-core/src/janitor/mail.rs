@@ -89,7 +89,8 @@ impl Mailer {
         let to = mailbox(&r.to)?;
         let body = format!(
             "Hello,\n\n\
-             your post \"{title}\" on cityboard {city} expires on {when}.\n\n\
+             your post \"{title}\" on cityboard {city}\n\
+             expires on {when}.\n\n\
              To keep it online for another 7 days, renew it:\n\
              {link}\n\n\
              If you do nothing, it is taken down then; you can still renew it\n\
