@@ -1,0 +1,312 @@
+//! The chaos test of the write pipeline (issue 7, acceptance 1): a stack of
+//! its own (two regions, one shard each, two cities each) under a bounded
+//! load of creates, edits and deletes by several users in all four cities,
+//! while each role is crashed once exactly at its boundary (a crash point
+//! armed through the control directory), each role is SIGKILLed once at a
+//! random moment, and the broker is killed and restarted once. A fault that
+//! caught no acknowledged write in flight is tried again (a few times).
+//!
+//! Afterwards, once the pipeline is quiet, `chaos::check` proves that no
+//! acknowledged write was lost or applied twice, deleted posts are
+//! tombstones, KV is at every row's version, and nothing unacknowledged is
+//! half there. Correctness only: nothing here asserts how long anything
+//! took. The report names every fault and how many acknowledged writes were
+//! in flight when it struck.
+
+mod chaos;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use chaos::api::Apis;
+use chaos::faults::{CONTROL_DIR_ENV, FAULTS, Fault, Struck, strike};
+use chaos::load::{Ledger, Load, Outcome, client, follow};
+use chaos::observe;
+use cityboard_tests::{OwnStack, cityboard_bin, output_text, repo_root};
+use rand::Rng;
+use rand::seq::SliceRandom;
+
+/// Ports 19600..19830: no other test's stack is near.
+const PORT_BASE: u16 = 19600;
+const CLIENTS: usize = 4;
+/// The load's bound; the faults are usually over well before it.
+const MAX_WRITES: usize = 700;
+/// Tries of one fault that catch no acknowledged write in flight.
+const TRIES: usize = 3;
+/// Longest wait for the pipeline to settle after the load.
+const QUIET_LIMIT: Duration = Duration::from_secs(120);
+
+fn topology() -> String {
+    format!(
+        r#"apex = "cityboard.localhost"
+port_base = {PORT_BASE}
+[broker]
+partitions = 2
+[[region]]
+name = "us-east"
+[[region.shard]]
+replicas = 0
+cities = [
+  {{ slug = "newyork", name = "New York", country = "US", lat = 40.71427, lon = -74.00597 }},
+  {{ slug = "boston", name = "Boston", country = "US", lat = 42.35843, lon = -71.05977 }},
+]
+[[region]]
+name = "eu-west"
+[[region.shard]]
+replicas = 0
+cities = [
+  {{ slug = "london", name = "London", country = "GB", lat = 51.50853, lon = -0.12574 }},
+  {{ slug = "paris", name = "Paris", country = "FR", lat = 48.85341, lon = 2.3488 }},
+]
+"#
+    )
+}
+
+/// One fault as it was struck.
+struct Strike {
+    label: String,
+    tries: usize,
+    /// Acknowledged writes in flight at each try that struck.
+    in_flight: Vec<usize>,
+    not_reached: usize,
+    at: Vec<Instant>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serial_chaos_loses_no_acknowledged_write_and_duplicates_none() {
+    let started = Instant::now();
+    let stack = OwnStack::prepare("chaos", PORT_BASE);
+    std::fs::write(&stack.topology, topology()).expect("topology");
+    let control_dir = stack.home.parent().expect("scratch").join("failpoints");
+    std::fs::create_dir_all(&control_dir).expect("control dir");
+    // Only the control directory is added to `up`'s environment: the
+    // supervisor passes its environment on to every component.
+    let out = Command::new(cityboard_bin())
+        .arg("--home")
+        .arg(&stack.home)
+        .args(["up", "--topology"])
+        .arg(&stack.topology)
+        .env(CONTROL_DIR_ENV, &control_dir)
+        .current_dir(repo_root())
+        .output()
+        .expect("run cityboard up");
+    assert!(out.status.success(), "up failed:\n{}", output_text(&out));
+    let state = stack.state();
+    let regions: Vec<String> = state.regions.iter().map(|r| r.name.clone()).collect();
+    for region in &regions {
+        for role in ["api", "writer", "relay", "publisher", "janitor"] {
+            let name = format!("{region}/{role}");
+            let pid = state
+                .component(&name)
+                .and_then(|c| c.process)
+                .unwrap_or_else(|| panic!("{name} does not run"))
+                .pid;
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+            assert!(
+                environ
+                    .split(|b| *b == 0)
+                    .any(|kv| kv.starts_with(format!("{CONTROL_DIR_ENV}=").as_bytes())),
+                "{name} did not inherit {CONTROL_DIR_ENV} from up"
+            );
+        }
+    }
+    let up_took = started.elapsed();
+
+    let apis = Apis::new(&stack.home, &state);
+    let cities: Vec<String> = state
+        .regions
+        .iter()
+        .flat_map(|r| r.shards.iter().flat_map(|s| s.cities.clone()))
+        .collect();
+    let mut tokens = Vec::new();
+    for n in 0..CLIENTS {
+        let home_city = &cities[n % cities.len()];
+        tokens.push(
+            apis.user(home_city, &format!("chaos{n}"))
+                .await
+                .expect("a user"),
+        );
+    }
+    let load = Arc::new(Load {
+        apis: apis.clone(),
+        cities: cities.clone(),
+        ledger: Arc::new(Ledger::default()),
+        stop: AtomicBool::new(false),
+        sent: AtomicUsize::new(0),
+        max_writes: MAX_WRITES,
+        pace: Duration::from_millis(150),
+    });
+    let clients: Vec<_> = tokens
+        .iter()
+        .enumerate()
+        .map(|(n, t)| tokio::spawn(client(load.clone(), n, t.clone())))
+        .collect();
+    let kv_port = state.component("edge-kv").expect("edge-kv").port;
+    let tracking = Arc::new(AtomicBool::new(true));
+    let tracker = tokio::spawn(track_kv(load.ledger.clone(), kv_port, tracking.clone()));
+
+    // The faults, in random order, each in a random region.
+    let mut faults: Vec<Fault> = FAULTS.to_vec();
+    faults.shuffle(&mut rand::thread_rng());
+    let mut strikes = Vec::new();
+    for fault in faults {
+        let region = regions
+            .choose(&mut rand::thread_rng())
+            .expect("regions")
+            .clone();
+        let mut s = Strike {
+            label: fault.label(&region),
+            tries: 0,
+            in_flight: Vec::new(),
+            not_reached: 0,
+            at: Vec::new(),
+        };
+        while s.tries < TRIES {
+            s.tries += 1;
+            let pause = rand::thread_rng().gen_range(300..1500);
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            match strike(&stack.home, &control_dir, fault, &region).await {
+                Struck::NotReached => s.not_reached += 1,
+                Struck::At(at) => {
+                    // Answers to writes sent before the fault may still be
+                    // coming: give them a moment before counting.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let n = load.ledger.in_flight_at(at);
+                    s.at.push(at);
+                    s.in_flight.push(n);
+                    if n > 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        strikes.push(s);
+    }
+    let faults_took = started.elapsed() - up_took;
+
+    load.stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.await.expect("a client");
+    }
+    // 202s still pending when their client moved on.
+    let pending: Vec<(usize, String, usize, String)> = load
+        .ledger
+        .snapshot()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, w)| match &w.outcome {
+            Outcome::Acked {
+                version: None,
+                command: Some(c),
+            } => Some((i, w.city.clone(), w.client, c.clone())),
+            _ => None,
+        })
+        .collect();
+    for (i, city, n, command) in pending {
+        let outcome = follow(&apis, &city, &tokens[n], &command).await;
+        load.ledger.writes.lock().expect("ledger")[i].outcome = outcome;
+    }
+
+    // Quiet: every row's KV entry at its version, every outbox empty.
+    let deadline = Instant::now() + QUIET_LIMIT;
+    let (rows, kv) = loop {
+        let rows = observe::rows(&state).await;
+        let ids: Vec<u64> = rows.iter().map(|r| r.id).collect();
+        let kv = observe::kv_entries(kv_port, &ids).await;
+        let outbox = observe::outbox_len(&state).await;
+        if chaos::check::quiet(&rows, &kv, outbox) || Instant::now() > deadline {
+            break (rows, kv);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    tracking.store(false, Ordering::SeqCst);
+    tracker.await.expect("the KV tracker");
+    let kv_ids = observe::kv_post_ids(kv_port).await;
+    let writes = load.ledger.snapshot();
+    let bad = chaos::check::violations(&writes, &rows, &kv, &kv_ids);
+
+    // The report: what struck, what was in flight, what the load did.
+    let mut outcomes: HashMap<&str, usize> = HashMap::new();
+    for w in &writes {
+        let k = match (&w.outcome, w.kind) {
+            (Outcome::Acked { .. }, chaos::load::Kind::Create) => "acknowledged creates",
+            (Outcome::Acked { .. }, chaos::load::Kind::Edit) => "acknowledged edits",
+            (Outcome::Acked { .. }, chaos::load::Kind::Delete) => "acknowledged deletes",
+            (Outcome::Unknown(_), _) => "unknown (connection error or 5xx)",
+            (Outcome::Rejected(_), _) => "rejected",
+            (Outcome::Pending, _) => "never answered",
+        };
+        *outcomes.entry(k).or_default() += 1;
+    }
+    println!(
+        "chaos report ({} writes by {CLIENTS} clients):",
+        writes.len()
+    );
+    let mut outcomes: Vec<_> = outcomes.into_iter().collect();
+    outcomes.sort();
+    for (k, n) in outcomes {
+        println!("  {k}: {n}");
+    }
+    let t0 = started;
+    for s in &strikes {
+        let at: Vec<String> =
+            s.at.iter()
+                .map(|a| format!("{:.1}s", a.duration_since(t0).as_secs_f64()))
+                .collect();
+        let final_counts: Vec<usize> = s.at.iter().map(|a| load.ledger.in_flight_at(*a)).collect();
+        println!(
+            "  {:<45} tries {} (not reached {}), at {:?}, acknowledged writes in flight {:?}",
+            s.label, s.tries, s.not_reached, at, final_counts
+        );
+    }
+    println!(
+        "  rows {}, KV post entries {}; up {:.0}s, faults {:.0}s, total {:.0}s",
+        rows.len(),
+        kv_ids.len(),
+        up_took.as_secs_f64(),
+        faults_took.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    for s in &strikes {
+        assert!(
+            s.in_flight.iter().any(|n| *n > 0),
+            "{}: no try caught an acknowledged write in flight ({:?})",
+            s.label,
+            s.in_flight
+        );
+    }
+    assert!(
+        bad.is_empty(),
+        "{} violations:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
+/// Notes when KV first holds each acknowledged write's version (or a later
+/// one): a write is in flight at a fault until then.
+async fn track_kv(ledger: Arc<Ledger>, kv_port: u16, running: Arc<AtomicBool>) {
+    while running.load(Ordering::SeqCst) {
+        let waiting: Vec<(usize, u64, i64)> = ledger
+            .snapshot()
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.kv_seen.is_none())
+            .filter_map(|(i, w)| Some((i, w.post?, w.acked_version()?)))
+            .collect();
+        let ids: Vec<u64> = waiting.iter().map(|(_, id, _)| *id).collect();
+        if !ids.is_empty() {
+            let kv = observe::kv_entries(kv_port, &ids).await;
+            let now = Instant::now();
+            for (i, id, version) in waiting {
+                if kv.get(&id).is_some_and(|e| e.meta.version >= version) {
+                    ledger.set_kv_seen(i, now);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
