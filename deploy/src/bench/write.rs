@@ -142,26 +142,23 @@ pub async fn run(home: &Home, topology: &Topology, json: bool) -> Result<()> {
     }
 
     let publisher = topology.region_ports(0).publisher;
+    let edge = topology.edge_port();
     let visibility = if crate::region_api::http_get_status(publisher, "/healthz")
         .await
         .ok()
-        == Some(200)
+        != Some(200)
     {
-        let best = pipeline.iter().map(|f| f.posts_per_s).fold(0.0, f64::max);
-        Some(
-            write_load::visibility(
-                stack_api,
-                topology.edge_port(),
-                &host,
-                &key,
-                &users,
-                best / 2.0,
-                secs,
-            )
-            .await?,
-        )
-    } else {
+        println!("  visibility: not measured: no publisher");
         None
+    } else if !write_load::edge_serves_new_posts(stack_api, edge, &host, &key, &users[0]).await? {
+        println!(
+            "  visibility: not measured: the edge did not serve a new post from KV within {} s",
+            write_load::VISIBLE_TIMEOUT.as_secs()
+        );
+        None
+    } else {
+        let best = pipeline.iter().map(|f| f.posts_per_s).fold(0.0, f64::max);
+        Some(write_load::visibility(stack_api, edge, &host, &key, &users, best / 2.0, secs).await?)
     };
     let figures = WritePipeline {
         drain_posts: posts,
@@ -217,7 +214,7 @@ fn print(f: &WritePipeline) {
             v.missed,
             write_load::VISIBLE_TIMEOUT.as_secs()
         ),
-        None => println!("  visibility: not measured: no publisher"),
+        None => println!("  visibility: not measured (see above)"),
     }
 }
 

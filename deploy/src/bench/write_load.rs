@@ -247,6 +247,25 @@ async fn watch(edge: u16, host: String, path: String, answered: Instant) -> Dura
     }
 }
 
+/// Whether the edge on `edge` serves a new post's page from KV within
+/// `VISIBLE_TIMEOUT` at all: a publisher that runs but cannot reach the
+/// edge's KV would otherwise make the visibility run one of timeouts.
+pub async fn edge_serves_new_posts(
+    api: u16,
+    edge: u16,
+    host: &str,
+    key: &Key,
+    user: &str,
+) -> Result<bool> {
+    let mut conn = None;
+    let body = post_body(usize::MAX, 0)?;
+    let (status, location) = post_once(&mut conn, api, host, key, user, &body).await;
+    let Some(path) = location.filter(|_| matches!(status, Some(201 | 202))) else {
+        bail!("a probe post answered {status:?}");
+    };
+    Ok(watch(edge, host.to_string(), path, Instant::now()).await < VISIBLE_TIMEOUT)
+}
+
 /// Posts at `rate` per second for `secs` (open loop: post k is due at
 /// k / rate) and times a sample of them from the api's answer to the page
 /// served by the edge on `edge` from KV.
