@@ -218,6 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 broker: region_core::pipeline::broker_from_state(&state)
                     .map_err(|e| tracing::warn!(error = %e, "no broker: writes will answer 503"))
                     .ok(),
+                regions: stack.regions.iter().map(|r| r.name.clone()).collect(),
                 ..ApiOptions::default()
             };
             if allow_unsigned {
