@@ -56,7 +56,10 @@ pub struct OldPostsParams {
     /// Archive expired posts whose lifetime ended longer ago than this
     /// (humantime: `30days`, `12h`); default 30 days. Keep it longer than
     /// the commands topic's retention.
-    #[param(example = "30days", pattern = "^[1-9][0-9]{0,5}(s|m|h|d|days|w|weeks)$")]
+    #[param(
+        example = "30days",
+        pattern = "^[1-9][0-9]{0,5}(s|m|h|d|days|w|weeks)$"
+    )]
     pub older_than: Option<String>,
     /// Only this city (slug); default every city of the region.
     #[param(pattern = "^[a-z0-9-]{1,64}$")]
