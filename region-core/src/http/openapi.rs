@@ -205,10 +205,18 @@ impl Modify for Links {
         use utoipa::openapi::RefOr;
         use utoipa::openapi::link::LinkBuilder;
         use utoipa::openapi::path::HttpMethod;
-        // The log-out and renewal bodies are optional (only a form carries
-        // one).
-        for path in ["/logout", "/session/renew"] {
-            if let Some(op) = doc.paths.paths.get_mut(path).and_then(|i| i.post.as_mut())
+        // The log-out, renewal and account deletion bodies are optional
+        // (only a form carries one).
+        for (path, method) in [
+            ("/logout", HttpMethod::Post),
+            ("/session/renew", HttpMethod::Post),
+            ("/user", HttpMethod::Delete),
+        ] {
+            let op = doc.paths.paths.get_mut(path).and_then(|i| match method {
+                HttpMethod::Delete => i.delete.as_mut(),
+                _ => i.post.as_mut(),
+            });
+            if let Some(op) = op
                 && let Some(body) = op.request_body.as_mut()
             {
                 body.required = Some(utoipa::openapi::Required::False);

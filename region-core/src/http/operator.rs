@@ -104,8 +104,9 @@ pub async fn delete_old_posts(
         .map_err(|e| ApiError::BadRequest(format!("query string: {e}")))?;
     let older_than = match params.older_than.as_deref() {
         None => chrono::Duration::days(30),
-        Some(text) => humantime::parse_duration(text)
-            .ok()
+        Some(text) => Some(text)
+            .filter(|t| is_documented_duration(t))
+            .and_then(|t| humantime::parse_duration(t).ok())
             .and_then(|d| chrono::Duration::from_std(d).ok())
             .ok_or_else(|| {
                 ApiError::BadRequest(format!(
@@ -156,4 +157,30 @@ pub async fn delete_old_posts(
         objects: done.objects,
         skipped_cities: done.skipped_cities,
     }))
+}
+
+/// Whether `text` has the documented shape
+/// `^[1-9][0-9]{0,5}(s|m|h|d|days|w|weeks)$`: humantime alone would also
+/// take `0`, `1h 30m` or `2 years`, which the OpenAPI document refuses.
+fn is_documented_duration(text: &str) -> bool {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    (1..=6).contains(&number.len())
+        && !number.starts_with('0')
+        && matches!(unit, "s" | "m" | "h" | "d" | "days" | "w" | "weeks")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_documented_duration;
+
+    #[test]
+    fn only_the_documented_durations_are_taken() {
+        for ok in ["30days", "12h", "1s", "999999w", "7d"] {
+            assert!(is_documented_duration(ok), "{ok}");
+        }
+        for bad in ["0", "0d", "1h 30m", "2 years", "1000000d", "d", "", "12"] {
+            assert!(!is_documented_duration(bad), "{bad}");
+        }
+    }
 }
