@@ -26,11 +26,9 @@ impl Poison {
     }
 }
 
-/// Decodes one message. `key` is the message key: the producer keys by
-/// city, and a command under another key may sit in another partition than
-/// the rest of its city's commands, out of order with them, so it is
-/// refused rather than applied out of order.
-pub fn decode(key: Option<&[u8]>, payload: Option<&[u8]>) -> Result<Command, Poison> {
+/// The JSON of a message and the command id it names, if a readable one
+/// (so that the status URL of a poison command can say "rejected").
+fn json_of(payload: Option<&[u8]>) -> Result<(serde_json::Value, Option<Id>), Poison> {
     let payload = match payload {
         Some(p) if !p.is_empty() => p,
         _ => return Err(Poison::new("empty message")),
@@ -41,6 +39,15 @@ pub fn decode(key: Option<&[u8]>, payload: Option<&[u8]>) -> Result<Command, Poi
         .get("id")
         .and_then(|v| v.as_str())
         .and_then(|s| s.parse::<Id>().ok());
+    Ok((value, command))
+}
+
+/// Decodes one message. `key` is the message key: the producer keys by
+/// city, and a command under another key may sit in another partition than
+/// the rest of its city's commands, out of order with them, so it is
+/// refused rather than applied out of order.
+pub fn decode(key: Option<&[u8]>, payload: Option<&[u8]>) -> Result<Command, Poison> {
+    let (value, command) = json_of(payload)?;
     let city = value
         .get("city")
         .and_then(|v| v.as_str())
@@ -67,16 +74,7 @@ pub fn decode(key: Option<&[u8]>, payload: Option<&[u8]>) -> Result<Command, Poi
 
 /// Decodes an account command (message key `@account`).
 pub fn decode_account(payload: Option<&[u8]>) -> Result<AccountCommand, Poison> {
-    let payload = match payload {
-        Some(p) if !p.is_empty() => p,
-        _ => return Err(Poison::new("empty message")),
-    };
-    let value: serde_json::Value =
-        serde_json::from_slice(payload).map_err(|e| Poison::new(format!("not JSON: {e}")))?;
-    let command = value
-        .get("id")
-        .and_then(|v| v.as_str())
-        .and_then(|s| s.parse::<Id>().ok());
+    let (value, command) = json_of(payload)?;
     serde_json::from_value(value).map_err(|e| Poison {
         reason: format!("not an account command: {e}"),
         command,
