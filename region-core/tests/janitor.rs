@@ -303,7 +303,7 @@ async fn reminders_renewal_expiry_and_archive_follow_the_clock() {
             .body(Body::empty())
             .unwrap()
     };
-    let query = format!("city={city}&older_than=1day");
+    let query = format!("city={city}&older_than=1d");
     let r = api.send_raw(delete("not the operator token", &query)).await;
     assert!(r.problem(401).ends_with("/unauthorized"));
     let operator = String::from_utf8(api::secrets().operator_token).unwrap();
