@@ -94,6 +94,46 @@ pub fn account_form(action: &str, heading: &str, csrf: &str) -> String {
     )
 }
 
+/// The page a renewal reminder links to: the post's title and end of
+/// life, and one button that posts the renewal with the session's CSRF
+/// token (a link alone must not change anything: mail scanners follow
+/// links).
+pub fn renew_form(p: &Post, csrf: &str) -> String {
+    page(
+        "Renew your post",
+        &format!(
+            "<h1>Renew your post</h1><p class=\"title\"><a href=\"/post/{id}\">{title}</a></p>\
+             <p class=\"expires\">{state} {expires}</p>\
+             <form method=\"post\" action=\"/post/{id}/renew\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <button>Renew for another 7 days</button></form>",
+            id = p.id,
+            title = escape(&p.fields.title),
+            state = if p.status == crate::model::PostStatus::Expired {
+                "expired"
+            } else {
+                "expires"
+            },
+            expires = p.expires_at.format("%Y-%m-%d %H:%M UTC"),
+            csrf = escape(csrf),
+        ),
+    )
+}
+
+/// Asked of a visitor without a session (a reminder opened in another
+/// browser, a session past its renewal): log in, then follow the link
+/// again.
+pub fn login_to_continue(what: &str) -> String {
+    page(
+        "Log in",
+        &format!(
+            "<h1>Log in to {}</h1><p><a href=\"/login\">Log in</a>, then open the link \
+             from your e-mail again.</p>",
+            escape(what)
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

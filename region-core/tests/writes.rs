@@ -559,3 +559,75 @@ async fn an_edit_refused_after_its_202_says_so_at_its_status_url() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn the_renewal_link_opens_a_form_that_renews_the_post() {
+    let state = prepared().await;
+    let city = city(&state);
+    let api = Api::start(false).await;
+    let alice = user(&api, "renewer").await;
+    let mallory = user(&api, "renewsnoop").await;
+    let (id, ryw) = created(&api, &city, &alice, &unique_city("<b>kayak</b>")).await;
+    let path = format!("/post/{id}/renew");
+    let page = |headers: Vec<(&'static str, String)>| {
+        let mut b = Request::get(path.as_str())
+            .header("host", api.host(&city))
+            .header("accept", "text/html");
+        for (k, v) in headers {
+            b = b.header(k, v);
+        }
+        api.send(b.body(Body::empty()).unwrap())
+    };
+    // Opened without a session (another browser): asked to log in, not a 401.
+    let r = page(vec![]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("href=\"/login\""), "{}", r.body);
+    assert!(!r.body.contains("kayak"), "no post shown without a session");
+    // Someone else's post: refused.
+    page(vec![("cookie", format!("cb_session={mallory}"))])
+        .await
+        .problem(403);
+    // The author's page: the escaped title and a form with the session's
+    // CSRF token, never cached on the way.
+    let r = page(vec![(
+        "cookie",
+        format!("cb_session={alice}; cb_ryw={ryw}"),
+    )])
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("&lt;b&gt;kayak&lt;/b&gt;") && !r.body.contains("<b>kayak"));
+    assert!(r.body.contains(&format!("action=\"/post/{id}/renew\"")));
+    assert_eq!(
+        r.headers.get("cache-control").unwrap().to_str().unwrap(),
+        "private, no-store"
+    );
+    let csrf = r
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the form's CSRF field")
+        .to_string();
+    // Submitting it renews the post (the form answer is a redirect to it).
+    let r = api
+        .send(
+            Request::post(path.as_str())
+                .header("host", api.host(&city))
+                .header("cookie", format!("cb_session={alice}"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from(format!("csrf={csrf}")))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let ryw = r.cookie("cb_ryw").expect("read-your-writes cookie");
+    let read = get_as(
+        &api,
+        &city,
+        &format!("/post/{id}"),
+        &[("cookie", format!("cb_ryw={ryw}"))],
+    )
+    .await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(read.json()["version"], 2, "renewed once");
+}

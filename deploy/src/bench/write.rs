@@ -6,7 +6,12 @@
 //!    --commands-topic … --group …`) applies them to the first shard;
 //!    posts/s from the first to the last batch (`applied_commands.
 //!    applied_at`). Baseline: COPY of the same rows (posts,
-//!    applied_commands, outbox) into the same shard.
+//!    applied_commands, outbox) into the same shard. The stack's relay of
+//!    the region is held (SIGSTOP) while the writer drains, and the
+//!    drained events are removed from the outbox before it resumes: the
+//!    baseline ships nothing either, and 200 000 benchmark pages pushed
+//!    through the publisher and the edge would load the 2 cores for
+//!    minutes, during the drain and the runs after it.
 //! 2. Posts/s through the stack's api at 64 and 512 concurrent posters
 //!    (default apply wait), with the share answered 201, beside an api of
 //!    our own with `--write-path direct` (one transaction per post on the
@@ -109,6 +114,7 @@ pub async fn run(home: &Home, topology: &Topology, json: bool) -> Result<()> {
     println!("  COPY of the same rows: {copy_rate:.0} posts/s");
     wait_outbox_empty(&t.primary_url).await?;
 
+    let publisher = topology.region_ports(0).publisher;
     let city = topology.regions[0].shards[0]
         .cities
         .first()
@@ -141,7 +147,6 @@ pub async fn run(home: &Home, topology: &Topology, json: bool) -> Result<()> {
         }
     }
 
-    let publisher = topology.region_ports(0).publisher;
     let edge = topology.edge_port();
     let visibility = if crate::region_api::http_get_status(publisher, "/healthz")
         .await
@@ -158,6 +163,9 @@ pub async fn run(home: &Home, topology: &Topology, json: bool) -> Result<()> {
         None
     } else {
         let best = pipeline.iter().map(|f| f.posts_per_s).fold(0.0, f64::max);
+        // The load runs' pages first: a publisher still writing them
+        // would time its backlog, not the path.
+        wait_publisher_idle(publisher).await?;
         Some(write_load::visibility(stack_api, edge, &host, &key, &users, best / 2.0, secs).await?)
     };
     let figures = WritePipeline {
@@ -321,6 +329,7 @@ async fn drain(home: &Home, topology: &Topology, t: &Target, n: usize) -> Result
         started.elapsed().as_secs_f64()
     );
 
+    let relay = HeldProcess::hold(home, &format!("{}/relay", t.region))?;
     let started_at = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
     let writer = Role::start(
         home,
@@ -349,6 +358,11 @@ async fn drain(home: &Home, topology: &Topology, t: &Target, n: usize) -> Result
         }
     }
     drop(writer);
+    sqlx::query("DELETE FROM outbox WHERE city = $1")
+        .bind(DRAIN_CITY)
+        .execute(&mut db)
+        .await?;
+    drop(relay);
     // The database's own clock: first batch's transaction to the last's
     // (applied_at is each batch's transaction start); the first batch's
     // rows are not counted, since its time is not in the span.
@@ -426,6 +440,62 @@ async fn copy_baseline(primary_url: &str, n: usize) -> Result<f64> {
     let elapsed = started.elapsed().as_secs_f64();
     tx.rollback().await?;
     Ok(n as f64 / elapsed)
+}
+
+/// A stack process stopped with SIGSTOP until this is dropped (SIGCONT),
+/// whatever way the bench leaves the scope.
+struct HeldProcess(crate::process::ProcessId);
+
+impl HeldProcess {
+    fn hold(home: &Home, component: &str) -> Result<HeldProcess> {
+        let process = crate::process::ProcessId::read(&home.pid_file(component))
+            .filter(|p| p.is_alive())
+            .with_context(|| format!("{component} is not running: is the stack up?"))?;
+        println!(
+            "  holding {component} (pid {}) while the writer drains",
+            process.pid
+        );
+        process.signal(nix::sys::signal::Signal::SIGSTOP);
+        Ok(HeldProcess(process))
+    }
+}
+
+impl Drop for HeldProcess {
+    fn drop(&mut self) {
+        self.0.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
+/// Waits (up to 5 minutes) until the publisher on `port` has read nothing
+/// new for 2 s and has no write pending.
+async fn wait_publisher_idle(port: u16) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut last = None;
+    let mut quiet_since = Instant::now();
+    loop {
+        let metrics = crate::http::request(port, "GET", "/metrics", &[], b"")
+            .await?
+            .text();
+        let value = |name: &str| -> Option<f64> {
+            metrics
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+        };
+        let consumed = value("cityboard_publisher_events_total{result=\"consumed\"}");
+        let pending = value("cityboard_publisher_pending_keys").unwrap_or(0.0);
+        if consumed != last || pending > 0.0 {
+            last = consumed;
+            quiet_since = Instant::now();
+        } else if quiet_since.elapsed() >= Duration::from_secs(2) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the publisher on port {port} was still busy after 5 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Waits (up to 5 minutes) until the relay has shipped every outbox row of

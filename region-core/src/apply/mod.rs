@@ -339,20 +339,38 @@ async fn load_current(
         return Ok(current);
     }
     // FOR UPDATE: the rows stay as read until commit, so the fold's versions
-    // are the ones the guarded upsert compares against.
-    let sql = format!(
+    // are the ones the guarded upsert compares against. Two queries, each a
+    // join on its own index (primary key; posts_city_user): one query with
+    // `OR` between the two key lists cannot use either index and scanned
+    // every post of the shard in each batch.
+    let by_id = format!(
         "SELECT {POST_COLUMNS} FROM posts
-         WHERE (city, id) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))
-            OR (city, user_id) IN (SELECT * FROM unnest($3::text[], $4::bigint[]))
-         ORDER BY city, id FOR UPDATE"
+         JOIN (SELECT DISTINCT * FROM unnest($1::text[], $2::bigint[])) AS k(k_city, k_id)
+           ON city = k_city AND id = k_id
+         ORDER BY city, id FOR UPDATE OF posts"
     );
-    let posts: Vec<Post> = sqlx::query_as(&sql)
-        .bind(&post_keys.0)
-        .bind(&post_keys.1)
-        .bind(&user_keys.0)
-        .bind(&user_keys.1)
-        .fetch_all(&mut **tx)
-        .await?;
+    let mut posts: Vec<Post> = Vec::new();
+    if !post_keys.0.is_empty() {
+        posts = sqlx::query_as(&by_id)
+            .bind(&post_keys.0)
+            .bind(&post_keys.1)
+            .fetch_all(&mut **tx)
+            .await?;
+    }
+    if !user_keys.0.is_empty() {
+        let by_user = format!(
+            "SELECT {POST_COLUMNS} FROM posts
+             JOIN (SELECT DISTINCT * FROM unnest($1::text[], $2::bigint[])) AS k(k_city, k_user)
+               ON city = k_city AND user_id = k_user
+             ORDER BY city, id FOR UPDATE OF posts"
+        );
+        let theirs: Vec<Post> = sqlx::query_as(&by_user)
+            .bind(&user_keys.0)
+            .bind(&user_keys.1)
+            .fetch_all(&mut **tx)
+            .await?;
+        posts.extend(theirs);
+    }
     for p in posts {
         current.posts.insert((p.city.clone(), p.id), p);
     }

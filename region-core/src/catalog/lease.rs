@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
+use crate::clock::SharedClock;
 use crate::model::IdGenerator;
 use crate::model::id::MAX_NODE;
 
@@ -29,6 +30,29 @@ pub struct NodeLease {
 }
 
 impl NodeLease {
+    /// What every long-running role does for its ids: lease a node number
+    /// (held by `<role>/<region>/<pid>/<random>`, so two processes of one
+    /// role never share one), build the generator on it, and keep the
+    /// lease renewed in the background (the returned task). The lease is
+    /// returned too, for `release` on a clean shutdown.
+    pub async fn ids_for(
+        catalog: &PgPool,
+        role: &str,
+        region: &str,
+        region_number: u16,
+        clock: SharedClock,
+    ) -> Result<(NodeLease, IdGenerator, tokio::task::JoinHandle<()>), LeaseError> {
+        let holder = format!(
+            "{role}/{region}/{}/{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        let lease = NodeLease::acquire(catalog, &holder, Duration::from_secs(60)).await?;
+        let ids = IdGenerator::new(clock, region_number, lease.node, lease.valid_until);
+        let renew = lease.clone().keep_renewed(catalog.clone(), ids.clone());
+        Ok((lease, ids, renew))
+    }
+
     /// Takes the lowest node number that is free or whose lease expired.
     pub async fn acquire(
         catalog: &PgPool,

@@ -40,7 +40,10 @@ pub fn app(state: AppState) -> axum::Router {
                 .delete(writes::delete_post),
         )
         .route("/post", get(posts::list_posts).post(writes::create_post))
-        .route("/post/{id}/renew", post(writes::renew_post))
+        .route(
+            "/post/{id}/renew",
+            get(writes::renew_form).post(writes::renew_post),
+        )
         .route("/report", post(writes::report))
         .route("/commands/{id}", get(commands::get_command))
         .route(

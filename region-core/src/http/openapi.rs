@@ -30,6 +30,7 @@ use crate::http::{accounts, commands, health, metrics, operator, posts, session,
         writes::create_post,
         writes::update_post,
         writes::delete_post,
+        writes::renew_form,
         writes::renew_post,
         writes::report,
         commands::get_command,
@@ -266,6 +267,7 @@ impl Modify for Links {
                 ("EditPost", "update_post", "Edit the new post"),
                 ("DeletePost", "delete_post", "Delete the new post"),
                 ("RenewPost", "renew_post", "Renew the new post"),
+                ("RenewForm", "renew_form", "The new post's renewal page"),
             ] {
                 add(
                     "/post",

@@ -169,17 +169,11 @@ impl AppState {
         router.poll_now().await;
         let mut tasks = router.spawn_background(Duration::from_secs(5));
 
-        let holder = format!(
-            "api/{}/{}/{:08x}",
-            region.name,
-            std::process::id(),
-            rand::random::<u32>()
-        );
-        let lease = NodeLease::acquire(&catalog, &holder, Duration::from_secs(60))
-            .await
-            .context("leasing a node number for ids")?;
-        let ids = IdGenerator::new(clock.clone(), region_number, lease.node, lease.valid_until);
-        tasks.push(lease.clone().keep_renewed(catalog.clone(), ids.clone()));
+        let (lease, ids, renew) =
+            NodeLease::ids_for(&catalog, "api", &region.name, region_number, clock.clone())
+                .await
+                .context("leasing a node number for ids")?;
+        tasks.push(renew);
 
         let passwords = Passwords::new(options.argon2.clone(), options.hash_parallelism)?;
         let metrics = Arc::new(Metrics::default());

@@ -6,18 +6,20 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
+use crate::db::queries::GetPost;
 use crate::error::{ApiError, Problem};
 use crate::http::commands::CommandView;
 use crate::http::extract::{is_form, parse_body};
 use crate::http::idempotency::{self, Answer, Begin};
 use crate::http::session::{Body, check_csrf};
-use crate::http::{AppState, AuthUser, City, RYW_COOKIE};
+use crate::http::{AppState, AuthUser, City, Freshness, RYW_COOKIE};
 use crate::model::post::FieldError;
-use crate::model::{Command, CommandKind, Id, PostFields};
+use crate::model::{Command, CommandKind, Id, PostFields, PostStatus};
 use crate::pipeline::notify::{CommandState, CommandStatus};
+use crate::render;
 use crate::token::{WriteToken, pending_cookie};
 
 /// What a poster sends to create or edit a post.
@@ -647,6 +649,61 @@ pub async fn renew_post(
         false,
     )
     .await
+}
+
+/// The renewal page a reminder e-mail links to: the user's post with one
+/// button that posts `POST /post/{id}/renew` (with the session's CSRF
+/// token). Without a valid session, a page that asks to log in first
+/// rather than a bare 401, since it is opened from a mail.
+#[utoipa::path(get, path = "/post/{id}/renew", tag = "writes",
+    security((), ("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "Post id (decimal)", pattern = "^[1-9][0-9]{0,18}$")),
+    responses(
+        (status = 200, description = "The renewal form, or (no session) a log-in prompt", body = String, content_type = "text/html"),
+        (status = 403, description = "Another user's post", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such post, or it is deleted or hidden", body = Problem, content_type = "application/problem+json"),
+        (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The city's shard is down", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn renew_form(
+    State(st): State<AppState>,
+    user: Result<AuthUser, ApiError>,
+    City(city): City,
+    Freshness(fresh): Freshness,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let post_id = post_id(&id)?;
+    let Ok(user) = user else {
+        return Ok(Html(render::login_to_continue("renew your post")).into_response());
+    };
+    let served = st
+        .router
+        .read(
+            &city,
+            &fresh,
+            &GetPost {
+                city: city.clone(),
+                id: post_id,
+            },
+        )
+        .await?;
+    let post = served.value.ok_or(ApiError::NotFound)?;
+    if !matches!(post.status, PostStatus::Live | PostStatus::Expired) {
+        return Err(ApiError::NotFound);
+    }
+    if post.user_id != user.id {
+        return Err(ApiError::Forbidden(
+            "this post belongs to another user".into(),
+        ));
+    }
+    let csrf = st.csrf.for_session(&user.claims.jti);
+    // Personal (it carries the session's CSRF token): never stored by a
+    // cache on the way.
+    Ok((
+        [(axum::http::header::CACHE_CONTROL, "private, no-store")],
+        Html(render::renew_form(&post, &csrf)),
+    )
+        .into_response())
 }
 
 /// Reports a post of the host's city to the moderators; enough distinct

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -12,10 +11,9 @@ use crate::catalog::NodeLease;
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::db::{ReadConfig, Router};
 use crate::janitor::{HomeCatalogs, Janitor, JanitorConfig, JanitorParts, Mailer};
-use crate::model::IdGenerator;
 use crate::pipeline::metrics::PipelineMetrics;
-use crate::pipeline::roles::Common;
-use crate::pipeline::{Producer, ProducerConfig, broker_from_state};
+use crate::pipeline::roles::{Common, broker, catalog};
+use crate::pipeline::{Producer, ProducerConfig};
 use crate::stack::StackFile;
 
 /// Flags of `region-core janitor`.
@@ -71,36 +69,19 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let stack = StackFile::read(state)?;
     let (number, entry) = stack.region(region)?;
-    let brokers = match &args.common.broker {
-        Some(b) => b.clone(),
-        None => broker_from_state(state)?,
-    };
-    let catalog = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(Duration::from_secs(3))
-        .connect(&entry.catalog_url)
-        .await
-        .with_context(|| format!("connecting to the catalog of {region}"))?;
-    crate::migrate::check_catalog(&catalog)
-        .await
-        .with_context(|| format!("catalog of {region}"))?;
+    let brokers = broker(state, &args.common)?;
+    let catalog = catalog(&entry.catalog_url, region, 2).await?;
     let read = ReadConfig {
         max_connections: 2,
         ..ReadConfig::default()
     };
     let router = Router::connect(catalog.clone(), region, read).await?;
-    let holder = format!(
-        "janitor/{region}/{}/{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    );
-    let lease = NodeLease::acquire(&catalog, &holder, Duration::from_secs(60))
-        .await
-        .context("leasing a node number for command ids")?;
     // Ids need a clock that moves on its own (a frozen one would exhaust a
     // millisecond's sequence and wait): the system's, as every role's.
-    let ids = IdGenerator::new(Arc::new(SystemClock), number, lease.node, lease.valid_until);
-    let renew = lease.clone().keep_renewed(catalog.clone(), ids.clone());
+    let (lease, ids, renew) =
+        NodeLease::ids_for(&catalog, "janitor", region, number, Arc::new(SystemClock))
+            .await
+            .context("leasing a node number for command ids")?;
 
     let clock: SharedClock = match args.clock_offset {
         Some(offset) => {

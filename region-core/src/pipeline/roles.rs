@@ -13,7 +13,6 @@ use sqlx::postgres::PgPoolOptions;
 use crate::catalog::NodeLease;
 use crate::clock::SystemClock;
 use crate::db::{ReadConfig, Router};
-use crate::model::IdGenerator;
 use crate::pipeline::metrics::PipelineMetrics;
 use crate::pipeline::notify::Notifier;
 use crate::pipeline::relay::{RelayConfig, RelayShard};
@@ -75,9 +74,14 @@ pub struct RelayArgs {
     pub events_topic: Option<String>,
 }
 
-async fn catalog(url: &str, region: &str) -> anyhow::Result<PgPool> {
+/// The region's catalog pool, checked for a schema this build knows.
+pub(crate) async fn catalog(
+    url: &str,
+    region: &str,
+    max_connections: u32,
+) -> anyhow::Result<PgPool> {
     let catalog = PgPoolOptions::new()
-        .max_connections(4)
+        .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(3))
         .connect(url)
         .await
@@ -88,7 +92,8 @@ async fn catalog(url: &str, region: &str) -> anyhow::Result<PgPool> {
     Ok(catalog)
 }
 
-fn broker(state: &Path, common: &Common) -> anyhow::Result<String> {
+/// `--broker`, else the broker the stack description names.
+pub(crate) fn broker(state: &Path, common: &Common) -> anyhow::Result<String> {
     match &common.broker {
         Some(b) => Ok(b.clone()),
         None => broker_from_state(state),
@@ -105,23 +110,17 @@ pub async fn writer(
     let stack = StackFile::read(state)?;
     let (number, entry) = stack.region(region)?;
     let brokers = broker(state, &args.common)?;
-    let catalog = catalog(&entry.catalog_url, region).await?;
+    let catalog = catalog(&entry.catalog_url, region, 4).await?;
     let read = ReadConfig {
         max_connections: 4,
         ..ReadConfig::default()
     };
     let router = Router::connect(catalog.clone(), region, read).await?;
     let map_watch = router.map.watch(Duration::from_secs(5));
-    let holder = format!(
-        "writer/{region}/{}/{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    );
-    let lease = NodeLease::acquire(&catalog, &holder, Duration::from_secs(60))
-        .await
-        .context("leasing a node number for outbox sequence numbers")?;
-    let ids = IdGenerator::new(Arc::new(SystemClock), number, lease.node, lease.valid_until);
-    let renew = lease.clone().keep_renewed(catalog.clone(), ids.clone());
+    let (lease, ids, renew) =
+        NodeLease::ids_for(&catalog, "writer", region, number, Arc::new(SystemClock))
+            .await
+            .context("leasing a node number for outbox sequence numbers")?;
 
     let metrics = Arc::new(PipelineMetrics::default());
     let listener = match args.common.metrics_listen {
@@ -173,7 +172,7 @@ pub async fn relay(
     let stack = StackFile::read(state)?;
     let (_, entry) = stack.region(region)?;
     let brokers = broker(state, &args.common)?;
-    let catalog = catalog(&entry.catalog_url, region).await?;
+    let catalog = catalog(&entry.catalog_url, region, 4).await?;
     let shards = relay_shards(&catalog, region).await?;
     let metrics = Arc::new(PipelineMetrics::default());
     let listener = match args.common.metrics_listen {

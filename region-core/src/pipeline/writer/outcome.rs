@@ -194,6 +194,10 @@ impl Writer {
                 finished.push(q);
             }
         }
+        // The queue is settled for this batch: the shard's next batch goes
+        // out now, so its transaction overlaps the round trips below
+        // instead of waiting for them.
+        self.dispatch().await?;
         for l in &letters {
             self.send_dead_letter(l).await;
         }
