@@ -19,6 +19,14 @@ use anyhow::{Context, Result};
 use crate::home::Home;
 use crate::topology::Topology;
 
+/// The value of one series (name and labels exactly as exposed) in a
+/// Prometheus text page, as the scenarios read the roles' `/metrics`.
+pub(crate) fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// A scenario name `bench` does not know.
 #[derive(Debug, thiserror::Error)]
 #[error("unknown benchmark scenario {0:?}; scenarios: {list}", list = SCENARIOS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))]

@@ -396,12 +396,7 @@ async fn cache_counts(port: u16, host: &str) -> Result<[u64; 6]> {
     let mut conn = Conn::open(port).await?;
     let (_, body) = conn.get("/metrics", host, None).await?;
     let text = String::from_utf8_lossy(&body);
-    let value = |series: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(series))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let value = |series: &str| super::metric(&text, series).map_or(0, |v| v as u64);
     Ok([
         value("cityboard_page_cache_total{result=\"hit\"}"),
         value("cityboard_page_cache_total{result=\"miss\"}"),

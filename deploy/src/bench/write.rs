@@ -476,15 +476,11 @@ async fn wait_publisher_idle(port: u16) -> Result<()> {
         let metrics = crate::http::request(port, "GET", "/metrics", &[], b"")
             .await?
             .text();
-        let value = |name: &str| -> Option<f64> {
-            metrics
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.rsplit(' ').next())
-                .and_then(|v| v.parse().ok())
-        };
-        let consumed = value("cityboard_publisher_events_total{result=\"consumed\"}");
-        let pending = value("cityboard_publisher_pending_keys").unwrap_or(0.0);
+        let consumed = super::metric(
+            &metrics,
+            "cityboard_publisher_events_total{result=\"consumed\"}",
+        );
+        let pending = super::metric(&metrics, "cityboard_publisher_pending_keys").unwrap_or(0.0);
         if consumed != last || pending > 0.0 {
             last = consumed;
             quiet_since = Instant::now();

@@ -338,39 +338,12 @@ async fn load_current(
     if commands.is_empty() {
         return Ok(current);
     }
-    // FOR UPDATE: the rows stay as read until commit, so the fold's versions
-    // are the ones the guarded upsert compares against. Two queries, each a
-    // join on its own index (primary key; posts_city_user): one query with
-    // `OR` between the two key lists cannot use either index and scanned
-    // every post of the shard in each batch.
-    let by_id = format!(
-        "SELECT {POST_COLUMNS} FROM posts
-         JOIN (SELECT DISTINCT * FROM unnest($1::text[], $2::bigint[])) AS k(k_city, k_id)
-           ON city = k_city AND id = k_id
-         ORDER BY city, id FOR UPDATE OF posts"
-    );
-    let mut posts: Vec<Post> = Vec::new();
-    if !post_keys.0.is_empty() {
-        posts = sqlx::query_as(&by_id)
-            .bind(&post_keys.0)
-            .bind(&post_keys.1)
-            .fetch_all(&mut **tx)
-            .await?;
-    }
-    if !user_keys.0.is_empty() {
-        let by_user = format!(
-            "SELECT {POST_COLUMNS} FROM posts
-             JOIN (SELECT DISTINCT * FROM unnest($1::text[], $2::bigint[])) AS k(k_city, k_user)
-               ON city = k_city AND user_id = k_user
-             ORDER BY city, id FOR UPDATE OF posts"
-        );
-        let theirs: Vec<Post> = sqlx::query_as(&by_user)
-            .bind(&user_keys.0)
-            .bind(&user_keys.1)
-            .fetch_all(&mut **tx)
-            .await?;
-        posts.extend(theirs);
-    }
+    // By id, and (for a delete-user) by user: two queries, each a join on
+    // its own index (primary key; posts_city_user). One query with `OR`
+    // between the two key lists could use neither index and scanned every
+    // post of the shard in each batch.
+    let mut posts = lock_posts(tx, "id", &post_keys).await?;
+    posts.extend(lock_posts(tx, "user_id", &user_keys).await?);
     for p in posts {
         current.posts.insert((p.city.clone(), p.id), p);
     }
@@ -392,6 +365,31 @@ async fn load_current(
         }
     }
     Ok(current)
+}
+
+/// The posts whose `(city, column)` is one of `keys`, locked FOR UPDATE:
+/// they stay as read until commit, so the fold's versions are the ones the
+/// guarded upsert compares against. `column` is `id` or `user_id`, never
+/// input.
+async fn lock_posts(
+    tx: &mut Transaction<'_, Postgres>,
+    column: &str,
+    keys: &(Vec<String>, Vec<i64>),
+) -> Result<Vec<Post>, sqlx::Error> {
+    if keys.0.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {POST_COLUMNS} FROM posts
+         JOIN (SELECT DISTINCT * FROM unnest($1::text[], $2::bigint[])) AS k(k_city, k_value)
+           ON city = k_city AND {column} = k_value
+         ORDER BY city, id FOR UPDATE OF posts"
+    );
+    sqlx::query_as(&sql)
+        .bind(&keys.0)
+        .bind(&keys.1)
+        .fetch_all(&mut **tx)
+        .await
 }
 
 /// One multi-row upsert for every changed post. The WHERE never lets a row

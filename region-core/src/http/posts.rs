@@ -68,6 +68,29 @@ impl From<Post> for PostView {
     }
 }
 
+/// One post of `city` (any status) from a node that `fresh` allows,
+/// counted under the node that answered; none is a 404.
+pub(crate) async fn read_post(
+    st: &AppState,
+    city: &str,
+    fresh: &Consistency,
+    id: Id,
+) -> Result<Post, ApiError> {
+    let served = st
+        .router
+        .read(
+            city,
+            fresh,
+            &GetPost {
+                city: city.to_string(),
+                id,
+            },
+        )
+        .await?;
+    st.metrics.read_by(&served.node);
+    served.value.ok_or(ApiError::NotFound)
+}
+
 /// HTML for browsers (they list `text/html` in Accept, never
 /// `application/json`); JSON for everyone else, including clients that send
 /// no Accept or `*/*`.
@@ -112,19 +135,7 @@ pub async fn get_post(
     let post = match cached {
         Some(post) => post,
         None => {
-            let served = st
-                .router
-                .read(
-                    &city,
-                    &fresh,
-                    &GetPost {
-                        city: city.clone(),
-                        id,
-                    },
-                )
-                .await?;
-            st.metrics.read_by(&served.node);
-            let post = Arc::new(served.value.ok_or(ApiError::NotFound)?);
+            let post = Arc::new(read_post(&st, &city, &fresh, id).await?);
             if cacheable {
                 st.views.put((city, id), post.clone());
             }

@@ -9,11 +9,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::db::queries::GetPost;
 use crate::error::{ApiError, Problem};
 use crate::http::commands::CommandView;
 use crate::http::extract::{is_form, parse_body};
 use crate::http::idempotency::{self, Answer, Begin};
+use crate::http::posts::read_post;
 use crate::http::session::{Body, check_csrf};
 use crate::http::{AppState, AuthUser, City, Freshness, RYW_COOKIE};
 use crate::model::post::FieldError;
@@ -170,11 +170,16 @@ fn post_id(id: &str) -> Result<Id, ApiError> {
     id.parse().map_err(|_| ApiError::NotFound)
 }
 
+/// Someone else's post: 403, whichever side noticed (the fold or a page).
+fn not_theirs() -> ApiError {
+    ApiError::Forbidden("this post belongs to another user".into())
+}
+
 /// What a rejection's reason (from `apply`'s fold) answers: the poster's
 /// mistake gets the status it would have had if the api had checked itself.
 fn rejected(reason: &str) -> ApiError {
     match reason {
-        "not the poster's post" => ApiError::Forbidden("this post belongs to another user".into()),
+        "not the poster's post" => not_theirs(),
         "no such post" | "the post is not live" | "the post is deleted or hidden" => {
             ApiError::NotFound
         }
@@ -676,25 +681,12 @@ pub async fn renew_form(
     let Ok(user) = user else {
         return Ok(Html(render::login_to_continue("renew your post")).into_response());
     };
-    let served = st
-        .router
-        .read(
-            &city,
-            &fresh,
-            &GetPost {
-                city: city.clone(),
-                id: post_id,
-            },
-        )
-        .await?;
-    let post = served.value.ok_or(ApiError::NotFound)?;
+    let post = read_post(&st, &city, &fresh, post_id).await?;
     if !matches!(post.status, PostStatus::Live | PostStatus::Expired) {
         return Err(ApiError::NotFound);
     }
     if post.user_id != user.id {
-        return Err(ApiError::Forbidden(
-            "this post belongs to another user".into(),
-        ));
+        return Err(not_theirs());
     }
     let csrf = st.csrf.for_session(&user.claims.jti);
     // Personal (it carries the session's CSRF token): never stored by a
