@@ -13,6 +13,7 @@ use pipeline_common::*;
 use region_core::apply::{ApplyConfig, CityBatch, apply};
 use region_core::model::{Command, CommandKind, Id, IdGenerator};
 use region_core::pipeline::failpoint::{RELAY_AFTER_PRODUCE, WRITER_AFTER_COMMIT};
+use region_core::pipeline::metrics::PipelineMetrics;
 use region_core::pipeline::notify::{CommandState, Notifier};
 use region_core::pipeline::{POST_ID_HEADER, REASON_HEADER, Topics, VERSION_HEADER};
 
@@ -56,6 +57,16 @@ async fn set_fence(shard: &Shard, city: &str, state: &str) {
         .execute(&pool(&shard.primary_url).await)
         .await
         .unwrap();
+}
+
+/// Waits until the writer has counted `applied` fresh commands (the last
+/// one the test's marker): a row is visible at its commit, and the writer
+/// counts its batch a moment later, once the apply task has returned.
+async fn marker_counted(metrics: &PipelineMetrics, applied: u64) {
+    eventually("the writer counted the marker's batch", LIMIT, || async {
+        (metrics.applied.load(Ordering::Relaxed) >= applied).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -129,6 +140,9 @@ async fn a_duplicated_command_changes_nothing() {
     )
     .await;
     assert_eq!(applied, 3);
+    // The row is visible at commit; the writer counts the batch a moment
+    // later, once its apply task has returned.
+    marker_counted(&writer.metrics, 3).await;
     assert_eq!(writer.metrics.replayed.load(Ordering::Relaxed), 2);
     writer.stop().await.unwrap();
 }
@@ -167,6 +181,7 @@ async fn a_writer_that_crashes_after_commit_replays_its_batch_harmlessly() {
     })
     .await;
     assert_eq!(post(shard, &city, id).await, Some((2, "oak desk".into())));
+    marker_counted(&again.metrics, 1).await;
     assert_eq!(again.metrics.replayed.load(Ordering::Relaxed), 2);
     assert_eq!(again.metrics.applied.load(Ordering::Relaxed), 1);
     again.stop().await.unwrap();
