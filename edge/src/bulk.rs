@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 
 use cityboard_protocol::kv::{
-    BULK_MAX_WRITES, BulkResult, BulkWrite, PostMeta, TOMBSTONE_TTL_SECS, replaces,
+    BULK_MAX_WRITES, BulkResult, BulkWrite, PostMeta, TOMBSTONE_TTL_SECS, post_id_of_key, replaces,
 };
 use cityboard_protocol::sign::{self, Keyring, NONCE_TTL_SECS, SIGNATURE_HEADER};
 use futures_util::future::join_all;
@@ -168,6 +168,11 @@ async fn write_one(kv: &KvStore, w: &BulkWrite) -> Result<bool, EdgeError> {
         put = put.expiration_ttl(ttl);
     }
     put.execute().await?;
+    // This isolate serves the new version from now on; others within
+    // their `PAGE_CACHE_MS`, as KV's own caches do.
+    if let Some(id) = post_id_of_key(&w.key) {
+        crate::hot::forget(id);
+    }
     Ok(true)
 }
 

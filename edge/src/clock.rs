@@ -13,6 +13,11 @@ pub fn now_secs() -> i64 {
     (js_sys::Date::now() / 1000.0) as i64
 }
 
+/// Unix time in milliseconds (the in-isolate keep of KV pages ages by it).
+pub fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
 /// 128 random bits as 32 lower-case hex digits.
 pub fn nonce() -> String {
     let bytes = random_bytes().unwrap_or_else(|| {

@@ -59,6 +59,9 @@ pub struct Config {
     pub test_mode: bool,
     /// Longest wait for an origin's response headers.
     pub origin_timeout_ms: u32,
+    /// `PAGE_CACHE_MS`: how long KV's answer for a post page is kept in the
+    /// isolate ([`crate::hot`]); 0 reads KV on every request.
+    pub page_cache_ms: u32,
 }
 
 impl Config {
@@ -140,6 +143,20 @@ fn parse(env: &Env) -> Result<Config, EdgeError> {
                 EdgeError::Config(format!("ORIGIN_TIMEOUT_MS={s:?} is not a positive number"))
             })?,
     };
+    let page_cache_ms = match text(env, "PAGE_CACHE_MS") {
+        None => crate::hot::DEFAULT_PAGE_CACHE_MS,
+        Some(s) => s
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|ms| *ms <= crate::hot::MAX_PAGE_CACHE_MS)
+            .ok_or_else(|| {
+                EdgeError::Config(format!(
+                    "PAGE_CACHE_MS={s:?} is not a number of milliseconds from 0 to {}",
+                    crate::hot::MAX_PAGE_CACHE_MS
+                ))
+            })?,
+    };
     Ok(Config {
         apex,
         cities,
@@ -149,5 +166,6 @@ fn parse(env: &Env) -> Result<Config, EdgeError> {
         kv_route_key,
         test_mode,
         origin_timeout_ms,
+        page_cache_ms,
     })
 }

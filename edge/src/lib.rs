@@ -21,6 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod geo;
+pub mod hot;
 pub mod html;
 pub mod incoming;
 pub mod origin;

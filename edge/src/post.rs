@@ -6,7 +6,11 @@
 //! the visitor's read-your-writes cookie names (or one with a write still
 //! pending on it) goes to the origin, an expired one too. A miss — including
 //! a KV error, since KV caches negative lookups for about a minute — always
-//! falls through to the origin, never becomes a 404 by itself. The value is
+//! falls through to the origin, never becomes a 404 by itself.
+//!
+//! With `PAGE_CACHE_MS` on (the default) KV's answer is kept in the isolate
+//! for that long ([`crate::hot`]) and every check above is still made on
+//! each request against the kept metadata; with it off the value is
 //! streamed from KV to the visitor, never copied through Rust.
 
 use cityboard_protocol::kv::{PostMeta, etag, post_key};
@@ -18,6 +22,7 @@ use crate::apex::city_host;
 use crate::clock;
 use crate::config::Config;
 use crate::error::EdgeError;
+use crate::hot::{self, Kept};
 use crate::html;
 use crate::incoming::Incoming;
 use crate::origin::{self, PAGES_BINDING};
@@ -34,9 +39,17 @@ pub fn parse_id(segment: &str) -> Option<u64> {
     ok.then(|| segment.parse::<u64>().ok()).flatten()
 }
 
+/// A page's bytes as KV (or the keep) gave them.
+enum Body {
+    /// Streamed from KV, read once.
+    Stream(web_sys::ReadableStream),
+    /// Held in JS memory; a response copies them.
+    Bytes(js_sys::Uint8Array),
+}
+
 /// What KV says about a post, decided before any body moves.
 enum Decision {
-    Serve(web_sys::ReadableStream, PostMeta),
+    Serve(Body, PostMeta),
     Gone,
     Elsewhere(String),
     Origin(&'static str),
@@ -50,7 +63,7 @@ pub async fn page(
     city: &str,
     id: u64,
 ) -> Result<Response, EdgeError> {
-    match decide(req, env, city, id).await {
+    match decide(req, config, env, city, id).await {
         Decision::Serve(body, meta) => serve(req, id, &meta, body),
         Decision::Gone => respond::html(
             410,
@@ -75,23 +88,17 @@ pub async fn page(
     }
 }
 
-async fn decide(req: &Incoming, env: &Env, city: &str, id: u64) -> Decision {
-    let Ok(kv) = env.kv(PAGES_BINDING) else {
-        return Decision::Origin("no-kv");
-    };
-    let (body, meta) = match kv
-        .get(&post_key(id))
-        .stream_with_metadata::<PostMeta>()
-        .await
-    {
-        Ok(pair) => pair,
-        Err(e) => {
-            worker::console_warn!("kv post:{id}: {e}");
-            return Decision::Origin("kv-error");
-        }
-    };
-    let (Some(body), Some(meta)) = (body, meta) else {
-        return Decision::Origin("kv-miss");
+async fn decide(req: &Incoming, config: &Config, env: &Env, city: &str, id: u64) -> Decision {
+    let ttl_ms = config.page_cache_ms;
+    let now_ms = clock::now_ms();
+    let kept = (ttl_ms > 0).then(|| hot::get(id, ttl_ms, now_ms)).flatten();
+    let (body, meta) = match kept {
+        Some(kept) => (Body::Bytes(kept.bytes), kept.meta),
+        None => match lookup(env, id, ttl_ms, now_ms).await {
+            Ok(Some(pair)) => pair,
+            Ok(None) => return Decision::Origin("kv-miss"),
+            Err(why) => return Decision::Origin(why),
+        },
     };
     if meta.gone {
         return Decision::Gone;
@@ -108,12 +115,48 @@ async fn decide(req: &Incoming, env: &Env, city: &str, id: u64) -> Decision {
     Decision::Serve(body, meta)
 }
 
-fn serve(
-    req: &Incoming,
+/// Reads `post:{id}` from KV: as bytes, kept for `ttl_ms`, or streamed
+/// when keeping is off. `Ok(None)` is a miss; `Err` says why KV failed.
+async fn lookup(
+    env: &Env,
     id: u64,
-    meta: &PostMeta,
-    body: web_sys::ReadableStream,
-) -> Result<Response, EdgeError> {
+    ttl_ms: u32,
+    now_ms: f64,
+) -> Result<Option<(Body, PostMeta)>, &'static str> {
+    let kv = env.kv(PAGES_BINDING).map_err(|_| "no-kv")?;
+    let get = kv.get(&post_key(id));
+    if ttl_ms == 0 {
+        let (body, meta) = get
+            .stream_with_metadata::<PostMeta>()
+            .await
+            .map_err(|e| kv_error(id, e))?;
+        return Ok(body.zip(meta).map(|(b, m)| (Body::Stream(b), m)));
+    }
+    let (value, meta) = get
+        .bytes_with_metadata::<PostMeta>()
+        .await
+        .map_err(|e| kv_error(id, e))?;
+    let Some((value, meta)) = value.zip(meta) else {
+        return Ok(None);
+    };
+    let bytes = js_sys::Uint8Array::from(value.as_slice());
+    hot::keep(
+        id,
+        Kept {
+            bytes: bytes.clone(),
+            meta: meta.clone(),
+        },
+        now_ms,
+    );
+    Ok(Some((Body::Bytes(bytes), meta)))
+}
+
+fn kv_error(id: u64, e: worker::kv::KvError) -> &'static str {
+    worker::console_warn!("kv post:{id}: {e}");
+    "kv-error"
+}
+
+fn serve(req: &Incoming, id: u64, meta: &PostMeta, body: Body) -> Result<Response, EdgeError> {
     let tag = etag(id, meta);
     // Browsers revalidate every time (no-cache) and get a cheap 304 while
     // the version is unchanged; a new version shows on the next load.
@@ -126,12 +169,17 @@ fn serve(
         .header("if-none-match")
         .is_some_and(|v| etag_matches(&v, &tag))
     {
-        let _ = body.cancel();
+        if let Body::Stream(stream) = body {
+            let _ = stream.cancel();
+        }
         return respond::text(304, &h, None);
     }
     h.set("content-type", respond::HTML)
         .map_err(EdgeError::js)?;
-    respond::stream(200, &h, &body)
+    match body {
+        Body::Stream(stream) => respond::stream(200, &h, &stream),
+        Body::Bytes(bytes) => respond::bytes(200, &h, &bytes),
+    }
 }
 
 /// `If-None-Match` semantics: `*`, or any listed tag equal to ours under

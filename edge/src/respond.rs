@@ -42,6 +42,19 @@ pub fn stream(
     Response::new_with_opt_readable_stream_and_init(Some(body), &init).map_err(EdgeError::js)
 }
 
+/// A response with bytes held in JS memory (a kept KV page); the
+/// constructor copies them, so the same array can answer again.
+pub fn bytes(
+    status: u16,
+    headers: &Headers,
+    body: &js_sys::Uint8Array,
+) -> Result<Response, EdgeError> {
+    let init = ResponseInit::new();
+    init.set_status(status);
+    init.set_headers(headers.as_ref());
+    Response::new_with_opt_js_u8_array_and_init(Some(body), &init).map_err(EdgeError::js)
+}
+
 /// An HTML page the Worker rendered.
 pub fn html(status: u16, extra: &[(&str, &str)], page: &str) -> Result<Response, EdgeError> {
     let h = headers(extra)?;

@@ -284,6 +284,8 @@ pub struct Options {
     pub bulk_route: bool,
     /// `ORIGIN_TIMEOUT_MS`.
     pub origin_timeout_ms: u32,
+    /// `PAGE_CACHE_MS` (`None`: the Worker's default).
+    pub page_cache_ms: Option<u32>,
     /// Look IPs up in the database embedded at build time instead of the
     /// test one ([`TEST_NETWORKS`]).
     pub embedded_database: bool,
@@ -344,6 +346,11 @@ impl EdgeRuntime {
             .map(|(r, u)| (r.clone(), serde_json::Value::from(u.as_str())))
             .collect();
         let timeout = options.origin_timeout_ms.to_string();
+        let page_cache = options.page_cache_ms.map(|ms| ms.to_string());
+        let mut extra_text = vec![("TEST_MODE", "1"), ("ORIGIN_TIMEOUT_MS", timeout.as_str())];
+        if let Some(ms) = &page_cache {
+            extra_text.push(("PAGE_CACHE_MS", ms.as_str()));
+        }
         let text = edge::render(&EdgeConfig {
             listen: format!("127.0.0.1:{port}"),
             kv: format!("127.0.0.1:{kv_port}"),
@@ -351,7 +358,7 @@ impl EdgeRuntime {
             apex: APEX,
             cities: serde_json::to_string(&test_cities()).expect("cities json"),
             origins: serde_json::to_string(&origins).expect("origins json"),
-            extra_text: &[("TEST_MODE", "1"), ("ORIGIN_TIMEOUT_MS", &timeout)],
+            extra_text: &extra_text,
         });
         // The test range table, as the data binding the Worker reads in
         // test mode instead of the one embedded at build time.

@@ -23,6 +23,7 @@ async fn runtime(name: &str, us: &str, eu: &str, bulk_route: bool) -> EdgeRuntim
             origins: vec![("us-east".into(), us.into()), ("eu-west".into(), eu.into())],
             bulk_route,
             origin_timeout_ms: 800,
+            page_cache_ms: None,
             embedded_database: false,
         },
     )
@@ -657,6 +658,120 @@ async fn the_bulk_route_writes_newer_versions_and_refuses_bad_signatures() {
     assert_eq!(us.hits() + eu.hits(), 0);
 }
 
+/// A runtime whose post pages are kept for `page_cache_ms` (both regions on `origin`).
+async fn keeping_runtime(name: &str, origin: &str, page_cache_ms: u32) -> EdgeRuntime {
+    EdgeRuntime::start(
+        name,
+        Options {
+            origins: vec![
+                ("us-east".into(), origin.into()),
+                ("eu-west".into(), origin.into()),
+            ],
+            bulk_route: true,
+            origin_timeout_ms: 800,
+            page_cache_ms: Some(page_cache_ms),
+            embedded_database: false,
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn kept_pages_answer_until_written_through_this_isolate_and_never_hide_a_readers_write() {
+    let us = FakeOrigin::start("us").await;
+    // A minute: longer than the test, so what is kept stays kept.
+    let edge = keeping_runtime("keep", &us.url(), 60_000).await;
+    let boston = host("boston");
+    put_page(&edge, 401, "boston", 1, "<p>v1</p>").await;
+    let first = edge.browse(&boston, "/post/401", &[]).await;
+    assert_eq!((first.status, first.text().as_str()), (200, "<p>v1</p>"));
+    let etag = first.header("etag").expect("an etag").to_string();
+
+    // Written behind this isolate's back (as another location's write
+    // would be): the kept page answers, bytes and ETag, again and again.
+    put_page(&edge, 401, "boston", 2, "<p>v2</p>").await;
+    for _ in 0..3 {
+        let res = edge.browse(&boston, "/post/401", &[]).await;
+        assert_eq!((res.status, res.text().as_str()), (200, "<p>v1</p>"));
+        assert_eq!(res.header("etag"), Some(etag.as_str()));
+        assert_eq!(res.header("x-cityboard-edge"), Some("kv-hit"));
+    }
+    let res = edge
+        .browse(&boston, "/post/401", &[("if-none-match", &etag)])
+        .await;
+    assert_eq!((res.status, res.body.len()), (304, 0));
+    // The writer of version 2 is not shown the kept version 1.
+    let res = edge
+        .browse(
+            &boston,
+            "/post/401",
+            &[("cookie", "cb_ryw=a.1.shard-1.16B3D28.401.2")],
+        )
+        .await;
+    assert_eq!(res.header("x-cityboard-edge"), Some("kv-stale"));
+    assert_eq!(us.hits(), 1);
+
+    // A write through the bulk route of this isolate shows at once, and so
+    // does a tombstone.
+    let write = |meta: PostMeta, value: &str| BulkWrite {
+        key: post_key(401),
+        value: value.into(),
+        metadata: Some(serde_json::to_value(meta).unwrap()),
+        expiration_ttl: None,
+    };
+    let v3 = serde_json::to_vec(&[write(
+        PostMeta::page("boston", 3, unix_now() + 86_400),
+        "<p>v3</p>",
+    )])
+    .unwrap();
+    let res = edge.bulk(&v3, KV_ROUTE_SECRET, unix_now(), &nonce()).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(
+        edge.browse(&boston, "/post/401", &[]).await.text(),
+        "<p>v3</p>"
+    );
+    let gone = serde_json::to_vec(&[write(PostMeta::tombstone(4), "")]).unwrap();
+    let res = edge
+        .bulk(&gone, KV_ROUTE_SECRET, unix_now(), &nonce())
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(edge.browse(&boston, "/post/401", &[]).await.status, 410);
+    put_page(&edge, 401, "boston", 5, "<p>v5</p>").await;
+    assert_eq!(
+        edge.browse(&boston, "/post/401", &[]).await.status,
+        410,
+        "tombstones are kept too"
+    );
+
+    // A miss is not kept: the page published a moment later shows next time.
+    let res = edge.browse(&boston, "/post/402", &[]).await;
+    assert_eq!(res.header("x-cityboard-edge"), Some("kv-miss"));
+    put_page(&edge, 402, "boston", 1, "<p>new</p>").await;
+    assert_eq!(
+        edge.browse(&boston, "/post/402", &[]).await.text(),
+        "<p>new</p>"
+    );
+    assert_eq!(us.hits(), 2);
+}
+
+#[tokio::test]
+async fn with_page_keeping_off_every_page_is_read_from_kv() {
+    let us = FakeOrigin::start("us").await;
+    let edge = keeping_runtime("nokeep", &us.url(), 0).await;
+    let boston = host("boston");
+    put_page(&edge, 411, "boston", 1, "<p>v1</p>").await;
+    assert_eq!(
+        edge.browse(&boston, "/post/411", &[]).await.text(),
+        "<p>v1</p>"
+    );
+    put_page(&edge, 411, "boston", 2, "<p>v2</p>").await;
+    assert_eq!(
+        edge.browse(&boston, "/post/411", &[]).await.text(),
+        "<p>v2</p>"
+    );
+    assert_eq!(us.hits(), 0);
+}
+
 #[tokio::test]
 async fn known_answer_vectors_pass_inside_the_wasm_build() {
     let us = FakeOrigin::start("us").await;
@@ -715,6 +830,7 @@ async fn the_embedded_city_database_places_real_addresses() {
             origins: vec![("us-east".into(), us.url()), ("eu-west".into(), us.url())],
             bulk_route: false,
             origin_timeout_ms: 800,
+            page_cache_ms: None,
             embedded_database: true,
         },
     )
