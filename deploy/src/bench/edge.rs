@@ -2,7 +2,10 @@
 //! Worker's two hot paths under wrk, beside their ceilings on this machine.
 //!
 //! - `edge-kv`: `GET /post/{id}` on a city host for a 20 KB page that is in
-//!   KV (the Worker reads `post:{id}` with its metadata and streams it).
+//!   KV. The Worker keeps KV's answer in the isolate for `PAGE_CACHE_MS`
+//!   (1 s by default), so most requests are served from the isolate; a
+//!   third workerd runs the same Worker with `PAGE_CACHE_MS=0`
+//!   (`rust-kv-read`: `post:{id}` read from KV and streamed every time).
 //! - `edge-geo`: `GET /` on the apex from an address the embedded city
 //!   database places in New York (the Worker parses the request, finds no
 //!   cookie and no `cf` location, looks the address up, answers 302).
@@ -11,7 +14,8 @@
 //! - the Rust Worker (`edge/build`) under workerd, `PAGES` on a fresh
 //!   `cityboard edge-kv` holding the page;
 //! - a minimal JavaScript Worker in the same workerd with the same KV
-//!   service: `getWithMetadata` as a stream and return it, or a fixed 302
+//!   service: `getWithMetadata`, kept for 1 s as the Rust Worker does, and
+//!   return it, or a fixed 302
 //!   (no lookup at all, so the Rust redirect is measured against less work);
 //! - nginx serving the same bytes from a file, or `return 302`.
 //!
@@ -72,12 +76,12 @@ impl EdgeFigures {
             self.scenario, self.seconds
         );
         println!(
-            "{:<12} {:>5} {:>12} {:>10} {:>10}",
+            "{:<13} {:>5} {:>12} {:>10} {:>10}",
             "server", "conns", "req/s", "p50 ms", "p99 ms"
         );
         for r in &self.runs {
             println!(
-                "{:<12} {:>5} {:>12.0} {:>10.2} {:>10.2}",
+                "{:<13} {:>5} {:>12.0} {:>10.2} {:>10.2}",
                 r.server, r.connections, r.rps, r.p50_ms, r.p99_ms
             );
         }
@@ -96,6 +100,13 @@ impl EdgeFigures {
                 rust.rps / js.rps,
                 js.rps / nginx.rps
             );
+            if let Some(read) = self.find("rust-kv-read", c) {
+                println!(
+                    "  keeping off (a KV read per request): Rust/nginx {:.3} (1/{:.1})",
+                    read.rps / nginx.rps,
+                    nginx.rps / read.rps
+                );
+            }
         }
         println!(
             "Worker: {} bytes gzip (modules together; embedded range table {} bytes raw, from the compact city db of {} bytes)",
@@ -145,29 +156,39 @@ pub async fn run(home: &Home, topology: &Topology, scenario: &str, json: bool) -
         )
         .await?;
 
-    let rust_port = free_port()?;
     let modules = edge::copy_modules(&edge::build_dir(), &dir.join("edge"))?;
-    let config = edge::render(&EdgeConfig {
-        listen: format!("127.0.0.1:{rust_port}"),
-        kv: format!("127.0.0.1:{kv_port}"),
-        modules: &modules,
-        apex: &topology.apex,
-        cities: serde_json::to_string(&edge::cities(topology))?,
-        origins: serde_json::to_string(&edge::origins(topology))?,
-        extra_text: &[],
-    });
-    edge::write_private(&dir.join("rust.capnp"), config.as_bytes())?;
     let workerd = edge::workerd_bin()?;
-    let mut rust_cmd = Command::new(&workerd);
-    rust_cmd
-        .arg("serve")
-        .arg(dir.join("rust.capnp"))
-        .env(edge::FORWARD_KEY_ENV, "bench-forward-key");
-    let _rust = Spawned::start(
-        rust_cmd,
-        &logs.join("bench-edge.rust.log"),
-        "workerd (Rust)",
-    )?;
+    // The Worker as the stack runs it, and (edge-kv only) with the
+    // in-isolate keep of KV pages off.
+    let start_rust = |name: &str, extra_text: &[(&str, &str)]| -> Result<(u16, Spawned)> {
+        let port = free_port()?;
+        let config = edge::render(&EdgeConfig {
+            listen: format!("127.0.0.1:{port}"),
+            kv: format!("127.0.0.1:{kv_port}"),
+            modules: &modules,
+            apex: &topology.apex,
+            cities: serde_json::to_string(&edge::cities(topology))?,
+            origins: serde_json::to_string(&edge::origins(topology))?,
+            extra_text,
+        });
+        edge::write_private(&dir.join(format!("{name}.capnp")), config.as_bytes())?;
+        let mut cmd = Command::new(&workerd);
+        cmd.arg("serve")
+            .arg(dir.join(format!("{name}.capnp")))
+            .env(edge::FORWARD_KEY_ENV, "bench-forward-key");
+        let spawned = Spawned::start(
+            cmd,
+            &logs.join(format!("bench-edge.{name}.log")),
+            &format!("workerd ({name})"),
+        )?;
+        Ok((port, spawned))
+    };
+    let (rust_port, _rust) = start_rust("rust", &[])?;
+    let kv_read = if scenario == "edge-kv" {
+        Some(start_rust("rust-kv-read", &[("PAGE_CACHE_MS", "0")])?)
+    } else {
+        None
+    };
 
     let js_port = free_port()?;
     std::fs::write(dir.join("baseline.js"), JS_WORKER)?;
@@ -191,12 +212,14 @@ pub async fn run(home: &Home, topology: &Topology, scenario: &str, json: bool) -
         .arg(dir.join("nginx/nginx.conf"))
         .args(["-g", "daemon off;"]);
     let _nginx = Spawned::start(nginx_cmd, &logs.join("bench-edge.nginx.log"), "nginx")?;
-    for (port, what) in [
-        (rust_port, "workerd (Rust)"),
-        (js_port, "workerd (JS)"),
-        (nginx_port, "nginx"),
-    ] {
-        wait_listening(port, what).await?;
+    // The servers measured, in the order they are run.
+    let mut servers = vec![(rust_port, "rust-worker")];
+    if let Some((port, _)) = &kv_read {
+        servers.push((*port, "rust-kv-read"));
+    }
+    servers.extend([(js_port, "js-worker"), (nginx_port, "nginx")]);
+    for (port, what) in &servers {
+        wait_listening(*port, what).await?;
     }
 
     let city_host = format!("{CITY}.{}", topology.apex);
@@ -216,11 +239,7 @@ pub async fn run(home: &Home, topology: &Topology, scenario: &str, json: bool) -
     };
     // Every side must answer what the scenario asks before it is timed.
     let expect = if scenario == "edge-kv" { 200 } else { 302 };
-    for (port, what) in [
-        (rust_port, "rust-worker"),
-        (js_port, "js-worker"),
-        (nginx_port, "nginx"),
-    ] {
+    for &(port, what) in &servers {
         check_answer(
             port,
             host,
@@ -235,11 +254,7 @@ pub async fn run(home: &Home, topology: &Topology, scenario: &str, json: bool) -
 
     let mut runs = Vec::new();
     for connections in CONNECTIONS {
-        for (port, server) in [
-            (rust_port, "rust-worker"),
-            (js_port, "js-worker"),
-            (nginx_port, "nginx"),
-        ] {
+        for &(port, server) in &servers {
             if !json {
                 println!("{scenario}: {server}, {connections} connections ...");
             }
