@@ -9,9 +9,9 @@
 //! version on every request ([`crate::post`]), and the bulk route forgets
 //! the keys it writes in its own isolate.
 //!
-//! Kept are pages and tombstones, as JS bytes (a `Response` made from them
-//! copies them, so one entry serves any number of requests) with their
-//! metadata. Misses are not kept: a page published a moment later must
+//! Kept are pages and tombstones, as JS bytes with their metadata and the
+//! 200's headers (a `Response` made from them copies both, so one entry
+//! serves any number of requests). Misses are not kept: a page published a moment later must
 //! show on the next request. The keep is bounded in bytes; the oldest
 //! entries go first.
 
@@ -37,6 +37,9 @@ pub struct Kept {
     pub bytes: Uint8Array,
     /// Its metadata, as KV returned it.
     pub meta: PostMeta,
+    /// The headers of a 200 with this page (ETag, type, caching), built
+    /// once; a response copies them.
+    pub headers: web_sys::Headers,
 }
 
 struct Entry {

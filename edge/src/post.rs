@@ -43,8 +43,8 @@ pub fn parse_id(segment: &str) -> Option<u64> {
 enum Body {
     /// Streamed from KV, read once.
     Stream(web_sys::ReadableStream),
-    /// Held in JS memory; a response copies them.
-    Bytes(js_sys::Uint8Array),
+    /// Held in JS memory with the 200's headers; a response copies both.
+    Kept(Kept),
 }
 
 /// What KV says about a post, decided before any body moves.
@@ -93,7 +93,10 @@ async fn decide(req: &Incoming, config: &Config, env: &Env, city: &str, id: u64)
     let now_ms = clock::now_ms();
     let kept = (ttl_ms > 0).then(|| hot::get(id, ttl_ms, now_ms)).flatten();
     let (body, meta) = match kept {
-        Some(kept) => (Body::Bytes(kept.bytes), kept.meta),
+        Some(kept) => {
+            let meta = kept.meta.clone();
+            (Body::Kept(kept), meta)
+        }
         None => match lookup(env, id, ttl_ms, now_ms).await {
             Ok(Some(pair)) => pair,
             Ok(None) => return Decision::Origin("kv-miss"),
@@ -139,16 +142,14 @@ async fn lookup(
     let Some((value, meta)) = value.zip(meta) else {
         return Ok(None);
     };
-    let bytes = js_sys::Uint8Array::from(value.as_slice());
-    hot::keep(
-        id,
-        Kept {
-            bytes: bytes.clone(),
-            meta: meta.clone(),
-        },
-        now_ms,
-    );
-    Ok(Some((Body::Bytes(bytes), meta)))
+    let headers = answer_headers(&etag(id, &meta), true).map_err(|_| "kv-error")?;
+    let kept = Kept {
+        bytes: js_sys::Uint8Array::from(value.as_slice()),
+        meta: meta.clone(),
+        headers,
+    };
+    hot::keep(id, kept.clone(), now_ms);
+    Ok(Some((Body::Kept(kept), meta)))
 }
 
 fn kv_error(id: u64, e: worker::kv::KvError) -> &'static str {
@@ -156,15 +157,24 @@ fn kv_error(id: u64, e: worker::kv::KvError) -> &'static str {
     "kv-error"
 }
 
-fn serve(req: &Incoming, id: u64, meta: &PostMeta, body: Body) -> Result<Response, EdgeError> {
-    let tag = etag(id, meta);
+/// Headers of a KV page's answer: a 200's (`with_type`) or a 304's.
+fn answer_headers(tag: &str, with_type: bool) -> Result<web_sys::Headers, EdgeError> {
     // Browsers revalidate every time (no-cache) and get a cheap 304 while
     // the version is unchanged; a new version shows on the next load.
     let h = respond::headers(&[
-        ("etag", &tag),
+        ("etag", tag),
         ("cache-control", "no-cache"),
         ("x-cityboard-edge", "kv-hit"),
     ])?;
+    if with_type {
+        h.set("content-type", respond::HTML)
+            .map_err(EdgeError::js)?;
+    }
+    Ok(h)
+}
+
+fn serve(req: &Incoming, id: u64, meta: &PostMeta, body: Body) -> Result<Response, EdgeError> {
+    let tag = etag(id, meta);
     if req
         .header("if-none-match")
         .is_some_and(|v| etag_matches(&v, &tag))
@@ -172,13 +182,12 @@ fn serve(req: &Incoming, id: u64, meta: &PostMeta, body: Body) -> Result<Respons
         if let Body::Stream(stream) = body {
             let _ = stream.cancel();
         }
-        return respond::text(304, &h, None);
+        return respond::text(304, &answer_headers(&tag, false)?, None);
     }
-    h.set("content-type", respond::HTML)
-        .map_err(EdgeError::js)?;
     match body {
-        Body::Stream(stream) => respond::stream(200, &h, &stream),
-        Body::Bytes(bytes) => respond::bytes(200, &h, &bytes),
+        Body::Stream(stream) => respond::stream(200, &answer_headers(&tag, true)?, &stream),
+        // Built once when the page was kept: no header calls per request.
+        Body::Kept(kept) => respond::bytes(200, &kept.headers, &kept.bytes),
     }
 }
 
