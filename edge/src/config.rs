@@ -98,6 +98,25 @@ fn required(env: &Env, name: &str) -> Result<String, EdgeError> {
         .ok_or_else(|| EdgeError::Config(format!("binding {name} is missing or empty")))
 }
 
+/// A binding of milliseconds: `default` when absent, an error saying it is
+/// not `rule` when it is no number or `accept` refuses it.
+fn millis(
+    env: &Env,
+    name: &str,
+    default: u32,
+    accept: impl Fn(u32) -> bool,
+    rule: &str,
+) -> Result<u32, EdgeError> {
+    let Some(s) = text(env, name) else {
+        return Ok(default);
+    };
+    s.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|ms| accept(*ms))
+        .ok_or_else(|| EdgeError::Config(format!("{name}={s:?} is not {rule}")))
+}
+
 fn parse(env: &Env) -> Result<Config, EdgeError> {
     let apex = required(env, "APEX")?
         .trim()
@@ -132,31 +151,23 @@ fn parse(env: &Env) -> Result<Config, EdgeError> {
         .filter(|s| !s.is_empty())
         .map(|s| Key::new(s.into_bytes()));
     let test_mode = text(env, "TEST_MODE").is_some_and(|s| s.trim() == "1");
-    let origin_timeout_ms = match text(env, "ORIGIN_TIMEOUT_MS") {
-        None => DEFAULT_ORIGIN_TIMEOUT_MS,
-        Some(s) => s
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|ms| *ms > 0)
-            .ok_or_else(|| {
-                EdgeError::Config(format!("ORIGIN_TIMEOUT_MS={s:?} is not a positive number"))
-            })?,
-    };
-    let page_cache_ms = match text(env, "PAGE_CACHE_MS") {
-        None => crate::hot::DEFAULT_PAGE_CACHE_MS,
-        Some(s) => s
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|ms| *ms <= crate::hot::MAX_PAGE_CACHE_MS)
-            .ok_or_else(|| {
-                EdgeError::Config(format!(
-                    "PAGE_CACHE_MS={s:?} is not a number of milliseconds from 0 to {}",
-                    crate::hot::MAX_PAGE_CACHE_MS
-                ))
-            })?,
-    };
+    let origin_timeout_ms = millis(
+        env,
+        "ORIGIN_TIMEOUT_MS",
+        DEFAULT_ORIGIN_TIMEOUT_MS,
+        |ms| ms > 0,
+        "a positive number",
+    )?;
+    let page_cache_ms = millis(
+        env,
+        "PAGE_CACHE_MS",
+        crate::hot::DEFAULT_PAGE_CACHE_MS,
+        |ms| ms <= crate::hot::MAX_PAGE_CACHE_MS,
+        &format!(
+            "a number of milliseconds from 0 to {}",
+            crate::hot::MAX_PAGE_CACHE_MS
+        ),
+    )?;
     Ok(Config {
         apex,
         cities,

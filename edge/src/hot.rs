@@ -11,8 +11,8 @@
 //!
 //! Kept are pages and tombstones, as JS bytes with their metadata and the
 //! 200's headers (a `Response` made from them copies both, so one entry
-//! serves any number of requests). Misses are not kept: a page published a moment later must
-//! show on the next request. The keep is bounded in bytes; the oldest
+//! serves any number of requests). Misses are not kept: a page published a
+//! moment later must show on the next request. The keep is bounded in bytes; the oldest
 //! entries go first.
 
 use std::cell::RefCell;
@@ -27,7 +27,7 @@ pub const DEFAULT_PAGE_CACHE_MS: u32 = 1000;
 pub const MAX_PAGE_CACHE_MS: u32 = 60_000;
 /// Bytes of pages one isolate keeps at most (isolates have 128 MB).
 const BUDGET_BYTES: usize = 16 << 20;
-/// Pages bigger than this are streamed from KV every time, never kept.
+/// Pages bigger than this are read from KV on every request, never kept.
 pub const MAX_ENTRY_BYTES: usize = 512 << 10;
 
 /// One kept answer.
@@ -65,16 +65,13 @@ thread_local! {
 pub fn get(id: u64, ttl_ms: u32, now_ms: f64) -> Option<Kept> {
     KEEP.with(|k| {
         let mut keep = k.borrow_mut();
-        let fresh = keep
-            .entries
-            .get(&id)
-            .map(|e| now_ms - e.at_ms < f64::from(ttl_ms) && now_ms >= e.at_ms)?;
-        if fresh {
-            keep.entries.get(&id).map(|e| e.kept.clone())
-        } else {
-            keep.remove(id);
-            None
+        let entry = keep.entries.get(&id)?;
+        let age_ms = now_ms - entry.at_ms;
+        if (0.0..f64::from(ttl_ms)).contains(&age_ms) {
+            return Some(entry.kept.clone());
         }
+        keep.remove(id);
+        None
     })
 }
 

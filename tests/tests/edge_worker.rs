@@ -15,19 +15,20 @@ use cityboard_tests::edge::{
 const PAGE: &str = "<!doctype html><title>Bike</title><h1>A red bike</h1>";
 const JSON: (&str, &str) = ("accept", "application/json");
 
+/// Options of a runtime whose us-east origin is `us` and eu-west origin is `eu`.
+fn options(us: &str, eu: &str, bulk_route: bool) -> Options {
+    Options {
+        origins: vec![("us-east".into(), us.into()), ("eu-west".into(), eu.into())],
+        bulk_route,
+        origin_timeout_ms: 800,
+        page_cache_ms: None,
+        embedded_database: false,
+    }
+}
+
 /// A runtime whose us-east origin is `us` and eu-west origin is `eu`.
 async fn runtime(name: &str, us: &str, eu: &str, bulk_route: bool) -> EdgeRuntime {
-    EdgeRuntime::start(
-        name,
-        Options {
-            origins: vec![("us-east".into(), us.into()), ("eu-west".into(), eu.into())],
-            bulk_route,
-            origin_timeout_ms: 800,
-            page_cache_ms: None,
-            embedded_database: false,
-        },
-    )
-    .await
+    EdgeRuntime::start(name, options(us, eu, bulk_route)).await
 }
 
 /// A page of `city` at `version` in KV, written straight to the KV service.
@@ -660,20 +661,11 @@ async fn the_bulk_route_writes_newer_versions_and_refuses_bad_signatures() {
 
 /// A runtime whose post pages are kept for `page_cache_ms` (both regions on `origin`).
 async fn keeping_runtime(name: &str, origin: &str, page_cache_ms: u32) -> EdgeRuntime {
-    EdgeRuntime::start(
-        name,
-        Options {
-            origins: vec![
-                ("us-east".into(), origin.into()),
-                ("eu-west".into(), origin.into()),
-            ],
-            bulk_route: true,
-            origin_timeout_ms: 800,
-            page_cache_ms: Some(page_cache_ms),
-            embedded_database: false,
-        },
-    )
-    .await
+    let options = Options {
+        page_cache_ms: Some(page_cache_ms),
+        ..options(origin, origin, true)
+    };
+    EdgeRuntime::start(name, options).await
 }
 
 #[tokio::test]
