@@ -6,6 +6,9 @@
 //!   independent implementation and region-core compute.
 //! - `POST /__cityboard/test/sign`: signs the posted fields with the
 //!   forward key, so a test can compare with the host-side verifier.
+//! - `POST /__cityboard/test/panic`: panics, which traps the wasm instance,
+//!   so a test can see that the entry module (`edge/entry.js`) resets it
+//!   and the next request is answered.
 
 use cityboard_protocol::sign;
 use serde::Deserialize;
@@ -64,6 +67,9 @@ pub async fn handle(req: &Incoming, config: &Config) -> Result<Response, EdgeErr
                     .to_string(),
             )
         }
+        // The one deliberate panic, behind TEST_MODE: no request path
+        // panics, but a bug could, and the instance must survive it.
+        ("POST", "panic") => panic!("test-mode panic, as a test asked"),
         _ => Err(EdgeError::NotFound),
     }
 }

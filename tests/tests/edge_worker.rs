@@ -765,6 +765,41 @@ async fn with_page_keeping_off_every_page_is_read_from_kv() {
 }
 
 #[tokio::test]
+async fn a_panic_resets_the_wasm_instance_and_the_next_request_is_answered() {
+    let us = FakeOrigin::start("us").await;
+    // Kept for a minute, so that only a reset instance forgets the page.
+    let edge = keeping_runtime("panic", &us.url(), 60_000).await;
+    let boston = host("boston");
+    put_page(&edge, 501, "boston", 1, "<p>v1</p>").await;
+    assert_eq!(
+        edge.browse(&boston, "/post/501", &[]).await.text(),
+        "<p>v1</p>"
+    );
+    put_page(&edge, 501, "boston", 2, "<p>v2</p>").await;
+    assert_eq!(
+        edge.browse(&boston, "/post/501", &[]).await.text(),
+        "<p>v1</p>"
+    );
+
+    // The trap fails only the request that caused it.
+    let res = edge
+        .request("POST", APEX, "/__cityboard/test/panic", &[], b"")
+        .await;
+    assert_eq!(res.status, 500, "{}", res.text());
+
+    // The next request runs on a fresh instance (the glue's call guard, or
+    // edge/entry.js for a trap that escapes it): it answers,
+    // and what the old instance kept is gone, so KV's version 2 shows.
+    let res = edge.browse(&boston, "/post/501", &[]).await;
+    assert_eq!((res.status, res.text().as_str()), (200, "<p>v2</p>"));
+    let res = edge
+        .request("GET", APEX, "/", &[("cookie", "cb_city=boston")], b"")
+        .await;
+    assert_eq!(res.status, 302);
+    assert_eq!(us.hits(), 0);
+}
+
+#[tokio::test]
 async fn known_answer_vectors_pass_inside_the_wasm_build() {
     let us = FakeOrigin::start("us").await;
     let edge = runtime("vectors", &us.url(), &us.url(), false).await;

@@ -1,0 +1,28 @@
+// The Worker's entry module. deploy/build-edge.sh bundles it over
+// worker-build's output (./worker-build.js there, with the three names
+// imported below exported by the script), into edge/build/index.js.
+//
+// Why not worker-build's own entry: worker-build 0.8.7 exports a Proxy
+// around a WorkerEntrypoint class, so every request constructs that class,
+// a Proxy for the instance with a fresh handler object, and a Proxy with an
+// async wrapper for `fetch`. The redirect ran 19-27 % faster without them
+// (BENCHMARKS.md, edge round 6). This plain module object, the shape of the
+// JavaScript baseline, calls the Rust `fetch` directly. Recovery from a
+// panic stays as it was: the wasm-bindgen glue's call guard starts a fresh
+// instance on the next call after a panic, and, as worker-build's entry
+// does, a wasm trap that escapes it marks the instance broken here and the
+// next request resets it before it runs (test
+// `a_panic_resets_the_wasm_instance_and_the_next_request_is_answered`).
+import { checkReinitialize, handleMaybeCritical, wasmFetch } from "./worker-build.js";
+
+export default {
+  async fetch(request, env, ctx) {
+    checkReinitialize();
+    try {
+      return await wasmFetch(request, env, ctx);
+    } catch (e) {
+      handleMaybeCritical(e);
+      throw e;
+    }
+  },
+};
