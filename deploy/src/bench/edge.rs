@@ -23,7 +23,12 @@
 //! process too: the ratios compare one core with one core. wrk (2 threads)
 //! shares the machine's two cores with them; absolute figures move with the
 //! machine's load, ratios much less (all sides run back to back).
-//! `CITYBOARD_BENCH_SECS` sets the seconds per measurement (default 8).
+//!
+//! A single run of workerd can stall (round 6 of BENCHMARKS.md: one run in
+//! six at half the rate of its neighbours), so each connection count is
+//! measured in rounds, every side once per round in turn, and the ratios
+//! are of each side's median run. `CITYBOARD_BENCH_SECS` sets the seconds
+//! per run (default 8), `CITYBOARD_BENCH_ROUNDS` the rounds (default 3).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -34,6 +39,7 @@ use cityboard_protocol::kv::{PostMeta, etag, post_key};
 use serde::Serialize;
 
 use super::edge_fixtures::{JS_WORKER, PAGE_BYTES, js_config, nginx_config, page_html};
+use super::env_size;
 use super::wrk::{Run, wrk_run};
 use crate::edge::{self, EdgeConfig};
 use crate::edge_kv;
@@ -53,7 +59,9 @@ pub struct EdgeFigures {
     pub scenario: String,
     /// Seconds per run.
     pub seconds: u64,
-    /// Every run.
+    /// Rounds per connection count: every side runs once per round.
+    pub rounds: u32,
+    /// Every run, in the order run.
     pub runs: Vec<Run>,
     /// The Worker's modules gzipped together, bytes.
     pub worker_gzip_bytes: u64,
@@ -64,16 +72,22 @@ pub struct EdgeFigures {
 }
 
 impl EdgeFigures {
-    fn find(&self, server: &str, connections: u32) -> Option<&Run> {
-        self.runs
+    /// The run of `server` at `connections` with the median rate (the
+    /// higher middle one for an even count).
+    fn median(&self, server: &str, connections: u32) -> Option<&Run> {
+        let mut runs: Vec<&Run> = self
+            .runs
             .iter()
-            .find(|r| r.server == server && r.connections == connections)
+            .filter(|r| r.server == server && r.connections == connections)
+            .collect();
+        runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+        runs.get(runs.len() / 2).copied()
     }
 
     fn print(&self) {
         println!(
-            "\n{}: {} s per run, wrk 2 threads, keep-alive",
-            self.scenario, self.seconds
+            "\n{}: {} s per run, {} rounds, wrk 2 threads, keep-alive",
+            self.scenario, self.seconds, self.rounds
         );
         println!(
             "{:<13} {:>5} {:>12} {:>10} {:>10}",
@@ -85,14 +99,19 @@ impl EdgeFigures {
                 r.server, r.connections, r.rps, r.p50_ms, r.p99_ms
             );
         }
+        println!("medians (req/s of each side's median run):");
         for c in CONNECTIONS {
             let (Some(rust), Some(js), Some(nginx)) = (
-                self.find("rust-worker", c),
-                self.find("js-worker", c),
-                self.find("nginx", c),
+                self.median("rust-worker", c),
+                self.median("js-worker", c),
+                self.median("nginx", c),
             ) else {
                 continue;
             };
+            println!(
+                "  {c:>2} connections: Rust {:.0}, JS {:.0}, nginx {:.0}",
+                rust.rps, js.rps, nginx.rps
+            );
             println!(
                 "ratios at {c:>2} connections: Rust/nginx {:.3} (1/{:.1}), Rust/JS {:.2}, JS/nginx {:.3}",
                 rust.rps / nginx.rps,
@@ -100,7 +119,7 @@ impl EdgeFigures {
                 rust.rps / js.rps,
                 js.rps / nginx.rps
             );
-            if let Some(read) = self.find("rust-kv-read", c) {
+            if let Some(read) = self.median("rust-kv-read", c) {
                 println!(
                     "  keeping off (a KV read per request): Rust/nginx {:.3} (1/{:.1})",
                     read.rps / nginx.rps,
@@ -117,10 +136,8 @@ impl EdgeFigures {
 
 /// Runs `edge-kv` or `edge-geo`.
 pub async fn run(home: &Home, topology: &Topology, scenario: &str, json: bool) -> Result<()> {
-    let seconds = std::env::var("CITYBOARD_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8u64);
+    let seconds = env_size("CITYBOARD_BENCH_SECS", 8);
+    let rounds = env_size("CITYBOARD_BENCH_ROUNDS", 3).clamp(1, 100) as u32;
     let wrk = crate::process::which("wrk")
         .context("wrk not found (install step 'wrk + nginx'): run `deploy/install.sh base`")?;
     let nginx = crate::process::which("nginx")
@@ -254,26 +271,31 @@ pub async fn run(home: &Home, topology: &Topology, scenario: &str, json: bool) -
 
     let mut runs = Vec::new();
     for connections in CONNECTIONS {
-        for &(port, server) in &servers {
-            if !json {
-                println!("{scenario}: {server}, {connections} connections ...");
+        for round in 1..=rounds {
+            for &(port, server) in &servers {
+                if !json {
+                    println!(
+                        "{scenario}: {server}, {connections} connections, round {round}/{rounds} ..."
+                    );
+                }
+                let run = wrk_run(
+                    &wrk,
+                    port,
+                    host,
+                    path,
+                    &headers,
+                    connections,
+                    seconds,
+                    server,
+                )?;
+                runs.push(run);
             }
-            let run = wrk_run(
-                &wrk,
-                port,
-                host,
-                path,
-                &headers,
-                connections,
-                seconds,
-                server,
-            )?;
-            runs.push(run);
         }
     }
     let figures = EdgeFigures {
         scenario: scenario.to_string(),
         seconds,
+        rounds,
         runs,
         worker_gzip_bytes: worker_gzip_bytes(&edge::build_dir())?,
         mmdb_bytes: std::fs::metadata(&mmdb).map(|m| m.len()).unwrap_or(0),
@@ -396,5 +418,52 @@ impl Drop for Spawned {
         }
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(server: &str, connections: u32, rps: f64) -> Run {
+        Run {
+            server: server.to_string(),
+            connections,
+            rps,
+            p99_ms: 1.0,
+            p50_ms: 0.5,
+        }
+    }
+
+    #[test]
+    fn ratios_use_each_sides_median_run_not_its_stalled_one() {
+        let figures = EdgeFigures {
+            scenario: "edge-geo".into(),
+            seconds: 1,
+            rounds: 3,
+            runs: vec![
+                run("rust-worker", 8, 12_000.0),
+                run("rust-worker", 64, 5_000.0),
+                run("rust-worker", 8, 6_000.0),
+                run("rust-worker", 8, 14_000.0),
+                run("js-worker", 8, 15_000.0),
+            ],
+            worker_gzip_bytes: 0,
+            mmdb_bytes: 0,
+            ranges_bytes: 0,
+        };
+        assert_eq!(
+            figures.median("rust-worker", 8).map(|r| r.rps),
+            Some(12_000.0)
+        );
+        assert_eq!(
+            figures.median("rust-worker", 64).map(|r| r.rps),
+            Some(5_000.0)
+        );
+        assert_eq!(
+            figures.median("js-worker", 8).map(|r| r.rps),
+            Some(15_000.0)
+        );
+        assert!(figures.median("nginx", 8).is_none());
     }
 }

@@ -97,3 +97,12 @@ pub async fn run(home: &Home, scenario: &str, json: bool) -> Result<()> {
         other => Err(UnknownScenario(other.to_string()).into()),
     }
 }
+
+/// A number from the environment variable `name`, `default` when it is
+/// unset or not a number: the knobs of a scenario (`CITYBOARD_BENCH_*`).
+pub fn env_size(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

@@ -28,6 +28,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 
+use super::env_size;
 use super::role::Role;
 use super::write_load::{self, LoadFigures, Visibility};
 use crate::home::Home;
@@ -60,14 +61,6 @@ pub struct WritePipeline {
     pub direct: Vec<LoadFigures>,
     /// POST answered to page served from edge KV; none: no publisher.
     pub visibility: Option<Visibility>,
-}
-
-/// Reads an unsigned size from the environment.
-fn env_size(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// What the bench needs from state.json about region 0, shard 0.
