@@ -142,7 +142,11 @@ async fn lookup(
     let Some((value, meta)) = value.zip(meta) else {
         return Ok(None);
     };
-    let headers = answer_headers(&etag(id, &meta), true).map_err(|_| "kv-error")?;
+    // KV answered; only the runtime failed to make headers (never seen).
+    let headers = answer_headers(&etag(id, &meta), true).map_err(|e| {
+        worker::console_warn!("post:{id}: headers of a kept page: {e}");
+        "edge-error"
+    })?;
     let kept = Kept {
         bytes: js_sys::Uint8Array::from(value.as_slice()),
         meta: meta.clone(),
