@@ -5,6 +5,9 @@
 //! JS constructor throws, e.g. for a 304 with a body. Everything here returns
 //! a `Result` instead, and origin responses pass through untouched.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use wasm_bindgen::JsValue;
 use web_sys::{Headers, ReadableStream, Response, ResponseInit};
 
@@ -71,21 +74,58 @@ pub fn json(status: u16, content_type: &str, body: &str) -> Result<Response, Edg
     )
 }
 
+/// Most redirect answers an isolate keeps prepared; past this, the rest are
+/// built per request. Locations are `{scheme}://{city host}{:port}/`, so a
+/// real isolate needs a handful, and a visitor sending odd ports cannot
+/// make the map grow.
+const MAX_KEPT_REDIRECTS: usize = 64;
+
+thread_local! {
+    /// The `ResponseInit` (status and headers) of each redirect answered,
+    /// by status, location and extra headers. The apex redirect is the
+    /// hottest answer and one of a few for every visitor: building it is
+    /// seven calls into the runtime, answering from a kept init one, since
+    /// the `Response` constructor copies the init's headers into the
+    /// response's own.
+    static KEPT_REDIRECTS: RefCell<HashMap<String, ResponseInit>> = RefCell::new(HashMap::new());
+}
+
 /// A redirect that browsers and caches must not keep: the answer depends on
-/// the visitor (cookie, location).
+/// the visitor (cookie, location). Its status and headers are prepared once
+/// per isolate for each distinct answer (`KEPT_REDIRECTS`).
 pub fn redirect(
     status: u16,
     location: &str,
     extra: &[(&str, &str)],
 ) -> Result<Response, EdgeError> {
-    let h = headers(&[
-        ("location", location),
-        ("cache-control", "private, no-store"),
-    ])?;
+    let mut key = format!("{status} {location}");
     for (name, value) in extra {
-        h.append(name, value).map_err(EdgeError::js)?;
+        key.push_str(&format!("\n{name}: {value}"));
     }
-    text(status, &h, None)
+    let kept = KEPT_REDIRECTS.with(|m| m.borrow().get(&key).cloned());
+    let init = match kept {
+        Some(init) => init,
+        None => {
+            let h = headers(&[
+                ("location", location),
+                ("cache-control", "private, no-store"),
+            ])?;
+            for (name, value) in extra {
+                h.append(name, value).map_err(EdgeError::js)?;
+            }
+            let init = ResponseInit::new();
+            init.set_status(status);
+            init.set_headers(h.as_ref());
+            KEPT_REDIRECTS.with(|m| {
+                let mut m = m.borrow_mut();
+                if m.len() < MAX_KEPT_REDIRECTS {
+                    m.insert(key, init.clone());
+                }
+            });
+            init
+        }
+    };
+    Response::new_with_opt_str_and_init(None, &init).map_err(EdgeError::js)
 }
 
 /// Plain-text answer (health check).

@@ -70,6 +70,19 @@ async fn apex_sends_visitors_by_cookie_then_cf_then_ip_else_to_the_picker() {
     );
     assert_eq!(res.header("cache-control"), Some("private, no-store"));
     assert_eq!(res.header("x-cityboard-located-by"), Some("cookie"));
+    // The same answer again is the isolate's kept redirect (respond.rs),
+    // every header of it.
+    for _ in 0..2 {
+        let again = edge
+            .browse(APEX, "/", &[("cookie", "cb_city=boston")])
+            .await;
+        assert_eq!(
+            (again.status, again.header("location")),
+            (302, Some(at("boston").as_str()))
+        );
+        assert_eq!(again.header("cache-control"), Some("private, no-store"));
+        assert_eq!(again.header("x-cityboard-located-by"), Some("cookie"));
+    }
 
     // cf coordinates (Versailles) place a visitor; Cloudflare sends strings.
     let cf = r#"{"country":"FR","latitude":"48.80","longitude":"2.13","colo":"CDG"}"#;
