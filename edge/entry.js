@@ -5,7 +5,7 @@
 // Why not worker-build's own entry: worker-build 0.8.7 exports a Proxy
 // around a WorkerEntrypoint class, so every request constructs that class,
 // a Proxy for the instance with a fresh handler object, and a Proxy with an
-// async wrapper for `fetch`. The redirect ran 19-27 % faster without them
+// async wrapper for `fetch`. The redirect ran 19-29 % faster without them
 // (BENCHMARKS.md, edge round 6). This plain module object, the shape of the
 // JavaScript baseline, calls the Rust `fetch` directly. Recovery from a
 // panic stays as it was: the wasm-bindgen glue's call guard starts a fresh

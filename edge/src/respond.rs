@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use wasm_bindgen::JsValue;
 use web_sys::{Headers, ReadableStream, Response, ResponseInit};
@@ -100,32 +101,35 @@ pub fn redirect(
 ) -> Result<Response, EdgeError> {
     let mut key = format!("{status} {location}");
     for (name, value) in extra {
-        key.push_str(&format!("\n{name}: {value}"));
+        let _ = write!(key, "\n{name}: {value}");
     }
-    let kept = KEPT_REDIRECTS.with(|m| m.borrow().get(&key).cloned());
-    let init = match kept {
-        Some(init) => init,
-        None => {
-            let h = headers(&[
-                ("location", location),
-                ("cache-control", "private, no-store"),
-            ])?;
-            for (name, value) in extra {
-                h.append(name, value).map_err(EdgeError::js)?;
-            }
-            let init = ResponseInit::new();
-            init.set_status(status);
-            init.set_headers(h.as_ref());
-            KEPT_REDIRECTS.with(|m| {
-                let mut m = m.borrow_mut();
-                if m.len() < MAX_KEPT_REDIRECTS {
-                    m.insert(key, init.clone());
-                }
-            });
-            init
+    // A kept init answers inside the borrow: no handle to clone per request.
+    let kept = KEPT_REDIRECTS.with(|m| {
+        m.borrow()
+            .get(&key)
+            .map(|init| Response::new_with_opt_str_and_init(None, init))
+    });
+    if let Some(res) = kept {
+        return res.map_err(EdgeError::js);
+    }
+    let h = headers(&[
+        ("location", location),
+        ("cache-control", "private, no-store"),
+    ])?;
+    for (name, value) in extra {
+        h.append(name, value).map_err(EdgeError::js)?;
+    }
+    let init = ResponseInit::new();
+    init.set_status(status);
+    init.set_headers(h.as_ref());
+    let res = Response::new_with_opt_str_and_init(None, &init).map_err(EdgeError::js)?;
+    KEPT_REDIRECTS.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() < MAX_KEPT_REDIRECTS {
+            m.insert(key, init);
         }
-    };
-    Response::new_with_opt_str_and_init(None, &init).map_err(EdgeError::js)
+    });
+    Ok(res)
 }
 
 /// Plain-text answer (health check).

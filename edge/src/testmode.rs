@@ -7,8 +7,9 @@
 //! - `POST /__cityboard/test/sign`: signs the posted fields with the
 //!   forward key, so a test can compare with the host-side verifier.
 //! - `POST /__cityboard/test/panic`: panics, which traps the wasm instance,
-//!   so a test can see that the entry module (`edge/entry.js`) resets it
-//!   and the next request is answered.
+//!   so a test can see that the instance is reset (the wasm-bindgen glue's
+//!   call guard, or `edge/entry.js` for a trap that escapes it) and the
+//!   next request is answered.
 
 use cityboard_protocol::sign;
 use serde::Deserialize;
