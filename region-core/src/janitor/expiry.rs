@@ -20,7 +20,7 @@ pub async fn sweep_shard(
     now: DateTime<Utc>,
 ) -> anyhow::Result<usize> {
     let mut produced = 0;
-    // Keyset over (expires_at, city, id), the order of posts_live_expires:
+    // Keyset over (expires_at, city, id), the order of posts_live_expires_keyset:
     // rows stay live until the writer applies, so a plain re-query would
     // find the same rows again.
     let mut after: Option<(DateTime<Utc>, String, i64)> = None;
