@@ -112,7 +112,7 @@ echo "build-edge: built edge/build in $(since "$t0")s"
 
 # Our own entry module (edge/entry.js says why) over worker-build's bundle:
 # worker-build's index.js becomes a module the entry imports, with its Rust
-# `fetch` and its panic recovery exported, and esbuild bundles both,
+# `fetch` and `answerNow` and its panic recovery exported, and esbuild bundles both,
 # minified, back into build/index.js. The names are worker-build 0.8.7's
 # (deploy/install.sh pins it); if a new version renames them, esbuild fails
 # here naming the missing one.
@@ -120,7 +120,7 @@ shim_dir="$ROOT/target/edge/entry"
 rm -rf "$shim_dir"
 mkdir -p "$shim_dir"
 mv build/index.js "$shim_dir/worker-build.js"
-echo 'export { fetch as wasmFetch, checkReinitialize, handleMaybeCritical };' >>"$shim_dir/worker-build.js"
+echo 'export { fetch as wasmFetch, answerNow, checkReinitialize, handleMaybeCritical };' >>"$shim_dir/worker-build.js"
 cp entry.js "$shim_dir/entry.js"
 "$ESBUILD_BIN" "$shim_dir/entry.js" --bundle --minify --format=esm --log-level=warning \
   --external:./index_bg.wasm '--external:cloudflare:*' --outfile=build/index.js

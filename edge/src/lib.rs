@@ -29,8 +29,11 @@ pub mod post;
 pub mod respond;
 pub mod testmode;
 
+use std::rc::Rc;
+
 use cityboard_protocol::kv::BULK_PATH;
 use geo_router::{SiteHost, parse_host};
+use wasm_bindgen::prelude::wasm_bindgen;
 use web_sys::{Request, Response};
 use worker::{Context, Env, event};
 
@@ -38,39 +41,85 @@ use crate::config::Config;
 use crate::error::EdgeError;
 use crate::incoming::Incoming;
 
-/// Entry point of every request the Worker receives.
+/// Entry point of every request the Worker receives that [`answer_now`]
+/// left unanswered (`edge/entry.js` asks that first), and of every request
+/// when it is called alone.
 #[event(fetch)]
 pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    let (incoming, config) = match prepare(&req, &env) {
+        Ok(prepared) => prepared,
+        Err(answer) => return answer,
+    };
+    let result = match route_now(&incoming, &config, &env) {
+        Step::Answer(result) => result,
+        Step::Later(later) => route_later(later, &incoming, &config, &env, &ctx).await,
+    };
+    finish(result, &incoming, &config)
+}
+
+/// Answers, synchronously, a request that needs no I/O: the apex (its
+/// redirects and picker), a post page kept in this isolate ([`hot`]), and
+/// what the request alone makes an error. `undefined` for anything else,
+/// which `edge/entry.js` then passes to the async [`fetch`].
+///
+/// Why a second export: an async export answers through a Rust future, a JS
+/// promise and a microtask turn even when nothing is awaited, and that
+/// machinery was most of what the apex redirect cost beyond the JavaScript
+/// Worker (BENCHMARKS.md, edge round 8). A request this leaves to `fetch`
+/// is taken apart twice; those all wait on KV or an origin, so it does not
+/// show.
+#[wasm_bindgen(js_name = answerNow)]
+pub fn answer_now(req: Request, env: Env) -> Option<Response> {
+    let (incoming, config) = match prepare(&req, &env) {
+        Ok(prepared) => prepared,
+        Err(answer) => return answer.ok(),
+    };
+    match route_now(&incoming, &config, &env) {
+        // An answer that cannot even be built is left to `fetch`, which
+        // builds it again and says why.
+        Step::Answer(result) => finish(result, &incoming, &config).ok(),
+        Step::Later(_) => None,
+    }
+}
+
+/// Takes the request apart and reads the configuration, or answers at once
+/// (health check, a request or configuration that is no good).
+fn prepare(req: &Request, env: &Env) -> Result<(Incoming, Rc<Config>), worker::Result<Response>> {
     // `Accept` is read only when an answer depends on it (errors, post
     // pages), not on every redirect.
     // `Clone::clone` copies the reference; `Request::clone` would copy the
     // request and tee its body.
-    let incoming = match Incoming::new(Clone::clone(&req)) {
+    let incoming = match Incoming::new(Clone::clone(req)) {
         Ok(incoming) => incoming,
         Err(e) => {
             let wants_html = incoming::wants_html(&req.headers());
-            return e.into_response(wants_html, None).map_err(last_resort);
+            return Err(e.into_response(wants_html, None).map_err(last_resort));
         }
     };
     if incoming.path == "/healthz" {
-        return respond::plain(200, "ok").map_err(last_resort);
+        return Err(respond::plain(200, "ok").map_err(last_resort));
     }
-    let config = match config::get(&env) {
-        Ok(config) => config,
+    match config::get(env) {
+        Ok(config) => Ok((incoming, config)),
         Err(e) => {
             let wants_html = incoming::wants_html(&incoming.headers);
-            return e.into_response(wants_html, None).map_err(last_resort);
-        }
-    };
-    match route(&incoming, &config, &env, &ctx).await {
-        Ok(res) => Ok(res),
-        Err(e) => {
-            let base = incoming.base_of(&config.apex);
-            let wants_html = incoming::wants_html(&incoming.headers);
-            e.into_response(wants_html, Some((&config, &base)))
-                .map_err(last_resort)
+            Err(e.into_response(wants_html, None).map_err(last_resort))
         }
     }
+}
+
+/// A route's result as the visitor gets it: an error becomes its page.
+fn finish(
+    result: Result<Response, EdgeError>,
+    incoming: &Incoming,
+    config: &Config,
+) -> worker::Result<Response> {
+    result.or_else(|e| {
+        let base = incoming.base_of(&config.apex);
+        let wants_html = incoming::wants_html(&incoming.headers);
+        e.into_response(wants_html, Some((config, &base)))
+            .map_err(last_resort)
+    })
 }
 
 /// Only when even an error page cannot be built: workers-rs answers a bare 500.
@@ -78,39 +127,84 @@ fn last_resort(e: EdgeError) -> worker::Error {
     worker::Error::RustError(e.to_string())
 }
 
-async fn route(
+/// What the router decided without I/O.
+enum Step {
+    /// The answer, or the error to answer with.
+    Answer(Result<Response, EdgeError>),
+    /// The route that needs KV, the cache, an origin or the body.
+    Later(Later),
+}
+
+/// The routes [`route_later`] serves, with what [`route_now`] found out.
+enum Later {
+    Bulk,
+    Test,
+    /// A browser's post page that was not kept, or that must go to the
+    /// origin (a newer version in the visitor's cookie, an expired page).
+    Post {
+        city: String,
+        id: u64,
+    },
+    /// Any other read on a city host.
+    Read {
+        city: String,
+    },
+    /// A write on a city host.
+    Write {
+        city: String,
+    },
+}
+
+fn route_now(req: &Incoming, config: &Config, env: &Env) -> Step {
+    if req.path == BULK_PATH {
+        return Step::Later(Later::Bulk);
+    }
+    if config.test_mode && req.path.starts_with(testmode::PREFIX) {
+        return Step::Later(Later::Test);
+    }
+    let city = match parse_host(&req.host, &config.apex) {
+        Ok(SiteHost::Apex) => return Step::Answer(apex::handle(req, config, env)),
+        Ok(SiteHost::City(slug)) => slug,
+        Err(_) => return Step::Answer(Err(EdgeError::NotOurHost)),
+    };
+    if config.city(&city).is_none() {
+        return Step::Answer(Err(EdgeError::CityNotServed(city)));
+    }
+    let post_id = match req.path.strip_prefix("/post/") {
+        // Only `/post/{id}` itself; `/post/{id}/renew` and the like are the origin's.
+        Some(segment) if !segment.contains('/') => match post::parse_id(segment) {
+            Some(id) => Some(id),
+            None => return Step::Answer(Err(EdgeError::NotFound)),
+        },
+        _ => None,
+    };
+    if !req.is_read() {
+        return Step::Later(Later::Write { city });
+    }
+    match post_id.filter(|_| incoming::wants_html(&req.headers)) {
+        Some(id) => match post::kept_page(req, config, &city, id) {
+            Some(result) => Step::Answer(result),
+            None => Step::Later(Later::Post { city, id }),
+        },
+        None => Step::Later(Later::Read { city }),
+    }
+}
+
+async fn route_later(
+    later: Later,
     req: &Incoming,
     config: &Config,
     env: &Env,
     ctx: &Context,
 ) -> Result<Response, EdgeError> {
-    if req.path == BULK_PATH {
-        return bulk::handle(req, config, env).await;
-    }
-    if config.test_mode && req.path.starts_with(testmode::PREFIX) {
-        return testmode::handle(req, config).await;
-    }
-    let city = match parse_host(&req.host, &config.apex) {
-        Ok(SiteHost::Apex) => return apex::handle(req, config, env),
-        Ok(SiteHost::City(slug)) => slug,
-        Err(_) => return Err(EdgeError::NotOurHost),
-    };
-    if config.city(&city).is_none() {
-        return Err(EdgeError::CityNotServed(city));
-    }
-    let post_id = match req.path.strip_prefix("/post/") {
-        // Only `/post/{id}` itself; `/post/{id}/renew` and the like are the origin's.
-        Some(segment) if !segment.contains('/') => {
-            Some(post::parse_id(segment).ok_or(EdgeError::NotFound)?)
+    match later {
+        Later::Bulk => bulk::handle(req, config, env).await,
+        Later::Test => testmode::handle(req, config).await,
+        Later::Post { city, id } => post::page(req, config, env, &city, id).await,
+        Later::Read { city } => cache::get(req, config, env, ctx, &city).await,
+        Later::Write { city } => {
+            let body = body::read(req, body::FORWARD_LIMIT).await?;
+            origin::forward(req, config, env, &city, Some(&body)).await
         }
-        _ => None,
-    };
-    if req.is_read() {
-        if let Some(id) = post_id.filter(|_| incoming::wants_html(&req.headers)) {
-            return post::page(req, config, env, &city, id).await;
-        }
-        return cache::get(req, config, env, ctx, &city).await;
     }
-    let body = body::read(req, body::FORWARD_LIMIT).await?;
-    origin::forward(req, config, env, &city, Some(&body)).await
 }

@@ -63,22 +63,9 @@ pub async fn page(
     city: &str,
     id: u64,
 ) -> Result<Response, EdgeError> {
-    match decide(req, config, env, city, id).await {
-        Decision::Serve(body, meta) => serve(req, id, &meta, body),
-        Decision::Gone => respond::html(
-            410,
-            &[("cache-control", "public, max-age=60")],
-            &html::gone_page(),
-        ),
-        Decision::Elsewhere(other) => {
-            let location = format!("{}/post/{id}", req.base_of(&city_host(&other, config)));
-            let h = respond::headers(&[
-                ("location", &location),
-                ("cache-control", "public, max-age=300"),
-            ])?;
-            respond::text(301, &h, None)
-        }
-        Decision::Origin(why) => {
+    match answer(req, config, id, decide(req, config, env, city, id).await) {
+        Ok(result) => result,
+        Err(why) => {
             let mut res = origin::forward(req, config, env, city, None).await?;
             // A page the edge could not serve says why, for the tests and
             // for an operator reading response headers.
@@ -88,21 +75,76 @@ pub async fn page(
     }
 }
 
-async fn decide(req: &Incoming, config: &Config, env: &Env, city: &str, id: u64) -> Decision {
+/// The answer from a page kept in this isolate, when there is one and it
+/// needs no origin; `None` sends the request to [`page`].
+pub fn kept_page(
+    req: &Incoming,
+    config: &Config,
+    city: &str,
+    id: u64,
+) -> Option<Result<Response, EdgeError>> {
+    let kept = kept(config, id, clock::now_ms())?;
+    let meta = kept.meta.clone();
+    answer(
+        req,
+        config,
+        id,
+        judge(req, city, id, Body::Kept(kept), meta),
+    )
+    .ok()
+}
+
+/// The answer to a decision the edge can give itself, or `Err` with why the
+/// origin must give it.
+fn answer(
+    req: &Incoming,
+    config: &Config,
+    id: u64,
+    decision: Decision,
+) -> Result<Result<Response, EdgeError>, &'static str> {
+    Ok(match decision {
+        Decision::Serve(body, meta) => serve(req, id, &meta, body),
+        Decision::Gone => respond::html(
+            410,
+            &[("cache-control", "public, max-age=60")],
+            &html::gone_page(),
+        ),
+        Decision::Elsewhere(other) => {
+            let location = format!("{}/post/{id}", req.base_of(&city_host(&other, config)));
+            respond::headers(&[
+                ("location", &location),
+                ("cache-control", "public, max-age=300"),
+            ])
+            .and_then(|h| respond::text(301, &h, None))
+        }
+        Decision::Origin(why) => return Err(why),
+    })
+}
+
+/// The page kept for post `id`, when keeping is on and it is young enough.
+fn kept(config: &Config, id: u64, now_ms: f64) -> Option<Kept> {
     let ttl_ms = config.page_cache_ms;
+    (ttl_ms > 0).then(|| hot::get(id, ttl_ms, now_ms)).flatten()
+}
+
+async fn decide(req: &Incoming, config: &Config, env: &Env, city: &str, id: u64) -> Decision {
     let now_ms = clock::now_ms();
-    let kept = (ttl_ms > 0).then(|| hot::get(id, ttl_ms, now_ms)).flatten();
-    let (body, meta) = match kept {
+    let (body, meta) = match kept(config, id, now_ms) {
         Some(kept) => {
             let meta = kept.meta.clone();
             (Body::Kept(kept), meta)
         }
-        None => match lookup(env, id, ttl_ms, now_ms).await {
+        None => match lookup(env, id, config.page_cache_ms, now_ms).await {
             Ok(Some(pair)) => pair,
             Ok(None) => return Decision::Origin("kv-miss"),
             Err(why) => return Decision::Origin(why),
         },
     };
+    judge(req, city, id, body, meta)
+}
+
+/// What a page's metadata decides for this visitor on `city`'s host.
+fn judge(req: &Incoming, city: &str, id: u64, body: Body, meta: PostMeta) -> Decision {
     if meta.gone {
         return Decision::Gone;
     }
