@@ -14,7 +14,8 @@
 // and returns undefined for the rest, which the async `fetch` serves. A
 // synchronous answer skips the future, the promise and the microtask turn
 // an async export costs even when it awaits nothing (BENCHMARKS.md, edge
-// round 8). A fetch handler may return a Response or a promise of one.
+// rounds 7 and 8). A fetch handler may return a Response or a promise of
+// one.
 //
 // Recovery from a panic stays as it was: the wasm-bindgen glue's call
 // guard starts a fresh instance on the next call after a panic, and, as

@@ -63,9 +63,10 @@ pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Respo
 /// which `edge/entry.js` then passes to the async [`fetch`].
 ///
 /// Why a second export: an async export answers through a Rust future, a JS
-/// promise and a microtask turn even when nothing is awaited, and that
-/// machinery was most of what the apex redirect cost beyond the JavaScript
-/// Worker (BENCHMARKS.md, edge round 8). A request this leaves to `fetch`
+/// promise and a microtask turn even when nothing is awaited; a throwaway
+/// Rust Worker answering a static 302 through the async export reached
+/// only 0.77-1.07 of the JavaScript Worker (BENCHMARKS.md, edge round 7;
+/// round 8 is this path's). A request this leaves to `fetch`
 /// is taken apart twice; those all wait on KV or an origin, so it does not
 /// show.
 #[wasm_bindgen(js_name = answerNow)]
