@@ -83,15 +83,8 @@ pub fn kept_page(
     city: &str,
     id: u64,
 ) -> Option<Result<Response, EdgeError>> {
-    let kept = kept(config, id, clock::now_ms())?;
-    let meta = kept.meta.clone();
-    answer(
-        req,
-        config,
-        id,
-        judge(req, city, id, Body::Kept(kept), meta),
-    )
-    .ok()
+    let (body, meta) = kept(config, id, clock::now_ms())?;
+    answer(req, config, id, judge(req, city, id, body, meta)).ok()
 }
 
 /// The answer to a decision the edge can give itself, or `Err` with why the
@@ -121,19 +114,21 @@ fn answer(
     })
 }
 
-/// The page kept for post `id`, when keeping is on and it is young enough.
-fn kept(config: &Config, id: u64, now_ms: f64) -> Option<Kept> {
+/// The page kept for post `id`, with its metadata, when keeping is on and
+/// it is young enough.
+fn kept(config: &Config, id: u64, now_ms: f64) -> Option<(Body, PostMeta)> {
     let ttl_ms = config.page_cache_ms;
-    (ttl_ms > 0).then(|| hot::get(id, ttl_ms, now_ms)).flatten()
+    let kept = (ttl_ms > 0)
+        .then(|| hot::get(id, ttl_ms, now_ms))
+        .flatten()?;
+    let meta = kept.meta.clone();
+    Some((Body::Kept(kept), meta))
 }
 
 async fn decide(req: &Incoming, config: &Config, env: &Env, city: &str, id: u64) -> Decision {
     let now_ms = clock::now_ms();
     let (body, meta) = match kept(config, id, now_ms) {
-        Some(kept) => {
-            let meta = kept.meta.clone();
-            (Body::Kept(kept), meta)
-        }
+        Some(pair) => pair,
         None => match lookup(env, id, config.page_cache_ms, now_ms).await {
             Ok(Some(pair)) => pair,
             Ok(None) => return Decision::Origin("kv-miss"),
