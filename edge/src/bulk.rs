@@ -141,6 +141,10 @@ fn newest_per_key(writes: Vec<BulkWrite>) -> (Vec<BulkWrite>, BulkResult) {
 
 /// Writes one key unless what KV holds is newer. `Ok(false)`: skipped.
 async fn write_one(kv: &KvStore, w: &BulkWrite) -> Result<bool, EdgeError> {
+    // This isolate serves the new version once the put is done (others
+    // within their `PAGE_CACHE_MS`, as KV's own caches do), and keeps no
+    // page read while it was in flight.
+    let _writing = post_id_of_key(&w.key).map(crate::hot::Writing::start);
     let new = post_meta(w);
     if let Some(new) = &new {
         let (value, existing) = kv
@@ -168,11 +172,6 @@ async fn write_one(kv: &KvStore, w: &BulkWrite) -> Result<bool, EdgeError> {
         put = put.expiration_ttl(ttl);
     }
     put.execute().await?;
-    // This isolate serves the new version from now on; others within
-    // their `PAGE_CACHE_MS`, as KV's own caches do.
-    if let Some(id) = post_id_of_key(&w.key) {
-        crate::hot::forget(id);
-    }
     Ok(true)
 }
 

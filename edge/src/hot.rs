@@ -14,6 +14,13 @@
 //! serves any number of requests). Misses are not kept: a page published a
 //! moment later must show on the next request. The keep is bounded in bytes; the oldest
 //! entries go first.
+//!
+//! A KV read and a bulk write of the same key can interleave in one isolate:
+//! the read is answered with the old page, the write lands and forgets the
+//! key, and then the read's answer would be kept, serving the old page for
+//! another `PAGE_CACHE_MS` after KV holds the new one. So a read notes the
+//! [`WriteFence`] before it starts ([`read_started`]) and its answer is kept
+//! only when no write ran or finished since.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -59,6 +66,68 @@ struct Keep {
 
 thread_local! {
     static KEEP: RefCell<Keep> = RefCell::new(Keep::default());
+    static FENCE: RefCell<WriteFence> = RefCell::new(WriteFence::default());
+}
+
+/// The bulk writes of this isolate, as far as keeping needs them: how many
+/// are in flight and how many have started or finished so far.
+#[derive(Default, Debug)]
+pub struct WriteFence {
+    in_flight: u32,
+    generation: u64,
+}
+
+/// What a KV read saw of the fence when it started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadStart(u64);
+
+impl WriteFence {
+    fn read_started(&self) -> ReadStart {
+        ReadStart(self.generation)
+    }
+
+    /// Whether a read that started at `start` may keep its answer: no write
+    /// is in flight (it may have been read half-applied) and none started or
+    /// finished since (it may have been read before the put).
+    fn may_keep(&self, start: ReadStart) -> bool {
+        self.in_flight == 0 && self.generation == start.0
+    }
+
+    fn write_started(&mut self) {
+        self.in_flight += 1;
+        self.generation += 1;
+    }
+
+    fn write_finished(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.generation += 1;
+    }
+}
+
+/// Notes the start of a KV read whose answer may be kept.
+pub fn read_started() -> ReadStart {
+    FENCE.with(|f| f.borrow().read_started())
+}
+
+/// A bulk write of post `id` in flight in this isolate; dropping it (on
+/// success or error) ends it. The kept page is forgotten at both ends, so
+/// neither the old page nor a read that raced the write is served after it.
+pub struct Writing(u64);
+
+impl Writing {
+    /// Starts a write of post `id`.
+    pub fn start(id: u64) -> Self {
+        FENCE.with(|f| f.borrow_mut().write_started());
+        forget(id);
+        Writing(id)
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        FENCE.with(|f| f.borrow_mut().write_finished());
+        forget(self.0);
+    }
 }
 
 /// The kept answer for post `id`, if it is younger than `ttl_ms`.
@@ -75,10 +144,11 @@ pub fn get(id: u64, ttl_ms: u32, now_ms: f64) -> Option<Kept> {
     })
 }
 
-/// Keeps KV's answer for post `id`, read at `now_ms`.
-pub fn keep(id: u64, kept: Kept, now_ms: f64) {
+/// Keeps KV's answer for post `id`, read at `now_ms` by a read that
+/// started at `start`, unless a bulk write overlapped that read.
+pub fn keep(id: u64, kept: Kept, now_ms: f64, start: ReadStart) {
     let size = kept.bytes.length() as usize;
-    if size > MAX_ENTRY_BYTES {
+    if size > MAX_ENTRY_BYTES || !FENCE.with(|f| f.borrow().may_keep(start)) {
         return;
     }
     KEEP.with(|k| {
@@ -111,8 +181,8 @@ pub fn keep(id: u64, kept: Kept, now_ms: f64) {
     });
 }
 
-/// Forgets post `id` (its page was just written through this isolate).
-pub fn forget(id: u64) {
+/// Forgets post `id` (its page is being written through this isolate).
+fn forget(id: u64) {
     KEEP.with(|k| k.borrow_mut().remove(id));
 }
 
@@ -121,5 +191,47 @@ impl Keep {
         if let Some(e) = self.entries.remove(&id) {
             self.bytes -= e.size;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_with_no_write_beside_it_is_kept() {
+        let fence = WriteFence::default();
+        let start = fence.read_started();
+        assert!(fence.may_keep(start));
+    }
+
+    #[test]
+    fn a_read_that_started_before_a_finished_write_is_not_kept() {
+        let mut fence = WriteFence::default();
+        let start = fence.read_started();
+        fence.write_started();
+        fence.write_finished();
+        assert!(!fence.may_keep(start));
+    }
+
+    #[test]
+    fn a_read_during_a_write_is_not_kept_even_when_it_started_after_it() {
+        let mut fence = WriteFence::default();
+        fence.write_started();
+        let start = fence.read_started();
+        assert!(!fence.may_keep(start));
+        fence.write_finished();
+        assert!(!fence.may_keep(start));
+    }
+
+    #[test]
+    fn a_read_after_the_writes_is_kept_again() {
+        let mut fence = WriteFence::default();
+        fence.write_started();
+        fence.write_started();
+        fence.write_finished();
+        fence.write_finished();
+        let start = fence.read_started();
+        assert!(fence.may_keep(start));
     }
 }

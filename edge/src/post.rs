@@ -164,6 +164,7 @@ async fn lookup(
     now_ms: f64,
 ) -> Result<Option<(Body, PostMeta)>, &'static str> {
     let kv = env.kv(PAGES_BINDING).map_err(|_| "no-kv")?;
+    let read = hot::read_started();
     let get = kv.get(&post_key(id));
     if ttl_ms == 0 {
         let (body, meta) = get
@@ -189,7 +190,7 @@ async fn lookup(
         meta: meta.clone(),
         headers,
     };
-    hot::keep(id, kept.clone(), now_ms);
+    hot::keep(id, kept.clone(), now_ms, read);
     Ok(Some((Body::Kept(kept), meta)))
 }
 
