@@ -20,8 +20,6 @@ use common::api::{Api, Setup};
 use common::*;
 use pipeline_common::*;
 use region_core::clock::{Clock, ManualClock};
-use region_core::http::operator::Operator;
-use region_core::janitor::archive::Archive;
 use region_core::janitor::{HomeCatalogs, Janitor, JanitorConfig, JanitorParts, Mailer};
 use region_core::model::{Command, CommandKind, Id, IdGenerator};
 use region_core::pipeline::metrics::PipelineMetrics;
@@ -287,16 +285,13 @@ async fn reminders_renewal_expiry_and_archive_follow_the_clock() {
     assert_eq!(mails(&mail_dir).len(), 3);
 
     // An operator archives posts expired more than a day ago.
-    let mut api = Api::start_with(Setup {
+    let archive_dir = temp_dir("archive");
+    let api = Api::start_with(Setup {
         clock: clock.clone(),
+        archive_url: Some(archive_dir.to_str().unwrap().to_string()),
         ..Setup::default()
     })
     .await;
-    let archive_dir = temp_dir("archive");
-    api.state.operator = Arc::new(Operator::new(
-        api::secrets().operator_token,
-        Some(Archive::open(archive_dir.to_str().unwrap()).unwrap()),
-    ));
     let delete = |token: &str, query: &str| {
         Request::delete(format!("/old_posts?{query}"))
             .header("authorization", format!("Bearer {token}"))

@@ -44,6 +44,8 @@ pub struct Setup {
     pub broker: Option<String>,
     /// Which region of the stack (index in `state.json`).
     pub region: usize,
+    /// `ApiOptions::archive_url` (none: `DELETE /old_posts` answers 503).
+    pub archive_url: Option<String>,
 }
 
 impl Default for Setup {
@@ -57,6 +59,7 @@ impl Default for Setup {
             apply_wait: std::time::Duration::from_millis(1500),
             broker: None,
             region: 0,
+            archive_url: None,
         }
     }
 }
@@ -106,6 +109,7 @@ impl Api {
                 .broker
                 .or_else(|| region_core::pipeline::broker_from_state(&state_file).ok()),
             regions: stack.regions.iter().map(|r| r.name.clone()).collect(),
+            archive_url: setup.archive_url,
             ..ApiOptions::default()
         };
         let (state, background) = AppState::connect(
