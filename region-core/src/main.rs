@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use region_core::db::ReadConfig;
 use region_core::http::writes::WritePath;
 use region_core::http::{ApiOptions, AppState};
 use region_core::stack::{Secrets, StackFile};
@@ -83,6 +84,11 @@ enum Cmd {
         /// feature); default: `archive/` beside the stack description.
         #[arg(long, env = "CITYBOARD_ARCHIVE_URL")]
         archive_url: Option<String>,
+        /// Read connections per database node (each replica, and the
+        /// primary as the last resort). Reads beyond it wait their turn in
+        /// the api rather than share the node's cores in Postgres.
+        #[arg(long, env = "CITYBOARD_READ_CONNECTIONS", default_value_t = ReadConfig::default().max_connections)]
+        read_connections: u32,
     },
     /// Print the OpenAPI document (the checked-in `openapi.json`).
     Openapi,
@@ -190,6 +196,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             apply_wait,
             write_path,
             archive_url,
+            read_connections,
         } => {
             // The api's crash point (api-after-produce), armed by FAILPOINTS
             // or the control directory; kept for the life of the process.
@@ -219,6 +226,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_err(|e| tracing::warn!(error = %e, "no broker: writes will answer 503"))
                     .ok(),
                 regions: stack.regions.iter().map(|r| r.name.clone()).collect(),
+                read: ReadConfig {
+                    max_connections: read_connections,
+                    ..ReadConfig::default()
+                },
                 ..ApiOptions::default()
             };
             if allow_unsigned {

@@ -184,6 +184,52 @@ async fn serial_a_stopped_replica_causes_no_error() {
     with_cleanup(body, start_node(node)).await;
 }
 
+/// A replica whose read connections are all taken is loaded, not down: the
+/// read that found it busy goes to the primary, and the replica serves the
+/// next read once a connection is free.
+#[tokio::test]
+async fn a_replica_with_every_connection_busy_is_skipped_not_marked_down() {
+    let state = prepared().await;
+    let shard = state.replicated_shard();
+    let (city, query, _) = one_post(&state, "busyreplica").await;
+    replicas_caught_up(shard).await;
+    let config = region_core::db::ReadConfig {
+        max_connections: 1,
+        replica_acquire_timeout: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let catalog = pool(&state.region().catalog_url).await;
+    let router = region_core::db::Router::connect(catalog, &state.region().name, config)
+        .await
+        .unwrap();
+    router.poll_now().await;
+    let (_, pools) = router.route(&city).unwrap();
+    let mut held = Vec::new();
+    for replica in &pools.replicas {
+        assert!(
+            replica.status().up,
+            "{} is not up to begin with",
+            replica.url
+        );
+        held.push(replica.reads.acquire().await.unwrap());
+    }
+
+    let served = router.read(&city, &Consistency::Any, &query).await.unwrap();
+    assert_eq!(served.node, Node::Primary);
+    assert!(served.value.is_some());
+    for replica in &pools.replicas {
+        assert!(
+            replica.status().up,
+            "{} was marked down for being busy",
+            replica.url
+        );
+    }
+
+    drop(held);
+    let served = router.read(&city, &Consistency::Any, &query).await.unwrap();
+    assert!(matches!(served.node, Node::Replica(_)), "{:?}", served.node);
+}
+
 /// A read that holds its snapshot for a while, long enough for the primary's
 /// VACUUM to remove rows it could still see.
 struct SlowCount {

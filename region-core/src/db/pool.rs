@@ -64,7 +64,8 @@ impl ReadPool {
     }
 
     /// An idle connection, or a new one while fewer than `max` exist;
-    /// waits at most the acquire timeout for one to come back.
+    /// waits at most the acquire timeout for one to come back
+    /// (`PoolTimedOut`: every connection is busy).
     pub async fn acquire(&self) -> Result<PooledConn, sqlx::Error> {
         let permit = tokio::time::timeout(
             self.inner.acquire_timeout,
@@ -82,9 +83,16 @@ impl ReadPool {
         let reused = idle.is_some();
         let conn = match idle {
             Some(c) => c,
+            // A node that does not answer a connect is unreachable, not
+            // busy: an I/O error, so that `read` marks it down.
             None => tokio::time::timeout(self.inner.acquire_timeout, self.inner.options.connect())
                 .await
-                .map_err(|_| sqlx::Error::PoolTimedOut)??,
+                .map_err(|_| {
+                    sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "connecting timed out",
+                    ))
+                })??,
         };
         Ok(PooledConn {
             conn: Some(conn),

@@ -113,6 +113,12 @@ pub async fn read<Q: ReadQuery>(
         }
         let mut conn = match replica.reads.acquire().await {
             Ok(c) => c,
+            // Every connection busy past the timeout: the replica is loaded,
+            // not down, so it stays in the rotation for the next read.
+            Err(sqlx::Error::PoolTimedOut) => {
+                tracing::warn!(replica = %replica.url, "replica's read connections all busy; skipped");
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(replica = %replica.url, error = %e, "replica unreachable; skipped");
                 replica.mark_down();
