@@ -31,8 +31,7 @@
 //! per run (default 8), `CITYBOARD_BENCH_ROUNDS` the rounds (default 3).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use cityboard_protocol::kv::{PostMeta, etag, post_key};
@@ -40,6 +39,7 @@ use serde::Serialize;
 
 use super::edge_fixtures::{JS_WORKER, PAGE_BYTES, js_config, nginx_config, page_html};
 use super::env_size;
+use super::role::{Spawned, free_port, wait_listening};
 use super::wrk::{Run, wrk_run};
 use crate::edge::{self, EdgeConfig};
 use crate::edge_kv;
@@ -362,63 +362,6 @@ pub fn worker_gzip_bytes(build: &Path) -> Result<u64> {
         .trim()
         .parse()
         .context("gzip size")
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-async fn wait_listening(port: u16, what: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        if Instant::now() > deadline {
-            bail!(
-                "{what} did not listen on port {port} within 30 s (see its log under logs/bench-edge.*)"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
-}
-
-/// A child process of the benchmark, stopped when dropped.
-struct Spawned(Child);
-
-impl Spawned {
-    fn start(mut cmd: Command, log: &Path, what: &str) -> Result<Spawned> {
-        let file =
-            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()
-            .with_context(|| format!("starting {what} ({:?})", cmd.get_program()))?;
-        Ok(Spawned(child))
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[cfg(test)]

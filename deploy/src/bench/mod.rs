@@ -5,6 +5,7 @@
 pub mod conn;
 pub mod edge;
 pub mod edge_fixtures;
+pub mod floor;
 pub mod geo;
 pub mod origin;
 pub mod pg;

@@ -6,7 +6,10 @@
 //! cache and the in-process cache on, and 16 keep-alive clients hit each with `GET /post/{id}` over uniformly
 //! random ids and with searches from a fixed mix. The baseline is `pgbench
 //! -S` (one primary-key lookup per transaction, 16 clients, 1M rows) on the
-//! same primary, measured in the same run (`bench pg-baseline`).
+//! same primary, measured in the same run (`bench pg-baseline`), and beside
+//! it the floor of a view's work done by C servers alone (`floor`): nginx
+//! answering the view's bytes to the same clients, and `redis-benchmark`
+//! sending the api's nonce claim.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +20,7 @@ use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 
 use super::conn::Conn;
+use super::floor::{self, Floor};
 use super::role::Role;
 use crate::home::Home;
 use crate::topology::Topology;
@@ -103,6 +107,8 @@ pub struct OriginRead {
     pub pgbench_tps: f64,
     /// pgbench -S p99, ms.
     pub pgbench_p99_ms: f64,
+    /// The view's work done by C servers alone (`floor`).
+    pub floor: Floor,
 }
 
 /// Runs the scenario against the stack in `home`.
@@ -134,14 +140,25 @@ pub async fn run(home: &Home, topology: &Topology, json: bool) -> Result<()> {
     println!("  pgbench -S baseline on port {port} (this takes a minute)");
     let baseline = super::pg::baseline(port).await?;
 
+    println!("  floor: a view's HTTP exchange (nginx) and nonce claim (redis-benchmark) alone");
+    let (_nginx, nginx_port) = floor::nginx_serving(home, &uncached.view_body).await?;
+    let host = format!("{CITY}.{}", topology.apex);
+    let http = load(nginx_port, &host, &forward_key(home)?, "view", ids).await?;
+    let nonce_rps = floor::nonce_claims(topology.region_ports(0).redis_store, CLIENTS)?;
+    let floor = Floor {
+        http_rps: http.rps,
+        nonce_rps,
+    };
+
     let figures = OriginRead {
-        uncached: uncached.0,
-        cached: cached.0,
-        cache_hit_rate: cached.1.page,
-        local_post_hit_rate: cached.1.local_post,
-        local_page_hit_rate: cached.1.local_page,
+        uncached: uncached.classes,
+        cached: cached.classes,
+        cache_hit_rate: cached.hits.page,
+        local_post_hit_rate: cached.hits.local_post,
+        local_page_hit_rate: cached.hits.local_page,
         pgbench_tps: baseline.lookup_tps,
         pgbench_p99_ms: baseline.lookup_p99_ms,
+        floor,
     };
     print(&figures);
     if json {
@@ -180,6 +197,24 @@ fn print(f: &OriginRead) {
         f.pgbench_p99_ms,
         if f.pgbench_tps > 0.0 {
             view / f.pgbench_tps * 100.0
+        } else {
+            0.0
+        }
+    );
+    let bound = f.floor.bound(f.pgbench_tps);
+    println!(
+        "  floor: HTTP exchange (nginx, same clients and bytes) {:.0} req/s, nonce claim (redis-benchmark SET NX EX) {:.0}/s, point read (pgbench -S) {:.0}/s",
+        f.floor.http_rps, f.floor.nonce_rps, f.pgbench_tps
+    );
+    println!(
+        "  at most {bound:.0} views/s with an api that cost nothing (= {:.0} % of pgbench); this api reached {:.0} % of that bound",
+        if f.pgbench_tps > 0.0 {
+            bound / f.pgbench_tps * 100.0
+        } else {
+            0.0
+        },
+        if bound > 0.0 {
+            view / bound * 100.0
         } else {
             0.0
         }
@@ -326,15 +361,34 @@ async fn wait_for_replicas(primary_url: &str, shard: &serde_json::Value) -> Resu
     Ok(())
 }
 
+/// The edge's forwarding key, which the bench signs its requests with: the
+/// origin's check of signature and nonce is part of what a view costs.
+fn forward_key(home: &Home) -> Result<std::sync::Arc<cityboard_protocol::sign::Key>> {
+    Ok(std::sync::Arc::new(cityboard_protocol::sign::Key::new(
+        crate::edge::read_secret(&home.secrets_dir(), crate::edge::FORWARD_KEY_FILE)?.into_bytes(),
+    )))
+}
+
+/// What one api's run measured.
+struct ApiRun {
+    /// Figures of every query class.
+    classes: Vec<ClassFigures>,
+    /// Cache hit rates over the run.
+    hits: HitRates,
+    /// The body of one view, as the api answered it (the floor's nginx
+    /// serves these bytes).
+    view_body: Vec<u8>,
+}
+
 /// Starts an api of our own with the given page-cache TTL and runs every
-/// query class against it. Returns the figures and the cache hit rate.
+/// query class against it.
 async fn measure_api(
     home: &Home,
     region: &str,
     apex: &str,
     caches: bool,
     ids: (i64, i64),
-) -> Result<(Vec<ClassFigures>, HitRates)> {
+) -> Result<ApiRun> {
     let (cache_ttl, local_ttl) = if caches { ("5s", "1s") } else { ("0s", "0s") };
     let (_api, port) = Role::api(
         home,
@@ -349,11 +403,14 @@ async fn measure_api(
     )
     .await?;
     let host = format!("{CITY}.{apex}");
-    // Requests come signed as the edge signs them: the origin's check of
-    // signature and nonce is part of what a view costs.
-    let key = std::sync::Arc::new(cityboard_protocol::sign::Key::new(
-        crate::edge::read_secret(&home.secrets_dir(), crate::edge::FORWARD_KEY_FILE)?.into_bytes(),
-    ));
+    let key = forward_key(home)?;
+    let (status, view_body) = Conn::open(port)
+        .await?
+        .get(&format!("/post/{}", ids.0), &host, Some(&key))
+        .await?;
+    if status != 200 {
+        bail!("bench api answered {status} to a view of post {}", ids.0);
+    }
     let label = if caches { "caches on" } else { "caches off" };
     let before = cache_counts(port, &host).await.unwrap_or_default();
     let mut out = Vec::new();
@@ -381,14 +438,15 @@ async fn measure_api(
             0.0
         }
     };
-    Ok((
-        out,
-        HitRates {
+    Ok(ApiRun {
+        classes: out,
+        hits: HitRates {
             page: rate(0),
             local_post: rate(2),
             local_page: rate(4),
         },
-    ))
+        view_body,
+    })
 }
 
 /// Hit rates of one api's caches over a run.

@@ -2,6 +2,7 @@
 //! with other options, a writer on a topic of its own), stopped when their
 //! guard drops.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -75,5 +76,59 @@ impl Role {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         Ok((role, port))
+    }
+}
+
+/// Waits until something listens on `port` (30 s at most); `what` names it,
+/// with where its log is, in the error.
+pub async fn wait_listening(port: u16, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if Instant::now() > deadline {
+            bail!("{what} did not listen on port {port} within 30 s (see its log)");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Any other child process of a benchmark (a Worker under workerd, nginx),
+/// its output to a log file; SIGTERM on drop, SIGKILL 5 s later.
+pub struct Spawned(Child);
+
+impl Spawned {
+    /// Starts `cmd` with stdout and stderr to `log`; `what` names it in
+    /// errors.
+    pub fn start(mut cmd: Command, log: &Path, what: &str) -> Result<Spawned> {
+        let file =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("starting {what} ({:?})", cmd.get_program()))?;
+        Ok(Spawned(child))
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

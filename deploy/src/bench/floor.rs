@@ -1,0 +1,157 @@
+//! The floor under `origin-read`'s view: what the work every view must do
+//! costs when servers written in C do it and the api does nothing.
+//!
+//! A signed view is one HTTP exchange with the load generator, one nonce
+//! claim in the store Redis (`SET NX EX`, design §4) and one point read in
+//! Postgres. Each is measured alone on the same two cores, by the same kind
+//! of 16 clients: nginx answering the view's own bytes to the bench's
+//! clients, `redis-benchmark` sending the api's `SET`, and `pgbench -S`. On
+//! a machine whose cores every process shares, the costs of work done one
+//! after another add up, so `1 / (1/http + 1/nonce + 1/read)` bounds the
+//! views a second any api could serve here: the figure the view/pgbench
+//! target can be weighed against.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use super::role::{Spawned, free_port, wait_listening};
+use crate::home::Home;
+
+/// Requests `redis-benchmark` sends (about 5-8 s here).
+const REDIS_REQUESTS: u32 = 400_000;
+
+/// The floor's parts, each in operations a second.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Floor {
+    /// The bench's clients against nginx serving a view's bytes.
+    pub http_rps: f64,
+    /// `redis-benchmark`'s `SET key 1 NX EX 60` on the store Redis.
+    pub nonce_rps: f64,
+}
+
+impl Floor {
+    /// Views a second if the api cost nothing: the three parts' costs added.
+    pub fn bound(&self, read_tps: f64) -> f64 {
+        if self.http_rps <= 0.0 || self.nonce_rps <= 0.0 || read_tps <= 0.0 {
+            return 0.0;
+        }
+        1.0 / (1.0 / self.http_rps + 1.0 / self.nonce_rps + 1.0 / read_tps)
+    }
+}
+
+/// nginx (two workers, as the api has two runtime threads) serving `body`
+/// as JSON at every `/post/...` path; returns its guard and port.
+pub async fn nginx_serving(home: &Home, body: &[u8]) -> Result<(Spawned, u16)> {
+    let nginx = crate::process::which("nginx")
+        .or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file()))
+        .context("nginx not found (install step 'wrk + nginx'): run `deploy/install.sh base`")?;
+    let dir = home.data_dir().join("bench-origin-floor");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("html"))?;
+    std::fs::create_dir_all(dir.join("tmp"))?;
+    std::fs::write(dir.join("html/view.json"), body)?;
+    let port = free_port()?;
+    std::fs::write(dir.join("nginx.conf"), nginx_config(&dir, port))?;
+    let mut cmd = Command::new(nginx);
+    cmd.arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .args(["-g", "daemon off;"]);
+    let log = home.logs_dir().join("bench-origin-floor.nginx.log");
+    let spawned = Spawned::start(cmd, &log, "nginx")?;
+    wait_listening(port, "nginx").await?;
+    Ok((spawned, port))
+}
+
+fn nginx_config(prefix: &std::path::Path, port: u16) -> String {
+    format!(
+        r#"# cityboard bench origin-read: a view's HTTP exchange with nothing behind it.
+worker_processes 2;
+error_log {prefix}/error.log warn;
+pid {prefix}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {prefix}/tmp;
+  proxy_temp_path {prefix}/tmp;
+  fastcgi_temp_path {prefix}/tmp;
+  uwsgi_temp_path {prefix}/tmp;
+  scgi_temp_path {prefix}/tmp;
+  keepalive_requests 1000000;
+  server {{
+    listen 127.0.0.1:{port};
+    root {prefix}/html;
+    location /post/ {{
+      default_type application/json;
+      etag off;
+      try_files /view.json =404;
+    }}
+  }}
+}}
+"#,
+        prefix = prefix.display()
+    )
+}
+
+/// `redis-benchmark` with `clients` connections sending the api's nonce
+/// claim (`SET <random key> 1 NX EX 60`) to the Redis on `port`. The keys
+/// are the bench's own and expire within a minute.
+pub fn nonce_claims(port: u16, clients: usize) -> Result<f64> {
+    let tool = crate::process::which("redis-benchmark").context(
+        "redis-benchmark not found (it comes with redis-server): run `deploy/install.sh base`",
+    )?;
+    let out = Command::new(tool)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-c", &clients.to_string()])
+        .args(["-n", &REDIS_REQUESTS.to_string()])
+        .args(["-r", "1000000000", "-q"])
+        .args(["SET", "cb:bench:nonce:__rand_int__", "1", "NX", "EX", "60"])
+        .output()
+        .context("running redis-benchmark")?;
+    if !out.status.success() {
+        bail!(
+            "redis-benchmark failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    requests_per_second(&String::from_utf8_lossy(&out.stdout))
+        .context("redis-benchmark printed no 'requests per second'")
+}
+
+/// The figure of `redis-benchmark -q`'s last report ("...: 57413.52
+/// requests per second, p50=0.175 msec"); progress reports before it are
+/// separated by carriage returns.
+fn requests_per_second(output: &str) -> Option<f64> {
+    let last = output
+        .split(['\r', '\n'])
+        .rfind(|l| l.contains("requests per second"))?;
+    let before = last.split(" requests per second").next()?;
+    before.rsplit([' ', ':']).next()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_last_report_of_redis_benchmark() {
+        let out = "SET k: rps=0.0 (overall: -nan) avg_msec=-nan\rSET k: rps=58466.1 (overall: 58466.1)\r\
+                   SET cb:bench:nonce:__rand_int__ 1 NX EX 60: 57413.52 requests per second, p50=0.175 msec\n\n";
+        assert_eq!(requests_per_second(out), Some(57413.52));
+        assert_eq!(requests_per_second("nothing here"), None);
+    }
+
+    #[test]
+    fn the_bound_adds_the_costs_of_the_parts() {
+        let f = Floor {
+            http_rps: 60_000.0,
+            nonce_rps: 60_000.0,
+        };
+        // 1 / (1/60k + 1/60k + 1/60k) = 20k.
+        assert!((f.bound(60_000.0) - 20_000.0).abs() < 1e-6);
+        assert_eq!(f.bound(0.0), 0.0);
+    }
+}
