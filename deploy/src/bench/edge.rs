@@ -140,9 +140,6 @@ pub async fn run(home: &Home, topology: &Topology, scenario: &str, json: bool) -
     let rounds = env_size("CITYBOARD_BENCH_ROUNDS", 3).clamp(1, 100) as u32;
     let wrk = crate::process::which("wrk")
         .context("wrk not found (install step 'wrk + nginx'): run `deploy/install.sh base`")?;
-    let nginx = crate::process::which("nginx")
-        .or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file()))
-        .context("nginx not found (install step 'wrk + nginx'): run `deploy/install.sh base`")?;
     let dir = home.data_dir().join("bench-edge");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -214,21 +211,15 @@ pub async fn run(home: &Home, topology: &Topology, scenario: &str, json: bool) -
     js_cmd.arg("serve").arg(dir.join("js.capnp"));
     let _js = Spawned::start(js_cmd, &logs.join("bench-edge.js.log"), "workerd (JS)")?;
 
-    let nginx_port = free_port()?;
     std::fs::create_dir_all(dir.join("nginx/html/post"))?;
     std::fs::write(dir.join(format!("nginx/html/post/{POST_ID}")), &page)?;
-    std::fs::write(
-        dir.join("nginx/nginx.conf"),
-        nginx_config(&dir.join("nginx"), nginx_port, &etag(POST_ID, &meta)),
-    )?;
-    let mut nginx_cmd = Command::new(&nginx);
-    nginx_cmd
-        .arg("-p")
-        .arg(dir.join("nginx"))
-        .arg("-c")
-        .arg(dir.join("nginx/nginx.conf"))
-        .args(["-g", "daemon off;"]);
-    let _nginx = Spawned::start(nginx_cmd, &logs.join("bench-edge.nginx.log"), "nginx")?;
+    let page_etag = etag(POST_ID, &meta);
+    let (_nginx, nginx_port) = super::nginx::start(
+        &dir.join("nginx"),
+        &logs.join("bench-edge.nginx.log"),
+        |port| nginx_config(&dir.join("nginx"), port, &page_etag),
+    )
+    .await?;
     // The servers measured, in the order they are run.
     let mut servers = vec![(rust_port, "rust-worker")];
     if let Some((port, _)) = &kv_read {

@@ -79,24 +79,13 @@ const main :Workerd.Worker = (
 }
 
 pub fn nginx_config(prefix: &Path, port: u16, etag: &str) -> String {
-    format!(
-        r#"# cityboard bench edge-*: the ceiling on this machine, one worker like workerd's one thread.
-worker_processes 1;
-error_log {prefix}/error.log warn;
-pid {prefix}/nginx.pid;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {prefix}/tmp;
-  proxy_temp_path {prefix}/tmp;
-  fastcgi_temp_path {prefix}/tmp;
-  uwsgi_temp_path {prefix}/tmp;
-  scgi_temp_path {prefix}/tmp;
-  keepalive_requests 1000000;
-  server {{
-    listen 127.0.0.1:{port};
-    root {prefix}/html;
-    location /post/ {{
+    // One worker, like workerd's one thread.
+    super::nginx::config(
+        prefix,
+        1,
+        port,
+        &format!(
+            r#"    location /post/ {{
       default_type "text/html; charset=utf-8";
       etag off;
       add_header ETag '{etag}';
@@ -105,11 +94,8 @@ http {{
     location = / {{
       add_header Cache-Control "private, no-store" always;
       return 302 http://newyork.cityboard.localhost/;
-    }}
-  }}
-}}
-"#,
-        prefix = prefix.display()
+    }}"#
+        ),
     )
 }
 

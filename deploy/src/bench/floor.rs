@@ -11,12 +11,11 @@
 //! views a second any api could serve here: the figure the view/pgbench
 //! target can be weighed against.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use super::role::{Spawned, free_port, wait_listening};
+use super::role::Spawned;
 use crate::home::Home;
 
 /// Requests `redis-benchmark` sends (about 5-8 s here).
@@ -44,56 +43,21 @@ impl Floor {
 /// nginx (two workers, as the api has two runtime threads) serving `body`
 /// as JSON at every `/post/...` path; returns its guard and port.
 pub async fn nginx_serving(home: &Home, body: &[u8]) -> Result<(Spawned, u16)> {
-    let nginx = crate::process::which("nginx")
-        .or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file()))
-        .context("nginx not found (install step 'wrk + nginx'): run `deploy/install.sh base`")?;
     let dir = home.data_dir().join("bench-origin-floor");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("html"))?;
-    std::fs::create_dir_all(dir.join("tmp"))?;
     std::fs::write(dir.join("html/view.json"), body)?;
-    let port = free_port()?;
-    std::fs::write(dir.join("nginx.conf"), nginx_config(&dir, port))?;
-    let mut cmd = Command::new(nginx);
-    cmd.arg("-p")
-        .arg(&dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .args(["-g", "daemon off;"]);
-    let log = home.logs_dir().join("bench-origin-floor.nginx.log");
-    let spawned = Spawned::start(cmd, &log, "nginx")?;
-    wait_listening(port, "nginx").await?;
-    Ok((spawned, port))
-}
-
-fn nginx_config(prefix: &std::path::Path, port: u16) -> String {
-    format!(
-        r#"# cityboard bench origin-read: a view's HTTP exchange with nothing behind it.
-worker_processes 2;
-error_log {prefix}/error.log warn;
-pid {prefix}/nginx.pid;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {prefix}/tmp;
-  proxy_temp_path {prefix}/tmp;
-  fastcgi_temp_path {prefix}/tmp;
-  uwsgi_temp_path {prefix}/tmp;
-  scgi_temp_path {prefix}/tmp;
-  keepalive_requests 1000000;
-  server {{
-    listen 127.0.0.1:{port};
-    root {prefix}/html;
-    location /post/ {{
+    let locations = r#"    location /post/ {
       default_type application/json;
       etag off;
       try_files /view.json =404;
-    }}
-  }}
-}}
-"#,
-        prefix = prefix.display()
+    }"#;
+    super::nginx::start(
+        &dir,
+        &home.logs_dir().join("bench-origin-floor.nginx.log"),
+        |port| super::nginx::config(&dir, 2, port, locations),
     )
+    .await
 }
 
 /// `redis-benchmark` with `clients` connections sending the api's nonce

@@ -7,6 +7,7 @@ pub mod edge;
 pub mod edge_fixtures;
 pub mod floor;
 pub mod geo;
+pub mod nginx;
 pub mod origin;
 pub mod pg;
 pub mod preload;

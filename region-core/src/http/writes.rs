@@ -166,6 +166,17 @@ struct Write {
 }
 
 /// The request's post id; one that is not well formed names no post.
+impl Write {
+    /// A command on a post that exists already (all but create).
+    fn existing(post: Id, kind: CommandKind) -> Write {
+        Write {
+            kind,
+            post,
+            creates: false,
+        }
+    }
+}
+
 fn post_id(id: &str) -> Result<Id, ApiError> {
     id.parse().map_err(|_| ApiError::NotFound)
 }
@@ -253,45 +264,92 @@ fn answer(w: &Write, command: Id, status: Option<&CommandStatus>, form: bool) ->
     redirect
 }
 
-/// What every write does once its body is parsed: claim the
-/// `Idempotency-Key`, make and produce the command, answer, and keep the
-/// answer for retries.
-#[allow(clippy::too_many_arguments)]
-async fn run(
-    st: &AppState,
-    user: &AuthUser,
+/// What every write handler passes on: the user, the host's city and the
+/// request's headers.
+struct Writer<'a> {
+    st: &'a AppState,
+    user: &'a AuthUser,
     city: String,
-    headers: &HeaderMap,
-    method: &str,
-    path: &str,
-    body: &[u8],
-    form: bool,
-    make: impl FnOnce(Option<Id>) -> Write,
-    new_post: bool,
-) -> Result<Response, ApiError> {
-    let claim = match idempotency::begin(&st.store, user.id, headers, method, path, body).await? {
-        Begin::Replay(answer) => return Ok(answer.into_response()),
-        Begin::Proceed(claim) => claim,
-    };
-    let result = produce(st, user, city, make, new_post).await;
-    match result {
-        Ok((w, command, status)) => {
-            let a = answer(&w, command, status.as_ref(), form);
-            if let Some(claim) = claim
-                && let Err(e) = idempotency::finish(&st.store, claim, &a).await
-            {
-                tracing::warn!(error = %e, "storing the answer of an Idempotency-Key");
-            }
-            Ok(a.into_response())
+    headers: &'a HeaderMap,
+}
+
+impl<'a> Writer<'a> {
+    fn new(st: &'a AppState, user: &'a AuthUser, city: String, headers: &'a HeaderMap) -> Self {
+        Writer {
+            st,
+            user,
+            city,
+            headers,
         }
-        Err(e) => {
-            // Nothing was produced (or it is unknown whether it was, which
-            // the dedup of command ids makes harmless): the key is free.
-            if let Some(claim) = claim {
-                idempotency::release(&st.store, claim).await;
+    }
+
+    /// What every write does once its body is parsed: claim the
+    /// `Idempotency-Key` (bound to `method`, `path` and `body`), make and
+    /// produce the command (with a new post id for `make` when `new_post`),
+    /// answer (a redirect for a `form`), and keep the answer for retries.
+    async fn run(
+        self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        form: bool,
+        make: impl FnOnce(Option<Id>) -> Write,
+        new_post: bool,
+    ) -> Result<Response, ApiError> {
+        let Writer {
+            st,
+            user,
+            city,
+            headers,
+        } = self;
+        let claim =
+            match idempotency::begin(&st.store, user.id, headers, method, path, body).await? {
+                Begin::Replay(answer) => return Ok(answer.into_response()),
+                Begin::Proceed(claim) => claim,
+            };
+        let result = produce(st, user, city, make, new_post).await;
+        match result {
+            Ok((w, command, status)) => {
+                let a = answer(&w, command, status.as_ref(), form);
+                if let Some(claim) = claim
+                    && let Err(e) = idempotency::finish(&st.store, claim, &a).await
+                {
+                    tracing::warn!(error = %e, "storing the answer of an Idempotency-Key");
+                }
+                Ok(a.into_response())
             }
-            Err(e)
+            Err(e) => {
+                // Nothing was produced (or it is unknown whether it was, which
+                // the dedup of command ids makes harmless): the key is free.
+                if let Some(claim) = claim {
+                    idempotency::release(&st.store, claim).await;
+                }
+                Err(e)
+            }
         }
+    }
+
+    /// Delete and renew: a command on one of the user's own posts that
+    /// carries only the post and its owner, sent without a body of its own
+    /// (a form may still carry the CSRF token).
+    async fn own_post(
+        self,
+        body: Body,
+        method: &str,
+        path: &str,
+        post_id: Id,
+        kind: CommandKind,
+    ) -> Result<Response, ApiError> {
+        let (bytes, form) = no_body(self.st, self.user, self.headers, body)?;
+        self.run(
+            method,
+            path,
+            &bytes,
+            form,
+            |_| Write::existing(post_id, kind),
+            false,
+        )
+        .await
     }
 }
 
@@ -460,30 +518,27 @@ pub async fn create_post(
     let (input, bytes, form) = post_body_of(&st, &user, &headers, body)?;
     let fields = input.validated()?;
     let user_id = user.id;
-    run(
-        &st,
-        &user,
-        city,
-        &headers,
-        "POST",
-        "/post",
-        &bytes,
-        form,
-        |post| {
-            let post_id = post.unwrap_or(Id(0));
-            Write {
-                kind: CommandKind::Create {
-                    post_id,
-                    user_id,
-                    post: fields,
-                },
-                post: post_id,
-                creates: true,
-            }
-        },
-        true,
-    )
-    .await
+    Writer::new(&st, &user, city, &headers)
+        .run(
+            "POST",
+            "/post",
+            &bytes,
+            form,
+            |post| {
+                let post_id = post.unwrap_or(Id(0));
+                Write {
+                    kind: CommandKind::Create {
+                        post_id,
+                        user_id,
+                        post: fields,
+                    },
+                    post: post_id,
+                    creates: true,
+                }
+            },
+            true,
+        )
+        .await
 }
 
 /// Replaces the fields of one of the user's posts.
@@ -521,28 +576,21 @@ pub async fn update_post(
     let post_id = post_id(&id)?;
     let fields = input.validated()?;
     let user_id = user.id;
-    let path = format!("/post/{post_id}");
-    run(
-        &st,
-        &user,
-        city,
-        &headers,
-        "PUT",
-        &path,
-        &bytes,
-        form,
-        |_| Write {
-            kind: CommandKind::Update {
-                post_id,
-                user_id,
-                post: fields,
-            },
-            post: post_id,
-            creates: false,
-        },
-        false,
-    )
-    .await
+    let kind = CommandKind::Update {
+        post_id,
+        user_id,
+        post: fields,
+    };
+    Writer::new(&st, &user, city, &headers)
+        .run(
+            "PUT",
+            &format!("/post/{post_id}"),
+            &bytes,
+            form,
+            |_| Write::existing(post_id, kind),
+            false,
+        )
+        .await
 }
 
 /// The CSRF check of a write without a body of its own (a form may still
@@ -584,27 +632,15 @@ pub async fn delete_post(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (bytes, form) = no_body(&st, &user, &headers, body)?;
     let post_id = post_id(&id)?;
-    let user_id = user.id;
+    let kind = CommandKind::Delete {
+        post_id,
+        user_id: user.id,
+    };
     let path = format!("/post/{post_id}");
-    run(
-        &st,
-        &user,
-        city,
-        &headers,
-        "DELETE",
-        &path,
-        &bytes,
-        form,
-        |_| Write {
-            kind: CommandKind::Delete { post_id, user_id },
-            post: post_id,
-            creates: false,
-        },
-        false,
-    )
-    .await
+    Writer::new(&st, &user, city, &headers)
+        .own_post(body, "DELETE", &path, post_id, kind)
+        .await
 }
 
 /// Renews one of the user's posts for another 7 days (an expired one too).
@@ -633,27 +669,15 @@ pub async fn renew_post(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (bytes, form) = no_body(&st, &user, &headers, body)?;
     let post_id = post_id(&id)?;
-    let user_id = user.id;
+    let kind = CommandKind::Renew {
+        post_id,
+        user_id: user.id,
+    };
     let path = format!("/post/{post_id}/renew");
-    run(
-        &st,
-        &user,
-        city,
-        &headers,
-        "POST",
-        &path,
-        &bytes,
-        form,
-        |_| Write {
-            kind: CommandKind::Renew { post_id, user_id },
-            post: post_id,
-            creates: false,
-        },
-        false,
-    )
-    .await
+    Writer::new(&st, &user, city, &headers)
+        .own_post(body, "POST", &path, post_id, kind)
+        .await
 }
 
 /// The renewal page a reminder e-mail links to: the user's post with one
@@ -749,27 +773,21 @@ pub async fn report(
     }
     let reporter_id = user.id;
     let post_id = input.post_id;
-    run(
-        &st,
-        &user,
-        city,
-        &headers,
-        "POST",
-        "/report",
-        &bytes,
-        form,
-        |_| Write {
-            kind: CommandKind::Report {
-                post_id,
-                reporter_id,
-                reason,
-            },
-            post: post_id,
-            creates: false,
-        },
-        false,
-    )
-    .await
+    let kind = CommandKind::Report {
+        post_id,
+        reporter_id,
+        reason,
+    };
+    Writer::new(&st, &user, city, &headers)
+        .run(
+            "POST",
+            "/report",
+            &bytes,
+            form,
+            |_| Write::existing(post_id, kind),
+            false,
+        )
+        .await
 }
 
 #[cfg(test)]

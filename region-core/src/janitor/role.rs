@@ -9,10 +9,9 @@ use chrono::{DateTime, Utc};
 
 use crate::catalog::NodeLease;
 use crate::clock::{Clock, SharedClock, SystemClock};
-use crate::db::{ReadConfig, Router};
 use crate::janitor::{HomeCatalogs, Janitor, JanitorConfig, JanitorParts, Mailer};
 use crate::pipeline::metrics::PipelineMetrics;
-use crate::pipeline::roles::{Common, broker, catalog};
+use crate::pipeline::roles::{Common, broker, catalog_and_router};
 use crate::pipeline::{Producer, ProducerConfig};
 use crate::stack::StackFile;
 
@@ -70,12 +69,7 @@ pub async fn run(
     let stack = StackFile::read(state)?;
     let (number, entry) = stack.region(region)?;
     let brokers = broker(state, &args.common)?;
-    let catalog = catalog(&entry.catalog_url, region, 2).await?;
-    let read = ReadConfig {
-        max_connections: 2,
-        ..ReadConfig::default()
-    };
-    let router = Router::connect(catalog.clone(), region, read).await?;
+    let (catalog, router) = catalog_and_router(&entry.catalog_url, region, 2).await?;
     // Ids need a clock that moves on its own (a frozen one would exhaust a
     // millisecond's sequence and wait): the system's, as every role's.
     let (lease, ids, renew) =

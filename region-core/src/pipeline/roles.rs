@@ -92,6 +92,23 @@ pub(crate) async fn catalog(
     Ok(catalog)
 }
 
+/// The region's catalog (checked as `catalog` does) and a router over its
+/// shards, with at most `connections` connections to each database: what a
+/// role that reads shards starts from.
+pub(crate) async fn catalog_and_router(
+    url: &str,
+    region: &str,
+    connections: u32,
+) -> anyhow::Result<(PgPool, Router)> {
+    let catalog = catalog(url, region, connections).await?;
+    let read = ReadConfig {
+        max_connections: connections,
+        ..ReadConfig::default()
+    };
+    let router = Router::connect(catalog.clone(), region, read).await?;
+    Ok((catalog, router))
+}
+
 /// `--broker`, else the broker the stack description names.
 pub(crate) fn broker(state: &Path, common: &Common) -> anyhow::Result<String> {
     match &common.broker {
@@ -110,12 +127,7 @@ pub async fn writer(
     let stack = StackFile::read(state)?;
     let (number, entry) = stack.region(region)?;
     let brokers = broker(state, &args.common)?;
-    let catalog = catalog(&entry.catalog_url, region, 4).await?;
-    let read = ReadConfig {
-        max_connections: 4,
-        ..ReadConfig::default()
-    };
-    let router = Router::connect(catalog.clone(), region, read).await?;
+    let (catalog, router) = catalog_and_router(&entry.catalog_url, region, 4).await?;
     let map_watch = router.map.watch(Duration::from_secs(5));
     let (lease, ids, renew) =
         NodeLease::ids_for(&catalog, "writer", region, number, Arc::new(SystemClock))
