@@ -45,6 +45,7 @@ pub fn run(home: &Home, purge: bool) -> Result<()> {
             }
         }
     }
+    leftovers += stop_postmasters(home);
     if leftovers == 0 {
         println!("down: nothing left running");
     }
@@ -59,4 +60,40 @@ pub fn run(home: &Home, purge: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Stops every Postgres still running on one of the stack's data
+/// directories, whoever started it: a test that stops a node and starts it
+/// again with `pg_ctl` (region-core's `tests/common/nodes.rs`) leaves a
+/// postmaster no pid file of the supervisor names, which would hold its
+/// port against the next `up`. Returns how many it stopped.
+fn stop_postmasters(home: &Home) -> usize {
+    let Ok(entries) = std::fs::read_dir(home.data_dir()) else {
+        return 0;
+    };
+    let mut stopped = 0;
+    for dir in entries.flatten().map(|e| e.path()) {
+        // The first line of postmaster.pid is the postmaster's pid.
+        let Some(pid) = std::fs::read_to_string(dir.join("postmaster.pid"))
+            .ok()
+            .and_then(|text| text.lines().next()?.trim().parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // Only that very postmaster: a pid reused by another program since
+        // does not run with this data directory on its command line.
+        let ours = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+            let dir = dir.as_os_str().as_encoded_bytes();
+            cmdline.windows(dir.len()).any(|w| w == dir)
+        });
+        if let Some(process) = ProcessId::of(pid).filter(|_| ours) {
+            stopped += 1;
+            println!(
+                "down: stopping Postgres pid {pid} started outside the supervisor ({})",
+                dir.display()
+            );
+            process.stop(Signal::SIGINT, Duration::from_secs(20));
+        }
+    }
+    stopped
 }
