@@ -11,6 +11,7 @@ pub mod error;
 pub mod http;
 pub mod janitor;
 pub mod local_cache;
+pub mod locale;
 pub mod lsn;
 pub mod migrate;
 pub mod model;
