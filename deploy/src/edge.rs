@@ -9,7 +9,8 @@
 //!
 //! - `PAGES` → the KV service (a `kvNamespace` binding to an external HTTP
 //!   service), `APEX`, `CITIES` (every served city with its region),
-//!   `ORIGINS` (region → `http://127.0.0.1:<api port>`);
+//!   `ORIGINS` (region → `http://127.0.0.1:<api port>`), `TEMPLATE_VERSION`
+//!   (the post page template the publishers render, [`template_version`]);
 //! - `FORWARD_KEY` and `KV_ROUTE_KEY` from the stack's secrets, passed as
 //!   environment variables (`fromEnvironment`), so the file holds no secret;
 //! - no `TEST_MODE`: the stack's edge behaves as production does. Tests
@@ -173,6 +174,14 @@ pub fn read_secret(secrets_dir: &Path, file: &str) -> Result<String> {
     Ok(text.trim().to_string())
 }
 
+/// The post page template version the region's publishers write into KV
+/// metadata: the Worker's `TEMPLATE_VERSION` (it serves only KV pages of
+/// this version). From the region-core this workspace builds, so the
+/// stack's edge and roles agree.
+pub fn template_version() -> u32 {
+    region_core::pipeline::publisher::template_version()
+}
+
 /// Writes the stack's edge config (`config`, mode 0600) with the Worker's
 /// modules copied beside it.
 pub fn prepare(topology: &Topology, config: &Path) -> Result<()> {
@@ -187,7 +196,7 @@ pub fn prepare(topology: &Topology, config: &Path) -> Result<()> {
         apex: &topology.apex,
         cities: serde_json::to_string(&cities(topology))?,
         origins: serde_json::to_string(&origins(topology))?,
-        extra_text: &[],
+        extra_text: &[("TEMPLATE_VERSION", &template_version().to_string())],
     });
     write_private(config, text.as_bytes())
 }

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use cityboard_deploy::home::Home;
 use cityboard_deploy::topology::TopologyError;
-use cityboard_deploy::{bench, commands, edge_kv, supervisor};
+use cityboard_deploy::{bench, commands, edge, edge_kv, supervisor};
 
 #[derive(Parser)]
 #[command(
@@ -89,6 +89,10 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Print the post page template version this build renders: the edge
+    /// Worker's `TEMPLATE_VERSION` (`wrangler deploy --var
+    /// TEMPLATE_VERSION:$(cityboard template-version)`).
+    TemplateVersion,
     /// Serve a KV namespace over the protocol of workerd's `kvNamespace`
     /// binding (the local edge's KV; the stack runs one on port_base + 3).
     EdgeKv(edge_kv::Options),
@@ -128,6 +132,10 @@ fn main() -> ExitCode {
         Cmd::Bench { scenario, json } => runtime
             .block_on(bench::run(&home, &scenario, json))
             .map(|()| true),
+        Cmd::TemplateVersion => {
+            println!("{}", edge::template_version());
+            Ok(true)
+        }
         Cmd::EdgeKv(options) => runtime.block_on(edge_kv::serve(options)).map(|()| true),
         Cmd::Supervise => runtime.block_on(supervisor::run(home)).map(|()| true),
     };

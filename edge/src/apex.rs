@@ -2,7 +2,8 @@
 //!
 //! A `cb_city` cookie (the visitor's own choice, from the picker) wins over
 //! any location; otherwise `request.cf`, then the client IP; a visitor none
-//! of them places gets the picker. Every answer depends on the visitor, so
+//! of them places gets the picker. `/cities` is the picker for everyone
+//! (each page's "change city" link). Every answer depends on the visitor, so
 //! none may be cached (`private, no-store`).
 
 use web_sys::Response;
@@ -15,6 +16,9 @@ use crate::html;
 use crate::incoming::Incoming;
 use crate::respond;
 
+/// The picker's own path on the apex: always the picker, even for a
+/// visitor whose `cb_city` cookie would send them to their city.
+pub const CITIES_PATH: &str = "/cities";
 /// Cookie naming the city the visitor chose.
 pub const CITY_COOKIE: &str = "cb_city";
 /// How long the choice is kept: a year.
@@ -27,6 +31,10 @@ pub fn handle(req: &Incoming, config: &Config, env: &Env) -> Result<Response, Ed
     }
     if req.path == "/choose" {
         return choose(req, config);
+    }
+    // "Change city" links here: the picker whatever the cookie says.
+    if req.path == CITIES_PATH {
+        return picker(req, config);
     }
     if let Some(city) = req.cookie(CITY_COOKIE).and_then(|slug| config.city(slug)) {
         return to_city(req, config, &city.slug, "cookie");
@@ -41,12 +49,17 @@ pub fn handle(req: &Incoming, config: &Config, env: &Env) -> Result<Response, Ed
             };
             to_city(req, config, &city, how)
         }
-        None => respond::html(
-            200,
-            &[("cache-control", "private, no-store")],
-            &html::picker(config, &req.base_of(&config.apex), None),
-        ),
+        None => picker(req, config),
     }
+}
+
+/// The city picker (with the GeoIP credit, as every page of the apex).
+fn picker(req: &Incoming, config: &Config) -> Result<Response, EdgeError> {
+    respond::html(
+        200,
+        &[("cache-control", "private, no-store")],
+        &html::picker(config, &req.base_of(&config.apex), None),
+    )
 }
 
 /// `GET /choose?city=x`: remembers the choice and sends the visitor there.

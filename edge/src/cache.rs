@@ -8,6 +8,12 @@
 //! [`TTL_SECS`]. HTML and non-HTML answers of one URL are different entries
 //! (the Workers cache ignores `Vary`). Under bare workerd without a cache
 //! service the Cache API stores nothing, which changes nothing but speed.
+//!
+//! Static assets (`/static/…`, fingerprinted names that never change
+//! content) are the same for every visitor: they are cached whoever asks,
+//! and an answer the origin marks `immutable` keeps its own
+//! `Cache-Control` (a year) in the cache and at the browser instead of
+//! [`TTL_SECS`].
 
 use cityboard_protocol::ryw::RYW_COOKIE;
 use js_sys::Reflect;
@@ -36,15 +42,19 @@ pub async fn get(
     ctx: &Context,
     city: &str,
 ) -> Result<Response, EdgeError> {
+    let asset = is_asset(&req.path);
     let anonymous = req.method == "GET"
-        && req.cookie(SESSION_COOKIE).is_none()
-        && req.cookie(RYW_COOKIE).is_none()
-        && req.header("authorization").is_none();
+        && (asset
+            || (req.cookie(SESSION_COOKIE).is_none()
+                && req.cookie(RYW_COOKIE).is_none()
+                && req.header("authorization").is_none()));
     let cache = if anonymous { default_cache() } else { None };
     let Some(cache) = cache else {
         return origin::forward(req, config, env, city, None).await;
     };
-    let variant = if incoming::wants_html(&req.headers) {
+    let variant = if asset {
+        "asset"
+    } else if incoming::wants_html(&req.headers) {
         "html"
     } else {
         "other"
@@ -76,6 +86,18 @@ pub async fn get(
     Ok(res)
 }
 
+/// Static assets: the same bytes for every visitor.
+pub fn is_asset(path: &str) -> bool {
+    path.starts_with("/static/") && !path.contains("..")
+}
+
+/// Whether the origin says an answer never changes (fingerprinted assets).
+fn immutable(cache_control: &str) -> bool {
+    cache_control
+        .split(',')
+        .any(|d| d.trim().eq_ignore_ascii_case("immutable"))
+}
+
 fn default_cache() -> Option<Cache> {
     let global: WorkerGlobalScope = js_sys::global().unchecked_into();
     let caches = global.caches().ok()?;
@@ -96,15 +118,35 @@ fn cacheable(res: &Response) -> bool {
 }
 
 /// A copy of `res` (its body teed) whose `Cache-Control` tells the cache how
-/// long to keep it.
+/// long to keep it: [`TTL_SECS`], or the origin's own for an immutable
+/// answer.
 fn stored_copy(res: &Response) -> Option<Response> {
     let copy = res.clone().ok()?;
     let headers = web_sys::Headers::new_with_headers(&copy.headers()).ok()?;
-    headers
-        .set("cache-control", &format!("public, max-age={TTL_SECS}"))
-        .ok()?;
+    let origin_says = headers.get("cache-control").ok().flatten();
+    if !origin_says.as_deref().is_some_and(immutable) {
+        headers
+            .set("cache-control", &format!("public, max-age={TTL_SECS}"))
+            .ok()?;
+    }
     let init = web_sys::ResponseInit::new();
     init.set_status(copy.status());
     init.set_headers(headers.as_ref());
     Response::new_with_opt_readable_stream_and_init(copy.body().as_ref(), &init).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assets_and_immutable_answers() {
+        assert!(is_asset("/static/site.3f2a9c1b.css"));
+        assert!(!is_asset("/static/../post"));
+        assert!(!is_asset("/post/static/x"));
+        assert!(immutable("public, max-age=31536000, immutable"));
+        assert!(immutable("Immutable"));
+        assert!(!immutable("public, max-age=10"));
+        assert!(!immutable("no-immutable-here"));
+    }
 }

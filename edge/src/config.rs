@@ -62,6 +62,10 @@ pub struct Config {
     /// `PAGE_CACHE_MS`: how long KV's answer for a post page is kept in the
     /// isolate ([`crate::hot`]); 0 reads KV on every request.
     pub page_cache_ms: u32,
+    /// `TEMPLATE_VERSION`: the post page template the origin renders
+    /// (region-core's `render::TEMPLATE_VERSION`). A KV page rendered with
+    /// another one is not served ([`crate::post`]); absent, any is.
+    pub template_version: Option<u32>,
 }
 
 impl Config {
@@ -168,6 +172,14 @@ fn parse(env: &Env) -> Result<Config, EdgeError> {
             crate::hot::MAX_PAGE_CACHE_MS
         ),
     )?;
+    let template_version =
+        match text(env, "TEMPLATE_VERSION") {
+            None => None,
+            Some(s) if s.trim().is_empty() => None,
+            Some(s) => Some(s.trim().parse::<u32>().map_err(|_| {
+                EdgeError::Config(format!("TEMPLATE_VERSION={s:?} is not a number"))
+            })?),
+        };
     Ok(Config {
         apex,
         cities,
@@ -178,5 +190,6 @@ fn parse(env: &Env) -> Result<Config, EdgeError> {
         test_mode,
         origin_timeout_ms,
         page_cache_ms,
+        template_version,
     })
 }

@@ -96,9 +96,23 @@ async fn route(
 }
 
 /// Sends the visitor's request to the city's origin (one retry after a 421)
-/// and returns the origin's response untouched. `body` is the request body,
-/// already read (and size-checked) once.
+/// and returns the origin's response, untouched but for the security
+/// headers of an HTML page (`respond::secure`: the edge's, whatever the
+/// origin sent). `body` is the request body, already read (and
+/// size-checked) once.
 pub async fn forward(
+    req: &Incoming,
+    config: &Config,
+    env: &Env,
+    city: &str,
+    body: Option<&[u8]>,
+) -> Result<Response, EdgeError> {
+    forward_once_more_on_421(req, config, env, city, body)
+        .await
+        .map(respond::secure)
+}
+
+async fn forward_once_more_on_421(
     req: &Incoming,
     config: &Config,
     env: &Env,

@@ -84,7 +84,7 @@ pub fn kept_page(
     id: u64,
 ) -> Option<Result<Response, EdgeError>> {
     let (body, meta) = kept(config, id, clock::now_ms())?;
-    answer(req, config, id, judge(req, city, id, body, meta)).ok()
+    answer(req, config, id, judge(req, config, city, id, body, meta)).ok()
 }
 
 /// The answer to a decision the edge can give itself, or `Err` with why the
@@ -97,10 +97,11 @@ fn answer(
 ) -> Result<Result<Response, EdgeError>, &'static str> {
     Ok(match decision {
         Decision::Serve(body, meta) => serve(req, id, &meta, body),
-        Decision::Gone => respond::html(
+        Decision::Gone => respond::kept_html(
+            "gone",
             410,
             &[("cache-control", "public, max-age=60")],
-            &html::gone_page(),
+            html::gone_page,
         ),
         Decision::Elsewhere(other) => {
             let location = format!("{}/post/{id}", req.base_of(&city_host(&other, config)));
@@ -135,11 +136,18 @@ async fn decide(req: &Incoming, config: &Config, env: &Env, city: &str, id: u64)
             Err(why) => return Decision::Origin(why),
         },
     };
-    judge(req, city, id, body, meta)
+    judge(req, config, city, id, body, meta)
 }
 
 /// What a page's metadata decides for this visitor on `city`'s host.
-fn judge(req: &Incoming, city: &str, id: u64, body: Body, meta: PostMeta) -> Decision {
+fn judge(
+    req: &Incoming,
+    config: &Config,
+    city: &str,
+    id: u64,
+    body: Body,
+    meta: PostMeta,
+) -> Decision {
     if meta.gone {
         return Decision::Gone;
     }
@@ -148,6 +156,15 @@ fn judge(req: &Incoming, city: &str, id: u64, body: Body, meta: PostMeta) -> Dec
     }
     if meta.expires_at.is_some_and(|t| t <= clock::now_secs()) {
         return Decision::Origin("kv-expired");
+    }
+    // A page of another template (or of none, written before templates
+    // were versioned) looks other than the site: the origin renders it
+    // until the publisher has re-published it.
+    if config
+        .template_version
+        .is_some_and(|current| meta.template != Some(current))
+    {
+        return Decision::Origin("kv-template");
     }
     if kv_page_is_stale(req.cookie(RYW_COOKIE), id, meta.version) {
         return Decision::Origin("kv-stale");
@@ -203,16 +220,17 @@ fn kv_error(id: u64, e: worker::kv::KvError) -> &'static str {
 fn answer_headers(tag: &str, with_type: bool) -> Result<web_sys::Headers, EdgeError> {
     // Browsers revalidate every time (no-cache) and get a cheap 304 while
     // the version is unchanged; a new version shows on the next load.
-    let h = respond::headers(&[
+    let extra = [
         ("etag", tag),
         ("cache-control", "no-cache"),
         ("x-cityboard-edge", "kv-hit"),
-    ])?;
+    ];
+    // A kept page's headers are built once, security headers included.
     if with_type {
-        h.set("content-type", respond::HTML)
-            .map_err(EdgeError::js)?;
+        respond::html_headers(&extra)
+    } else {
+        respond::headers(&extra)
     }
-    Ok(h)
 }
 
 fn serve(req: &Incoming, id: u64, meta: &PostMeta, body: Body) -> Result<Response, EdgeError> {

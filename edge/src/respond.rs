@@ -9,6 +9,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
+use cityboard_protocol::headers::{SECURITY_HEADERS, is_html};
 use wasm_bindgen::JsValue;
 use web_sys::{Headers, ReadableStream, Response, ResponseInit};
 
@@ -59,11 +60,53 @@ pub fn bytes(
     Response::new_with_opt_js_u8_array_and_init(Some(body), &init).map_err(EdgeError::js)
 }
 
-/// An HTML page the Worker rendered.
-pub fn html(status: u16, extra: &[(&str, &str)], page: &str) -> Result<Response, EdgeError> {
+/// Headers of an HTML page: `extra`, the type and the security headers
+/// (`cityboard_protocol::headers`).
+pub fn html_headers(extra: &[(&str, &str)]) -> Result<Headers, EdgeError> {
     let h = headers(extra)?;
     h.set("content-type", HTML).map_err(EdgeError::js)?;
-    text(status, &h, Some(page))
+    for (name, value) in SECURITY_HEADERS {
+        h.set(name, value).map_err(EdgeError::js)?;
+    }
+    Ok(h)
+}
+
+/// An HTML page the Worker rendered.
+pub fn html(status: u16, extra: &[(&str, &str)], page: &str) -> Result<Response, EdgeError> {
+    text(status, &html_headers(extra)?, Some(page))
+}
+
+thread_local! {
+    /// Fixed pages (the 410 of a deleted post) with their status and
+    /// headers, prepared once per isolate: a tombstone kept in the isolate
+    /// is answered with one runtime call, as a kept page is.
+    static KEPT_PAGES: RefCell<HashMap<&'static str, (ResponseInit, String)>> =
+        RefCell::new(HashMap::new());
+}
+
+/// A fixed HTML page named `name`, rendered by `page` and given its
+/// headers once per isolate.
+pub fn kept_html(
+    name: &'static str,
+    status: u16,
+    extra: &[(&str, &str)],
+    page: impl FnOnce() -> String,
+) -> Result<Response, EdgeError> {
+    let kept = KEPT_PAGES.with(|m| {
+        m.borrow()
+            .get(name)
+            .map(|(init, body)| Response::new_with_opt_str_and_init(Some(body), init))
+    });
+    if let Some(res) = kept {
+        return res.map_err(EdgeError::js);
+    }
+    let init = ResponseInit::new();
+    init.set_status(status);
+    init.set_headers(html_headers(extra)?.as_ref());
+    let body = page();
+    let res = Response::new_with_opt_str_and_init(Some(&body), &init).map_err(EdgeError::js)?;
+    KEPT_PAGES.with(|m| m.borrow_mut().insert(name, (init, body)));
+    Ok(res)
 }
 
 /// A JSON body (problem documents, the bulk route's answer).
@@ -144,12 +187,36 @@ pub fn plain(status: u16, body: &str) -> Result<Response, EdgeError> {
 /// The origin's response with one header added. Responses from `fetch` have
 /// immutable headers, so this makes a new response around the same body.
 pub fn with_header(res: Response, name: &str, value: &str) -> Response {
+    with_headers(res, &[(name, value)])
+}
+
+/// The origin's response with the security headers set (replacing the
+/// origin's own) when it is an HTML page; anything else as it came.
+pub fn secure(res: Response) -> Response {
+    let html = res
+        .headers()
+        .get("content-type")
+        .ok()
+        .flatten()
+        .is_some_and(|t| is_html(&t));
+    if html {
+        with_headers(res, SECURITY_HEADERS)
+    } else {
+        res
+    }
+}
+
+/// The origin's response with `pairs` set; the response unchanged when the
+/// runtime refuses (never an error: the page matters more than a header).
+fn with_headers(res: Response, pairs: &[(&str, &str)]) -> Response {
     let headers = match web_sys::Headers::new_with_headers(&res.headers()) {
         Ok(h) => h,
         Err(_) => return res,
     };
-    if headers.set(name, value).is_err() {
-        return res;
+    for (name, value) in pairs {
+        if headers.set(name, value).is_err() {
+            return res;
+        }
     }
     let init = web_sys::ResponseInit::new();
     init.set_status(res.status());

@@ -224,8 +224,9 @@ async fn a_new_post_becomes_its_origin_page_in_kv_and_the_edge_serves_it() {
     );
     assert_eq!(
         meta,
-        PostMeta::page(&city, 1, p.expires_at.timestamp()),
-        "version and expiry in the metadata"
+        PostMeta::page(&city, 1, p.expires_at.timestamp())
+            .with_template(region_core::pipeline::publisher::template_version()),
+        "version, expiry and template in the metadata"
     );
     // The edge serves it from KV.
     let edge = stack.port("edge");

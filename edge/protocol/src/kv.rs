@@ -45,6 +45,13 @@ pub struct PostMeta {
     /// A deleted, hidden or expired post.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub gone: bool,
+    /// Version of the template the page was rendered with (region-core's
+    /// `render::TEMPLATE_VERSION`). The Worker serves a page only when it
+    /// names the current one, so a template change shows at once (the
+    /// origin renders the page meanwhile) and the publisher re-renders the
+    /// pages. Absent on tombstones and on pages written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<u32>,
 }
 
 impl PostMeta {
@@ -55,7 +62,15 @@ impl PostMeta {
             city: Some(city.to_string()),
             expires_at: Some(expires_at),
             gone: false,
+            template: None,
         }
+    }
+
+    /// The same metadata, naming the template version the page was
+    /// rendered with.
+    pub fn with_template(mut self, template: u32) -> PostMeta {
+        self.template = Some(template);
+        self
     }
 
     /// Metadata of a tombstone.
@@ -65,6 +80,7 @@ impl PostMeta {
             city: None,
             expires_at: None,
             gone: true,
+            template: None,
         }
     }
 }
@@ -76,14 +92,18 @@ pub fn etag(post_id: u64, meta: &PostMeta) -> String {
 }
 
 /// Whether a write of `new` may replace what KV holds: never an older
-/// version over a newer one; at the same version only a tombstone over a
-/// page (a hide or expiry that shares the version of the last edit), so a
-/// replayed write is a no-op.
+/// version over a newer one; at the same version a tombstone over a page
+/// (a hide or expiry that shares the version of the last edit), or a page
+/// rendered with another template over a page (a template change
+/// re-publishes), so a replayed write is a no-op and nothing brings a
+/// tombstone back but a newer version.
 pub fn replaces(existing: Option<&PostMeta>, new: &PostMeta) -> bool {
     match existing {
         None => true,
         Some(old) if new.version > old.version => true,
-        Some(old) if new.version == old.version => new.gone && !old.gone,
+        Some(old) if new.version == old.version => {
+            !old.gone && (new.gone || new.template != old.template)
+        }
         Some(_) => false,
     }
 }
@@ -136,6 +156,35 @@ mod tests {
         assert!(!replaces(Some(&PostMeta::tombstone(2)), &page(2)));
         assert!(!replaces(Some(&PostMeta::tombstone(3)), &page(2)));
         assert!(replaces(Some(&PostMeta::tombstone(3)), &page(4)));
+    }
+
+    #[test]
+    fn a_page_of_another_template_replaces_one_of_the_same_version() {
+        let page = |v, t: Option<u32>| PostMeta {
+            template: t,
+            ..PostMeta::page("boston", v, 0)
+        };
+        assert!(replaces(Some(&page(2, None)), &page(2, Some(7))));
+        assert!(replaces(Some(&page(2, Some(6))), &page(2, Some(7))));
+        assert!(!replaces(Some(&page(2, Some(7))), &page(2, Some(7))));
+        assert!(!replaces(Some(&page(3, Some(6))), &page(2, Some(7))));
+        assert!(!replaces(Some(&PostMeta::tombstone(2)), &page(2, Some(7))));
+        assert!(!replaces(Some(&PostMeta::tombstone(3)), &page(2, Some(7))));
+        assert!(replaces(Some(&page(2, Some(7))), &PostMeta::tombstone(2)));
+    }
+
+    #[test]
+    fn the_template_is_optional_in_metadata() {
+        let old: PostMeta =
+            serde_json::from_str(r#"{"version":2,"city":"boston","expires_at":5}"#).unwrap();
+        assert_eq!(old.template, None);
+        let new = PostMeta::page("boston", 2, 5).with_template(9);
+        let json = serde_json::to_string(&new).unwrap();
+        assert_eq!(
+            json,
+            r#"{"version":2,"city":"boston","expires_at":5,"template":9}"#
+        );
+        assert_eq!(serde_json::from_str::<PostMeta>(&json).unwrap(), new);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! known-answer vectors in `vectors.json` pin the signing scheme for any
 //! third implementation (the schemathesis hooks sign in Python).
 
+pub mod headers;
 pub mod html;
 pub mod kv;
 pub mod ryw;

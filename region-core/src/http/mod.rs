@@ -7,6 +7,7 @@ pub mod commands;
 pub mod cursor;
 pub mod edge_trust;
 pub mod extract;
+pub mod headers;
 pub mod health;
 pub mod idempotency;
 pub mod metrics;
@@ -79,6 +80,8 @@ pub fn app(state: AppState) -> axum::Router {
                 ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
             },
         ))
+        // Outermost: every HTML answer, error pages included.
+        .layer(axum::middleware::map_response(headers::security_headers))
         .with_state(state)
 }
 

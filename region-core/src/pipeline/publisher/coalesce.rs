@@ -59,6 +59,8 @@ pub enum Offered {
 struct Seen {
     version: i64,
     gone: bool,
+    /// A page of the same version and another template replaces this one.
+    template: Option<u32>,
 }
 
 impl Seen {
@@ -66,6 +68,7 @@ impl Seen {
         Seen {
             version: meta.version,
             gone: meta.gone,
+            template: meta.template,
         }
     }
 
@@ -75,6 +78,7 @@ impl Seen {
             city: None,
             expires_at: None,
             gone: self.gone,
+            template: self.template,
         }
     }
 }
@@ -122,6 +126,17 @@ impl Coalescer {
 
     /// An event's entry, read at `at`.
     pub fn offer(&mut self, entry: Entry, at: At) -> Offered {
+        self.offer_from(entry, Some(at))
+    }
+
+    /// Offers a write that no event asked for (a page re-published after a
+    /// template change): coalesced and ordered like the others, covering
+    /// no offset.
+    pub fn offer_republished(&mut self, entry: Entry) -> Offered {
+        self.offer_from(entry, None)
+    }
+
+    fn offer_from(&mut self, entry: Entry, at: Option<At>) -> Offered {
         let key = self.keys.entry(entry.key.clone()).or_default();
         let newest = key
             .pending
@@ -137,14 +152,14 @@ impl Coalescer {
         match &mut key.pending {
             Some(p) => {
                 p.entry = entry;
-                p.covers.push(at);
+                p.covers.extend(at);
                 Offered::Coalesced
             }
             None => {
                 self.waiting.insert(entry.key.clone());
                 key.pending = Some(Due {
                     entry,
-                    covers: vec![at],
+                    covers: at.into_iter().collect(),
                 });
                 Offered::Queued
             }

@@ -17,10 +17,13 @@
 //!   a TTL, never bare deletes, so nothing late can bring them back.
 //! - After a write, the cities concerned lose their cached listing and
 //!   search pages in Redis (`invalidate`).
+//! - Every page names its template version; after a template change the
+//!   live pages of the region's cities are re-published (`republish`).
 
 pub mod coalesce;
 pub mod invalidate;
 pub mod metrics;
+pub mod republish;
 pub mod role;
 pub mod sink;
 
@@ -34,7 +37,7 @@ use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
 use tokio::task::JoinHandle;
 
-use crate::model::{Event, PostStatus};
+use crate::model::{Event, Post, PostStatus};
 use crate::pipeline::failpoint::{self, PUBLISHER_AFTER_KV_WRITE};
 use crate::pipeline::metrics::{self as counters, PipelineMetrics};
 use crate::pipeline::writer::consumer::Commands as Consumer;
@@ -42,6 +45,7 @@ use crate::pipeline::writer::offsets::Offsets;
 use crate::render;
 use coalesce::{Coalescer, Due, Entry, Offered};
 use invalidate::Invalidator;
+use republish::Republish;
 use sink::{KvSink, chunks};
 
 /// What the publisher is told.
@@ -94,6 +98,15 @@ pub struct PublisherParts<S> {
     pub brokers: String,
 }
 
+/// Version of the post page template this build renders, written into
+/// every page's metadata (`PostMeta::template`) and given to the edge
+/// (its `TEMPLATE_VERSION`), which serves only pages of this version.
+pub fn template_version() -> u32 {
+    // Until render exposes its own (a hash of the templates and the
+    // stylesheet), the one version of the format! pages.
+    1
+}
+
 /// The KV entry an event becomes: a rendered page, or a tombstone.
 pub fn entry_of(event: &Event) -> Result<Entry, String> {
     let key_of = |id: i64| {
@@ -116,21 +129,7 @@ pub fn entry_of(event: &Event) -> Result<Entry, String> {
         }
     };
     Ok(match event {
-        Event::PostChanged { post, .. } if post.status == PostStatus::Live => {
-            let key = key_of(post.id.0)?;
-            let meta = PostMeta::page(&post.city, post.version, post.expires_at.timestamp());
-            Entry {
-                write: BulkWrite {
-                    key: key.clone(),
-                    value: render::post_page(post),
-                    metadata: serde_json::to_value(&meta).ok(),
-                    expiration_ttl: None,
-                },
-                key,
-                meta,
-                city: post.city.clone(),
-            }
-        }
+        Event::PostChanged { post, .. } if post.status == PostStatus::Live => page_entry(post)?,
         // A change that leaves the post invisible is a tombstone all the
         // same (the writer sends PostGone for those; this is a safeguard).
         Event::PostChanged { post, .. } => tombstone(key_of(post.id.0)?, &post.city, post.version),
@@ -140,6 +139,26 @@ pub fn entry_of(event: &Event) -> Result<Entry, String> {
             version,
             ..
         } => tombstone(key_of(post_id.0)?, city, *version),
+    })
+}
+
+/// The page of a live post, rendered with this build's template.
+pub fn page_entry(post: &Post) -> Result<Entry, String> {
+    let key = u64::try_from(post.id.0)
+        .map(post_key)
+        .map_err(|_| format!("post id {} is negative", post.id.0))?;
+    let meta = PostMeta::page(&post.city, post.version, post.expires_at.timestamp())
+        .with_template(template_version());
+    Ok(Entry {
+        write: BulkWrite {
+            key: key.clone(),
+            value: render::post_page(post),
+            metadata: serde_json::to_value(&meta).ok(),
+            expiration_ttl: None,
+        },
+        key,
+        meta,
+        city: post.city.clone(),
     })
 }
 
@@ -156,6 +175,11 @@ struct Publisher<S> {
     coalescer: Coalescer,
     /// The bulk write in progress, if any (one at a time, in order).
     flush: Option<JoinHandle<Flushed>>,
+    /// The re-publication after a template change, while it lasts.
+    republish: Option<Republish>,
+    /// No shard or catalog call for the re-publication before this (after
+    /// a failed one).
+    republish_pause: Option<Instant>,
 }
 
 /// Runs the publisher until `shutdown` resolves (the write in progress is
@@ -165,6 +189,17 @@ struct Publisher<S> {
 pub async fn run<S: KvSink>(
     config: PublisherConfig,
     parts: PublisherParts<S>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    run_republishing(config, parts, None, shutdown).await
+}
+
+/// [`run`], re-publishing the pages `republish` reads (a template change)
+/// beside the events.
+pub async fn run_republishing<S: KvSink>(
+    config: PublisherConfig,
+    parts: PublisherParts<S>,
+    republish: Option<Republish>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let consumer = Consumer::subscribe(
@@ -181,9 +216,12 @@ pub async fn run<S: KvSink>(
         consumer,
         offsets: Offsets::default(),
         flush: None,
+        republish,
+        republish_pause: None,
     };
     tokio::pin!(shutdown);
     loop {
+        p.republish_step().await;
         p.start_flush();
         let wake = p
             .coalescer
@@ -277,6 +315,52 @@ impl<S: KvSink> Publisher<S> {
                 counters::add(&pm.unreadable, 1);
                 self.offsets.finished(at.0, at.1);
             }
+        }
+    }
+
+    /// One step of the re-publication, if there is one: the next batch of
+    /// pages offered while the coalescer has room, and once all were
+    /// offered and written, the version recorded.
+    async fn republish_step(&mut self) {
+        let Some(r) = self.republish.as_mut() else {
+            return;
+        };
+        if self.republish_pause.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        let failed = if !r.all_read() {
+            if self.coalescer.pending() >= self.config.max_pending / 2 {
+                return;
+            }
+            match r.next().await {
+                Ok(posts) => {
+                    for post in &posts {
+                        match page_entry(post) {
+                            Ok(entry) => {
+                                self.coalescer.offer_republished(entry);
+                            }
+                            Err(reason) => tracing::error!(%reason, "page not re-published"),
+                        }
+                    }
+                    None
+                }
+                Err(e) => Some(format!("reading live posts: {e}")),
+            }
+        } else if self.coalescer.pending() == 0 && self.flush.is_none() {
+            match r.record().await {
+                Ok(()) => {
+                    tracing::info!(template = r.version(), "pages re-published");
+                    self.republish = None;
+                    None
+                }
+                Err(e) => Some(format!("recording the template version: {e}")),
+            }
+        } else {
+            None
+        };
+        if let Some(error) = failed {
+            tracing::warn!(%error, "re-publishing pages; retrying in a second");
+            self.republish_pause = Some(Instant::now() + Duration::from_secs(1));
         }
     }
 
@@ -413,6 +497,7 @@ mod tests {
             created_at: now,
             updated_at: now,
             expires_at: now,
+            listed_at: now,
         }
     }
 
@@ -428,7 +513,7 @@ mod tests {
         assert_eq!(e.write.value, render::post_page(&p));
         assert_eq!(
             e.meta,
-            PostMeta::page("boston", 3, p.expires_at.timestamp())
+            PostMeta::page("boston", 3, p.expires_at.timestamp()).with_template(template_version())
         );
         assert_eq!(e.write.expiration_ttl, None);
         for reason in [

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::invalidate::Invalidator;
+use super::republish::Republish;
 use super::sink::{CLOUDFLARE_API, CloudflareKvSink, EdgeBulkSink, KvSink};
-use super::{PublisherConfig, PublisherParts};
+use super::{PublisherConfig, PublisherParts, template_version};
 use crate::pipeline::broker_from_state;
 use crate::pipeline::metrics::PipelineMetrics;
-use crate::pipeline::roles::Common;
+use crate::pipeline::roles::{Common, catalog_and_router};
 use crate::stack::{Secrets, StackFile};
 
 /// Which KV the publisher writes.
@@ -115,6 +116,7 @@ pub async fn run(
         None => None,
     };
     let cache = Arc::new(Invalidator::new(&entry.redis_cache_url));
+    let republish = republish_plan(&entry.catalog_url, region).await;
     let result = match args.kv_sink {
         SinkKind::Edge => {
             let url = match &args.edge_url {
@@ -129,7 +131,7 @@ pub async fn run(
             let sink = EdgeBulkSink::new(&url, &key)
                 .with_context(|| format!("the edge's bulk route at {url}"))?;
             tracing::info!(%url, "publisher writing through the edge's bulk route");
-            go(config, sink, cache, metrics, brokers, shutdown).await
+            go(config, sink, cache, metrics, brokers, republish, shutdown).await
         }
         SinkKind::Cloudflare => {
             let account = args
@@ -147,7 +149,7 @@ pub async fn run(
             let sink =
                 CloudflareKvSink::new(&args.cloudflare_api, account, namespace, token.trim())?;
             tracing::info!(url = %sink.url(), "publisher writing to Cloudflare KV");
-            go(config, sink, cache, metrics, brokers, shutdown).await
+            go(config, sink, cache, metrics, brokers, republish, shutdown).await
         }
     };
     if let Some(l) = listener {
@@ -156,12 +158,40 @@ pub async fn run(
     result
 }
 
+/// The cities of `region` whose pages were published with another template
+/// than this build's. A catalog that cannot be read skips the
+/// re-publication (logged): pages of another template are still not served
+/// by the edge, only slower from the origin, until the next start.
+async fn republish_plan(catalog_url: &str, region: &str) -> Option<Republish> {
+    let plan = async {
+        let (catalog, router) = catalog_and_router(catalog_url, region, 2).await?;
+        let plan = Republish::plan(&catalog, &router, template_version(), None).await?;
+        anyhow::Ok(plan)
+    };
+    match plan.await {
+        Ok(Some(plan)) => {
+            tracing::info!(
+                template = plan.version(),
+                cities = ?plan.cities_left(),
+                "template changed: re-publishing the cities' live pages"
+            );
+            Some(plan)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot plan the re-publication of pages");
+            None
+        }
+    }
+}
+
 async fn go<S: KvSink>(
     config: PublisherConfig,
     sink: S,
     cache: Arc<Invalidator>,
     metrics: Arc<PipelineMetrics>,
     brokers: String,
+    republish: Option<Republish>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let parts = PublisherParts {
@@ -170,5 +200,5 @@ async fn go<S: KvSink>(
         metrics,
         brokers,
     };
-    super::run(config, parts, shutdown).await
+    super::run_republishing(config, parts, republish, shutdown).await
 }
