@@ -14,10 +14,12 @@ use serde::{Deserialize, Serialize};
 use crate::auth::csrf::CSRF_COOKIE;
 use crate::error::{ApiError, Problem};
 use crate::http::extract::{SESSION_COOKIE, cookie};
+use crate::http::pages::errors::wants_html;
+use crate::http::pages::{PageCtx, chrome_of};
 use crate::http::{AppState, ClientIp, Input};
 use crate::model::Id;
 use crate::model::post::FieldError;
-use crate::render;
+use crate::render::{self, AccountForm, Viewer};
 
 /// Sign-up and log-in body (JSON, or a form that adds `csrf`).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -116,9 +118,33 @@ pub(crate) fn set_cookie(res: &mut Response, value: &str) {
     }
 }
 
-fn form_page(st: &AppState, action: &str, heading: &str) -> Response {
+/// The sign-up or log-in form with a new CSRF token (and its cookie);
+/// `email` and `errors` from a try that failed validation (422).
+fn form_page(
+    st: &AppState,
+    ctx: &Result<PageCtx, ApiError>,
+    which: AccountForm,
+    email: &str,
+    errors: &[FieldError],
+) -> Response {
     let token = st.csrf.new_anonymous();
-    let mut res = Html(render::account_form(action, heading, &token)).into_response();
+    let path = match which {
+        AccountForm::SignUp => "/signup",
+        AccountForm::LogIn => "/login",
+    };
+    let chrome = chrome_of(st, ctx, path, Viewer::Anonymous);
+    let html = render::account_form(chrome, which, &token, email, errors);
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let mut res = (
+        status,
+        [(header::CACHE_CONTROL, "private, no-store")],
+        Html(html),
+    )
+        .into_response();
     set_cookie(
         &mut res,
         &format!("{CSRF_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=3600"),
@@ -126,18 +152,38 @@ fn form_page(st: &AppState, action: &str, heading: &str) -> Response {
     res
 }
 
+/// Validation of the credentials: `Some` page when a browser's form
+/// failed it (a 422 that re-renders the form with what was typed, never
+/// the password, and a message per field).
+fn validated(
+    st: &AppState,
+    ctx: &Result<PageCtx, ApiError>,
+    headers: &HeaderMap,
+    form: bool,
+    which: AccountForm,
+    c: &Credentials,
+) -> Result<Option<Response>, ApiError> {
+    match validate(c) {
+        Ok(()) => Ok(None),
+        Err(ApiError::Invalid(errors)) if form && wants_html(headers) => {
+            Ok(Some(form_page(st, ctx, which, c.email.trim(), &errors)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The sign-up form (sets its CSRF cookie).
 #[utoipa::path(get, path = "/signup", tag = "accounts",
     responses((status = 200, description = "HTML form", body = String, content_type = "text/html")))]
-pub async fn signup_form(State(st): State<AppState>) -> Response {
-    form_page(&st, "/signup", "Sign up")
+pub async fn signup_form(State(st): State<AppState>, ctx: Result<PageCtx, ApiError>) -> Response {
+    form_page(&st, &ctx, AccountForm::SignUp, "", &[])
 }
 
 /// The log-in form (sets its CSRF cookie).
 #[utoipa::path(get, path = "/login", tag = "accounts",
     responses((status = 200, description = "HTML form", body = String, content_type = "text/html")))]
-pub async fn login_form(State(st): State<AppState>) -> Response {
-    form_page(&st, "/login", "Log in")
+pub async fn login_form(State(st): State<AppState>, ctx: Result<PageCtx, ApiError>) -> Response {
+    form_page(&st, &ctx, AccountForm::LogIn, "", &[])
 }
 
 /// Creates an account in this (its home) region.
@@ -157,6 +203,7 @@ pub async fn login_form(State(st): State<AppState>) -> Response {
     ))]
 pub async fn signup(
     State(st): State<AppState>,
+    ctx: Result<PageCtx, ApiError>,
     headers: HeaderMap,
     input: Input<Credentials>,
 ) -> Result<Response, ApiError> {
@@ -164,7 +211,9 @@ pub async fn signup(
     if input.form {
         check_form_csrf(&st, &headers, &c)?;
     }
-    validate(&c)?;
+    if let Some(page) = validated(&st, &ctx, &headers, input.form, AccountForm::SignUp, &c)? {
+        return Ok(page);
+    }
     let email = c.email.trim().to_string();
     let hash = st.passwords.hash(c.password).await?;
     let id = st
@@ -203,7 +252,7 @@ pub async fn signup(
         (Credentials = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "Logged in (JSON request); the cookie is set too", body = Session),
-        (status = 303, description = "Logged in (form): to the listing"),
+        (status = 303, description = "Logged in (form): to the city home"),
         (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Unknown e-mail or wrong password", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Form without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
@@ -213,6 +262,7 @@ pub async fn signup(
     ))]
 pub async fn login(
     State(st): State<AppState>,
+    ctx: Result<PageCtx, ApiError>,
     ClientIp(client): ClientIp,
     headers: HeaderMap,
     input: Input<Credentials>,
@@ -221,7 +271,9 @@ pub async fn login(
     if input.form {
         check_form_csrf(&st, &headers, &c)?;
     }
-    validate(&c)?;
+    if let Some(page) = validated(&st, &ctx, &headers, input.form, AccountForm::LogIn, &c)? {
+        return Ok(page);
+    }
     let row: Option<(Id, String)> = sqlx::query_as(
         "SELECT id, password_hash FROM users WHERE lower(email) = lower($1) AND deleted_at IS NULL",
     )
@@ -248,7 +300,7 @@ pub async fn login(
         csrf_token: st.csrf.for_session(&claims.jti),
     };
     let mut res = if input.form {
-        Redirect::to("/post").into_response()
+        Redirect::to("/").into_response()
     } else {
         Json(session).into_response()
     };

@@ -13,6 +13,7 @@ pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 pub mod operator;
+pub mod pages;
 pub mod posts;
 pub mod session;
 pub mod state;
@@ -34,6 +35,18 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// The api's routes with their middleware.
 pub fn app(state: AppState) -> axum::Router {
     axum::Router::new()
+        .route("/", get(pages::home))
+        .route("/post/new", get(pages::new_post))
+        .route(
+            "/post/{id}/edit",
+            get(pages::edit_post).post(writes::update_post),
+        )
+        .route("/post/{id}/delete", post(writes::delete_post))
+        .route("/post/{id}/report", get(pages::report_form))
+        .route("/my", get(pages::my_posts))
+        .route("/sitemap.xml", get(pages::sitemap))
+        .route("/cities", get(pages::cities))
+        .route("/static/{name}", get(pages::static_file))
         .route(
             "/post/{id}",
             get(posts::get_post)
@@ -53,7 +66,7 @@ pub fn app(state: AppState) -> axum::Router {
         )
         .route("/signup", get(accounts::signup_form).post(accounts::signup))
         .route("/login", get(accounts::login_form).post(accounts::login))
-        .route("/logout", post(session::logout))
+        .route("/logout", get(pages::logout_page).post(session::logout))
         .route("/session/renew", post(session::renew))
         .route("/me", get(session::me))
         .route("/user", delete(session::delete_user))
@@ -68,6 +81,12 @@ pub fn app(state: AppState) -> axum::Router {
             edge_trust::verify,
         ))
         .layer(axum::middleware::from_fn(problems_everywhere))
+        // Outside the problem layer: whatever error a browser gets, it gets
+        // it as a page.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            pages::errors::html_errors,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

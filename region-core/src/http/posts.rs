@@ -340,7 +340,14 @@ pub async fn list_posts(
             q.push_str(&c);
             format!("/post?{q}")
         });
-        render::list_page(&city, search.as_deref(), &posts, next.as_deref()).into_bytes()
+        let filters = render::ListFilters {
+            search: search.clone().unwrap_or_default(),
+            category: p.category.clone().unwrap_or_default(),
+            min_price: p.min_price.map(|v| v.to_string()).unwrap_or_default(),
+            max_price: p.max_price.map(|v| v.to_string()).unwrap_or_default(),
+            ..render::ListFilters::default()
+        };
+        render::list_page(&city, &filters, &posts, next.as_deref()).into_bytes()
     };
     if let Some(key) = cache_key {
         st.cache.put(&key, &page).await;

@@ -13,13 +13,15 @@ use crate::error::{ApiError, Problem};
 use crate::http::commands::CommandView;
 use crate::http::extract::{is_form, parse_body};
 use crate::http::idempotency::{self, Answer, Begin};
+use crate::http::pages::errors::wants_html;
+use crate::http::pages::{PageCtx, personal};
 use crate::http::posts::read_post;
 use crate::http::session::{Body, check_csrf};
 use crate::http::{AppState, AuthUser, City, Freshness, RYW_COOKIE};
 use crate::model::post::FieldError;
 use crate::model::{Command, CommandKind, Id, PostFields, PostStatus};
 use crate::pipeline::notify::{CommandState, CommandStatus};
-use crate::render;
+use crate::render::{self, PostValues, Viewer};
 use crate::token::{WriteToken, pending_cookie};
 
 /// What a poster sends to create or edit a post.
@@ -198,6 +200,9 @@ fn rejected(reason: &str) -> ApiError {
             field: "body",
             problem: "invalid post".into(),
         }]),
+        // "renewed too early: renewal is allowed from <RFC 3339>": the
+        // detail is the fold's reason as is, so it says when.
+        early if early.starts_with("renewed too early") => ApiError::Conflict(early.to_string()),
         other => ApiError::Conflict(format!("the write was rejected: {other}")),
     }
 }
@@ -247,9 +252,9 @@ fn answer(w: &Write, command: Id, status: Option<&CommandStatus>, form: bool) ->
         return answer;
     }
     // A browser without JavaScript: to the post (or, once deleted, the
-    // listing), with the same cookies.
+    // user's posts), with the same cookies.
     let gone = matches!(w.kind, CommandKind::Delete { .. });
-    let to = if gone { "/post".to_string() } else { location };
+    let to = if gone { "/my".to_string() } else { location };
     let mut redirect = Answer {
         status: StatusCode::SEE_OTHER.as_u16(),
         headers: vec![("location".into(), to)],
@@ -469,20 +474,111 @@ fn checked_body(
     Ok((bytes, form))
 }
 
-/// A post's fields from JSON or a form.
-fn post_body_of(
+/// A post's fields from JSON or a form, validated; `editing` names the
+/// post of an edit. A form from a browser that fails validation is
+/// answered here: its page again, with what was typed and a message per
+/// field (422).
+fn post_fields_of(
     st: &AppState,
     user: &AuthUser,
+    ctx: &PageCtx,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(PostInput, Bytes, bool), ApiError> {
+    editing: Option<Id>,
+) -> Result<Result<(PostFields, Bytes, bool), Response>, ApiError> {
     let (bytes, form) = checked_body(st, user, headers, body)?;
-    let input = if form {
-        parse_body::<PostForm>(true, &bytes)?.into()
-    } else {
-        parse_body::<PostInput>(false, &bytes)?
+    if !form {
+        let fields = parse_body::<PostInput>(false, &bytes)?.validated()?;
+        return Ok(Ok((fields, bytes, form)));
+    }
+    let (values, fields) = form_fields(&bytes)?;
+    match fields {
+        Ok(fields) => Ok(Ok((fields, bytes, form))),
+        Err(errors) if wants_html(headers) => {
+            let csrf = st.csrf.for_session(&user.claims.jti);
+            let id = editing.map(|id| id.to_string());
+            let path = match &id {
+                Some(id) => format!("/post/{id}/edit"),
+                None => "/post/new".to_string(),
+            };
+            let chrome = ctx.chrome(&path, Viewer::LoggedIn);
+            let html = render::post_form(chrome, id.as_deref(), &csrf, &values, &errors);
+            let mut res = personal(html);
+            *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            Ok(Err(res))
+        }
+        Err(errors) => Err(ApiError::Invalid(errors)),
+    }
+}
+
+/// A post form's values as typed, and the fields they make or every
+/// problem with them. A form has no null and no numbers: an empty price or
+/// place is none, a price that is not a whole number is the price's error
+/// (not the whole body's).
+fn form_fields(
+    bytes: &[u8],
+) -> Result<(PostValues, Result<PostFields, Vec<FieldError>>), ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes).map_err(|e| {
+        ApiError::Invalid(vec![FieldError {
+            field: "body",
+            problem: e.to_string(),
+        }])
+    })?;
+    let value = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
     };
-    Ok((input, bytes, form))
+    let values = PostValues {
+        title: value("title").unwrap_or_default(),
+        category: value("category").unwrap_or_default(),
+        price: value("price").unwrap_or_default(),
+        location: value("location").unwrap_or_default(),
+        description: value("description").unwrap_or_default(),
+    };
+    let mut bad = Vec::new();
+    let price = match values.price.trim() {
+        "" => None,
+        p => match p.parse::<i64>() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                bad.push(FieldError {
+                    field: "price",
+                    problem: "must be a whole number, like 120".into(),
+                });
+                None
+            }
+        },
+    };
+    let image_count = match value("image_count").as_deref().map(str::trim) {
+        None | Some("") => 0,
+        Some(n) => n.parse::<i16>().unwrap_or_else(|_| {
+            bad.push(FieldError {
+                field: "image_count",
+                problem: "must be a whole number from 0 to 10".into(),
+            });
+            0
+        }),
+    };
+    let input = PostInput {
+        category: values.category.clone(),
+        title: values.title.clone(),
+        description: values.description.clone(),
+        price,
+        location: Some(values.location.clone()).filter(|l| !l.trim().is_empty()),
+        image_count,
+    };
+    let fields = match input.validated() {
+        Ok(fields) if bad.is_empty() => Ok(fields),
+        Ok(_) => Err(bad),
+        Err(ApiError::Invalid(more)) => {
+            bad.extend(more);
+            Err(bad)
+        }
+        Err(other) => return Err(other),
+    };
+    Ok((values, fields))
 }
 
 /// Creates a post in the host's city.
@@ -511,14 +607,16 @@ fn post_body_of(
 pub async fn create_post(
     State(st): State<AppState>,
     user: AuthUser,
-    City(city): City,
+    ctx: PageCtx,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (input, bytes, form) = post_body_of(&st, &user, &headers, body)?;
-    let fields = input.validated()?;
+    let (fields, bytes, form) = match post_fields_of(&st, &user, &ctx, &headers, body, None)? {
+        Ok(parsed) => parsed,
+        Err(page) => return Ok(page),
+    };
     let user_id = user.id;
-    Writer::new(&st, &user, city, &headers)
+    Writer::new(&st, &user, ctx.city, &headers)
         .run(
             "POST",
             "/post",
@@ -567,14 +665,18 @@ pub async fn create_post(
 pub async fn update_post(
     State(st): State<AppState>,
     user: AuthUser,
-    City(city): City,
+    ctx: PageCtx,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (input, bytes, form) = post_body_of(&st, &user, &headers, body)?;
     let post_id = post_id(&id)?;
-    let fields = input.validated()?;
+    let parsed = post_fields_of(&st, &user, &ctx, &headers, body, Some(post_id))?;
+    let (fields, bytes, form) = match parsed {
+        Ok(parsed) => parsed,
+        Err(page) => return Ok(page),
+    };
+    let city = ctx.city;
     let user_id = user.id;
     let kind = CommandKind::Update {
         post_id,
@@ -614,7 +716,7 @@ fn no_body(
     responses(
         (status = 200, description = "Deleted (or already deleted)", body = CommandView),
         (status = 202, description = "Accepted, not applied yet: `Content-Location` is the status URL", body = CommandView),
-        (status = 303, description = "Form: to the listing"),
+        (status = 303, description = "Form: to the user's posts (`/my`)"),
         (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Another user's post, or a cookie session without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such post", body = Problem, content_type = "application/problem+json"),
@@ -697,15 +799,17 @@ pub async fn renew_post(
 pub async fn renew_form(
     State(st): State<AppState>,
     user: Result<AuthUser, ApiError>,
-    City(city): City,
+    ctx: PageCtx,
     Freshness(fresh): Freshness,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let post_id = post_id(&id)?;
+    let path = format!("/post/{post_id}/renew");
     let Ok(user) = user else {
-        return Ok(Html(render::login_to_continue("renew your post")).into_response());
+        let chrome = ctx.chrome(&path, Viewer::Anonymous);
+        return Ok(Html(render::login_to_continue(chrome, "renew your post")).into_response());
     };
-    let post = read_post(&st, &city, &fresh, post_id).await?;
+    let post = read_post(&st, &ctx.city, &fresh, post_id).await?;
     if !matches!(post.status, PostStatus::Live | PostStatus::Expired) {
         return Err(ApiError::NotFound);
     }
@@ -715,11 +819,11 @@ pub async fn renew_form(
     let csrf = st.csrf.for_session(&user.claims.jti);
     // Personal (it carries the session's CSRF token): never stored by a
     // cache on the way.
-    Ok((
-        [(axum::http::header::CACHE_CONTROL, "private, no-store")],
-        Html(render::renew_form(&post, &csrf)),
-    )
-        .into_response())
+    Ok(personal(render::renew_form(
+        ctx.chrome(&path, Viewer::LoggedIn),
+        &post,
+        &csrf,
+    )))
 }
 
 /// Reports a post of the host's city to the moderators; enough distinct
