@@ -114,6 +114,12 @@ pub fn test_range_table() -> Vec<u8> {
         .to_bytes()
 }
 
+/// Paths under this answer an HTML page at a [`FakeOrigin`].
+pub const HTML_PATH: &str = "/html";
+/// `Cache-Control` of a [`FakeOrigin`]'s `/static/…` answers (region-core's
+/// for fingerprinted assets).
+pub const ASSET_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+
 /// One request an origin received.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -262,6 +268,32 @@ async fn answer(
         }
         Behaviour::Slow(delay) => tokio::time::sleep(delay).await,
     }
+    // Pages as region-core answers them: HTML (with a weaker policy of its
+    // own, which the edge must replace) and fingerprinted assets.
+    if path_and_query.starts_with(HTML_PATH) {
+        return (
+            StatusCode::OK,
+            [
+                ("content-type", "text/html; charset=utf-8"),
+                ("content-security-policy", "default-src *"),
+                ("x-origin", state.name.as_str()),
+            ],
+            format!("<!doctype html><title>origin {}</title>", state.name),
+        )
+            .into_response();
+    }
+    if path_and_query.starts_with("/static/") {
+        return (
+            StatusCode::OK,
+            [
+                ("content-type", "text/css"),
+                ("cache-control", ASSET_CACHE_CONTROL),
+                ("x-origin", state.name.as_str()),
+            ],
+            "body{margin:0}",
+        )
+            .into_response();
+    }
     (
         StatusCode::OK,
         [
@@ -289,6 +321,8 @@ pub struct Options {
     /// Look IPs up in the database embedded at build time instead of the
     /// test one ([`TEST_NETWORKS`]).
     pub embedded_database: bool,
+    /// `TEMPLATE_VERSION` (`None`: unset, KV pages of any template served).
+    pub template_version: Option<u32>,
 }
 
 /// One bare workerd with the Worker, its KV service, in a scratch directory.
@@ -350,6 +384,10 @@ impl EdgeRuntime {
         let mut extra_text = vec![("TEST_MODE", "1"), ("ORIGIN_TIMEOUT_MS", timeout.as_str())];
         if let Some(ms) = &page_cache {
             extra_text.push(("PAGE_CACHE_MS", ms.as_str()));
+        }
+        let template = options.template_version.map(|v| v.to_string());
+        if let Some(v) = &template {
+            extra_text.push(("TEMPLATE_VERSION", v.as_str()));
         }
         let text = edge::render(&EdgeConfig {
             listen: format!("127.0.0.1:{port}"),

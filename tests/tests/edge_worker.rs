@@ -5,11 +5,12 @@
 
 use std::time::{Duration, Instant};
 
+use cityboard_protocol::headers::{CONTENT_SECURITY_POLICY, SECURITY_HEADERS};
 use cityboard_protocol::kv::{BulkResult, BulkWrite, PostMeta, Route, post_key, route_key};
 use cityboard_protocol::sign::SIGNATURE_HEADER;
 use cityboard_tests::edge::{
-    APEX, Behaviour, EdgeRuntime, FORWARD_SECRET, FakeOrigin, KV_ROUTE_SECRET, Options, nonce,
-    unix_now,
+    APEX, ASSET_CACHE_CONTROL, Behaviour, EdgeRuntime, FORWARD_SECRET, FakeOrigin, HTML_PATH,
+    KV_ROUTE_SECRET, Options, nonce, unix_now,
 };
 
 const PAGE: &str = "<!doctype html><title>Bike</title><h1>A red bike</h1>";
@@ -23,6 +24,7 @@ fn options(us: &str, eu: &str, bulk_route: bool) -> Options {
         origin_timeout_ms: 800,
         page_cache_ms: None,
         embedded_database: false,
+        template_version: None,
     }
 }
 
@@ -872,6 +874,7 @@ async fn the_embedded_city_database_places_real_addresses() {
             origin_timeout_ms: 800,
             page_cache_ms: None,
             embedded_database: true,
+            template_version: None,
         },
     )
     .await;
@@ -891,4 +894,214 @@ async fn the_embedded_city_database_places_real_addresses() {
         eprintln!("{ip} -> {city} in {:?}", started.elapsed());
     }
     assert_eq!(addresses.len(), cities.len(), "{addresses:?}");
+}
+
+/// Asserts that `res` carries every security header, with the edge's values.
+#[track_caller]
+fn assert_secured(res: &cityboard_deploy::http::Response, what: &str) {
+    for (name, value) in SECURITY_HEADERS {
+        assert_eq!(res.header(name), Some(*value), "{what}: {name}");
+    }
+}
+
+/// A KV entry written straight to the KV service with these metadata.
+async fn put_meta(edge: &EdgeRuntime, id: u64, meta: &PostMeta, html: &str) {
+    let meta = serde_json::to_value(meta).unwrap();
+    edge.kv
+        .put(&post_key(id), html.as_bytes(), Some(&meta), None)
+        .await
+        .expect("seed an entry");
+}
+
+#[tokio::test]
+async fn every_html_answer_carries_the_security_headers() {
+    let us = FakeOrigin::start("us").await;
+    let eu = FakeOrigin::start("eu").await;
+    let edge = runtime("headers", &us.url(), &eu.url(), false).await;
+    let boston = host("boston");
+
+    // The Worker's own pages: the picker (a visitor it cannot place, and
+    // /cities whatever the cookie says), with the GeoIP credit.
+    let picker = edge.browse(APEX, "/", &[]).await;
+    assert_eq!(picker.status, 200, "{}", picker.text());
+    assert_secured(&picker, "picker");
+    let chosen = edge
+        .browse(APEX, "/cities", &[("cookie", "cb_city=paris")])
+        .await;
+    assert_eq!(
+        chosen.status,
+        200,
+        "/cities with cb_city: {}",
+        chosen.text()
+    );
+    assert!(chosen.text().contains("Choose your city"));
+    assert!(
+        chosen
+            .text()
+            .contains("<a href='https://db-ip.com'>IP Geolocation by DB-IP</a>")
+    );
+    assert_secured(&chosen, "/cities");
+    // The cookie still sends the apex itself to the city.
+    let home = edge.browse(APEX, "/", &[("cookie", "cb_city=paris")]).await;
+    assert_eq!(home.status, 302);
+
+    // Error pages: a post id that is none, a city nobody serves.
+    let bad = edge.browse(&boston, "/post/abc", &[]).await;
+    assert_eq!(bad.status, 404);
+    assert_secured(&bad, "404 page");
+    let nowhere = edge.browse(&host("atlantis"), "/", &[]).await;
+    assert_eq!(nowhere.status, 404);
+    assert_secured(&nowhere, "picker for an unknown city");
+
+    // KV pages: read from KV, then kept in the isolate.
+    put_page(&edge, 501, "boston", 1, PAGE).await;
+    for round in ["read from KV", "kept"] {
+        let res = edge.browse(&boston, "/post/501", &[]).await;
+        assert_eq!((res.status, res.text().as_str()), (200, PAGE), "{round}");
+        assert_eq!(res.header("x-cityboard-edge"), Some("kv-hit"), "{round}");
+        assert_secured(&res, round);
+    }
+    // A tombstone's 410, read from KV and then kept.
+    put_meta(&edge, 502, &PostMeta::tombstone(2), "").await;
+    for round in ["410 read from KV", "410 kept"] {
+        let res = edge.browse(&boston, "/post/502", &[]).await;
+        assert_eq!(res.status, 410, "{round}");
+        assert!(res.text().contains("no longer available"), "{round}");
+        assert_secured(&res, round);
+    }
+    assert_eq!(us.hits() + eu.hits(), 0, "all of that without an origin");
+
+    // An origin's HTML page: the edge's headers replace the origin's own.
+    let page = edge.browse(&boston, &format!("{HTML_PATH}/x"), &[]).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("x-origin"), Some("us"));
+    assert_secured(&page, "origin page");
+    assert_eq!(
+        page.header("content-security-policy"),
+        Some(CONTENT_SECURITY_POLICY)
+    );
+    // A post page the origin renders (a KV miss) and a logged-in visitor's
+    // page (not through the cache) get them as well.
+    let miss = edge
+        .browse(
+            &boston,
+            &format!("{HTML_PATH}/mine"),
+            &[("cookie", "cb_session=abc")],
+        )
+        .await;
+    assert_secured(&miss, "a visitor's origin page");
+    // Anything not HTML is passed on as it came.
+    let plain = edge.browse(&boston, "/plain", &[]).await;
+    assert_eq!(plain.header("x-origin"), Some("us"));
+    assert_eq!(plain.header("content-security-policy"), None);
+}
+
+#[tokio::test]
+async fn static_assets_keep_their_immutable_caching_through_the_edge() {
+    let us = FakeOrigin::start("us").await;
+    let edge = runtime("assets", &us.url(), &us.url(), false).await;
+    for cookies in ["", "cb_session=abc; cb_ryw=1:2"] {
+        let res = edge
+            .request(
+                "GET",
+                &host("boston"),
+                "/static/site.3f2a9c1b.css",
+                &[("cookie", cookies)],
+                b"",
+            )
+            .await;
+        assert_eq!(res.status, 200, "{}", res.text());
+        assert_eq!(res.header("x-origin"), Some("us"));
+        assert_eq!(
+            res.header("cache-control"),
+            Some(ASSET_CACHE_CONTROL),
+            "cookies {cookies:?}"
+        );
+        assert_eq!(res.text(), "body{margin:0}");
+    }
+}
+
+#[tokio::test]
+async fn a_kv_page_of_another_template_is_rendered_by_the_origin_until_republished() {
+    let us = FakeOrigin::start("us").await;
+    let eu = FakeOrigin::start("eu").await;
+    let edge = EdgeRuntime::start(
+        "template",
+        Options {
+            template_version: Some(7),
+            ..options(&us.url(), &eu.url(), true)
+        },
+    )
+    .await;
+    let boston = host("boston");
+    let exp = unix_now() + 86_400;
+    let current = PostMeta::page("boston", 1, exp).with_template(7);
+    put_meta(&edge, 601, &current, "<p>current</p>").await;
+    put_meta(
+        &edge,
+        602,
+        &PostMeta::page("boston", 1, exp).with_template(6),
+        "<p>old template</p>",
+    )
+    .await;
+    put_meta(
+        &edge,
+        603,
+        &PostMeta::page("boston", 1, exp),
+        "<p>no template</p>",
+    )
+    .await;
+
+    let hit = edge.browse(&boston, "/post/601", &[]).await;
+    assert_eq!(hit.text(), "<p>current</p>");
+    assert_eq!(hit.header("x-cityboard-edge"), Some("kv-hit"));
+    for id in [602, 603] {
+        for round in 0..2 {
+            let res = edge.browse(&boston, &format!("/post/{id}"), &[]).await;
+            assert_eq!(res.status, 200);
+            assert_eq!(
+                res.header("x-cityboard-edge"),
+                Some("kv-template"),
+                "post {id} round {round}"
+            );
+            assert_eq!(res.header("x-origin"), Some("us"), "post {id}");
+        }
+    }
+    assert_eq!(us.hits(), 4, "each old page went to the origin");
+
+    // The publisher re-publishes the same version with the current
+    // template: it replaces the old page, and the edge serves it.
+    let write = |meta: PostMeta, value: &str| BulkWrite {
+        key: post_key(602),
+        value: value.into(),
+        metadata: Some(serde_json::to_value(meta).unwrap()),
+        expiration_ttl: None,
+    };
+    let body = serde_json::to_vec(&[write(current.clone(), "<p>re-rendered</p>")]).unwrap();
+    let res = edge
+        .bulk(&body, KV_ROUTE_SECRET, unix_now(), &nonce())
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let result: BulkResult = serde_json::from_slice(&res.body).unwrap();
+    assert_eq!((result.written, result.skipped_older), (1, 0));
+    let res = edge.browse(&boston, "/post/602", &[]).await;
+    assert_eq!(
+        (res.text().as_str(), res.header("x-cityboard-edge")),
+        ("<p>re-rendered</p>", Some("kv-hit"))
+    );
+    // The same write again is a no-op, and so is an older template's.
+    let again = serde_json::to_vec(&[
+        write(current.clone(), "<p>again</p>"),
+        write(
+            PostMeta::page("boston", 1, exp).with_template(7),
+            "<p>again</p>",
+        ),
+    ])
+    .unwrap();
+    let res = edge
+        .bulk(&again, KV_ROUTE_SECRET, unix_now(), &nonce())
+        .await;
+    let result: BulkResult = serde_json::from_slice(&res.body).unwrap();
+    assert_eq!(result.written, 0, "{result:?}");
+    assert_eq!(us.hits(), 4);
 }
