@@ -134,6 +134,7 @@ fn post(city: &str, id: i64, version: i64, title: &str) -> Post {
         created_at: now,
         updated_at: now,
         expires_at: now + chrono::Duration::days(7),
+        listed_at: now,
     }
 }
 

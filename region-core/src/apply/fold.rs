@@ -1,10 +1,13 @@
 //! The pure part of apply: commands folded, in order, over the current rows
 //! they touch. No database here, so every rule is unit-tested.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
+use chrono::SecondsFormat;
+
 use crate::model::event::GoneReason;
-use crate::model::post::POST_LIFETIME;
+use crate::model::post::{POST_LIFETIME, renew_allowed_from};
 use crate::model::{Command, CommandKind, Event, Id, Post, PostFields, PostStatus};
 
 /// What happened to one command.
@@ -71,7 +74,7 @@ fn step(
     cur: &mut Current,
     hide_after: usize,
     out: &mut Folded,
-) -> Result<Option<i64>, &'static str> {
+) -> Result<Option<i64>, Cow<'static, str>> {
     let city = c.city.clone();
     let now = c.created_at;
     match &c.kind {
@@ -81,7 +84,7 @@ fn step(
             post,
         } => {
             if cur.posts.contains_key(&(city.clone(), *post_id)) {
-                return Err("a post with this id exists");
+                return Err("a post with this id exists".into());
             }
             post.validate().map_err(|_| "invalid post")?;
             let p = Post {
@@ -94,6 +97,7 @@ fn step(
                 created_at: now,
                 updated_at: now,
                 expires_at: now + POST_LIFETIME,
+                listed_at: now,
             };
             Ok(Some(changed(c, cur, out, p)))
         }
@@ -104,6 +108,7 @@ fn step(
         } => {
             let mut p = owned_live(cur, &city, *post_id, *user_id)?;
             post.validate().map_err(|_| "invalid post")?;
+            // An edit keeps listed_at: editing is not a way to the top.
             p.fields = post.clone();
             p.updated_at = now;
             Ok(Some(changed(c, cur, out, p)))
@@ -111,10 +116,22 @@ fn step(
         CommandKind::Renew { post_id, user_id } => {
             let mut p = owned(cur, &city, *post_id, *user_id)?;
             if !matches!(p.status, PostStatus::Live | PostStatus::Expired) {
-                return Err("the post is deleted or hidden");
+                return Err("the post is deleted or hidden".into());
+            }
+            // The api checks this too for a quick answer, but only the fold
+            // sees the post as it is when the renewal applies (two renewals
+            // sent at once both pass the api's check).
+            let from = renew_allowed_from(&p);
+            if now < from {
+                return Err(format!(
+                    "renewed too early: renewal is allowed from {}",
+                    from.to_rfc3339_opts(SecondsFormat::Secs, true)
+                )
+                .into());
             }
             p.status = PostStatus::Live;
             p.expires_at = now + POST_LIFETIME;
+            p.listed_at = now;
             p.updated_at = now;
             Ok(Some(changed(c, cur, out, p)))
         }
@@ -398,13 +415,16 @@ mod tests {
         let created = create(1, 100, 7);
         // The sweep saw the post expired as of its end of life...
         let end = created.created_at + POST_LIFETIME;
-        let renew = cmd(
-            2,
-            CommandKind::Renew {
-                post_id: Id(100),
-                user_id: Id(7),
-            },
-        );
+        let renew = Command {
+            created_at: end,
+            ..cmd(
+                2,
+                CommandKind::Renew {
+                    post_id: Id(100),
+                    user_id: Id(7),
+                },
+            )
+        };
         // ...but the renewal reached the topic first.
         let f = fold(
             &[created, renew, expire(3, 100, end)],
@@ -442,6 +462,82 @@ mod tests {
             1,
             "a second expiry of the same post is a no-op"
         );
+    }
+
+    fn renew_at(id: i64, post: i64, at: DateTime<Utc>) -> Command {
+        Command {
+            created_at: at,
+            ..cmd(
+                id,
+                CommandKind::Renew {
+                    post_id: Id(post),
+                    user_id: Id(7),
+                },
+            )
+        }
+    }
+
+    #[test]
+    fn renewal_moves_listed_at_and_an_edit_does_not() {
+        let created = create(1, 100, 7);
+        let t0 = created.created_at;
+        let edit = Command {
+            created_at: t0 + chrono::Duration::days(3),
+            ..cmd(
+                2,
+                CommandKind::Update {
+                    post_id: Id(100),
+                    user_id: Id(7),
+                    post: fields("red bike"),
+                },
+            )
+        };
+        let f = fold(&[created, edit], Current::default(), 3);
+        let p = &f.changed[&("boston".to_string(), Id(100))];
+        assert_eq!(p.listed_at, t0, "an edit keeps the listing position");
+        assert_eq!(p.updated_at, t0 + chrono::Duration::days(3));
+
+        let cur = Current {
+            posts: f.changed,
+            ..Current::default()
+        };
+        let later = t0 + chrono::Duration::days(8);
+        let f = fold(&[renew_at(3, 100, later)], cur, 3);
+        let p = &f.changed[&("boston".to_string(), Id(100))];
+        assert_eq!((p.listed_at, p.expires_at), (later, later + POST_LIFETIME));
+        assert_eq!(p.created_at, t0);
+        assert!(matches!(
+            &f.events[0],
+            Event::PostChanged { post, .. } if post.listed_at == later
+        ));
+    }
+
+    #[test]
+    fn a_renewal_inside_48_hours_is_rejected_naming_when() {
+        let created = create(1, 100, 7);
+        let t0 = created.created_at;
+        let allowed = t0 + chrono::Duration::hours(48);
+        let f = fold(
+            &[
+                created,
+                renew_at(2, 100, allowed - chrono::Duration::seconds(1)),
+                renew_at(3, 100, allowed),
+                // A second renewal right after the first: 48 h from it.
+                renew_at(4, 100, allowed + chrono::Duration::hours(1)),
+            ],
+            Current::default(),
+            3,
+        );
+        let Outcome::Rejected(why) = &f.outcomes[1].2 else {
+            panic!("{:?}", f.outcomes[1])
+        };
+        assert!(why.starts_with("renewed too early"), "{why}");
+        assert!(why.contains("1970-01-03T00:00:01Z"), "{why}");
+        assert_eq!(f.outcomes[2].2, Outcome::Applied { version: Some(2) });
+        let Outcome::Rejected(why) = &f.outcomes[3].2 else {
+            panic!("{:?}", f.outcomes[3])
+        };
+        assert!(why.contains("1970-01-05T00:00:01Z"), "{why}");
     }
 
     #[test]

@@ -417,17 +417,19 @@ async fn write_posts<'a>(
         .collect();
     let affected = sqlx::query(
         "INSERT INTO posts (city, id, user_id, category, title, description, price, location,
-                            image_count, status, version, created_at, updated_at, expires_at)
+                            image_count, status, version, created_at, updated_at, expires_at,
+                            listed_at)
          SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[],
                               $6::text[], $7::bigint[], $8::text[], $9::smallint[], $10::text[],
                               $11::bigint[], $12::timestamptz[], $13::timestamptz[],
-                              $14::timestamptz[])
+                              $14::timestamptz[], $15::timestamptz[])
          ON CONFLICT (city, id) DO UPDATE SET
             user_id = excluded.user_id, category = excluded.category, title = excluded.title,
             description = excluded.description, price = excluded.price,
             location = excluded.location, image_count = excluded.image_count,
             status = excluded.status, version = excluded.version,
-            updated_at = excluded.updated_at, expires_at = excluded.expires_at
+            updated_at = excluded.updated_at, expires_at = excluded.expires_at,
+            listed_at = excluded.listed_at
          WHERE posts.version < excluded.version",
     )
     .bind(col(|p| p.city.clone()))
@@ -454,6 +456,7 @@ async fn write_posts<'a>(
     .bind(posts.iter().map(|p| p.created_at).collect::<Vec<_>>())
     .bind(posts.iter().map(|p| p.updated_at).collect::<Vec<_>>())
     .bind(posts.iter().map(|p| p.expires_at).collect::<Vec<_>>())
+    .bind(posts.iter().map(|p| p.listed_at).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await
     .map_err(|source| ApplyError::Db {

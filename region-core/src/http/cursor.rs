@@ -1,6 +1,8 @@
-//! Opaque keyset cursors for infinite scroll: the last (created_at, id)
-//! seen, plus the query it belongs to, signed so a tampered cursor is a 400
-//! rather than a silently different page.
+//! Opaque keyset cursors for infinite scroll: the last row's sort key and id
+//! (`listed_at` for the newest-first order, the price for the price orders),
+//! signed together with the query it belongs to (city, filters, sort), so a
+//! tampered cursor, or one reused with other filters, is a 400 rather than a
+//! silently different page.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -12,9 +14,22 @@ use crate::model::Id;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// The sort key of the last row of a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    /// `listed_at` (newest first).
+    ListedAt(DateTime<Utc>),
+    /// The price as the price orders compare it (posts without a price have
+    /// the stand-in value that sorts them last; see `db::queries::Sort`).
+    Price(i64),
+}
+
+/// A keyset position: strictly after `(key, id)` in the listing's order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
-    pub created_at: DateTime<Utc>,
+    /// The last row's sort key.
+    pub key: SortKey,
+    /// The last row's id, which breaks ties of the key.
     pub id: Id,
 }
 
@@ -31,10 +46,15 @@ fn mac(key: &[u8], body: &str, scope: &str) -> Result<HmacSha256, BadCursor> {
 }
 
 impl Cursor {
-    /// `scope` binds the cursor to its city and filters: reused with other
-    /// filters it is refused.
+    /// `scope` binds the cursor to its city, filters and sort: reused with
+    /// others it is refused.
     pub fn encode(&self, key: &[u8], scope: &str) -> String {
-        let body = format!("{}.{}", self.created_at.timestamp_micros(), self.id);
+        // `t` and `p` tell the key's kind, so a cursor of one order can never
+        // be read as a position in another even if two scopes collided.
+        let body = match self.key {
+            SortKey::ListedAt(at) => format!("t{}.{}", at.timestamp_micros(), self.id),
+            SortKey::Price(p) => format!("p{p}.{}", self.id),
+        };
         let tag = mac(key, &body, scope)
             .map(|m| m.finalize().into_bytes()[..16].to_vec())
             .unwrap_or_default();
@@ -49,16 +69,23 @@ impl Cursor {
         let text = String::from_utf8(raw).map_err(|_| BadCursor)?;
         let (body, tag) = text.rsplit_once('.').ok_or(BadCursor)?;
         let tag = hex::decode(tag).map_err(|_| BadCursor)?;
-        mac(key, body, scope)?
-            .verify_truncated_left(&tag)
-            .map_err(|_| BadCursor)?;
         if tag.len() != 16 {
             return Err(BadCursor);
         }
-        let (micros, id) = body.split_once('.').ok_or(BadCursor)?;
-        let micros: i64 = micros.parse().map_err(|_| BadCursor)?;
+        mac(key, body, scope)?
+            .verify_truncated_left(&tag)
+            .map_err(|_| BadCursor)?;
+        let (value, id) = body.split_once('.').ok_or(BadCursor)?;
+        let key = match value.split_at_checked(1) {
+            Some(("t", micros)) => SortKey::ListedAt(
+                DateTime::from_timestamp_micros(micros.parse().map_err(|_| BadCursor)?)
+                    .ok_or(BadCursor)?,
+            ),
+            Some(("p", price)) => SortKey::Price(price.parse().map_err(|_| BadCursor)?),
+            _ => return Err(BadCursor),
+        };
         Ok(Cursor {
-            created_at: DateTime::from_timestamp_micros(micros).ok_or(BadCursor)?,
+            key,
             id: id.parse().map_err(|_| BadCursor)?,
         })
     }
@@ -71,7 +98,7 @@ mod tests {
     #[test]
     fn round_trips_and_refuses_tampering_and_other_scopes() {
         let c = Cursor {
-            created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            key: SortKey::ListedAt(DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap()),
             id: Id(42),
         };
         let s = c.encode(b"k", "boston|q=bike");
@@ -82,11 +109,24 @@ mod tests {
             Err(BadCursor)
         );
         let forged =
-            URL_SAFE_NO_PAD.encode(b"1700000000123456.43.00000000000000000000000000000000");
+            URL_SAFE_NO_PAD.encode(b"t1700000000123456.43.00000000000000000000000000000000");
         assert_eq!(
             Cursor::decode(&forged, b"k", "boston|q=bike"),
             Err(BadCursor)
         );
         assert_eq!(Cursor::decode("!!", b"k", ""), Err(BadCursor));
+        assert_eq!(Cursor::decode("", b"k", ""), Err(BadCursor));
+    }
+
+    #[test]
+    fn a_price_cursor_round_trips_with_its_kind() {
+        for price in [0, 1_000_000_001, -1] {
+            let c = Cursor {
+                key: SortKey::Price(price),
+                id: Id(7),
+            };
+            let s = c.encode(b"k", "boston|price_asc");
+            assert_eq!(Cursor::decode(&s, b"k", "boston|price_asc"), Ok(c));
+        }
     }
 }

@@ -10,7 +10,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::PageCache;
-use crate::db::queries::{GetPost, ListPosts};
+use crate::db::queries::{GetPost, ListPosts, Sort};
 use crate::error::{ApiError, Problem};
 use crate::http::cursor::Cursor;
 use crate::http::{AppState, City, Freshness};
@@ -46,6 +46,8 @@ pub struct PostView {
     pub version: i64,
     /// When it was posted.
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When it was posted or last renewed: listings are ordered by it.
+    pub listed_at: chrono::DateTime<chrono::Utc>,
     /// When it expires unless renewed.
     pub expires_at: chrono::DateTime<chrono::Utc>,
 }
@@ -63,6 +65,7 @@ impl From<Post> for PostView {
             image_count: p.fields.image_count,
             version: p.version,
             created_at: p.created_at,
+            listed_at: p.listed_at,
             expires_at: p.expires_at,
         }
     }
@@ -153,29 +156,90 @@ pub async fn get_post(
     }
 }
 
-/// Query of `GET /post`.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+/// Query of `GET /post`. A parameter sent empty (`cursor=`, `min_price=`:
+/// what a form submits for a field left blank) is the same as one not sent.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Full-text search, web-search syntax (`"exact phrase"`, `-word`, `or`).
     #[param(max_length = 200)]
+    #[serde(default, deserialize_with = "blank_is_none")]
     pub search: Option<String>,
+    /// Match the search against titles only.
+    #[serde(default, deserialize_with = "form_bool")]
+    #[param(value_type = Option<bool>)]
+    pub titles_only: bool,
     /// One of the known categories.
     #[param(inline, value_type = Option<Category>)]
+    #[serde(default, deserialize_with = "blank_is_none")]
     pub category: Option<String>,
     /// Lowest price, inclusive.
     #[param(minimum = 0, maximum = 1_000_000_000)]
+    #[serde(default, deserialize_with = "blank_is_none")]
     pub min_price: Option<i64>,
     /// Highest price, inclusive.
     #[param(minimum = 0, maximum = 1_000_000_000)]
+    #[serde(default, deserialize_with = "blank_is_none")]
     pub max_price: Option<i64>,
     /// Only posts with (true) or without (false) photos.
+    #[serde(default, deserialize_with = "blank_is_none")]
     pub has_image: Option<bool>,
-    /// `next_cursor` of the previous page, with the same filters.
+    /// Only posts listed (posted or renewed) since midnight in the city's
+    /// time zone.
+    #[serde(default, deserialize_with = "form_bool")]
+    #[param(value_type = Option<bool>)]
+    pub today: bool,
+    /// Order: newest first (default; by posting or last renewal), or by
+    /// price, ascending or descending (posts without a price last in both).
+    #[param(inline, value_type = Option<SortOrder>)]
+    #[serde(default, deserialize_with = "blank_is_none")]
+    pub sort: Option<String>,
+    /// `next_cursor` of the previous page, with the same filters and sort.
+    #[serde(default, deserialize_with = "blank_is_none")]
     pub cursor: Option<String>,
     /// Posts per page (default 20).
     #[param(minimum = 1, maximum = 100)]
+    #[serde(default, deserialize_with = "blank_is_none")]
     pub limit: Option<i64>,
+}
+
+/// A query value, with an empty (or blank) one as absent: a form submits
+/// every field, the empty ones as `name=`.
+fn blank_is_none<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let raw: Option<String> = Option::deserialize(d)?;
+    match raw.as_deref() {
+        None => Ok(None),
+        Some(v) if v.trim().is_empty() => Ok(None),
+        Some(v) => v.trim().parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+/// A checkbox: `true` (the forms' value), `on` (a browser's default for a
+/// checkbox without value) or `1` is set; empty, `false` or `0` is not.
+fn form_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let raw: Option<String> = Option::deserialize(d)?;
+    match raw.as_deref().map(str::trim) {
+        None | Some("" | "false" | "0") => Ok(false),
+        Some("true" | "on" | "1") => Ok(true),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "{other:?} is not a boolean"
+        ))),
+    }
+}
+
+/// The listing orders (for the OpenAPI document).
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum SortOrder {
+    Newest,
+    PriceAsc,
+    PriceDesc,
 }
 
 /// The known categories (for the OpenAPI document).
@@ -210,9 +274,17 @@ fn field(field: &'static str, problem: &str) -> FieldError {
     }
 }
 
-/// Every invalid parameter, named (a 422 lists them all at once).
-fn validate(p: &ListParams) -> Result<i64, ApiError> {
+/// Every invalid parameter, named (a 422 lists them all at once); the page
+/// size and the order.
+fn validate(p: &ListParams) -> Result<(i64, Sort), ApiError> {
     let mut bad = Vec::new();
+    let sort = match p.sort.as_deref() {
+        None => Sort::Newest,
+        Some(s) => Sort::parse(s).unwrap_or_else(|| {
+            bad.push(field("sort", "must be newest, price_asc or price_desc"));
+            Sort::Newest
+        }),
+    };
     let limit = p.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         bad.push(field("limit", "must be 1 to 100"));
@@ -232,14 +304,15 @@ fn validate(p: &ListParams) -> Result<i64, ApiError> {
         bad.push(field("search", "must be at most 200 characters"));
     }
     if bad.is_empty() {
-        Ok(limit)
+        Ok((limit, sort))
     } else {
         Err(ApiError::Invalid(bad))
     }
 }
 
-/// Posts of the host's city from the last 7 days, newest first: all of
-/// them, or those matching a full-text search and filters. An HTML page for
+/// Posts of the host's city listed (posted or renewed) in the last 7 days,
+/// newest first or by price: all of them, or those matching a full-text
+/// search and filters. An HTML page for
 /// browsers, JSON for `Accept: application/json`.
 #[utoipa::path(get, path = "/post", tag = "posts",
     params(ListParams),
@@ -247,7 +320,7 @@ fn validate(p: &ListParams) -> Result<i64, ApiError> {
         (status = 200, description = "One page of posts", content(
             (PostPage = "application/json"),
             (String = "text/html"))),
-        (status = 400, description = "Malformed query string or a cursor that was tampered with or issued for other filters", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed query string or a cursor that was tampered with or issued for other filters or another sort", body = Problem, content_type = "application/problem+json"),
         (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid parameters, each named", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The city's shard is down", body = Problem, content_type = "application/problem+json"),
@@ -260,7 +333,7 @@ pub async fn list_posts(
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let limit = validate(&p)?;
+    let (limit, sort) = validate(&p)?;
     // Postgres text cannot hold NUL: in a search it separates words like
     // any other non-letter.
     let search = p
@@ -269,14 +342,33 @@ pub async fn list_posts(
         .filter(|s| !s.trim().is_empty());
     // The cursor is bound to the city and filters it was issued for.
     let scope = format!(
-        "{city}|{:?}|{:?}|{:?}|{:?}|{:?}",
-        search, p.category, p.min_price, p.max_price, p.has_image
+        "{city}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{}|{}",
+        search,
+        p.category,
+        p.min_price,
+        p.max_price,
+        p.has_image,
+        p.titles_only,
+        p.today,
+        sort.as_str()
     );
+    let now = st.clock.now();
+    // "Posted today" is the city's day, not the server's. Not part of the
+    // cursor's scope (a feed scrolled past midnight goes on), but of the
+    // cache key, so a cached page of yesterday is not served today.
+    let since = p
+        .today
+        .then(|| crate::locale::city_locale(&city).start_of_today(now));
     let json = wants_json(&headers);
     // Cached pages only for reads that need no particular freshness.
     let cache_key = (matches!(fresh, Consistency::Any)
         && (st.cache.enabled() || st.pages.enabled()))
-    .then(|| PageCache::key(&city, &format!("{scope}|{:?}|{limit}|{json}", p.cursor)));
+    .then(|| {
+        PageCache::key(
+            &city,
+            &format!("{scope}|{since:?}|{:?}|{limit}|{json}", p.cursor),
+        )
+    });
     if let Some(key) = &cache_key {
         if let Some(page) = st.pages.get(key) {
             return Ok(page_response(page, json));
@@ -288,21 +380,23 @@ pub async fn list_posts(
         }
     }
     let after = match &p.cursor {
-        Some(c) => {
-            let c = Cursor::decode(c, &st.cursor_key, &scope)
-                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            Some((c.created_at, c.id))
-        }
+        Some(c) => Some(
+            Cursor::decode(c, &st.cursor_key, &scope)
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        ),
         None => None,
     };
     let query = ListPosts {
         city: city.clone(),
-        now: st.clock.now(),
+        now,
         search: search.clone(),
+        titles_only: p.titles_only,
         category: p.category.clone(),
         min_price: p.min_price,
         max_price: p.max_price,
         has_image: p.has_image,
+        since,
+        sort,
         after,
         limit,
     };
@@ -312,7 +406,7 @@ pub async fn list_posts(
     let next_cursor = if posts.len() as i64 == limit {
         posts.last().map(|last| {
             Cursor {
-                created_at: last.created_at,
+                key: sort.key_of(last),
                 id: last.id,
             }
             .encode(&st.cursor_key, &scope)
@@ -334,6 +428,9 @@ pub async fn list_posts(
                 ("min_price", p.min_price.map(|v| v.to_string()).as_deref()),
                 ("max_price", p.max_price.map(|v| v.to_string()).as_deref()),
                 ("has_image", p.has_image.map(|v| v.to_string()).as_deref()),
+                ("titles_only", p.titles_only.then_some("true")),
+                ("today", p.today.then_some("true")),
+                ("sort", (sort != Sort::Newest).then_some(sort.as_str())),
                 ("limit", Some(limit.to_string().as_str())),
             ]);
             q.push_str("&cursor=");
@@ -345,7 +442,9 @@ pub async fn list_posts(
             category: p.category.clone().unwrap_or_default(),
             min_price: p.min_price.map(|v| v.to_string()).unwrap_or_default(),
             max_price: p.max_price.map(|v| v.to_string()).unwrap_or_default(),
-            ..render::ListFilters::default()
+            titles_only: p.titles_only,
+            today: p.today,
+            sort: sort.as_str().to_string(),
         };
         render::list_page(&city, &filters, &posts, next.as_deref()).into_bytes()
     };
@@ -384,15 +483,7 @@ mod tests {
     use super::*;
 
     fn params() -> ListParams {
-        ListParams {
-            search: None,
-            category: None,
-            min_price: None,
-            max_price: None,
-            has_image: None,
-            cursor: None,
-            limit: None,
-        }
+        ListParams::default()
     }
 
     #[test]
@@ -403,14 +494,38 @@ mod tests {
             min_price: Some(10),
             max_price: Some(-1),
             limit: Some(0),
+            sort: Some("cheapest".into()),
             ..params()
         };
         let Err(ApiError::Invalid(bad)) = validate(&p) else {
             panic!("expected 422")
         };
         let names: Vec<_> = bad.iter().map(|e| e.field).collect();
-        assert_eq!(names, ["limit", "max_price", "category", "search"]);
-        assert_eq!(validate(&params()).ok(), Some(20));
+        assert_eq!(names, ["sort", "limit", "max_price", "category", "search"]);
+        assert_eq!(validate(&params()).ok(), Some((20, Sort::Newest)));
+    }
+
+    #[test]
+    fn empty_form_fields_are_absent() {
+        let p: ListParams = serde_urlencoded::from_str(
+            "search=&category=&min_price=&max_price=&has_image=&sort=&cursor=&limit=\
+             &titles_only=&today=",
+        )
+        .unwrap();
+        assert!(p.search.is_none() && p.category.is_none() && p.cursor.is_none());
+        assert!(p.min_price.is_none() && p.max_price.is_none() && p.limit.is_none());
+        assert!(p.sort.is_none() && p.has_image.is_none());
+        assert!(!p.titles_only && !p.today);
+        assert_eq!(validate(&p).ok(), Some((20, Sort::Newest)));
+
+        let p: ListParams = serde_urlencoded::from_str(
+            "min_price=5&sort=price_desc&titles_only=true&today=on&search=bike",
+        )
+        .unwrap();
+        assert_eq!((p.min_price, p.titles_only, p.today), (Some(5), true, true));
+        assert_eq!(validate(&p).ok(), Some((20, Sort::PriceDesc)));
+        assert!(serde_urlencoded::from_str::<ListParams>("min_price=five").is_err());
+        assert!(serde_urlencoded::from_str::<ListParams>("today=maybe").is_err());
     }
 
     #[test]

@@ -757,7 +757,7 @@ pub async fn delete_post(
         (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Another user's post, or a cookie session without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such post, or it is deleted or hidden", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A request with this Idempotency-Key is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Renewed too early (allowed 48 h after posting or the last renewal; the detail says from when), or a request with this Idempotency-Key is in progress", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An Idempotency-Key reused for another request", body = Problem, content_type = "application/problem+json"),

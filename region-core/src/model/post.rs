@@ -99,8 +99,14 @@ pub enum PostStatus {
     Expired,
 }
 
+/// A post can be renewed once this long has passed since it was posted or
+/// last renewed: renewal moves it to the top of its listing, and more often
+/// than every two days that would let a poster keep it there.
+pub const RENEW_AFTER: chrono::Duration = chrono::Duration::hours(48);
+
 /// A post row of a shard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[serde(from = "PostRecord")]
 pub struct Post {
     pub city: String,
     pub id: Id,
@@ -113,11 +119,56 @@ pub struct Post {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The listing's sort key: set at creation and by each renewal, never by
+    /// an edit, so a renewed post comes back to the top and an edited one
+    /// stays where it was.
+    pub listed_at: DateTime<Utc>,
+}
+
+/// From this instant on the post may be renewed.
+pub fn renew_allowed_from(p: &Post) -> DateTime<Utc> {
+    p.listed_at + RENEW_AFTER
+}
+
+/// `Post` as events carry it. Events written before `listed_at` existed
+/// (still in the topics and dead letters) have none: such a post had never
+/// been renewed under the new rule, so it is listed from its creation.
+#[derive(Deserialize)]
+struct PostRecord {
+    city: String,
+    id: Id,
+    user_id: Id,
+    #[serde(flatten)]
+    fields: PostFields,
+    status: PostStatus,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    #[serde(default)]
+    listed_at: Option<DateTime<Utc>>,
+}
+
+impl From<PostRecord> for Post {
+    fn from(r: PostRecord) -> Self {
+        Post {
+            city: r.city,
+            id: r.id,
+            user_id: r.user_id,
+            fields: r.fields,
+            status: r.status,
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            expires_at: r.expires_at,
+            listed_at: r.listed_at.unwrap_or(r.created_at),
+        }
+    }
 }
 
 /// The columns of `Post`, for SELECTs.
 pub const POST_COLUMNS: &str = "city, id, user_id, category, title, description, price, \
-    location, image_count, status, version, created_at, updated_at, expires_at";
+    location, image_count, status, version, created_at, updated_at, expires_at, listed_at";
 
 #[cfg(test)]
 mod tests {
@@ -137,6 +188,48 @@ mod tests {
         assert_eq!(
             fields,
             ["title", "description", "price", "category", "image_count"]
+        );
+    }
+
+    fn post() -> Post {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        Post {
+            city: "boston".into(),
+            id: Id(1),
+            user_id: Id(2),
+            fields: PostFields {
+                category: "free".into(),
+                title: "chair".into(),
+                description: String::new(),
+                price: None,
+                location: None,
+                image_count: 0,
+            },
+            status: PostStatus::Live,
+            version: 3,
+            created_at: at,
+            updated_at: at,
+            expires_at: at + POST_LIFETIME,
+            listed_at: at + chrono::Duration::days(3),
+        }
+    }
+
+    #[test]
+    fn listed_at_round_trips_and_old_events_list_from_creation() {
+        let p = post();
+        let mut v = serde_json::to_value(&p).unwrap();
+        assert_eq!(serde_json::from_value::<Post>(v.clone()).unwrap(), p);
+        v.as_object_mut().unwrap().remove("listed_at");
+        let old: Post = serde_json::from_value(v).unwrap();
+        assert_eq!(old.listed_at, p.created_at);
+    }
+
+    #[test]
+    fn renewal_is_allowed_two_days_after_listing() {
+        let p = post();
+        assert_eq!(
+            renew_allowed_from(&p),
+            p.listed_at + chrono::Duration::hours(48)
         );
     }
 }
