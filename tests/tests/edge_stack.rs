@@ -5,7 +5,10 @@
 //! - Visitors from addresses the embedded city database places in served
 //!   cities are sent (302) to their city's host.
 //! - A page written through the Worker's internal bulk KV route is then
-//!   served by the edge with no origin request.
+//!   served by the edge with no origin request; one of another template
+//!   version is rendered by the origin instead.
+//! - Every HTML answer (picker, KV page, origin page) carries the security
+//!   headers; `/cities` is the picker whatever `cb_city` says.
 //! - A sign-up POSTed through the edge reaches region-core, signed, and is
 //!   created; a signed request sent twice is refused the second time.
 //!
@@ -13,9 +16,10 @@
 //! production and nothing strips locally; the stack's edge has no test mode.
 
 use cityboard_deploy::edge::{
-    FORWARD_KEY_FILE, KV_ROUTE_KEY_FILE, addresses_in, embedded_database,
+    FORWARD_KEY_FILE, KV_ROUTE_KEY_FILE, addresses_in, embedded_database, template_version,
 };
 use cityboard_deploy::http;
+use cityboard_protocol::headers::SECURITY_HEADERS;
 use cityboard_protocol::kv::{BULK_PATH, BulkResult, BulkWrite, PostMeta, post_key};
 use cityboard_protocol::sign::{self, SIGNATURE_HEADER};
 use cityboard_tests::stack_edge::StackEdge;
@@ -59,6 +63,29 @@ async fn visitors_from_real_city_addresses_land_on_their_city() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("db-ip.com"), "the picker credits DB-IP");
+    assert_secured(&r, "picker");
+    // "Change city": the picker even for a visitor whose cookie names a city.
+    let r = edge
+        .send(
+            "GET",
+            &apex,
+            "/cities",
+            &[("cookie", "cb_city=newyork"), ("accept", "text/html")],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("/choose?city=london"), "{}", r.text());
+    assert!(r.text().contains("IP Geolocation by DB-IP"));
+    assert_secured(&r, "/cities");
+}
+
+/// Asserts that `r` carries every security header, with the edge's values.
+#[track_caller]
+fn assert_secured(r: &http::Response, what: &str) {
+    for (name, value) in SECURITY_HEADERS {
+        assert_eq!(r.header(name), Some(*value), "{what}: {name}");
+    }
 }
 
 /// `route="/post/{id}"` GETs the apis have answered, all regions together.
@@ -91,13 +118,27 @@ async fn a_page_written_through_the_kv_route_is_served_without_the_origin() {
         "<!doctype html><title>edge test {id}</title><p>{}</p>",
         "x".repeat(2000)
     );
-    let meta = PostMeta::page("newyork", 1, chrono::Utc::now().timestamp() + 3600);
-    let writes = vec![BulkWrite {
-        key: post_key(id),
-        value: page.clone(),
-        metadata: Some(serde_json::to_value(&meta).unwrap()),
-        expiration_ttl: None,
-    }];
+    let expires = chrono::Utc::now().timestamp() + 3600;
+    let meta = PostMeta::page("newyork", 1, expires).with_template(template_version());
+    // The same page rendered with another template: the edge leaves it to
+    // the origin (which has no such post).
+    let old_id = id + 1;
+    let old_meta =
+        PostMeta::page("newyork", 1, expires).with_template(template_version().wrapping_add(1));
+    let writes = vec![
+        BulkWrite {
+            key: post_key(id),
+            value: page.clone(),
+            metadata: Some(serde_json::to_value(&meta).unwrap()),
+            expiration_ttl: None,
+        },
+        BulkWrite {
+            key: post_key(old_id),
+            value: page.clone(),
+            metadata: Some(serde_json::to_value(&old_meta).unwrap()),
+            expiration_ttl: None,
+        },
+    ];
     let body = serde_json::to_vec(&writes).unwrap();
     let host = edge.host(None);
     let fields = sign::Request {
@@ -117,7 +158,7 @@ async fn a_page_written_through_the_kv_route_is_served_without_the_origin() {
     let r = edge.send("POST", &host, BULK_PATH, &headers, &body).await;
     assert_eq!(r.status, 200, "bulk write: {}", r.text());
     let result: BulkResult = serde_json::from_slice(&r.body).expect("bulk result");
-    assert_eq!((result.written, result.skipped_older), (1, 0));
+    assert_eq!((result.written, result.skipped_older), (2, 0));
     // The same signed request again is a replay.
     let again = edge.send("POST", &host, BULK_PATH, &headers, &body).await;
     assert_eq!(again.status, 401, "{}", again.text());
@@ -139,6 +180,7 @@ async fn a_page_written_through_the_kv_route_is_served_without_the_origin() {
                 r.header("etag"),
                 Some(cityboard_protocol::kv::etag(id, &meta).as_str())
             );
+            assert_secured(&r, "KV page");
         }
         let after = origin_post_reads(&edge).await;
         rounds.push(after - before);
@@ -151,6 +193,16 @@ async fn a_page_written_through_the_kv_route_is_served_without_the_origin() {
         Some(&0),
         "origin post reads per round of 20 edge reads: {rounds:?}"
     );
+
+    // The page of another template is the origin's answer: its HTML 404
+    // (it knows no such post), with the same headers.
+    let r = edge
+        .send("GET", &city, &format!("/post/{old_id}"), &accept, b"")
+        .await;
+    assert_eq!(r.header("x-cityboard-edge"), Some("kv-template"));
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_ne!(r.text(), page);
+    assert_secured(&r, "origin page of an old-template post");
 }
 
 fn nonce() -> String {
