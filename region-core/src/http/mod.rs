@@ -117,11 +117,16 @@ async fn problems_everywhere(
 ) -> Response {
     let res = next.run(req).await;
     let status = res.status();
-    let is_problem = res
+    // Problems already, and pages of ours (a form shown again with its
+    // errors) stay as they are.
+    let shaped = res
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/problem+json")
+                || v.as_bytes().starts_with(b"text/html")
+        });
+    if !(status.is_client_error() || status.is_server_error()) || shaped {
         return res;
     }
     let (mut parts, body) = res.into_parts();
