@@ -187,6 +187,14 @@ async fn every_page_renders_with_the_layout() {
 
     let home = page(&api, &city, "/", None).await;
     assert!(home.body.contains("role=\"search\""), "{}", home.body);
+    let count = home
+        .body
+        .split("href=\"/post?category=for-sale\">For sale <span class=\"count\">(")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|n| n.parse::<i64>().ok())
+        .expect("a count for the category");
+    assert!(count >= 1, "{}", home.body);
     assert!(home.body.contains("href=\"/post?category=for-sale\""));
     assert!(home.body.contains("href=\"/login\""), "anonymous: Log in");
 
@@ -420,6 +428,24 @@ async fn errors_reach_browsers_as_pages_with_their_status() {
     )
     .await;
     assert_error_page(&r, 403, "someone else's delete");
+    // An early renewal from "My posts": refused with the date it opens.
+    let my = page(&api, &city, "/my", Some(&owner.cookie)).await;
+    assert!(my.body.contains("renewable from"), "{}", my.body);
+    let r = submit(
+        &api,
+        &city,
+        &format!("/post/{id}/renew"),
+        &owner.cookie,
+        &[("csrf", owner.csrf.as_str())],
+    )
+    .await;
+    assert_error_page(&r, 409, "early renewal");
+    assert!(r.body.contains("allowed from"), "{}", r.body);
+    assert!(
+        r.body.contains(" time)"),
+        "the date in the city's zone: {}",
+        r.body
+    );
     // Unknown post and route.
     assert_error_page(
         &page(&api, &city, "/post/1/edit", Some(&owner.cookie)).await,

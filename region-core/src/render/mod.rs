@@ -4,8 +4,10 @@
 //! publisher calls `post_page` for the edge's KV pages.
 
 pub mod assets;
+mod forms;
 mod pages;
 
+pub use forms::*;
 pub use pages::*;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -117,8 +119,9 @@ impl Chrome {
                 None => "No price".into(),
             },
             place: p.fields.location.clone().unwrap_or_default(),
-            date: self.locale.date(p.created_at),
-            datetime: p.created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            // Posted or last renewed: what the listing is ordered by.
+            date: self.locale.date(p.listed_at),
+            datetime: p.listed_at.to_rfc3339_opts(SecondsFormat::Secs, true),
         }
     }
 }
@@ -134,7 +137,7 @@ pub struct Card {
     pub price: String,
     /// As typed; may be empty.
     pub place: String,
-    /// The day it was posted, in the city's zone.
+    /// The day it was posted or last renewed, in the city's zone.
     pub date: String,
     /// The same instant for `<time datetime>`.
     pub datetime: String,

@@ -121,6 +121,7 @@ pub async fn html_errors(State(st): State<AppState>, req: Request, next: Next) -
         Some(ctx) => ctx.chrome(&path, Viewer::Shared),
         None => neutral_chrome(&st, &path, Viewer::Shared),
     };
+    let message = local_instants(&message, &chrome.locale);
     let heading = format!("{} {title}", status.as_u16());
     let html = render::error_page(chrome, &heading, &message, Some(link));
     parts.headers.remove(header::CONTENT_LENGTH);
@@ -133,6 +134,24 @@ pub async fn html_errors(State(st): State<AppState>, req: Request, next: Next) -
         HeaderValue::from_static("private, no-store"),
     );
     Response::from_parts(parts, axum::body::Body::from(html))
+}
+
+/// `text` with every RFC 3339 instant in it (a renewal refused until
+/// then) written as the city writes a date and time, in its zone.
+fn local_instants(text: &str, locale: &crate::locale::CityLocale) -> String {
+    text.split(' ')
+        .map(|word| {
+            let bare = word.trim_end_matches(['.', ',', ';', ')']);
+            match chrono::DateTime::parse_from_rfc3339(bare) {
+                Ok(at) => {
+                    let local = locale.date_time(at.with_timezone(&chrono::Utc));
+                    format!("{local} ({} time){}", locale.name, &word[bare.len()..])
+                }
+                Err(_) => word.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A problem's detail as a sentence: capitalised, with a full stop.
@@ -167,6 +186,14 @@ mod tests {
             HeaderValue::from_static("application/json, text/html"),
         );
         assert!(!wants_html(&h));
+    }
+
+    #[test]
+    fn instants_read_in_the_citys_zone() {
+        let paris = crate::locale::city_locale("paris");
+        let text = local_instants("renewal is allowed from 2026-12-08T11:50:30Z.", &paris);
+        assert!(text.contains("8 Dec 2026, 12:50"), "{text}");
+        assert!(text.ends_with("time)."), "{text}");
     }
 
     #[test]
