@@ -102,9 +102,7 @@ pub struct PublisherParts<S> {
 /// every page's metadata (`PostMeta::template`) and given to the edge
 /// (its `TEMPLATE_VERSION`), which serves only pages of this version.
 pub fn template_version() -> u32 {
-    // Until render exposes its own (a hash of the templates and the
-    // stylesheet), the one version of the format! pages.
-    1
+    render::TEMPLATE_VERSION
 }
 
 /// The KV entry an event becomes: a rendered page, or a tombstone.
