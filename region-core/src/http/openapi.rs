@@ -7,7 +7,7 @@ use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::http::{accounts, commands, health, metrics, operator, posts, session, writes};
+use crate::http::{accounts, commands, health, metrics, operator, pages, posts, session, writes};
 
 /// The api of one region.
 #[derive(OpenApi)]
@@ -45,6 +45,11 @@ use crate::http::{accounts, commands, health, metrics, operator, posts, session,
         health::healthz,
         metrics::metrics,
         operator::delete_old_posts,
+        pages::home,
+        pages::new_post,
+        pages::my_posts,
+        pages::logout_page,
+        pages::sitemap,
         serve,
     ),
     modifiers(&Security, &EdgeSignature, &Links),
@@ -53,6 +58,7 @@ use crate::http::{accounts, commands, health, metrics, operator, posts, session,
         (name = "writes", description = "Posting, editing, deleting, renewing, reporting; the \
                                          status of a write accepted with 202"),
         (name = "accounts", description = "Sign-up and sessions"),
+        (name = "pages", description = "The site's own HTML pages (forms post to the writes above)"),
         (name = "operations", description = "Health, metrics, this document"),
     )
 )]

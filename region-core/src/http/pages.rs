@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use crate::db::queries::ListPosts;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::http::edge_trust::Forwarded;
 use crate::http::posts::read_post;
 use crate::http::{AppState, AuthUser, City, Freshness};
@@ -146,6 +146,13 @@ const HOME_NEWEST: i64 = 10;
 
 /// The city home: a search box, the categories with their counts of live
 /// posts, and the newest posts.
+#[utoipa::path(get, path = "/", tag = "pages",
+    security((), ("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The city home", body = String, content_type = "text/html"),
+        (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The city's shard is down", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn home(
     State(st): State<AppState>,
     ctx: PageCtx,
@@ -172,7 +179,14 @@ pub async fn home(
     Ok(Html(render::home_page(chrome, &counts.value, &newest.value)).into_response())
 }
 
-/// The new-post form (logged in only).
+/// The new-post form (logged in only), posting `POST /post`.
+#[utoipa::path(get, path = "/post/new", tag = "pages",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The form, with the session's CSRF token", body = String, content_type = "text/html"),
+        (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
+        (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn new_post(State(st): State<AppState>, ctx: PageCtx, user: AuthUser) -> Response {
     let csrf = st.csrf.for_session(&user.claims.jti);
     let values = PostValues::default();
@@ -229,6 +243,14 @@ pub async fn edit_post(
 
 /// The user's posts in this city, read from the primary: what they just
 /// did is there, whatever the replicas' lag.
+#[utoipa::path(get, path = "/my", tag = "pages",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The user's posts with renew, edit and delete controls", body = String, content_type = "text/html"),
+        (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
+        (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The city's shard is down", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn my_posts(
     State(st): State<AppState>,
     ctx: PageCtx,
@@ -283,6 +305,12 @@ pub async fn report_form(
 /// The log-out page: one button that posts `POST /logout` with the
 /// session's CSRF token (a link may not log anyone out: anything can
 /// follow a link).
+#[utoipa::path(get, path = "/logout", tag = "pages",
+    security((), ("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The log-out button (or, without a session, a log-in link)", body = String, content_type = "text/html"),
+        (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn logout_page(
     State(st): State<AppState>,
     ctx: PageCtx,
@@ -299,6 +327,12 @@ pub async fn logout_page(
 }
 
 /// The city's live posts for search engines, with absolute URLs.
+#[utoipa::path(get, path = "/sitemap.xml", tag = "pages",
+    responses(
+        (status = 200, description = "The sitemap of the city's live posts", body = String, content_type = "application/xml"),
+        (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The city's shard is down", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn sitemap(State(st): State<AppState>, ctx: PageCtx) -> Result<Response, ApiError> {
     let query = queries::LivePostUrls {
         city: ctx.city.clone(),

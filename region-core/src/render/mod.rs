@@ -29,9 +29,10 @@ pub const TEMPLATE_VERSION: u32 = assets::fnv1a(&[
     include_bytes!("../../templates/post.html"),
     assets::SOURCES[0],
     assets::SOURCES[1],
-    // The view code below shapes the page too.
+    // The view code and the city's formats shape the page too.
     include_bytes!("pages.rs"),
     include_bytes!("mod.rs"),
+    include_bytes!("../locale.rs"),
 ]);
 
 /// The current template version (see `TEMPLATE_VERSION`).
