@@ -62,17 +62,24 @@ impl std::fmt::Display for Figures {
     }
 }
 
-/// Collects the buffered entries once the page has loaded; the short wait
-/// lets a last paint after `load` be reported.
+/// Collects the page's entries once it has loaded: LCP and layout shifts
+/// exist only for `PerformanceObserver`s (`buffered: true` hands over those
+/// recorded before it was created); the short wait lets them arrive, and a
+/// last paint after `load` be reported.
 const COLLECT: &str = r#"
 const done = arguments[0];
+const paints = [], shifts = [];
+new PerformanceObserver(l => paints.push(...l.getEntries()))
+  .observe({type: 'largest-contentful-paint', buffered: true});
+new PerformanceObserver(l => shifts.push(...l.getEntries()))
+  .observe({type: 'layout-shift', buffered: true});
 setTimeout(() => {
   let lcp = 0, element = '', cls = 0;
-  for (const e of performance.getEntriesByType('largest-contentful-paint')) {
+  for (const e of paints) {
     lcp = e.renderTime || e.loadTime || e.startTime;
     element = e.element ? e.element.tagName.toLowerCase() : (e.url || '?');
   }
-  for (const e of performance.getEntriesByType('layout-shift')) {
+  for (const e of shifts) {
     if (!e.hadRecentInput) cls += e.value;
   }
   const nav = performance.getEntriesByType('navigation')[0];
@@ -81,16 +88,6 @@ setTimeout(() => {
   }));
   done({lcp, element, cls, html: nav ? (nav.transferSize || nav.encodedBodySize) : 0, resources});
 }, 500);
-"#;
-
-/// Observers registered before the page's own code, so the buffered
-/// entries exist (Chromium buffers LCP and layout shifts only for
-/// `PerformanceObserver`s with `buffered: true`, or for the timeline, which
-/// `getEntriesByType` reads once an observer of the type was created).
-const OBSERVE: &str = r#"
-for (const type of ['largest-contentful-paint', 'layout-shift']) {
-  try { new PerformanceObserver(() => {}).observe({type, buffered: true}); } catch (e) {}
-}
 "#;
 
 impl Browser {
@@ -107,11 +104,6 @@ impl Browser {
                 "downloadThroughput": DOWN_BITS_PER_S / 8.0,
                 "uploadThroughput": UP_BITS_PER_S / 8.0,
             }),
-        )
-        .await;
-        self.cdp(
-            "Page.addScriptToEvaluateOnNewDocument",
-            json!({"source": OBSERVE}),
         )
         .await;
     }

@@ -41,6 +41,18 @@ impl ApiUser {
             .send("POST", &host, "/signup", &headers, body.as_bytes())
             .await;
         assert_eq!(r.status, 201, "API sign-up of {email}: {}", r.text());
+        ApiUser::log_in(edge, city, email, ip).await
+    }
+
+    /// Logs in an existing account `email` on `city`'s host.
+    pub async fn log_in(edge: &StackEdge, city: &str, email: &str, ip: &str) -> ApiUser {
+        let body = json!({"email": email, "password": PASSWORD}).to_string();
+        let host = edge.host(Some(city));
+        let headers = [
+            ("content-type", "application/json"),
+            ("accept", "application/json"),
+            ("cf-connecting-ip", ip),
+        ];
         let r = edge
             .send("POST", &host, "/login", &headers, body.as_bytes())
             .await;
