@@ -452,10 +452,15 @@ async fn errors_reach_browsers_as_pages_with_their_status() {
         404,
         "no post",
     );
-    assert_error_page(
-        &page(&api, &city, "/no/such/page", None).await,
-        404,
-        "no route",
+    let missing = page(&api, &city, "/no/such/page", None).await;
+    assert_error_page(&missing, 404, "no route");
+    let name = region_core::locale::city_locale(&city).name;
+    assert!(
+        missing
+            .body
+            .contains(&format!("<a class=\"city\" href=\"/\">{name}</a>")),
+        "the error page is the city's: {}",
+        missing.body
     );
     // The same to a script stays a problem document.
     api.get(&city, "/no/such/page", "application/json")

@@ -58,15 +58,18 @@ pub async fn html_errors(State(st): State<AppState>, req: Request, next: Next) -
     if !wants_html(req.headers()) {
         return next.run(req).await;
     }
-    let city = city_of(&st, req.headers());
-    let host = req
-        .headers()
-        .get(cityboard_protocol::sign::FORWARDED_HOST_HEADER)
-        .or_else(|| req.headers().get(header::HOST))
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let ctx = city.as_deref().map(|c| PageCtx::of(&st, c, &host));
+    // Kept for the layout of an error page; looked at only if there is
+    // one (most answers are not errors).
+    let mut asked = HeaderMap::new();
+    for name in [
+        cityboard_protocol::sign::CITY_HEADER,
+        cityboard_protocol::sign::FORWARDED_HOST_HEADER,
+        header::HOST.as_str(),
+    ] {
+        if let Some(v) = req.headers().get(name) {
+            asked.insert(name, v.clone());
+        }
+    }
     let path = req.uri().path().to_string();
     let res = next.run(req).await;
     let is_problem = res
@@ -76,6 +79,13 @@ pub async fn html_errors(State(st): State<AppState>, req: Request, next: Next) -
     if !is_problem {
         return res;
     }
+    let host = asked
+        .get(cityboard_protocol::sign::FORWARDED_HOST_HEADER)
+        .or_else(|| asked.get(header::HOST))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let ctx = city_of(&st, &asked).map(|c| PageCtx::of(&st, &c, &host));
     let (mut parts, body) = res.into_parts();
     let problem: serde_json::Value = axum::body::to_bytes(body, crate::http::BODY_LIMIT)
         .await
