@@ -20,13 +20,39 @@ fn city(state: &State) -> String {
 
 /// A new user's bearer token.
 async fn user(api: &Api, prefix: &str) -> String {
+    user_and_email(api, prefix).await.0
+}
+
+/// A new user's bearer token and e-mail address.
+async fn user_and_email(api: &Api, prefix: &str) -> (String, String) {
     let email = format!("{}@example.com", unique_city(prefix));
     let body = serde_json::json!({"email": email, "password": "correct horse battery"});
     let r = api.post_json("/signup", body.clone()).await;
     assert_eq!(r.status, 201, "{}", r.body);
+    (login(api, &email).await, email)
+}
+
+/// A bearer token of `email`'s user, issued by `api` (by its clock).
+async fn login(api: &Api, email: &str) -> String {
+    let body = serde_json::json!({"email": email, "password": "correct horse battery"});
     let r = api.post_json("/login", body).await;
     assert_eq!(r.status, 200, "{}", r.body);
     r.json()["access_token"].as_str().unwrap().to_string()
+}
+
+/// A post of `email`'s user created three days ago, so that it may be
+/// renewed (renewal is allowed 48 h after posting): created through an api
+/// whose clock says so, the way a command of that time would have been.
+async fn created_days_ago(city: &str, email: &str, title: &str) -> (String, String) {
+    let past = Api::start_with(Setup {
+        clock: std::sync::Arc::new(region_core::clock::ManualClock::new(
+            chrono::Utc::now() - chrono::Duration::days(3),
+        )),
+        ..Setup::default()
+    })
+    .await;
+    let token = login(&past, email).await;
+    created(&past, city, &token, title).await
 }
 
 fn post_body(title: &str) -> serde_json::Value {
@@ -107,9 +133,10 @@ async fn an_author_creates_reads_edits_and_deletes_a_post() {
     let state = prepared().await;
     let city = city(&state);
     let api = Api::start(false).await;
-    let token = user(&api, "author").await;
+    let (token, email) = user_and_email(&api, "author").await;
     let title = unique_city("bike");
-    let (id, cookie) = created(&api, &city, &token, &title).await;
+    // Three days old, so that the renewal below is allowed.
+    let (id, cookie) = created_days_ago(&city, &email, &title).await;
 
     // Read-your-writes: with the cookie the new post is there at once.
     let read = get_as(
@@ -565,9 +592,9 @@ async fn the_renewal_link_opens_a_form_that_renews_the_post() {
     let state = prepared().await;
     let city = city(&state);
     let api = Api::start(false).await;
-    let alice = user(&api, "renewer").await;
+    let (alice, email) = user_and_email(&api, "renewer").await;
     let mallory = user(&api, "renewsnoop").await;
-    let (id, ryw) = created(&api, &city, &alice, &unique_city("<b>kayak</b>")).await;
+    let (id, ryw) = created_days_ago(&city, &email, &unique_city("<b>kayak</b>")).await;
     let path = format!("/post/{id}/renew");
     let page = |headers: Vec<(&'static str, String)>| {
         let mut b = Request::get(path.as_str())
