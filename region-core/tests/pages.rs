@@ -210,6 +210,8 @@ async fn every_page_renders_with_the_layout() {
         assert_layout(&r, &path);
         assert!(r.body.contains("href=\"/logout\""), "{path}: Log out");
     }
+    let home = page(&api, &city, "/", Some(&alice.cookie)).await;
+    assert_eq!(home.headers["cache-control"], "private, no-store");
     let my = page(&api, &city, "/my", Some(&alice.cookie)).await;
     assert!(
         my.body.contains(&format!("data-post-id=\"{id}\"")),

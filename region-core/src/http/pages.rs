@@ -176,7 +176,13 @@ pub async fn home(
     st.metrics.read_by(&counts.node);
     st.metrics.read_by(&newest.node);
     let chrome = ctx.chrome("/", viewer_of(&user));
-    Ok(Html(render::home_page(chrome, &counts.value, &newest.value)).into_response())
+    let html = render::home_page(chrome, &counts.value, &newest.value);
+    // A visitor's home says "Log out": not one for a shared cache.
+    Ok(if user.is_ok() {
+        personal(html)
+    } else {
+        Html(html).into_response()
+    })
 }
 
 /// The new-post form (logged in only), posting `POST /post`.
