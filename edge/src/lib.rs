@@ -172,6 +172,8 @@ fn route_now(req: &Incoming, config: &Config, env: &Env) -> Step {
         return Step::Answer(Err(EdgeError::CityNotServed(city)));
     }
     let post_id = match req.path.strip_prefix("/post/") {
+        // The new-post form is the origin's page, not a post id.
+        Some(post::NEW_POST_SEGMENT) => None,
         // Only `/post/{id}` itself; `/post/{id}/renew` and the like are the origin's.
         Some(segment) if !segment.contains('/') => match post::parse_id(segment) {
             Some(id) => Some(id),

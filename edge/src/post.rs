@@ -28,6 +28,10 @@ use crate::incoming::Incoming;
 use crate::origin::{self, PAGES_BINDING};
 use crate::respond;
 
+/// `/post/new`: the origin's new-post form, the one `/post/{segment}`
+/// that is not a post id.
+pub const NEW_POST_SEGMENT: &str = "new";
+
 /// Parses the `{id}` of `/post/{id}`: a decimal post id as the origin
 /// writes them (`^[1-9][0-9]{0,18}$`, region-core's OpenAPI pattern).
 /// Anything else is no post: 404 at the edge, no origin call.

@@ -970,6 +970,9 @@ async fn every_html_answer_carries_the_security_headers() {
         assert_secured(&res, round);
     }
     assert_eq!(us.hits() + eu.hits(), 0, "all of that without an origin");
+    // `/post/new` is the origin's form, not a post id the edge refuses.
+    edge.browse(&boston, "/post/new", &[]).await;
+    assert_eq!(us.hits(), 1, "/post/new goes to boston's origin");
 
     // An origin's HTML page: the edge's headers replace the origin's own.
     let page = edge.browse(&boston, &format!("{HTML_PATH}/x"), &[]).await;
