@@ -4,8 +4,7 @@
 //!
 //! - Acceptance 1 and 2: the journey, with scripts on and with scripts off.
 //!   A visitor with no cookies from a New York address opens the apex and
-//!   lands on New York's home; signs up, logs in, posts (through the API
-//!   for now: the edge does not let `/post/new` through, see `journey`),
+//!   lands on New York's home; signs up, logs in, posts through the form,
 //!   sees the page served from KV, edits it and sees the edit at once; a
 //!   second visitor filters the listing and scrolls (or follows "Load
 //!   more") until the post appears, and opens it; the owner's early renewal
@@ -66,15 +65,7 @@ async fn journey(test: &str, javascript: bool) {
     step(t0, "apex -> city home");
     sign_up_and_log_in(&site, &owner, &mut audit, &email).await;
     step(t0, "signed up and logged in");
-    // The post is made through the API with the owner's account, not the
-    // new-post form: the edge answers `GET /post/new` itself with a 404 (it
-    // takes `/post/{segment}` for a post id and `new` is none), so no
-    // browser reaches the form yet. `post_through_the_form` is the step to
-    // put back here once the Worker forwards `/post/new` to the origin.
-    let api = ApiUser::log_in(&site.edge, CITY, &email, &site.ip).await;
-    let id = api
-        .create(&seed::post(&title, 900, &format!("Solid oak. {word}")))
-        .await;
+    let id = post_through_the_form(&owner, &mut audit, &title, &word).await;
     step(t0, "posted");
     // Newer posts with the same word, so that the visitor must page to it.
     let others = ApiUser::sign_up(&site.edge, CITY, &format!("more-{email}"), &site.ip).await;
@@ -192,9 +183,7 @@ async fn sign_up_and_log_in(site: &Site, b: &Browser, audit: &mut Audit, email: 
     audit.page(b, "logged-in-home").await;
 }
 
-/// The new-post form; returns the new post's id. Not called yet: the edge
-/// answers `GET /post/new` with a 404 (see `journey`).
-#[allow(dead_code)]
+/// The new-post form; returns the new post's id.
 async fn post_through_the_form(b: &Browser, audit: &mut Audit, title: &str, word: &str) -> u64 {
     b.click("header a[href='/post/new']").await;
     assert_eq!(b.path().await, "/post/new", "the header's new-post link");
