@@ -39,9 +39,9 @@ pub fn app(state: AppState) -> axum::Router {
         .route("/post/new", get(pages::new_post))
         .route(
             "/post/{id}/edit",
-            get(pages::edit_post).post(writes::update_post),
+            get(pages::edit_post).post(pages::submit_edit),
         )
-        .route("/post/{id}/delete", post(writes::delete_post))
+        .route("/post/{id}/delete", post(pages::submit_delete))
         .route("/post/{id}/report", get(pages::report_form))
         .route("/my", get(pages::my_posts))
         .route("/sitemap.xml", get(pages::sitemap))

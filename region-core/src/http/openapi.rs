@@ -50,9 +50,15 @@ use crate::http::{accounts, commands, health, metrics, operator, pages, posts, s
         pages::my_posts,
         pages::logout_page,
         pages::sitemap,
+        pages::edit_post,
+        pages::submit_edit,
+        pages::submit_delete,
+        pages::report_form,
+        pages::cities,
+        pages::static_file,
         serve,
     ),
-    modifiers(&Security, &EdgeSignature, &Links),
+    modifiers(&Security, &EdgeSignature, &Links, &BlankQueryValues),
     tags(
         (name = "posts", description = "Reading posts"),
         (name = "writes", description = "Posting, editing, deleting, renewing, reporting; the \
@@ -205,6 +211,73 @@ fn sentence(text: &str) -> String {
 /// Links between operations (OpenAPI 3 `links`): how a client, or a
 /// stateful test such as schemathesis, goes from one answer to the next
 /// request.
+/// `GET /post` as an HTML form sends it: every field, the empty ones as
+/// `name=`, which the api takes as absent (`posts::ListParams`). The
+/// document says so, so that generated clients and schemathesis agree with
+/// the api on what is valid: each such parameter is its type or the empty
+/// string, and a checkbox is one of `posts::FORM_BOOLS`. And
+/// `/static/{name}` lists this build's asset names.
+struct BlankQueryValues;
+
+impl Modify for BlankQueryValues {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+        let Some(params) = doc
+            .paths
+            .paths
+            .get_mut("/post")
+            .and_then(|item| item.get.as_mut())
+            .and_then(|op| op.parameters.as_mut())
+        else {
+            return;
+        };
+        for p in params {
+            let blank = || {
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .max_length(Some(0))
+            };
+            match p.name.as_str() {
+                "category" | "min_price" | "max_price" | "has_image" | "sort" | "limit" => {
+                    if let Some(orig) = p.schema.take() {
+                        p.schema = Some(RefOr::T(Schema::OneOf(
+                            OneOfBuilder::new().item(orig).item(blank()).build(),
+                        )));
+                    }
+                }
+                "titles_only" | "today" => {
+                    p.schema = Some(RefOr::T(Schema::Object(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .enum_values(Some(crate::http::posts::FORM_BOOLS))
+                            .build(),
+                    )));
+                }
+                _ => {}
+            }
+        }
+        // This build's asset names: the only ones `/static/{name}` serves.
+        let Some(params) = doc
+            .paths
+            .paths
+            .get_mut("/static/{name}")
+            .and_then(|item| item.get.as_mut())
+            .and_then(|op| op.parameters.as_mut())
+        else {
+            return;
+        };
+        for p in params.iter_mut().filter(|p| p.name == "name") {
+            p.schema = Some(RefOr::T(Schema::Object(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(crate::render::assets::names()))
+                    .build(),
+            )));
+        }
+    }
+}
+
 struct Links;
 
 impl Modify for Links {
@@ -212,12 +285,13 @@ impl Modify for Links {
         use utoipa::openapi::RefOr;
         use utoipa::openapi::link::LinkBuilder;
         use utoipa::openapi::path::HttpMethod;
-        // The log-out, renewal and account deletion bodies are optional
-        // (only a form carries one).
+        // The log-out, renewal, account deletion and form delete bodies
+        // are optional (only a form carries one).
         for (path, method) in [
             ("/logout", HttpMethod::Post),
             ("/session/renew", HttpMethod::Post),
             ("/user", HttpMethod::Delete),
+            ("/post/{id}/delete", HttpMethod::Post),
         ] {
             let op = doc.paths.paths.get_mut(path).and_then(|i| match method {
                 HttpMethod::Delete => i.delete.as_mut(),
@@ -274,6 +348,18 @@ impl Modify for Links {
                 ("DeletePost", "delete_post", "Delete the new post"),
                 ("RenewPost", "renew_post", "Renew the new post"),
                 ("RenewForm", "renew_form", "The new post's renewal page"),
+                ("EditForm", "edit_post", "The new post's edit form"),
+                (
+                    "EditPostForm",
+                    "submit_edit",
+                    "Edit the new post as a form does",
+                ),
+                (
+                    "DeletePostForm",
+                    "submit_delete",
+                    "Delete the new post as a form does",
+                ),
+                ("ReportForm", "report_form", "The new post's report form"),
             ] {
                 add(
                     "/post",

@@ -228,6 +228,17 @@ async fn own_live_post(
 }
 
 /// The edit form of one of the user's posts, filled with its fields.
+#[utoipa::path(get, path = "/post/{id}/edit", tag = "pages",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "Post id (decimal)", pattern = "^[1-9][0-9]{0,18}$")),
+    responses(
+        (status = 200, description = "The form filled with the post, with the session's CSRF token", body = String, content_type = "text/html"),
+        (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Another user's post", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live post", body = Problem, content_type = "application/problem+json"),
+        (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The city's shard is down", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn edit_post(
     State(st): State<AppState>,
     ctx: PageCtx,
@@ -280,6 +291,15 @@ pub async fn my_posts(
 
 /// The report form of a post, per visitor (the shared post page cannot
 /// carry a CSRF token). Without a session: a page that asks to log in.
+#[utoipa::path(get, path = "/post/{id}/report", tag = "pages",
+    security((), ("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "Post id (decimal)", pattern = "^[1-9][0-9]{0,18}$")),
+    responses(
+        (status = 200, description = "The report form (or, without a session, a log-in prompt)", body = String, content_type = "text/html"),
+        (status = 404, description = "No such live post", body = Problem, content_type = "application/problem+json"),
+        (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The city's shard is down", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn report_form(
     State(st): State<AppState>,
     ctx: PageCtx,
@@ -355,11 +375,24 @@ pub async fn sitemap(State(st): State<AppState>, ctx: PageCtx) -> Result<Respons
 
 /// The apex's city picker, for the shared pages, which cannot know the
 /// apex's host and link `/cities` on the city's own.
+#[utoipa::path(get, path = "/cities", tag = "pages",
+    responses(
+        (status = 303, description = "To the apex's city picker"),
+        (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn cities(ctx: PageCtx) -> Redirect {
     Redirect::to(&format!("{}/cities", ctx.apex))
 }
 
 /// A stylesheet or script by its fingerprinted name, cached for a year.
+#[utoipa::path(get, path = "/static/{name}", tag = "pages",
+    params(("name" = String, Path, description = "A fingerprinted asset name (the document lists this build's)")),
+    responses(
+        (status = 200, description = "The asset, `Cache-Control: public, max-age=31536000, immutable`", content(
+            (String = "text/css"),
+            (String = "text/javascript"))),
+        (status = 404, description = "No such asset (a stale or made-up name)", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn static_file(Path(name): Path<String>) -> Result<Response, ApiError> {
     let asset = assets::get(&name).ok_or(ApiError::NotFound)?;
     let mut res = (StatusCode::OK, asset.bytes).into_response();
@@ -373,4 +406,64 @@ pub async fn static_file(Path(name): Path<String>) -> Result<Response, ApiError>
         HeaderValue::from_static("public, max-age=31536000, immutable"),
     );
     Ok(res)
+}
+
+/// `POST /post/{id}/edit`: the edit form's submission, the same write as
+/// `PUT /post/{id}` (a form cannot send PUT).
+#[utoipa::path(post, path = "/post/{id}/edit", tag = "pages",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "Post id (decimal)", pattern = "^[1-9][0-9]{0,18}$")),
+    request_body(content((crate::http::writes::PostForm = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 303, description = "Edited (or accepted): to the post"),
+        (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Another user's post, or a cookie session without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live post", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A request with this Idempotency-Key is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not a form", body = Problem, content_type = "application/problem+json"),
+        (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each named (a browser gets the form again, values kept)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The broker or the region store is down", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn submit_edit(
+    st: State<AppState>,
+    user: AuthUser,
+    ctx: PageCtx,
+    id: Path<String>,
+    headers: HeaderMap,
+    body: crate::http::session::Body,
+) -> Result<Response, ApiError> {
+    crate::http::writes::update_post(st, user, ctx, id, headers, body).await
+}
+
+/// `POST /post/{id}/delete`: the delete button's submission, the same
+/// write as `DELETE /post/{id}` (a form cannot send DELETE).
+#[utoipa::path(post, path = "/post/{id}/delete", tag = "pages",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "Post id (decimal)", pattern = "^[1-9][0-9]{0,18}$")),
+    request_body(content((crate::http::session::SessionForm = "application/x-www-form-urlencoded")),
+        description = "Optional; a form carries its CSRF token here"),
+    responses(
+        (status = 200, description = "Deleted (or already deleted); a request without a form body is answered as `DELETE /post/{id}`", body = crate::http::commands::CommandView),
+        (status = 202, description = "Accepted, not applied yet (no form body): `Content-Location` is the status URL", body = crate::http::commands::CommandView),
+        (status = 303, description = "Deleted (or accepted): to the user's posts"),
+        (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Another user's post, or a cookie session without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such post", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A request with this Idempotency-Key is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An Idempotency-Key reused for another request", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The broker or the region store is down", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn submit_delete(
+    st: State<AppState>,
+    user: AuthUser,
+    city: City,
+    id: Path<String>,
+    headers: HeaderMap,
+    body: crate::http::session::Body,
+) -> Result<Response, ApiError> {
+    crate::http::writes::delete_post(st, user, city, id, headers, body).await
 }

@@ -203,8 +203,10 @@ pub struct ListParams {
     pub limit: Option<i64>,
 }
 
-/// A query value, with an empty (or blank) one as absent: a form submits
-/// every field, the empty ones as `name=`.
+/// A query value, with an empty one as absent: a form submits every field,
+/// the empty ones as `name=`. Exactly empty, not blank: the OpenAPI
+/// document says so (`http::openapi`), and a value it calls invalid must
+/// be refused.
 fn blank_is_none<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
@@ -213,17 +215,19 @@ where
 {
     let raw: Option<String> = Option::deserialize(d)?;
     match raw.as_deref() {
-        None => Ok(None),
-        Some(v) if v.trim().is_empty() => Ok(None),
-        Some(v) => v.trim().parse().map(Some).map_err(serde::de::Error::custom),
+        None | Some("") => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(serde::de::Error::custom),
     }
 }
+
+/// The values a checkbox parameter takes (the OpenAPI document lists them).
+pub const FORM_BOOLS: [&str; 6] = ["", "false", "0", "true", "on", "1"];
 
 /// A checkbox: `true` (the forms' value), `on` (a browser's default for a
 /// checkbox without value) or `1` is set; empty, `false` or `0` is not.
 fn form_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     let raw: Option<String> = Option::deserialize(d)?;
-    match raw.as_deref().map(str::trim) {
+    match raw.as_deref() {
         None | Some("" | "false" | "0") => Ok(false),
         Some("true" | "on" | "1") => Ok(true),
         Some(other) => Err(serde::de::Error::custom(format!(

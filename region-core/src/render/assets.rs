@@ -58,6 +58,11 @@ pub fn get(name: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|a| a.name == name)
 }
 
+/// Every asset's name (for the OpenAPI document's `/static/{name}`).
+pub fn names() -> impl Iterator<Item = &'static str> {
+    ASSETS.iter().map(|a| a.name.as_str())
+}
+
 /// The stylesheet's URL path.
 pub fn css_url() -> String {
     format!("/static/{}", ASSETS[0].name)
