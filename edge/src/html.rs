@@ -12,11 +12,14 @@ pub const GEOIP_CREDIT: &str = "<a href='https://db-ip.com'>IP Geolocation by DB
 /// The one escaping function of both sides of the edge.
 pub use cityboard_protocol::html::escape;
 
+/// The layout of the Worker's own pages: the content in `<main>` (every
+/// page has one landmark for its content, as axe-core asks), the credit in
+/// the footer.
 fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} · cityboard</title></head><body>\n{body}\n\
+         <title>{} · cityboard</title></head><body>\n<main>\n{body}\n</main>\n\
          <footer><p>{GEOIP_CREDIT}</p></footer>\n</body></html>\n",
         escape(title)
     )
