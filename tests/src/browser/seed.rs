@@ -27,35 +27,43 @@ pub struct ApiUser {
 /// The password every test account gets.
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// `POST {path}` with `email` and [`PASSWORD`] as JSON on `city`'s host,
+/// from `ip`: sign-up and log-in send the same request.
+async fn credentials(
+    edge: &StackEdge,
+    city: &str,
+    path: &str,
+    email: &str,
+    ip: &str,
+) -> http::Response {
+    let body = json!({"email": email, "password": PASSWORD}).to_string();
+    let headers = [
+        ("content-type", "application/json"),
+        ("accept", "application/json"),
+        ("cf-connecting-ip", ip),
+    ];
+    edge.send(
+        "POST",
+        &edge.host(Some(city)),
+        path,
+        &headers,
+        body.as_bytes(),
+    )
+    .await
+}
+
 impl ApiUser {
     /// Signs up `email` on `city`'s host and logs in, as a visitor from `ip`.
     pub async fn sign_up(edge: &StackEdge, city: &str, email: &str, ip: &str) -> ApiUser {
-        let body = json!({"email": email, "password": PASSWORD}).to_string();
-        let host = edge.host(Some(city));
-        let headers = [
-            ("content-type", "application/json"),
-            ("accept", "application/json"),
-            ("cf-connecting-ip", ip),
-        ];
-        let r = edge
-            .send("POST", &host, "/signup", &headers, body.as_bytes())
-            .await;
+        let r = credentials(edge, city, "/signup", email, ip).await;
         assert_eq!(r.status, 201, "API sign-up of {email}: {}", r.text());
         ApiUser::log_in(edge, city, email, ip).await
     }
 
     /// Logs in an existing account `email` on `city`'s host.
     pub async fn log_in(edge: &StackEdge, city: &str, email: &str, ip: &str) -> ApiUser {
-        let body = json!({"email": email, "password": PASSWORD}).to_string();
         let host = edge.host(Some(city));
-        let headers = [
-            ("content-type", "application/json"),
-            ("accept", "application/json"),
-            ("cf-connecting-ip", ip),
-        ];
-        let r = edge
-            .send("POST", &host, "/login", &headers, body.as_bytes())
-            .await;
+        let r = credentials(edge, city, "/login", email, ip).await;
         assert_eq!(r.status, 200, "API log-in of {email}: {}", r.text());
         let v: Value = serde_json::from_slice(&r.body).expect("log-in JSON");
         ApiUser {
