@@ -107,7 +107,7 @@ impl StackEdge {
         }
         assert_eq!(r.status, 200, "edge-kv GET {path}: {}", r.text());
         let meta = r
-            .header(cityboard_deploy::edge_kv::METADATA_HEADER)
+            .header(cityboard_edge_kv::METADATA_HEADER)
             .expect("a post entry has metadata");
         Some(serde_json::from_str(meta).expect("post metadata"))
     }
