@@ -106,6 +106,21 @@ pub async fn request(
         .with_context(|| format!("{method} {path} on port {port}"))
 }
 
+/// [`request`] with `Host: host` (a city host, the apex: what a visitor
+/// of the edge sends), then `headers`.
+pub async fn request_to_host(
+    port: u16,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Response> {
+    let mut all = vec![("host", host)];
+    all.extend_from_slice(headers);
+    request(port, method, path, &all, body).await
+}
+
 /// The status code of a GET on 127.0.0.1:`port`, answered within 2 s: a
 /// health check.
 pub async fn http_get_status(port: u16, path: &str) -> Result<u16> {

@@ -489,9 +489,7 @@ impl EdgeRuntime {
         body: &[u8],
     ) -> http::Response {
         let host_header = format!("{host}:{}", self.port);
-        let mut all = vec![("host", host_header.as_str())];
-        all.extend_from_slice(headers);
-        http::request(self.port, method, path, &all, body)
+        http::request_to_host(self.port, method, &host_header, path, headers, body)
             .await
             .unwrap_or_else(|e| panic!("{method} {host}{path}: {e:#}\n{}", self.logs()))
     }

@@ -54,9 +54,7 @@ impl StackEdge {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> http::Response {
-        let mut all = vec![("host", host)];
-        all.extend_from_slice(headers);
-        http::request(self.port, method, path, &all, body)
+        http::request_to_host(self.port, method, host, path, headers, body)
             .await
             .unwrap_or_else(|e| panic!("{method} {host}{path}: {e:#}"))
     }

@@ -24,6 +24,7 @@ use super::floor::{self, Floor};
 use super::role::Role;
 use cityboard_deploy::home::Home;
 use cityboard_deploy::topology::Topology;
+use region_core::model::post::CATEGORIES;
 
 /// The benchmark's city: its own, so the stack's cities keep their data.
 const CITY: &str = "benchtown";
@@ -62,16 +63,6 @@ const RARE: &[&str] = &[
 const FILLER: &[&str] = &[
     "vintage", "used", "new", "great", "small", "large", "wooden", "metal", "red", "blue", "cheap",
     "quality", "classic", "modern", "portable", "heavy",
-];
-const CATEGORIES: &[&str] = &[
-    "for-sale",
-    "housing",
-    "jobs",
-    "services",
-    "community",
-    "gigs",
-    "vehicles",
-    "free",
 ];
 
 /// One query class's figures.
