@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use nix::sys::signal::Signal;
 
 use crate::home::Home;
@@ -400,21 +400,4 @@ pub fn region_states(topology: &Topology) -> Vec<RegionState> {
             }
         })
         .collect()
-}
-
-/// A binary of this workspace built beside `cityboard` (same profile), else
-/// the one on PATH: the stack runs what was just built, never a stale copy
-/// from elsewhere when a fresh one exists.
-pub fn sibling_binary(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let beside = exe.with_file_name(name);
-    if beside.is_file() {
-        return Ok(beside);
-    }
-    crate::process::which(name).with_context(|| {
-        format!(
-            "{name} not found beside {} nor on PATH: build it with `cargo build -p {name}`",
-            exe.display()
-        )
-    })
 }

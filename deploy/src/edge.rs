@@ -27,6 +27,7 @@
 //! underfoot; a restart picks it up.
 
 pub mod config;
+pub mod workerd;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -35,10 +36,9 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-pub use config::{
-    COMPATIBILITY_DATE, CityBinding, EdgeConfig, FORWARD_KEY_ENV, KV_ROUTE_KEY_ENV, cities,
-    origins, render, routes,
-};
+pub use config::{EdgeConfig, FORWARD_KEY_ENV, KV_ROUTE_KEY_ENV, cities, origins, routes};
+
+use self::workerd::Binding;
 
 use crate::topology::Topology;
 
@@ -189,15 +189,19 @@ pub fn prepare(topology: &Topology, config: &Path) -> Result<()> {
         .parent()
         .context("the edge config has no directory")?;
     let modules = copy_modules(&build_dir(), &run_dir.join("edge"))?;
-    let text = render(&EdgeConfig {
+    let text = EdgeConfig {
         listen: format!("127.0.0.1:{}", topology.edge_port()),
         kv: format!("127.0.0.1:{}", topology.edge_kv_port()),
         modules: &modules,
         apex: &topology.apex,
         cities: serde_json::to_string(&cities(topology))?,
         origins: serde_json::to_string(&origins(topology))?,
-        extra_text: &[("TEMPLATE_VERSION", &template_version().to_string())],
-    });
+        extra: &[Binding::Text(
+            "TEMPLATE_VERSION",
+            &template_version().to_string(),
+        )],
+    }
+    .render();
     write_private(config, text.as_bytes())
 }
 
@@ -234,7 +238,7 @@ pub fn command(config: &Path, secrets_dir: &Path) -> Result<Command> {
 
 /// Ready when the Worker answers `GET /healthz` with 200.
 pub async fn probe(port: u16) -> Result<()> {
-    let status = crate::region_api::http_get_status(port, "/healthz").await?;
+    let status = crate::http::http_get_status(port, "/healthz").await?;
     if status != 200 {
         bail!("GET /healthz answered {status}");
     }

@@ -1,113 +1,20 @@
-//! `cityboard edge-kv`: the KV namespace behind the local edge.
-//!
-//! Bare workerd has no KV store of its own: a `kvNamespace` binding sends
-//! each `get`/`put`/`delete`/`list` of the Worker as an HTTP request to the
-//! service it names (design §7). This is that service, one per stack on
-//! `port_base + 3`, durable under the stack's data directory, so that pages
-//! the publisher wrote are still there after a restart and the Worker runs
-//! against the same semantics (metadata, expirations, list pages, limits)
-//! it meets on Cloudflare. The protocol is described in [`routes`].
+//! The edge's KV service (`cityboard edge-kv`, the `cityboard-edge-kv`
+//! crate) as the stack meets it: the command that starts it, its readiness
+//! check, and a client of its protocol.
 
-pub mod routes;
-pub mod store;
-
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use axum::serve::ListenerExt;
-use tokio::signal::unix::{SignalKind, signal};
+use cityboard_edge_kv::METADATA_HEADER;
 
-pub use routes::{METADATA_HEADER, Service};
-pub use store::{Entry, Store};
+use crate::http::{self, http_get_status};
+use crate::process::sibling_binary;
 
-use crate::http;
-
-/// How often expired entries are deleted from disk (reads never see them
-/// in between: expiration is checked on every read).
-const SWEEP_EVERY: Duration = Duration::from_secs(30);
-
-/// The options of `cityboard edge-kv`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Options {
-    /// Address to listen on (loopback: the service has no authentication,
-    /// as a KV binding's backend has none).
-    #[arg(long, default_value = "127.0.0.1:8788")]
-    pub listen: SocketAddr,
-    /// Directory holding the namespace, one file per key.
-    #[arg(long)]
-    pub dir: PathBuf,
-    /// Shortest expiration a put may ask for, in seconds from now.
-    /// Cloudflare KV's is 60; keep it, so that what works here works there.
-    #[arg(long, default_value_t = 60)]
-    pub min_ttl: i64,
-}
-
-/// Unix seconds now.
-pub fn unix_now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
-/// Serves the namespace until SIGTERM or SIGINT.
-pub async fn serve(options: Options) -> Result<()> {
-    let store = Store::open(&options.dir, unix_now())?;
-    let entries = store.len();
-    let service = Arc::new(Service {
-        store,
-        min_ttl: options.min_ttl,
-        now: Arc::new(unix_now),
-    });
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .with_context(|| format!("listening on {}", options.listen))?;
-    println!(
-        "edge-kv: listening on {} with {entries} entries from {}",
-        options.listen,
-        options.dir.display()
-    );
-    let sweeper = {
-        let service = service.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SWEEP_EVERY);
-            loop {
-                tick.tick().await;
-                let service = service.clone();
-                let swept =
-                    tokio::task::spawn_blocking(move || service.store.sweep(unix_now())).await;
-                if let Ok(Err(e)) = swept {
-                    eprintln!("edge-kv: sweeping expired entries: {e:#}");
-                }
-            }
-        })
-    };
-    let mut term = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    // No Nagle: workerd waits for each KV answer before it answers its
-    // visitor, and a response written as head then body would otherwise sit
-    // out a delayed ACK (40 ms) on every keep-alive request.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, routes::router(service))
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = interrupt.recv() => {}
-            }
-        })
-        .await
-        .context("serving")?;
-    sweeper.abort();
-    println!("edge-kv: stopped");
-    Ok(())
-}
-
-/// The supervised command: this same `cityboard` binary.
+/// The supervised command: `cityboard edge-kv`, from the `cityboard` that
+/// runs (the supervisor) or that sits beside the bench that runs.
 pub fn command(dir: &Path, port: u16) -> Result<Command> {
-    let mut cmd = Command::new(own_binary()?);
+    let mut cmd = Command::new(sibling_binary("cityboard")?);
     cmd.arg("edge-kv")
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--dir")
@@ -115,23 +22,10 @@ pub fn command(dir: &Path, port: u16) -> Result<Command> {
     Ok(cmd)
 }
 
-/// The `cityboard` binary this process runs. A supervisor that outlived a
-/// rebuild sees its old file as `PATH (deleted)` (Linux): the new build at
-/// the same path is the one to start, as for every sibling binary.
-fn own_binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("finding the cityboard binary")?;
-    if !exe.is_file()
-        && let Some(path) = exe.to_str().and_then(|s| s.strip_suffix(" (deleted)"))
-    {
-        return Ok(PathBuf::from(path));
-    }
-    Ok(exe)
-}
-
 /// Ready when a one-key list answers 200 (every path is a key, so the
 /// list is the one request with no side effect and no key of its own).
 pub async fn probe(port: u16) -> Result<()> {
-    let status = crate::region_api::http_get_status(port, "/?key_count_limit=1").await?;
+    let status = http_get_status(port, "/?key_count_limit=1").await?;
     if status != 200 {
         bail!("KV list answered {status}");
     }
@@ -221,6 +115,3 @@ pub fn encode_key(key: &str) -> String {
         .remove(b')');
     percent_encoding::utf8_percent_encode(key, COMPONENT).to_string()
 }
-
-#[cfg(test)]
-mod tests;

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::components::sibling_binary;
+use crate::process::sibling_binary;
 
 /// The command that serves the zone on `port` (UDP and TCP).
 pub fn command(topology_file: &Path, port: u16) -> Result<Command> {

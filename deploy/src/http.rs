@@ -1,17 +1,38 @@
-//! A small HTTP/1.1 client for loopback requests: the orchestrator writes
-//! routes into the edge's KV, and the scenario tests drive the edge and the
-//! apis with it. One request per connection (`Connection: close`), bodies
-//! read whole; enough for tests and setup, not for load (the benchmarks use
-//! wrk).
+//! The one-shot HTTP client of the orchestrator and the tests: the
+//! orchestrator writes routes into the edge's KV and probes health, and the
+//! scenario tests drive the edge and the apis with it. A connection per
+//! request (no pool), bodies read whole, redirects returned as they are;
+//! enough for tests and setup, not for load (the benchmarks measure with
+//! their own client, `bench::conn`, and wrk).
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use anyhow::{Context, Result};
+use reqwest::header::{HeaderName, HeaderValue};
 
 /// Longest a request may take, connect to last byte.
 const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Longest a health check may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One client for the process. No idle connection is kept, so a request
+/// never lands on a connection a restarted server has closed, and a test
+/// sees each request on its own connection as a browser's first visit.
+static CLIENT: LazyLock<reqwest::Client> = LazyLock::new(|| {
+    // With region-core in the same build, reqwest is compiled with TLS and
+    // no default crypto provider, and building a client without one
+    // panics, plain HTTP or not. Installing ring (region-core's choice)
+    // fails harmlessly when a provider is already there.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .no_proxy()
+        .build()
+        .expect("an HTTP client without TLS or proxies always builds")
+});
 
 /// An answer.
 #[derive(Debug, Clone)]
@@ -49,131 +70,65 @@ pub async fn request(
     body: &[u8],
 ) -> Result<Response> {
     let exchange = async {
-        let mut stream = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .with_context(|| format!("connecting to 127.0.0.1:{port}"))?;
-        stream
-            .write_all(&encode(port, method, path, headers, body))
-            .await?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
-        parse(&raw)
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .with_context(|| format!("{method:?} is not an HTTP method"))?;
+        let mut request = CLIENT
+            .request(method, format!("http://127.0.0.1:{port}{path}"))
+            .timeout(TIMEOUT)
+            .body(body.to_vec());
+        for (name, value) in headers {
+            request = request.header(
+                HeaderName::from_bytes(name.as_bytes())?,
+                HeaderValue::from_bytes(value.as_bytes())?,
+            );
+        }
+        let answer = request.send().await?;
+        let status = answer.status().as_u16();
+        let headers = answer
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = answer.bytes().await?.to_vec();
+        anyhow::Ok(Response {
+            status,
+            headers,
+            body,
+        })
     };
-    tokio::time::timeout(TIMEOUT, exchange)
+    exchange
         .await
-        .with_context(|| format!("{method} {path} on port {port}: no answer in {TIMEOUT:?}"))?
         .with_context(|| format!("{method} {path} on port {port}"))
 }
 
-/// The request's bytes, exactly as sent (a test may send them twice).
-pub fn encode(
+/// [`request`] with `Host: host` (a city host, the apex: what a visitor
+/// of the edge sends), then `headers`.
+pub async fn request_to_host(
     port: u16,
     method: &str,
+    host: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> Vec<u8> {
-    let mut head = format!("{method} {path} HTTP/1.1\r\n");
-    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
-        head.push_str(&format!("host: 127.0.0.1:{port}\r\n"));
-    }
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str(&format!(
-        "content-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    ));
-    let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(body);
-    bytes
+) -> Result<Response> {
+    let mut all = vec![("host", host)];
+    all.extend_from_slice(headers);
+    request(port, method, path, &all, body).await
 }
 
-/// Parses a whole answer (the connection was read to its end).
-pub fn parse(raw: &[u8]) -> Result<Response> {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("the answer has no complete head")?;
-    let head = std::str::from_utf8(&raw[..end]).context("the answer's head is not UTF-8")?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("not an HTTP status line: {status_line:?}"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let rest = &raw[end + 4..];
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked {
-        dechunk(rest)?
-    } else if let Some(length) = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-    {
-        if rest.len() < length {
-            bail!("the body ended after {} of {length} bytes", rest.len());
-        }
-        rest[..length].to_vec()
-    } else {
-        rest.to_vec()
-    };
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
-}
-
-fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = rest
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .context("a chunk size line is cut off")?;
-        let size_text = std::str::from_utf8(&rest[..line_end])?;
-        let size_text = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .with_context(|| format!("bad chunk size {size_text:?}"))?;
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            return Ok(body);
-        }
-        if rest.len() < size + 2 {
-            bail!("a chunk is cut off");
-        }
-        body.extend_from_slice(&rest[..size]);
-        rest = &rest[size + 2..];
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_chunked_answer_is_joined() {
-        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
-        let r = parse(raw).unwrap();
-        assert_eq!(r.status, 200);
-        assert_eq!(r.body, b"abcde");
-        assert_eq!(r.header("x-a"), Some("b"));
-    }
-
-    #[test]
-    fn content_length_bounds_the_body() {
-        let r =
-            parse(b"HTTP/1.1 302 Found\r\nLocation: /x\r\nContent-Length: 2\r\n\r\nok").unwrap();
-        assert_eq!((r.status, r.body.as_slice()), (302, &b"ok"[..]));
-        assert_eq!(r.header("Location"), Some("/x"));
-        assert!(parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok").is_err());
-    }
+/// The status code of a GET on 127.0.0.1:`port`, answered within 2 s: a
+/// health check.
+pub async fn http_get_status(port: u16, path: &str) -> Result<u16> {
+    let answer = CLIENT
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .timeout(PROBE_TIMEOUT)
+        .send()
+        .await
+        .with_context(|| format!("GET {path} on port {port}"))?;
+    Ok(answer.status().as_u16())
 }

@@ -1,11 +1,11 @@
 //! The cityboard orchestrator: reads a topology file, starts the stack it
 //! describes as real processes under a supervisor, and answers questions
-//! about it (`status`, `logs`, `psql`) and measures it (`bench`).
+//! about it (`status`, `logs`, `psql`). Its benchmarks (`deploy/bench`)
+//! and the edge's KV service (`deploy/edge-kv`) are crates of their own.
 //!
 //! The library part exists so that the scenario tests can read the same
 //! topology and state types the binary writes.
 
-pub mod bench;
 pub mod broker;
 pub mod commands;
 pub mod components;

@@ -1,13 +1,14 @@
 //! `cityboard`: bring a topology up as a local stack, watch it, measure it.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
 
 use cityboard_deploy::home::Home;
+use cityboard_deploy::process::sibling_binary;
 use cityboard_deploy::topology::TopologyError;
-use cityboard_deploy::{bench, commands, edge, edge_kv, supervisor};
+use cityboard_deploy::{commands, edge, supervisor};
 
 #[derive(Parser)]
 #[command(
@@ -95,7 +96,7 @@ enum Cmd {
     TemplateVersion,
     /// Serve a KV namespace over the protocol of workerd's `kvNamespace`
     /// binding (the local edge's KV; the stack runs one on port_base + 3).
-    EdgeKv(edge_kv::Options),
+    EdgeKv(cityboard_edge_kv::Options),
     /// Run the supervisor in the foreground (started by `up`).
     #[command(hide = true)]
     Supervise,
@@ -129,14 +130,14 @@ fn main() -> ExitCode {
             shard,
             replica,
         } => commands::psql::run(&home, &region, &shard, replica).map(|()| true),
-        Cmd::Bench { scenario, json } => runtime
-            .block_on(bench::run(&home, &scenario, json))
-            .map(|()| true),
+        Cmd::Bench { scenario, json } => return bench(&home, &scenario, json),
         Cmd::TemplateVersion => {
             println!("{}", edge::template_version());
             Ok(true)
         }
-        Cmd::EdgeKv(options) => runtime.block_on(edge_kv::serve(options)).map(|()| true),
+        Cmd::EdgeKv(options) => runtime
+            .block_on(cityboard_edge_kv::serve(options))
+            .map(|()| true),
         Cmd::Supervise => runtime.block_on(supervisor::run(home)).map(|()| true),
     };
     match result {
@@ -146,12 +147,32 @@ fn main() -> ExitCode {
     }
 }
 
-/// Topology mistakes and unknown names exit 2 (usage); everything else 1.
+/// Runs the scenario with `cityboard-bench` (the bench crate's binary,
+/// built beside this one), which prints its figures and exits as it ends:
+/// 2 for an unknown scenario, as for any usage error.
+fn bench(home: &Home, scenario: &str, json: bool) -> ExitCode {
+    let status = sibling_binary("cityboard-bench").and_then(|program| {
+        let mut command = Command::new(program);
+        command.arg("--home").arg(home.root()).arg(scenario);
+        if json {
+            command.arg("--json");
+        }
+        Ok(command.status()?)
+    });
+    match status {
+        Ok(status) => match status.code() {
+            Some(0) => ExitCode::SUCCESS,
+            Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+            None => ExitCode::from(1),
+        },
+        Err(e) => fail(&e),
+    }
+}
+
+/// Topology mistakes exit 2 (usage); everything else 1.
 fn fail(error: &anyhow::Error) -> ExitCode {
     eprintln!("cityboard: {error:#}");
-    if error.downcast_ref::<TopologyError>().is_some()
-        || error.downcast_ref::<bench::UnknownScenario>().is_some()
-    {
+    if error.downcast_ref::<TopologyError>().is_some() {
         ExitCode::from(2)
     } else {
         ExitCode::from(1)

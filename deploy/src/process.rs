@@ -1,11 +1,11 @@
 //! Facts about operating-system processes: is a pid still the process we
-//! started, stop it, is a port free.
+//! started, stop it, is a port free, which binary to start.
 //!
 //! A pid alone is not an identity (pids are reused), so a pid file holds the
 //! pid and the process start time from `/proc/PID/stat`; both must match.
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -100,7 +100,7 @@ pub fn port_is_free(port: u16, udp: bool) -> bool {
 
 /// Finds a program on PATH (the supervisor starts programs by path, and a
 /// missing one must be named before anything is started).
-pub fn which(program: &str) -> Option<std::path::PathBuf> {
+pub fn which(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
@@ -114,6 +114,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())
+}
+
+/// A binary of this workspace built beside `cityboard` (same profile), else
+/// the one on PATH: the stack runs what was just built, never a stale copy
+/// from elsewhere when a fresh one exists. A supervisor that outlived a
+/// rebuild sees its own file as `PATH (deleted)` (Linux); the name beside
+/// it is the new build, `cityboard` itself included.
+pub fn sibling_binary(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let beside = exe.with_file_name(name);
+    if beside.is_file() {
+        return Ok(beside);
+    }
+    which(name).with_context(|| {
+        format!(
+            "{name} not found beside {} nor on PATH: build it with `cargo build -p {name}`",
+            exe.display()
+        )
+    })
 }
 
 #[cfg(test)]

@@ -6,13 +6,11 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use crate::components::sibling_binary;
+use crate::http::http_get_status;
+use crate::process::sibling_binary;
 
 /// Migrates and seeds the region's databases (`region-core setup`).
 pub fn setup(state_file: &Path, region: &str, log: &Path) -> Result<()> {
@@ -113,34 +111,4 @@ pub async fn probe(port: u16) -> Result<()> {
         bail!("GET /healthz answered {status}");
     }
     Ok(())
-}
-
-/// The status code of a plain HTTP/1.0 GET on 127.0.0.1: enough for a
-/// health check, without an HTTP client in the orchestrator.
-pub async fn http_get_status(port: u16, path: &str) -> Result<u16> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
-        stream
-            .write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
-            .await?;
-        let mut head = [0u8; 32];
-        let mut filled = 0;
-        while filled < 12 {
-            let n = stream.read(&mut head[filled..]).await?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
-        anyhow::Ok(head[..filled].to_vec())
-    };
-    let head = tokio::time::timeout(Duration::from_secs(2), exchange)
-        .await
-        .context("no answer in 2 s")??;
-    // "HTTP/1.1 200 OK"
-    let text = String::from_utf8_lossy(&head);
-    text.split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .with_context(|| format!("not an HTTP answer: {text:?}"))
 }

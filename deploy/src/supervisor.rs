@@ -8,10 +8,12 @@
 //! starting them twice.
 
 use std::fs::File;
+use std::iter::Peekable;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use nix::fcntl::{Flock, FlockArg};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -28,6 +30,19 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A component healthy this long has its backoff reset.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
+
+/// The waits before each restart of a component: [`FIRST_BACKOFF`],
+/// doubling up to [`MAX_BACKOFF`], for as many restarts as it takes. The
+/// peeked value is the wait the next restart will use.
+fn restart_backoff() -> Peekable<ExponentialBackoff> {
+    ExponentialBuilder::new()
+        .with_min_delay(FIRST_BACKOFF)
+        .with_max_delay(MAX_BACKOFF)
+        .with_factor(2.0)
+        .without_max_times()
+        .build()
+        .peekable()
+}
 /// Longest a component may take to pass its first readiness probe.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often the supervisor looks at its components.
@@ -57,7 +72,8 @@ struct Supervised {
     process: Option<ProcessId>,
     health: Health,
     restarts: u32,
-    backoff: Duration,
+    /// The waits before the coming restarts.
+    backoff: Peekable<ExponentialBackoff>,
     next_start: Instant,
     ready_deadline: Instant,
     healthy_since: Option<Instant>,
@@ -107,7 +123,7 @@ pub async fn run(home: Home) -> Result<()> {
                 process: None,
                 health: Health::Pending,
                 restarts: 0,
-                backoff: FIRST_BACKOFF,
+                backoff: restart_backoff(),
                 next_start: Instant::now(),
                 ready_deadline: Instant::now(),
                 healthy_since: None,
@@ -307,22 +323,22 @@ impl Supervisor {
             match item.health {
                 Health::Healthy | Health::Starting if !alive => {
                     let reason = item.exit_reason();
+                    let wait = item.backoff.next().unwrap_or(MAX_BACKOFF);
                     say(&format!(
-                        "{}: {reason}; restarting in {:?}",
-                        item.component.name, item.backoff
+                        "{}: {reason}; restarting in {wait:?}",
+                        item.component.name
                     ));
                     item.child = None;
                     item.process = None;
                     item.health = Health::Restarting;
                     item.restarts += 1;
                     item.last_error = Some(reason);
-                    item.next_start = now + item.backoff;
-                    item.backoff = (item.backoff * 2).min(MAX_BACKOFF);
+                    item.next_start = now + wait;
                     self.publish();
                 }
                 // A process that stayed up long enough earns a fresh backoff.
                 Health::Healthy if item.healthy_since.is_some_and(|t| now - t > STABLE_AFTER) => {
-                    item.backoff = FIRST_BACKOFF;
+                    item.backoff = restart_backoff();
                 }
                 Health::Healthy => {}
                 Health::Starting => {
@@ -351,15 +367,14 @@ impl Supervisor {
                     let c = &item.component;
                     if !port_is_free(c.port, c.uses_udp()) {
                         item.last_error = Some(format!("port {} is still in use", c.port));
-                        item.next_start = now + item.backoff;
+                        item.next_start = now + item.backoff.peek().copied().unwrap_or(MAX_BACKOFF);
                         continue;
                     }
                     if let Err(e) = self.start(i).await {
                         let item = &mut self.items[i];
                         say(&format!("{}: restart failed: {e:#}", item.component.name));
                         item.last_error = Some(format!("{e:#}"));
-                        item.next_start = now + item.backoff;
-                        item.backoff = (item.backoff * 2).min(MAX_BACKOFF);
+                        item.next_start = now + item.backoff.next().unwrap_or(MAX_BACKOFF);
                         self.publish();
                     }
                 }

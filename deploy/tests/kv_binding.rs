@@ -111,22 +111,10 @@ async fn a_javascript_worker_uses_the_service_through_its_kv_binding() {
     std::fs::write(scratch.path().join("worker.js"), WORKER).unwrap();
     std::fs::write(
         scratch.path().join("test.capnp"),
-        format!(
-            r#"using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [
-    (name = "main", worker = .main),
-    (name = "kv", external = (address = "127.0.0.1:{kv_port}", http = ())),
-  ],
-  sockets = [(name = "http", address = "127.0.0.1:{edge_port}", service = "main")],
-);
-const main :Workerd.Worker = (
-  modules = [(name = "worker.js", esModule = embed "worker.js")],
-  compatibilityDate = "{}",
-  bindings = [(name = "PAGES", kvNamespace = "kv")],
-);
-"#,
-            edge::COMPATIBILITY_DATE
+        edge::workerd::js_worker(
+            &format!("127.0.0.1:{edge_port}"),
+            &format!("127.0.0.1:{kv_port}"),
+            "worker.js",
         ),
     )
     .unwrap();

@@ -23,7 +23,7 @@ use web_sys::{Cache, Response, WorkerGlobalScope};
 use worker::{Context, Env};
 
 use crate::config::Config;
-use crate::error::EdgeError;
+use crate::error::{self, EdgeError};
 use crate::incoming::{self, Incoming};
 use crate::origin;
 use crate::respond;
@@ -79,7 +79,7 @@ pub async fn get(
     {
         ctx.wait_until(async move {
             if let Err(e) = JsFuture::from(cache.put_with_str(&key, &stored)).await {
-                worker::console_warn!("cache put {key}: {}", respond::describe(&e));
+                worker::console_warn!("cache put {key}: {}", error::describe(&e));
             }
         });
     }

@@ -11,9 +11,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use cityboard_protocol::bindings::CityBinding;
 use cityboard_protocol::sign::Key;
 use geo_router::{ServedCities, ServedCity};
-use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::Env;
 
@@ -22,31 +22,13 @@ use crate::error::EdgeError;
 /// Default of `ORIGIN_TIMEOUT_MS`.
 pub const DEFAULT_ORIGIN_TIMEOUT_MS: u32 = 5000;
 
-/// One served city, as the `CITIES` binding lists it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct CityConfig {
-    /// DNS label: the city's host is `{slug}.{apex}`.
-    pub slug: String,
-    /// Display name (the picker shows it).
-    pub name: String,
-    /// ISO 3166-1 alpha-2 country.
-    pub country: String,
-    /// Latitude in degrees.
-    pub lat: f64,
-    /// Longitude in degrees.
-    pub lon: f64,
-    /// Region whose origin serves the city unless `route:{city}` in KV says
-    /// otherwise (a city moved between regions).
-    pub region: String,
-}
-
 /// Everything the bindings say, parsed.
 #[derive(Debug)]
 pub struct Config {
     /// Apex domain, lower case, e.g. `cityboard.localhost`.
     pub apex: String,
     /// Served cities in binding order (the picker groups them by region).
-    pub cities: Vec<CityConfig>,
+    pub cities: Vec<CityBinding>,
     /// The same cities indexed for the placement rule.
     pub served: ServedCities,
     /// Region → origin base URL, the fallback when KV has no route.
@@ -70,7 +52,7 @@ pub struct Config {
 
 impl Config {
     /// The served city with this slug.
-    pub fn city(&self, slug: &str) -> Option<&CityConfig> {
+    pub fn city(&self, slug: &str) -> Option<&CityBinding> {
         self.cities.iter().find(|c| c.slug == slug)
     }
 }
@@ -126,7 +108,7 @@ fn parse(env: &Env) -> Result<Config, EdgeError> {
         .trim()
         .trim_end_matches('.')
         .to_ascii_lowercase();
-    let cities: Vec<CityConfig> = serde_json::from_str(&required(env, "CITIES")?)
+    let cities: Vec<CityBinding> = serde_json::from_str(&required(env, "CITIES")?)
         .map_err(|e| EdgeError::Config(format!("CITIES is not a JSON list of cities: {e}")))?;
     let served = ServedCities::new(
         cities

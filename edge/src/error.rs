@@ -1,20 +1,14 @@
-//! Everything a request to the Worker can fail with, mapped once to a status
-//! and a body: an RFC 9457 problem document, or an HTML page when the client
-//! accepts HTML. Handlers return `Result<Response, EdgeError>`; nothing on a
-//! request path unwraps, because a panic resets the wasm instance and kills
-//! every request in flight on it.
+//! Everything a request to the Worker can fail with: its status, its problem
+//! kind and what the client is told. Handlers return
+//! `Result<Response, EdgeError>`; nothing on a request path unwraps, because
+//! a panic resets the wasm instance and kills every request in flight on it.
+//! This module only describes errors; `respond::error` renders them (an
+//! RFC 9457 problem document, or an HTML page when the client accepts HTML),
+//! so that describing an error needs neither the pages nor the configuration.
 
 use std::fmt;
 
 use wasm_bindgen::JsValue;
-use web_sys::Response;
-
-use crate::config::Config;
-use crate::html;
-use crate::respond;
-
-/// Base of every problem `type` URI (the same as region-core's).
-pub const PROBLEMS: &str = "https://cityboard.example/problems/";
 
 /// Seconds a client should wait before retrying when the origin is down.
 pub const RETRY_AFTER_SECS: u32 = 5;
@@ -48,7 +42,7 @@ pub enum EdgeError {
 impl EdgeError {
     /// Wraps a thrown JS value.
     pub fn js(value: JsValue) -> Self {
-        EdgeError::Internal(respond::describe(&value))
+        EdgeError::Internal(describe(&value))
     }
 
     /// HTTP status of the answer.
@@ -65,7 +59,7 @@ impl EdgeError {
     }
 
     /// Stable problem kind, the last segment of the problem `type` URI.
-    fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> &'static str {
         match self {
             EdgeError::NotOurHost => "unknown-host",
             EdgeError::CityNotServed(_) => "city-not-served",
@@ -80,7 +74,7 @@ impl EdgeError {
     }
 
     /// What the client is told. Internal details stay in the log.
-    fn detail(&self) -> String {
+    pub fn detail(&self) -> String {
         match self {
             EdgeError::Config(_) | EdgeError::Internal(_) => {
                 "something went wrong at the edge".into()
@@ -88,59 +82,6 @@ impl EdgeError {
             other => other.to_string(),
         }
     }
-
-    /// The response for this error: the picker page for unknown hosts and
-    /// cities (when the configuration and the apex base URL are known), an
-    /// HTML page for browsers, a problem document for everyone else.
-    pub fn into_response(
-        self,
-        wants_html: bool,
-        picker: Option<(&Config, &str)>,
-    ) -> Result<Response, EdgeError> {
-        let status = self.status();
-        if matches!(self, EdgeError::Config(_) | EdgeError::Internal(_)) {
-            worker::console_error!("edge error: {self}");
-        }
-        let mut extra: Vec<(&str, String)> = vec![("cache-control", "no-store".into())];
-        if let EdgeError::OriginUnavailable { .. } = self {
-            extra.push(("retry-after", RETRY_AFTER_SECS.to_string()));
-        }
-        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        if wants_html {
-            let page = match (&self, picker) {
-                (EdgeError::NotOurHost | EdgeError::CityNotServed(_), Some((config, base))) => {
-                    html::picker(config, base, Some(&self.detail()))
-                }
-                _ => html::message_page(&title(status), &self.detail()),
-            };
-            return respond::html(status, &extra, &page);
-        }
-        let body = serde_json::json!({
-            "type": format!("{PROBLEMS}{}", self.kind()),
-            "title": title(status),
-            "status": status,
-            "detail": self.detail(),
-        });
-        let h = respond::headers(&extra)?;
-        h.set("content-type", "application/problem+json")
-            .map_err(EdgeError::js)?;
-        respond::text(status, &h, Some(&body.to_string()))
-    }
-}
-
-/// Reason phrase used as the problem title and the page heading.
-fn title(status: u16) -> String {
-    match status {
-        400 => "Bad request",
-        401 => "Unauthorized",
-        404 => "Not found",
-        405 => "Method not allowed",
-        410 => "Gone",
-        413 => "Payload too large",
-        503 => "Service unavailable",
-        _ => "Internal error",
-    }
-    .to_string()
 }
 
 impl fmt::Display for EdgeError {
@@ -175,4 +116,15 @@ impl From<worker::KvError> for EdgeError {
     fn from(e: worker::KvError) -> Self {
         EdgeError::Internal(format!("kv: {e}"))
     }
+}
+
+/// Describes a thrown JS value for logs and error details.
+pub fn describe(value: &JsValue) -> String {
+    if let Some(s) = value.as_string() {
+        return s;
+    }
+    js_sys::Reflect::get(value, &JsValue::from_str("message"))
+        .ok()
+        .and_then(|m| m.as_string())
+        .unwrap_or_else(|| format!("{value:?}"))
 }

@@ -9,8 +9,8 @@
 //! - The internal bulk KV route lets the local publisher write KV ([`bulk`]).
 //!
 //! This file is only the router. Every handler returns
-//! `Result<Response, EdgeError>` and the one mapping to a response is in
-//! [`error`]; nothing on a request path panics, since a panic resets the
+//! `Result<Response, EdgeError>` ([`error`] describes the failures) and the
+//! one mapping to a response is [`respond::error`]; nothing on a request path panics, since a panic resets the
 //! wasm instance and kills every request in flight on it.
 
 pub mod apex;
@@ -94,7 +94,7 @@ fn prepare(req: &Request, env: &Env) -> Result<(Incoming, Rc<Config>), worker::R
         Ok(incoming) => incoming,
         Err(e) => {
             let wants_html = incoming::wants_html(&req.headers());
-            return Err(e.into_response(wants_html, None).map_err(last_resort));
+            return Err(respond::error(e, wants_html, None).map_err(last_resort));
         }
     };
     if incoming.path == "/healthz" {
@@ -104,7 +104,7 @@ fn prepare(req: &Request, env: &Env) -> Result<(Incoming, Rc<Config>), worker::R
         Ok(config) => Ok((incoming, config)),
         Err(e) => {
             let wants_html = incoming::wants_html(&incoming.headers);
-            Err(e.into_response(wants_html, None).map_err(last_resort))
+            Err(respond::error(e, wants_html, None).map_err(last_resort))
         }
     }
 }
@@ -118,8 +118,7 @@ fn finish(
     result.or_else(|e| {
         let base = incoming.base_of(&config.apex);
         let wants_html = incoming::wants_html(&incoming.headers);
-        e.into_response(wants_html, Some((config, &base)))
-            .map_err(last_resort)
+        respond::error(e, wants_html, Some((config, &base))).map_err(last_resort)
     })
 }
 

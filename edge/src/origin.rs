@@ -26,7 +26,7 @@ use worker::{Delay, Env, KvStore};
 
 use crate::clock;
 use crate::config::Config;
-use crate::error::EdgeError;
+use crate::error::{self, EdgeError};
 use crate::incoming::{self, Incoming};
 use crate::respond;
 
@@ -164,7 +164,7 @@ async fn send(
         Either::Left((Ok(value), _)) => value
             .dyn_into::<Response>()
             .map_err(|_| EdgeError::Internal("fetch resolved to a non-Response".into())),
-        Either::Left((Err(e), _)) => Err(unavailable(respond::describe(&e))),
+        Either::Left((Err(e), _)) => Err(unavailable(error::describe(&e))),
         Either::Right(((), _)) => {
             controller.abort_with_reason(&JsValue::from_str("origin timeout"));
             Err(unavailable(format!(

@@ -1,4 +1,4 @@
-//! Building responses as raw `web_sys::Response`s.
+//! Building responses as raw `web_sys::Response`s, error answers included.
 //!
 //! workers-rs' own `Response` converts to the JS object with `unwrap()`, which
 //! panics (and resets the instance, killing every request in flight) when the
@@ -10,10 +10,12 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use cityboard_protocol::headers::{SECURITY_HEADERS, is_html};
-use wasm_bindgen::JsValue;
+use cityboard_protocol::problem::PROBLEM_TYPE_BASE;
 use web_sys::{Headers, ReadableStream, Response, ResponseInit};
 
-use crate::error::EdgeError;
+use crate::config::Config;
+use crate::error::{EdgeError, RETRY_AFTER_SECS};
+use crate::html;
 
 /// `Content-Type` of the pages the Worker renders itself.
 pub const HTML: &str = "text/html; charset=utf-8";
@@ -228,13 +230,55 @@ fn with_headers(res: Response, pairs: &[(&str, &str)]) -> Response {
     }
 }
 
-/// Describes a thrown JS value for logs and error details.
-pub fn describe(value: &JsValue) -> String {
-    if let Some(s) = value.as_string() {
-        return s;
+/// The answer to a failed request: the picker page for unknown hosts and
+/// cities (when the configuration and the apex base URL are known), an HTML
+/// page for browsers, a problem document for everyone else.
+pub fn error(
+    err: EdgeError,
+    wants_html: bool,
+    picker: Option<(&Config, &str)>,
+) -> Result<Response, EdgeError> {
+    let status = err.status();
+    if matches!(err, EdgeError::Config(_) | EdgeError::Internal(_)) {
+        worker::console_error!("edge error: {err}");
     }
-    js_sys::Reflect::get(value, &JsValue::from_str("message"))
-        .ok()
-        .and_then(|m| m.as_string())
-        .unwrap_or_else(|| format!("{value:?}"))
+    let mut extra: Vec<(&str, String)> = vec![("cache-control", "no-store".into())];
+    if let EdgeError::OriginUnavailable { .. } = err {
+        extra.push(("retry-after", RETRY_AFTER_SECS.to_string()));
+    }
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    if wants_html {
+        let page = match (&err, picker) {
+            (EdgeError::NotOurHost | EdgeError::CityNotServed(_), Some((config, base))) => {
+                html::picker(config, base, Some(&err.detail()))
+            }
+            _ => html::message_page(&title(status), &err.detail()),
+        };
+        return html(status, &extra, &page);
+    }
+    let body = serde_json::json!({
+        "type": format!("{PROBLEM_TYPE_BASE}{}", err.kind()),
+        "title": title(status),
+        "status": status,
+        "detail": err.detail(),
+    });
+    let h = headers(&extra)?;
+    h.set("content-type", "application/problem+json")
+        .map_err(EdgeError::js)?;
+    text(status, &h, Some(&body.to_string()))
+}
+
+/// Reason phrase used as the problem title and the page heading.
+fn title(status: u16) -> String {
+    match status {
+        400 => "Bad request",
+        401 => "Unauthorized",
+        404 => "Not found",
+        405 => "Method not allowed",
+        410 => "Gone",
+        413 => "Payload too large",
+        503 => "Service unavailable",
+        _ => "Internal error",
+    }
+    .to_string()
 }

@@ -21,9 +21,11 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use cityboard_deploy::edge::{self, CityBinding, EdgeConfig, FORWARD_KEY_ENV, KV_ROUTE_KEY_ENV};
+use cityboard_deploy::edge::workerd::Binding;
+use cityboard_deploy::edge::{self, EdgeConfig, FORWARD_KEY_ENV, KV_ROUTE_KEY_ENV};
 use cityboard_deploy::edge_kv;
 use cityboard_deploy::http;
+use cityboard_protocol::bindings::CityBinding;
 use cityboard_protocol::kv::{BULK_PATH, Route, route_key};
 use cityboard_protocol::sign::{
     self, CITY_HEADER, CLIENT_IP_HEADER, Key, Keyring, SIGNATURE_HEADER,
@@ -381,41 +383,32 @@ impl EdgeRuntime {
             .collect();
         let timeout = options.origin_timeout_ms.to_string();
         let page_cache = options.page_cache_ms.map(|ms| ms.to_string());
-        let mut extra_text = vec![("TEST_MODE", "1"), ("ORIGIN_TIMEOUT_MS", timeout.as_str())];
+        let mut extra = vec![
+            Binding::Text("TEST_MODE", "1"),
+            Binding::Text("ORIGIN_TIMEOUT_MS", &timeout),
+        ];
         if let Some(ms) = &page_cache {
-            extra_text.push(("PAGE_CACHE_MS", ms.as_str()));
+            extra.push(Binding::Text("PAGE_CACHE_MS", ms));
         }
         let template = options.template_version.map(|v| v.to_string());
         if let Some(v) = &template {
-            extra_text.push(("TEMPLATE_VERSION", v.as_str()));
+            extra.push(Binding::Text("TEMPLATE_VERSION", v));
         }
-        let text = edge::render(&EdgeConfig {
+        // The test range table, as the data binding the Worker reads in
+        // test mode instead of the one embedded at build time.
+        if !options.embedded_database {
+            extra.push(Binding::Data("TEST_GEO_RANGES", "cities.ranges"));
+        }
+        let text = EdgeConfig {
             listen: format!("127.0.0.1:{port}"),
             kv: format!("127.0.0.1:{kv_port}"),
             modules: &modules,
             apex: APEX,
             cities: serde_json::to_string(&test_cities()).expect("cities json"),
             origins: serde_json::to_string(&origins).expect("origins json"),
-            extra_text: &extra_text,
-        });
-        // The test range table, as the data binding the Worker reads in
-        // test mode instead of the one embedded at build time.
-        let anchor = "    (name = \"PAGES\", kvNamespace";
-        assert!(
-            text.contains(anchor),
-            "generated config changed shape:\n{text}"
-        );
-        let text = if options.embedded_database {
-            text
-        } else {
-            text.replacen(
-                anchor,
-                &format!(
-                    "    (name = \"TEST_GEO_RANGES\", data = embed \"cities.ranges\"),\n{anchor}"
-                ),
-                1,
-            )
-        };
+            extra: &extra,
+        }
+        .render();
         let config = dir.join("edge.capnp");
         std::fs::write(&config, text).expect("write the workerd config");
 
@@ -496,9 +489,7 @@ impl EdgeRuntime {
         body: &[u8],
     ) -> http::Response {
         let host_header = format!("{host}:{}", self.port);
-        let mut all = vec![("host", host_header.as_str())];
-        all.extend_from_slice(headers);
-        http::request(self.port, method, path, &all, body)
+        http::request_to_host(self.port, method, &host_header, path, headers, body)
             .await
             .unwrap_or_else(|e| panic!("{method} {host}{path}: {e:#}\n{}", self.logs()))
     }

@@ -54,9 +54,7 @@ impl StackEdge {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> http::Response {
-        let mut all = vec![("host", host)];
-        all.extend_from_slice(headers);
-        http::request(self.port, method, path, &all, body)
+        http::request_to_host(self.port, method, host, path, headers, body)
             .await
             .unwrap_or_else(|e| panic!("{method} {host}{path}: {e:#}"))
     }
@@ -107,7 +105,7 @@ impl StackEdge {
         }
         assert_eq!(r.status, 200, "edge-kv GET {path}: {}", r.text());
         let meta = r
-            .header(cityboard_deploy::edge_kv::METADATA_HEADER)
+            .header(cityboard_edge_kv::METADATA_HEADER)
             .expect("a post entry has metadata");
         Some(serde_json::from_str(meta).expect("post metadata"))
     }

@@ -109,7 +109,7 @@ fn topology_text(path: &Path, port_base: Option<u16>) -> Result<String> {
 /// Seeds each region's demo posts through `region-core setup --demo`, which
 /// skips what an earlier run seeded.
 fn seed_demo(home: &Home, state: &StackState) -> Result<()> {
-    let program = crate::components::sibling_binary("region-core")?;
+    let program = crate::process::sibling_binary("region-core")?;
     for region in &state.regions {
         println!("up: --demo: seeding demo posts in {}", region.name);
         let status = Command::new(&program)

@@ -234,7 +234,7 @@ pub async fn posters(
 async fn watch(edge: u16, host: String, path: String, answered: Instant) -> Duration {
     let headers = [("host", host.as_str()), ("accept", "text/html")];
     loop {
-        if let Ok(r) = crate::http::request(edge, "GET", &path, &headers, b"").await
+        if let Ok(r) = cityboard_deploy::http::request(edge, "GET", &path, &headers, b"").await
             && r.status == 200
             && r.header("x-cityboard-edge") == Some("kv-hit")
         {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::postgres;
+use cityboard_deploy::postgres;
 
 /// Scratch database the baseline creates and drops; the stack's own
 /// database is never touched.

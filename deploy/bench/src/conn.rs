@@ -1,7 +1,13 @@
 //! The benchmarks' keep-alive HTTP/1.1 client: one connection, requests one
 //! after another, each signed as the edge forwards it when given a key.
-//! No HTTP client crate in the orchestrator; `crate::http` is its one-shot
-//! sibling (a connection per request, for setup and tests).
+//!
+//! Hand-made on purpose, the one raw HTTP client left: it is part of what
+//! the scenarios measure, and a client library would add its own work per
+//! request (a pool to check out of, header maps to build, a body stream to
+//! poll) to every latency figure, and change it between library versions.
+//! Here a request is one buffer written and one answer read, the same in
+//! every run, so the figures compare the server and its baseline alone.
+//! Setup and probes use `cityboard_deploy::http` (reqwest).
 
 use anyhow::{Context, Result};
 use cityboard_protocol::sign;

@@ -1,6 +1,12 @@
 //! `cityboard bench SCENARIO`: each scenario prints our figure beside a
 //! baseline measured in the same run, and the ratio. Figures go into
 //! BENCHMARKS.md by hand, with the command and the date.
+//!
+//! A crate of its own (binary `cityboard-bench`, which `cityboard bench`
+//! runs) so that the orchestrator is the supervisor and its commands: the
+//! scenarios, their fixtures and their measuring client live here, and use
+//! the orchestrator's library (topology, home, components) as any client
+//! of the stack does.
 
 pub mod conn;
 pub mod edge;
@@ -18,8 +24,8 @@ pub mod wrk;
 
 use anyhow::{Context, Result};
 
-use crate::home::Home;
-use crate::topology::Topology;
+use cityboard_deploy::home::Home;
+use cityboard_deploy::topology::Topology;
 
 /// The value of one series (name and labels exactly as exposed) in a
 /// Prometheus text page, as the scenarios read the roles' `/metrics`.

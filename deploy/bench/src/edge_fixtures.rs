@@ -1,9 +1,8 @@
 //! What the edge benchmarks serve: the 20 KB page, the minimal JavaScript
-//! Worker with its workerd config, and nginx's config for the same answers.
+//! Worker (its workerd config is `edge::workerd::js_worker`), and nginx's
+//! config for the same answers.
 
 use std::path::Path;
-
-use crate::edge;
 
 /// The page's size.
 pub const PAGE_BYTES: usize = 20 * 1024;
@@ -56,26 +55,6 @@ pub fn page_html() -> String {
     page.truncate(PAGE_BYTES - 22);
     page.push_str("</main></body></html>\n");
     page
-}
-
-pub fn js_config(port: u16, kv_port: u16) -> String {
-    format!(
-        r#"using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [
-    (name = "main", worker = .main),
-    (name = "kv", external = (address = "127.0.0.1:{kv_port}", http = ())),
-  ],
-  sockets = [(name = "http", address = "127.0.0.1:{port}", service = "main")],
-);
-const main :Workerd.Worker = (
-  modules = [(name = "baseline.js", esModule = embed "baseline.js")],
-  compatibilityDate = "{}",
-  bindings = [(name = "PAGES", kvNamespace = "kv")],
-);
-"#,
-        edge::COMPATIBILITY_DATE
-    )
 }
 
 pub fn nginx_config(prefix: &Path, port: u16, etag: &str) -> String {

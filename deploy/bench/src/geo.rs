@@ -14,9 +14,9 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use crate::components::sibling_binary;
-use crate::home::Home;
-use crate::topology::Topology;
+use cityboard_deploy::home::Home;
+use cityboard_deploy::process::sibling_binary;
+use cityboard_deploy::topology::Topology;
 
 /// Where `deploy/install.sh geo` puts the DB-IP Lite city database, relative
 /// to the tools directory (`.tools` of the checkout).

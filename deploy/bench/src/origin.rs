@@ -22,8 +22,9 @@ use sqlx::{Connection, PgConnection};
 use super::conn::Conn;
 use super::floor::{self, Floor};
 use super::role::Role;
-use crate::home::Home;
-use crate::topology::Topology;
+use cityboard_deploy::home::Home;
+use cityboard_deploy::topology::Topology;
+use region_core::model::post::CATEGORIES;
 
 /// The benchmark's city: its own, so the stack's cities keep their data.
 const CITY: &str = "benchtown";
@@ -62,16 +63,6 @@ const RARE: &[&str] = &[
 const FILLER: &[&str] = &[
     "vintage", "used", "new", "great", "small", "large", "wooden", "metal", "red", "blue", "cheap",
     "quality", "classic", "modern", "portable", "heavy",
-];
-const CATEGORIES: &[&str] = &[
-    "for-sale",
-    "housing",
-    "jobs",
-    "services",
-    "community",
-    "gigs",
-    "vehicles",
-    "free",
 ];
 
 /// One query class's figures.
@@ -365,7 +356,11 @@ async fn wait_for_replicas(primary_url: &str, shard: &serde_json::Value) -> Resu
 /// origin's check of signature and nonce is part of what a view costs.
 fn forward_key(home: &Home) -> Result<std::sync::Arc<cityboard_protocol::sign::Key>> {
     Ok(std::sync::Arc::new(cityboard_protocol::sign::Key::new(
-        crate::edge::read_secret(&home.secrets_dir(), crate::edge::FORWARD_KEY_FILE)?.into_bytes(),
+        cityboard_deploy::edge::read_secret(
+            &home.secrets_dir(),
+            cityboard_deploy::edge::FORWARD_KEY_FILE,
+        )?
+        .into_bytes(),
     )))
 }
 

@@ -37,14 +37,14 @@ use anyhow::{Context, Result, bail};
 use cityboard_protocol::kv::{PostMeta, etag, post_key};
 use serde::Serialize;
 
-use super::edge_fixtures::{JS_WORKER, PAGE_BYTES, js_config, nginx_config, page_html};
+use super::edge_fixtures::{JS_WORKER, PAGE_BYTES, nginx_config, page_html};
 use super::env_size;
 use super::role::{Spawned, free_port, wait_listening};
 use super::wrk::{Run, wrk_run};
-use crate::edge::{self, EdgeConfig};
-use crate::edge_kv;
-use crate::home::Home;
-use crate::topology::Topology;
+use cityboard_deploy::edge::workerd::{Binding, js_worker};
+use cityboard_deploy::edge::{self, EdgeConfig};
+use cityboard_deploy::home::Home;
+use cityboard_deploy::topology::Topology;
 
 /// The page's post id.
 const POST_ID: u64 = 4_242_424_242;
@@ -138,7 +138,7 @@ impl EdgeFigures {
 pub async fn run(home: &Home, topology: &Topology, scenario: &str, json: bool) -> Result<()> {
     let seconds = env_size("CITYBOARD_BENCH_SECS", 8);
     let rounds = env_size("CITYBOARD_BENCH_ROUNDS", 3).clamp(1, 100) as u32;
-    let wrk = crate::process::which("wrk")
+    let wrk = cityboard_deploy::process::which("wrk")
         .context("wrk not found (install step 'wrk + nginx'): run `deploy/install.sh base`")?;
     let dir = home.data_dir().join("bench-edge");
     let _ = std::fs::remove_dir_all(&dir);
@@ -156,12 +156,12 @@ pub async fn run(home: &Home, topology: &Topology, scenario: &str, json: bool) -
     // The KV service, the two Workers, nginx: all on free ports.
     let kv_port = free_port()?;
     let _kv = Spawned::start(
-        edge_kv::command(&dir.join("kv"), kv_port)?,
+        cityboard_deploy::edge_kv::command(&dir.join("kv"), kv_port)?,
         &logs.join("bench-edge.kv.log"),
         "edge-kv",
     )?;
     wait_listening(kv_port, "edge-kv").await?;
-    edge_kv::Client { port: kv_port }
+    cityboard_deploy::edge_kv::Client { port: kv_port }
         .put(
             &post_key(POST_ID),
             page.as_bytes(),
@@ -174,17 +174,18 @@ pub async fn run(home: &Home, topology: &Topology, scenario: &str, json: bool) -
     let workerd = edge::workerd_bin()?;
     // The Worker as the stack runs it, and (edge-kv only) with the
     // in-isolate keep of KV pages off.
-    let start_rust = |name: &str, extra_text: &[(&str, &str)]| -> Result<(u16, Spawned)> {
+    let start_rust = |name: &str, extra: &[Binding]| -> Result<(u16, Spawned)> {
         let port = free_port()?;
-        let config = edge::render(&EdgeConfig {
+        let config = EdgeConfig {
             listen: format!("127.0.0.1:{port}"),
             kv: format!("127.0.0.1:{kv_port}"),
             modules: &modules,
             apex: &topology.apex,
             cities: serde_json::to_string(&edge::cities(topology))?,
             origins: serde_json::to_string(&edge::origins(topology))?,
-            extra_text,
-        });
+            extra,
+        }
+        .render();
         edge::write_private(&dir.join(format!("{name}.capnp")), config.as_bytes())?;
         let mut cmd = Command::new(&workerd);
         cmd.arg("serve")
@@ -199,14 +200,24 @@ pub async fn run(home: &Home, topology: &Topology, scenario: &str, json: bool) -
     };
     let (rust_port, _rust) = start_rust("rust", &[])?;
     let kv_read = if scenario == "edge-kv" {
-        Some(start_rust("rust-kv-read", &[("PAGE_CACHE_MS", "0")])?)
+        Some(start_rust(
+            "rust-kv-read",
+            &[Binding::Text("PAGE_CACHE_MS", "0")],
+        )?)
     } else {
         None
     };
 
     let js_port = free_port()?;
     std::fs::write(dir.join("baseline.js"), JS_WORKER)?;
-    std::fs::write(dir.join("js.capnp"), js_config(js_port, kv_port))?;
+    std::fs::write(
+        dir.join("js.capnp"),
+        js_worker(
+            &format!("127.0.0.1:{js_port}"),
+            &format!("127.0.0.1:{kv_port}"),
+            "baseline.js",
+        ),
+    )?;
     let mut js_cmd = Command::new(&workerd);
     js_cmd.arg("serve").arg(dir.join("js.capnp"));
     let _js = Spawned::start(js_cmd, &logs.join("bench-edge.js.log"), "workerd (JS)")?;
@@ -318,7 +329,7 @@ async fn check_answer(
         .map(|(n, v)| (n.to_string(), v.to_string()))
         .collect();
     all.extend(split.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-    let r = crate::http::request(port, "GET", path, &all, b"").await?;
+    let r = cityboard_deploy::http::request(port, "GET", path, &all, b"").await?;
     if r.status != expect {
         bail!(
             "{what} answered {} instead of {expect}: {}",

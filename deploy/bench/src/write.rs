@@ -31,8 +31,8 @@ use sqlx::{Connection, PgConnection};
 use super::env_size;
 use super::role::Role;
 use super::write_load::{self, LoadFigures, Visibility};
-use crate::home::Home;
-use crate::topology::Topology;
+use cityboard_deploy::home::Home;
+use cityboard_deploy::topology::Topology;
 
 /// The drain's city (its own: the stack's cities keep their data).
 const DRAIN_CITY: &str = "benchdrain";
@@ -115,7 +115,11 @@ pub async fn run(home: &Home, topology: &Topology, json: bool) -> Result<()> {
         .context("the topology's first shard has no city")?;
     let host = format!("{city}.{}", topology.apex);
     let key = cityboard_protocol::sign::Key::new(
-        crate::edge::read_secret(&home.secrets_dir(), crate::edge::FORWARD_KEY_FILE)?.into_bytes(),
+        cityboard_deploy::edge::read_secret(
+            &home.secrets_dir(),
+            cityboard_deploy::edge::FORWARD_KEY_FILE,
+        )?
+        .into_bytes(),
     );
     let stack_api = topology.region_ports(0).api;
     let users = write_load::sign_up(stack_api, &host, &key, 16).await?;
@@ -141,7 +145,7 @@ pub async fn run(home: &Home, topology: &Topology, json: bool) -> Result<()> {
     }
 
     let edge = topology.edge_port();
-    let visibility = if crate::region_api::http_get_status(publisher, "/healthz")
+    let visibility = if cityboard_deploy::http::http_get_status(publisher, "/healthz")
         .await
         .ok()
         != Some(200)
@@ -279,7 +283,7 @@ async fn drain(home: &Home, topology: &Topology, t: &Target, n: usize) -> Result
     let run = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
     let topic = format!("bench-{run}.commands");
     let group = format!("bench-{run}.writer");
-    crate::broker::ensure_topics(
+    cityboard_deploy::broker::ensure_topics(
         topology.broker_port(),
         std::slice::from_ref(&topic),
         topology.partitions,
@@ -437,11 +441,11 @@ async fn copy_baseline(primary_url: &str, n: usize) -> Result<f64> {
 
 /// A stack process stopped with SIGSTOP until this is dropped (SIGCONT),
 /// whatever way the bench leaves the scope.
-struct HeldProcess(crate::process::ProcessId);
+struct HeldProcess(cityboard_deploy::process::ProcessId);
 
 impl HeldProcess {
     fn hold(home: &Home, component: &str) -> Result<HeldProcess> {
-        let process = crate::process::ProcessId::read(&home.pid_file(component))
+        let process = cityboard_deploy::process::ProcessId::read(&home.pid_file(component))
             .filter(|p| p.is_alive())
             .with_context(|| format!("{component} is not running: is the stack up?"))?;
         println!(
@@ -466,7 +470,7 @@ async fn wait_publisher_idle(port: u16) -> Result<()> {
     let mut last = None;
     let mut quiet_since = Instant::now();
     loop {
-        let metrics = crate::http::request(port, "GET", "/metrics", &[], b"")
+        let metrics = cityboard_deploy::http::request(port, "GET", "/metrics", &[], b"")
             .await?
             .text();
         let consumed = super::metric(

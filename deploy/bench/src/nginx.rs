@@ -11,7 +11,7 @@ use super::role::{Spawned, free_port, wait_listening};
 
 /// The nginx binary: on PATH, or where Debian puts it.
 fn binary() -> Result<PathBuf> {
-    crate::process::which("nginx")
+    cityboard_deploy::process::which("nginx")
         .or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file()))
         .context("nginx not found (install step 'wrk + nginx'): run `deploy/install.sh base`")
 }

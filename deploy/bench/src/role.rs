@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::home::Home;
+use cityboard_deploy::home::Home;
 
 /// A free local port (bound, then released for a process to take).
 pub fn free_port() -> Result<u16> {
@@ -34,7 +34,7 @@ impl Role {
     /// Starts `region-core ROLE --state … --region REGION ARGS…`, its
     /// stderr in the stack's logs as `log` (a file name).
     pub fn start(home: &Home, role: &str, region: &str, args: &[&str], log: &str) -> Result<Role> {
-        let bin = crate::components::sibling_binary("region-core")?;
+        let bin = cityboard_deploy::process::sibling_binary("region-core")?;
         let log = std::fs::File::create(home.logs_dir().join(log))?;
         let child = Command::new(&bin)
             .arg(role)
@@ -61,7 +61,7 @@ impl Role {
         all.extend_from_slice(args);
         let role = Role::start(home, "serve", region, &all, log)?;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while crate::region_api::http_get_status(port, "/healthz")
+        while cityboard_deploy::http::http_get_status(port, "/healthz")
             .await
             .ok()
             != Some(200)

@@ -2,12 +2,15 @@
 //! paths, query parameters and header); the binding itself is exercised
 //! through a real workerd in `deploy/tests/kv_binding.rs`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use cityboard_deploy::edge_kv::{Client, probe};
+use cityboard_deploy::http;
+use cityboard_edge_kv::{METADATA_HEADER, Service, Store, routes, unix_now};
 use serde_json::{Value, json};
-
-use super::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Running {
     port: u16,
@@ -309,13 +312,21 @@ async fn the_probe_and_the_absolute_form_workerd_may_send() {
         .put("k", b"v", None, None)
         .await
         .unwrap();
-    let r = send(
-        kv.port,
-        "GET",
-        "https://fake-host/k?urlencoded=true",
-        &[],
-        b"",
-    )
-    .await;
-    assert_eq!((r.status, r.body.as_slice()), (200, &b"v"[..]));
+    // Raw bytes: an HTTP client sends the absolute form only to a proxy,
+    // and this is the request line workerd writes.
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", kv.port))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            b"GET https://fake-host/k?urlencoded=true HTTP/1.1\r\n\
+              host: fake-host\r\nconnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(raw.ends_with("\r\n\r\nv"), "{raw}");
 }

@@ -16,7 +16,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use super::role::Spawned;
-use crate::home::Home;
+use cityboard_deploy::home::Home;
 
 /// Requests `redis-benchmark` sends (about 5-8 s here).
 const REDIS_REQUESTS: u32 = 400_000;
@@ -64,7 +64,7 @@ pub async fn nginx_serving(home: &Home, body: &[u8]) -> Result<(Spawned, u16)> {
 /// claim (`SET <random key> 1 NX EX 60`) to the Redis on `port`. The keys
 /// are the bench's own and expire within a minute.
 pub fn nonce_claims(port: u16, clients: usize) -> Result<f64> {
-    let tool = crate::process::which("redis-benchmark").context(
+    let tool = cityboard_deploy::process::which("redis-benchmark").context(
         "redis-benchmark not found (it comes with redis-server): run `deploy/install.sh base`",
     )?;
     let out = Command::new(tool)
