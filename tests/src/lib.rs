@@ -6,6 +6,7 @@
 //! the orchestrator crate, so a test reads the state file exactly as
 //! `cityboard status` does.
 
+pub mod arch;
 pub mod browser;
 pub mod edge;
 pub mod stack_edge;
