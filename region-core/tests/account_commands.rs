@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
+use cityboard_test_support::eventually;
 use common::api::{Api, Reply, Setup};
 use common::*;
-use pipeline_common::eventually;
 
 const LIMIT: Duration = Duration::from_secs(60);
 

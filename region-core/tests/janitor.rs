@@ -16,6 +16,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use chrono::{DateTime, Utc};
+use cityboard_test_support::eventually;
 use common::api::{Api, Setup};
 use common::*;
 use pipeline_common::*;

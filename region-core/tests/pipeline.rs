@@ -8,6 +8,7 @@ mod pipeline_common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use cityboard_test_support::eventually;
 use common::*;
 use pipeline_common::*;
 use region_core::apply::{ApplyConfig, CityBatch, apply};

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cityboard_protocol::kv::{BulkWrite, PostMeta, TOMBSTONE_TTL_SECS, post_key};
+use cityboard_test_support::eventually;
 use pipeline_common::*;
 use region_core::cache::PageCache;
 use region_core::model::event::GoneReason;

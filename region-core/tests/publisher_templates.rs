@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cityboard_protocol::kv::{BulkWrite, PostMeta, post_key};
+use cityboard_test_support::eventually;
 use common::*;
 use pipeline_common::*;
 use region_core::apply::{ApplyConfig, CityBatch, apply};

@@ -6,13 +6,14 @@
 //! the orchestrator crate, so a test reads the state file exactly as
 //! `cityboard status` does.
 
+pub mod arch;
 pub mod browser;
 pub mod edge;
 pub mod stack_edge;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use cityboard_deploy::home::Home;
 pub use cityboard_deploy::process::ProcessId;
@@ -69,23 +70,6 @@ pub fn shared_home() -> PathBuf {
 pub fn state(home: &Path) -> StackState {
     let home = Home::new(home).expect("stack home");
     StackState::read(&home.state_file()).unwrap_or_else(|e| panic!("{e:#}"))
-}
-
-/// Polls `check` every 100 ms until it returns `Some`, or panics with
-/// `what` after `limit`. Waiting on a condition, never on a clock.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A connection pool of one to `url`.

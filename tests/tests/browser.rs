@@ -21,12 +21,12 @@
 
 use std::time::{Duration, Instant};
 
+use cityboard_test_support::eventually;
 use cityboard_tests::browser::audit::{Audit, text_of};
 use cityboard_tests::browser::budget::Figures;
 use cityboard_tests::browser::seed::{self, ApiUser, PASSWORD};
 use cityboard_tests::browser::site::{Site, marker};
 use cityboard_tests::browser::{Browser, Driver, Options, excerpt};
-use cityboard_tests::eventually;
 
 /// The journey's city (its home region is the first of the topology).
 const CITY: &str = "newyork";

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use cityboard_deploy::http::Response;
-use cityboard_tests::eventually;
+use cityboard_test_support::eventually;
 use cityboard_tests::stack_edge::StackEdge;
 use serde_json::json;
 

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use cityboard_test_support::eventually;
 use cityboard_tests::{
-    Health, OwnStack, Phase, cityboard, component_processes, eventually, output_text, pg,
-    shared_home, state,
+    Health, OwnStack, Phase, cityboard, component_processes, output_text, pg, shared_home, state,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use cityboard_tests::{Health, Phase, cityboard, eventually, output_text, pg, shared_home, state};
+use cityboard_test_support::eventually;
+use cityboard_tests::{Health, Phase, cityboard, output_text, pg, shared_home, state};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 

@@ -330,20 +330,3 @@ impl Tail {
         out
     }
 }
-
-/// Polls `check` every 100 ms until it returns `Some`, or panics with
-/// `what` after `limit`: waiting on a condition, never on a clock.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}

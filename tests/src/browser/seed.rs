@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use cityboard_deploy::http;
+use cityboard_test_support::eventually;
 
-use crate::eventually;
 use crate::stack_edge::StackEdge;
 
 /// A signed-up, logged-in API user of one city (owned, so that many

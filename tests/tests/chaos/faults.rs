@@ -119,7 +119,7 @@ pub async fn strike(home: &Path, control_dir: &Path, fault: Fault, region: &str)
             at
         }
     };
-    cityboard_tests::eventually(
+    cityboard_test_support::eventually(
         &format!("{name} restarted and healthy"),
         Duration::from_secs(90),
         || async {
