@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use region_core::model::post::CATEGORIES;
 use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 
@@ -62,16 +63,6 @@ const RARE: &[&str] = &[
 const FILLER: &[&str] = &[
     "vintage", "used", "new", "great", "small", "large", "wooden", "metal", "red", "blue", "cheap",
     "quality", "classic", "modern", "portable", "heavy",
-];
-const CATEGORIES: &[&str] = &[
-    "for-sale",
-    "housing",
-    "jobs",
-    "services",
-    "community",
-    "gigs",
-    "vehicles",
-    "free",
 ];
 
 /// One query class's figures.
