@@ -12,10 +12,10 @@ use tokio::sync::OnceCell;
 
 use crate::bus::applied::AppliedWaiters;
 use crate::bus::direct::DirectApply;
+use crate::bus::error::BusError;
 use crate::bus::failpoint::{self, API_AFTER_PRODUCE};
 use crate::bus::notify::{CommandStatus, STATUS_TTL, status_key};
 use crate::bus::{Producer, ProducerConfig};
-use crate::db::RouteError;
 use crate::model::{ACCOUNT_KEY, AccountCommand, Command, Id};
 use crate::store::Store;
 
@@ -35,26 +35,6 @@ pub enum WritePath {
     /// in the api's process. No outbox relay ordering, no retry on a shard
     /// that is down: the baseline `bench write-pipeline` compares with.
     Direct,
-}
-
-/// Why a command could not be sent (each maps to one api answer).
-#[derive(Debug, thiserror::Error)]
-pub enum BusError {
-    /// The broker did not take the command: nothing was written, and a
-    /// retry is safe.
-    #[error("writes are unavailable; retry shortly")]
-    BrokerUnavailable,
-    /// The region store (issuers, statuses) does not answer.
-    #[error("the region store is unavailable; retry shortly")]
-    StoreUnavailable,
-    /// The city's shard refused or failed the direct apply.
-    #[error("city {0} is unavailable")]
-    ShardUnavailable(String),
-    /// The city could not be routed (direct apply).
-    #[error(transparent)]
-    Route(#[from] RouteError),
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
 }
 
 /// Who issued a command, stored before it is produced: only that user may

@@ -6,7 +6,7 @@
 
 use crate::apply::fold::Outcome;
 use crate::apply::{ApplyConfig, CityBatch, ShardTarget, apply};
-use crate::bus::commands::BusError;
+use crate::bus::error::BusError;
 use crate::bus::notify::{AppliedAt, CommandState, CommandStatus};
 use crate::db::Router;
 use crate::model::{Command, IdGenerator};

@@ -17,6 +17,7 @@ pub mod commands;
 pub mod consumer;
 pub mod dead_letter;
 pub mod direct;
+pub mod error;
 pub mod failpoint;
 pub mod notify;
 pub mod offsets;

@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::bus::commands::BusError;
+use crate::bus::error::BusError;
 use crate::db::{ReadError, RouteError};
 use crate::model::post::FieldError;
 
