@@ -87,7 +87,7 @@ impl Default for ApiOptions {
     }
 }
 
-/// What `AppState::connect` started and the caller must keep alive (and may
+/// What `connect` started and the caller must keep alive (and may
 /// abort on shutdown).
 pub struct Background {
     /// Shard-map watcher, lag monitors, node-lease renewal.
