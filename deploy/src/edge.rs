@@ -179,7 +179,7 @@ pub fn read_secret(secrets_dir: &Path, file: &str) -> Result<String> {
 /// this version). From the region-core this workspace builds, so the
 /// stack's edge and roles agree.
 pub fn template_version() -> u32 {
-    region_core::pipeline::publisher::template_version()
+    region_core::roles::publisher::template_version()
 }
 
 /// Writes the stack's edge config (`config`, mode 0600) with the Worker's

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use tokio::sync::Mutex;
+
+use crate::lazy_redis::LazyRedis;
 
 /// Longest a connection attempt or a command waits: a request waiting on a
 /// dead store should get its 503 quickly.
@@ -25,7 +26,7 @@ pub struct StoreUnavailable {
 #[derive(Clone)]
 pub struct Store {
     url: Arc<str>,
-    conn: Arc<Mutex<Option<ConnectionManager>>>,
+    redis: LazyRedis,
 }
 
 impl std::fmt::Debug for Store {
@@ -40,7 +41,7 @@ impl Store {
     pub fn new(url: &str) -> Store {
         Store {
             url: url.into(),
-            conn: Arc::new(Mutex::new(None)),
+            redis: LazyRedis::new(url),
         }
     }
 
@@ -51,24 +52,12 @@ impl Store {
         }
     }
 
-    /// The connection, made now if there is none yet. A `ConnectionManager`
-    /// reconnects by itself after a failure, so only the first connection
-    /// is made here.
+    /// The connection (see `LazyRedis`).
     async fn connection(&self) -> Result<ConnectionManager, StoreUnavailable> {
-        let mut conn = self.conn.lock().await;
-        if let Some(c) = &*conn {
-            return Ok(c.clone());
-        }
-        let attempt = async {
-            let client = redis::Client::open(&*self.url)?;
-            ConnectionManager::new(client).await
-        };
-        let c = tokio::time::timeout(TIMEOUT, attempt)
+        self.redis
+            .connection(TIMEOUT)
             .await
-            .map_err(|_| self.unavailable("connection timed out"))?
-            .map_err(|e| self.unavailable(e))?;
-        *conn = Some(c.clone());
-        Ok(c)
+            .map_err(|e| self.unavailable(e))
     }
 
     /// `SET key 1 NX EX ttl`: true when the key was new (and is now set

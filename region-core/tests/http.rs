@@ -279,7 +279,7 @@ async fn search_and_filters_narrow_the_listing() {
 async fn a_read_your_writes_cookie_is_honoured_and_bypasses_the_page_cache() {
     let (city, ids, ryw) = city_with("rywhttp", &[("Desk lamp", "for-sale", 15, 0)]).await;
     let api = Api::start(true).await;
-    let hits = || api.state.metrics.cache_hits.load(Ordering::Relaxed);
+    let hits = || api.state.cache.counts().hits.load(Ordering::Relaxed);
 
     let with_cookie = api
         .send(

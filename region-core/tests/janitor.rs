@@ -21,9 +21,9 @@ use common::api::{Api, Setup};
 use common::*;
 use pipeline_common::*;
 use region_core::clock::{Clock, ManualClock};
-use region_core::janitor::{HomeCatalogs, Janitor, JanitorConfig, JanitorParts, Mailer};
 use region_core::model::{Command, CommandKind, Id, IdGenerator};
-use region_core::pipeline::metrics::PipelineMetrics;
+use region_core::roles::janitor::metrics::JanitorMetrics;
+use region_core::roles::janitor::{HomeCatalogs, Janitor, JanitorConfig, JanitorParts, Mailer};
 use region_core::stack::StackFile;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -174,7 +174,7 @@ async fn reminders_renewal_expiry_and_archive_follow_the_clock() {
             )
             .unwrap(),
             homes: HomeCatalogs::of_stack(&stack).unwrap(),
-            metrics: Arc::new(PipelineMetrics::default()),
+            metrics: Arc::new(JanitorMetrics::default()),
         },
     };
 

@@ -12,11 +12,11 @@ use cityboard_test_support::eventually;
 use common::*;
 use pipeline_common::*;
 use region_core::apply::{ApplyConfig, CityBatch, apply};
+use region_core::bus::failpoint::{RELAY_AFTER_PRODUCE, WRITER_AFTER_COMMIT};
+use region_core::bus::notify::{CommandState, Notifier};
+use region_core::bus::{POST_ID_HEADER, REASON_HEADER, Topics, VERSION_HEADER};
 use region_core::model::{Command, CommandKind, Id, IdGenerator};
-use region_core::pipeline::failpoint::{RELAY_AFTER_PRODUCE, WRITER_AFTER_COMMIT};
-use region_core::pipeline::metrics::PipelineMetrics;
-use region_core::pipeline::notify::{CommandState, Notifier};
-use region_core::pipeline::{POST_ID_HEADER, REASON_HEADER, Topics, VERSION_HEADER};
+use region_core::roles::writer::metrics::WriterMetrics;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -63,7 +63,7 @@ async fn set_fence(shard: &Shard, city: &str, state: &str) {
 /// Waits until the writer has counted `applied` fresh commands (the last
 /// one the test's marker): a row is visible at its commit, and the writer
 /// counts its batch a moment later, once the apply task has returned.
-async fn marker_counted(metrics: &PipelineMetrics, applied: u64) {
+async fn marker_counted(metrics: &WriterMetrics, applied: u64) {
     eventually("the writer counted the marker's batch", LIMIT, || async {
         (metrics.applied.load(Ordering::Relaxed) >= applied).then_some(())
     })

@@ -14,15 +14,15 @@ use std::time::Duration;
 use cityboard_protocol::kv::{BulkWrite, PostMeta, TOMBSTONE_TTL_SECS, post_key};
 use cityboard_test_support::eventually;
 use pipeline_common::*;
-use region_core::cache::PageCache;
+use region_core::bus::Producer;
+use region_core::bus::failpoint::PUBLISHER_AFTER_KV_WRITE;
+use region_core::cache::pages::PageCache;
 use region_core::model::event::GoneReason;
 use region_core::model::{Event, Id, Post, PostFields, PostStatus};
-use region_core::pipeline::Producer;
-use region_core::pipeline::failpoint::PUBLISHER_AFTER_KV_WRITE;
-use region_core::pipeline::metrics::PipelineMetrics;
-use region_core::pipeline::publisher::invalidate::Invalidator;
-use region_core::pipeline::publisher::sink::{CloudflareKvSink, EdgeBulkSink, KvSink};
-use region_core::pipeline::publisher::{PublisherConfig, PublisherParts};
+use region_core::roles::publisher::invalidate::Invalidator;
+use region_core::roles::publisher::metrics::PublisherMetrics;
+use region_core::roles::publisher::sink::{CloudflareKvSink, EdgeBulkSink, KvSink};
+use region_core::roles::publisher::{PublisherConfig, PublisherParts};
 use tokio::sync::oneshot;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -157,7 +157,7 @@ async fn changed(producer: &Producer, topic: &str, p: &Post) {
 
 /// A publisher running in this process.
 struct RunningPublisher {
-    metrics: Arc<PipelineMetrics>,
+    metrics: Arc<PublisherMetrics>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -168,7 +168,7 @@ impl RunningPublisher {
         config.topic = topic.to_string();
         config.group = group.to_string();
         config.retry_max = Duration::from_millis(500);
-        let metrics = Arc::new(PipelineMetrics::default());
+        let metrics = Arc::new(PublisherMetrics::default());
         let parts = PublisherParts {
             sink: Arc::new(sink),
             cache: Arc::new(Invalidator::new(&stack.cache_url())),
@@ -176,7 +176,7 @@ impl RunningPublisher {
             brokers: broker(),
         };
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(region_core::pipeline::publisher::run(
+        let task = tokio::spawn(region_core::roles::publisher::publish_events(
             config,
             parts,
             async {
@@ -190,7 +190,7 @@ impl RunningPublisher {
         }
     }
 
-    fn count(&self, f: impl Fn(&PipelineMetrics) -> &AtomicU64) -> u64 {
+    fn count(&self, f: impl Fn(&PublisherMetrics) -> &AtomicU64) -> u64 {
         f(&self.metrics).load(Ordering::Relaxed)
     }
 
@@ -227,7 +227,7 @@ async fn a_new_post_becomes_its_origin_page_in_kv_and_the_edge_serves_it() {
     assert_eq!(
         meta,
         PostMeta::page(&city, 1, p.expires_at.timestamp())
-            .with_template(region_core::pipeline::publisher::template_version()),
+            .with_template(region_core::roles::publisher::template_version()),
         "version, expiry and template in the metadata"
     );
     // The edge serves it from KV.
@@ -242,7 +242,7 @@ async fn a_new_post_becomes_its_origin_page_in_kv_and_the_edge_serves_it() {
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.text().await.unwrap(), page);
-    assert_eq!(publisher.count(|m| &m.publisher.written), 1);
+    assert_eq!(publisher.count(|m| &m.written), 1);
     publisher.stop().await;
 }
 
@@ -270,12 +270,8 @@ async fn an_older_event_replayed_after_a_newer_one_changes_nothing() {
     let (page, meta) = stack.kv(id as u64).await.unwrap();
     assert_eq!(meta.version, 2);
     assert!(page.contains("<h1>v2</h1>"), "{page}");
-    assert_eq!(publisher.count(|m| &m.publisher.stale), 1);
-    assert_eq!(
-        publisher.count(|m| &m.publisher.written),
-        2,
-        "v2 and the marker"
-    );
+    assert_eq!(publisher.count(|m| &m.stale), 1);
+    assert_eq!(publisher.count(|m| &m.written), 2, "v2 and the marker");
     publisher.stop().await;
 }
 
@@ -311,7 +307,7 @@ async fn a_gone_post_becomes_a_tombstone_for_every_reason() {
         assert_eq!(meta, PostMeta::tombstone(2));
         assert_eq!(value, "", "a tombstone has no page");
     }
-    assert_eq!(publisher.count(|m| &m.publisher.written), 8);
+    assert_eq!(publisher.count(|m| &m.written), 8);
     publisher.stop().await;
 }
 
@@ -332,9 +328,9 @@ async fn versions_within_a_second_make_one_kv_write_of_the_last() {
     let publisher = RunningPublisher::start(&stack, stack.edge_sink(), &topics.events, "p");
     let (page, _) = stack.kv_at(id as u64, 5).await;
     assert!(page.contains("<h1>v5</h1>"));
-    assert_eq!(publisher.count(|m| &m.publisher.consumed), 5);
-    assert_eq!(publisher.count(|m| &m.publisher.written), 1, "one write");
-    assert_eq!(publisher.count(|m| &m.publisher.coalesced), 4);
+    assert_eq!(publisher.count(|m| &m.consumed), 5);
+    assert_eq!(publisher.count(|m| &m.written), 1, "one write");
+    assert_eq!(publisher.count(|m| &m.coalesced), 4);
 
     // Edits a page already written less than a second ago wait for the
     // second to pass, then go as one write.
@@ -348,7 +344,7 @@ async fn versions_within_a_second_make_one_kv_write_of_the_last() {
         .await;
     }
     stack.kv_at(id as u64, 8).await;
-    assert_eq!(publisher.count(|m| &m.publisher.written), 2);
+    assert_eq!(publisher.count(|m| &m.written), 2);
     eprintln!("v6..v8 visible after {:?}", t0.elapsed());
     publisher.stop().await;
 }
@@ -402,7 +398,7 @@ async fn a_written_page_drops_its_citys_cached_listing_and_search_pages() {
         .await
         .unwrap();
     assert_eq!(n, 1, "another city's page stays");
-    assert_eq!(publisher.count(|m| &m.publisher.invalidate_failures), 0);
+    assert_eq!(publisher.count(|m| &m.invalidate_failures), 0);
     publisher.stop().await;
 }
 
@@ -422,15 +418,15 @@ async fn an_unreachable_kv_is_retried_and_its_events_stay_uncommitted() {
     let dead = EdgeBulkSink::new("http://127.0.0.1:9", key.trim_ascii()).unwrap();
     let publisher = RunningPublisher::start(&stack, dead, &topics.events, "p");
     eventually("retried failures", LIMIT, || async {
-        (publisher.count(|m| &m.publisher.failures) >= 2).then_some(())
+        (publisher.count(|m| &m.failures) >= 2).then_some(())
     })
     .await;
-    assert_eq!(publisher.count(|m| &m.publisher.written), 0);
+    assert_eq!(publisher.count(|m| &m.written), 0);
     publisher.stop().await;
     // The same group resumes before the event: it was never committed.
     let again = RunningPublisher::start(&stack, stack.edge_sink(), &topics.events, "p");
     stack.kv_at(id as u64, 1).await;
-    assert_eq!(again.count(|m| &m.publisher.consumed), 1);
+    assert_eq!(again.count(|m| &m.consumed), 1);
     again.stop().await;
 }
 
@@ -455,7 +451,7 @@ async fn a_crash_after_the_kv_write_redelivers_and_ends_with_the_right_page() {
     let (page, _) = stack.kv_at(id as u64, 2).await;
     assert!(page.contains("<h1>v2</h1>"), "{page}");
     assert_eq!(
-        again.count(|m| &m.publisher.consumed),
+        again.count(|m| &m.consumed),
         2,
         "v1 delivered again (its offset was never committed), then v2"
     );

@@ -18,11 +18,11 @@ use pipeline_common::*;
 use region_core::apply::{ApplyConfig, CityBatch, apply};
 use region_core::model::post::POST_COLUMNS;
 use region_core::model::{Id, Post};
-use region_core::pipeline::metrics::PipelineMetrics;
-use region_core::pipeline::publisher::invalidate::Invalidator;
-use region_core::pipeline::publisher::republish::{self, Republish};
-use region_core::pipeline::publisher::sink::{EdgeBulkSink, KvSink};
-use region_core::pipeline::publisher::{PublisherConfig, PublisherParts, template_version};
+use region_core::roles::publisher::invalidate::Invalidator;
+use region_core::roles::publisher::metrics::PublisherMetrics;
+use region_core::roles::publisher::republish::{self, Republish};
+use region_core::roles::publisher::sink::{EdgeBulkSink, KvSink};
+use region_core::roles::publisher::{PublisherConfig, PublisherParts, template_version};
 use region_core::stack::StackFile;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -60,7 +60,7 @@ async fn kv(id: i64) -> Option<(String, PostMeta)> {
         port("edge-kv"),
         post_key(id as u64)
     );
-    let client = region_core::pipeline::publisher::sink::http_client().unwrap();
+    let client = region_core::roles::publisher::sink::http_client().unwrap();
     let res = client
         .get(&url)
         .send()
@@ -184,11 +184,11 @@ async fn a_template_change_republishes_the_live_pages_of_a_city() {
     let parts = PublisherParts {
         sink: Arc::new(edge_sink()),
         cache: Arc::new(Invalidator::new(&stack.regions[0].redis_cache_url)),
-        metrics: Arc::new(PipelineMetrics::default()),
+        metrics: Arc::new(PublisherMetrics::default()),
         brokers: broker(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(region_core::pipeline::publisher::run_republishing(
+    let task = tokio::spawn(region_core::roles::publisher::run_republishing(
         config,
         parts,
         Some(plan),

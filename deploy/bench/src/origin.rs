@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use region_core::model::post::CATEGORIES;
 use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 

@@ -534,7 +534,7 @@ async fn write_outbox(
         shard: shard.to_string(),
         source,
     })?;
-    // Wakes the relay (pipeline::relay LISTENs on `outbox`) at commit, so
+    // Wakes the relay (roles::relay LISTENs on `outbox`) at commit, so
     // new events go out without waiting for its poll; delivered only if the
     // transaction commits, and folded into one per transaction.
     sqlx::query("SELECT pg_notify('outbox', '')")

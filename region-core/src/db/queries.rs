@@ -2,8 +2,8 @@
 
 use sqlx::PgConnection;
 
+use crate::cursor::{Cursor, SortKey};
 use crate::db::read::{BoxFuture, ReadQuery};
-use crate::http::cursor::{Cursor, SortKey};
 use crate::model::post::POST_COLUMNS;
 use crate::model::{Id, Post};
 

@@ -5,17 +5,19 @@
 //! (`HttpOnly; Secure; SameSite=Lax`) and, for scripts, in the JSON answer,
 //! to be sent back as `Authorization: Bearer`.
 
+use anyhow::Context;
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::csrf::CSRF_COOKIE;
-use crate::error::{ApiError, Problem};
-use crate::http::extract::{SESSION_COOKIE, cookie};
-use crate::http::pages::errors::wants_html;
-use crate::http::pages::{PageCtx, chrome_of};
+use crate::http::chrome::{PageCtx, chrome_of};
+use crate::http::error::{ApiError, Problem};
+use crate::http::error_pages::wants_html;
+use crate::http::forms::check_anonymous;
+use crate::http::session_cookie::{self, Session, set_cookie};
 use crate::http::{AppState, ClientIp, Input};
 use crate::model::Id;
 use crate::model::post::FieldError;
@@ -54,22 +56,6 @@ pub struct Account {
     pub email: String,
 }
 
-/// A session, as `POST /login` and `GET /me` describe it.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Session {
-    /// The logged-in user.
-    pub user_id: Id,
-    /// Send as `Authorization: Bearer <access_token>` (also set as the
-    /// `cb_session` cookie). Absent from `GET /me`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub access_token: Option<String>,
-    /// When the token expires; log in again (at the home region) after.
-    pub expires_at: chrono::DateTime<chrono::Utc>,
-    /// Token for `X-CSRF-Token` or a form's `csrf` field, needed when the
-    /// session comes from the cookie.
-    pub csrf_token: String,
-}
-
 fn field(field: &'static str, problem: &str) -> FieldError {
     FieldError {
         field,
@@ -98,23 +84,6 @@ fn validate(c: &Credentials) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::Invalid(bad))
-    }
-}
-
-/// A form post must carry the double-submit token of the form it came from.
-fn check_form_csrf(st: &AppState, headers: &HeaderMap, c: &Credentials) -> Result<(), ApiError> {
-    let cookie = cookie(headers, CSRF_COOKIE).ok_or(ApiError::Csrf)?;
-    let field = c.csrf.as_deref().ok_or(ApiError::Csrf)?;
-    if st.csrf.check_anonymous(cookie, field) {
-        Ok(())
-    } else {
-        Err(ApiError::Csrf)
-    }
-}
-
-pub(crate) fn set_cookie(res: &mut Response, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        res.headers_mut().append(header::SET_COOKIE, v);
     }
 }
 
@@ -209,18 +178,14 @@ pub async fn signup(
 ) -> Result<Response, ApiError> {
     let c = input.value;
     if input.form {
-        check_form_csrf(&st, &headers, &c)?;
+        check_anonymous(&st, &headers, c.csrf.as_deref())?;
     }
     if let Some(page) = validated(&st, &ctx, &headers, input.form, AccountForm::SignUp, &c)? {
         return Ok(page);
     }
     let email = c.email.trim().to_string();
     let hash = st.passwords.hash(c.password).await?;
-    let id = st
-        .ids
-        .next()
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+    let id = st.ids.next().await.context("assigning an id")?;
     let created: Option<Id> = sqlx::query_scalar(
         "INSERT INTO users (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT ((lower(email))) DO NOTHING RETURNING id",
@@ -231,7 +196,7 @@ pub async fn signup(
     .bind(st.clock.now())
     .fetch_optional(&st.catalog)
     .await
-    .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("inserting a user")))?;
+    .context("inserting a user")?;
     let Some(id) = created else {
         return Err(ApiError::Conflict(
             "an account with this e-mail address exists".into(),
@@ -269,7 +234,7 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     let c = input.value;
     if input.form {
-        check_form_csrf(&st, &headers, &c)?;
+        check_anonymous(&st, &headers, c.csrf.as_deref())?;
     }
     if let Some(page) = validated(&st, &ctx, &headers, input.form, AccountForm::LogIn, &c)? {
         return Ok(page);
@@ -280,7 +245,7 @@ pub async fn login(
     .bind(c.email.trim())
     .fetch_optional(&st.catalog)
     .await
-    .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("looking up a user")))?;
+    .context("looking up a user")?;
     let (user, stored) = match row {
         Some((id, hash)) => (Some(id), Some(hash)),
         None => (None, None),
@@ -292,26 +257,7 @@ pub async fn login(
         tracing::info!(client_ip = ?client, "log-in refused");
         return Err(ApiError::BadCredentials);
     };
-    let (token, claims) = st.sessions.issue(user, st.clock.now(), st.session_ttl);
-    let session = Session {
-        user_id: user,
-        access_token: Some(token.clone()),
-        expires_at: chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or_default(),
-        csrf_token: st.csrf.for_session(&claims.jti),
-    };
-    let mut res = if input.form {
-        Redirect::to("/").into_response()
-    } else {
-        Json(session).into_response()
-    };
-    set_cookie(
-        &mut res,
-        &format!(
-            "{SESSION_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age={}",
-            st.session_ttl.num_seconds()
-        ),
-    );
-    Ok(res)
+    Ok(session_cookie::issue(&st, user, input.form.then_some("/")))
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cityboard_protocol::sign::{self, Key, Keyring};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::{AppState, BODY_LIMIT};
 use crate::stack::Secrets;
 use crate::store::Store;

@@ -2,6 +2,7 @@
 //! freshness, its body, its user. Every rejection is an `ApiError`, so it
 //! answers a problem body.
 
+use anyhow::Context;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
@@ -11,8 +12,8 @@ use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
 
 use crate::auth::{Claims, TokenError};
-use crate::error::ApiError;
 use crate::http::edge_trust::Forwarded;
+use crate::http::error::ApiError;
 use crate::http::{AppState, BODY_LIMIT};
 use crate::model::Id;
 use crate::model::post::FieldError;
@@ -237,7 +238,7 @@ impl FromRequestParts<AppState> for AuthUser {
         .bind(claims.sub)
         .fetch_one(&st.catalog)
         .await
-        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("revocation check")))?;
+        .context("revocation check")?;
         if revoked {
             return Err(refused(&TokenError::Revoked));
         }

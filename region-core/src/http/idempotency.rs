@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::model::Id;
 use crate::model::post::FieldError;
 use crate::store::Store;
@@ -21,7 +21,7 @@ use crate::store::Store;
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// As long as a command's status: a retry within it finds its command.
-const KEEP: std::time::Duration = crate::pipeline::notify::STATUS_TTL;
+const KEEP: std::time::Duration = crate::bus::notify::STATUS_TTL;
 
 /// A write's answer in a form that can be stored and replayed byte for byte.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,8 +144,7 @@ pub async fn begin(
     let fresh = serde_json::to_string(&Record {
         request: claim.request.clone(),
         answer: None,
-    })
-    .map_err(|e| ApiError::Internal(e.into()))?;
+    })?;
     let store_down = |_| ApiError::StoreUnavailable;
     if store
         .put_new(&claim.key, &fresh, KEEP)
@@ -178,8 +177,7 @@ pub async fn finish(store: &Store, claim: Claim, answer: &Answer) -> Result<(), 
     let record = serde_json::to_string(&Record {
         request: claim.request,
         answer: Some(answer.clone()),
-    })
-    .map_err(|e| ApiError::Internal(e.into()))?;
+    })?;
     store
         .put(&claim.key, &record, KEEP)
         .await

@@ -12,6 +12,7 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::cache::pages::PageCacheCounts;
 use crate::db::Node;
 use crate::http::AppState;
 
@@ -39,12 +40,6 @@ pub struct Metrics {
     /// Reads answered by a primary (token, pending write, no fresh replica,
     /// recovery conflict).
     pub reads_primary: AtomicU64,
-    /// Listing pages served from Redis.
-    pub cache_hits: AtomicU64,
-    /// Listing pages that had to be read from a shard.
-    pub cache_misses: AtomicU64,
-    /// Redis errors and timeouts (each served as a miss).
-    pub cache_errors: AtomicU64,
 }
 
 impl Metrics {
@@ -74,8 +69,9 @@ impl Metrics {
         h.sum += seconds;
     }
 
-    /// The exposition text.
-    pub fn render(&self) -> String {
+    /// The exposition text, with the page cache's lookups (counted by the
+    /// cache itself).
+    pub fn render(&self, page_cache: &PageCacheCounts) -> String {
         let mut out = String::new();
         out.push_str(
             "# HELP cityboard_http_requests_total HTTP requests by route, method and status.\n",
@@ -141,19 +137,19 @@ impl Metrics {
             ),
             (
                 "cityboard_page_cache_total{result=\"hit\"}",
-                &self.cache_hits,
+                &page_cache.hits,
                 "cityboard_page_cache_total",
                 "Listing page cache lookups by result.",
             ),
             (
                 "cityboard_page_cache_total{result=\"miss\"}",
-                &self.cache_misses,
+                &page_cache.misses,
                 "",
                 "",
             ),
             (
                 "cityboard_page_cache_total{result=\"error\"}",
-                &self.cache_errors,
+                &page_cache.errors,
                 "",
                 "",
             ),
@@ -200,7 +196,7 @@ pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Resp
     responses((status = 200, description = "Prometheus text exposition format", body = String,
         content_type = "text/plain; version=0.0.4")))]
 pub async fn metrics(State(st): State<AppState>) -> Response {
-    let mut text = st.metrics.render();
+    let mut text = st.metrics.render(st.cache.counts());
     text.push_str(
         "# HELP cityboard_local_cache_total In-process cache lookups by cache and result.\n\
          # TYPE cityboard_local_cache_total counter\n",
@@ -232,7 +228,7 @@ mod tests {
         m.observe("/post/{id}", "GET", 200, 0.003);
         m.observe("/post/{id}", "GET", 404, 0.2);
         m.read_by(&Node::Primary);
-        let text = m.render();
+        let text = m.render(&PageCacheCounts::default());
         assert!(text.contains(
             "cityboard_http_requests_total{route=\"/post/{id}\",method=\"GET\",status=\"404\"} 1"
         ));

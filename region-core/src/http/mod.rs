@@ -2,11 +2,13 @@
 //! the OpenAPI document in `openapi`.
 
 pub mod accounts;
-pub mod applied;
+pub mod chrome;
 pub mod commands;
-pub mod cursor;
 pub mod edge_trust;
+pub mod error;
+pub mod error_pages;
 pub mod extract;
+pub mod forms;
 pub mod headers;
 pub mod health;
 pub mod idempotency;
@@ -16,6 +18,7 @@ pub mod operator;
 pub mod pages;
 pub mod posts;
 pub mod session;
+pub mod session_cookie;
 pub mod state;
 pub mod writes;
 
@@ -24,9 +27,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 
 pub use extract::{AuthUser, City, ClientIp, Freshness, Input, RYW_COOKIE};
-pub use state::{ApiOptions, AppState};
+pub use state::AppState;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Requests carry no more than this (posts are text; photos go to signed
 /// upload URLs, never through the api).
@@ -85,7 +88,7 @@ pub fn app(state: AppState) -> axum::Router {
         // it as a page.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            pages::errors::html_errors,
+            error_pages::html_errors,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -135,8 +138,8 @@ async fn problems_everywhere(
         .ok()
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .filter(|d| !d.is_empty() && !status.is_server_error());
-    let problem = crate::error::Problem {
-        kind: format!("{}http-{}", crate::error::PROBLEMS, status.as_u16()),
+    let problem = crate::http::error::Problem {
+        kind: format!("{}http-{}", crate::http::error::PROBLEMS, status.as_u16()),
         title: status.canonical_reason().unwrap_or("error").to_string(),
         status: status.as_u16(),
         detail,

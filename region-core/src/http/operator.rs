@@ -7,9 +7,9 @@ use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ApiError, Problem};
+use crate::archive::Archive;
 use crate::http::AppState;
-use crate::janitor::archive::Archive;
+use crate::http::error::{ApiError, Problem};
 
 /// Posts archived per object (and deleted per transaction).
 const ARCHIVE_BATCH: i64 = 1000;

@@ -9,10 +9,10 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::cache::PageCache;
+use crate::cache::pages::PageCache;
+use crate::cursor::Cursor;
 use crate::db::queries::{GetPost, ListPosts, Sort};
-use crate::error::{ApiError, Problem};
-use crate::http::cursor::Cursor;
+use crate::http::error::{ApiError, Problem};
 use crate::http::{AppState, City, Freshness};
 use crate::model::post::FieldError;
 use crate::model::{Id, Post, PostStatus};
@@ -422,8 +422,7 @@ pub async fn list_posts(
         serde_json::to_vec(&PostPage {
             posts: posts.into_iter().map(PostView::from).collect(),
             next_cursor,
-        })
-        .map_err(|e| ApiError::Internal(e.into()))?
+        })?
     } else {
         let next = next_cursor.map(|c| {
             let mut q = form_urlencoded_pairs(&[

@@ -1,65 +1,18 @@
 //! POST /logout, POST /session/renew, GET /me, DELETE /user: what a
 //! logged-in user does with the session and the account itself.
 
+use anyhow::Context;
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::auth::csrf::CSRF_HEADER;
-use crate::error::{ApiError, Problem};
-use crate::http::accounts::{Session, set_cookie};
-use crate::http::extract::SESSION_COOKIE;
+use crate::http::error::{ApiError, Problem};
+use crate::http::forms::{Body, SessionForm, check_csrf};
+use crate::http::session_cookie::{self, Session};
 use crate::http::{AppState, AuthUser};
 use crate::model::{AccountCommand, AccountKind, Id};
-
-/// The body of a log-out or renewal form.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct SessionForm {
-    /// The session's CSRF token.
-    pub csrf: Option<String>,
-}
-
-/// A body read whole; a rejection (too large) is answered by `check_csrf`.
-pub(crate) type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
-
-/// A session from the cookie must prove the request is its own with the
-/// session's CSRF token (header `X-CSRF-Token` or form field `csrf`); one
-/// from the `Authorization` header needs none. Returns whether the body was
-/// a form (answered with a redirect).
-pub(crate) fn check_csrf(
-    st: &AppState,
-    user: &AuthUser,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<bool, ApiError> {
-    let body = body.map_err(|_| ApiError::PayloadTooLarge(crate::http::BODY_LIMIT))?;
-    let form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if user.via_cookie {
-        let from_form = if form {
-            serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
-                .ok()
-                .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v))
-        } else {
-            None
-        };
-        let token = headers
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .or(from_form)
-            .ok_or(ApiError::Csrf)?;
-        if !st.csrf.check_session(&user.claims.jti, &token) {
-            return Err(ApiError::Csrf);
-        }
-    }
-    Ok(form)
-}
 
 /// Revokes the token in every region until it would have expired: first
 /// the account command to every region's commands topic (a failure there is
@@ -80,15 +33,12 @@ async fn revoke(st: &AppState, user: &AuthUser) -> Result<(), ApiError> {
     st.commands.broadcast(&command).await?;
     crate::catalog::accounts::apply(&st.catalog, &command)
         .await
-        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("revoking a session")))?;
+        .context("revoking a session")?;
     Ok(())
 }
 
 async fn next_id(st: &AppState) -> Result<Id, ApiError> {
-    st.ids
-        .next()
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("assigning an id")))
+    Ok(st.ids.next().await.context("assigning an id")?)
 }
 
 /// The answer to `DELETE /user`.
@@ -142,7 +92,7 @@ pub async fn delete_user(
     st.commands.broadcast(&command).await?;
     crate::catalog::accounts::apply(&st.catalog, &command)
         .await
-        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("deleting an account")))?;
+        .context("deleting an account")?;
     let mut res = (
         StatusCode::ACCEPTED,
         Json(AccountDeletion {
@@ -151,10 +101,7 @@ pub async fn delete_user(
         }),
     )
         .into_response();
-    set_cookie(
-        &mut res,
-        &format!("{SESSION_COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0"),
-    );
+    session_cookie::clear(&mut res);
     Ok(res)
 }
 
@@ -186,10 +133,7 @@ pub async fn logout(
     } else {
         StatusCode::NO_CONTENT.into_response()
     };
-    set_cookie(
-        &mut res,
-        &format!("{SESSION_COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0"),
-    );
+    session_cookie::clear(&mut res);
     Ok(res)
 }
 
@@ -240,29 +184,10 @@ pub async fn renew(
             .bind(user.id)
             .fetch_optional(&st.catalog)
             .await
-            .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("looking up a user")))?;
+            .context("looking up a user")?;
     if active != Some(true) {
         return Err(ApiError::Unauthorized);
     }
     revoke(&st, &user).await?;
-    let (token, claims) = st.sessions.issue(user.id, st.clock.now(), st.session_ttl);
-    let session = Session {
-        user_id: user.id,
-        access_token: Some(token.clone()),
-        expires_at: chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or_default(),
-        csrf_token: st.csrf.for_session(&claims.jti),
-    };
-    let mut res = if form {
-        Redirect::to("/post").into_response()
-    } else {
-        Json(session).into_response()
-    };
-    set_cookie(
-        &mut res,
-        &format!(
-            "{SESSION_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age={}",
-            st.session_ttl.num_seconds()
-        ),
-    );
-    Ok(res)
+    Ok(session_cookie::issue(&st, user.id, form.then_some("/post")))
 }

@@ -3,24 +3,25 @@
 //! answers with its outcome if the writer finishes it within the apply wait
 //! (201/200, or the rejection's 4xx), else 202 with the status URL.
 
+use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::error::{ApiError, Problem};
+use crate::bus::notify::{CommandState, CommandStatus};
+use crate::http::chrome::{PageCtx, personal};
 use crate::http::commands::CommandView;
+use crate::http::error::{ApiError, Problem};
+use crate::http::error_pages::wants_html;
 use crate::http::extract::{is_form, parse_body};
+use crate::http::forms::{Body, check_csrf};
 use crate::http::idempotency::{self, Answer, Begin};
-use crate::http::pages::errors::wants_html;
-use crate::http::pages::{PageCtx, personal};
 use crate::http::posts::read_post;
-use crate::http::session::{Body, check_csrf};
 use crate::http::{AppState, AuthUser, City, Freshness, RYW_COOKIE};
 use crate::model::post::FieldError;
 use crate::model::{Command, CommandKind, Id, PostFields, PostStatus};
-use crate::pipeline::notify::{CommandState, CommandStatus};
 use crate::render::{self, PostValues, Viewer};
 use crate::token::{WriteToken, pending_cookie};
 
@@ -365,12 +366,7 @@ async fn produce(
     make: impl FnOnce(Option<Id>) -> Write,
     new_post: bool,
 ) -> Result<(Write, Id, Option<CommandStatus>), ApiError> {
-    let next = || async {
-        st.ids
-            .next()
-            .await
-            .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("assigning an id")))
-    };
+    let next = || async { st.ids.next().await.context("assigning an id") };
     let command_id = next().await?;
     let post = if new_post { Some(next().await?) } else { None };
     let w = make(post);
@@ -382,82 +378,8 @@ async fn produce(
         epoch: route.epoch,
         kind: w.kind.clone(),
     };
-    let status = match st.write_path {
-        WritePath::Pipeline => st.commands.submit(user.id, &command).await?,
-        WritePath::Direct => Some(apply_directly(st, route.epoch, command).await?),
-    };
+    let status = st.commands.submit(user.id, &command).await?;
     Ok((w, command_id, status))
-}
-
-/// How the api's writes reach the shard.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum WritePath {
-    /// Produce the command to `<region>.commands` and wait for the writer
-    /// (design §4).
-    #[default]
-    Pipeline,
-    /// Apply each command in its own transaction on the city's primary,
-    /// from the handler. No outbox relay ordering, no retry on a shard
-    /// that is down: the baseline `bench write-pipeline` compares with.
-    Direct,
-}
-
-/// `apply` of a one-command batch on the city's shard primary, answered as
-/// the writer's notification would describe it.
-async fn apply_directly(
-    st: &AppState,
-    epoch: i64,
-    command: Command,
-) -> Result<CommandStatus, ApiError> {
-    use crate::apply::fold::Outcome;
-    use crate::apply::{ApplyConfig, CityBatch, ShardTarget, apply};
-    use crate::pipeline::notify::AppliedAt;
-
-    let city = command.city.clone();
-    let (_, pools) = st.router.route(&city)?;
-    let target = ShardTarget {
-        name: pools.name.clone(),
-        primary: pools.primary.clone(),
-    };
-    let (id, post) = (command.id, command.kind.post_id());
-    let batch = [CityBatch {
-        city: city.clone(),
-        epoch,
-        commands: vec![command],
-    }];
-    let applied = apply(&target, &batch, &st.ids, ApplyConfig::default())
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "direct apply");
-            ApiError::ShardUnavailable(city.clone())
-        })?;
-    if let Some(refused) = applied.refused.first() {
-        tracing::info!(%refused, "direct apply refused by the fence");
-        return Err(ApiError::ShardUnavailable(city));
-    }
-    let outcome = applied
-        .results
-        .iter()
-        .find(|r| r.command_id == id)
-        .map(|r| r.outcome.clone())
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("apply returned no result")))?;
-    let (state, reason, version) = match outcome {
-        Outcome::Applied { version } => (CommandState::Applied, None, version.unwrap_or(0)),
-        Outcome::Rejected(r) => (CommandState::Rejected, Some(r), 0),
-    };
-    Ok(CommandStatus {
-        command: id,
-        city: Some(city),
-        state,
-        reason,
-        post,
-        applied: (state == CommandState::Applied).then(|| AppliedAt {
-            shard: applied.shard.clone(),
-            epoch,
-            lsn: applied.lsn,
-            version,
-        }),
-    })
 }
 
 /// The body of a write that carries one: JSON or a form (whose CSRF token

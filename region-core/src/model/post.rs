@@ -8,6 +8,7 @@ use crate::model::Id;
 /// A post lives this long after creation or renewal.
 pub const POST_LIFETIME: chrono::Duration = chrono::Duration::days(7);
 
+/// Every category a post may have; the benches draw theirs from it too.
 pub const CATEGORIES: &[&str] = &[
     "for-sale",
     "housing",

@@ -10,7 +10,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use cityboard_protocol::sign::{self, Key};
 use region_core::clock::SharedClock;
-use region_core::http::{ApiOptions, AppState, app};
+use region_core::http::{AppState, app};
+use region_core::roles::api::{ApiOptions, connect};
 use region_core::stack::{Secrets, StackFile};
 use tower::ServiceExt;
 
@@ -107,12 +108,12 @@ impl Api {
             apply_wait: setup.apply_wait,
             broker: setup
                 .broker
-                .or_else(|| region_core::pipeline::broker_from_state(&state_file).ok()),
+                .or_else(|| region_core::roles::common::broker_from_state(&state_file).ok()),
             regions: stack.regions.iter().map(|r| r.name.clone()).collect(),
             archive_url: setup.archive_url,
             ..ApiOptions::default()
         };
-        let (state, background) = AppState::connect(
+        let (state, background) = connect(
             &stack.apex,
             number,
             &region,

@@ -14,11 +14,12 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::types::RDKafkaErrorCode;
-use region_core::pipeline::metrics::PipelineMetrics;
-use region_core::pipeline::notify::Notifier;
-use region_core::pipeline::relay::{RelayConfig, RelayShard};
-use region_core::pipeline::writer::{WriterConfig, WriterParts};
-use region_core::pipeline::{Producer, ProducerConfig, Topics};
+use region_core::bus::notify::Notifier;
+use region_core::bus::{Producer, ProducerConfig, Topics};
+use region_core::roles::relay::metrics::RelayMetrics;
+use region_core::roles::relay::{RelayConfig, RelayShard};
+use region_core::roles::writer::metrics::WriterMetrics;
+use region_core::roles::writer::{WriterConfig, WriterParts};
 use region_core::stack::StackFile;
 use tokio::sync::oneshot;
 
@@ -30,7 +31,7 @@ fn state_path() -> PathBuf {
 
 /// The stack's broker, `host:port`.
 pub fn broker() -> String {
-    region_core::pipeline::broker_from_state(&state_path()).unwrap()
+    region_core::roles::common::broker_from_state(&state_path()).unwrap()
 }
 
 /// The store Redis (noeviction) of the stack's first region.
@@ -86,7 +87,7 @@ pub async fn send(producer: &Producer, topic: &str, command: &region_core::model
 
 /// A writer of the first region running in this process.
 pub struct RunningWriter {
-    pub metrics: Arc<PipelineMetrics>,
+    pub metrics: Arc<WriterMetrics>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -104,7 +105,7 @@ impl RunningWriter {
         config.topics = topics.clone();
         config.group = group.to_string();
         tune(&mut config);
-        let metrics = Arc::new(PipelineMetrics::default());
+        let metrics = Arc::new(WriterMetrics::default());
         let parts = WriterParts {
             router: crate::common::router(region).await,
             catalog: crate::common::pool(&region.catalog_url).await,
@@ -115,9 +116,13 @@ impl RunningWriter {
             brokers: broker(),
         };
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(region_core::pipeline::writer::run(config, parts, async {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(region_core::roles::writer::apply_commands(
+            config,
+            parts,
+            async {
+                let _ = rx.await;
+            },
+        ));
         RunningWriter {
             metrics,
             stop: Some(tx),
@@ -144,9 +149,9 @@ impl RunningWriter {
 
 /// A relay of the first region's shards, for `cities` only, in process.
 pub struct RunningRelay {
-    pub metrics: Arc<PipelineMetrics>,
+    pub metrics: Arc<RelayMetrics>,
     stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), region_core::pipeline::relay::RelayError>>,
+    task: tokio::task::JoinHandle<Result<(), region_core::roles::relay::RelayError>>,
 }
 
 impl RunningRelay {
@@ -165,9 +170,9 @@ impl RunningRelay {
         let mut config = RelayConfig::new(topic);
         config.cities = Some(cities.to_vec());
         config.poll = Duration::from_millis(200);
-        let metrics = Arc::new(PipelineMetrics::default());
+        let metrics = Arc::new(RelayMetrics::default());
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(region_core::pipeline::relay::run(
+        let task = tokio::spawn(region_core::roles::relay::drain_outboxes(
             shards,
             config,
             producer(),
@@ -194,7 +199,7 @@ impl RunningRelay {
         self.task.is_finished()
     }
 
-    pub async fn ended(self) -> Result<(), region_core::pipeline::relay::RelayError> {
+    pub async fn ended(self) -> Result<(), region_core::roles::relay::RelayError> {
         tokio::time::timeout(Duration::from_secs(60), self.task)
             .await
             .expect("the relay did not end")

@@ -12,7 +12,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 /// The control directory variable of region-core's crash points
-/// (`region_core::pipeline::failpoint::CONTROL_DIR_ENV`; this crate does
+/// (`region_core::bus::failpoint::CONTROL_DIR_ENV`; this crate does
 /// not build region-core).
 pub const CONTROL_DIR_ENV: &str = "CITYBOARD_FAILPOINT_DIR";
 

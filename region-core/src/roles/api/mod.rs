@@ -1,0 +1,149 @@
+//! `region-core serve`: the api role. Its flags, and how it starts: the
+//! shared state (`connect`), the HTTP app (`http::app`), the listener.
+
+mod connect;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+
+pub use connect::{ApiOptions, Background, connect};
+
+use crate::bus::commands::WritePath;
+use crate::bus::failpoint;
+use crate::db::ReadConfig;
+use crate::roles::common::broker_from_state;
+use crate::stack::{Secrets, StackFile};
+
+/// Flags of `region-core serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CITYBOARD_LISTEN")]
+    pub listen: SocketAddr,
+    /// Directory of `session.key`, `kv-route.key`, `edge-forward.key`,
+    /// `edge-forward.previous.key`, `operator.token`.
+    #[arg(long, env = "CITYBOARD_SECRETS_DIR")]
+    pub secrets_dir: PathBuf,
+    /// Lifetime of listing pages in the Redis cache; 0s turns it off.
+    #[arg(long, env = "CITYBOARD_PAGE_CACHE_TTL", default_value = "5s")]
+    pub page_cache_ttl: humantime::Duration,
+    /// Lifetime of posts and listing pages in the in-process cache (reads
+    /// without a read-your-writes token); 0s turns it off. Off by
+    /// default until the pipeline's events invalidate it.
+    #[arg(long, env = "CITYBOARD_LOCAL_CACHE_TTL", default_value = "0s")]
+    pub local_cache_ttl: humantime::Duration,
+    /// Posts (and, separately, pages) the in-process cache holds at most.
+    #[arg(long, env = "CITYBOARD_LOCAL_CACHE_ENTRIES", default_value_t = 10_000)]
+    pub local_cache_entries: usize,
+    /// Lifetime of session access tokens.
+    #[arg(long, env = "CITYBOARD_SESSION_TTL", default_value = "15m")]
+    pub session_ttl: humantime::Duration,
+    /// DEVELOPMENT ONLY: serve requests that carry no edge signature
+    /// (curl against the origin). A request with a bad signature is
+    /// still refused, and client-IP headers of unsigned requests are
+    /// still ignored. Never set by `cityboard up`.
+    #[arg(long, env = "CITYBOARD_ALLOW_UNSIGNED")]
+    pub allow_unsigned: bool,
+    /// Longest a write waits for the writer before answering 202 (with
+    /// the status URL) instead of 201/200; 0s answers 202 at once.
+    #[arg(long, env = "CITYBOARD_APPLY_WAIT", default_value = "1500ms")]
+    pub apply_wait: humantime::Duration,
+    /// How writes reach the shard: `pipeline` (produce the command, the
+    /// writer applies it) or `direct` (one transaction per write on the
+    /// primary, from the api: a benchmark's baseline, not for serving).
+    #[arg(long, env = "CITYBOARD_WRITE_PATH", value_enum, default_value_t = WritePath::Pipeline)]
+    pub write_path: WritePath,
+    /// Where `DELETE /old_posts` archives old posts: a directory or
+    /// `file://` URL, or `s3://bucket/prefix` (builds with the `s3`
+    /// feature); default: `archive/` beside the stack description.
+    #[arg(long, env = "CITYBOARD_ARCHIVE_URL")]
+    pub archive_url: Option<String>,
+    /// Read connections per database node (each replica, and the
+    /// primary as the last resort). Reads beyond it wait their turn in
+    /// the api rather than share the node's cores in Postgres.
+    #[arg(long, env = "CITYBOARD_READ_CONNECTIONS", default_value_t = ReadConfig::default().max_connections)]
+    pub read_connections: u32,
+}
+
+/// Starts the api of `region` and serves until `shutdown`.
+pub async fn run(
+    state: &Path,
+    region: &str,
+    args: ServeArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    // The api's crash point (api-after-produce), armed by FAILPOINTS or the
+    // control directory; kept for the life of the process.
+    let _failpoints = failpoint::setup_role(region, "api");
+    let stack = StackFile::read(state)?;
+    let (number, entry) = stack.region(region)?;
+    let secrets = Secrets::read(&args.secrets_dir)?;
+    let options = ApiOptions {
+        cache_ttl: args.page_cache_ttl.into(),
+        local_cache_ttl: args.local_cache_ttl.into(),
+        local_cache_entries: args.local_cache_entries,
+        session_ttl: chrono::Duration::from_std(args.session_ttl.into())
+            .context("--session-ttl is too long")?,
+        require_signatures: !args.allow_unsigned,
+        apply_wait: args.apply_wait.into(),
+        write_path: args.write_path,
+        archive_url: Some(args.archive_url.unwrap_or_else(|| {
+            state
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join("archive")
+                .to_string_lossy()
+                .into_owned()
+        })),
+        // Without a broker the api still serves reads; writes are 503.
+        broker: broker_from_state(state)
+            .map_err(|e| tracing::warn!(error = %e, "no broker: writes will answer 503"))
+            .ok(),
+        regions: stack.regions.iter().map(|r| r.name.clone()).collect(),
+        read: ReadConfig {
+            max_connections: args.read_connections,
+            ..ReadConfig::default()
+        },
+        ..ApiOptions::default()
+    };
+    if args.allow_unsigned {
+        tracing::warn!(
+            "--allow-unsigned: requests without an edge signature are served \
+             (development only)"
+        );
+    }
+    let (app_state, background) = connect(
+        &stack.apex,
+        number,
+        entry,
+        &secrets,
+        Arc::new(crate::clock::SystemClock),
+        options,
+    )
+    .await
+    .with_context(|| format!("starting the api of {region}"))?;
+    let catalog = app_state.catalog.clone();
+    let listen = args.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    tracing::info!(%listen, region, "api serving");
+    // The peer address is the client's IP of requests that do not come
+    // through the edge (`ClientIp`).
+    let app = crate::http::app(app_state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving")?;
+    for t in &background.tasks {
+        t.abort();
+    }
+    if let Err(e) = background.lease.release(&catalog).await {
+        tracing::warn!(error = %e, "releasing the node lease");
+    }
+    tracing::info!("api stopped");
+    Ok(())
+}

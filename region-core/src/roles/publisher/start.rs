@@ -1,0 +1,201 @@
+//! `region-core publisher`: flags, and how the role is assembled from the
+//! stack description and the sink chosen.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use super::invalidate::Invalidator;
+use super::metrics::PublisherMetrics;
+use super::republish::Republish;
+use super::sink::{CLOUDFLARE_API, CloudflareKvSink, EdgeBulkSink, KvSink};
+use super::{PublisherConfig, PublisherParts, run_republishing, template_version};
+use crate::bus::failpoint;
+use crate::roles::common::{Common, broker, catalog_and_router, metrics_listener};
+use crate::stack::{Secrets, StackFile};
+
+/// Which KV the publisher writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SinkKind {
+    /// The local edge Worker's signed bulk route.
+    Edge,
+    /// Cloudflare KV's REST bulk API (production).
+    Cloudflare,
+}
+
+/// Flags of `region-core publisher`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PublisherArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Where pages and tombstones go.
+    #[arg(long, env = "CITYBOARD_KV_SINK", value_enum, default_value = "edge")]
+    pub kv_sink: SinkKind,
+    /// Base URL of the edge (`--kv-sink edge`); default: the `edge`
+    /// component of the stack description, on loopback.
+    #[arg(long, env = "CITYBOARD_EDGE_URL")]
+    pub edge_url: Option<String>,
+    /// Directory holding `kv-route.key`, the bulk route's signing key
+    /// (`--kv-sink edge`).
+    #[arg(long, env = "CITYBOARD_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
+    /// Cloudflare account id (`--kv-sink cloudflare`). The API token is
+    /// read from `CLOUDFLARE_API_TOKEN` only, never from a flag, so that it
+    /// does not show in process listings.
+    #[arg(long, env = "CLOUDFLARE_ACCOUNT_ID")]
+    pub cloudflare_account: Option<String>,
+    /// Id of the KV namespace holding the pages (`--kv-sink cloudflare`).
+    #[arg(long, env = "CITYBOARD_KV_NAMESPACE_ID")]
+    pub cloudflare_namespace: Option<String>,
+    /// Base of Cloudflare's REST API (a proxy, or a test double).
+    #[arg(long, env = "CLOUDFLARE_API_BASE", default_value = CLOUDFLARE_API)]
+    pub cloudflare_api: String,
+    /// Shortest time between two writes of one key.
+    #[arg(long, env = "CITYBOARD_KV_INTERVAL", default_value = "1s")]
+    pub interval: humantime::Duration,
+    /// Events topic; default `<region>.events`.
+    #[arg(long)]
+    pub events_topic: Option<String>,
+    /// Consumer group; default `<region>.publisher`.
+    #[arg(long)]
+    pub group: Option<String>,
+}
+
+/// The environment variable holding the Cloudflare API token.
+pub const CLOUDFLARE_TOKEN_ENV: &str = "CLOUDFLARE_API_TOKEN";
+
+/// `http://127.0.0.1:{port}` of the stack's `edge` component, as the
+/// supervisor wrote it into `state.json`.
+pub fn edge_url_from_state(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the stack description {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a stack description", path.display()))?;
+    value
+        .get("components")
+        .and_then(|c| c.as_array())
+        .into_iter()
+        .flatten()
+        .find(|c| c.get("name").and_then(|n| n.as_str()) == Some("edge"))
+        .and_then(|c| c.get("port"))
+        .and_then(|p| p.as_u64())
+        .map(|port| format!("http://127.0.0.1:{port}"))
+        .with_context(|| {
+            format!(
+                "{} names no edge component (pass --edge-url)",
+                path.display()
+            )
+        })
+}
+
+/// Assembles the publisher of `region` and runs it until `shutdown`.
+pub async fn run(
+    state: &Path,
+    region: &str,
+    args: PublisherArgs,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    // The publisher's crash points, armed by FAILPOINTS or the control
+    // directory; kept for the life of the role.
+    let _failpoints = failpoint::setup_role(region, "publisher");
+    let stack = StackFile::read(state)?;
+    let (_, entry) = stack.region(region)?;
+    let brokers = broker(state, &args.common)?;
+    let mut config = PublisherConfig::new(region);
+    config.interval = args.interval.into();
+    if let Some(t) = &args.events_topic {
+        config.topic = t.clone();
+    }
+    if let Some(g) = &args.group {
+        config.group = g.clone();
+    }
+    let metrics = Arc::new(PublisherMetrics::default());
+    let listener = metrics_listener(&args.common, metrics.clone()).await?;
+    let cache = Arc::new(Invalidator::new(&entry.redis_cache_url));
+    let republish = republish_plan(&entry.catalog_url, region).await;
+    let result = match args.kv_sink {
+        SinkKind::Edge => {
+            let url = match &args.edge_url {
+                Some(u) => u.clone(),
+                None => edge_url_from_state(state)?,
+            };
+            let dir = args
+                .secrets_dir
+                .as_deref()
+                .context("--kv-sink edge needs --secrets-dir (for kv-route.key)")?;
+            let key = Secrets::read(dir)?.kv_route;
+            let sink = EdgeBulkSink::new(&url, &key)
+                .with_context(|| format!("the edge's bulk route at {url}"))?;
+            tracing::info!(%url, "publisher writing through the edge's bulk route");
+            go(config, sink, cache, metrics, brokers, republish, shutdown).await
+        }
+        SinkKind::Cloudflare => {
+            let account = args
+                .cloudflare_account
+                .as_deref()
+                .context("--kv-sink cloudflare needs --cloudflare-account")?;
+            let namespace = args
+                .cloudflare_namespace
+                .as_deref()
+                .context("--kv-sink cloudflare needs --cloudflare-namespace")?;
+            let token = std::env::var(CLOUDFLARE_TOKEN_ENV)
+                .ok()
+                .filter(|t| !t.trim().is_empty())
+                .with_context(|| format!("--kv-sink cloudflare needs {CLOUDFLARE_TOKEN_ENV}"))?;
+            let sink =
+                CloudflareKvSink::new(&args.cloudflare_api, account, namespace, token.trim())?;
+            tracing::info!(url = %sink.url(), "publisher writing to Cloudflare KV");
+            go(config, sink, cache, metrics, brokers, republish, shutdown).await
+        }
+    };
+    if let Some(l) = listener {
+        l.abort();
+    }
+    result
+}
+
+/// The cities of `region` whose pages were published with another template
+/// than this build's. A catalog that cannot be read skips the
+/// re-publication (logged): pages of another template are still not served
+/// by the edge, only slower from the origin, until the next start.
+async fn republish_plan(catalog_url: &str, region: &str) -> Option<Republish> {
+    let plan = async {
+        let (catalog, router) = catalog_and_router(catalog_url, region, 2).await?;
+        let plan = Republish::plan(&catalog, &router, template_version(), None).await?;
+        anyhow::Ok(plan)
+    };
+    match plan.await {
+        Ok(Some(plan)) => {
+            tracing::info!(
+                template = plan.version(),
+                cities = ?plan.cities_left(),
+                "template changed: re-publishing the cities' live pages"
+            );
+            Some(plan)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot plan the re-publication of pages");
+            None
+        }
+    }
+}
+
+async fn go<S: KvSink>(
+    config: PublisherConfig,
+    sink: S,
+    cache: Arc<Invalidator>,
+    metrics: Arc<PublisherMetrics>,
+    brokers: String,
+    republish: Option<Republish>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let parts = PublisherParts {
+        sink: Arc::new(sink),
+        cache,
+        metrics,
+        brokers,
+    };
+    run_republishing(config, parts, republish, shutdown).await
+}

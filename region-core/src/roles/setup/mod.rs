@@ -1,0 +1,123 @@
+//! `region-core setup`: migrate a region's catalog and shards, register its
+//! topology, optionally add demo posts. Safe to run at every `cityboard up`:
+//! each step is idempotent.
+
+pub mod demo;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::stack::{RegionEntry, StackFile};
+
+/// What `setup` did, for the supervisor's log.
+#[derive(Debug, Default)]
+pub struct SetupReport {
+    /// Lines to print.
+    pub lines: Vec<String>,
+}
+
+async fn connect(url: &str, what: &str) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await
+        .with_context(|| format!("connecting to {what} ({})", redact(url)))
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// `region-core setup`: sets up `region` of the stack description at
+/// `state` and prints what it did.
+pub async fn run(state: &Path, region: &str, demo: bool) -> anyhow::Result<()> {
+    let stack = StackFile::read(state)?;
+    let report = set_up(&stack, region, demo)
+        .await
+        .with_context(|| format!("setting up region {region}"))?;
+    for line in report.lines {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Migrates the catalog and every shard primary of `region`, seeds the
+/// catalog, and with `demo` adds demo posts to cities that have none.
+pub async fn set_up(stack: &StackFile, region: &str, demo: bool) -> anyhow::Result<SetupReport> {
+    let (number, entry): (u16, &RegionEntry) = stack.region(region)?;
+    let mut report = SetupReport::default();
+    let catalog = connect(&entry.catalog_url, &format!("the catalog of {region}")).await?;
+    crate::migrate::catalog(&catalog)
+        .await
+        .with_context(|| format!("migrating the catalog of {region}"))?;
+    report.lines.push(format!(
+        "{region}: catalog migrated ({})",
+        redact(&entry.catalog_url)
+    ));
+    for shard in &entry.shards {
+        let pool = connect(&shard.primary_url, &format!("{region}/{}", shard.name)).await?;
+        crate::migrate::shard(&pool)
+            .await
+            .with_context(|| format!("migrating {region}/{}", shard.name))?;
+        pool.close().await;
+        report
+            .lines
+            .push(format!("{region}/{}: shard migrated", shard.name));
+    }
+    let seeded = crate::catalog::seed(&catalog, &entry.topology(number))
+        .await
+        .with_context(|| format!("registering the topology of {region} in its catalog"))?;
+    report.lines.push(format!(
+        "{region}: {} shard(s) registered (region number {number}); cities added: {}{}",
+        seeded.shards,
+        if seeded.cities_added.is_empty() {
+            "none (already placed)".to_string()
+        } else {
+            seeded.cities_added.join(", ")
+        },
+        if seeded.cities_kept_elsewhere.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; placed elsewhere by shard-tool, left there: {}",
+                seeded.cities_kept_elsewhere.join(", ")
+            )
+        }
+    ));
+    if demo {
+        let lines = demo::seed(&catalog, region, number, entry).await?;
+        report.lines.extend(lines);
+    }
+    catalog.close().await;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_not_printed() {
+        assert_eq!(
+            super::redact("postgres://cb:secret@127.0.0.1:5432/catalog"),
+            "postgres://cb:***@127.0.0.1:5432/catalog"
+        );
+        assert_eq!(
+            super::redact("postgres://postgres@127.0.0.1:5432/x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+    }
+}

@@ -1,0 +1,443 @@
+//! The writer role: consumes `<region>.commands`, applies them per shard in
+//! batches (one `apply` transaction each), and commits consumer offsets only
+//! past finished commands.
+//!
+//! One loop owns all state (queues, offsets, pauses); applies run as tasks,
+//! at most one per shard at a time, so a slow or stopped shard never delays
+//! another. A command is *finished* once its outcome is durable: applied or
+//! rejected in its shard's `applied_commands`, or, for one that never
+//! reaches a shard (poison), copied to the dead-letter topic. Only then may
+//! the offset pass it; see `offsets`.
+
+mod account;
+pub mod decode;
+pub mod metrics;
+mod outcome;
+pub mod queue;
+mod start;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use rdkafka::Message;
+use tokio::task::JoinSet;
+
+use crate::apply::{Applied, ApplyConfig, ApplyError, CityBatch, ShardTarget, apply};
+use crate::bus::consumer::Consumer;
+use crate::bus::notify::Notifier;
+use crate::bus::offsets::Offsets;
+use crate::bus::{Producer, Topics};
+use crate::db::{RouteError, Router};
+use crate::model::{ACCOUNT_KEY, IdGenerator};
+use crate::roles::common::{add, set};
+use metrics::WriterMetrics;
+use queue::{Dispatch, Queue, QueueConfig, Queued};
+pub use start::{WriterArgs, run};
+
+/// What the writer is told.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// The region whose shards it writes.
+    pub region: String,
+    /// Its topics (commands in, dead letters out).
+    pub topics: Topics,
+    /// Consumer group: `<region>.writer`.
+    pub group: String,
+    /// Batching and retries.
+    pub queue: QueueConfig,
+    /// Commands waiting on held cities or failed shards past which their
+    /// partitions pause (design §4: never unbounded buffering).
+    pub max_blocked: usize,
+    /// Commands in memory that could be applied now, past which the writer
+    /// stops reading until batches drain (plain back-pressure).
+    pub max_ready: usize,
+    /// Consumer session timeout.
+    pub session_timeout: Duration,
+    /// Passed to `apply`.
+    pub apply: ApplyConfig,
+}
+
+impl WriterConfig {
+    /// Defaults for `region` on its own topics.
+    pub fn new(region: &str) -> Self {
+        WriterConfig {
+            region: region.to_string(),
+            topics: Topics::of_region(region),
+            group: format!("{region}.writer"),
+            queue: QueueConfig {
+                batch_max: 500,
+                batch_window: Duration::from_millis(20),
+                hold_retry: Duration::from_millis(50),
+                shard_retry: Duration::from_millis(100),
+                retry_max: Duration::from_secs(2),
+            },
+            max_blocked: 10_000,
+            max_ready: 5_000,
+            session_timeout: Duration::from_secs(6),
+            apply: ApplyConfig::default(),
+        }
+    }
+}
+
+/// What the writer works with, built by `roles::writer` (or a test).
+#[derive(Clone)]
+pub struct WriterParts {
+    /// Shard map and shard pools of the region.
+    pub router: Router,
+    /// The region's catalog, where account commands are recorded.
+    pub catalog: sqlx::PgPool,
+    /// Outbox sequence numbers (node leased from the catalog).
+    pub ids: IdGenerator,
+    /// For dead letters.
+    pub producer: Producer,
+    /// Apply notifications.
+    pub notifier: Arc<Notifier>,
+    pub metrics: Arc<WriterMetrics>,
+    /// `host:port` of the broker.
+    pub brokers: String,
+}
+
+/// Why a batch was not applied.
+#[derive(Debug, thiserror::Error)]
+enum Failed {
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// The apply task panicked (a bug): treated like a suspect error, so a
+    /// command that triggers it ends up rejected rather than retried forever.
+    #[error("apply panicked: {0}")]
+    Panic(String),
+}
+
+type Done = (Dispatch, Result<Applied, Failed>);
+
+/// The writer's state between loop turns.
+struct Writer {
+    config: WriterConfig,
+    parts: WriterParts,
+    commands: Consumer,
+    queue: Queue,
+    offsets: Offsets,
+    paused: BTreeSet<i32>,
+    applies: JoinSet<Done>,
+    accounts: Vec<account::Pending>,
+}
+
+/// Runs the writer until `shutdown` resolves (then it lets the applies in
+/// flight finish, commits, and returns), or until a crash point configured
+/// to fail is reached (then it returns that error without committing, as a
+/// crash would).
+pub async fn apply_commands(
+    config: WriterConfig,
+    parts: WriterParts,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let commands = Consumer::subscribe(
+        &parts.brokers,
+        &config.topics.commands,
+        &config.group,
+        config.session_timeout,
+    )?;
+    tracing::info!(
+        topic = %config.topics.commands,
+        group = %config.group,
+        batch_max = config.queue.batch_max,
+        "writer consuming"
+    );
+    let mut w = Writer {
+        queue: Queue::new(config.queue),
+        config,
+        parts,
+        commands,
+        offsets: Offsets::default(),
+        paused: BTreeSet::new(),
+        applies: JoinSet::new(),
+        accounts: Vec::new(),
+    };
+    tokio::pin!(shutdown);
+    loop {
+        w.dispatch().await?;
+        w.carry_out_accounts().await;
+        let now = Instant::now();
+        let wake = w
+            .queue
+            .next_wake(now)
+            .into_iter()
+            .chain(w.accounts.iter().map(|a| a.due))
+            .min()
+            .unwrap_or(now + Duration::from_secs(1));
+        let (blocked, _) = w.queue.blocked(now);
+        let intake = w.queue.len().saturating_sub(blocked) < w.config.max_ready;
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(joined) = w.applies.join_next(), if !w.applies.is_empty() => {
+                w.finish_apply(joined).await?;
+                // Collect whatever else finished meanwhile before committing.
+                while let Some(Some(joined)) = w.applies.join_next().now_or_never() {
+                    w.finish_apply(joined).await?;
+                }
+            }
+            message = w.commands.consumer.recv(), if intake => {
+                w.read(message.map(|m| m.detach())).await;
+                // Whatever else is there already joins the same round, so
+                // batches fill without a dispatch per message.
+                for _ in 0..w.config.queue.batch_max {
+                    match w.commands.consumer.recv().now_or_never() {
+                        Some(message) => w.read(message.map(|m| m.detach())).await,
+                        None => break,
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+        w.after_turn();
+    }
+    tracing::info!(in_flight = w.applies.len(), "writer stopping");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, w.applies.join_next()).await {
+        w.finish_apply(joined).await?;
+    }
+    let marks = w.offsets.to_commit();
+    if !marks.is_empty()
+        && let Err(e) = w.commands.commit(&marks, true)
+    {
+        tracing::warn!(error = %e, "final offset commit");
+    }
+    w.parts.producer.flush(Duration::from_secs(5));
+    Ok(())
+}
+
+impl Writer {
+    /// One message from the topic: queued, or (poison) dead-lettered and
+    /// finished at once.
+    async fn read(&mut self, message: rdkafka::error::KafkaResult<rdkafka::message::OwnedMessage>) {
+        let m = match message {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the commands topic");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return;
+            }
+        };
+        let (partition, offset) = (m.partition(), m.offset());
+        self.offsets.read(partition, offset);
+        let decoded = if m.key() == Some(ACCOUNT_KEY.as_bytes()) {
+            match decode::decode_account(m.payload()) {
+                Ok(command) => {
+                    self.accounts
+                        .push(account::Pending::new(command, partition, offset));
+                    return;
+                }
+                Err(poison) => Err(poison),
+            }
+        } else {
+            decode::decode(m.key(), m.payload())
+        };
+        match decoded {
+            Ok(command) => self.queue.push(Queued {
+                command,
+                partition,
+                offset,
+                arrived: Instant::now(),
+                strikes: 0,
+            }),
+            Err(poison) => {
+                let source = format!("{}/{partition}/{offset}", m.topic());
+                let key = poison
+                    .city
+                    .clone()
+                    .or_else(|| m.key().map(|k| String::from_utf8_lossy(k).into_owned()))
+                    .unwrap_or_default();
+                tracing::warn!(%source, reason = %poison.reason, "poison message");
+                let payload = m.payload().unwrap_or_default().to_vec();
+                self.reject_unapplied(
+                    poison.command,
+                    poison.city,
+                    key,
+                    payload,
+                    poison.reason,
+                    source,
+                )
+                .await;
+                self.offsets.finished(partition, offset);
+            }
+        }
+    }
+
+    /// Sends every batch that is due to its shard.
+    async fn dispatch(&mut self) -> anyhow::Result<()> {
+        let router = &self.parts.router;
+        let (batches, unroutable) = self.queue.due(Instant::now(), |city| {
+            router
+                .route(city)
+                .ok()
+                .map(|(route, _)| (route.shard, route.epoch))
+        });
+        for d in batches {
+            let Some(pools) = self.parts.router.shard(&d.shard) else {
+                // `route` only names shards the router has; should the two
+                // ever disagree, the cities wait rather than stall.
+                tracing::error!(shard = %d.shard, "no pools for a routed shard");
+                for (city, _, _) in &d.cities {
+                    self.queue.retry(city, true, Instant::now());
+                }
+                self.queue
+                    .shard_done(&d.shard, Some(queue::Failure::Transient), Instant::now());
+                continue;
+            };
+            let target = ShardTarget {
+                name: d.shard.clone(),
+                primary: pools.primary.clone(),
+            };
+            let ids = self.parts.ids.clone();
+            let config = self.config.apply;
+            self.applies.spawn(async move {
+                let batch: Vec<CityBatch> = d
+                    .cities
+                    .iter()
+                    .map(|(city, epoch, commands)| CityBatch {
+                        city: city.clone(),
+                        epoch: *epoch,
+                        commands: commands.clone(),
+                    })
+                    .collect();
+                let result =
+                    match std::panic::AssertUnwindSafe(apply(&target, &batch, &ids, config))
+                        .catch_unwind()
+                        .await
+                    {
+                        Ok(r) => r.map_err(Failed::from),
+                        Err(panic) => Err(Failed::Panic(
+                            panic
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_default(),
+                        )),
+                    };
+                (d, result)
+            });
+        }
+        if !unroutable.is_empty() {
+            self.settle_unroutable(unroutable).await;
+        }
+        Ok(())
+    }
+
+    /// Cities the map does not place in this region: reload the map once;
+    /// still not served → their commands are rejected (dead letters), never
+    /// dropped; placed on a shard this process does not know → held.
+    async fn settle_unroutable(&mut self, cities: Vec<String>) {
+        if let Err(e) = self.parts.router.map.refresh().await {
+            tracing::warn!(error = %e, "reloading the shard map");
+            for city in &cities {
+                self.queue.retry(city, true, Instant::now());
+            }
+            return;
+        }
+        for city in cities {
+            match self.parts.router.route(&city) {
+                Ok(_) => {}
+                Err(RouteError::NotServed(_)) => {
+                    let n = usize::MAX;
+                    let reason =
+                        format!("city {city} is not served by region {}", self.config.region);
+                    for q in self.queue.finish(&city, n) {
+                        self.reject_queued(&q, &reason).await;
+                        self.offsets.finished(q.partition, q.offset);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "holding the city's commands");
+                    self.queue.retry(&city, true, Instant::now());
+                }
+            }
+        }
+    }
+
+    /// Account commands that are due, in the order read; each finished
+    /// once the catalog has it (and, for a deletion, every city's command
+    /// is on the topic).
+    async fn carry_out_accounts(&mut self) {
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.accounts.len() {
+            if self.accounts[i].due > now {
+                i += 1;
+                continue;
+            }
+            let result = tokio::time::timeout(
+                Duration::from_secs(5),
+                account::carry_out(
+                    &self.parts,
+                    &self.config.region,
+                    &self.config.topics.commands,
+                    &self.accounts[i].command,
+                ),
+            )
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out")));
+            match result {
+                Ok(cities) => {
+                    let done = self.accounts.remove(i);
+                    tracing::info!(command = %done.command.id, cities, "account command carried out");
+                    self.offsets.finished(done.partition, done.offset);
+                }
+                Err(e) => {
+                    let a = &mut self.accounts[i];
+                    tracing::warn!(error = %format!("{e:#}"), command = %a.command.id, "account command: will retry");
+                    a.failed(Instant::now());
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    /// After every turn: revocations, offset commits, pauses, gauges.
+    fn after_turn(&mut self) {
+        let revoked = self.commands.take_revoked();
+        if !revoked.is_empty() {
+            for p in &revoked {
+                self.offsets.forget(*p);
+                self.paused.remove(p);
+            }
+            self.queue.drop_partitions(&revoked);
+            self.accounts.retain(|a| !revoked.contains(&a.partition));
+        }
+        let marks = self.offsets.to_commit();
+        if !marks.is_empty() {
+            match self.commands.commit(&marks, false) {
+                Ok(()) => self.offsets.committed(&marks),
+                Err(e) => tracing::warn!(error = %e, "committing offsets"),
+            }
+        }
+        let (blocked, partitions) = self.queue.blocked(Instant::now());
+        if blocked > self.config.max_blocked {
+            let pause: BTreeSet<i32> = partitions.difference(&self.paused).copied().collect();
+            if !pause.is_empty() {
+                tracing::warn!(blocked, partitions = ?pause, "too many blocked commands: pausing partitions");
+                match self.commands.pause(&pause) {
+                    Ok(()) => {
+                        add(&self.parts.metrics.pauses, pause.len());
+                        self.paused.extend(pause);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "pausing partitions"),
+                }
+            }
+        }
+        // A paused partition resumes once none of its commands is blocked.
+        let drained: BTreeSet<i32> = self.paused.difference(&partitions).copied().collect();
+        if !drained.is_empty() {
+            tracing::info!(partitions = ?drained, "blocked commands drained: resuming partitions");
+            match self.commands.resume(&drained) {
+                Ok(()) => self.paused.retain(|p| !drained.contains(p)),
+                Err(e) => tracing::warn!(error = %e, "resuming partitions"),
+            }
+        }
+        let m = &self.parts.metrics;
+        set(&m.queued, self.queue.len());
+        set(&m.blocked, blocked);
+        set(&m.paused_partitions, self.paused.len());
+    }
+}

@@ -1,0 +1,100 @@
+//! `region-core writer`: its flags, and how the role is assembled from the
+//! stack description.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::metrics::WriterMetrics;
+use super::{WriterConfig, WriterParts, apply_commands};
+use crate::bus::failpoint;
+use crate::bus::notify::Notifier;
+use crate::bus::{Producer, ProducerConfig};
+use crate::catalog::NodeLease;
+use crate::clock::SystemClock;
+use crate::roles::common::{Common, broker, catalog_and_router, metrics_listener};
+use crate::stack::StackFile;
+
+/// Flags of `region-core writer`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WriterArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Most commands in one apply transaction.
+    #[arg(long, env = "CITYBOARD_BATCH_MAX", default_value_t = 500)]
+    pub batch_max: usize,
+    /// How long a shard's first waiting command waits for company.
+    #[arg(long, env = "CITYBOARD_BATCH_WINDOW", default_value = "20ms")]
+    pub batch_window: humantime::Duration,
+    /// Commands waiting on frozen cities or stopped shards past which their
+    /// partitions pause.
+    #[arg(long, env = "CITYBOARD_MAX_HELD", default_value_t = 10_000)]
+    pub max_held: usize,
+    /// Commands topic; default `<region>.commands`.
+    #[arg(long)]
+    pub commands_topic: Option<String>,
+    /// Dead-letter topic; default `<region>.dead-letters`.
+    #[arg(long)]
+    pub dead_letter_topic: Option<String>,
+    /// Consumer group; default `<region>.writer`.
+    #[arg(long)]
+    pub group: Option<String>,
+}
+
+/// Assembles the writer of `region` and runs it until `shutdown`.
+pub async fn run(
+    state: &Path,
+    region: &str,
+    args: WriterArgs,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    // The writer's crash points, armed by FAILPOINTS or the control
+    // directory; kept for the life of the role.
+    let _failpoints = failpoint::setup_role(region, "writer");
+    let stack = StackFile::read(state)?;
+    let (number, entry) = stack.region(region)?;
+    let brokers = broker(state, &args.common)?;
+    let (catalog, router) = catalog_and_router(&entry.catalog_url, region, 4).await?;
+    let map_watch = router.map.watch(Duration::from_secs(5));
+    let (lease, ids, renew) =
+        NodeLease::ids_for(&catalog, "writer", region, number, Arc::new(SystemClock))
+            .await
+            .context("leasing a node number for outbox sequence numbers")?;
+
+    let metrics = Arc::new(WriterMetrics::default());
+    let listener = metrics_listener(&args.common, metrics.clone()).await?;
+    let mut config = WriterConfig::new(region);
+    config.queue.batch_max = args.batch_max.max(1);
+    config.queue.batch_window = args.batch_window.into();
+    config.max_blocked = args.max_held;
+    if let Some(t) = args.commands_topic {
+        config.topics.commands = t;
+    }
+    if let Some(t) = args.dead_letter_topic {
+        config.topics.dead_letters = t;
+    }
+    if let Some(g) = args.group {
+        config.group = g;
+    }
+    let parts = WriterParts {
+        router,
+        catalog: catalog.clone(),
+        ids,
+        producer: Producer::new(ProducerConfig::new(&brokers))?,
+        notifier: Arc::new(Notifier::new(&entry.redis_store_url)),
+        metrics,
+        brokers,
+    };
+    let result = apply_commands(config, parts, shutdown).await;
+    map_watch.abort();
+    renew.abort();
+    if let Some(l) = listener {
+        l.abort();
+    }
+    if let Err(e) = lease.release(&catalog).await {
+        tracing::warn!(error = %e, "releasing the node lease");
+    }
+    result
+}
