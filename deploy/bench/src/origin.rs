@@ -25,7 +25,6 @@ use super::floor::{self, Floor};
 use super::role::Role;
 use cityboard_deploy::home::Home;
 use cityboard_deploy::topology::Topology;
-use region_core::model::post::CATEGORIES;
 
 /// The benchmark's city: its own, so the stack's cities keep their data.
 const CITY: &str = "benchtown";
