@@ -113,6 +113,124 @@ pub fn write_family(out: &mut String, (family, kind, help, series): Family<'_>) 
     }
 }
 
+/// Every pipeline metric family, as (name, type, help). Since the pipeline
+/// roles first shared one `/metrics` page, each of them (writer, relay,
+/// publisher, janitor) has listed all of these, the other roles' at zero,
+/// and dashboards read them from any of the four; so that moving each
+/// role's counters into its own room changes no page, a role renders its
+/// own families and [`metrics_page`] adds the rest from this table at zero.
+/// The families themselves are defined (and counted) by their roles; this
+/// table only names them, and the metric-names test holds the two together.
+const PIPELINE_FAMILIES: &[(&str, &str, &str)] = &[
+    (
+        "cityboard_janitor_expire_commands_total",
+        "counter",
+        "Expire commands the janitor produced.",
+    ),
+    (
+        "cityboard_janitor_failures_total",
+        "counter",
+        "Janitor shard passes or sends that failed and are retried.",
+    ),
+    (
+        "cityboard_janitor_reminders_total",
+        "counter",
+        "Renewal reminders, by result.",
+    ),
+    (
+        "cityboard_janitor_sweeps_total",
+        "counter",
+        "Janitor sweeps finished.",
+    ),
+    (
+        "cityboard_publisher_events_total",
+        "counter",
+        "Events the publisher read, and what became of those not written as such.",
+    ),
+    (
+        "cityboard_publisher_invalidate_failures_total",
+        "counter",
+        "Cities whose cached pages could not be invalidated.",
+    ),
+    (
+        "cityboard_publisher_kv_failures_total",
+        "counter",
+        "Bulk KV calls that failed and were retried.",
+    ),
+    (
+        "cityboard_publisher_kv_writes_total",
+        "counter",
+        "KV entries sent, by what the sink did.",
+    ),
+    (
+        "cityboard_publisher_pending_keys",
+        "gauge",
+        "Keys with a coalesced write waiting.",
+    ),
+    (
+        "cityboard_relay_events_total",
+        "counter",
+        "Outbox rows the relay handled, by step.",
+    ),
+    (
+        "cityboard_relay_failures_total",
+        "counter",
+        "Relay rounds that failed and were retried.",
+    ),
+    (
+        "cityboard_writer_batches_total",
+        "counter",
+        "Apply transactions, by result.",
+    ),
+    (
+        "cityboard_writer_commands_total",
+        "counter",
+        "Commands the writer finished, by result.",
+    ),
+    (
+        "cityboard_writer_dead_letters_total",
+        "counter",
+        "Messages copied to the dead-letter topic.",
+    ),
+    (
+        "cityboard_writer_notify_failures_total",
+        "counter",
+        "Apply notifications Redis did not take.",
+    ),
+    (
+        "cityboard_writer_paused_partitions",
+        "gauge",
+        "Command partitions paused because blocked commands passed the bound; pauses_total counts each pause.",
+    ),
+    (
+        "cityboard_writer_pauses_total",
+        "counter",
+        "Times a command partition was paused.",
+    ),
+    (
+        "cityboard_writer_pending_commands",
+        "gauge",
+        "Commands in memory not applied yet, by state.",
+    ),
+    (
+        "cityboard_writer_refused_total",
+        "counter",
+        "Commands a shard's fence refused, by what the writer did.",
+    ),
+];
+
+/// Appends, at zero, each pipeline family `page` does not list yet.
+fn fill_pipeline_families(page: &mut String) {
+    for (family, kind, help) in PIPELINE_FAMILIES {
+        if !page.contains(&format!("# TYPE {family} ")) {
+            let _ = writeln!(
+                page,
+                "# HELP {family} {help}\n# TYPE {family} {kind}\n{family} 0"
+            );
+        }
+    }
+}
+
 /// What a role's `/metrics` page shows: each role renders its own counters.
 pub trait Exposition: Send + Sync + 'static {
     /// The exposition text.
@@ -120,7 +238,9 @@ pub trait Exposition: Send + Sync + 'static {
 }
 
 async fn metrics_page(State(m): State<Arc<dyn Exposition>>) -> Response {
-    let mut res = m.render().into_response();
+    let mut page = m.render();
+    fill_pipeline_families(&mut page);
+    let mut res = page.into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
