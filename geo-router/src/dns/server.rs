@@ -25,14 +25,22 @@ pub struct Sockets {
 impl Sockets {
     /// Binds UDP and TCP on `addr`. Port 0 picks a free UDP port and binds TCP to the same one.
     pub async fn bind(addr: SocketAddr) -> Result<Self> {
-        let udp = UdpSocket::bind(addr)
-            .await
-            .map_err(|e| GeoError::Dns(format!("binding UDP {addr}: {e}")))?;
-        let bound = udp.local_addr().map_err(|e| GeoError::Dns(e.to_string()))?;
-        let tcp = TcpListener::bind(bound)
-            .await
-            .map_err(|e| GeoError::Dns(format!("binding TCP {bound}: {e}")))?;
-        Ok(Sockets { udp, tcp })
+        // With port 0 the kernel picks a free UDP port, and the same TCP port
+        // may be taken by someone else: pick again a few times rather than
+        // fail (with a fixed port, a taken TCP port is the caller's error).
+        let attempts = if addr.port() == 0 { 8 } else { 1 };
+        let mut last = None;
+        for _ in 0..attempts {
+            let udp = UdpSocket::bind(addr)
+                .await
+                .map_err(|e| GeoError::Dns(format!("binding UDP {addr}: {e}")))?;
+            let bound = udp.local_addr().map_err(|e| GeoError::Dns(e.to_string()))?;
+            match TcpListener::bind(bound).await {
+                Ok(tcp) => return Ok(Sockets { udp, tcp }),
+                Err(e) => last = Some(GeoError::Dns(format!("binding TCP {bound}: {e}"))),
+            }
+        }
+        Err(last.unwrap_or_else(|| GeoError::Dns(format!("binding {addr}: no attempt made"))))
     }
 
     /// The bound address (same port for both).
