@@ -16,8 +16,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 
 use super::config::{DnsConfig, Instance};
 use super::zone::{RegionAnswer, Zone};
@@ -60,9 +63,14 @@ struct State {
     passes: u32,
 }
 
+/// The client every check goes through: plain HTTP/1.1 to an address, no
+/// TLS (the api's `/healthz` is on the region's private network).
+type HealthClient = Client<HttpConnector, Empty<Bytes>>;
+
 /// Owns the instance states and publishes answers into the zone.
 #[derive(Debug)]
 pub struct Checker {
+    client: HealthClient,
     zone: Arc<Zone>,
     policy: HealthPolicy,
     regions: Vec<String>,
@@ -86,6 +94,7 @@ impl Checker {
             })
             .collect();
         let mut checker = Checker {
+            client: health_client(),
             zone,
             policy,
             regions: config.regions.clone(),
@@ -112,7 +121,8 @@ impl Checker {
         let mut set = tokio::task::JoinSet::new();
         for (index, state) in self.states.iter().enumerate() {
             let (addr, timeout) = (state.instance.check, self.policy.timeout);
-            set.spawn(async move { (index, check(addr, timeout).await) });
+            let client = self.client.clone();
+            set.spawn(async move { (index, check(&client, addr, timeout).await) });
         }
         while let Some(joined) = set.join_next().await {
             let Ok((index, passed)) = joined else {
@@ -176,39 +186,25 @@ impl Checker {
     }
 }
 
-/// One `GET /healthz`: true on a 2xx status within the timeout.
-pub async fn check(addr: SocketAddr, timeout: Duration) -> bool {
-    tokio::time::timeout(timeout, check_inner(addr))
-        .await
-        .unwrap_or(false)
+/// A client that opens a new connection for every check (no idle pool), as
+/// a load balancer's check does: a check must find out whether the instance
+/// accepts connections now, not whether an old connection still stands.
+fn health_client() -> HealthClient {
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build_http()
 }
 
-async fn check_inner(addr: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect(addr).await else {
+/// One `GET /healthz`: true on a 2xx status within the timeout.
+async fn check(client: &HealthClient, addr: SocketAddr, timeout: Duration) -> bool {
+    let Ok(request) = http::Request::get(format!("http://{addr}/healthz"))
+        .header(http::header::USER_AGENT, "geo-router")
+        .body(Empty::new())
+    else {
         return false;
     };
-    let request = format!(
-        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nUser-Agent: geo-router\r\n\r\n"
-    );
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 64];
-    let mut len = 0;
-    // Only the status line matters: "HTTP/1.1 200 OK".
-    while len < buf.len() {
-        match stream.read(&mut buf[len..]).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => len += n,
-        }
-        if buf[..len].windows(2).any(|w| w == b"\r\n") {
-            break;
-        }
-    }
-    let line = String::from_utf8_lossy(&buf[..len]);
-    let mut parts = line.split_whitespace();
-    matches!(parts.next(), Some(v) if v.starts_with("HTTP/1."))
-        && parts
-            .next()
-            .is_some_and(|code| code.len() == 3 && code.starts_with('2'))
+    matches!(
+        tokio::time::timeout(timeout, client.request(request)).await,
+        Ok(Ok(response)) if response.status().is_success()
+    )
 }
