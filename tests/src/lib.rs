@@ -18,6 +18,7 @@ use std::time::Duration;
 pub use cityboard_deploy::home::Home;
 pub use cityboard_deploy::process::ProcessId;
 pub use cityboard_deploy::state::{ComponentState, Health, Phase, StackState};
+use cityboard_deploy::topology::{SmallRegion, small_topology_text};
 
 /// The repository root (tests run with the crate directory as cwd).
 pub fn repo_root() -> PathBuf {
@@ -143,21 +144,15 @@ impl Drop for OwnStack {
 
 /// One region, one shard with one replica, two cities.
 pub fn small_topology(port_base: u16) -> String {
-    format!(
-        r#"apex = "cityboard.localhost"
-port_base = {port_base}
-[broker]
-partitions = 1
-[[region]]
-name = "solo"
-[[region.shard]]
-replicas = 1
-cities = [
-  {{ slug = "newyork", name = "New York", country = "US", lat = 40.7128, lon = -74.006 }},
-  {{ slug = "boston", name = "Boston", country = "US", lat = 42.3601, lon = -71.0589 }},
-]
-"#
-    )
+    let solo = SmallRegion {
+        name: "solo",
+        replicas: 1,
+        cities: &[
+            ("newyork", "New York", "US", 40.7128, -74.006),
+            ("boston", "Boston", "US", 42.3601, -71.0589),
+        ],
+    };
+    small_topology_text(port_base, 1, &[solo])
 }
 
 /// The live processes the stack's state file names.
