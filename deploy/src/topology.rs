@@ -325,6 +325,44 @@ impl Topology {
     }
 }
 
+/// A city of [`small_topology_text`]: slug, name, country, latitude,
+/// longitude.
+pub type SmallCity<'a> = (&'a str, &'a str, &'a str, f64, f64);
+
+/// A region of [`small_topology_text`]: its name and its one shard.
+#[derive(Debug, Clone, Copy)]
+pub struct SmallRegion<'a> {
+    /// The region's name.
+    pub name: &'a str,
+    /// The shard's streaming replicas.
+    pub replicas: usize,
+    /// The shard's cities.
+    pub cities: &'a [SmallCity<'a>],
+}
+
+/// The text of a small topology file, as the tests write one to start a
+/// stack of their own or to check the parser: apex `cityboard.localhost`,
+/// `port_base`, `partitions` per topic, then `regions` in order, one shard
+/// each. One key or city a line (the tests name the lines of errors).
+pub fn small_topology_text(port_base: u16, partitions: u32, regions: &[SmallRegion<'_>]) -> String {
+    let mut text = format!(
+        "apex = \"cityboard.localhost\"\nport_base = {port_base}\n[broker]\npartitions = {partitions}\n"
+    );
+    for region in regions {
+        text.push_str(&format!(
+            "[[region]]\nname = \"{}\"\n[[region.shard]]\nreplicas = {}\ncities = [\n",
+            region.name, region.replicas
+        ));
+        for (slug, name, country, lat, lon) in region.cities {
+            text.push_str(&format!(
+                "  {{ slug = \"{slug}\", name = \"{name}\", country = \"{country}\", lat = {lat:?}, lon = {lon:?} }},\n"
+            ));
+        }
+        text.push_str("]\n");
+    }
+    text
+}
+
 /// 1-based line number of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
@@ -377,20 +415,16 @@ fn check_city(city: &City) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    // Starts with a newline, so `apex` is on line 2.
-    const GOOD: &str = r#"
-apex = "cityboard.localhost"
-port_base = 17000
-[broker]
-partitions = 4
-[[region]]
-name = "us-east"
-[[region.shard]]
-replicas = 1
-cities = [
-  { slug = "newyork", name = "New York", country = "US", lat = 40.7, lon = -74.0 },
-]
-"#;
+    /// One region, one shard with one replica, one city; starts with a
+    /// newline, so `apex` is on line 2.
+    fn good() -> String {
+        let region = SmallRegion {
+            name: "us-east",
+            replicas: 1,
+            cities: &[("newyork", "New York", "US", 40.7, -74.0)],
+        };
+        format!("\n{}", small_topology_text(17000, 4, &[region]))
+    }
 
     fn parse(text: &str) -> Result<Topology, TopologyError> {
         Topology::parse(Path::new("topo.toml"), text)
@@ -412,7 +446,7 @@ cities = [
 
     #[test]
     fn ports_follow_the_documented_scheme() {
-        let topo = parse(GOOD).unwrap();
+        let topo = parse(&good()).unwrap();
         assert_eq!(topo.broker_port(), 17000);
         assert_eq!(topo.region_ports(0).catalog, 17100);
         assert_eq!(topo.region_ports(0).api, 17103);
@@ -423,7 +457,7 @@ cities = [
 
     #[test]
     fn an_unknown_key_is_named_with_its_line() {
-        let text = GOOD.replace("replicas = 1", "replicas = 1\nreplica_lag = 3");
+        let text = good().replace("replicas = 1", "replicas = 1\nreplica_lag = 3");
         let err = parse(&text).unwrap_err();
         assert_eq!(err.line, 10, "{err}");
         assert!(
@@ -435,7 +469,7 @@ cities = [
 
     #[test]
     fn a_duplicate_city_is_named_with_its_line() {
-        let text = GOOD.replace(
+        let text = good().replace(
             "lon = -74.0 },",
             "lon = -74.0 },\n  { slug = \"newyork\", name = \"NY\", country = \"US\", lat = 1.0, lon = 1.0 },",
         );
@@ -447,7 +481,8 @@ cities = [
     #[test]
     fn a_city_in_two_shards_is_refused() {
         let text = format!(
-            "{GOOD}\n[[region.shard]]\nreplicas = 0\ncities = [\n  {{ slug = \"newyork\", name = \"New York\", country = \"US\", lat = 40.7, lon = -74.0 }},\n]\n"
+            "{}\n[[region.shard]]\nreplicas = 0\ncities = [\n  {{ slug = \"newyork\", name = \"New York\", country = \"US\", lat = 40.7, lon = -74.0 }},\n]\n",
+            good()
         );
         let err = parse(&text).unwrap_err();
         assert!(
@@ -476,7 +511,7 @@ cities = [
             ("partitions = 4", "partitions = 0", "partitions"),
             ("replicas = 1", "replicas = 12", "at most 9"),
         ] {
-            let err = parse(&GOOD.replace(from, to)).unwrap_err();
+            let err = parse(&good().replace(from, to)).unwrap_err();
             assert!(err.message.contains(needle), "{from} -> {to}: {err}");
         }
     }

@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod archive;
 pub mod auth;
+pub mod backoff;
 pub mod bus;
 pub mod cache;
 pub mod catalog;

@@ -31,7 +31,7 @@ use cityboard_protocol::sign::{
     self, CITY_HEADER, CLIENT_IP_HEADER, Key, Keyring, SIGNATURE_HEADER,
 };
 
-use crate::cityboard_bin;
+use crate::{EdgeRequests, cityboard_bin};
 
 /// Apex of the test runtimes.
 pub const APEX: &str = "cityboard.localhost";
@@ -479,21 +479,6 @@ impl EdgeRuntime {
         )
     }
 
-    /// `METHOD path` to `host` (a city host, the apex, anything) through the Worker.
-    pub async fn request(
-        &self,
-        method: &str,
-        host: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> http::Response {
-        let host_header = format!("{host}:{}", self.port);
-        http::request_to_host(self.port, method, &host_header, path, headers, body)
-            .await
-            .unwrap_or_else(|e| panic!("{method} {host}{path}: {e:#}\n{}", self.logs()))
-    }
-
     /// A browser's GET (`Accept: text/html…`) plus `headers`.
     pub async fn browse(&self, host: &str, path: &str, headers: &[(&str, &str)]) -> http::Response {
         let mut all = vec![("accept", "text/html,application/xhtml+xml,*/*;q=0.8")];
@@ -551,6 +536,22 @@ pub fn nonce() -> String {
     use rand::Rng;
     let bytes: [u8; 16] = rand::thread_rng().r#gen();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Requests go to `host` (a city host, the apex, anything) on the
+/// runtime's port; a failure shows the runtime's logs.
+impl EdgeRequests for EdgeRuntime {
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn host_header(&self, host: &str) -> String {
+        format!("{host}:{}", self.port)
+    }
+
+    fn failure_context(&self) -> String {
+        format!("\n{}", self.logs())
+    }
 }
 
 impl Drop for EdgeRuntime {

@@ -18,6 +18,7 @@ use std::time::Duration;
 pub use cityboard_deploy::home::Home;
 pub use cityboard_deploy::process::ProcessId;
 pub use cityboard_deploy::state::{ComponentState, Health, Phase, StackState};
+use cityboard_deploy::topology::{SmallRegion, small_topology_text};
 
 /// The repository root (tests run with the crate directory as cwd).
 pub fn repo_root() -> PathBuf {
@@ -143,21 +144,56 @@ impl Drop for OwnStack {
 
 /// One region, one shard with one replica, two cities.
 pub fn small_topology(port_base: u16) -> String {
-    format!(
-        r#"apex = "cityboard.localhost"
-port_base = {port_base}
-[broker]
-partitions = 1
-[[region]]
-name = "solo"
-[[region.shard]]
-replicas = 1
-cities = [
-  {{ slug = "newyork", name = "New York", country = "US", lat = 40.7128, lon = -74.006 }},
-  {{ slug = "boston", name = "Boston", country = "US", lat = 42.3601, lon = -71.0589 }},
-]
-"#
-    )
+    let solo = SmallRegion {
+        name: "solo",
+        replicas: 1,
+        cities: &[
+            ("newyork", "New York", "US", 40.7128, -74.006),
+            ("boston", "Boston", "US", 42.3601, -71.0589),
+        ],
+    };
+    small_topology_text(port_base, 1, &[solo])
+}
+
+/// An edge the tests send requests to: the Worker under workerd that a
+/// test starts ([`edge::EdgeRuntime`]) or the shared stack's
+/// ([`stack_edge::StackEdge`]).
+pub trait EdgeRequests {
+    /// The edge's port on 127.0.0.1.
+    fn port(&self) -> u16;
+
+    /// The `Host` header for `host` as the caller names it.
+    fn host_header(&self, host: &str) -> String;
+
+    /// What a failure message adds after the error (the edge's logs), if
+    /// anything.
+    fn failure_context(&self) -> String;
+
+    /// `METHOD path` with the `Host` of `host`, then `headers`; panics when
+    /// the edge does not answer.
+    // Tests only, awaited where they are called: no caller needs to name
+    // the future's bounds, which is what the lint is about.
+    #[allow(async_fn_in_trait)]
+    async fn request(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> cityboard_deploy::http::Response {
+        let host_header = self.host_header(host);
+        cityboard_deploy::http::request_to_host(
+            self.port(),
+            method,
+            &host_header,
+            path,
+            headers,
+            body,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{method} {host}{path}: {e:#}{}", self.failure_context()))
+    }
 }
 
 /// The live processes the stack's state file names.

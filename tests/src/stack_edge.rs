@@ -6,7 +6,7 @@ use cityboard_deploy::http;
 use cityboard_protocol::kv::{PostMeta, post_key};
 use cityboard_protocol::sign::Key;
 
-use crate::{Home, StackState, shared_home, state};
+use crate::{EdgeRequests, Home, StackState, shared_home, state};
 
 /// The shared stack's edge: its port, the apex, the stack's description.
 pub struct StackEdge {
@@ -43,20 +43,6 @@ impl StackEdge {
             Some(city) => format!("{city}.{}:{}", self.apex, self.port),
             None => format!("{}:{}", self.apex, self.port),
         }
-    }
-
-    /// One request to the edge; panics when the edge does not answer.
-    pub async fn send(
-        &self,
-        method: &str,
-        host: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> http::Response {
-        http::request_to_host(self.port, method, host, path, headers, body)
-            .await
-            .unwrap_or_else(|e| panic!("{method} {host}{path}: {e:#}"))
     }
 
     /// A secret of the stack's secrets directory.
@@ -108,5 +94,21 @@ impl StackEdge {
             .header(cityboard_edge_kv::METADATA_HEADER)
             .expect("a post entry has metadata");
         Some(serde_json::from_str(meta).expect("post metadata"))
+    }
+}
+
+/// Requests name their `Host` in full, port included (see
+/// [`StackEdge::host`]).
+impl EdgeRequests for StackEdge {
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn host_header(&self, host: &str) -> String {
+        host.to_string()
+    }
+
+    fn failure_context(&self) -> String {
+        String::new()
     }
 }

@@ -22,6 +22,7 @@ use cityboard_deploy::http;
 use cityboard_protocol::headers::SECURITY_HEADERS;
 use cityboard_protocol::kv::{BULK_PATH, BulkResult, BulkWrite, PostMeta, post_key};
 use cityboard_protocol::sign::{self, SIGNATURE_HEADER};
+use cityboard_tests::EdgeRequests;
 use cityboard_tests::stack_edge::StackEdge;
 use serde_json::json;
 
@@ -47,7 +48,7 @@ async fn visitors_from_real_city_addresses_land_on_their_city() {
     for (city, ip) in &addresses {
         let ip = ip.to_string();
         let r = edge
-            .send("GET", &apex, "/", &[("cf-connecting-ip", &ip)], b"")
+            .request("GET", &apex, "/", &[("cf-connecting-ip", &ip)], b"")
             .await;
         assert_eq!(r.status, 302, "{ip} ({city}): {}", r.text());
         assert_eq!(
@@ -59,14 +60,14 @@ async fn visitors_from_real_city_addresses_land_on_their_city() {
     }
     // An address no database places gets the picker, not a guess.
     let r = edge
-        .send("GET", &apex, "/", &[("cf-connecting-ip", "10.1.2.3")], b"")
+        .request("GET", &apex, "/", &[("cf-connecting-ip", "10.1.2.3")], b"")
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("db-ip.com"), "the picker credits DB-IP");
     assert_secured(&r, "picker");
     // "Change city": the picker even for a visitor whose cookie names a city.
     let r = edge
-        .send(
+        .request(
             "GET",
             &apex,
             "/cities",
@@ -155,12 +156,16 @@ async fn a_page_written_through_the_kv_route_is_served_without_the_origin() {
         (SIGNATURE_HEADER, signature.as_str()),
         ("content-type", "application/json"),
     ];
-    let r = edge.send("POST", &host, BULK_PATH, &headers, &body).await;
+    let r = edge
+        .request("POST", &host, BULK_PATH, &headers, &body)
+        .await;
     assert_eq!(r.status, 200, "bulk write: {}", r.text());
     let result: BulkResult = serde_json::from_slice(&r.body).expect("bulk result");
     assert_eq!((result.written, result.skipped_older), (2, 0));
     // The same signed request again is a replay.
-    let again = edge.send("POST", &host, BULK_PATH, &headers, &body).await;
+    let again = edge
+        .request("POST", &host, BULK_PATH, &headers, &body)
+        .await;
     assert_eq!(again.status, 401, "{}", again.text());
 
     let city = edge.host(Some("newyork"));
@@ -173,7 +178,7 @@ async fn a_page_written_through_the_kv_route_is_served_without_the_origin() {
     for _ in 0..5 {
         let before = origin_post_reads(&edge).await;
         for _ in 0..20 {
-            let r = edge.send("GET", &city, &path, &accept, b"").await;
+            let r = edge.request("GET", &city, &path, &accept, b"").await;
             assert_eq!(r.status, 200, "{}", r.text());
             assert_eq!(r.text(), page);
             assert_eq!(
@@ -197,7 +202,7 @@ async fn a_page_written_through_the_kv_route_is_served_without_the_origin() {
     // The page of another template is the origin's answer: its HTML 404
     // (it knows no such post), with the same headers.
     let r = edge
-        .send("GET", &city, &format!("/post/{old_id}"), &accept, b"")
+        .request("GET", &city, &format!("/post/{old_id}"), &accept, b"")
         .await;
     assert_eq!(r.header("x-cityboard-edge"), Some("kv-template"));
     assert_eq!(r.status, 404, "{}", r.text());
@@ -218,7 +223,7 @@ async fn a_signup_through_the_edge_is_created_and_a_replayed_signature_refused()
     let body = json!({"email": email, "password": "correct horse battery staple"}).to_string();
     let city = edge.host(Some("newyork"));
     let r = edge
-        .send(
+        .request(
             "POST",
             &city,
             "/signup",

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use cityboard_protocol::headers::{CONTENT_SECURITY_POLICY, SECURITY_HEADERS};
 use cityboard_protocol::kv::{BulkResult, BulkWrite, PostMeta, Route, post_key, route_key};
 use cityboard_protocol::sign::SIGNATURE_HEADER;
+use cityboard_tests::EdgeRequests;
 use cityboard_tests::edge::{
     APEX, ASSET_CACHE_CONTROL, Behaviour, EdgeRuntime, FORWARD_SECRET, FakeOrigin, HTML_PATH,
     KV_ROUTE_SECRET, Options, nonce, unix_now,

@@ -25,6 +25,7 @@ use chaos::api::Apis;
 use chaos::faults::{CONTROL_DIR_ENV, FAULTS, Fault, Struck, strike};
 use chaos::load::{Ledger, Load, Outcome, client, follow};
 use chaos::observe;
+use cityboard_deploy::topology::{SmallRegion, small_topology_text};
 use cityboard_tests::{OwnStack, cityboard_bin, output_text, repo_root};
 use rand::Rng;
 use rand::seq::SliceRandom;
@@ -40,29 +41,23 @@ const TRIES: usize = 3;
 const QUIET_LIMIT: Duration = Duration::from_secs(120);
 
 fn topology() -> String {
-    format!(
-        r#"apex = "cityboard.localhost"
-port_base = {PORT_BASE}
-[broker]
-partitions = 2
-[[region]]
-name = "us-east"
-[[region.shard]]
-replicas = 0
-cities = [
-  {{ slug = "newyork", name = "New York", country = "US", lat = 40.71427, lon = -74.00597 }},
-  {{ slug = "boston", name = "Boston", country = "US", lat = 42.35843, lon = -71.05977 }},
-]
-[[region]]
-name = "eu-west"
-[[region.shard]]
-replicas = 0
-cities = [
-  {{ slug = "london", name = "London", country = "GB", lat = 51.50853, lon = -0.12574 }},
-  {{ slug = "paris", name = "Paris", country = "FR", lat = 48.85341, lon = 2.3488 }},
-]
-"#
-    )
+    let us_east = SmallRegion {
+        name: "us-east",
+        replicas: 0,
+        cities: &[
+            ("newyork", "New York", "US", 40.71427, -74.00597),
+            ("boston", "Boston", "US", 42.35843, -71.05977),
+        ],
+    };
+    let eu_west = SmallRegion {
+        name: "eu-west",
+        replicas: 0,
+        cities: &[
+            ("london", "London", "GB", 51.50853, -0.12574),
+            ("paris", "Paris", "FR", 48.85341, 2.3488),
+        ],
+    };
+    small_topology_text(PORT_BASE, 2, &[us_east, eu_west])
 }
 
 /// One fault as it was struck.

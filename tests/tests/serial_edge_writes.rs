@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use cityboard_deploy::http::Response;
 use cityboard_test_support::eventually;
+use cityboard_tests::EdgeRequests;
 use cityboard_tests::stack_edge::StackEdge;
 use serde_json::json;
 
@@ -68,7 +69,7 @@ impl Visitor<'_> {
             body.to_string()
         };
         self.edge
-            .send(
+            .request(
                 method,
                 &self.edge.host(Some(city)),
                 path,
@@ -90,7 +91,7 @@ impl Visitor<'_> {
             headers.push(("cookie", c));
         }
         self.edge
-            .send(
+            .request(
                 "GET",
                 &self.edge.host(Some(city)),
                 &format!("/post/{id}"),
@@ -115,11 +116,11 @@ async fn sign_up(edge: &StackEdge, city: &str) -> String {
     ];
     let host = edge.host(Some(city));
     let r = edge
-        .send("POST", &host, "/signup", &headers, body.as_bytes())
+        .request("POST", &host, "/signup", &headers, body.as_bytes())
         .await;
     assert_eq!(r.status, 201, "signup: {}", r.text());
     let r = edge
-        .send("POST", &host, "/login", &headers, body.as_bytes())
+        .request("POST", &host, "/login", &headers, body.as_bytes())
         .await;
     assert_eq!(r.status, 200, "login: {}", r.text());
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();

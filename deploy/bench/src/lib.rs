@@ -35,6 +35,42 @@ pub(crate) fn metric(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Places `city` on `shard` of `region` for a scenario: its row in the
+/// catalog's shard map and the shard's fence, both active at epoch 1 (left
+/// as they are when a previous run placed it). Returns the connection to
+/// the shard's primary.
+pub(crate) async fn place_city(
+    catalog_url: &str,
+    primary_url: &str,
+    region: &str,
+    shard: &str,
+    city: &str,
+) -> Result<sqlx::PgConnection> {
+    use sqlx::Connection;
+    let mut catalog = sqlx::PgConnection::connect(catalog_url)
+        .await
+        .context("catalog")?;
+    sqlx::query(
+        "INSERT INTO shard_map (city, region, shard, state, epoch) VALUES ($1, $2, $3, 'active', 1)
+         ON CONFLICT (city) DO NOTHING",
+    )
+    .bind(city)
+    .bind(region)
+    .bind(shard)
+    .execute(&mut catalog)
+    .await?;
+    let mut db = sqlx::PgConnection::connect(primary_url)
+        .await
+        .context("shard primary")?;
+    sqlx::query(
+        "INSERT INTO city_fence (city, epoch, state) VALUES ($1, 1, 'active') ON CONFLICT DO NOTHING",
+    )
+    .bind(city)
+    .execute(&mut db)
+    .await?;
+    Ok(db)
+}
+
 /// A scenario name `bench` does not know.
 #[derive(Debug, thiserror::Error)]
 #[error("unknown benchmark scenario {0:?}; scenarios: {list}", list = SCENARIOS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))]

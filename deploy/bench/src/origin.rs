@@ -22,6 +22,7 @@ use sqlx::{Connection, PgConnection};
 
 use super::conn::Conn;
 use super::floor::{self, Floor};
+use super::place_city;
 use super::role::Role;
 use cityboard_deploy::home::Home;
 use cityboard_deploy::topology::Topology;
@@ -220,25 +221,7 @@ async fn seed(
     region: &str,
     shard: &str,
 ) -> Result<(i64, i64)> {
-    let mut catalog = PgConnection::connect(catalog_url)
-        .await
-        .context("catalog")?;
-    sqlx::query(
-        "INSERT INTO shard_map (city, region, shard, state, epoch) VALUES ($1, $2, $3, 'active', 1)
-         ON CONFLICT (city) DO NOTHING",
-    )
-    .bind(CITY)
-    .bind(region)
-    .bind(shard)
-    .execute(&mut catalog)
-    .await?;
-    let mut db = PgConnection::connect(primary_url)
-        .await
-        .context("shard primary")?;
-    sqlx::query("INSERT INTO city_fence (city, epoch, state) VALUES ($1, 1, 'active') ON CONFLICT DO NOTHING")
-        .bind(CITY)
-        .execute(&mut db)
-        .await?;
+    let mut db = place_city(catalog_url, primary_url, region, shard, CITY).await?;
     let have: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM posts WHERE city = $1 AND status = 'live'
            AND expires_at > now() + interval '2 days' AND created_at > now() - interval '7 days'",

@@ -28,9 +28,9 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 
-use super::env_size;
 use super::role::Role;
 use super::write_load::{self, LoadFigures, Visibility};
+use super::{env_size, place_city};
 use cityboard_deploy::home::Home;
 use cityboard_deploy::topology::Topology;
 
@@ -225,25 +225,7 @@ fn print(f: &WritePipeline) {
 
 /// Places `city` on the target shard (catalog shard map, the shard's fence).
 async fn place(t: &Target, city: &str) -> Result<()> {
-    let mut catalog = PgConnection::connect(&t.catalog_url)
-        .await
-        .context("catalog")?;
-    sqlx::query(
-        "INSERT INTO shard_map (city, region, shard, state, epoch) VALUES ($1, $2, $3, 'active', 1)
-         ON CONFLICT (city) DO NOTHING",
-    )
-    .bind(city)
-    .bind(&t.region)
-    .bind(&t.shard)
-    .execute(&mut catalog)
-    .await?;
-    let mut db = PgConnection::connect(&t.primary_url).await?;
-    sqlx::query(
-        "INSERT INTO city_fence (city, epoch, state) VALUES ($1, 1, 'active') ON CONFLICT DO NOTHING",
-    )
-    .bind(city)
-    .execute(&mut db)
-    .await?;
+    place_city(&t.catalog_url, &t.primary_url, &t.region, &t.shard, city).await?;
     Ok(())
 }
 

@@ -20,12 +20,18 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::oneshot;
 
+use crate::backoff::doubling;
 use crate::bus::notify::APPLIED_CHANNEL;
 use crate::model::Id;
 
 /// How often a waiter looks at the status key itself while the shared
 /// subscription is down.
 const POLL_WHILE_DOWN: Duration = Duration::from_millis(50);
+
+/// First wait before subscribing again; doubles up to [`RECONNECT_MAX`].
+const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+/// Longest wait between two subscription attempts.
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 /// The registry of waiting requests and the task feeding it.
 #[derive(Debug)]
@@ -53,17 +59,17 @@ impl AppliedWaiters {
         let url = redis_url.to_string();
         let task = Arc::downgrade(&waiters);
         tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(100);
+            let mut waits = doubling(RECONNECT_FIRST, RECONNECT_MAX);
             loop {
                 let Some(w) = task.upgrade() else { return };
                 match w.listen(&url).await {
-                    Ok(()) => backoff = Duration::from_millis(100),
+                    // A subscription that worked starts the waits again.
+                    Ok(()) => waits = doubling(RECONNECT_FIRST, RECONNECT_MAX),
                     Err(e) => tracing::warn!(error = %e, "apply notifications: reconnecting"),
                 }
                 w.subscribed.store(false, Ordering::Release);
                 drop(w);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                tokio::time::sleep(waits.next().unwrap_or(RECONNECT_MAX)).await;
             }
         });
         waiters

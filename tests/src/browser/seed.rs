@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use cityboard_deploy::http;
 use cityboard_test_support::eventually;
 
+use crate::EdgeRequests;
 use crate::stack_edge::StackEdge;
 
 /// A signed-up, logged-in API user of one city (owned, so that many
@@ -42,7 +43,7 @@ async fn credentials(
         ("accept", "application/json"),
         ("cf-connecting-ip", ip),
     ];
-    edge.send(
+    edge.request(
         "POST",
         &edge.host(Some(city)),
         path,
@@ -147,7 +148,7 @@ async fn listing(edge: &StackEdge, city: &str, query: &str) -> Option<Value> {
         format!("/post?{query}&limit=100")
     };
     let r = edge
-        .send(
+        .request(
             "GET",
             &host,
             &path,

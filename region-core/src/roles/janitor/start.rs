@@ -9,12 +9,9 @@ use chrono::{DateTime, Utc};
 
 use super::metrics::JanitorMetrics;
 use super::{HomeCatalogs, Janitor, JanitorConfig, JanitorParts, Mailer};
-use crate::bus::failpoint;
 use crate::bus::{Producer, ProducerConfig};
-use crate::catalog::NodeLease;
 use crate::clock::{Clock, SharedClock, SystemClock};
-use crate::roles::common::{Common, broker, catalog_and_router, metrics_listener};
-use crate::stack::StackFile;
+use crate::roles::common::{Common, catalog_and_router, metrics_listener, start_role};
 
 /// Flags of `region-core janitor`.
 #[derive(Debug, Clone, clap::Args)]
@@ -67,19 +64,12 @@ pub async fn run(
     args: JanitorArgs,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    // The janitor's crash points, armed by FAILPOINTS or the control
-    // directory; kept for the life of the role.
-    let _failpoints = failpoint::setup_role(region, "janitor");
-    let stack = StackFile::read(state)?;
-    let (number, entry) = stack.region(region)?;
-    let brokers = broker(state, &args.common)?;
-    let (catalog, router) = catalog_and_router(&entry.catalog_url, region, 2).await?;
-    // Ids need a clock that moves on its own (a frozen one would exhaust a
-    // millisecond's sequence and wait): the system's, as every role's.
-    let (lease, ids, renew) =
-        NodeLease::ids_for(&catalog, "janitor", region, number, Arc::new(SystemClock))
-            .await
-            .context("leasing a node number for command ids")?;
+    let start = start_role(state, region, "janitor", &args.common)?;
+    let stack = &start.stack;
+    let (catalog, router) = catalog_and_router(&start.entry().catalog_url, region, 2).await?;
+    // Ids run on the system clock (a frozen one would exhaust a
+    // millisecond's sequence and wait), whatever `--clock-offset` says.
+    let (ids, lease) = start.lease_ids(&catalog, "command ids").await?;
 
     let clock: SharedClock = match args.clock_offset {
         Some(offset) => {
@@ -123,21 +113,18 @@ pub async fn run(
         parts: JanitorParts {
             router,
             ids,
-            producer: Producer::new(ProducerConfig::new(&brokers))?,
+            producer: Producer::new(ProducerConfig::new(&start.brokers))?,
             clock,
             mailer,
-            homes: HomeCatalogs::of_stack(&stack)?,
+            homes: HomeCatalogs::of_stack(stack)?,
             metrics,
         },
     };
     tracing::info!(region, "janitor running");
     let result = janitor.run(shutdown).await;
-    renew.abort();
     if let Some(l) = listener {
         l.abort();
     }
-    if let Err(e) = lease.release(&catalog).await {
-        tracing::warn!(error = %e, "releasing the node lease");
-    }
+    lease.release(&catalog).await;
     result
 }

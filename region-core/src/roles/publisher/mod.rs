@@ -37,6 +37,7 @@ use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
 use tokio::task::JoinHandle;
 
+use crate::backoff::doubling;
 use crate::bus::consumer::Consumer;
 use crate::bus::failpoint::{self, PUBLISHER_AFTER_KV_WRITE};
 use crate::bus::offsets::Offsets;
@@ -440,8 +441,9 @@ async fn write_all<S: KvSink>(
 ) {
     let pm = metrics;
     let mut left: Vec<BulkWrite> = due.iter().map(|d| d.entry.write.clone()).collect();
-    let mut wait = min;
+    let mut waits = doubling(min, max);
     while !left.is_empty() {
+        let wait = waits.next().unwrap_or(max);
         let mut retry: Vec<String> = Vec::new();
         let mut failed = false;
         for chunk in chunks(&left, sink.max_bytes()) {
@@ -465,7 +467,6 @@ async fn write_all<S: KvSink>(
         let again: BTreeSet<String> = retry.into_iter().collect();
         left.retain(|w| again.contains(&w.key));
         tokio::time::sleep(if failed { wait } else { wait.max(interval) }).await;
-        wait = (wait * 2).min(max);
     }
 }
 

@@ -90,6 +90,20 @@ pub fn http_client() -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
+/// Sends `request` and reads the whole answer: its status and body text.
+/// A call that fails, or a body that cannot be read, is `SinkError::Http`
+/// for `what`.
+async fn status_and_text(
+    request: reqwest::RequestBuilder,
+    what: &'static str,
+) -> Result<(u16, String), SinkError> {
+    let http = |source| SinkError::Http { what, source };
+    let res = request.send().await.map_err(http)?;
+    let status = res.status().as_u16();
+    let text = res.text().await.map_err(http)?;
+    Ok((status, text))
+}
+
 /// The edge Worker's internal bulk route (`POST /__cityboard/kv/bulk`),
 /// signed with the `kv-route.key` secret.
 #[derive(Clone)]
@@ -141,20 +155,13 @@ impl KvSink for EdgeBulkSink {
         // A fresh nonce per call: the route refuses one it has seen.
         let nonce = hex::encode(rand::random::<[u8; 16]>());
         let signature = sign::sign(&self.key, &signed, chrono::Utc::now().timestamp(), &nonce);
-        let res = self
+        let request = self
             .client
             .post(self.url.clone())
             .header(SIGNATURE_HEADER, signature)
             .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|source| SinkError::Http { what: WHAT, source })?;
-        let status = res.status().as_u16();
-        let text = res
-            .text()
-            .await
-            .map_err(|source| SinkError::Http { what: WHAT, source })?;
+            .body(body);
+        let (status, text) = status_and_text(request, WHAT).await?;
         if status != 200 {
             return Err(SinkError::Status {
                 what: WHAT,
@@ -259,19 +266,12 @@ impl CloudflareKvSink {
 impl KvSink for CloudflareKvSink {
     async fn put(&self, writes: &[BulkWrite]) -> Result<PutReport, SinkError> {
         const WHAT: &str = "Cloudflare KV's bulk API";
-        let res = self
+        let request = self
             .client
             .put(self.url.clone())
             .bearer_auth(&self.token)
-            .json(writes)
-            .send()
-            .await
-            .map_err(|source| SinkError::Http { what: WHAT, source })?;
-        let status = res.status().as_u16();
-        let text = res
-            .text()
-            .await
-            .map_err(|source| SinkError::Http { what: WHAT, source })?;
+            .json(writes);
+        let (status, text) = status_and_text(request, WHAT).await?;
         let envelope: Option<Envelope> = serde_json::from_str(&text).ok();
         match envelope {
             Some(Envelope {

@@ -11,9 +11,8 @@ use super::metrics::PublisherMetrics;
 use super::republish::Republish;
 use super::sink::{CLOUDFLARE_API, CloudflareKvSink, EdgeBulkSink, KvSink};
 use super::{PublisherConfig, PublisherParts, run_republishing, template_version};
-use crate::bus::failpoint;
-use crate::roles::common::{Common, broker, catalog_and_router, metrics_listener};
-use crate::stack::{Secrets, StackFile};
+use crate::roles::common::{Common, catalog_and_router, metrics_listener, start_role};
+use crate::stack::Secrets;
 
 /// Which KV the publisher writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -96,12 +95,9 @@ pub async fn run(
     args: PublisherArgs,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    // The publisher's crash points, armed by FAILPOINTS or the control
-    // directory; kept for the life of the role.
-    let _failpoints = failpoint::setup_role(region, "publisher");
-    let stack = StackFile::read(state)?;
-    let (_, entry) = stack.region(region)?;
-    let brokers = broker(state, &args.common)?;
+    let start = start_role(state, region, "publisher", &args.common)?;
+    let entry = start.entry();
+    let brokers = start.brokers.clone();
     let mut config = PublisherConfig::new(region);
     config.interval = args.interval.into();
     if let Some(t) = &args.events_topic {

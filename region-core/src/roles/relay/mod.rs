@@ -20,6 +20,7 @@ use futures_util::future::try_join_all;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
+use crate::backoff::doubling;
 use crate::bus::failpoint::{self, RELAY_AFTER_PRODUCE};
 use crate::bus::{EVENT_TYPE_HEADER, POST_ID_HEADER, Producer, VERSION_HEADER};
 use crate::model::Event;
@@ -29,6 +30,10 @@ pub use start::{RelayArgs, run};
 
 /// The NOTIFY channel `apply` signals after writing outbox rows.
 pub const OUTBOX_CHANNEL: &str = "outbox";
+
+/// Wait after a first failed round; doubles with each failure that
+/// follows, up to `retry_max` (the waits were 100 ms × 2^failures).
+const FIRST_RETRY: Duration = Duration::from_millis(200);
 
 /// What the relay is told.
 #[derive(Debug, Clone)]
@@ -168,7 +173,8 @@ pub async fn drain_shard(
     metrics: Arc<RelayMetrics>,
 ) -> Result<(), RelayError> {
     let mut listener: Option<PgListener> = None;
-    let mut failures = 0u32;
+    let retry_waits = || doubling(FIRST_RETRY, config.retry_max);
+    let mut waits = retry_waits();
     loop {
         if listener.is_none() {
             match PgListener::connect_with(&shard.primary).await {
@@ -183,16 +189,14 @@ pub async fn drain_shard(
         }
         match round(&shard, &config, &producer, &metrics).await {
             Ok(n) if n as i64 >= config.batch => {
-                failures = 0;
+                waits = retry_waits();
                 continue;
             }
-            Ok(_) => failures = 0,
+            Ok(_) => waits = retry_waits(),
             Err(RelayError::Crashed(c)) => return Err(RelayError::Crashed(c)),
             Err(e) => {
-                failures += 1;
                 add(&metrics.relay_failures, 1);
-                let wait =
-                    (Duration::from_millis(100) * (1 << failures.min(6))).min(config.retry_max);
+                let wait = waits.next().unwrap_or(config.retry_max);
                 tracing::warn!(shard = %shard.name, error = %e, ?wait, "relay round failed; retrying");
                 tokio::time::sleep(wait).await;
                 continue;

@@ -11,10 +11,8 @@ use sqlx::postgres::PgPoolOptions;
 
 use super::metrics::RelayMetrics;
 use super::{RelayConfig, RelayShard, drain_outboxes};
-use crate::bus::failpoint;
 use crate::bus::{Producer, ProducerConfig, Topics};
-use crate::roles::common::{Common, broker, catalog, metrics_listener};
-use crate::stack::StackFile;
+use crate::roles::common::{Common, catalog, metrics_listener, start_role};
 
 /// Flags of `region-core relay`.
 #[derive(Debug, Clone, clap::Args)]
@@ -40,13 +38,8 @@ pub async fn run(
     args: RelayArgs,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    // The relay's crash points, armed by FAILPOINTS or the control
-    // directory; kept for the life of the role.
-    let _failpoints = failpoint::setup_role(region, "relay");
-    let stack = StackFile::read(state)?;
-    let (_, entry) = stack.region(region)?;
-    let brokers = broker(state, &args.common)?;
-    let catalog = catalog(&entry.catalog_url, region, 4).await?;
+    let start = start_role(state, region, "relay", &args.common)?;
+    let catalog = catalog(&start.entry().catalog_url, region, 4).await?;
     let shards = relay_shards(&catalog, region).await?;
     let metrics = Arc::new(RelayMetrics::default());
     let listener = metrics_listener(&args.common, metrics.clone()).await?;
@@ -57,7 +50,7 @@ pub async fn run(
     );
     config.batch = args.batch.max(1);
     config.poll = args.poll.into();
-    let producer = Producer::new(ProducerConfig::new(&brokers))?;
+    let producer = Producer::new(ProducerConfig::new(&start.brokers))?;
     let result = drain_outboxes(shards, config, producer, metrics, shutdown).await;
     if let Some(l) = listener {
         l.abort();

@@ -16,6 +16,9 @@
 
 use std::time::{Duration, Instant};
 
+use backon::ExponentialBackoff;
+
+use crate::backoff::doubling;
 use crate::catalog::accounts;
 use crate::model::{AccountCommand, AccountKind, Command, CommandKind};
 use crate::roles::writer::WriterParts;
@@ -28,9 +31,15 @@ pub(super) struct Pending {
     pub offset: i64,
     /// Not before this.
     pub due: Instant,
-    /// Failed attempts so far (for the backoff).
-    pub strikes: u32,
+    /// The waits after its failures, one a failure.
+    pub waits: ExponentialBackoff,
 }
+
+/// Wait after an account command's first failure; doubles with each
+/// failure that follows (the waits were 100 ms × 2^failures).
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+/// Longest wait between two attempts of an account command.
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl Pending {
     pub fn new(command: AccountCommand, partition: i32, offset: i64) -> Pending {
@@ -39,15 +48,13 @@ impl Pending {
             partition,
             offset,
             due: Instant::now(),
-            strikes: 0,
+            waits: doubling(FIRST_RETRY, RETRY_MAX),
         }
     }
 
-    /// After a failure: 100 ms doubling up to 5 s.
+    /// After a failure: 200 ms, doubling up to 5 s.
     pub fn failed(&mut self, now: Instant) {
-        self.strikes += 1;
-        let backoff = Duration::from_millis(100) * 2u32.saturating_pow(self.strikes.min(6));
-        self.due = now + backoff.min(Duration::from_secs(5));
+        self.due = now + self.waits.next().unwrap_or(RETRY_MAX);
     }
 }
 

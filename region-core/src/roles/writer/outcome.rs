@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::apply::fold::Outcome;
 use crate::apply::{Applied, ApplyError, FenceAction};
+use crate::backoff::doubling;
 use crate::bus::dead_letter::{self, DeadLetter};
 use crate::bus::failpoint::{self, WRITER_AFTER_COMMIT};
 use crate::bus::notify::{AppliedAt, CommandState, CommandStatus, Notification};
@@ -19,6 +20,8 @@ use super::{Done, Failed, Writer};
 /// Single-command applies that fail with a non-transient error before the
 /// command is given up as rejected.
 const STRIKES: u32 = 3;
+/// Longest wait between two sends of a dead letter (the first is 100 ms).
+const DEAD_LETTER_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Whether another try can cure the error by itself. Only errors a command's
 /// data can cause (a data exception, a constraint violation, a value that
@@ -330,7 +333,7 @@ impl Writer {
     /// that is neither applied nor copied here. While the broker is away the
     /// writer cannot read anything either, so waiting costs nothing more.
     async fn send_dead_letter(&self, letter: &DeadLetter) {
-        let mut wait = Duration::from_millis(100);
+        let mut waits = doubling(Duration::from_millis(100), DEAD_LETTER_RETRY_MAX);
         loop {
             match dead_letter::send(
                 &self.parts.producer,
@@ -345,8 +348,7 @@ impl Writer {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, source = %letter.source, "dead letter not acknowledged; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
+                    tokio::time::sleep(waits.next().unwrap_or(DEAD_LETTER_RETRY_MAX)).await;
                 }
             }
         }
@@ -355,12 +357,13 @@ impl Writer {
     /// A few tries; then the api's wait ends in a 202 and the status URL
     /// falls back to the shard. Not worth stopping the writer for.
     async fn notify(&self, notes: &[Notification]) {
-        for attempt in 0..3 {
+        let waits = doubling(Duration::from_millis(50), Duration::from_millis(200));
+        for (attempt, wait) in waits.take(3).enumerate() {
             match self.parts.notifier.publish(notes).await {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, attempt, "storing apply notifications");
-                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                    tokio::time::sleep(wait).await;
                 }
             }
         }

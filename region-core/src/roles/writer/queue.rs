@@ -11,6 +11,9 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use backon::ExponentialBackoff;
+
+use crate::backoff::doubling;
 use crate::model::Command;
 
 /// A command read from the topic and not finished.
@@ -52,8 +55,9 @@ struct CityQueue {
     in_flight: usize,
     /// Held (frozen, or a reroute that did not settle) until then.
     not_before: Option<Instant>,
-    /// Consecutive holds, for the backoff.
-    holds: u32,
+    /// The waits of consecutive holds; `None` until the first since the
+    /// city last finished commands.
+    hold_waits: Option<ExponentialBackoff>,
     /// The shard it was last sent to, to tell whether it waits on a shard
     /// that is down.
     shard: Option<String>,
@@ -63,7 +67,9 @@ struct CityQueue {
 struct ShardState {
     busy: bool,
     not_before: Option<Instant>,
-    failures: u32,
+    /// The waits of consecutive failures; `None` until the first since the
+    /// shard's last success.
+    failure_waits: Option<ExponentialBackoff>,
     /// Failures with errors that are not the shard being away (a data
     /// error?): past two, batches shrink to one command to find the culprit.
     suspect_failures: u32,
@@ -88,9 +94,13 @@ pub enum Failure {
     Suspect,
 }
 
-fn backoff(base: Duration, tries: u32, max: Duration) -> Duration {
-    base.saturating_mul(1 << tries.saturating_sub(1).min(16))
-        .min(max)
+/// The next of `waits` (a shard's failures, a city's holds): [`doubling`]
+/// from `first` to `max`, started at the first try since they were reset.
+fn next_wait(waits: &mut Option<ExponentialBackoff>, first: Duration, max: Duration) -> Duration {
+    waits
+        .get_or_insert_with(|| doubling(first, max))
+        .next()
+        .unwrap_or(max)
 }
 
 /// All cities' queues and all shards' states.
@@ -250,16 +260,18 @@ impl Queue {
         st.busy = false;
         match failure {
             None => {
-                st.failures = 0;
+                st.failure_waits = None;
                 st.not_before = None;
                 st.suspect_failures = 0;
                 st.isolate_left = st.isolate_left.saturating_sub(1);
             }
             Some(kind) => {
-                st.failures += 1;
-                st.not_before = Some(
-                    now + backoff(self.config.shard_retry, st.failures, self.config.retry_max),
+                let wait = next_wait(
+                    &mut st.failure_waits,
+                    self.config.shard_retry,
+                    self.config.retry_max,
                 );
+                st.not_before = Some(now + wait);
                 if kind == Failure::Suspect {
                     st.suspect_failures += 1;
                     if st.suspect_failures >= 2 && st.isolate_left == 0 {
@@ -284,7 +296,7 @@ impl Queue {
         let n = n.min(q.commands.len());
         let done: Vec<Queued> = q.commands.drain(..n).collect();
         q.in_flight = 0;
-        q.holds = 0;
+        q.hold_waits = None;
         q.not_before = None;
         self.len -= done.len();
         if q.commands.is_empty() {
@@ -300,9 +312,12 @@ impl Queue {
         if let Some(q) = self.cities.get_mut(city) {
             q.in_flight = 0;
             if delay {
-                q.holds += 1;
-                q.not_before =
-                    Some(now + backoff(self.config.hold_retry, q.holds, self.config.retry_max));
+                let wait = next_wait(
+                    &mut q.hold_waits,
+                    self.config.hold_retry,
+                    self.config.retry_max,
+                );
+                q.not_before = Some(now + wait);
             }
         }
     }
@@ -478,6 +493,56 @@ mod tests {
         assert!(q.due(late + Duration::from_millis(50), route).0.is_empty());
         assert_eq!(q.next_wake(late), Some(late + Duration::from_millis(100)));
         assert_eq!(q.due(late + Duration::from_millis(100), route).0.len(), 1);
+    }
+
+    /// Within a microsecond (backon doubles in `f32`).
+    fn near(a: Option<Instant>, b: Instant) -> bool {
+        a.is_some_and(|a| a.max(b) - a.min(b) < Duration::from_micros(1))
+    }
+
+    #[test]
+    fn a_shard_waits_double_up_to_the_cap_and_start_again_after_a_success() {
+        let t0 = Instant::now();
+        let mut q = Queue::new(config());
+        let mut now = t0;
+        for want in [100, 200, 400, 800, 1600, 2000, 2000] {
+            q.shard_done("s1", Some(Failure::Transient), now);
+            let wake = q.shards["s1"].not_before;
+            assert!(near(wake, now + Duration::from_millis(want)), "{want} ms");
+            now += Duration::from_secs(3);
+        }
+        q.shard_done("s1", None, now);
+        q.shard_done("s1", Some(Failure::Transient), now);
+        assert_eq!(
+            q.shards["s1"].not_before,
+            Some(now + Duration::from_millis(100))
+        );
+    }
+
+    #[test]
+    fn a_city_holds_double_and_start_again_once_it_finishes_commands() {
+        let t0 = Instant::now();
+        let mut q = Queue::new(config());
+        q.push(queued("a", 1, 0, t0));
+        q.push(queued("a", 2, 0, t0));
+        for want in [100, 200, 400] {
+            q.retry("a", true, t0);
+            assert!(near(
+                q.cities["a"].not_before,
+                t0 + Duration::from_millis(want)
+            ));
+        }
+        q.retry("a", false, t0);
+        assert!(
+            near(q.cities["a"].not_before, t0 + Duration::from_millis(400)),
+            "a retry without delay keeps the hold"
+        );
+        q.finish("a", 1);
+        q.retry("a", true, t0);
+        assert_eq!(
+            q.cities["a"].not_before,
+            Some(t0 + Duration::from_millis(100))
+        );
     }
 
     #[test]

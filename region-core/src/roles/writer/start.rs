@@ -5,17 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-
 use super::metrics::WriterMetrics;
 use super::{WriterConfig, WriterParts, apply_commands};
-use crate::bus::failpoint;
 use crate::bus::notify::Notifier;
 use crate::bus::{Producer, ProducerConfig};
-use crate::catalog::NodeLease;
-use crate::clock::SystemClock;
-use crate::roles::common::{Common, broker, catalog_and_router, metrics_listener};
-use crate::stack::StackFile;
+use crate::roles::common::{Common, catalog_and_router, metrics_listener, start_role};
 
 /// Flags of `region-core writer`.
 #[derive(Debug, Clone, clap::Args)]
@@ -50,18 +44,11 @@ pub async fn run(
     args: WriterArgs,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    // The writer's crash points, armed by FAILPOINTS or the control
-    // directory; kept for the life of the role.
-    let _failpoints = failpoint::setup_role(region, "writer");
-    let stack = StackFile::read(state)?;
-    let (number, entry) = stack.region(region)?;
-    let brokers = broker(state, &args.common)?;
+    let start = start_role(state, region, "writer", &args.common)?;
+    let entry = start.entry();
     let (catalog, router) = catalog_and_router(&entry.catalog_url, region, 4).await?;
     let map_watch = router.map.watch(Duration::from_secs(5));
-    let (lease, ids, renew) =
-        NodeLease::ids_for(&catalog, "writer", region, number, Arc::new(SystemClock))
-            .await
-            .context("leasing a node number for outbox sequence numbers")?;
+    let (ids, lease) = start.lease_ids(&catalog, "outbox sequence numbers").await?;
 
     let metrics = Arc::new(WriterMetrics::default());
     let listener = metrics_listener(&args.common, metrics.clone()).await?;
@@ -82,19 +69,16 @@ pub async fn run(
         router,
         catalog: catalog.clone(),
         ids,
-        producer: Producer::new(ProducerConfig::new(&brokers))?,
+        producer: Producer::new(ProducerConfig::new(&start.brokers))?,
         notifier: Arc::new(Notifier::new(&entry.redis_store_url)),
         metrics,
-        brokers,
+        brokers: start.brokers.clone(),
     };
     let result = apply_commands(config, parts, shutdown).await;
     map_watch.abort();
-    renew.abort();
     if let Some(l) = listener {
         l.abort();
     }
-    if let Err(e) = lease.release(&catalog).await {
-        tracing::warn!(error = %e, "releasing the node lease");
-    }
+    lease.release(&catalog).await;
     result
 }
