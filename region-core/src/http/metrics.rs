@@ -266,5 +266,9 @@ mod tests {
         assert!(text.contains(
             "# HELP cityboard_http_requests HTTP requests by route, method and status.\n"
         ));
+        assert_eq!(
+            crate::roles::common::served_families(&text),
+            crate::roles::common::recorded_families("api")
+        );
     }
 }

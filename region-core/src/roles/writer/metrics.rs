@@ -117,7 +117,7 @@ impl Exposition for WriterMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::roles::common::{add, openmetrics_text, set};
+    use crate::roles::common::{add, openmetrics_text, recorded_families, served_families, set};
 
     #[test]
     fn renders_every_family_with_help_and_type() {
@@ -140,7 +140,7 @@ mod tests {
         // The other pipeline roles' families, at zero.
         has("# TYPE cityboard_publisher_pending_keys gauge");
         has("cityboard_relay_events_total 0");
-        assert_eq!(text.matches("# TYPE ").count(), 19, "{text}");
+        assert_eq!(served_families(&text), recorded_families("writer"));
         assert!(text.ends_with("# EOF\n"));
     }
 }
