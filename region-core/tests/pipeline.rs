@@ -5,7 +5,6 @@ mod common;
 #[path = "common/pipeline.rs"]
 mod pipeline_common;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use cityboard_test_support::eventually;
@@ -65,7 +64,7 @@ async fn set_fence(shard: &Shard, city: &str, state: &str) {
 /// counts its batch a moment later, once the apply task has returned.
 async fn marker_counted(metrics: &WriterMetrics, applied: u64) {
     eventually("the writer counted the marker's batch", LIMIT, || async {
-        (metrics.applied.load(Ordering::Relaxed) >= applied).then_some(())
+        (metrics.applied.get() >= applied).then_some(())
     })
     .await;
 }
@@ -144,7 +143,7 @@ async fn a_duplicated_command_changes_nothing() {
     // The row is visible at commit; the writer counts the batch a moment
     // later, once its apply task has returned.
     marker_counted(&writer.metrics, 3).await;
-    assert_eq!(writer.metrics.replayed.load(Ordering::Relaxed), 2);
+    assert_eq!(writer.metrics.replayed.get(), 2);
     writer.stop().await.unwrap();
 }
 
@@ -183,8 +182,8 @@ async fn a_writer_that_crashes_after_commit_replays_its_batch_harmlessly() {
     .await;
     assert_eq!(post(shard, &city, id).await, Some((2, "oak desk".into())));
     marker_counted(&again.metrics, 1).await;
-    assert_eq!(again.metrics.replayed.load(Ordering::Relaxed), 2);
-    assert_eq!(again.metrics.applied.load(Ordering::Relaxed), 1);
+    assert_eq!(again.metrics.replayed.get(), 2);
+    assert_eq!(again.metrics.applied.get(), 1);
     again.stop().await.unwrap();
 }
 
@@ -253,7 +252,7 @@ async fn poison_and_rejected_commands_land_in_the_dead_letter_topic_and_the_writ
         assert_eq!(s.state, CommandState::Rejected, "{s:?}");
         assert!(s.reason.is_some());
     }
-    assert_eq!(writer.metrics.dead_lettered.load(Ordering::Relaxed), 3);
+    assert_eq!(writer.metrics.dead_lettered.get(), 3);
     writer.stop().await.unwrap();
 }
 
@@ -281,7 +280,7 @@ async fn a_frozen_citys_commands_are_held_while_another_city_applies_then_apply_
     })
     .await;
     eventually("the frozen city held", LIMIT, || async {
-        (writer.metrics.held.load(Ordering::Relaxed) >= 3).then_some(())
+        (writer.metrics.held.get() >= 3).then_some(())
     })
     .await;
     let id = create.kind.post_id().unwrap();
@@ -312,17 +311,16 @@ async fn blocked_commands_past_the_bound_pause_their_partitions_until_drained() 
         send(&producer, &topics.commands, &c).await;
     }
     eventually("a paused partition", LIMIT, || async {
-        (writer.metrics.paused_partitions.load(Ordering::Relaxed) == 1).then_some(())
+        (writer.metrics.paused_partitions.get() == 1).then_some(())
     })
     .await;
     set_fence(shard, &city, "active").await;
     eventually("drained and resumed", LIMIT, || async {
-        (posts_in(shard, &city).await == 5
-            && writer.metrics.paused_partitions.load(Ordering::Relaxed) == 0)
+        (posts_in(shard, &city).await == 5 && writer.metrics.paused_partitions.get() == 0)
             .then_some(())
     })
     .await;
-    assert!(writer.metrics.pauses.load(Ordering::Relaxed) >= 1);
+    assert!(writer.metrics.pauses.get() >= 1);
     writer.stop().await.unwrap();
 }
 
@@ -546,10 +544,10 @@ async fn serial_a_shard_that_is_down_delays_only_its_own_cities_which_then_apply
             })
             .await;
             eventually("failed applies on the stopped shard", LIMIT, || async {
-                (writer.metrics.apply_failures.load(Ordering::Relaxed) >= 2).then_some(())
+                (writer.metrics.apply_failures.get() >= 2).then_some(())
             })
             .await;
-            assert_eq!(writer.metrics.rejected.load(Ordering::Relaxed), 0);
+            assert_eq!(writer.metrics.rejected.get(), 0);
 
             refuse_connections(&down, false).await;
             let id = create.kind.post_id().unwrap();

@@ -8,12 +8,12 @@ mod pipeline_common;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cityboard_protocol::kv::{BulkWrite, PostMeta, TOMBSTONE_TTL_SECS, post_key};
 use cityboard_test_support::eventually;
 use pipeline_common::*;
+use prometheus_client::metrics::counter::Counter;
 use region_core::bus::Producer;
 use region_core::bus::failpoint::PUBLISHER_AFTER_KV_WRITE;
 use region_core::cache::pages::PageCache;
@@ -190,8 +190,8 @@ impl RunningPublisher {
         }
     }
 
-    fn count(&self, f: impl Fn(&PublisherMetrics) -> &AtomicU64) -> u64 {
-        f(&self.metrics).load(Ordering::Relaxed)
+    fn count(&self, f: impl Fn(&PublisherMetrics) -> &Counter) -> u64 {
+        f(&self.metrics).get()
     }
 
     async fn stop(mut self) {

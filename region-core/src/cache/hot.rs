@@ -14,8 +14,8 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Hits and misses of one cache, for `/metrics`.
@@ -32,8 +32,8 @@ pub struct LocalCache<K, V> {
     /// Entries per generation (half the bound).
     generation: usize,
     maps: Mutex<Generations<K, V>>,
-    /// Lookups by result.
-    pub counts: CacheCounts,
+    /// Lookups by result (shared: the api's `/metrics` reads them).
+    pub counts: Arc<CacheCounts>,
 }
 
 #[derive(Debug)]
@@ -53,7 +53,7 @@ impl<K: Hash + Eq, V: Clone> LocalCache<K, V> {
                 current: HashMap::new(),
                 previous: HashMap::new(),
             }),
-            counts: CacheCounts::default(),
+            counts: Arc::default(),
         }
     }
 

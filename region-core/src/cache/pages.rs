@@ -60,8 +60,8 @@ impl PageCache {
         }
     }
 
-    /// Its lookups so far.
-    pub fn counts(&self) -> &PageCacheCounts {
+    /// Its lookups so far (shared: the api's `/metrics` reads them).
+    pub fn counts(&self) -> &Arc<PageCacheCounts> {
         &self.counts
     }
 

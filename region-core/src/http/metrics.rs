@@ -1,174 +1,185 @@
-//! `/metrics` in the Prometheus text format, from a handful of counters kept
-//! by hand (a metrics framework would be more code than what it replaces).
+//! The api's `/metrics`: prometheus-client families, encoded by the library
+//! in the OpenMetrics text format (so no exposition text is written here).
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
+use crate::cache::hot::CacheCounts;
 use crate::cache::pages::PageCacheCounts;
 use crate::db::Node;
 use crate::http::AppState;
+use crate::roles::common::{openmetrics_response, openmetrics_text};
 
 /// Upper bounds of the latency histogram, seconds.
 const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
-#[derive(Debug, Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+/// A series of `cityboard_http_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+/// A series of `cityboard_http_request_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+/// The lookups the caches count themselves (plain atomics in the core,
+/// which knows nothing of metrics), read at each scrape.
+#[derive(Debug, Default, Clone)]
+pub struct CacheLookups {
+    /// The Redis page cache.
+    pub page_cache: Arc<PageCacheCounts>,
+    /// The in-process cache of post views.
+    pub post: Arc<CacheCounts>,
+    /// The in-process cache of listing pages.
+    pub page: Arc<CacheCounts>,
+}
+
+impl Collector for CacheLookups {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let get = |n: &AtomicU64| ConstCounter::new(n.load(Ordering::Relaxed));
+        {
+            let mut family = encoder.encode_descriptor(
+                "cityboard_page_cache",
+                "Listing page cache lookups by result.",
+                None,
+                MetricType::Counter,
+            )?;
+            let c = &self.page_cache;
+            for (result, n) in [("hit", &c.hits), ("miss", &c.misses), ("error", &c.errors)] {
+                get(n).encode(family.encode_family(&[("result", result)])?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "cityboard_local_cache",
+            "In-process cache lookups by cache and result.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (cache, counts) in [("post", &self.post), ("page", &self.page)] {
+            for (result, n) in [("hit", &counts.hits), ("miss", &counts.misses)] {
+                get(n).encode(family.encode_family(&[("cache", cache), ("result", result)])?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A family whose `HELP` and `TYPE` lines are served before its first
+/// series, as scrapers have always seen them (the library leaves an empty
+/// family out).
+#[derive(Debug)]
+struct Listed<M>(M);
+
+impl<M: EncodeMetric> EncodeMetric for Listed<M> {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
 }
 
 /// Everything `/metrics` reports.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    /// (route, method, status) → requests.
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    /// route → latency.
-    latency: Mutex<BTreeMap<String, Histogram>>,
+    registry: Registry,
+    /// (route, method, status) → requests; a series from its first request.
+    requests: Family<RequestLabels, Counter>,
+    /// route → latency; a series from its first request.
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     /// Reads answered by a replica.
-    pub reads_replica: AtomicU64,
+    reads_replica: Counter,
     /// Reads answered by a primary (token, pending write, no fresh replica,
     /// recovery conflict).
-    pub reads_primary: AtomicU64,
+    reads_primary: Counter,
 }
 
 impl Metrics {
+    /// The api's families, with the caches' lookups read from `caches`.
+    pub fn new(caches: CacheLookups) -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "cityboard_http_requests",
+            "HTTP requests by route, method and status",
+            Listed(requests.clone()),
+        );
+        let latency: Family<RouteLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "cityboard_http_request_duration_seconds",
+            "Time to answer, by route",
+            Listed(latency.clone()),
+        );
+        let reads = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        let reads_replica = reads.get_or_create(&[("node", "replica")]).clone();
+        let reads_primary = reads.get_or_create(&[("node", "primary")]).clone();
+        registry.register(
+            "cityboard_reads",
+            "Shard reads by the kind of node that answered",
+            reads,
+        );
+        registry.register_collector(Box::new(caches));
+        Metrics {
+            registry,
+            requests,
+            latency,
+            reads_replica,
+            reads_primary,
+        }
+    }
+
     /// Counts one read by the node that answered it.
     pub fn read_by(&self, node: &Node) {
         match node {
-            Node::Primary => self.reads_primary.fetch_add(1, Ordering::Relaxed),
-            Node::Replica(_) => self.reads_replica.fetch_add(1, Ordering::Relaxed),
+            Node::Primary => self.reads_primary.inc(),
+            Node::Replica(_) => self.reads_replica.inc(),
         };
     }
 
-    fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
-        *self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((route.to_string(), method.to_string(), status))
-            .or_default() += 1;
-        let mut latency = self.latency.lock().unwrap_or_else(|p| p.into_inner());
-        let h = latency.entry(route.to_string()).or_default();
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if seconds <= *le {
-                h.counts[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += seconds;
+    /// One answered request: a read lock and a hash lookup per family (a
+    /// write lock only for a new series), no allocation beyond the labels.
+    fn observe(&self, route: String, method: String, status: u16, seconds: f64) {
+        let labels = RequestLabels {
+            route,
+            method,
+            status,
+        };
+        self.requests.get_or_create(&labels).inc();
+        let route = RouteLabels {
+            route: labels.route,
+        };
+        self.latency.get_or_create(&route).observe(seconds);
     }
 
-    /// The exposition text, with the page cache's lookups (counted by the
-    /// cache itself).
-    pub fn render(&self, page_cache: &PageCacheCounts) -> String {
-        let mut out = String::new();
-        out.push_str(
-            "# HELP cityboard_http_requests_total HTTP requests by route, method and status.\n",
-        );
-        out.push_str("# TYPE cityboard_http_requests_total counter\n");
-        for ((route, method, status), n) in self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "cityboard_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}",
-                label(route),
-                label(method)
-            );
-        }
-        out.push_str("# HELP cityboard_http_request_duration_seconds Time to answer, by route.\n");
-        out.push_str("# TYPE cityboard_http_request_duration_seconds histogram\n");
-        for (route, h) in self
-            .latency
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let route = label(route);
-            for (i, le) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "cityboard_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{le}\"}} {}",
-                    h.counts[i]
-                );
-            }
-            let _ = writeln!(
-                out,
-                "cityboard_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "cityboard_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "cityboard_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
-                h.count
-            );
-        }
-        let counters = [
-            (
-                "cityboard_reads_total{node=\"replica\"}",
-                &self.reads_replica,
-                "cityboard_reads_total",
-                "Shard reads by the kind of node that answered.",
-            ),
-            (
-                "cityboard_reads_total{node=\"primary\"}",
-                &self.reads_primary,
-                "",
-                "",
-            ),
-            (
-                "cityboard_page_cache_total{result=\"hit\"}",
-                &page_cache.hits,
-                "cityboard_page_cache_total",
-                "Listing page cache lookups by result.",
-            ),
-            (
-                "cityboard_page_cache_total{result=\"miss\"}",
-                &page_cache.misses,
-                "",
-                "",
-            ),
-            (
-                "cityboard_page_cache_total{result=\"error\"}",
-                &page_cache.errors,
-                "",
-                "",
-            ),
-        ];
-        for (series, value, family, help) in counters {
-            if !family.is_empty() {
-                let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} counter");
-            }
-            let _ = writeln!(out, "{series} {}", value.load(Ordering::Relaxed));
-        }
-        out
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        openmetrics_text(&self.registry)
     }
-}
-
-/// Escapes a label value (backslash, quote, newline).
-fn label(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Middleware: counts and times every request by its route template (never
@@ -183,8 +194,8 @@ pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Resp
     let start = Instant::now();
     let res = next.run(req).await;
     st.metrics.observe(
-        &route,
-        &method,
+        route,
+        method,
         res.status().as_u16(),
         start.elapsed().as_secs_f64(),
     );
@@ -193,29 +204,10 @@ pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Resp
 
 /// GET /metrics
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text exposition format", body = String,
-        content_type = "text/plain; version=0.0.4")))]
+    responses((status = 200, description = "OpenMetrics text exposition format", body = String,
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 pub async fn metrics(State(st): State<AppState>) -> Response {
-    let mut text = st.metrics.render(st.cache.counts());
-    text.push_str(
-        "# HELP cityboard_local_cache_total In-process cache lookups by cache and result.\n\
-         # TYPE cityboard_local_cache_total counter\n",
-    );
-    for (cache, counts) in [("post", &st.views.counts), ("page", &st.pages.counts)] {
-        for (result, n) in [("hit", &counts.hits), ("miss", &counts.misses)] {
-            let _ = writeln!(
-                text,
-                "cityboard_local_cache_total{{cache=\"{cache}\",result=\"{result}\"}} {}",
-                n.load(Ordering::Relaxed)
-            );
-        }
-    }
-    let mut res = text.into_response();
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    res
+    openmetrics_response(st.metrics.render())
 }
 
 #[cfg(test)]
@@ -224,20 +216,59 @@ mod tests {
 
     #[test]
     fn renders_counters_and_histograms() {
-        let m = Metrics::default();
-        m.observe("/post/{id}", "GET", 200, 0.003);
-        m.observe("/post/{id}", "GET", 404, 0.2);
+        let caches = CacheLookups::default();
+        let m = Metrics::new(caches.clone());
+        m.observe("/post/{id}".into(), "GET".into(), 200, 0.003);
+        m.observe("/post/{id}".into(), "GET".into(), 404, 0.2);
         m.read_by(&Node::Primary);
-        let text = m.render(&PageCacheCounts::default());
-        assert!(text.contains(
-            "cityboard_http_requests_total{route=\"/post/{id}\",method=\"GET\",status=\"404\"} 1"
-        ));
-        assert!(text.contains(
-            "cityboard_http_request_duration_seconds_bucket{route=\"/post/{id}\",le=\"0.005\"} 1"
-        ));
-        assert!(
-            text.contains("cityboard_http_request_duration_seconds_count{route=\"/post/{id}\"} 2")
+        caches.page_cache.hits.fetch_add(2, Ordering::Relaxed);
+        caches.page.misses.fetch_add(1, Ordering::Relaxed);
+        let text = m.render();
+        let has = |line: &str| {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        };
+        has("cityboard_http_requests_total{route=\"/post/{id}\",method=\"GET\",status=\"404\"} 1");
+        // The library writes `le` before the family's labels, and bounds
+        // as `1.0` (no reader of this page parses buckets).
+        has("cityboard_http_request_duration_seconds_bucket{le=\"0.005\",route=\"/post/{id}\"} 1");
+        has("cityboard_http_request_duration_seconds_bucket{le=\"0.25\",route=\"/post/{id}\"} 2");
+        has("cityboard_http_request_duration_seconds_bucket{le=\"+Inf\",route=\"/post/{id}\"} 2");
+        has("cityboard_http_request_duration_seconds_bucket{le=\"1.0\",route=\"/post/{id}\"} 2");
+        has("cityboard_http_request_duration_seconds_sum{route=\"/post/{id}\"} 0.203");
+        has("cityboard_http_request_duration_seconds_count{route=\"/post/{id}\"} 2");
+        has("cityboard_reads_total{node=\"primary\"} 1");
+        has("cityboard_reads_total{node=\"replica\"} 0");
+        has("cityboard_page_cache_total{result=\"hit\"} 2");
+        has("cityboard_page_cache_total{result=\"error\"} 0");
+        has("cityboard_local_cache_total{cache=\"page\",result=\"miss\"} 1");
+        has("cityboard_local_cache_total{cache=\"post\",result=\"hit\"} 0");
+        has("# HELP cityboard_local_cache In-process cache lookups by cache and result.");
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn lists_every_family_before_any_request() {
+        let text = Metrics::new(CacheLookups::default()).render();
+        let types: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "cityboard_http_requests counter",
+                "cityboard_http_request_duration_seconds histogram",
+                "cityboard_reads counter",
+                "cityboard_page_cache counter",
+                "cityboard_local_cache counter",
+            ]
         );
-        assert!(text.contains("cityboard_reads_total{node=\"primary\"} 1"));
+        assert!(text.contains(
+            "# HELP cityboard_http_requests HTTP requests by route, method and status.\n"
+        ));
+        assert_eq!(
+            crate::roles::common::served_families(&text),
+            crate::roles::common::recorded_families("api")
+        );
     }
 }

@@ -2,11 +2,9 @@
 //! description's broker, the region's catalog and shard router, the
 //! `/metrics` listener and the shutdown signal. Imports no role.
 
-use std::fmt::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,6 +14,11 @@ use sqlx::postgres::PgPoolOptions;
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 use crate::db::{ReadConfig, Router};
 
@@ -87,165 +90,290 @@ pub fn broker_from_state(path: &Path) -> anyhow::Result<String> {
 }
 
 /// Adds `n` to a counter.
-pub fn add(counter: &AtomicU64, n: usize) {
-    counter.fetch_add(n as u64, Ordering::Relaxed);
+pub fn add(counter: &Counter, n: usize) {
+    counter.inc_by(u64::try_from(n).unwrap_or(u64::MAX));
 }
 
 /// Sets a gauge.
-pub fn set(gauge: &AtomicU64, n: usize) {
-    gauge.store(n as u64, Ordering::Relaxed);
+pub fn set(gauge: &Gauge, n: usize) {
+    gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
 }
 
-/// Name, type, help and (labels, value) series of one metric family.
-pub type Family<'a> = (&'a str, &'a str, &'a str, Vec<(&'a str, &'a AtomicU64)>);
+/// The content type of every `/metrics` page: the OpenMetrics text that
+/// `prometheus_client::encoding::text::encode` writes (Prometheus scrapes it
+/// natively and reads the same `…_total` series as from its classic format).
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Appends one family in the Prometheus text format: its `HELP` and `TYPE`
-/// lines, then a line per series (labels may be empty).
-pub fn write_family(out: &mut String, (family, kind, help, series): Family<'_>) {
-    let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} {kind}");
-    for (labels, value) in series {
-        let value = value.load(Ordering::Relaxed);
-        if labels.is_empty() {
-            let _ = writeln!(out, "{family} {value}");
-        } else {
-            let _ = writeln!(out, "{family}{{{labels}}} {value}");
-        }
-    }
-}
+/// One series of a family with one label whose values are fixed.
+type Fixed = [(&'static str, &'static str); 1];
 
-/// Every pipeline metric family, as (name, type, help). Since the pipeline
-/// roles first shared one `/metrics` page, each of them (writer, relay,
-/// publisher, janitor) has listed all of these, the other roles' at zero,
-/// and dashboards read them from any of the four; so that moving each
-/// role's counters into its own room changes no page, a role renders its
-/// own families and [`metrics_page`] adds the rest from this table at zero.
-/// The families themselves are defined (and counted) by their roles; this
-/// table only names them, and the metric-names test holds the two together.
-const PIPELINE_FAMILIES: &[(&str, &str, &str)] = &[
+/// Every pipeline metric family, as (name, type, help); a counter is named
+/// without its `_total`, which the encoder adds to its samples. Since the
+/// pipeline roles first shared one `/metrics` page, each of them (writer,
+/// relay, publisher, janitor) has listed all of these, the other roles' at
+/// zero, and dashboards read them from any of the four; so that giving each
+/// role its own registry changes no page, [`PipelineRegistry::finish`]
+/// registers a zero-valued stand-in for each family the role does not count
+/// itself. The families themselves are defined (and counted) by their roles,
+/// which import no other role; this table only names them, registering a
+/// family that is not here (or with another type or help) is caught in debug
+/// builds, and the metric-names test holds the pages to the recorded list.
+/// Help texts without their final period, which the registry adds.
+const PIPELINE_FAMILIES: &[(&str, MetricType, &str)] = &[
     (
-        "cityboard_janitor_expire_commands_total",
-        "counter",
-        "Expire commands the janitor produced.",
+        "cityboard_janitor_expire_commands",
+        MetricType::Counter,
+        "Expire commands the janitor produced",
     ),
     (
-        "cityboard_janitor_failures_total",
-        "counter",
-        "Janitor shard passes or sends that failed and are retried.",
+        "cityboard_janitor_failures",
+        MetricType::Counter,
+        "Janitor shard passes or sends that failed and are retried",
     ),
     (
-        "cityboard_janitor_reminders_total",
-        "counter",
-        "Renewal reminders, by result.",
+        "cityboard_janitor_reminders",
+        MetricType::Counter,
+        "Renewal reminders, by result",
     ),
     (
-        "cityboard_janitor_sweeps_total",
-        "counter",
-        "Janitor sweeps finished.",
+        "cityboard_janitor_sweeps",
+        MetricType::Counter,
+        "Janitor sweeps finished",
     ),
     (
-        "cityboard_publisher_events_total",
-        "counter",
-        "Events the publisher read, and what became of those not written as such.",
+        "cityboard_publisher_events",
+        MetricType::Counter,
+        "Events the publisher read, and what became of those not written as such",
     ),
     (
-        "cityboard_publisher_invalidate_failures_total",
-        "counter",
-        "Cities whose cached pages could not be invalidated.",
+        "cityboard_publisher_invalidate_failures",
+        MetricType::Counter,
+        "Cities whose cached pages could not be invalidated",
     ),
     (
-        "cityboard_publisher_kv_failures_total",
-        "counter",
-        "Bulk KV calls that failed and were retried.",
+        "cityboard_publisher_kv_failures",
+        MetricType::Counter,
+        "Bulk KV calls that failed and were retried",
     ),
     (
-        "cityboard_publisher_kv_writes_total",
-        "counter",
-        "KV entries sent, by what the sink did.",
+        "cityboard_publisher_kv_writes",
+        MetricType::Counter,
+        "KV entries sent, by what the sink did",
     ),
     (
         "cityboard_publisher_pending_keys",
-        "gauge",
-        "Keys with a coalesced write waiting.",
+        MetricType::Gauge,
+        "Keys with a coalesced write waiting",
     ),
     (
-        "cityboard_relay_events_total",
-        "counter",
-        "Outbox rows the relay handled, by step.",
+        "cityboard_relay_events",
+        MetricType::Counter,
+        "Outbox rows the relay handled, by step",
     ),
     (
-        "cityboard_relay_failures_total",
-        "counter",
-        "Relay rounds that failed and were retried.",
+        "cityboard_relay_failures",
+        MetricType::Counter,
+        "Relay rounds that failed and were retried",
     ),
     (
-        "cityboard_writer_batches_total",
-        "counter",
-        "Apply transactions, by result.",
+        "cityboard_writer_batches",
+        MetricType::Counter,
+        "Apply transactions, by result",
     ),
     (
-        "cityboard_writer_commands_total",
-        "counter",
-        "Commands the writer finished, by result.",
+        "cityboard_writer_commands",
+        MetricType::Counter,
+        "Commands the writer finished, by result",
     ),
     (
-        "cityboard_writer_dead_letters_total",
-        "counter",
-        "Messages copied to the dead-letter topic.",
+        "cityboard_writer_dead_letters",
+        MetricType::Counter,
+        "Messages copied to the dead-letter topic",
     ),
     (
-        "cityboard_writer_notify_failures_total",
-        "counter",
-        "Apply notifications Redis did not take.",
+        "cityboard_writer_notify_failures",
+        MetricType::Counter,
+        "Apply notifications Redis did not take",
     ),
     (
         "cityboard_writer_paused_partitions",
-        "gauge",
-        "Command partitions paused because blocked commands passed the bound; pauses_total counts each pause.",
+        MetricType::Gauge,
+        "Command partitions paused because blocked commands passed the bound; pauses_total counts each pause",
     ),
     (
-        "cityboard_writer_pauses_total",
-        "counter",
-        "Times a command partition was paused.",
+        "cityboard_writer_pauses",
+        MetricType::Counter,
+        "Times a command partition was paused",
     ),
     (
         "cityboard_writer_pending_commands",
-        "gauge",
-        "Commands in memory not applied yet, by state.",
+        MetricType::Gauge,
+        "Commands in memory not applied yet, by state",
     ),
     (
-        "cityboard_writer_refused_total",
-        "counter",
-        "Commands a shard's fence refused, by what the writer did.",
+        "cityboard_writer_refused",
+        MetricType::Counter,
+        "Commands a shard's fence refused, by what the writer did",
     ),
 ];
 
-/// Appends, at zero, each pipeline family `page` does not list yet.
-fn fill_pipeline_families(page: &mut String) {
-    for (family, kind, help) in PIPELINE_FAMILIES {
-        if !page.contains(&format!("# TYPE {family} ")) {
-            let _ = writeln!(
-                page,
-                "# HELP {family} {help}\n# TYPE {family} {kind}\n{family} 0"
-            );
+/// Where a pipeline role registers what it counts: each method registers a
+/// family and hands back its series, which the role keeps as named fields
+/// (a series shares its atomic with the registered family, so counting on
+/// the field is counting on the page). A family with fixed label values has
+/// every series created at once, so a scraper sees each at zero from start.
+#[derive(Debug, Default)]
+pub struct PipelineRegistry {
+    registry: Registry,
+    /// The families registered so far.
+    own: Vec<&'static str>,
+}
+
+impl PipelineRegistry {
+    /// A counter without labels; `name` without `_total`, `help` without
+    /// its final period.
+    pub fn counter(&mut self, name: &'static str, help: &str) -> Counter {
+        self.note(name, MetricType::Counter, help);
+        let counter = Counter::default();
+        self.registry.register(name, help, counter.clone());
+        counter
+    }
+
+    /// A counter family with one label and the given values: their series,
+    /// in the order of `values`.
+    pub fn counters<const N: usize>(
+        &mut self,
+        name: &'static str,
+        help: &str,
+        label: &'static str,
+        values: [&'static str; N],
+    ) -> [Counter; N] {
+        self.note(name, MetricType::Counter, help);
+        let family = Family::<Fixed, Counter>::default();
+        let series = values.map(|v| family.get_or_create(&[(label, v)]).clone());
+        self.registry.register(name, help, family);
+        series
+    }
+
+    /// A gauge without labels.
+    pub fn gauge(&mut self, name: &'static str, help: &str) -> Gauge {
+        self.note(name, MetricType::Gauge, help);
+        let gauge = Gauge::default();
+        self.registry.register(name, help, gauge.clone());
+        gauge
+    }
+
+    /// A gauge family with one label and the given values.
+    pub fn gauges<const N: usize>(
+        &mut self,
+        name: &'static str,
+        help: &str,
+        label: &'static str,
+        values: [&'static str; N],
+    ) -> [Gauge; N] {
+        self.note(name, MetricType::Gauge, help);
+        let family = Family::<Fixed, Gauge>::default();
+        let series = values.map(|v| family.get_or_create(&[(label, v)]).clone());
+        self.registry.register(name, help, family);
+        series
+    }
+
+    fn note(&mut self, name: &'static str, kind: MetricType, help: &str) {
+        debug_assert!(
+            PIPELINE_FAMILIES.contains(&(name, kind, help)),
+            "{name} ({kind:?}, {help:?}) is not in roles::common's PIPELINE_FAMILIES as such"
+        );
+        self.own.push(name);
+    }
+
+    /// The role's registry, with a zero-valued stand-in (one series without
+    /// labels, as the shared page showed) for every pipeline family the role
+    /// did not register.
+    pub fn finish(mut self) -> Registry {
+        for &(name, kind, help) in PIPELINE_FAMILIES {
+            if self.own.contains(&name) {
+                continue;
+            }
+            match kind {
+                MetricType::Gauge => self.registry.register(name, help, Gauge::<i64>::default()),
+                _ => self
+                    .registry
+                    .register(name, help, Counter::<u64>::default()),
+            }
         }
+        self.registry
     }
 }
 
-/// What a role's `/metrics` page shows: each role renders its own counters.
+/// What a role's `/metrics` page shows: the registry the role counts in.
 pub trait Exposition: Send + Sync + 'static {
-    /// The exposition text.
-    fn render(&self) -> String;
+    /// The role's registry (for a pipeline role, from
+    /// [`PipelineRegistry::finish`]).
+    fn registry(&self) -> &Registry;
+}
+
+/// A registry in the OpenMetrics text format, with its `# EOF`.
+pub fn openmetrics_text(registry: &Registry) -> String {
+    let mut text = String::new();
+    // Writing into a String cannot fail; a metric that failed to encode
+    // would leave the page short, which the scraper reports.
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, registry) {
+        tracing::error!(error = %e, "encoding /metrics");
+    }
+    text
+}
+
+/// An exposition as the `/metrics` response, with its content type.
+pub fn openmetrics_response(text: String) -> Response {
+    let mut res = text.into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(OPENMETRICS_CONTENT_TYPE),
+    );
+    res
 }
 
 async fn metrics_page(State(m): State<Arc<dyn Exposition>>) -> Response {
-    let mut page = m.render();
-    fill_pipeline_families(&mut page);
-    let mut res = page.into_response();
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    openmetrics_response(openmetrics_text(m.registry()))
+}
+
+/// The families `role` served when they were recorded in
+/// `tests/fixtures/metric-names.txt` (the stack test's list), as `name type`
+/// with a counter's name without `_total`: what the unit tests of each
+/// page compare with [`served_families`].
+#[cfg(test)]
+pub(crate) fn recorded_families(role: &str) -> std::collections::BTreeSet<String> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/metric-names.txt"
     );
-    res
+    let text = std::fs::read_to_string(path).expect("the recorded metric names");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix(role)?.strip_prefix(' '))
+        .map(family_without_total)
+        .collect()
+}
+
+/// The families a page serves, from its `# TYPE` lines, as
+/// [`recorded_families`] gives them.
+#[cfg(test)]
+pub(crate) fn served_families(page: &str) -> std::collections::BTreeSet<String> {
+    page.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(family_without_total)
+        .collect()
+}
+
+#[cfg(test)]
+fn family_without_total(line: &str) -> String {
+    match line.split_once(' ') {
+        Some((name, "counter")) => {
+            format!("{} counter", name.strip_suffix("_total").unwrap_or(name))
+        }
+        _ => line.to_string(),
+    }
 }
 
 /// Serves `/metrics` and `/healthz` on `addr` until the task is aborted.

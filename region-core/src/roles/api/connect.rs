@@ -18,7 +18,7 @@ use crate::catalog::NodeLease;
 use crate::clock::SharedClock;
 use crate::db::{ReadConfig, Router};
 use crate::http::edge_trust::EdgeTrust;
-use crate::http::metrics::Metrics;
+use crate::http::metrics::{CacheLookups, Metrics};
 use crate::http::state::{AppContext, AppState};
 use crate::stack::{RegionEntry, Secrets};
 use crate::store::Store;
@@ -127,12 +127,25 @@ pub async fn connect(
     tasks.push(renew);
 
     let passwords = Passwords::new(options.argon2.clone(), options.hash_parallelism)?;
-    let metrics = Arc::new(Metrics::default());
     let cache = PageCache::new(
         &region.redis_cache_url,
         options.cache_ttl,
         options.cache_timeout,
     );
+    let views = Arc::new(LocalCache::new(
+        options.local_cache_ttl,
+        options.local_cache_entries,
+    ));
+    let pages = Arc::new(LocalCache::new(
+        options.local_cache_ttl,
+        options.local_cache_entries,
+    ));
+    // The caches count their own lookups; `/metrics` reads them.
+    let metrics = Arc::new(Metrics::new(CacheLookups {
+        page_cache: cache.counts().clone(),
+        post: views.counts.clone(),
+        page: pages.counts.clone(),
+    }));
     let store = Store::new(&region.redis_store_url);
     let edge = EdgeTrust::new(secrets, store.clone(), options.require_signatures);
     let mut regions = options.regions.clone();
@@ -166,14 +179,8 @@ pub async fn connect(
         passwords,
         ids,
         cache,
-        views: Arc::new(LocalCache::new(
-            options.local_cache_ttl,
-            options.local_cache_entries,
-        )),
-        pages: Arc::new(LocalCache::new(
-            options.local_cache_ttl,
-            options.local_cache_entries,
-        )),
+        views,
+        pages,
         metrics,
         session_ttl: options.session_ttl,
         edge,

@@ -1,79 +1,109 @@
 //! The publisher's counters, served as its `/metrics` page
-//! (`roles::common::serve_metrics`). Counters are kept by hand for now.
+//! (`roles::common::serve_metrics`): prometheus-client series registered in
+//! the role's own registry, so that the page's text is the library's.
 
-use std::sync::atomic::AtomicU64;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
-use crate::roles::common::{Exposition, Family, write_family};
+use crate::roles::common::{Exposition, PipelineRegistry};
 
-/// What the publisher counts.
-#[derive(Debug, Default)]
+/// What the publisher counts: each field a series of a family in
+/// `registry`.
+#[derive(Debug)]
 pub struct PublisherMetrics {
     /// Events read from the events topic.
-    pub consumed: AtomicU64,
+    pub consumed: Counter,
     /// Events older than what their key has (or will have): nothing written.
-    pub stale: AtomicU64,
+    pub stale: Counter,
     /// Events whose write replaced a pending one of the same key.
-    pub coalesced: AtomicU64,
+    pub coalesced: Counter,
     /// Events that are not readable (not JSON, not an event): skipped.
-    pub unreadable: AtomicU64,
+    pub unreadable: Counter,
     /// Entries the sink wrote.
-    pub written: AtomicU64,
+    pub written: Counter,
     /// Entries the sink refused as older than what it holds.
-    pub skipped_older: AtomicU64,
+    pub skipped_older: Counter,
     /// Bulk calls that failed (sink unreachable, refused): retried.
-    pub failures: AtomicU64,
+    pub failures: Counter,
     /// Cities whose cached pages could not be invalidated.
-    pub invalidate_failures: AtomicU64,
+    pub invalidate_failures: Counter,
     /// Gauge: keys with a write pending.
-    pub pending: AtomicU64,
+    pub pending: Gauge,
+    /// The families above, and the other pipeline roles' at zero.
+    registry: Registry,
+}
+
+impl Default for PublisherMetrics {
+    fn default() -> Self {
+        let mut r = PipelineRegistry::default();
+        let [consumed, stale, coalesced, unreadable] = r.counters(
+            "cityboard_publisher_events",
+            "Events the publisher read, and what became of those not written as such",
+            "result",
+            ["consumed", "stale", "coalesced", "unreadable"],
+        );
+        let [written, skipped_older] = r.counters(
+            "cityboard_publisher_kv_writes",
+            "KV entries sent, by what the sink did",
+            "result",
+            ["written", "skipped_older"],
+        );
+        let failures = r.counter(
+            "cityboard_publisher_kv_failures",
+            "Bulk KV calls that failed and were retried",
+        );
+        let invalidate_failures = r.counter(
+            "cityboard_publisher_invalidate_failures",
+            "Cities whose cached pages could not be invalidated",
+        );
+        let pending = r.gauge(
+            "cityboard_publisher_pending_keys",
+            "Keys with a coalesced write waiting",
+        );
+        PublisherMetrics {
+            consumed,
+            stale,
+            coalesced,
+            unreadable,
+            written,
+            skipped_older,
+            failures,
+            invalidate_failures,
+            pending,
+            registry: r.finish(),
+        }
+    }
 }
 
 impl Exposition for PublisherMetrics {
-    fn render(&self) -> String {
-        let mut out = String::new();
-        let families: [Family<'_>; 5] = [
-            (
-                "cityboard_publisher_events_total",
-                "counter",
-                "Events the publisher read, and what became of those not written as such.",
-                vec![
-                    ("result=\"consumed\"", &self.consumed),
-                    ("result=\"stale\"", &self.stale),
-                    ("result=\"coalesced\"", &self.coalesced),
-                    ("result=\"unreadable\"", &self.unreadable),
-                ],
-            ),
-            (
-                "cityboard_publisher_kv_writes_total",
-                "counter",
-                "KV entries sent, by what the sink did.",
-                vec![
-                    ("result=\"written\"", &self.written),
-                    ("result=\"skipped_older\"", &self.skipped_older),
-                ],
-            ),
-            (
-                "cityboard_publisher_kv_failures_total",
-                "counter",
-                "Bulk KV calls that failed and were retried.",
-                vec![("", &self.failures)],
-            ),
-            (
-                "cityboard_publisher_invalidate_failures_total",
-                "counter",
-                "Cities whose cached pages could not be invalidated.",
-                vec![("", &self.invalidate_failures)],
-            ),
-            (
-                "cityboard_publisher_pending_keys",
-                "gauge",
-                "Keys with a coalesced write waiting.",
-                vec![("", &self.pending)],
-            ),
-        ];
-        for family in families {
-            write_family(&mut out, family);
-        }
-        out
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roles::common::{add, openmetrics_text, recorded_families, served_families, set};
+
+    #[test]
+    fn renders_the_series_the_write_bench_reads() {
+        let m = PublisherMetrics::default();
+        add(&m.consumed, 5);
+        add(&m.skipped_older, 2);
+        set(&m.pending, 7);
+        let text = openmetrics_text(m.registry());
+        let has = |line: &str| {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        };
+        has("cityboard_publisher_events_total{result=\"consumed\"} 5");
+        has("cityboard_publisher_events_total{result=\"unreadable\"} 0");
+        has("cityboard_publisher_kv_writes_total{result=\"skipped_older\"} 2");
+        has("cityboard_publisher_pending_keys 7");
+        has("cityboard_publisher_kv_failures_total 0");
+        // The other pipeline roles' families, at zero.
+        has("cityboard_writer_paused_partitions 0");
+        assert_eq!(served_families(&text), recorded_families("publisher"));
     }
 }

@@ -1,122 +1,123 @@
 //! The writer's counters, served as its `/metrics` page
-//! (`roles::common::serve_metrics`). Counters are kept by hand for now.
+//! (`roles::common::serve_metrics`): prometheus-client series registered in
+//! the role's own registry, so that the page's text is the library's.
 
-use std::sync::atomic::AtomicU64;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
-use crate::roles::common::{Exposition, Family, write_family};
+use crate::roles::common::{Exposition, PipelineRegistry};
 
-/// Everything the writer counts.
-#[derive(Debug, Default)]
+/// Everything the writer counts: each field a series of a family in
+/// `registry`.
+#[derive(Debug)]
 pub struct WriterMetrics {
     /// Commands applied for the first time.
-    pub applied: AtomicU64,
+    pub applied: Counter,
     /// Commands found in `applied_commands` already (a replay): nothing
     /// written again.
-    pub replayed: AtomicU64,
+    pub replayed: Counter,
     /// Commands rejected: by `apply` (e.g. editing someone else's post) or
     /// before it (poison: not JSON, unknown type, city not served).
-    pub rejected: AtomicU64,
+    pub rejected: Counter,
     /// Messages copied to the dead-letter topic.
-    pub dead_lettered: AtomicU64,
+    pub dead_lettered: Counter,
     /// Commands a frozen city's fence refused and the writer held.
-    pub held: AtomicU64,
+    pub held: Counter,
     /// Commands sent again after the map moved their city.
-    pub rerouted: AtomicU64,
+    pub rerouted: Counter,
     /// `apply` calls (one transaction each).
-    pub batches: AtomicU64,
+    pub batches: Counter,
     /// `apply` calls that failed (shard down, conflict): retried.
-    pub apply_failures: AtomicU64,
+    pub apply_failures: Counter,
     /// Apply notifications that could not be stored in Redis.
-    pub notify_failures: AtomicU64,
+    pub notify_failures: Counter,
     /// Gauge: commands in memory, not applied yet.
-    pub queued: AtomicU64,
+    pub queued: Gauge,
     /// Gauge: of those, commands waiting on a frozen city or a shard down.
-    pub blocked: AtomicU64,
+    pub blocked: Gauge,
     /// Gauge: partitions paused because blocked commands passed the bound
     /// (which also delays the other cities sharing them).
-    pub paused_partitions: AtomicU64,
+    pub paused_partitions: Gauge,
     /// Times a partition was paused.
-    pub pauses: AtomicU64,
+    pub pauses: Counter,
+    /// The families above, and the other pipeline roles' at zero.
+    registry: Registry,
+}
+
+impl Default for WriterMetrics {
+    fn default() -> Self {
+        let mut r = PipelineRegistry::default();
+        let [applied, replayed, rejected] = r.counters(
+            "cityboard_writer_commands",
+            "Commands the writer finished, by result",
+            "result",
+            ["applied", "replayed", "rejected"],
+        );
+        let dead_lettered = r.counter(
+            "cityboard_writer_dead_letters",
+            "Messages copied to the dead-letter topic",
+        );
+        let [held, rerouted] = r.counters(
+            "cityboard_writer_refused",
+            "Commands a shard's fence refused, by what the writer did",
+            "action",
+            ["held", "rerouted"],
+        );
+        let [batches, apply_failures] = r.counters(
+            "cityboard_writer_batches",
+            "Apply transactions, by result",
+            "result",
+            ["ok", "failed"],
+        );
+        let notify_failures = r.counter(
+            "cityboard_writer_notify_failures",
+            "Apply notifications Redis did not take",
+        );
+        let [queued, blocked] = r.gauges(
+            "cityboard_writer_pending_commands",
+            "Commands in memory not applied yet, by state",
+            "state",
+            ["queued", "blocked"],
+        );
+        let paused_partitions = r.gauge(
+            "cityboard_writer_paused_partitions",
+            "Command partitions paused because blocked commands passed the bound; \
+             pauses_total counts each pause",
+        );
+        let pauses = r.counter(
+            "cityboard_writer_pauses",
+            "Times a command partition was paused",
+        );
+        WriterMetrics {
+            applied,
+            replayed,
+            rejected,
+            dead_lettered,
+            held,
+            rerouted,
+            batches,
+            apply_failures,
+            notify_failures,
+            queued,
+            blocked,
+            paused_partitions,
+            pauses,
+            registry: r.finish(),
+        }
+    }
 }
 
 impl Exposition for WriterMetrics {
-    fn render(&self) -> String {
-        let mut out = String::new();
-        let families: [Family<'_>; 8] = [
-            (
-                "cityboard_writer_commands_total",
-                "counter",
-                "Commands the writer finished, by result.",
-                vec![
-                    ("result=\"applied\"", &self.applied),
-                    ("result=\"replayed\"", &self.replayed),
-                    ("result=\"rejected\"", &self.rejected),
-                ],
-            ),
-            (
-                "cityboard_writer_dead_letters_total",
-                "counter",
-                "Messages copied to the dead-letter topic.",
-                vec![("", &self.dead_lettered)],
-            ),
-            (
-                "cityboard_writer_refused_total",
-                "counter",
-                "Commands a shard's fence refused, by what the writer did.",
-                vec![
-                    ("action=\"held\"", &self.held),
-                    ("action=\"rerouted\"", &self.rerouted),
-                ],
-            ),
-            (
-                "cityboard_writer_batches_total",
-                "counter",
-                "Apply transactions, by result.",
-                vec![
-                    ("result=\"ok\"", &self.batches),
-                    ("result=\"failed\"", &self.apply_failures),
-                ],
-            ),
-            (
-                "cityboard_writer_notify_failures_total",
-                "counter",
-                "Apply notifications Redis did not take.",
-                vec![("", &self.notify_failures)],
-            ),
-            (
-                "cityboard_writer_pending_commands",
-                "gauge",
-                "Commands in memory not applied yet, by state.",
-                vec![
-                    ("state=\"queued\"", &self.queued),
-                    ("state=\"blocked\"", &self.blocked),
-                ],
-            ),
-            (
-                "cityboard_writer_paused_partitions",
-                "gauge",
-                "Command partitions paused because blocked commands passed the bound; \
-                 pauses_total counts each pause.",
-                vec![("", &self.paused_partitions)],
-            ),
-            (
-                "cityboard_writer_pauses_total",
-                "counter",
-                "Times a command partition was paused.",
-                vec![("", &self.pauses)],
-            ),
-        ];
-        for family in families {
-            write_family(&mut out, family);
-        }
-        out
+    fn registry(&self) -> &Registry {
+        &self.registry
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::roles::common::{add, set};
+    use crate::roles::common::{add, openmetrics_text, recorded_families, served_families, set};
 
     #[test]
     fn renders_every_family_with_help_and_type() {
@@ -124,11 +125,22 @@ mod tests {
         add(&m.applied, 3);
         add(&m.dead_lettered, 1);
         set(&m.paused_partitions, 2);
-        let text = m.render();
-        assert!(text.contains("cityboard_writer_commands_total{result=\"applied\"} 3"));
-        assert!(text.contains("cityboard_writer_dead_letters_total 1"));
-        assert!(text.contains("# TYPE cityboard_writer_paused_partitions gauge"));
-        assert!(text.contains("cityboard_writer_paused_partitions 2"));
-        assert!(text.contains("cityboard_writer_pauses_total 0"));
+        let text = openmetrics_text(m.registry());
+        let has = |line: &str| {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        };
+        has("cityboard_writer_commands_total{result=\"applied\"} 3");
+        has("cityboard_writer_commands_total{result=\"rejected\"} 0");
+        has("cityboard_writer_dead_letters_total 1");
+        has("# HELP cityboard_writer_dead_letters Messages copied to the dead-letter topic.");
+        has("# TYPE cityboard_writer_paused_partitions gauge");
+        has("cityboard_writer_paused_partitions 2");
+        has("cityboard_writer_pending_commands{state=\"blocked\"} 0");
+        has("cityboard_writer_pauses_total 0");
+        // The other pipeline roles' families, at zero.
+        has("# TYPE cityboard_publisher_pending_keys gauge");
+        has("cityboard_relay_events_total 0");
+        assert_eq!(served_families(&text), recorded_families("writer"));
+        assert!(text.ends_with("# EOF\n"));
     }
 }
