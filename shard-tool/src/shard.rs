@@ -1,0 +1,363 @@
+//! What one shard looks like now: its primary's WAL position, each
+//! replica's lag, the replication slots and the WAL they hold back, and
+//! its cities with their rows and bytes. Read-only, and every figure says
+//! how it was measured.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use sqlx::PgPool;
+
+use region_core::lsn::{self, Lsn};
+use region_core::roles::setup::redact;
+
+use crate::regions::{ShardRow, connect_read_only};
+use crate::tables::{self, CityKeyedTable};
+
+/// A shard's status, as `status` prints it (and `--json` emits it).
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardStatus {
+    /// The region it belongs to.
+    pub region: String,
+    /// `shard-N`.
+    pub shard: String,
+    /// Its primary (password redacted).
+    pub primary: String,
+    /// The primary's `pg_current_wal_lsn()` when it was read; none when the
+    /// primary could not be read.
+    pub wal_lsn: Option<Lsn>,
+    /// Why the primary could not be read; the other fields are then empty.
+    pub error: Option<String>,
+    /// Its streaming replicas, in the catalog's order.
+    pub replicas: Vec<ReplicaStatus>,
+    /// Every replication slot on the primary (physical ones feed replicas,
+    /// logical ones feed moves).
+    pub slots: Vec<SlotStatus>,
+    /// The tables counted (the city-keyed tables a move copies).
+    pub tables: Vec<String>,
+    /// Its cities: placed here by the shard map, fenced here, or with rows
+    /// here.
+    pub cities: Vec<CityStatus>,
+}
+
+/// One replica's lag behind its primary.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplicaStatus {
+    /// The replica (password redacted).
+    pub url: String,
+    /// It answered and is in recovery.
+    pub up: bool,
+    /// `pg_last_wal_replay_lsn()`.
+    pub replay_lsn: Option<Lsn>,
+    /// Bytes of WAL the primary has written that the replica has not
+    /// replayed: the primary's position (read first) minus the replica's,
+    /// so it never overstates the lag.
+    pub lag_bytes: Option<u64>,
+    /// Seconds behind: 0 when nothing is left to replay (an idle primary
+    /// makes no replica stale), else `pg_stat_replication.replay_lag` of
+    /// its walsender (the time from a commit on the primary to its replay);
+    /// none when the primary does not know it.
+    pub lag_seconds: Option<f64>,
+    /// The physical slot it streams from (`pg_stat_wal_receiver`).
+    pub slot: Option<String>,
+    /// Why it is not up.
+    pub error: Option<String>,
+}
+
+/// A replication slot and what it costs the primary.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct SlotStatus {
+    /// `slot_name`.
+    pub name: String,
+    /// `physical` or `logical`.
+    pub kind: String,
+    /// A walsender or subscription is using it.
+    pub active: bool,
+    /// The logical slot's output plugin (`pgoutput` for moves).
+    pub plugin: Option<String>,
+    /// WAL the primary keeps for it: `pg_wal_lsn_diff(pg_current_wal_lsn(),
+    /// restart_lsn)`. An inactive slot's figure only grows: that is the
+    /// disk an orphan slot eats.
+    pub retained_bytes: Option<i64>,
+    /// `wal_status`: `reserved`, `extended`, `unreserved` or `lost`.
+    pub wal_status: Option<String>,
+}
+
+/// A city on a shard.
+#[derive(Debug, Clone, Serialize)]
+pub struct CityStatus {
+    /// The city's slug.
+    pub city: String,
+    /// The catalog's shard map places the city on this shard.
+    pub mapped: bool,
+    /// This shard's `city_fence` state (`active`, `frozen`, `gone`, ...).
+    pub fence: Option<String>,
+    /// The fence's epoch.
+    pub epoch: Option<i64>,
+    /// Rows over every city-keyed table: exact `count(*)`.
+    pub rows: i64,
+    /// The city's share of those tables' size on disk (heap, indexes and
+    /// TOAST): each table's `pg_total_relation_size` times the city's
+    /// fraction of its rows.
+    pub bytes: u64,
+    /// Rows per table.
+    pub table_rows: BTreeMap<String, i64>,
+}
+
+/// How `rows` are counted, for the output's label.
+pub const ROWS_COUNTED: &str = "exact";
+
+/// Reads the status of `shard`; `mapped` are the cities the region's shard
+/// map places on it. Never fails: an unreachable primary or replica is part
+/// of the status (`error`), so one shard down does not hide the others.
+pub async fn inspect(region: &str, shard: &ShardRow, mapped: &[String]) -> ShardStatus {
+    let mut status = ShardStatus {
+        region: region.to_string(),
+        shard: shard.name.clone(),
+        primary: redact(&shard.primary_url),
+        wal_lsn: None,
+        error: None,
+        replicas: Vec::new(),
+        slots: Vec::new(),
+        tables: Vec::new(),
+        cities: Vec::new(),
+    };
+    let what = format!("{region}/{} primary", shard.name);
+    let mut walsenders = BTreeMap::new();
+    match connect_read_only(&shard.primary_url, &what).await {
+        Ok(primary) => {
+            match read_primary(&primary, mapped, &mut status, &mut walsenders).await {
+                Ok(()) => {}
+                Err(e) => status.error = Some(format!("{what}: {e}")),
+            }
+            primary.close().await;
+        }
+        Err(e) => status.error = Some(e.to_string()),
+    }
+    for url in &shard.replica_urls {
+        let r = inspect_replica(region, &shard.name, url, status.wal_lsn, &walsenders).await;
+        status.replicas.push(r);
+    }
+    status
+}
+
+/// Everything read from the primary. The WAL position is read first, so
+/// that replica lags computed against it never overstate.
+async fn read_primary(
+    primary: &PgPool,
+    mapped: &[String],
+    status: &mut ShardStatus,
+    walsenders: &mut BTreeMap<String, Option<f64>>,
+) -> Result<(), sqlx::Error> {
+    status.wal_lsn = lsn::fetch("SELECT pg_current_wal_lsn()::text", primary).await?;
+    let senders: Vec<(Option<String>, Option<f64>)> = sqlx::query_as(
+        "SELECT s.slot_name::text, extract(epoch FROM r.replay_lag)::float8
+           FROM pg_stat_replication r
+           LEFT JOIN pg_replication_slots s ON s.active_pid = r.pid",
+    )
+    .fetch_all(primary)
+    .await?;
+    walsenders.extend(
+        senders
+            .into_iter()
+            .filter_map(|(slot, lag)| slot.map(|s| (s, lag))),
+    );
+    status.slots = sqlx::query_as(
+        "SELECT slot_name::text AS name, slot_type::text AS kind, active,
+                plugin::text AS plugin,
+                pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8 AS retained_bytes,
+                wal_status::text AS wal_status
+           FROM pg_replication_slots ORDER BY slot_name",
+    )
+    .fetch_all(primary)
+    .await?;
+    let tables = tables::city_keyed_tables(primary).await?;
+    status.tables = tables.iter().map(|t| t.name.clone()).collect();
+    status.cities = cities(primary, &tables, mapped).await?;
+    Ok(())
+}
+
+/// The shard's cities with their fence and exact row counts. Counting is
+/// one `count(*) … GROUP BY city` per city-keyed table: exact, and a scan
+/// of each table (about a second per million rows on these machines),
+/// which is what an operator deciding a move wants to see.
+async fn cities(
+    primary: &PgPool,
+    tables: &[CityKeyedTable],
+    mapped: &[String],
+) -> Result<Vec<CityStatus>, sqlx::Error> {
+    let fences: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT city, state, epoch FROM city_fence")
+            .fetch_all(primary)
+            .await?;
+    let mut by_city: BTreeMap<String, CityStatus> = BTreeMap::new();
+    for city in mapped {
+        city_entry(&mut by_city, city, mapped);
+    }
+    for (city, state, epoch) in fences {
+        // A `gone` fence of a city that left is history, not a city of
+        // this shard (it is listed again if rows of it are left behind).
+        if state == "gone" && !mapped.contains(&city) {
+            continue;
+        }
+        let c = city_entry(&mut by_city, &city, mapped);
+        c.fence = Some(state);
+        c.epoch = Some(epoch);
+    }
+    for table in tables {
+        let counts: Vec<(String, i64)> = sqlx::query_as(&format!(
+            "SELECT city::text, count(*)::int8 FROM {} GROUP BY city",
+            table.sql_name
+        ))
+        .fetch_all(primary)
+        .await?;
+        let size: i64 = sqlx::query_scalar("SELECT pg_total_relation_size($1::regclass)::int8")
+            .bind(&table.sql_name)
+            .fetch_one(primary)
+            .await?;
+        let total: i64 = counts.iter().map(|(_, n)| n).sum();
+        for (city, n) in counts {
+            let c = city_entry(&mut by_city, &city, mapped);
+            c.rows += n;
+            c.bytes += share(size, n, total);
+            c.table_rows.insert(table.name.clone(), n);
+        }
+    }
+    // Every listed city names every table, so a zero is a zero, not a gap.
+    for c in by_city.values_mut() {
+        for t in tables {
+            c.table_rows.entry(t.name.clone()).or_insert(0);
+        }
+    }
+    Ok(by_city.into_values().collect())
+}
+
+/// The city's entry, made (with no rows yet) the first time it is seen.
+fn city_entry<'a>(
+    by_city: &'a mut BTreeMap<String, CityStatus>,
+    city: &str,
+    mapped: &[String],
+) -> &'a mut CityStatus {
+    by_city
+        .entry(city.to_string())
+        .or_insert_with(|| CityStatus {
+            city: city.to_string(),
+            mapped: mapped.iter().any(|m| m == city),
+            fence: None,
+            epoch: None,
+            rows: 0,
+            bytes: 0,
+            table_rows: BTreeMap::new(),
+        })
+}
+
+/// `size × rows / total`, in integers (no float rounding of big tables).
+fn share(size: i64, rows: i64, total: i64) -> u64 {
+    if total <= 0 || size <= 0 || rows <= 0 {
+        return 0;
+    }
+    let v = i128::from(size) * i128::from(rows) / i128::from(total);
+    u64::try_from(v).unwrap_or(u64::MAX)
+}
+
+/// One replica: its replay position and slot, and its lag against the
+/// primary's position read before (`primary_lsn`) and the primary's
+/// walsenders' `replay_lag` by slot.
+async fn inspect_replica(
+    region: &str,
+    shard: &str,
+    url: &str,
+    primary_lsn: Option<Lsn>,
+    walsenders: &BTreeMap<String, Option<f64>>,
+) -> ReplicaStatus {
+    let mut status = ReplicaStatus {
+        url: redact(url),
+        up: false,
+        replay_lsn: None,
+        lag_bytes: None,
+        lag_seconds: None,
+        slot: None,
+        error: None,
+    };
+    let what = format!("{region}/{shard} replica {}", redact(url));
+    let pool = match connect_read_only(url, &what).await {
+        Ok(p) => p,
+        Err(e) => {
+            status.error = Some(e.to_string());
+            return status;
+        }
+    };
+    let read: Result<(Option<String>, Option<String>), sqlx::Error> = sqlx::query_as(
+        "SELECT pg_last_wal_replay_lsn()::text,
+                (SELECT slot_name::text FROM pg_stat_wal_receiver LIMIT 1)",
+    )
+    .fetch_one(&pool)
+    .await;
+    pool.close().await;
+    match read {
+        Err(e) => status.error = Some(format!("{what}: {e}")),
+        Ok((None, _)) => {
+            status.error = Some("not in recovery (promoted?): not a replica".to_string());
+        }
+        Ok((Some(text), slot)) => match text.parse::<Lsn>() {
+            Err(e) => status.error = Some(format!("replay position {text:?}: {e}")),
+            Ok(replay) => {
+                status.up = true;
+                status.replay_lsn = Some(replay);
+                status.lag_bytes = primary_lsn.map(|p| p.0.saturating_sub(replay.0));
+                status.lag_seconds = match status.lag_bytes {
+                    Some(0) => Some(0.0),
+                    _ => slot
+                        .as_ref()
+                        .and_then(|s| walsenders.get(s).copied().flatten()),
+                };
+                status.slot = slot;
+            }
+        },
+    }
+    status
+}
+
+/// The cities of every shard, for one region: `shard → cities` from the
+/// catalog's shard map.
+pub async fn mapped_cities(
+    catalog: &PgPool,
+    region: &str,
+) -> Result<BTreeMap<String, Vec<String>>, sqlx::Error> {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT shard, city FROM shard_map WHERE region = $1 ORDER BY city")
+            .bind(region)
+            .fetch_all(catalog)
+            .await?;
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (shard, city) in rows {
+        map.entry(shard).or_default().push(city);
+    }
+    Ok(map)
+}
+
+/// Cities the shard map places on a shard the catalog does not list
+/// (misconfiguration an operator must see rather than lose).
+pub fn unlisted_shards<'a>(
+    mapped: &'a BTreeMap<String, Vec<String>>,
+    listed: &[ShardRow],
+) -> BTreeSet<&'a str> {
+    mapped
+        .keys()
+        .filter(|s| !listed.iter().any(|l| &l.name == *s))
+        .map(String::as_str)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_citys_bytes_are_its_share_of_the_table_by_rows() {
+        assert_eq!(share(1000, 1, 4), 250);
+        assert_eq!(share(1000, 0, 4), 0);
+        assert_eq!(share(0, 3, 4), 0);
+        assert_eq!(share(i64::MAX, i64::MAX, i64::MAX), i64::MAX as u64);
+    }
+}
