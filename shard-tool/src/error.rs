@@ -24,6 +24,16 @@ pub enum Error {
         /// The regions there are, comma-separated.
         known: String,
     },
+    /// A database address that is not a Postgres URL.
+    #[error("{what}: {url:?} is not a Postgres URL ({reason})")]
+    BadUrl {
+        /// Which database it should name.
+        what: String,
+        /// The address, password redacted.
+        url: String,
+        /// What the parser said.
+        reason: String,
+    },
     /// A job id no catalog of the selected regions has.
     #[error("no reshard job {id} in the catalog of {regions}; `shard-tool status` lists the jobs")]
     UnknownJob {
@@ -34,7 +44,7 @@ pub enum Error {
     },
     /// A database that is down, refuses us, or carries a schema this build
     /// does not know. `what` names it (`the catalog of us-east`, `us-east/shard-2 primary`).
-    #[error("{what}: {source:#}")]
+    #[error("{what}: {}", causes(source))]
     Database {
         /// Which database, as an operator would name it.
         what: String,
@@ -58,6 +68,7 @@ impl Error {
             Error::Usage(_)
             | Error::StateFile(_)
             | Error::UnknownRegion { .. }
+            | Error::BadUrl { .. }
             | Error::UnknownJob { .. } => 2,
             Error::Database { .. } | Error::Output(_) | Error::Partial(_) => 1,
         }
@@ -70,6 +81,22 @@ impl Error {
             source: source.into(),
         }
     }
+}
+
+/// The error and its causes, `: `-separated, leaving out a cause its
+/// parent already quotes (sqlx's I/O errors repeat their source).
+fn causes(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 /// What every command returns.
@@ -88,6 +115,12 @@ mod tests {
         assert_eq!(job.exit_code(), 2);
         assert!(job.to_string().contains("no reshard job 7"));
         assert_eq!(Error::Usage("x".into()).exit_code(), 2);
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = Error::db("us-east/shard-3 primary", sqlx::Error::Io(refused));
+        assert_eq!(
+            e.to_string(),
+            "us-east/shard-3 primary: error communicating with database: refused"
+        );
         assert_eq!(
             Error::db("us-east/shard-1 primary", anyhow::anyhow!("refused")).exit_code(),
             1

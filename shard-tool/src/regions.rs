@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sqlx::{Connection, PgPool};
 
 use region_core::stack::StackFile;
 
@@ -60,19 +60,40 @@ pub fn select(target: &Target) -> Result<Vec<Region>> {
 /// stack other tests or people are using. `application_name` is
 /// `shard-tool`, so `pg_stat_activity` tells its backends apart.
 pub async fn connect_read_only(url: &str, what: &str) -> Result<PgPool> {
-    let options: PgConnectOptions = url
-        .parse()
-        .map_err(|e| Error::db(what, anyhow::Error::new(e).context("not a Postgres URL")))?;
+    let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| Error::BadUrl {
+        what: what.to_string(),
+        url: region_core::roles::setup::redact(url),
+        reason: e.to_string(),
+    })?;
     let options = options
         .application_name("shard-tool")
         .options([("default_transaction_read_only", "on")]);
+    // One plain connection first: a pool retries a refused connection
+    // until its timeout and then says only "timed out", while this says
+    // "connection refused" or "password authentication failed".
+    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+        Ok(Ok(probe)) => {
+            let _ = probe.close().await;
+        }
+        Ok(Err(e)) => return Err(Error::db(what, e)),
+        Err(_) => {
+            return Err(Error::db(
+                what,
+                anyhow::anyhow!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+            ));
+        }
+    }
     PgPoolOptions::new()
         .max_connections(2)
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(CONNECT_TIMEOUT)
         .connect_with(options)
         .await
         .map_err(|e| Error::db(what, e))
 }
+
+/// How long a database may take to accept a connection before it counts
+/// as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The region's catalog, read-only, refused (exit 1) when its schema is not
 /// the one this build knows, as every role refuses it.

@@ -307,6 +307,13 @@ mod shard_status {
             &[],
             &["--catalog-url", "postgres://127.0.0.1:1/x", "status"],
             &["status", "1", "2"],
+            &[
+                "--catalog-url",
+                "not a url",
+                "--region",
+                "us-east",
+                "status",
+            ],
         ] {
             let out = shard_tool(args);
             assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
