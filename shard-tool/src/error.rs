@@ -56,7 +56,7 @@ pub enum Error {
     #[error("writing the output: {0}")]
     Output(#[from] std::io::Error),
     /// Some shards could not be inspected; what could be read was printed.
-    #[error("{0} unreachable; the rest of the status above is complete")]
+    #[error("could not read {0}; the rest of the status above is complete")]
     Partial(String),
 }
 

@@ -57,6 +57,8 @@ fn fail(e: &Error) -> ExitCode {
     match e {
         // clap's message is complete (usage and hint included).
         Error::Usage(text) => eprint!("{text}"),
+        // The reader went away (`| head`): nobody is left to tell.
+        Error::Output(io) if io.kind() == std::io::ErrorKind::BrokenPipe => {}
         _ => eprintln!("shard-tool: {e}"),
     }
     ExitCode::from(e.exit_code())

@@ -58,16 +58,20 @@ pub fn select(target: &Target) -> Result<Vec<Region>> {
 /// Connects to `url` read-only: every session of a reading command has
 /// `default_transaction_read_only`, so a bug in it cannot write to a
 /// stack other tests or people are using. `application_name` is
-/// `shard-tool`, so `pg_stat_activity` tells its backends apart.
+/// `shard-tool`, so `pg_stat_activity` tells its backends apart. A
+/// `lock_timeout` of 2 s: a count queued behind a migration's exclusive
+/// lock would otherwise hold every later reader of the table in the lock
+/// queue behind it; status reports the shard as unreadable instead.
 pub async fn connect_read_only(url: &str, what: &str) -> Result<PgPool> {
     let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| Error::BadUrl {
         what: what.to_string(),
         url: region_core::roles::setup::redact(url),
         reason: e.to_string(),
     })?;
-    let options = options
-        .application_name("shard-tool")
-        .options([("default_transaction_read_only", "on")]);
+    let options = options.application_name("shard-tool").options([
+        ("default_transaction_read_only", "on"),
+        ("lock_timeout", "2s"),
+    ]);
     // One plain connection first: a pool retries a refused connection
     // until its timeout and then says only "timed out", while this says
     // "connection refused" or "password authentication failed".

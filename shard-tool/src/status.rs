@@ -28,7 +28,7 @@ struct Summary {
     rows_counted: &'static str,
 }
 
-/// Runs `status`; a shard that cannot be read is shown as such, and makes
+/// Runs `status`; a shard that cannot be read (down, or a lock held past 2 s) is shown as such, and makes
 /// the exit code 1 once everything else has been printed.
 pub async fn run(target: &Target, args: &StatusArgs, json: bool) -> Result<()> {
     let regions = regions::select(target)?;
@@ -180,7 +180,7 @@ fn shard_lines(s: &ShardStatus) -> Vec<String> {
         or_dash(s.wal_lsn, |l| l.to_string())
     )];
     if let Some(e) = &s.error {
-        lines.push(format!("    UNREACHABLE: {e}"));
+        lines.push(format!("    NOT READ: {e}"));
     }
     if !s.replicas.is_empty() {
         let mut t = Table::new(
