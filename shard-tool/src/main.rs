@@ -4,7 +4,7 @@
 //! Rooms, one job each (as in mini-redis): `cli` (flags), `error` (the one
 //! error enum and its exit codes), `regions` (which catalogs, read-only
 //! connections), `tables` (which tables move with a city, from the schema),
-//! `shard` (one shard's replicas, slots and cities), `jobs` (the catalog's
+//! `shard` (one shard's slots and cities), `replica` (a replica's lag), `jobs` (the catalog's
 //! reshard jobs), `status` (the command), `render` (tables and JSON lines).
 //! `main` only parses, runs and maps the error to an exit code.
 
@@ -13,6 +13,7 @@ mod error;
 mod jobs;
 mod regions;
 mod render;
+mod replica;
 mod shard;
 mod status;
 mod tables;

@@ -12,6 +12,7 @@ use region_core::lsn::{self, Lsn};
 use region_core::roles::setup::redact;
 
 use crate::regions::{ShardRow, connect_read_only};
+use crate::replica::{self, ReplicaStatus};
 use crate::tables::{self, CityKeyedTable};
 
 /// A shard's status, as `status` prints it (and `--json` emits it).
@@ -38,30 +39,6 @@ pub struct ShardStatus {
     /// Its cities: placed here by the shard map, fenced here, or with rows
     /// here.
     pub cities: Vec<CityStatus>,
-}
-
-/// One replica's lag behind its primary.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReplicaStatus {
-    /// The replica (password redacted).
-    pub url: String,
-    /// It answered and is in recovery.
-    pub up: bool,
-    /// `pg_last_wal_replay_lsn()`.
-    pub replay_lsn: Option<Lsn>,
-    /// Bytes of WAL the primary has written that the replica has not
-    /// replayed: the primary's position (read first) minus the replica's,
-    /// so it never overstates the lag.
-    pub lag_bytes: Option<u64>,
-    /// Seconds behind: 0 when nothing is left to replay (an idle primary
-    /// makes no replica stale), else `pg_stat_replication.replay_lag` of
-    /// its walsender (the time from a commit on the primary to its replay);
-    /// none when the primary does not know it.
-    pub lag_seconds: Option<f64>,
-    /// The physical slot it streams from (`pg_stat_wal_receiver`).
-    pub slot: Option<String>,
-    /// Why it is not up.
-    pub error: Option<String>,
 }
 
 /// A replication slot and what it costs the primary.
@@ -123,45 +100,36 @@ pub async fn inspect(region: &str, shard: &ShardRow, mapped: &[String]) -> Shard
         cities: Vec::new(),
     };
     let what = format!("{region}/{} primary", shard.name);
-    let mut walsenders = BTreeMap::new();
-    match connect_read_only(&shard.primary_url, &what).await {
+    let primary = match connect_read_only(&shard.primary_url, &what).await {
         Ok(primary) => {
-            match read_primary(&primary, mapped, &mut status, &mut walsenders).await {
-                Ok(()) => {}
-                Err(e) => status.error = Some(format!("{what}: {e}")),
+            if let Err(e) = read_primary(&primary, mapped, &mut status).await {
+                status.error = Some(format!("{what}: {e}"));
             }
-            primary.close().await;
+            Some(primary)
         }
-        Err(e) => status.error = Some(e.to_string()),
-    }
+        Err(e) => {
+            status.error = Some(e.to_string());
+            None
+        }
+    };
     for url in &shard.replica_urls {
-        let r = inspect_replica(region, &shard.name, url, status.wal_lsn, &walsenders).await;
+        let what = format!("{region}/{} replica {}", shard.name, redact(url));
+        let r = replica::inspect(&what, url, primary.as_ref()).await;
         status.replicas.push(r);
+    }
+    if let Some(p) = primary {
+        p.close().await;
     }
     status
 }
 
-/// Everything read from the primary. The WAL position is read first, so
-/// that replica lags computed against it never overstate.
+/// Everything read from the primary.
 async fn read_primary(
     primary: &PgPool,
     mapped: &[String],
     status: &mut ShardStatus,
-    walsenders: &mut BTreeMap<String, Option<f64>>,
 ) -> Result<(), sqlx::Error> {
     status.wal_lsn = lsn::fetch("SELECT pg_current_wal_lsn()::text", primary).await?;
-    let senders: Vec<(Option<String>, Option<f64>)> = sqlx::query_as(
-        "SELECT s.slot_name::text, extract(epoch FROM r.replay_lag)::float8
-           FROM pg_stat_replication r
-           LEFT JOIN pg_replication_slots s ON s.active_pid = r.pid",
-    )
-    .fetch_all(primary)
-    .await?;
-    walsenders.extend(
-        senders
-            .into_iter()
-            .filter_map(|(slot, lag)| slot.map(|s| (s, lag))),
-    );
     status.slots = sqlx::query_as(
         "SELECT slot_name::text AS name, slot_type::text AS kind, active,
                 plugin::text AS plugin,
@@ -258,64 +226,6 @@ fn share(size: i64, rows: i64, total: i64) -> u64 {
     }
     let v = i128::from(size) * i128::from(rows) / i128::from(total);
     u64::try_from(v).unwrap_or(u64::MAX)
-}
-
-/// One replica: its replay position and slot, and its lag against the
-/// primary's position read before (`primary_lsn`) and the primary's
-/// walsenders' `replay_lag` by slot.
-async fn inspect_replica(
-    region: &str,
-    shard: &str,
-    url: &str,
-    primary_lsn: Option<Lsn>,
-    walsenders: &BTreeMap<String, Option<f64>>,
-) -> ReplicaStatus {
-    let mut status = ReplicaStatus {
-        url: redact(url),
-        up: false,
-        replay_lsn: None,
-        lag_bytes: None,
-        lag_seconds: None,
-        slot: None,
-        error: None,
-    };
-    let what = format!("{region}/{shard} replica {}", redact(url));
-    let pool = match connect_read_only(url, &what).await {
-        Ok(p) => p,
-        Err(e) => {
-            status.error = Some(e.to_string());
-            return status;
-        }
-    };
-    let read: Result<(Option<String>, Option<String>), sqlx::Error> = sqlx::query_as(
-        "SELECT pg_last_wal_replay_lsn()::text,
-                (SELECT slot_name::text FROM pg_stat_wal_receiver LIMIT 1)",
-    )
-    .fetch_one(&pool)
-    .await;
-    pool.close().await;
-    match read {
-        Err(e) => status.error = Some(format!("{what}: {e}")),
-        Ok((None, _)) => {
-            status.error = Some("not in recovery (promoted?): not a replica".to_string());
-        }
-        Ok((Some(text), slot)) => match text.parse::<Lsn>() {
-            Err(e) => status.error = Some(format!("replay position {text:?}: {e}")),
-            Ok(replay) => {
-                status.up = true;
-                status.replay_lsn = Some(replay);
-                status.lag_bytes = primary_lsn.map(|p| p.0.saturating_sub(replay.0));
-                status.lag_seconds = match status.lag_bytes {
-                    Some(0) => Some(0.0),
-                    _ => slot
-                        .as_ref()
-                        .and_then(|s| walsenders.get(s).copied().flatten()),
-                };
-                status.slot = slot;
-            }
-        },
-    }
-    status
 }
 
 /// The cities of every shard, for one region: `shard → cities` from the

@@ -199,7 +199,11 @@ fn shard_lines(s: &ShardStatus) -> Vec<String> {
                 None => (
                     or_dash(r.replay_lsn, |l| l.to_string()),
                     or_dash(r.lag_bytes, render::bytes),
-                    or_dash(r.lag_seconds, |s| format!("{s:.1}")),
+                    match (r.lag_seconds, r.lag_seconds_over_bound) {
+                        (Some(s), true) => format!("> {s:.1}"),
+                        (Some(s), false) => format!("{s:.1}"),
+                        (None, _) => "—".to_string(),
+                    },
                 ),
             };
             t.row(vec![
