@@ -34,9 +34,11 @@ pub struct Cli {
 pub struct Target {
     /// The stack description the supervisor writes (`state.json`); default:
     /// `$CITYBOARD_HOME/state.json`, else `.cityboard/state.json`.
-    #[arg(long, env = "CITYBOARD_STATE", conflicts_with = "catalog_url")]
+    #[arg(long, env = "CITYBOARD_STATE")]
     pub state: Option<PathBuf>,
-    /// A region's catalog database, instead of a state file.
+    /// A region's catalog database, instead of a state file (it wins over
+    /// one: a role's environment carries `CITYBOARD_STATE`, and a flag
+    /// given on the command line must not be refused for it).
     #[arg(long, env = "CITYBOARD_CATALOG_URL", requires = "region")]
     pub catalog_url: Option<String>,
     /// The region to look at; with a state file, default: every region.
