@@ -334,3 +334,73 @@ fn job_lines(jobs: &[JobStatus]) -> Vec<String> {
     }
     t.lines()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replica::ReplicaStatus;
+
+    fn job(progress: serde_json::Value, rows: Option<(i64, i64)>) -> JobStatus {
+        JobStatus {
+            id: 17,
+            city: "boston".into(),
+            from: "us-east/shard-1".into(),
+            to: "us-east/shard-2".into(),
+            phase: "copy".into(),
+            seconds_in_phase: 80.0,
+            finished_at: None,
+            error: None,
+            rows_copied: rows.map(|r| r.0),
+            rows_total: rows.map(|r| r.1),
+            rows_per_second: rows.map(|_| 1840.0),
+            eta_seconds: rows.map(|_| 159.0),
+            progress,
+        }
+    }
+
+    #[test]
+    fn jobs_show_their_copy_or_a_dash_and_none_say_so() {
+        assert_eq!(job_lines(&[]), ["  jobs: no jobs"]);
+        let lines = job_lines(&[
+            job(serde_json::json!({}), Some((120_000, 412_318))),
+            job(serde_json::json!({}), None),
+        ]);
+        assert!(lines[1].contains("120 000 / 412 318"), "{lines:?}");
+        assert!(lines[1].contains("1 840/s"), "{lines:?}");
+        assert!(lines[1].contains("2m 39s"), "{lines:?}");
+        assert!(lines[2].ends_with('—'), "{lines:?}");
+    }
+
+    #[test]
+    fn a_shard_not_read_and_a_stalled_replica_are_shown_as_such() {
+        let status = ShardStatus {
+            region: "us-east".into(),
+            shard: "shard-3".into(),
+            primary: "postgres://127.0.0.1:1/x".into(),
+            wal_lsn: None,
+            error: Some("connection refused".into()),
+            replicas: vec![ReplicaStatus {
+                url: "postgres://127.0.0.1:2/x".into(),
+                up: true,
+                replay_lsn: Some(region_core::lsn::Lsn(0x100)),
+                lag_bytes: Some(4096),
+                lag_seconds: Some(2.01),
+                lag_seconds_over_bound: true,
+                slot: Some("replica_1".into()),
+                error: None,
+            }],
+            slots: Vec::new(),
+            tables: Vec::new(),
+            cities: Vec::new(),
+        };
+        let lines = shard_lines(&status);
+        assert!(
+            lines[0].contains("shard-3") && lines[0].ends_with("wal —"),
+            "{lines:?}"
+        );
+        assert_eq!(lines[1], "    NOT READ: connection refused");
+        assert!(lines[3].contains("4.1 kB  > 2.0  replica_1"), "{lines:?}");
+        // Nothing of the primary is shown as if it were known.
+        assert_eq!(lines.len(), 4, "{lines:?}");
+    }
+}
