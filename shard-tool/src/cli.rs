@@ -60,6 +60,10 @@ pub enum Command {
 pub struct StatusArgs {
     /// Only this reshard job (its id), with the shards it moves between.
     pub job: Option<i64>,
+    /// Rows from the planner's statistics instead of `count(*)`, for shards
+    /// too big to scan (each figure is labelled; see `counts`).
+    #[arg(long)]
+    pub estimate: bool,
 }
 
 impl Target {

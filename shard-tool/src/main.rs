@@ -3,12 +3,14 @@
 //!
 //! Rooms, one job each (as in mini-redis): `cli` (flags), `error` (the one
 //! error enum and its exit codes), `regions` (which catalogs, read-only
-//! connections), `tables` (which tables move with a city, from the schema),
+//! connections), `tables` (which tables move with a city, from the schema), `counts`
+//! (their rows per city, exact or estimated),
 //! `shard` (one shard's slots and cities), `replica` (a replica's lag), `jobs` (the catalog's
 //! reshard jobs), `status` (the command), `render` (tables and JSON lines).
 //! `main` only parses, runs and maps the error to an exit code.
 
 mod cli;
+mod counts;
 mod error;
 mod jobs;
 mod regions;

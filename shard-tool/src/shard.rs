@@ -11,6 +11,7 @@ use sqlx::PgPool;
 use region_core::lsn::{self, Lsn};
 use region_core::roles::setup::redact;
 
+use crate::counts::{self, Counting};
 use crate::regions::{ShardRow, connect_read_only};
 use crate::replica::{self, ReplicaStatus};
 use crate::tables::{self, CityKeyedTable};
@@ -71,8 +72,10 @@ pub struct CityStatus {
     pub fence: Option<String>,
     /// The fence's epoch.
     pub epoch: Option<i64>,
-    /// Rows over every city-keyed table: exact `count(*)`.
+    /// Rows over every city-keyed table.
     pub rows: i64,
+    /// `exact`, or `estimate` when any table's figure came from statistics.
+    pub counted: &'static str,
     /// The city's share of those tables' size on disk (heap, indexes and
     /// TOAST): each table's `pg_total_relation_size` times the city's
     /// fraction of its rows.
@@ -81,13 +84,15 @@ pub struct CityStatus {
     pub table_rows: BTreeMap<String, i64>,
 }
 
-/// How `rows` are counted, for the output's label.
-pub const ROWS_COUNTED: &str = "exact";
-
 /// Reads the status of `shard`; `mapped` are the cities the region's shard
 /// map places on it. Never fails: an unreachable primary or replica is part
 /// of the status (`error`), so one shard down does not hide the others.
-pub async fn inspect(region: &str, shard: &ShardRow, mapped: &[String]) -> ShardStatus {
+pub async fn inspect(
+    region: &str,
+    shard: &ShardRow,
+    mapped: &[String],
+    how: Counting,
+) -> ShardStatus {
     let mut status = ShardStatus {
         region: region.to_string(),
         shard: shard.name.clone(),
@@ -102,7 +107,7 @@ pub async fn inspect(region: &str, shard: &ShardRow, mapped: &[String]) -> Shard
     let what = format!("{region}/{} primary", shard.name);
     let primary = match connect_read_only(&shard.primary_url, &what).await {
         Ok(primary) => {
-            if let Err(e) = read_primary(&primary, mapped, &mut status).await {
+            if let Err(e) = read_primary(&primary, mapped, how, &mut status).await {
                 status.error = Some(format!("{what}: {e}"));
             }
             Some(primary)
@@ -127,6 +132,7 @@ pub async fn inspect(region: &str, shard: &ShardRow, mapped: &[String]) -> Shard
 async fn read_primary(
     primary: &PgPool,
     mapped: &[String],
+    how: Counting,
     status: &mut ShardStatus,
 ) -> Result<(), sqlx::Error> {
     status.wal_lsn = lsn::fetch("SELECT pg_current_wal_lsn()::text", primary).await?;
@@ -141,18 +147,17 @@ async fn read_primary(
     .await?;
     let tables = tables::city_keyed_tables(primary).await?;
     status.tables = tables.iter().map(|t| t.name.clone()).collect();
-    status.cities = cities(primary, &tables, mapped).await?;
+    status.cities = cities(primary, &tables, mapped, how).await?;
     Ok(())
 }
 
-/// The shard's cities with their fence and exact row counts. Counting is
-/// one `count(*) … GROUP BY city` per city-keyed table: exact, and a scan
-/// of each table (about a second per million rows on these machines),
-/// which is what an operator deciding a move wants to see.
+/// The shard's cities with their fence and rows, counted `how` (see
+/// [`crate::counts`]).
 async fn cities(
     primary: &PgPool,
     tables: &[CityKeyedTable],
     mapped: &[String],
+    how: Counting,
 ) -> Result<Vec<CityStatus>, sqlx::Error> {
     let fences: Vec<(String, String, i64)> =
         sqlx::query_as("SELECT city, state, epoch FROM city_fence")
@@ -172,23 +177,17 @@ async fn cities(
         c.fence = Some(state);
         c.epoch = Some(epoch);
     }
+    let known: Vec<String> = by_city.keys().cloned().collect();
     for table in tables {
-        let counts: Vec<(String, i64)> = sqlx::query_as(&format!(
-            "SELECT city::text, count(*)::int8 FROM {} GROUP BY city",
-            table.sql_name
-        ))
-        .fetch_all(primary)
-        .await?;
-        let size: i64 = sqlx::query_scalar("SELECT pg_total_relation_size($1::regclass)::int8")
-            .bind(&table.sql_name)
-            .fetch_one(primary)
-            .await?;
-        let total: i64 = counts.iter().map(|(_, n)| n).sum();
-        for (city, n) in counts {
-            let c = city_entry(&mut by_city, &city, mapped);
+        let counted = counts::count(primary, table, how, &known).await?;
+        for (city, n) in &counted.rows {
+            let c = city_entry(&mut by_city, city, mapped);
             c.rows += n;
-            c.bytes += share(size, n, total);
-            c.table_rows.insert(table.name.clone(), n);
+            c.bytes += share(counted.size, *n, counted.total);
+            c.table_rows.insert(table.name.clone(), *n);
+            if counted.estimated.contains(city) {
+                c.counted = Counting::Estimate.label();
+            }
         }
     }
     // Every listed city names every table, so a zero is a zero, not a gap.
@@ -214,6 +213,7 @@ fn city_entry<'a>(
             fence: None,
             epoch: None,
             rows: 0,
+            counted: Counting::Exact.label(),
             bytes: 0,
             table_rows: BTreeMap::new(),
         })

@@ -4,19 +4,22 @@
 //! Rows are exact `count(*)` per city over the city-keyed tables (the ones
 //! a move copies, see [`crate::tables`]): on shards of this project's size
 //! that takes a second or so per million rows, and an operator choosing a
-//! city to move wants the figure the copy will see, not a planner estimate.
-//! Bytes are each city's share, by rows, of those tables' size on disk.
+//! city to move wants the figure the copy will see. `--estimate` reads the
+//! planner's statistics instead, for shards too big to scan, and labels
+//! each figure (see [`crate::counts`]). Bytes are each city's share, by
+//! rows, of those tables' size on disk.
 
 use std::io::Write;
 
 use serde::Serialize;
 
 use crate::cli::{StatusArgs, Target};
+use crate::counts::Counting;
 use crate::error::{Error, Result};
 use crate::jobs::{self, JobStatus};
 use crate::regions::{self, Region};
 use crate::render::{self, Align, Table, or_dash};
-use crate::shard::{self, ROWS_COUNTED, ShardStatus};
+use crate::shard::{self, ShardStatus};
 
 /// The last JSON line: totals, and how rows were counted.
 #[derive(Debug, Serialize)]
@@ -44,12 +47,17 @@ pub async fn run(target: &Target, args: &StatusArgs, json: bool) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut unreachable = Vec::new();
+    let how = if args.estimate {
+        Counting::Estimate
+    } else {
+        Counting::Exact
+    };
     let mut summary = Summary {
         regions: regions.iter().map(|r| r.name.clone()).collect(),
         shards: 0,
         cities: 0,
         jobs: 0,
-        rows_counted: ROWS_COUNTED,
+        rows_counted: how.label(),
     };
     for (region, catalog) in &catalogs {
         let what = format!("the catalog of {}", region.name);
@@ -74,7 +82,7 @@ pub async fn run(target: &Target, args: &StatusArgs, json: bool) -> Result<()> {
                 continue;
             }
             let cities = mapped.get(&row.name).map(Vec::as_slice).unwrap_or(&[]);
-            let status = shard::inspect(&region.name, row, cities).await;
+            let status = shard::inspect(&region.name, row, cities, how).await;
             if let Some(e) = &status.error {
                 unreachable.push(format!("{}/{}", region.name, row.name));
                 eprintln!("shard-tool: {e}");
@@ -84,7 +92,7 @@ pub async fn run(target: &Target, args: &StatusArgs, json: bool) -> Result<()> {
             if json {
                 render::json_line(&mut out, "shard", &status).map_err(io)?;
             } else {
-                for line in shard_lines(&status) {
+                for line in shard_lines(&status, how) {
                     print(&mut out, &line)?;
                 }
             }
@@ -172,7 +180,7 @@ fn io(e: std::io::Error) -> Error {
 
 /// A shard as people read it: a title line, then replicas, slots and
 /// cities, each an aligned table.
-fn shard_lines(s: &ShardStatus) -> Vec<String> {
+fn shard_lines(s: &ShardStatus, how: Counting) -> Vec<String> {
     let mut lines = vec![format!(
         "  {}  primary {}  wal {}",
         s.shard,
@@ -263,17 +271,27 @@ fn shard_lines(s: &ShardStatus) -> Vec<String> {
             } else {
                 "not placed here by the shard map"
             };
+            // `~`: an estimate, from statistics.
+            let tilde = if c.counted == Counting::Exact.label() {
+                ""
+            } else {
+                "~"
+            };
             t.row(vec![
                 c.city.clone(),
                 fence,
-                render::count(c.rows),
+                format!("{tilde}{}", render::count(c.rows)),
                 render::bytes(c.bytes),
                 note.to_string(),
             ]);
         }
         lines.extend(t.lines());
+        let rows = match how {
+            Counting::Exact => "exact count(*)",
+            Counting::Estimate => "~ planner statistics (else exact count(*))",
+        };
         lines.push(format!(
-            "    rows: {ROWS_COUNTED} count(*) over {}; bytes: each city's share of their size on disk",
+            "    rows: {rows} over {}; bytes: each city's share of their size on disk",
             s.tables.join(", ")
         ));
     }
@@ -393,7 +411,7 @@ mod tests {
             tables: Vec::new(),
             cities: Vec::new(),
         };
-        let lines = shard_lines(&status);
+        let lines = shard_lines(&status, Counting::Exact);
         assert!(
             lines[0].contains("shard-3") && lines[0].ends_with("wal —"),
             "{lines:?}"

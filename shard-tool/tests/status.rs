@@ -171,6 +171,7 @@ mod shard_status {
                         .find(|c| c["city"] == city.as_str())
                         .unwrap_or_else(|| panic!("{city} missing: {line}"));
                     assert_eq!(c["mapped"], true, "{c}");
+                    assert_eq!(c["counted"], "exact", "{c}");
                     assert_eq!(c["fence"], "active", "{c}");
                     assert!(c["rows"].as_i64().is_some_and(|n| n >= 0), "{c}");
                     assert!(c["bytes"].is_u64(), "{c}");
@@ -242,6 +243,40 @@ mod shard_status {
             .filter_map(|t| t.as_str().map(str::to_string))
             .collect();
         assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn estimated_rows_are_labelled_and_every_shard_city_is_still_listed() {
+        let out = status(&["--json", "status", "--estimate"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let lines = json_lines(&out);
+        for region in &stack().regions {
+            for shard in &region.shards {
+                let line = lines
+                    .iter()
+                    .find(|l| {
+                        l["kind"] == "shard"
+                            && l["shard"] == shard.name.as_str()
+                            && l["region"] == region.name
+                    })
+                    .unwrap_or_else(|| panic!("{}", text(&out)));
+                for city in &shard.cities {
+                    let c = line["cities"]
+                        .as_array()
+                        .expect("cities")
+                        .iter()
+                        .find(|c| c["city"] == city.as_str())
+                        .unwrap_or_else(|| panic!("{city} missing: {line}"));
+                    // Statistics where ANALYZE has run, an exact count
+                    // where it has not: either way, labelled.
+                    let counted = c["counted"].as_str().unwrap_or("");
+                    assert!(["exact", "estimate"].contains(&counted), "{c}");
+                    assert!(c["rows"].as_i64().is_some_and(|n| n >= 0), "{c}");
+                }
+            }
+        }
+        let summary = lines.last().expect("summary");
+        assert_eq!(summary["rows_counted"], "estimate", "{summary}");
     }
 
     #[test]
