@@ -31,8 +31,9 @@ struct Summary {
     rows_counted: &'static str,
 }
 
-/// Runs `status`; a shard that cannot be read (down, or a lock held past 2 s) is shown as such, and makes
-/// the exit code 1 once everything else has been printed.
+/// Runs `status`. A shard that cannot be read (down, or a lock held past
+/// 2 s) is shown as such and makes the exit code 1 once everything else
+/// has been printed: one shard down must not hide the others.
 pub async fn run(target: &Target, args: &StatusArgs, json: bool) -> Result<()> {
     let regions = regions::select(target)?;
     let mut catalogs = Vec::new();
@@ -46,7 +47,7 @@ pub async fn run(target: &Target, args: &StatusArgs, json: bool) -> Result<()> {
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut unreachable = Vec::new();
+    let mut not_read = Vec::new();
     let how = if args.estimate {
         Counting::Estimate
     } else {
@@ -84,13 +85,13 @@ pub async fn run(target: &Target, args: &StatusArgs, json: bool) -> Result<()> {
             let cities = mapped.get(&row.name).map(Vec::as_slice).unwrap_or(&[]);
             let status = shard::inspect(&region.name, row, cities, how).await;
             if let Some(e) = &status.error {
-                unreachable.push(format!("{}/{}", region.name, row.name));
+                not_read.push(format!("{}/{}", region.name, row.name));
                 eprintln!("shard-tool: {e}");
             }
             summary.shards += 1;
             summary.cities += status.cities.len();
             if json {
-                render::json_line(&mut out, "shard", &status).map_err(io)?;
+                render::json_line(&mut out, "shard", &status)?;
             } else {
                 for line in shard_lines(&status, how) {
                     print(&mut out, &line)?;
@@ -117,7 +118,7 @@ pub async fn run(target: &Target, args: &StatusArgs, json: bool) -> Result<()> {
                     region: &region.name,
                     job: j,
                 };
-                render::json_line(&mut out, "job", &line).map_err(io)?;
+                render::json_line(&mut out, "job", &line)?;
             }
         } else if job.is_none() || !region_jobs.is_empty() {
             for line in job_lines(&region_jobs) {
@@ -126,13 +127,13 @@ pub async fn run(target: &Target, args: &StatusArgs, json: bool) -> Result<()> {
         }
     }
     if json {
-        render::json_line(&mut out, "summary", &summary).map_err(io)?;
+        render::json_line(&mut out, "summary", &summary)?;
     }
-    out.flush().map_err(io)?;
-    if unreachable.is_empty() {
+    out.flush()?;
+    if not_read.is_empty() {
         Ok(())
     } else {
-        Err(Error::Partial(unreachable.join(", ")))
+        Err(Error::Partial(not_read.join(", ")))
     }
 }
 
@@ -171,11 +172,7 @@ fn redact(region: &Region) -> String {
 }
 
 fn print(out: &mut impl Write, line: &str) -> Result<()> {
-    writeln!(out, "{line}").map_err(io)
-}
-
-fn io(e: std::io::Error) -> Error {
-    Error::Output(e)
+    Ok(writeln!(out, "{line}")?)
 }
 
 /// A shard as people read it: a title line, then replicas, slots and
