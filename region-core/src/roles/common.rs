@@ -14,11 +14,11 @@ use sqlx::postgres::PgPoolOptions;
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::db::{ReadConfig, Router};
 
@@ -234,10 +234,7 @@ impl PipelineRegistry {
     /// A counter without labels; `name` without `_total`, `help` without
     /// its final period.
     pub fn counter(&mut self, name: &'static str, help: &str) -> Counter {
-        self.note(name, MetricType::Counter, help);
-        let counter = Counter::default();
-        self.registry.register(name, help, counter.clone());
-        counter
+        self.single(name, help)
     }
 
     /// A counter family with one label and the given values: their series,
@@ -249,19 +246,12 @@ impl PipelineRegistry {
         label: &'static str,
         values: [&'static str; N],
     ) -> [Counter; N] {
-        self.note(name, MetricType::Counter, help);
-        let family = Family::<Fixed, Counter>::default();
-        let series = values.map(|v| family.get_or_create(&[(label, v)]).clone());
-        self.registry.register(name, help, family);
-        series
+        self.labelled(name, help, label, values)
     }
 
     /// A gauge without labels.
     pub fn gauge(&mut self, name: &'static str, help: &str) -> Gauge {
-        self.note(name, MetricType::Gauge, help);
-        let gauge = Gauge::default();
-        self.registry.register(name, help, gauge.clone());
-        gauge
+        self.single(name, help)
     }
 
     /// A gauge family with one label and the given values.
@@ -272,8 +262,35 @@ impl PipelineRegistry {
         label: &'static str,
         values: [&'static str; N],
     ) -> [Gauge; N] {
-        self.note(name, MetricType::Gauge, help);
-        let family = Family::<Fixed, Gauge>::default();
+        self.labelled(name, help, label, values)
+    }
+
+    /// One metric without labels, of whichever kind `M` is.
+    fn single<M>(&mut self, name: &'static str, help: &str) -> M
+    where
+        M: Metric + TypedMetric + Default + Clone,
+    {
+        self.note(name, M::TYPE, help);
+        let metric = M::default();
+        self.registry.register(name, help, metric.clone());
+        metric
+    }
+
+    /// A family of `M` with one label and the given values: their series,
+    /// in the order of `values`.
+    fn labelled<M, const N: usize>(
+        &mut self,
+        name: &'static str,
+        help: &str,
+        label: &'static str,
+        values: [&'static str; N],
+    ) -> [M; N]
+    where
+        M: Metric + TypedMetric + Default + Clone,
+        Family<Fixed, M>: Metric,
+    {
+        self.note(name, M::TYPE, help);
+        let family = Family::<Fixed, M>::default();
         let series = values.map(|v| family.get_or_create(&[(label, v)]).clone());
         self.registry.register(name, help, family);
         series
