@@ -58,6 +58,21 @@ pub enum Error {
     /// Some shards could not be inspected; what could be read was printed.
     #[error("could not read {0}; the rest of the status above is complete")]
     Partial(String),
+    /// The request cannot be carried out as asked (an unknown city or
+    /// shard, a move onto the city's own shard, a second job, a preflight
+    /// that failed): nothing was changed.
+    #[error("{0}")]
+    Refused(String),
+    /// Another shard-tool drives the job now (its advisory lock is held).
+    #[error("{0}")]
+    Busy(String),
+    /// A cutover or rollback gave up at its deadline: the city stayed
+    /// where it was, at its epoch, and takes writes again.
+    #[error("{0}")]
+    Aborted(String),
+    /// Verify found rows that differ (each was reported above).
+    #[error("{0}")]
+    Differs(String),
 }
 
 impl Error {
@@ -69,8 +84,14 @@ impl Error {
             | Error::StateFile(_)
             | Error::UnknownRegion { .. }
             | Error::BadUrl { .. }
-            | Error::UnknownJob { .. } => 2,
-            Error::Database { .. } | Error::Output(_) | Error::Partial(_) => 1,
+            | Error::UnknownJob { .. }
+            | Error::Refused(_) => 2,
+            Error::Database { .. }
+            | Error::Output(_)
+            | Error::Partial(_)
+            | Error::Busy(_)
+            | Error::Aborted(_)
+            | Error::Differs(_) => 1,
         }
     }
 

@@ -6,19 +6,28 @@
 //! connections), `tables` (which tables move with a city, from the schema), `counts`
 //! (their rows per city, exact or estimated),
 //! `shard` (one shard's slots and cities), `replica` (a replica's lag), `jobs` (the catalog's
-//! reshard jobs), `status` (the command), `render` (tables and JSON lines).
+//! reshard jobs), `status` (the command), `render` (tables and JSON lines),
+//! `report` (steps and the progress bar), `mover` (a move's job row,
+//! replication, copy, switch and end), `moves` (the commands that drive
+//! it), `verify` (chunked checksums), `doctor` (finding and repairing
+//! what a crash left).
 //! `main` only parses, runs and maps the error to an exit code.
 
 mod cli;
 mod counts;
+mod doctor;
 mod error;
 mod jobs;
+mod mover;
+mod moves;
 mod regions;
 mod render;
 mod replica;
+mod report;
 mod shard;
 mod status;
 mod tables;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -47,6 +56,14 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match &cli.command {
             Command::Status(args) => status::run(&cli.target, args, cli.json).await,
+            Command::Move(args) => moves::move_city(&cli.target, args, cli.json).await,
+            Command::Verify(args) => verify::run(&cli.target, args, cli.json).await,
+            Command::Cutover(args) => moves::cutover(&cli.target, args, cli.json).await,
+            Command::Rollback(args) => moves::rollback(&cli.target, args, cli.json).await,
+            Command::Cleanup(args) => moves::cleanup(&cli.target, args, cli.json).await,
+            Command::Cancel(args) => moves::cancel(&cli.target, args, cli.json).await,
+            Command::Resume(args) => moves::resume(&cli.target, args, cli.json).await,
+            Command::Doctor(args) => doctor::run(&cli.target, args, cli.json).await,
         }
     });
     match result {

@@ -78,7 +78,11 @@ impl Table {
 }
 
 /// One JSON line: `{"kind": kind, ...item's fields}`.
-pub fn json_line<T: Serialize>(out: &mut impl Write, kind: &str, item: &T) -> std::io::Result<()> {
+pub fn json_line<T: Serialize>(
+    out: &mut (impl Write + ?Sized),
+    kind: &str,
+    item: &T,
+) -> std::io::Result<()> {
     #[derive(Serialize)]
     struct Line<'a, T> {
         kind: &'a str,
