@@ -34,11 +34,12 @@ const SETTINGS: &[(&str, &str)] = &[
     ("max_replication_slots", "32"),
     // A subscription's apply worker and its tablesync workers are logical
     // replication workers, taken from max_worker_processes (with parallel
-    // query's); the defaults (4 of 8) would leave one move short of workers.
+    // query's); the defaults (4 of 8) fit one move's apply worker and two
+    // table copies, and nothing for a second move on the same shard.
     ("max_logical_replication_workers", "8"),
     ("max_worker_processes", "16"),
-    // Tables of a city copied two at a time: faster than one, and a move
-    // leaves workers (and cores) for the load and for other moves.
+    // Written out (it is the default): a city's tables are copied two at a
+    // time, which leaves workers (and cores) for the load and other moves.
     ("max_sync_workers_per_subscription", "2"),
     // WAL a slot may hold back: a move left stuck (a subscriber down, a
     // killed shard-tool) invalidates its slot past this rather than fill the
