@@ -26,8 +26,30 @@ const SETTINGS: &[(&str, &str)] = &[
     ("unix_socket_directories", ""),
     // Logical replication moves cities between shards (shard-tool).
     ("wal_level", "logical"),
-    ("max_wal_senders", "16"),
-    ("max_replication_slots", "16"),
+    // Room for moves beside the replicas' physical slots: a move holds a
+    // forward slot and walsender, the reverse slot made before its cutover,
+    // and one temporary tablesync slot per table being copied, on each side
+    // it touches; and a cutover's preflight refuses when no slot is free.
+    ("max_wal_senders", "32"),
+    ("max_replication_slots", "32"),
+    // A subscription's apply worker and its tablesync workers are logical
+    // replication workers, taken from max_worker_processes (with parallel
+    // query's); the defaults (4 of 8) fit one move's apply worker and two
+    // table copies, and nothing for a second move on the same shard.
+    ("max_logical_replication_workers", "8"),
+    ("max_worker_processes", "16"),
+    // Written out (it is the default): a city's tables are copied two at a
+    // time, which leaves workers (and cores) for the load and other moves.
+    ("max_sync_workers_per_subscription", "2"),
+    // WAL a slot may hold back: a move left stuck (a subscriber down, a
+    // killed shard-tool) invalidates its slot past this rather than fill the
+    // disk (the move then restarts its copy). Applies to the replicas'
+    // physical slots too: a replica that far behind is rebuilt.
+    ("max_slot_wal_keep_size", "4GB"),
+    // Written out (it is the default) because the move tests count on it: a
+    // subscriber silent this long is dropped, and a large transaction of
+    // another city, which the row filter leaves out, must not look silent.
+    ("wal_sender_timeout", "60s"),
     ("hot_standby", "on"),
     ("max_connections", "200"),
     ("shared_buffers", "128MB"),

@@ -40,6 +40,22 @@ pub enum SchemaError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// Shard migrations are DDL, and a move copies a city between shards by
+    /// logical replication, which needs both sides' tables identical (and
+    /// applies no DDL): migrating a shard mid-move would break the copy or
+    /// the cutover's schema check. Finish or cancel the jobs first.
+    #[error(
+        "shard {shard} has migrations to apply, but the region's catalog has open reshard \
+         job(s) {}: no shard migration runs while a move is in progress; finish them \
+         (`shard-tool cutover`/`cleanup`) or cancel them (`shard-tool cancel`), then run \
+         the migrations again",
+        .jobs.iter().map(|(id, city)| format!("{id} (city {city})")).collect::<Vec<_>>().join(", ")
+    )]
+    MoveInProgress {
+        shard: String,
+        /// `(job id, city)` of every open job.
+        jobs: Vec<(i64, String)>,
+    },
     #[error("reading the {kind} database's migration history")]
     Query {
         kind: &'static str,
@@ -56,6 +72,56 @@ pub async fn catalog(pool: &PgPool) -> Result<(), SchemaError> {
 /// Applies every shard migration this build knows that is not applied yet.
 pub async fn shard(pool: &PgPool) -> Result<(), SchemaError> {
     run(&SHARD, "shard", pool).await
+}
+
+/// Applies the shard migrations of shard `name` (at `pool`) as [`shard`]
+/// does, unless the region's catalog has a reshard job open
+/// ([`SchemaError::MoveInProgress`]). A shard with nothing to apply passes
+/// whatever the jobs, so restarting a stack (whose setup runs this at
+/// every start) during a move is not refused; and a catalog without the
+/// jobs table yet (the very first bring-up) has no job. The catalog is a
+/// connection rather than a pool so a caller can ask inside a transaction.
+///
+/// A job opened between the check and the migration is not seen here;
+/// shard-tool's cutover preflight compares both sides' migrations, and
+/// refuses such a move before it freezes anything.
+pub async fn shard_outside_moves(
+    catalog: &mut sqlx::PgConnection,
+    name: &str,
+    pool: &PgPool,
+) -> Result<(), SchemaError> {
+    match check(&SHARD, "shard", pool).await {
+        Ok(()) => return Ok(()),
+        Err(SchemaError::Missing { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    let jobs = open_jobs(catalog)
+        .await
+        .map_err(|source| SchemaError::Query {
+            kind: "catalog",
+            source,
+        })?;
+    if !jobs.is_empty() {
+        return Err(SchemaError::MoveInProgress {
+            shard: name.to_string(),
+            jobs,
+        });
+    }
+    run(&SHARD, "shard", pool).await
+}
+
+/// `(id, city)` of the catalog's unfinished reshard jobs; none when the
+/// catalog has no jobs table (not migrated yet).
+async fn open_jobs(catalog: &mut sqlx::PgConnection) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('reshard_jobs') IS NOT NULL")
+        .fetch_one(&mut *catalog)
+        .await?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as("SELECT id, city FROM reshard_jobs WHERE finished_at IS NULL ORDER BY id")
+        .fetch_all(&mut *catalog)
+        .await
 }
 
 /// Refuses a catalog whose applied migrations are not exactly this build's.
@@ -179,6 +245,17 @@ mod tests {
     fn an_empty_database_is_missing_migrations() {
         let err = compare(&SHARD, "shard", &[]).unwrap_err();
         assert!(matches!(err, SchemaError::Missing { version: 2001, .. }));
+    }
+
+    #[test]
+    fn a_refusal_during_a_move_names_the_shard_and_the_jobs() {
+        let err = SchemaError::MoveInProgress {
+            shard: "shard-2".into(),
+            jobs: vec![(7, "boston".into()), (9, "austin".into())],
+        };
+        let text = err.to_string();
+        assert!(text.contains("shard shard-2"), "{text}");
+        assert!(text.contains("7 (city boston), 9 (city austin)"), "{text}");
     }
 
     #[test]

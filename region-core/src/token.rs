@@ -65,6 +65,17 @@ impl Consistency {
     }
 }
 
+impl Consistency {
+    /// Whether this read carries a write made at a newer epoch of its city
+    /// than `epoch` (the cached shard map's): the city moved and this
+    /// process has not heard yet, so the map must be reloaded before the
+    /// read picks a shard, or it would read the shard the city left and
+    /// miss the write.
+    pub fn newer_epoch_than(&self, epoch: i64) -> bool {
+        matches!(self, Consistency::AtLeast(t) if t.epoch > epoch)
+    }
+}
+
 /// The protocol's cookie value of a pending write (a 202): reads go to the
 /// primary until command `command` is applied; the edge skips KV pages of
 /// `post` meanwhile.
@@ -143,6 +154,16 @@ mod tests {
             post: Id(42),
             version: 7,
         }
+    }
+
+    #[test]
+    fn only_a_token_from_a_later_epoch_is_newer() {
+        let t = Consistency::AtLeast(token());
+        assert!(t.newer_epoch_than(2));
+        assert!(!t.newer_epoch_than(3));
+        assert!(!t.newer_epoch_than(4));
+        assert!(!Consistency::Any.newer_epoch_than(0));
+        assert!(!Consistency::Pending(Id(1)).newer_epoch_than(0));
     }
 
     #[test]

@@ -224,3 +224,138 @@ async fn a_frozen_city_is_held_not_rerouted() {
     .unwrap();
     assert_eq!(applied.refused[0].action, FenceAction::Hold);
 }
+
+/// The freeze's deadline, judged by the shard's clock: past it the city
+/// takes writes again (a cutover that never came back must not hold a city
+/// for ever); before it, the commands are held.
+#[tokio::test]
+async fn a_frozen_city_past_its_deadline_is_applied_before_it_held() {
+    let state = prepared().await;
+    let region = state.region();
+    let shard = &region.shards[0];
+    let primary = pool(&shard.primary_url).await;
+    let ids = ids(region).await;
+    for (deadline, held) in [("-1 second", false), ("1 hour", true)] {
+        let city = new_city(region, shard, "deadline").await;
+        sqlx::query(
+            "UPDATE city_fence SET state = 'frozen',
+                    frozen_until = clock_timestamp() + $2::interval
+             WHERE city = $1",
+        )
+        .bind(&city)
+        .bind(deadline)
+        .execute(&primary)
+        .await
+        .unwrap();
+        let create = create_command(&ids, &city, Id(1), "lamp").await;
+        let batch = [CityBatch {
+            city: city.clone(),
+            epoch: 1,
+            commands: vec![create.clone()],
+        }];
+        let applied = apply(
+            &target(shard, primary.clone()),
+            &batch,
+            &ids,
+            ApplyConfig::default(),
+        )
+        .await
+        .unwrap();
+        let posts = count(
+            &primary,
+            "SELECT count(*) FROM posts WHERE city = $1",
+            &city,
+        )
+        .await;
+        if held {
+            assert_eq!(applied.refused.len(), 1, "deadline {deadline}");
+            assert_eq!(applied.refused[0].action, FenceAction::Hold);
+            assert!(applied.results.is_empty());
+            assert_eq!(posts, 0, "deadline {deadline}");
+        } else {
+            assert!(
+                applied.refused.is_empty(),
+                "deadline {deadline}: {applied:?}"
+            );
+            assert_eq!(applied.results.len(), 1);
+            assert_eq!(applied.results[0].command_id, create.id);
+            assert!(matches!(
+                applied.results[0].outcome,
+                Outcome::Applied { version: Some(1) }
+            ));
+            assert_eq!(posts, 1, "deadline {deadline}");
+        }
+    }
+}
+
+/// The deadline is judged on the fence row version apply ends up holding: a
+/// flip that took the row before the deadline and commits after it, while
+/// apply waits for the row, sends the commands away (the city is gone
+/// here), though by then the deadline has passed.
+#[tokio::test]
+async fn a_flip_holding_the_fence_wins_over_a_deadline_passing_meanwhile() {
+    let state = prepared().await;
+    let region = state.region();
+    let shard = &region.shards[0];
+    let city = new_city(region, shard, "flipwins").await;
+    let primary = pool(&shard.primary_url).await;
+    let ids = ids(region).await;
+    sqlx::query(
+        "UPDATE city_fence SET state = 'frozen',
+                frozen_until = clock_timestamp() + interval '1 second'
+         WHERE city = $1",
+    )
+    .bind(&city)
+    .execute(&primary)
+    .await
+    .unwrap();
+
+    // The flip as shard-tool makes it: the row locked first, then the
+    // guarded UPDATE, before the deadline.
+    let mut flip = primary.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM city_fence WHERE city = $1 FOR UPDATE")
+        .bind(&city)
+        .execute(&mut *flip)
+        .await
+        .unwrap();
+    let flipped = sqlx::query(
+        "UPDATE city_fence SET epoch = epoch + 1, state = 'gone'
+         WHERE city = $1 AND state = 'frozen' AND frozen_until > clock_timestamp()",
+    )
+    .bind(&city)
+    .execute(&mut *flip)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(flipped, 1, "the flip came before the deadline");
+
+    let create = create_command(&ids, &city, Id(42), "rug").await;
+    let batch = vec![CityBatch {
+        city: city.clone(),
+        epoch: 1,
+        commands: vec![create.clone()],
+    }];
+    let writer = {
+        let target = target(shard, primary.clone());
+        let ids = ids.clone();
+        tokio::spawn(async move { apply(&target, &batch, &ids, ApplyConfig::default()).await })
+    };
+    // The deadline passes while the writer waits for the row.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!writer.is_finished(), "the writer waits for the fence row");
+    flip.commit().await.unwrap();
+
+    let applied = writer.await.unwrap().unwrap();
+    assert_eq!(applied.refused.len(), 1, "{applied:?}");
+    assert_eq!(applied.refused[0].action, FenceAction::Reroute);
+    assert!(applied.results.is_empty());
+    assert_eq!(
+        count(
+            &primary,
+            "SELECT count(*) FROM posts WHERE city = $1",
+            &city
+        )
+        .await,
+        0
+    );
+}

@@ -561,3 +561,50 @@ async fn serial_a_shard_that_is_down_delays_only_its_own_cities_which_then_apply
     };
     with_cleanup(body, refuse_connections(&down, false)).await;
 }
+
+/// A shard sends only the outbox rows of cities it owns: a move copies a
+/// city's rows to its target (`moving`) and back to the source it left
+/// (`gone`), and neither may send them. No broker needed: rows it would not
+/// send are never produced.
+#[tokio::test]
+async fn the_relay_leaves_the_outbox_rows_of_cities_its_shard_does_not_own() {
+    use region_core::bus::{Producer, ProducerConfig};
+    use region_core::roles::relay::metrics::RelayMetrics;
+    use region_core::roles::relay::{RelayConfig, RelayShard, round};
+
+    let state = prepared().await;
+    let region = state.region();
+    let shard = &region.shards[0];
+    let primary = pool(&shard.primary_url).await;
+    let ids = ids(region).await;
+    // Nothing is produced, so the broker is never reached.
+    let producer = Producer::new(ProducerConfig::new("127.0.0.1:9")).unwrap();
+    let metrics = RelayMetrics::default();
+    for fence in ["moving", "gone"] {
+        let city = new_city(region, shard, "not-owned").await;
+        // Before the row exists, so the stack's relay never owns it either.
+        sqlx::query("UPDATE city_fence SET state = $2 WHERE city = $1")
+            .bind(&city)
+            .bind(fence)
+            .execute(&primary)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO outbox (city, seq, event) VALUES ($1, $2, '{}')")
+            .bind(&city)
+            .bind(ids.next().await.unwrap().0)
+            .execute(&primary)
+            .await
+            .unwrap();
+        let relay_shard = RelayShard {
+            name: shard.name.clone(),
+            primary: primary.clone(),
+        };
+        let mut config = RelayConfig::new("unused.events");
+        config.cities = Some(vec![city.clone()]);
+        let sent = round(&relay_shard, &config, &producer, &metrics)
+            .await
+            .unwrap();
+        assert_eq!(sent, 0, "fence {fence}");
+        assert_eq!(count(&primary, OUTBOX, &city).await, 1, "fence {fence}");
+    }
+}

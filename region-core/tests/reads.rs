@@ -89,6 +89,55 @@ async fn a_token_from_another_shard_or_epoch_reads_from_the_primary() {
     assert!(served.value.is_some());
 }
 
+/// The city moved (its map row at a newer epoch) and this process has not
+/// heard: a token from the newer epoch makes the read reload the map before
+/// it picks a shard.
+#[tokio::test]
+async fn a_token_from_a_newer_epoch_reloads_the_map_first() {
+    let state = prepared().await;
+    let region = state.region();
+    let shard = &region.shards[0];
+    let city = new_city(region, shard, "newerepoch").await;
+    let ids = ids(region).await;
+    let create = create_command(&ids, &city, Id(7), "chair").await;
+    let post_id = create.kind.post_id().unwrap();
+    let applied = apply(
+        &target(shard, pool(&shard.primary_url).await),
+        &[CityBatch {
+            city: city.clone(),
+            epoch: 1,
+            commands: vec![create.clone()],
+        }],
+        &ids,
+        ApplyConfig::default(),
+    )
+    .await
+    .unwrap();
+    let token = applied.token(create.id).unwrap();
+    // No watcher runs beside this router: its map stays as loaded.
+    let router = router(region).await;
+    sqlx::query("UPDATE shard_map SET epoch = 2 WHERE city = $1")
+        .bind(&city)
+        .execute(&pool(&region.catalog_url).await)
+        .await
+        .unwrap();
+    assert_eq!(router.map.route(&city).unwrap().epoch, 1);
+    let newer = WriteToken { epoch: 2, ..token };
+    let served = router
+        .read(
+            &city,
+            &Consistency::AtLeast(newer),
+            &GetPost {
+                city: city.clone(),
+                id: post_id,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(served.value.is_some());
+    assert_eq!(router.map.route(&city).unwrap().epoch, 2, "reloaded");
+}
+
 #[tokio::test]
 async fn a_city_of_no_shard_here_is_not_served() {
     let state = prepared().await;

@@ -48,7 +48,9 @@ pub enum FenceAction {
     /// The city moved (epoch changed, or it is gone from this shard):
     /// reload the shard map and send the commands to the city's new shard.
     Reroute,
-    /// The city is frozen for a cutover: hold its commands and retry soon.
+    /// The city is frozen for a cutover and its freeze's deadline has not
+    /// passed: hold its commands and retry soon (past the deadline `apply`
+    /// treats the city as active).
     Hold,
 }
 
@@ -160,9 +162,35 @@ pub async fn apply(
     //    transaction, and this read waits for a cutover in progress and then
     //    sees its result, so a write routed with the old epoch cannot slip in
     //    while the city is being switched.
+    //
+    //    A freeze ends at its deadline (`frozen_until`) even when nobody
+    //    comes back to lift it (shard-tool killed mid-cutover): a `frozen`
+    //    fence past it reads as `active` here and its commands apply; one
+    //    before it, or with no deadline, holds them. The deadline is judged
+    //    by this shard's own clock, the one the flip's `UPDATE ... AND
+    //    frozen_until > clock_timestamp()` uses, so the two never disagree
+    //    by a skew between machines; and by `clock_timestamp()`, not
+    //    `now()`, which is the start of our transaction and could lag the
+    //    moment we actually hold the row by however long we waited for it.
+    //
+    //    Race-free against the flip: the CASE is part of the locking query,
+    //    so when a flip holds the row, FOR SHARE waits for it and then
+    //    re-evaluates the query on the row version the flip committed (the
+    //    city is `gone`: reroute), never on the version we first read. When
+    //    we hold the row first, the flip's UPDATE waits for our commit, so
+    //    our commands are on the source before the fence says `gone`. For
+    //    that second case to be safe too, the flip must judge its deadline
+    //    after it holds the row (the flip must lock the fence row FOR
+    //    UPDATE before its guarded UPDATE, so its clock_timestamp() is read
+    //    after ours and sees the deadline passed whenever we did): an UPDATE that
+    //    judged its WHERE first and only then queued behind our lock would
+    //    not re-check it, as our lock changed no column.
     let cities: Vec<String> = batch.iter().map(|b| b.city.clone()).collect();
     let fences: Vec<(String, i64, String)> = sqlx::query_as(
-        "SELECT city, epoch, state FROM city_fence WHERE city = ANY($1)
+        "SELECT city, epoch,
+                CASE WHEN state = 'frozen' AND frozen_until <= clock_timestamp()
+                     THEN 'active' ELSE state END
+         FROM city_fence WHERE city = ANY($1)
          ORDER BY city FOR SHARE",
     )
     .bind(&cities)

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
+use tokio::sync::watch;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
@@ -67,15 +68,30 @@ impl ShardMap {
 pub struct ShardMapCache {
     catalog: PgPool,
     current: Arc<RwLock<Arc<ShardMap>>>,
+    /// The version of `current`, published after every swap, so a role can
+    /// react to a new map the moment it is in place (the writer wakes the
+    /// cities it holds) instead of polling for it.
+    version: Arc<watch::Sender<i64>>,
 }
 
 impl ShardMapCache {
     pub async fn load(catalog: PgPool) -> Result<Self, sqlx::Error> {
         let map = ShardMap::load(&catalog).await?;
+        let (version, _) = watch::channel(map.version);
         Ok(ShardMapCache {
             catalog,
             current: Arc::new(RwLock::new(Arc::new(map))),
+            version: Arc::new(version),
         })
+    }
+
+    /// Follows the cached map's version: the receiver sees a change once a
+    /// newer map is in place (so `get` and `route` already return it). A
+    /// cutover's flip, and an aborted cutover's unfreeze, both change the
+    /// catalog's `shard_map`, so this is how a role learns that a city it
+    /// held or re-routed can go on, without waiting out a backoff.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.version.subscribe()
     }
 
     pub fn get(&self) -> Arc<ShardMap> {
@@ -102,7 +118,11 @@ impl ShardMapCache {
         let mut cur = self.current.write().unwrap_or_else(|p| p.into_inner());
         // Never go back to an older map if two reloads raced.
         if map.version > cur.version {
+            let version = map.version;
             *cur = Arc::new(map);
+            // Still under the lock, so subscribers see versions in order,
+            // and only after the swap, so what they read is the new map.
+            self.version.send_replace(version);
         }
         Ok(true)
     }

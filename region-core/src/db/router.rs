@@ -107,13 +107,26 @@ impl Router {
         Ok((route, shard))
     }
 
+    /// Runs `query` on `city`'s shard with the freshness `consistency`
+    /// asks. A read-your-writes token from a newer epoch than the cached
+    /// map's means the city moved and the NOTIFY has not reached this
+    /// process yet: the map is reloaded first, so the read goes to the shard
+    /// that has the write. (Should the reload fail, the read goes on with
+    /// the cached map; `read` then sends it to that shard's primary, as for
+    /// any token of another epoch.)
     pub async fn read<Q: ReadQuery>(
         &self,
         city: &str,
         consistency: &Consistency,
         query: &Q,
     ) -> Result<Served<Q::Output>, RouteError> {
-        let (route, shard) = self.route(city)?;
+        let (mut route, mut shard) = self.route(city)?;
+        if consistency.newer_epoch_than(route.epoch) {
+            if let Err(e) = self.map.refresh().await {
+                tracing::warn!(%city, error = %e, "reloading the shard map for a newer read token");
+            }
+            (route, shard) = self.route(city)?;
+        }
         Ok(read(shard, &route, consistency, query).await?)
     }
 }

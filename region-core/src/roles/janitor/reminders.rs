@@ -8,6 +8,14 @@
 //! at the next sweep, a crash between send and commit sends that one mail
 //! again, and a rerun sends none. A concurrent janitor claiming the same row
 //! waits on its primary key and then finds it taken.
+//!
+//! A claim is made only while the shard's fence says the city is `active`
+//! here, read FOR SHARE in the claim's transaction: `reminders_sent` moves
+//! with the city, and a shard-tool move copies it to a target (`moving`)
+//! and back to a source it left (`gone`), where a claim would send the mail
+//! twice. A cutover's freeze waits for a claim in progress (its send
+//! included) before it starts, and no claim is made while the city is
+//! frozen, so the flip never waits on a mail server.
 
 use chrono::{DateTime, Utc};
 
@@ -75,6 +83,16 @@ pub async fn sweep_shard(
                 "no address"
             };
             let mut tx = shard.primary.begin().await?;
+            let fence: Option<String> =
+                sqlx::query_scalar("SELECT state FROM city_fence WHERE city = $1 FOR SHARE")
+                    .bind(&city)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if fence.as_deref() != Some("active") {
+                // Not ours (now): its owner sends it, or this shard again
+                // after the freeze is over.
+                continue;
+            }
             let claimed = sqlx::query(
                 "INSERT INTO reminders_sent (city, post_id, expires_at, outcome, sent_at)
                  VALUES ($1, $2, $3, $4, $5)

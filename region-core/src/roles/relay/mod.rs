@@ -9,6 +9,13 @@
 //! be duplicated, never lost, and consumers are idempotent by `(post id,
 //! version)`. One task per shard, so a shard that is down delays only its
 //! own events.
+//!
+//! Only the rows of cities the shard owns are sent: those whose `city_fence`
+//! is `active` or `frozen` (the owner during a cutover's freeze). A move
+//! replicates a city's outbox rows to the target (`moving`) and, after the
+//! cutover, the reverse replication brings the target's back to the source
+//! (`gone`): both copies stay put until their shard owns the city, so each
+//! event is sent by its owner, and a rollback finds them still there.
 
 pub mod metrics;
 mod start;
@@ -118,9 +125,17 @@ pub async fn round(
         source,
     };
     let mut tx = shard.primary.begin().await.map_err(db)?;
+    // The fence in a subquery, not a join: FOR UPDATE would lock (and
+    // SKIP LOCKED skip) the fence rows too, which every apply holds FOR
+    // SHARE. Not locked, so a cutover never waits for a relay round: rows
+    // read just before a flip are still sent (and deleted) by the old
+    // owner, and the target may send its copies again (at least once;
+    // consumers compare versions).
     let rows: Vec<(String, i64, serde_json::Value)> = sqlx::query_as(
-        "SELECT city, seq, event FROM outbox
-         WHERE $2::text[] IS NULL OR city = ANY($2)
+        "SELECT city, seq, event FROM outbox o
+         WHERE ($2::text[] IS NULL OR city = ANY($2))
+           AND EXISTS (SELECT 1 FROM city_fence f
+                       WHERE f.city = o.city AND f.state IN ('active', 'frozen'))
          ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
     )
     .bind(config.batch)

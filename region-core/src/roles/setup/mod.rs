@@ -56,7 +56,8 @@ pub async fn run(state: &Path, region: &str, demo: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Migrates the catalog and every shard primary of `region`, seeds the
+/// Migrates the catalog and every shard primary of `region` (a shard with
+/// migrations to apply is refused while a reshard job is open), seeds the
 /// catalog, and with `demo` adds demo posts to cities that have none.
 pub async fn set_up(stack: &StackFile, region: &str, demo: bool) -> anyhow::Result<SetupReport> {
     let (number, entry): (u16, &RegionEntry) = stack.region(region)?;
@@ -71,9 +72,16 @@ pub async fn set_up(stack: &StackFile, region: &str, demo: bool) -> anyhow::Resu
     ));
     for shard in &entry.shards {
         let pool = connect(&shard.primary_url, &format!("{region}/{}", shard.name)).await?;
-        crate::migrate::shard(&pool)
+        // Not while shard-tool moves a city (the catalog's open jobs): a
+        // migration mid-move would break the copy or the cutover.
+        let mut conn = catalog
+            .acquire()
+            .await
+            .with_context(|| format!("connecting to the catalog of {region}"))?;
+        crate::migrate::shard_outside_moves(&mut conn, &shard.name, &pool)
             .await
             .with_context(|| format!("migrating {region}/{}", shard.name))?;
+        drop(conn);
         pool.close().await;
         report
             .lines

@@ -122,6 +122,8 @@ struct Writer {
     paused: BTreeSet<i32>,
     applies: JoinSet<Done>,
     accounts: Vec<account::Pending>,
+    /// The shard map's version: a change wakes the held cities.
+    map_version: tokio::sync::watch::Receiver<i64>,
 }
 
 /// Runs the writer until `shutdown` resolves (then it lets the applies in
@@ -146,6 +148,7 @@ pub async fn apply_commands(
         "writer consuming"
     );
     let mut w = Writer {
+        map_version: parts.router.map.subscribe(),
         queue: Queue::new(config.queue),
         config,
         parts,
@@ -187,6 +190,15 @@ pub async fn apply_commands(
                         Some(message) => w.read(message.map(|m| m.detach())).await,
                         None => break,
                     }
+                }
+            }
+            // A new shard map (a cutover flipped or aborted): the cities
+            // held or re-routed go again now, not when their backoff ends.
+            Ok(()) = w.map_version.changed() => {
+                let version = *w.map_version.borrow_and_update();
+                let woken = w.queue.wake_held(Instant::now());
+                if woken > 0 {
+                    tracing::info!(version, woken, "shard map changed: held cities go again");
                 }
             }
             _ = tokio::time::sleep_until(wake.into()) => {}

@@ -17,6 +17,35 @@ use crate::roles::common::add;
 use super::queue::{Dispatch, Failure, Queued};
 use super::{Done, Failed, Writer};
 
+/// Inserts the rejection into `applied_commands` if the shard's fence says
+/// the city is `active`; returns whether it did (false: not owned here).
+async fn record_rejected_if_owned(
+    primary: &sqlx::PgPool,
+    q: &Queued,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = primary.begin().await?;
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state FROM city_fence WHERE city = $1 FOR SHARE")
+            .bind(&q.command.city)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if state.as_deref() != Some("active") {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO applied_commands (city, command_id, outcome) VALUES ($1, $2, $3)
+         ON CONFLICT (city, command_id) DO NOTHING",
+    )
+    .bind(&q.command.city)
+    .bind(q.command.id)
+    .bind(format!("rejected: {reason}"))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 /// Single-command applies that fail with a non-transient error before the
 /// command is given up as rejected.
 const STRIKES: u32 = 3;
@@ -263,21 +292,26 @@ impl Writer {
     /// A command that failed alone, again and again, is recorded as
     /// rejected in its shard (so a replay skips it, and the status URL can
     /// read it there) — best effort: the dead letter is the durable record.
+    ///
+    /// Only on a shard that owns the city: `applied_commands` moves with the
+    /// city, so a row written on a shard it is moving to (or has left)
+    /// would be overwritten by the move's copy or stranded there. The fence
+    /// is read FOR SHARE in the same transaction, as `apply` does, so a
+    /// cutover cannot freeze or flip the city between the check and the
+    /// insert.
     async fn record_rejected(&self, shard: &str, q: &Queued, reason: &str) {
         let Some(pools) = self.parts.router.shard(shard) else {
             return;
         };
-        let r = sqlx::query(
-            "INSERT INTO applied_commands (city, command_id, outcome) VALUES ($1, $2, $3)
-             ON CONFLICT (city, command_id) DO NOTHING",
-        )
-        .bind(&q.command.city)
-        .bind(q.command.id)
-        .bind(format!("rejected: {reason}"))
-        .execute(&pools.primary)
-        .await;
-        if let Err(e) = r {
-            tracing::warn!(command = %q.command.id, error = %e, "recording a rejected command");
+        match record_rejected_if_owned(&pools.primary, q, reason).await {
+            Ok(true) => {}
+            Ok(false) => tracing::info!(
+                command = %q.command.id, city = %q.command.city, %shard,
+                "not recording a rejected command: the shard's fence does not say the city is active here"
+            ),
+            Err(e) => {
+                tracing::warn!(command = %q.command.id, error = %e, "recording a rejected command")
+            }
         }
     }
 

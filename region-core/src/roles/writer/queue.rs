@@ -38,8 +38,10 @@ pub struct QueueConfig {
     pub batch_max: usize,
     /// How long the first command of a shard waits for company.
     pub batch_window: Duration,
-    /// First wait before a held (frozen) city is tried again; doubles up
-    /// to `retry_max`.
+    /// First wait before a held (frozen) city, or one whose reroute did
+    /// not settle, is tried again; doubles up to `retry_max`. Only a
+    /// fallback: a cutover ends (flip or abort) with a shard map change,
+    /// and [`Queue::wake_held`] lets such cities go at once.
     pub hold_retry: Duration,
     /// First wait before a failed shard is tried again; doubles up to
     /// `retry_max`.
@@ -61,6 +63,10 @@ struct CityQueue {
     /// The shard it was last sent to, to tell whether it waits on a shard
     /// that is down.
     shard: Option<String>,
+    /// `Queue::map_changes` when its batch was sent: a map change while the
+    /// batch was in flight found nothing to wake, so its hold is not
+    /// waited out either.
+    sent_at_change: u64,
 }
 
 #[derive(Debug, Default)]
@@ -110,6 +116,8 @@ pub struct Queue {
     cities: HashMap<String, CityQueue>,
     shards: HashMap<String, ShardState>,
     len: usize,
+    /// Shard map changes seen (`wake_held` calls).
+    map_changes: u64,
 }
 
 impl Queue {
@@ -119,6 +127,7 @@ impl Queue {
             cities: HashMap::new(),
             shards: HashMap::new(),
             len: 0,
+            map_changes: 0,
         }
     }
 
@@ -172,6 +181,7 @@ impl Queue {
             }
         }
         let mut out = Vec::new();
+        let map_changes = self.map_changes;
         for (shard, mut cities) in per_shard {
             let st = self.shards.entry(shard.clone()).or_default();
             if st.busy || st.not_before.is_some_and(|t| t > now) {
@@ -209,6 +219,7 @@ impl Queue {
                 room -= n;
                 q.in_flight = n;
                 q.shard = Some(shard.clone());
+                q.sent_at_change = map_changes;
                 let commands = q
                     .commands
                     .iter()
@@ -307,11 +318,13 @@ impl Queue {
 
     /// `city`'s batch was not applied and goes again, at once (`delay`
     /// false: a reroute after the map was reloaded) or after the hold
-    /// backoff (a frozen city, or a reroute that did not settle).
+    /// backoff (a frozen city, or a reroute that did not settle). At once
+    /// too when the shard map changed while the batch was in flight: the
+    /// change may be the flip or abort the hold was waiting for.
     pub fn retry(&mut self, city: &str, delay: bool, now: Instant) {
         if let Some(q) = self.cities.get_mut(city) {
             q.in_flight = 0;
-            if delay {
+            if delay && q.sent_at_change == self.map_changes {
                 let wait = next_wait(
                     &mut q.hold_waits,
                     self.config.hold_retry,
@@ -320,6 +333,26 @@ impl Queue {
                 q.not_before = Some(now + wait);
             }
         }
+    }
+
+    /// The shard map changed: every city waiting out a hold or reroute
+    /// backoff is due again now, since the change is most likely the end of
+    /// the cutover that held it (the flip, or an abort that unfroze it).
+    /// Its backoff keeps counting, so a city still frozen (the change was
+    /// about another city) waits longer next time, not shorter. A city in
+    /// flight, and a failed shard's wait, are left alone: neither is about
+    /// the map; a city in flight that comes back held goes again at once
+    /// (see `retry`). Returns how many cities were woken.
+    pub fn wake_held(&mut self, now: Instant) -> usize {
+        self.map_changes += 1;
+        let mut woken = 0;
+        for q in self.cities.values_mut() {
+            if q.in_flight == 0 && q.not_before.is_some_and(|t| t > now) {
+                q.not_before = None;
+                woken += 1;
+            }
+        }
+        woken
     }
 
     /// One more strike for the command at the front of `city` (it failed
@@ -543,6 +576,53 @@ mod tests {
             q.cities["a"].not_before,
             Some(t0 + Duration::from_millis(100))
         );
+    }
+
+    #[test]
+    fn a_map_change_wakes_held_and_rerouted_cities_but_not_failed_shards() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_millis(25);
+        let mut q = Queue::new(config());
+        for (city, id) in [("a", 1), ("b", 2), ("c", 3)] {
+            q.push(queued(city, id, 0, t0));
+        }
+        let (d, _) = q.due(later, route);
+        assert_eq!(d.len(), 2);
+        // a held by its fence, b re-routed without the map changing (both
+        // back off), c's shard failed.
+        q.retry("a", true, later);
+        q.retry("a", true, later);
+        q.retry("b", true, later);
+        q.shard_done("s1", None, later);
+        q.retry("c", false, later);
+        q.shard_done("s2", Some(Failure::Transient), later);
+        assert!(q.due(later, route).0.is_empty(), "all wait");
+
+        assert_eq!(q.wake_held(later), 2);
+        let (d, _) = q.due(later, route);
+        assert_eq!(d.len(), 1, "s2 still backs off: {d:?}");
+        assert_eq!(
+            ids(&d[0]),
+            vec![("a".into(), vec![1]), ("b".into(), vec![2])]
+        );
+        assert_eq!(q.wake_held(later), 0, "in flight: nothing to wake");
+
+        // The map changed while a was in flight: held again, it goes again
+        // at once, as the change may be the flip it waited for.
+        q.retry("a", true, later);
+        q.retry("b", true, later);
+        q.shard_done("s1", None, later);
+        assert_eq!(q.cities["a"].not_before, None);
+        let (d, _) = q.due(later, route);
+        assert_eq!(d.len(), 1);
+
+        // Still frozen with no change since: the backoff goes on where it
+        // was (a had waited 100 ms, then 200 ms: next 400 ms).
+        q.retry("a", true, later);
+        assert!(near(
+            q.cities["a"].not_before,
+            later + Duration::from_millis(400)
+        ));
     }
 
     #[test]
