@@ -36,6 +36,12 @@ pub fn cityboard_bin() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target/debug/cityboard"))
 }
 
+/// The `shard-tool` binary under test: the debug build beside `cityboard`
+/// (deploy/test builds every binary of the workspace first).
+pub fn shard_tool_bin() -> PathBuf {
+    cityboard_bin().with_file_name("shard-tool")
+}
+
 /// Runs `cityboard --home HOME ARGS…` and returns its output.
 pub fn cityboard(home: &Path, args: &[&str]) -> Output {
     Command::new(cityboard_bin())

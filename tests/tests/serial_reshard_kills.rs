@@ -1,0 +1,247 @@
+//! shard-tool killed at every state transition of a move (issue 26,
+//! acceptance 3): for each crash point in turn, a move of `boston` to the
+//! other shard runs with shard-tool aborting there (the process dies as a
+//! SIGKILL would leave it: no cleanup, the job row as last written), then
+//! `resume` and the remaining steps run without it. Every move must end
+//! fully on one side: the catalog and the fences agree, every row of the
+//! city is on its new shard and none on the old, no replication object
+//! of the job is left, and the city takes writes.
+//!
+//! And the freeze's deadline: a shard-tool killed while the city is
+//! frozen, and not resumed, costs the city's writers no more than the
+//! pause it allowed — the city takes writes on its shard again.
+
+#[allow(dead_code)] // the faults and checks are the chaos test's
+mod chaos;
+#[allow(dead_code)] // each serial_reshard test uses a part of it
+mod reshard;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chaos::api::Apis;
+use chaos::load::{Outcome, follow};
+use cityboard_tests::output_text;
+
+const PORT_BASE: u16 = 21000;
+const SEEDED: i64 = 20_000;
+const CITY: &str = "boston";
+
+/// The crash points of a move, in the order a move reaches them.
+const CRASH_POINTS: &[&str] = &[
+    // move
+    "created",
+    "target-fence",
+    "publication",
+    "slot",
+    "subscription",
+    "copied",
+    "ready",
+    // cutover
+    "reverse-prepared",
+    "freezing",
+    "frozen",
+    "flipped-fence",
+    "flipping",
+    "noted-position",
+    "target-active",
+    "catalog",
+    "forward-dropped",
+    "reverse-enabled",
+    "cut-over",
+    // cleanup
+    "cleaning-up",
+    "replication-dropped",
+    "rows-deleted",
+    "done",
+];
+
+/// The job's phase, from the catalog.
+async fn phase(catalog: &sqlx::PgPool, job: i64) -> String {
+    sqlx::query_scalar("SELECT phase FROM reshard_jobs WHERE id = $1")
+        .bind(job)
+        .fetch_one(catalog)
+        .await
+        .expect("the job")
+}
+
+/// Runs one shard-tool command; `crash` arms a crash point. Returns
+/// whether it crashed there (and asserts it succeeded otherwise).
+fn run(home: &Path, args: &[&str], crash: Option<&str>) -> bool {
+    let env: Vec<(&str, &str)> = crash
+        .map(|c| ("SHARD_TOOL_CRASH_AT", c))
+        .into_iter()
+        .collect();
+    let out = reshard::shard_tool(home, args, &env);
+    if out.status.code().is_none() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("crash point {}", crash.unwrap_or("?"))),
+            "shard-tool {args:?} died but not at its crash point:\n{}",
+            output_text(&out)
+        );
+        return true;
+    }
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "shard-tool {args:?}:\n{}",
+        output_text(&out)
+    );
+    false
+}
+
+/// One write to the city, followed to its end: it must apply.
+async fn write_applies(apis: &Apis, token: &str, title: &str) {
+    let body = serde_json::json!({"category": "for-sale", "title": title,
+        "description": "Written during a move.", "price": 5, "location": "Downtown"})
+    .to_string();
+    let r = apis
+        .send("POST", CITY, "/post", Some(token), body.as_bytes())
+        .await
+        .expect("POST /post");
+    match r.status {
+        201 => {}
+        202 => {
+            let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+            let command = v["command"].as_str().expect("a command").to_string();
+            let outcome = follow(apis, CITY, token, &command).await;
+            assert!(
+                matches!(
+                    outcome,
+                    Outcome::Acked {
+                        version: Some(_),
+                        ..
+                    }
+                ),
+                "{title}: {outcome:?}"
+            );
+        }
+        s => panic!("{title}: {s} {}", r.text()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serial_reshard_killed_at_every_step_ends_on_one_side() {
+    let started = Instant::now();
+    let stack = reshard::start("reshard-kills", PORT_BASE);
+    let state = stack.state();
+    let home = stack.home.clone();
+    let primary = |name: &str| {
+        state.regions[0]
+            .shards
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.primary_url.clone())
+            .expect("shard")
+    };
+    let db = cityboard_tests::pg(&primary("shard-1")).await;
+    reshard::seed(&db, CITY, SEEDED).await;
+    db.close().await;
+    let catalog = cityboard_tests::pg(&state.regions[0].catalog_url).await;
+    let apis = Apis::new(&stack.home, &state);
+    let token = apis.user(CITY, "killer").await.expect("a user");
+    let mut posts = reshard::posts_on(&state, "shard-1", CITY).await;
+
+    for (n, point) in CRASH_POINTS.iter().enumerate() {
+        let (from, epoch) = reshard::placed(&state, CITY).await;
+        let to = if from == "shard-1" {
+            "shard-2"
+        } else {
+            "shard-1"
+        };
+        let mut crash = Some(*point);
+        let out = reshard::shard_tool(
+            &home,
+            &["--json", "move", CITY, "--to", to],
+            &crash
+                .map(|c| ("SHARD_TOOL_CRASH_AT", c))
+                .into_iter()
+                .collect::<Vec<_>>(),
+        );
+        if out.status.code().is_none() {
+            crash = None;
+        } else {
+            assert_eq!(out.status.code(), Some(0), "move:\n{}", output_text(&out));
+        }
+        let job: i64 = sqlx::query_scalar(
+            "SELECT id FROM reshard_jobs WHERE city = $1 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(CITY)
+        .fetch_one(&catalog)
+        .await
+        .expect("the job");
+        let j = job.to_string();
+        // Drive the job to its end, whatever phase each crash left.
+        for _ in 0..12 {
+            let p = phase(&catalog, job).await;
+            let args: Vec<&str> = match p.as_str() {
+                "done" => break,
+                "ready" => vec!["cutover", &j],
+                "cut-over" => vec!["cleanup", &j],
+                _ => vec!["resume", &j],
+            };
+            if run(&home, &args, crash) {
+                crash = None;
+            }
+        }
+        assert_eq!(phase(&catalog, job).await, "done", "crash point {point}");
+        assert!(crash.is_none(), "crash point {point} was never reached");
+        write_applies(&apis, &token, &format!("after crash point {point}")).await;
+        posts += 1;
+        let (now_on, now_epoch) = reshard::placed(&state, CITY).await;
+        assert_eq!(
+            now_on, to,
+            "crash point {point}: the city is not on its target"
+        );
+        assert!(
+            now_epoch > epoch,
+            "crash point {point}: epoch {now_epoch} after {epoch}"
+        );
+        assert_eq!(
+            reshard::city_rows(&state, &from, CITY).await,
+            0,
+            "crash point {point}: rows left on {from}"
+        );
+        let there = reshard::posts_on(&state, to, CITY).await;
+        assert_eq!(there, posts, "crash point {point}: posts on {to}");
+        let left = reshard::leftovers(&state, job).await;
+        assert!(left.is_empty(), "crash point {point}: left behind {left:?}");
+        println!(
+            "crash point {n:>2} {point:<22} ok ({:.0}s)",
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    // Killed while frozen, never resumed: the city writes again at the
+    // deadline.
+    let (from, epoch) = reshard::placed(&state, CITY).await;
+    let to = if from == "shard-1" {
+        "shard-2"
+    } else {
+        "shard-1"
+    };
+    let out = reshard::ok(&home, &["--json", "move", CITY, "--to", to]);
+    let job = reshard::job_id(&out);
+    let j = job.to_string();
+    assert!(run(
+        &home,
+        &["cutover", &j, "--max-pause", "1500"],
+        Some("frozen")
+    ));
+    let t0 = Instant::now();
+    write_applies(&apis, &token, "while frozen and abandoned").await;
+    let waited = t0.elapsed();
+    assert!(
+        waited < Duration::from_secs(10),
+        "the write waited {waited:?} for a freeze of 1.5 s"
+    );
+    assert_eq!(reshard::placed(&state, CITY).await, (from.clone(), epoch));
+    // resume finds the freeze over and returns the job to `ready`.
+    assert!(!run(&home, &["resume", &j], None));
+    assert_eq!(phase(&catalog, job).await, "ready");
+    assert!(!run(&home, &["cancel", &j], None));
+    assert!(reshard::leftovers(&state, job).await.is_empty());
+    assert_eq!(reshard::city_rows(&state, to, CITY).await, 0);
+    println!("reshard kills: {:.0}s", started.elapsed().as_secs_f64());
+}
