@@ -62,7 +62,7 @@ pub struct Difference {
     /// The row's key (its primary key after `city`, comma-separated).
     pub key: String,
     /// `changed`, `missing` (on the other shard) or `extra` (there only).
-    pub kind: String,
+    pub how: String,
 }
 
 /// Times a differing chunk is read again after a catch-up.
@@ -126,16 +126,12 @@ pub async fn run(target: &Target, args: &VerifyArgs, json: bool) -> Result<()> {
             )
             .await?;
             let (after, upto_ref) = (place.after.clone(), upto.as_deref());
-            let (rows, same) = compare(&m, &o, &other, walk, after.as_deref(), upto_ref).await?;
+            let (rows, differ) = compare(&m, &o, &other, walk, after.as_deref(), upto_ref).await?;
             place.chunks += 1;
             place.rows += rows;
-            if !same {
-                for d in
-                    differences(&o, &other, walk, &m.job.city, after.as_deref(), upto_ref).await?
-                {
-                    report_difference(&mut m.report, id, &d, &other.name)?;
-                    place.differences.push(d);
-                }
+            for d in differ {
+                report_difference(&mut m.report, id, &d, &other.name)?;
+                place.differences.push(d);
             }
             place.after = upto.clone();
             m.job.progress.verify = serde_json::to_value(&place).ok();
@@ -296,9 +292,13 @@ async fn checksum(
         .await
 }
 
-/// Compares one chunk; a difference is read again after a catch-up (up
-/// to [`RECHECKS`] times) before it counts. Returns the owner's rows and
-/// whether the chunk is the same.
+/// Compares one chunk. When the checksums differ, the chunk's rows are
+/// compared one by one, then again after each of [`RECHECKS`] catch-ups
+/// (a mark written on the owner, awaited on the other shard): a row
+/// counts as different only if it differs every time. A row that changed
+/// on the owner while the chunk was read differs once and then catches
+/// up; a row that really differs differs each time. Returns the owner's
+/// rows and the rows that differ.
 async fn compare(
     m: &Mover,
     o: &Shard,
@@ -306,29 +306,42 @@ async fn compare(
     w: &Walk,
     after: Option<&str>,
     upto: Option<&str>,
-) -> Result<(i64, bool)> {
+) -> Result<(i64, Vec<Difference>)> {
     let city = &m.job.city;
-    let mut rows = 0;
-    for attempt in 0..=RECHECKS {
-        if attempt > 0 {
-            let seq = mark(&o.pool, city, m.job.id, "verify")
-                .await
-                .map_err(|e| Error::db(&o.what, e))?;
-            let until = Instant::now() + CATCH_UP;
-            wait_mark(other, city, m.job.id, seq, Some(until)).await?;
+    let a = checksum(&o.pool, w, city, after, upto)
+        .await
+        .map_err(|e| Error::db(&o.what, e))?;
+    let b = checksum(&other.pool, w, city, after, upto)
+        .await
+        .map_err(|e| Error::db(&other.what, e))?;
+    if a == b {
+        return Ok((a.0, Vec::new()));
+    }
+    let mut suspects = differences(o, other, w, city, after, upto).await?;
+    for _ in 0..RECHECKS {
+        if suspects.is_empty() {
+            break;
         }
-        let a = checksum(&o.pool, w, city, after, upto)
+        let seq = mark(&o.pool, city, m.job.id, "verify")
             .await
             .map_err(|e| Error::db(&o.what, e))?;
-        let b = checksum(&other.pool, w, city, after, upto)
-            .await
-            .map_err(|e| Error::db(&other.what, e))?;
-        rows = a.0;
-        if a == b {
-            return Ok((rows, true));
+        let until = Instant::now() + CATCH_UP;
+        if !wait_mark(other, city, m.job.id, seq, Some(until)).await? {
+            return Err(Error::db(
+                &other.what,
+                anyhow::anyhow!(
+                    "has not caught up with {} within {}s; is its subscription running? \
+                     (`shard-tool status {}`)",
+                    o.name,
+                    CATCH_UP.as_secs(),
+                    m.job.id
+                ),
+            ));
         }
+        let now = differences(o, other, w, city, after, upto).await?;
+        suspects.retain(|d| now.iter().any(|n| n.key == d.key));
     }
-    Ok((rows, false))
+    Ok((a.0, suspects))
 }
 
 /// How long a recheck waits for the other shard to catch up.
@@ -379,7 +392,7 @@ async fn differences(
             chunk_after: after.map(str::to_string),
             chunk_upto: upto.map(str::to_string),
             key: key.clone(),
-            kind: kind.into(),
+            how: kind.into(),
         })
     };
     for (key, hash) in &a {
@@ -407,7 +420,7 @@ fn report_difference(report: &mut Report, job: i64, d: &Difference, other: &str)
                 }
                 render::json_line(out, "difference", &Line { job, d })
             } else {
-                let kind = match d.kind.as_str() {
+                let kind = match d.how.as_str() {
                     "missing" => format!("missing on {other}"),
                     "extra" => format!("only on {other}"),
                     _ => format!("different on {other}"),

@@ -240,6 +240,102 @@ async fn serial_reshard_killed_at_every_step_ends_on_one_side() {
     // resume finds the freeze over and returns the job to `ready`.
     assert!(!run(&home, &["resume", &j], None));
     assert_eq!(phase(&catalog, job).await, "ready");
+
+    // verify can fail (acceptance 2): a changed value, a missing row and
+    // an extra row, injected on the target, are each reported with their
+    // chunk; a killed verify resumes from its last chunk.
+    let target = cityboard_tests::pg(&primary(to)).await;
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM posts WHERE city = $1 ORDER BY id LIMIT 2 OFFSET 7000")
+            .bind(CITY)
+            .fetch_all(&target)
+            .await
+            .expect("two posts");
+    sqlx::query("UPDATE posts SET title = title || ' (tampered)' WHERE city = $1 AND id = $2")
+        .bind(CITY)
+        .bind(ids[0])
+        .execute(&target)
+        .await
+        .expect("change a row");
+    sqlx::query("DELETE FROM posts WHERE city = $1 AND id = $2")
+        .bind(CITY)
+        .bind(ids[1])
+        .execute(&target)
+        .await
+        .expect("delete a row");
+    let extra = SEEDED * 10;
+    sqlx::query(
+        "INSERT INTO posts (city, id, user_id, category, title, description, status, version,
+                            created_at, updated_at, expires_at)
+         VALUES ($1, $2, 1, 'for-sale', 'extra', 'only on the target', 'live', 1, now(), now(),
+                 now() + interval '1 day')",
+    )
+    .bind(CITY)
+    .bind(extra)
+    .execute(&target)
+    .await
+    .expect("add a row");
+    target.close().await;
+    let verified_chunks = || async {
+        let doc: serde_json::Value =
+            sqlx::query_scalar("SELECT progress -> 'verify' FROM reshard_jobs WHERE id = $1")
+                .bind(job)
+                .fetch_one(&catalog)
+                .await
+                .expect("progress");
+        doc["chunks"].as_i64().unwrap_or(-1)
+    };
+    let out = reshard::shard_tool(
+        &home,
+        &["--json", "verify", &j, "--chunk-rows", "5000"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "verify:\n{}", output_text(&out));
+    let lines = reshard::json_lines(&out);
+    for (key, how) in [(ids[0], "changed"), (ids[1], "missing"), (extra, "extra")] {
+        let line = lines
+            .iter()
+            .find(|l| l["kind"] == "difference" && l["key"] == key.to_string().as_str())
+            .unwrap_or_else(|| panic!("{key} not reported:\n{}", output_text(&out)));
+        assert_eq!(line["how"], how, "{line}");
+        assert_eq!(line["table"], "posts", "{line}");
+        assert!(
+            line.get("chunk_after").is_some() && line.get("chunk_upto").is_some(),
+            "{line}"
+        );
+    }
+    let reported = lines.iter().filter(|l| l["kind"] == "difference").count();
+    assert_eq!(
+        reported,
+        3,
+        "only the injected rows differ:\n{}",
+        output_text(&out)
+    );
+    let full = verified_chunks().await;
+    assert!(full > 2, "verify walked {full} chunks");
+    let killed = reshard::shard_tool(
+        &home,
+        &["verify", &j, "--chunk-rows", "5000", "--restart"],
+        &[("SHARD_TOOL_CRASH_AT", "verify-chunk")],
+    );
+    assert!(
+        killed.status.code().is_none(),
+        "verify was not killed:\n{}",
+        output_text(&killed)
+    );
+    assert_eq!(
+        verified_chunks().await,
+        1,
+        "the killed verify saved its first chunk"
+    );
+    let out = reshard::shard_tool(&home, &["verify", &j, "--chunk-rows", "5000"], &[]);
+    assert_eq!(out.status.code(), Some(1), "verify:\n{}", output_text(&out));
+    assert_eq!(
+        verified_chunks().await,
+        full,
+        "the resumed verify walked the rest only"
+    );
+
     assert!(!run(&home, &["cancel", &j], None));
     assert!(reshard::leftovers(&state, job).await.is_empty());
     assert_eq!(reshard::city_rows(&state, to, CITY).await, 0);

@@ -276,7 +276,17 @@ pub async fn wait(m: &mut Mover, opts: &CopyOptions) -> Result<()> {
     let seq = mark(&m.source.pool, &m.job.city, id, "catch-up")
         .await
         .map_err(|e| Error::db(&m.source.what, e))?;
-    wait_mark(&m.target, &m.job.city, id, seq, None).await?;
+    let until = Instant::now() + CATCH_UP;
+    if !wait_mark(&m.target, &m.job.city, id, seq, Some(until)).await? {
+        return Err(Error::db(
+            &m.target.what,
+            anyhow::anyhow!(
+                "every table is copied but the target has not caught up within {}s; `shard-tool \
+                 resume {id}` waits again (`shard-tool status {id}` shows the slot's lag)",
+                CATCH_UP.as_secs()
+            ),
+        ));
+    }
     m.phase(job::READY).await?;
     m.report.step(
         id,
@@ -288,6 +298,9 @@ pub async fn wait(m: &mut Mover, opts: &CopyOptions) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// The longest wait for the catch-up mark once every table is copied.
+const CATCH_UP: Duration = Duration::from_secs(300);
 
 /// Samples of the last this long make the rate.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
