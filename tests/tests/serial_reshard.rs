@@ -106,13 +106,70 @@ async fn serial_reshard_moves_a_city_under_load_and_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // The job, step by step, as an operator runs it.
+    // The move, watched through `status` as an operator would: the ETA
+    // it shows at half the copy must be within 30 % of the time the copy
+    // then took.
     let home = stack.home.clone();
-    let out = tokio::task::spawn_blocking(move || {
+    let mover = tokio::task::spawn_blocking(move || {
         reshard::ok(&home, &["--json", "move", "newyork", "--to", "shard-2"])
-    })
-    .await
-    .expect("move");
+    });
+    let mut at_half: Option<(Instant, f64)> = None;
+    let mut copy_end: Option<Instant> = None;
+    while !mover.is_finished() {
+        let home = stack.home.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            reshard::shard_tool(&home, &["--json", "status"], &[])
+        })
+        .await
+        .expect("status");
+        let now = Instant::now();
+        if let Some(j) = reshard::json_lines(&out)
+            .into_iter()
+            .find(|l| l["kind"] == "job" && l["city"] == "newyork" && l["finished_at"].is_null())
+        {
+            let (copied, total) = (j["rows_copied"].as_i64(), j["rows_total"].as_i64());
+            if let (Some(c), Some(t), Some(eta), None) =
+                (copied, total, j["eta_seconds"].as_f64(), at_half)
+                && t > 0
+                && c * 2 >= t
+            {
+                at_half = Some((now, eta));
+            }
+            if copy_end.is_none() && j["progress"]["copy_finished_at"].is_string() {
+                copy_end = Some(now);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let out = mover.await.expect("move");
+    let copy_end = copy_end.unwrap_or_else(Instant::now);
     let job = reshard::job_id(&out);
+    let (half_at, eta) = at_half.expect("status never showed the copy half done with an ETA");
+    let actual = copy_end.duration_since(half_at).as_secs_f64();
+    println!("ETA at half the copy: {eta:.1}s, actual {actual:.1}s");
+    assert!(
+        (eta - actual).abs() <= 0.3 * actual.max(1.0),
+        "the ETA at half the copy said {eta:.1}s; the copy took {actual:.1}s more"
+    );
+    // Every city-keyed table of the schema is in the job's publication:
+    // a table added by a later migration moves too.
+    let db = cityboard_tests::pg(&state.regions[0].shards[0].primary_url).await;
+    let missing: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
+          WHERE i.indisprimary AND a.attname = 'city' AND c.relname <> 'city_fence'
+            AND c.relnamespace = current_schema()::regnamespace
+            AND c.relname NOT IN (SELECT tablename FROM pg_publication_tables WHERE pubname = $1)",
+    )
+    .bind(format!("cb_{job}"))
+    .fetch_all(&db)
+    .await
+    .expect("published tables");
+    db.close().await;
+    assert!(
+        missing.is_empty(),
+        "city-keyed tables not in the publication: {missing:?}"
+    );
     let j = job.to_string();
     let step = |args: Vec<String>| {
         let home = stack.home.clone();
