@@ -50,6 +50,11 @@ const SETTINGS: &[(&str, &str)] = &[
     // subscriber silent this long is dropped, and a large transaction of
     // another city, which the row filter leaves out, must not look silent.
     ("wal_sender_timeout", "60s"),
+    // The logical replication launcher starts apply workers at most once per
+    // this interval (default 5 s, for all subscriptions of the server): a
+    // cutover enables the reverse subscription, and a rollback right after
+    // would otherwise wait up to 5 s for its worker.
+    ("wal_retrieve_retry_interval", "200ms"),
     ("hot_standby", "on"),
     ("max_connections", "200"),
     ("shared_buffers", "128MB"),

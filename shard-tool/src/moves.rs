@@ -125,8 +125,7 @@ pub async fn move_city(target: &Target, args: &MoveArgs, json: bool) -> Result<(
         m.job.id,
         job::COPYING,
         &format!(
-            "job {} moves {} from {} to {} (tables: {})",
-            m.job.id,
+            "moves {} from {} to {} (tables: {})",
             m.job.city,
             placed.shard,
             args.to,

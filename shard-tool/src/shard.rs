@@ -164,20 +164,24 @@ async fn cities(
             .fetch_all(primary)
             .await?;
     let mut by_city: BTreeMap<String, CityStatus> = BTreeMap::new();
+    let mut gone = Vec::new();
     for city in mapped {
         city_entry(&mut by_city, city, mapped);
     }
     for (city, state, epoch) in fences {
         // A `gone` fence of a city that left is history, not a city of
-        // this shard (it is listed again if rows of it are left behind).
+        // this shard (it is listed again, with this fence, if rows of it
+        // are left behind).
         if state == "gone" && !mapped.contains(&city) {
+            gone.push((city, state, epoch));
             continue;
         }
         let c = city_entry(&mut by_city, &city, mapped);
         c.fence = Some(state);
         c.epoch = Some(epoch);
     }
-    let known: Vec<String> = by_city.keys().cloned().collect();
+    let mut known: Vec<String> = by_city.keys().cloned().collect();
+    known.extend(gone.iter().map(|(c, _, _)| c.clone()));
     for table in tables {
         let counted = counts::count(primary, table, how, &known).await?;
         for (city, n) in &counted.rows {
@@ -188,6 +192,12 @@ async fn cities(
             if counted.estimated.contains(city) {
                 c.counted = Counting::Estimate.label();
             }
+        }
+    }
+    for (city, state, epoch) in gone {
+        if let Some(c) = by_city.get_mut(&city) {
+            c.fence = Some(state);
+            c.epoch = Some(epoch);
         }
     }
     // Every listed city names every table, so a zero is a zero, not a gap.

@@ -51,6 +51,9 @@ pub struct SwitchOptions {
     pub slot_wait: Duration,
 }
 
+/// How long the preflight's mark may take to reach the other shard.
+const DELIVERY: Duration = Duration::from_secs(15);
+
 /// The name of a switch from `from`, for messages.
 fn what(from: Side) -> &'static str {
     match from {
@@ -200,6 +203,26 @@ async fn prepare(m: &mut Mover, from: Side, opts: &SwitchOptions) -> Result<i64>
         preflight::room_to_receive(&f, 1, &mut found).await?;
     }
     found.verdict(what(from))?;
+
+    // The live direction delivers: a mark written now must reach `to`
+    // within the bound, or nothing is frozen. (A subscription enabled a
+    // moment ago may not have its worker yet: Postgres starts apply
+    // workers at most once per wal_retrieve_retry_interval.)
+    let seq = super::copy::mark(&f.pool, &city, id, "preflight")
+        .await
+        .map_err(|e| Error::db(&f.what, e))?;
+    let until = Instant::now() + DELIVERY;
+    if !wait_mark(&t, &city, id, seq, Some(until)).await? {
+        let mut late = Problems::default();
+        late.add(format!(
+            "{} did not receive a mark from {} within {}s: the live direction is not caught up \
+             or its worker is not running (`shard-tool status {id}`)",
+            t.name,
+            f.name,
+            DELIVERY.as_secs()
+        ));
+        late.verdict(what(from))?;
+    }
 
     // The reverse direction, disabled: made now, so a cutover never waits
     // for a slot while the city is frozen.
@@ -414,10 +437,13 @@ pub async fn finish(m: &mut Mover) -> Result<()> {
     let next = sw.epoch + 1;
     // Where `to` stands now: every change the live direction applied is
     // before it (the mark came last), every write of the new owner after.
+    // The insert position, not the write position: a subscription's apply
+    // worker commits asynchronously (its synchronous_commit is off), so the
+    // mark's commit record can be visible and not yet written out.
     let upto = match sw.applied_upto.clone() {
         Some(l) => l,
         None => {
-            let l: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+            let l: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
                 .fetch_one(&t.pool)
                 .await
                 .map_err(|e| Error::db(&t.what, e))?;
