@@ -40,6 +40,9 @@ pub struct Place {
     pub table: Option<String>,
     /// The chunk key's last value done in it (as text), none at its start.
     pub after: Option<String>,
+    /// Its last chunk is done (`after` then says nothing).
+    #[serde(default)]
+    pub table_done: bool,
     /// Chunks compared so far.
     pub chunks: i64,
     /// Rows compared so far (the owner's count).
@@ -112,9 +115,13 @@ pub async fn run(target: &Target, args: &VerifyArgs, json: bool) -> Result<()> {
         {
             continue; // done in an earlier run
         }
+        if place.table.as_deref() == Some(walk.table.name.as_str()) && place.table_done {
+            continue; // its last chunk was done by a run that was stopped
+        }
         if place.table.as_deref() != Some(walk.table.name.as_str()) {
             place.table = Some(walk.table.name.clone());
             place.after = None;
+            place.table_done = false;
         }
         loop {
             let upto = next_bound(
@@ -134,6 +141,7 @@ pub async fn run(target: &Target, args: &VerifyArgs, json: bool) -> Result<()> {
                 place.differences.push(d);
             }
             place.after = upto.clone();
+            place.table_done = upto.is_none();
             m.job.progress.verify = serde_json::to_value(&place).ok();
             m.save().await?;
             crash_point("verify-chunk");

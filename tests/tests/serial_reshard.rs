@@ -113,8 +113,8 @@ async fn serial_reshard_moves_a_city_under_load_and_loses_nothing() {
     let mover = tokio::task::spawn_blocking(move || {
         reshard::ok(&home, &["--json", "move", "newyork", "--to", "shard-2"])
     });
-    let mut at_half: Option<(Instant, f64)> = None;
-    let mut copy_end: Option<Instant> = None;
+    let mut at_half: Option<(chrono::DateTime<chrono::Utc>, f64)> = None;
+    let mut copy_end: Option<chrono::DateTime<chrono::Utc>> = None;
     while !mover.is_finished() {
         let home = stack.home.clone();
         let out = tokio::task::spawn_blocking(move || {
@@ -122,7 +122,7 @@ async fn serial_reshard_moves_a_city_under_load_and_loses_nothing() {
         })
         .await
         .expect("status");
-        let now = Instant::now();
+        let now = chrono::Utc::now();
         if let Some(j) = reshard::json_lines(&out)
             .into_iter()
             .find(|l| l["kind"] == "job" && l["city"] == "newyork" && l["finished_at"].is_null())
@@ -135,17 +135,31 @@ async fn serial_reshard_moves_a_city_under_load_and_loses_nothing() {
             {
                 at_half = Some((now, eta));
             }
-            if copy_end.is_none() && j["progress"]["copy_finished_at"].is_string() {
-                copy_end = Some(now);
+            // When the mover saw the last table ready (its clock, this
+            // machine's, as `now` above).
+            if let Some(end) = j["progress"]["copy_finished_at"].as_str() {
+                copy_end = end.parse().ok();
             }
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let out = mover.await.expect("move");
-    let copy_end = copy_end.unwrap_or_else(Instant::now);
     let job = reshard::job_id(&out);
     let (half_at, eta) = at_half.expect("status never showed the copy half done with an ETA");
-    let actual = copy_end.duration_since(half_at).as_secs_f64();
+    if copy_end.is_none() {
+        let db = cityboard_tests::pg(&state.regions[0].catalog_url).await;
+        let end: Option<String> = sqlx::query_scalar(
+            "SELECT progress ->> 'copy_finished_at' FROM reshard_jobs WHERE id = $1",
+        )
+        .bind(job)
+        .fetch_one(&db)
+        .await
+        .expect("the job");
+        db.close().await;
+        copy_end = end.and_then(|e| e.parse().ok());
+    }
+    let copy_end = copy_end.expect("the job never recorded the copy's end");
+    let actual = (copy_end - half_at).num_milliseconds() as f64 / 1000.0;
     println!("ETA at half the copy: {eta:.1}s, actual {actual:.1}s");
     assert!(
         (eta - actual).abs() <= 0.3 * actual.max(1.0),

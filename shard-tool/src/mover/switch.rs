@@ -535,18 +535,28 @@ pub async fn resume(m: &mut Mover) -> Result<()> {
             m.phase(job::FLIPPING).await?;
             finish(m).await
         }
-        Some((e, state, Some(until), frozen_at, now)) if state == "frozen" && e == sw.epoch => {
+        Some((e, state, Some(until), frozen_at, now))
+            if state == "frozen" && e == sw.epoch && until > now =>
+        {
             let left = (until - now).to_std().unwrap_or_default();
             flip(m, sw.from, frozen_at, Instant::now() + left).await
         }
         // Never frozen (killed before the freeze committed), or the freeze
-        // is over: back to where the city is.
-        _ => {
-            let now = Utc::now();
-            abort(m, sw.from, now, false).await.or_else(|e| match e {
-                Error::Aborted(_) => Ok(()),
-                other => Err(other),
-            })
+        // is over (apply already writes again): the switch ends where the
+        // city is, which is what resuming it means; said, not an error.
+        fence => {
+            let frozen_at = match fence {
+                Some((_, state, _, at, _)) if state == "frozen" => at,
+                _ => Utc::now(),
+            };
+            match abort(m, sw.from, frozen_at, false).await {
+                Err(Error::Aborted(text)) => {
+                    let phase = m.job.phase.clone();
+                    m.report.step(m.job.id, &phase, &text)?;
+                    Ok(())
+                }
+                other => other,
+            }
         }
     }
 }
