@@ -20,7 +20,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chaos::api::Apis;
-use chaos::load::{Outcome, follow};
 use cityboard_tests::output_text;
 
 const PORT_BASE: u16 = 21000;
@@ -91,36 +90,6 @@ fn run(home: &Path, args: &[&str], crash: Option<&str>) -> bool {
     false
 }
 
-/// One write to the city, followed to its end: it must apply.
-async fn write_applies(apis: &Apis, token: &str, title: &str) {
-    let body = serde_json::json!({"category": "for-sale", "title": title,
-        "description": "Written during a move.", "price": 5, "location": "Downtown"})
-    .to_string();
-    let r = apis
-        .send("POST", CITY, "/post", Some(token), body.as_bytes())
-        .await
-        .expect("POST /post");
-    match r.status {
-        201 => {}
-        202 => {
-            let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
-            let command = v["command"].as_str().expect("a command").to_string();
-            let outcome = follow(apis, CITY, token, &command).await;
-            assert!(
-                matches!(
-                    outcome,
-                    Outcome::Acked {
-                        version: Some(_),
-                        ..
-                    }
-                ),
-                "{title}: {outcome:?}"
-            );
-        }
-        s => panic!("{title}: {s} {}", r.text()),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serial_reshard_killed_at_every_step_ends_on_one_side() {
     let started = Instant::now();
@@ -187,7 +156,7 @@ async fn serial_reshard_killed_at_every_step_ends_on_one_side() {
         }
         assert_eq!(phase(&catalog, job).await, "done", "crash point {point}");
         assert!(crash.is_none(), "crash point {point} was never reached");
-        write_applies(&apis, &token, &format!("after crash point {point}")).await;
+        reshard::write_applies(&apis, CITY, &token, &format!("after crash point {point}")).await;
         posts += 1;
         let (now_on, now_epoch) = reshard::placed(&state, CITY).await;
         assert_eq!(
@@ -230,7 +199,7 @@ async fn serial_reshard_killed_at_every_step_ends_on_one_side() {
         Some("frozen")
     ));
     let t0 = Instant::now();
-    write_applies(&apis, &token, "while frozen and abandoned").await;
+    reshard::write_applies(&apis, CITY, &token, "while frozen and abandoned").await;
     let waited = t0.elapsed();
     assert!(
         waited < Duration::from_secs(10),

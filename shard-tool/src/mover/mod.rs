@@ -247,12 +247,29 @@ async fn lock_job(region: &Region, id: i64) -> Result<PgConnection> {
 /// SIGKILL there would leave it).
 pub const CRASH_ENV: &str = "SHARD_TOOL_CRASH_AT";
 
-/// Aborts the process if `CRASH_ENV` names `step`.
+/// The variable naming pause points (tests only: `step=ms,…`; the
+/// process sleeps that long after reaching the step, so a test can change
+/// the world in between, as a slow network or an operator would).
+pub const PAUSE_ENV: &str = "SHARD_TOOL_PAUSE_AT";
+
+/// Aborts the process if `CRASH_ENV` names `step`; sleeps if
+/// `PAUSE_ENV` does.
 pub fn crash_point(step: &str) {
     if let Ok(list) = std::env::var(CRASH_ENV)
         && list.split(',').any(|s| s.trim() == step)
     {
         eprintln!("shard-tool: crash point {step}");
         std::process::abort();
+    }
+    if let Ok(list) = std::env::var(PAUSE_ENV) {
+        for item in list.split(',') {
+            if let Some((name, ms)) = item.split_once('=')
+                && name.trim() == step
+                && let Ok(ms) = ms.trim().parse::<u64>()
+            {
+                eprintln!("shard-tool: pause point {step}: {ms} ms");
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+        }
     }
 }

@@ -7,6 +7,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use cityboard_tests::{OwnStack, StackState, output_text, shard_tool_bin};
+
+use crate::chaos::api::Apis;
+use crate::chaos::load::{Outcome, follow};
 use serde_json::Value;
 use sqlx::PgPool;
 
@@ -220,4 +223,34 @@ pub async fn posts_on(state: &StackState, shard: &str, city: &str) -> i64 {
         .expect("count");
     db.close().await;
     n
+}
+
+/// One post to `city`, followed to its end: it must apply.
+pub async fn write_applies(apis: &Apis, city: &str, token: &str, title: &str) {
+    let body = serde_json::json!({"category": "for-sale", "title": title,
+        "description": "Written during a move.", "price": 5, "location": "Downtown"})
+    .to_string();
+    let r = apis
+        .send("POST", city, "/post", Some(token), body.as_bytes())
+        .await
+        .expect("POST /post");
+    match r.status {
+        201 => {}
+        202 => {
+            let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+            let command = v["command"].as_str().expect("a command").to_string();
+            let outcome = follow(apis, city, token, &command).await;
+            assert!(
+                matches!(
+                    outcome,
+                    Outcome::Acked {
+                        version: Some(_),
+                        ..
+                    }
+                ),
+                "{title}: {outcome:?}"
+            );
+        }
+        s => panic!("{title}: {s} {}", r.text()),
+    }
 }
