@@ -223,7 +223,7 @@ async fn serial_reshard_refusals_aborts_and_repairs() {
     );
     let pauses = count(
         &catalog,
-        &format!("SELECT jsonb_array_length(coalesce(progress -> 'pauses', '[]')) FROM reshard_jobs WHERE id = {job}"),
+        &format!("SELECT jsonb_array_length(coalesce(progress -> 'pauses', '[]'))::int8 FROM reshard_jobs WHERE id = {job}"),
     )
     .await;
     assert_eq!(pauses, 0, "a refused cutover froze the city");
