@@ -180,7 +180,8 @@ pub async fn wait(m: &mut Mover, opts: &CopyOptions) -> Result<()> {
         .rows_total
         .unwrap_or_else(|| totals.values().sum());
     let mut samples: VecDeque<(Instant, i64)> = VecDeque::new();
-    let mut throttled_since: Option<Instant> = None;
+    // A copy killed while paused left its subscription disabled on purpose.
+    let mut throttled_since: Option<Instant> = m.job.progress.throttled.then(Instant::now);
     let mut last_save = Instant::now();
     loop {
         let sub = replication::subscription(&m.target, id)
@@ -245,12 +246,15 @@ pub async fn wait(m: &mut Mover, opts: &CopyOptions) -> Result<()> {
         let lag = preflight::replica_lag(&m.target).await?;
         match throttled_since {
             None if lag > opts.max_replica_lag => {
+                m.job.progress.throttled = true;
+                m.save().await?;
                 replication::set_enabled(&m.target, id, false).await?;
                 throttled_since = Some(now);
             }
             Some(since) if lag <= opts.max_replica_lag / 2 => {
                 replication::set_enabled(&m.target, id, true).await?;
                 let p = &mut m.job.progress;
+                p.throttled = false;
                 p.throttled_seconds =
                     Some(p.throttled_seconds.unwrap_or(0.0) + since.elapsed().as_secs_f64());
                 throttled_since = None;
@@ -265,6 +269,7 @@ pub async fn wait(m: &mut Mover, opts: &CopyOptions) -> Result<()> {
     }
     if throttled_since.is_some() {
         replication::set_enabled(&m.target, id, true).await?;
+        m.job.progress.throttled = false;
     }
     m.report.end_progress();
     m.job.progress.rows_copied = Some(total);

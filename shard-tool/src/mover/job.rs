@@ -128,6 +128,10 @@ pub struct Progress {
     /// Seconds the copy was paused because a replica lagged.
     #[serde(default)]
     pub throttled_seconds: Option<f64>,
+    /// The copy is paused now (its subscription disabled by shard-tool,
+    /// not by an error): a resumed copy enables it again.
+    #[serde(default)]
+    pub throttled: bool,
     /// The switch in progress.
     #[serde(default)]
     pub switch: Option<Switch>,
