@@ -63,15 +63,25 @@ pub fn select(target: &Target) -> Result<Vec<Region>> {
 /// lock would otherwise hold every later reader of the table in the lock
 /// queue behind it; status reports the shard as unreadable instead.
 pub async fn connect_read_only(url: &str, what: &str) -> Result<PgPool> {
-    let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| Error::BadUrl {
-        what: what.to_string(),
-        url: region_core::roles::setup::redact(url),
-        reason: e.to_string(),
-    })?;
-    let options = options.application_name("shard-tool").options([
+    let options = parse(url, what)?.application_name("shard-tool").options([
         ("default_transaction_read_only", "on"),
         ("lock_timeout", "2s"),
     ]);
+    pool(options, what, 2).await
+}
+
+/// `url` as connection options, or [`Error::BadUrl`] naming `what`.
+pub fn parse(url: &str, what: &str) -> Result<PgConnectOptions> {
+    url.parse().map_err(|e: sqlx::Error| Error::BadUrl {
+        what: what.to_string(),
+        url: region_core::roles::setup::redact(url),
+        reason: e.to_string(),
+    })
+}
+
+/// A pool of `max` connections with `options`, failing fast when the
+/// database cannot be reached.
+pub async fn pool(options: PgConnectOptions, what: &str, max: u32) -> Result<PgPool> {
     // One plain connection first: a pool retries a refused connection
     // until its timeout and then says only "timed out", while this says
     // "connection refused" or "password authentication failed".
@@ -88,7 +98,7 @@ pub async fn connect_read_only(url: &str, what: &str) -> Result<PgPool> {
         }
     }
     PgPoolOptions::new()
-        .max_connections(2)
+        .max_connections(max)
         .acquire_timeout(CONNECT_TIMEOUT)
         .connect_with(options)
         .await

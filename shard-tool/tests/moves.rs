@@ -6,47 +6,11 @@
 //! The module is named `shard_moves` so that `deploy/test shard` selects
 //! these tests by name.
 
+#[allow(dead_code)] // each test file uses a part of it
+mod common;
+
 mod shard_moves {
-    use std::path::PathBuf;
-    use std::process::{Command, Output};
-
-    use region_core::stack::StackFile;
-
-    fn state_path() -> PathBuf {
-        let home = std::env::var_os("CITYBOARD_HOME").expect(
-            "CITYBOARD_HOME is not set: these tests run against a stack; \
-             run them through deploy/test (or `cityboard up` and export CITYBOARD_HOME)",
-        );
-        PathBuf::from(home).join("state.json")
-    }
-
-    fn stack() -> StackFile {
-        StackFile::read(&state_path()).unwrap_or_else(|e| panic!("{e:#}"))
-    }
-
-    fn shard_tool(args: &[&str]) -> Output {
-        let state = state_path();
-        Command::new(env!("CARGO_BIN_EXE_shard-tool"))
-            .arg("--state")
-            .arg(&state)
-            .args(args)
-            .env_remove("CITYBOARD_HOME")
-            .env_remove("CITYBOARD_STATE")
-            .env_remove("CITYBOARD_CATALOG_URL")
-            .env_remove("CITYBOARD_REGION")
-            .env_remove("SHARD_TOOL_CRASH_AT")
-            .output()
-            .expect("run shard-tool")
-    }
-
-    fn text(out: &Output) -> String {
-        format!(
-            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    }
+    use crate::common::{json_lines, on_stack as shard_tool, stack, text};
 
     /// Exit 2, `expected` in the message, nothing on stdout.
     fn refused(args: &[&str], expected: &str) {
@@ -180,10 +144,7 @@ mod shard_moves {
     fn doctor_finds_the_topologys_cities_healthy() {
         let out = shard_tool(&["--json", "doctor"]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .collect();
+        let lines = json_lines(&out);
         let last = lines.last().expect("a summary");
         assert_eq!(last["kind"], "summary", "{}", text(&out));
         let cities: Vec<String> = stack()

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use chaos::api::Apis;
 use chaos::faults::{CONTROL_DIR_ENV, FAULTS, Fault, Struck, strike};
-use chaos::load::{Ledger, Load, Outcome, client, follow};
+use chaos::load::{Ledger, Load, Outcome, client, follow_pending};
 use chaos::observe;
 use cityboard_deploy::topology::{SmallRegion, small_topology_text};
 use cityboard_tests::{OwnStack, cityboard_bin, output_text, repo_root};
@@ -188,36 +188,10 @@ async fn serial_chaos_loses_no_acknowledged_write_and_duplicates_none() {
         c.await.expect("a client");
     }
     // 202s still pending when their client moved on.
-    let pending: Vec<(usize, String, usize, String)> = load
-        .ledger
-        .snapshot()
-        .iter()
-        .enumerate()
-        .filter_map(|(i, w)| match &w.outcome {
-            Outcome::Acked {
-                version: None,
-                command: Some(c),
-            } => Some((i, w.city.clone(), w.client, c.clone())),
-            _ => None,
-        })
-        .collect();
-    for (i, city, n, command) in pending {
-        let outcome = follow(&apis, &city, &tokens[n], &command).await;
-        load.ledger.writes.lock().expect("ledger")[i].outcome = outcome;
-    }
+    follow_pending(&load.ledger, &apis, &tokens).await;
 
     // Quiet: every row's KV entry at its version, every outbox empty.
-    let deadline = Instant::now() + QUIET_LIMIT;
-    let (rows, kv) = loop {
-        let rows = observe::rows(&state).await;
-        let ids: Vec<u64> = rows.iter().map(|r| r.id).collect();
-        let kv = observe::kv_entries(kv_port, &ids).await;
-        let outbox = observe::outbox_len(&state).await;
-        if chaos::check::quiet(&rows, &kv, outbox) || Instant::now() > deadline {
-            break (rows, kv);
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    let (rows, kv) = observe::until_quiet(&state, kv_port, QUIET_LIMIT, |_| true).await;
     tracking.store(false, Ordering::SeqCst);
     tracker.await.expect("the KV tracker");
     let kv_ids = observe::kv_post_ids(kv_port).await;

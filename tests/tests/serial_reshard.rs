@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chaos::api::Apis;
-use chaos::load::{Ledger, Load, Outcome, client, follow};
+use chaos::load::{Ledger, Load, Outcome, client, follow_pending};
 use chaos::observe;
 
 const PORT_BASE: u16 = 19300;
@@ -223,40 +223,16 @@ async fn serial_reshard_moves_a_city_under_load_and_loses_nothing() {
         c.await.expect("a client");
     }
     reader.await.expect("the reader");
-    let pending: Vec<(usize, String, usize, String)> = load
-        .ledger
-        .snapshot()
-        .iter()
-        .enumerate()
-        .filter_map(|(i, w)| match &w.outcome {
-            Outcome::Acked {
-                version: None,
-                command: Some(c),
-            } => Some((i, w.city.clone(), w.client, c.clone())),
-            _ => None,
-        })
-        .collect();
-    for (i, city, n, command) in pending {
-        let outcome = follow(&apis, &city, &tokens[n], &command).await;
-        load.ledger.writes.lock().expect("ledger")[i].outcome = outcome;
-    }
+    follow_pending(&load.ledger, &apis, &tokens).await;
     step(s(&["verify", &j])).await;
     step(s(&["cleanup", &j])).await;
 
     // Quiet: every written row's KV entry at its version, outboxes empty.
     let kv_port = state.component("edge-kv").expect("edge-kv").port;
-    let deadline = Instant::now() + QUIET_LIMIT;
-    let (rows, kv) = loop {
-        let mut rows = observe::rows(&state).await;
-        rows.retain(|r| r.id >= reshard::SEEDED_BELOW);
-        let ids: Vec<u64> = rows.iter().map(|r| r.id).collect();
-        let kv = observe::kv_entries(kv_port, &ids).await;
-        let outbox = observe::outbox_len(&state).await;
-        if chaos::check::quiet(&rows, &kv, outbox) || Instant::now() > deadline {
-            break (rows, kv);
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    let (rows, kv) = observe::until_quiet(&state, kv_port, QUIET_LIMIT, |r| {
+        r.id >= reshard::SEEDED_BELOW
+    })
+    .await;
     let kv_ids = observe::kv_post_ids(kv_port).await;
     let writes = load.ledger.snapshot();
     let mut bad = chaos::check::violations(&writes, &rows, &kv, &kv_ids);
@@ -276,12 +252,7 @@ async fn serial_reshard_moves_a_city_under_load_and_loses_nothing() {
     let seeded_on = |shard: &'static str| {
         let state = state.clone();
         async move {
-            let url = state.regions[0]
-                .shards
-                .iter()
-                .find(|s| s.name == shard)
-                .map(|s| s.primary_url.clone())
-                .expect("shard");
+            let url = reshard::primary_url(&state, shard);
             let db = cityboard_tests::pg(&url).await;
             let n: i64 =
                 sqlx::query_scalar("SELECT count(*) FROM posts WHERE city = 'newyork' AND id < $1")

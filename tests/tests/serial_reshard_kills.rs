@@ -96,14 +96,7 @@ async fn serial_reshard_killed_at_every_step_ends_on_one_side() {
     let stack = reshard::start("reshard-kills", PORT_BASE);
     let state = stack.state();
     let home = stack.home.clone();
-    let primary = |name: &str| {
-        state.regions[0]
-            .shards
-            .iter()
-            .find(|s| s.name == name)
-            .map(|s| s.primary_url.clone())
-            .expect("shard")
-    };
+    let primary = |name: &str| reshard::primary_url(&state, name);
     let db = cityboard_tests::pg(&primary("shard-1")).await;
     reshard::seed(&db, CITY, SEEDED).await;
     db.close().await;

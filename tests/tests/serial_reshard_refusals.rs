@@ -95,14 +95,7 @@ async fn serial_reshard_refusals_aborts_and_repairs() {
     let stack = reshard::start("reshard-refusals", PORT_BASE);
     let state = stack.state();
     let home = stack.home.clone();
-    let url = |name: &str| {
-        state.regions[0]
-            .shards
-            .iter()
-            .find(|s| s.name == name)
-            .map(|s| s.primary_url.clone())
-            .expect("shard")
-    };
+    let url = |name: &str| reshard::primary_url(&state, name);
     let (s1, s2) = (
         cityboard_tests::pg(&url("shard-1")).await,
         cityboard_tests::pg(&url("shard-2")).await,

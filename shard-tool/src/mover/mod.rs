@@ -19,7 +19,7 @@ pub mod switch;
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Connection, PgPool};
 
 use crate::cli::Target;
@@ -159,12 +159,7 @@ pub async fn shard(region: &str, shards: &[ShardRow], name: &str) -> Result<Shar
 /// queued behind a long transaction would hold every later reader of the
 /// table in the lock queue behind it).
 pub fn options(url: &str, what: &str) -> Result<PgConnectOptions> {
-    let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| Error::BadUrl {
-        what: what.to_string(),
-        url: region_core::roles::setup::redact(url),
-        reason: e.to_string(),
-    })?;
-    Ok(options
+    Ok(regions::parse(url, what)?
         .application_name("shard-tool")
         .options([("lock_timeout", "2s"), ("TimeZone", "UTC")]))
 }
@@ -172,28 +167,8 @@ pub fn options(url: &str, what: &str) -> Result<PgConnectOptions> {
 /// A read-write pool of `max` connections to `url`, failing fast (with
 /// the server's or the network's own words) when it cannot connect.
 pub async fn connect(url: &str, what: &str, max: u32) -> Result<PgPool> {
-    let options = options(url, what)?;
-    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
-        Ok(Ok(probe)) => {
-            let _ = probe.close().await;
-        }
-        Ok(Err(e)) => return Err(Error::db(what, e)),
-        Err(_) => {
-            return Err(Error::db(
-                what,
-                anyhow::anyhow!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
-            ));
-        }
-    }
-    PgPoolOptions::new()
-        .max_connections(max)
-        .acquire_timeout(CONNECT_TIMEOUT)
-        .connect_with(options)
-        .await
-        .map_err(|e| Error::db(what, e))
+    regions::pool(options(url, what)?, what, max).await
 }
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The advisory lock's first key: "cb" (jobs share the catalog's lock
 /// space with nothing else, but a pair keeps them apart from any

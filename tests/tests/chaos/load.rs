@@ -292,3 +292,24 @@ pub async fn follow(apis: &Apis, city: &str, token: &str, command: &str) -> Outc
         command: Some(command.to_string()),
     }
 }
+
+/// Follows every 202 still pending when its client moved on, with the
+/// token of the client that sent it, and records how it ended.
+pub async fn follow_pending(ledger: &Ledger, apis: &Apis, tokens: &[String]) {
+    let pending: Vec<(usize, String, usize, String)> = ledger
+        .snapshot()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, w)| match &w.outcome {
+            Outcome::Acked {
+                version: None,
+                command: Some(c),
+            } => Some((i, w.city.clone(), w.client, c.clone())),
+            _ => None,
+        })
+        .collect();
+    for (i, city, n, command) in pending {
+        let outcome = follow(apis, &city, &tokens[n], &command).await;
+        ledger.writes.lock().expect("ledger")[i].outcome = outcome;
+    }
+}

@@ -86,6 +86,17 @@ pub async fn seed(primary: &PgPool, city: &str, n: i64) {
     copy.finish().await.expect("COPY end");
 }
 
+/// The primary of shard `shard` of the stack.
+pub fn primary_url(state: &StackState, shard: &str) -> String {
+    state
+        .regions
+        .iter()
+        .flat_map(|r| &r.shards)
+        .find(|s| s.name == shard)
+        .map(|s| s.primary_url.clone())
+        .unwrap_or_else(|| panic!("the stack has no {shard}"))
+}
+
 /// Runs shard-tool on the stack in `home` with `args`, and `env`.
 pub fn shard_tool(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let state = home.join("state.json");
@@ -165,14 +176,7 @@ pub async fn leftovers(state: &StackState, job: i64) -> Vec<String> {
 
 /// The city's rows per city-keyed table on the shard `shard` of `state`.
 pub async fn city_rows(state: &StackState, shard: &str, city: &str) -> i64 {
-    let url = state
-        .regions
-        .iter()
-        .flat_map(|r| &r.shards)
-        .find(|s| s.name == shard)
-        .map(|s| s.primary_url.clone())
-        .expect("the shard");
-    let db = cityboard_tests::pg(&url).await;
+    let db = cityboard_tests::pg(&primary_url(state, shard)).await;
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT c.oid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
@@ -208,14 +212,7 @@ pub async fn placed(state: &StackState, city: &str) -> (String, i64) {
 
 /// The city's posts on shard `shard`.
 pub async fn posts_on(state: &StackState, shard: &str, city: &str) -> i64 {
-    let url = state
-        .regions
-        .iter()
-        .flat_map(|r| &r.shards)
-        .find(|s| s.name == shard)
-        .map(|s| s.primary_url.clone())
-        .expect("the shard");
-    let db = cityboard_tests::pg(&url).await;
+    let db = cityboard_tests::pg(&primary_url(state, shard)).await;
     let n = sqlx::query_scalar("SELECT count(*) FROM posts WHERE city = $1")
         .bind(city)
         .fetch_one(&db)
