@@ -11,6 +11,7 @@
 //! - a target table locked during the cutover: the cutover aborts at its
 //!   deadline, the epoch unchanged, the write held during the freeze
 //!   applied once on the source, the pause no longer than the deadline;
+//! - a copy pauses while the target's replica lags and goes on after;
 //! - two cities of one shard cut over within seconds of each other both
 //!   take writes right after their flips;
 //! - `doctor` finds an orphan publication and slot and a freeze past its
@@ -296,8 +297,62 @@ async fn serial_reshard_refusals_aborts_and_repairs() {
 
     // Two cities of one shard cut over seconds apart: both take writes
     // right after their flips. (boston is ready; newyork joins it.)
-    let out = reshard::ok(&home, &["--json", "move", "newyork", "--to", "shard-2"]);
+    // (newyork's copy is throttled: the target's replica stops replaying,
+    // the copy pauses past 1 MiB of replica lag and goes on once the
+    // replica catches up.)
+    reshard::seed(&s1, "newyork", 20_000).await;
+    let replica = cityboard_tests::pg(&state.regions[0].shards[1].replica_urls[0]).await;
+    sqlx::query("SELECT pg_wal_replay_pause()")
+        .execute(&replica)
+        .await
+        .expect("pause the replica");
+    let mover = {
+        let home = home.clone();
+        tokio::task::spawn_blocking(move || {
+            reshard::shard_tool(
+                &home,
+                &[
+                    "--json",
+                    "move",
+                    "newyork",
+                    "--to",
+                    "shard-2",
+                    "--max-replica-lag-mb",
+                    "1",
+                ],
+                &[],
+            )
+        })
+    };
+    let throttled = "SELECT count(*) FROM reshard_jobs
+                      WHERE city = 'newyork' AND progress ->> 'throttled' = 'true'";
+    let mut seen = false;
+    for _ in 0..120 {
+        if count(&catalog, throttled).await == 1 {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    sqlx::query("SELECT pg_wal_replay_resume()")
+        .execute(&replica)
+        .await
+        .expect("resume the replica");
+    let out = mover.await.expect("move");
+    assert_eq!(out.status.code(), Some(0), "move:\n{}", output_text(&out));
+    assert!(
+        seen,
+        "the copy never paused for the lagging replica:\n{}",
+        output_text(&out)
+    );
     let job2 = reshard::job_id(&out).to_string();
+    let paused: f64 = sqlx::query_scalar(&format!(
+        "SELECT (progress ->> 'throttled_seconds')::float8 FROM reshard_jobs WHERE id = {job2}"
+    ))
+    .fetch_one(&catalog)
+    .await
+    .expect("throttled seconds");
+    assert!(paused > 0.0, "no pause recorded");
     reshard::ok(&home, &["cutover", &j]);
     reshard::write_applies(&apis, "boston", &token, "right after boston's flip").await;
     reshard::ok(&home, &["cutover", &job2]);
