@@ -113,8 +113,20 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Sizes given on the command line (`--posts`, `--switches`), ahead of
+/// their `CITYBOARD_BENCH_*` variables: a quick run is one flag away, and
+/// the command that made a figure shows its sizes. Only `reshard` reads
+/// them today.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Knobs {
+    /// Posts to seed (`CITYBOARD_BENCH_POSTS`).
+    pub posts: Option<u64>,
+    /// Cutovers plus rollbacks (`CITYBOARD_BENCH_SWITCHES`).
+    pub switches: Option<u64>,
+}
+
 /// Runs one scenario against the stack in `home`.
-pub async fn run(home: &Home, scenario: &str, json: bool) -> Result<()> {
+pub async fn run(home: &Home, scenario: &str, json: bool, knobs: Knobs) -> Result<()> {
     if scenario == "list" {
         for (name, what) in SCENARIOS {
             println!("{name:<16} {what}");
@@ -123,7 +135,7 @@ pub async fn run(home: &Home, scenario: &str, json: bool) -> Result<()> {
     }
     if scenario == "reshard" {
         // Starts a stack of its own: a move must not touch the running one.
-        return reshard::run(json).await;
+        return reshard::run(json, knobs).await;
     }
     let topology = Topology::load(&home.topology_file())
         .context("benchmarks run against a running stack: run `cityboard up` first")?;
