@@ -89,6 +89,12 @@ enum Cmd {
         /// Print the figures as JSON too.
         #[arg(long)]
         json: bool,
+        /// `reshard`: posts seeded into the moved city (default 1 000 000).
+        #[arg(long)]
+        posts: Option<u64>,
+        /// `reshard`: cutovers plus rollbacks (default 100).
+        #[arg(long)]
+        switches: Option<u64>,
     },
     /// Print the post page template version this build renders: the edge
     /// Worker's `TEMPLATE_VERSION` (`wrangler deploy --var
@@ -130,7 +136,12 @@ fn main() -> ExitCode {
             shard,
             replica,
         } => commands::psql::run(&home, &region, &shard, replica).map(|()| true),
-        Cmd::Bench { scenario, json } => return bench(&home, &scenario, json),
+        Cmd::Bench {
+            scenario,
+            json,
+            posts,
+            switches,
+        } => return bench(&home, &scenario, json, posts, switches),
         Cmd::TemplateVersion => {
             println!("{}", edge::template_version());
             Ok(true)
@@ -150,12 +161,24 @@ fn main() -> ExitCode {
 /// Runs the scenario with `cityboard-bench` (the bench crate's binary,
 /// built beside this one), which prints its figures and exits as it ends:
 /// 2 for an unknown scenario, as for any usage error.
-fn bench(home: &Home, scenario: &str, json: bool) -> ExitCode {
+fn bench(
+    home: &Home,
+    scenario: &str,
+    json: bool,
+    posts: Option<u64>,
+    switches: Option<u64>,
+) -> ExitCode {
     let status = sibling_binary("cityboard-bench").and_then(|program| {
         let mut command = Command::new(program);
         command.arg("--home").arg(home.root()).arg(scenario);
         if json {
             command.arg("--json");
+        }
+        if let Some(n) = posts {
+            command.arg("--posts").arg(n.to_string());
+        }
+        if let Some(n) = switches {
+            command.arg("--switches").arg(n.to_string());
         }
         Ok(command.status()?)
     });

@@ -17,6 +17,7 @@ pub mod nginx;
 pub mod origin;
 pub mod pg;
 pub mod preload;
+pub mod reshard;
 pub mod role;
 pub mod write;
 pub mod write_load;
@@ -106,15 +107,35 @@ pub const SCENARIOS: &[(&str, &str)] = &[
         "write-pipeline",
         "writer drain vs COPY of the same rows; POST /post at 64 and 512 posters vs the api writing straight to the primary; POST to edge KV page p50/p99",
     ),
+    (
+        "reshard",
+        "shard-tool moving a 1M-post city under load (own stack): copy rows/s vs COPY TO | COPY FROM; cutover/rollback pause p50/p99/max; POST p99 in switch windows vs without",
+    ),
 ];
 
+/// Sizes given on the command line (`--posts`, `--switches`), ahead of
+/// their `CITYBOARD_BENCH_*` variables: a quick run is one flag away, and
+/// the command that made a figure shows its sizes. Only `reshard` reads
+/// them today.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Knobs {
+    /// Posts to seed (`CITYBOARD_BENCH_POSTS`).
+    pub posts: Option<u64>,
+    /// Cutovers plus rollbacks (`CITYBOARD_BENCH_SWITCHES`).
+    pub switches: Option<u64>,
+}
+
 /// Runs one scenario against the stack in `home`.
-pub async fn run(home: &Home, scenario: &str, json: bool) -> Result<()> {
+pub async fn run(home: &Home, scenario: &str, json: bool, knobs: Knobs) -> Result<()> {
     if scenario == "list" {
         for (name, what) in SCENARIOS {
             println!("{name:<16} {what}");
         }
         return Ok(());
+    }
+    if scenario == "reshard" {
+        // Starts a stack of its own: a move must not touch the running one.
+        return reshard::run(json, knobs).await;
     }
     let topology = Topology::load(&home.topology_file())
         .context("benchmarks run against a running stack: run `cityboard up` first")?;

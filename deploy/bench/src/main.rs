@@ -24,6 +24,12 @@ struct Cli {
     /// Print the figures as JSON too.
     #[arg(long)]
     json: bool,
+    /// `reshard`: posts seeded into the moved city (default 1 000 000).
+    #[arg(long, env = "CITYBOARD_BENCH_POSTS")]
+    posts: Option<u64>,
+    /// `reshard`: cutovers plus rollbacks (default 100).
+    #[arg(long, env = "CITYBOARD_BENCH_SWITCHES")]
+    switches: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -33,6 +39,10 @@ fn main() -> ExitCode {
             &home,
             &cli.scenario,
             cli.json,
+            cityboard_bench::Knobs {
+                posts: cli.posts,
+                switches: cli.switches,
+            },
         ))
     });
     match result {

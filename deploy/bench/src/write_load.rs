@@ -77,7 +77,7 @@ pub struct Visibility {
     pub p99_ms: f64,
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted
         .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
         .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
@@ -118,7 +118,7 @@ pub async fn sign_up(port: u16, host: &str, key: &Key, count: usize) -> Result<V
     Ok(out)
 }
 
-fn post_body(poster: usize, n: u64) -> Result<Vec<u8>> {
+pub(crate) fn post_body(poster: usize, n: u64) -> Result<Vec<u8>> {
     Ok(serde_json::to_vec(&serde_json::json!({
         "category": "for-sale",
         "title": format!("Bench bike {poster}-{n}"),
@@ -150,7 +150,7 @@ impl Tally {
 
 /// One POST /post; `None` status when the connection broke (it is opened
 /// again).
-async fn post_once(
+pub(crate) async fn post_once(
     conn: &mut Option<Conn>,
     port: u16,
     host: &str,
