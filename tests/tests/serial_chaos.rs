@@ -191,7 +191,7 @@ async fn serial_chaos_loses_no_acknowledged_write_and_duplicates_none() {
     follow_pending(&load.ledger, &apis, &tokens).await;
 
     // Quiet: every row's KV entry at its version, every outbox empty.
-    let (rows, kv) = observe::until_quiet(&state, kv_port, QUIET_LIMIT, |_| true).await;
+    let (rows, kv) = chaos::check::until_quiet(&state, kv_port, QUIET_LIMIT, |_| true).await;
     tracking.store(false, Ordering::SeqCst);
     tracker.await.expect("the KV tracker");
     let kv_ids = observe::kv_post_ids(kv_port).await;

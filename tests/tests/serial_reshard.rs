@@ -229,7 +229,7 @@ async fn serial_reshard_moves_a_city_under_load_and_loses_nothing() {
 
     // Quiet: every written row's KV entry at its version, outboxes empty.
     let kv_port = state.component("edge-kv").expect("edge-kv").port;
-    let (rows, kv) = observe::until_quiet(&state, kv_port, QUIET_LIMIT, |r| {
+    let (rows, kv) = chaos::check::until_quiet(&state, kv_port, QUIET_LIMIT, |r| {
         r.id >= reshard::SEEDED_BELOW
     })
     .await;

@@ -12,9 +12,12 @@
 //!   its version) or not at all, and KV holds nothing without a row.
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use cityboard_tests::StackState;
 
 use super::load::{Kind, Outcome, Write};
-use super::observe::{KvEntry, Row};
+use super::observe::{self, KvEntry, Row};
 
 /// What a post should look like after one of its writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,5 +199,28 @@ fn check_kv(bad: &mut Vec<String>, row: &Row, entry: Option<&KvEntry>) {
         ("live", true) => bad.push(format!("post {id}: live, but KV holds a tombstone")),
         (_, false) => bad.push(format!("post {id}: {}, but KV serves a page", row.status)),
         (_, true) => {}
+    }
+}
+
+/// Waits (at most `limit`) until the pipeline is quiet for the posts
+/// `keep` selects (see `check::quiet`), and returns them with their KV
+/// entries as last read.
+pub async fn until_quiet(
+    state: &StackState,
+    kv_port: u16,
+    limit: Duration,
+    keep: impl Fn(&Row) -> bool,
+) -> (Vec<Row>, HashMap<u64, KvEntry>) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut found = observe::rows(state).await;
+        found.retain(|r| keep(r));
+        let ids: Vec<u64> = found.iter().map(|r| r.id).collect();
+        let kv = observe::kv_entries(kv_port, &ids).await;
+        let outbox = observe::outbox_len(state).await;
+        if quiet(&found, &kv, outbox) || Instant::now() > deadline {
+            return (found, kv);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

@@ -2,7 +2,6 @@
 //! primaries, the outbox, and the edge's KV (its service, read directly).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 use cityboard_deploy::http;
 use cityboard_protocol::kv::{PostMeta, post_key};
@@ -130,28 +129,5 @@ pub async fn kv_post_ids(kv_port: u16) -> Vec<u64> {
             (Some(false), Some(c)) => cursor = Some(c.to_string()),
             _ => return ids,
         }
-    }
-}
-
-/// Waits (at most `limit`) until the pipeline is quiet for the posts
-/// `keep` selects (see `check::quiet`), and returns them with their KV
-/// entries as last read.
-pub async fn until_quiet(
-    state: &StackState,
-    kv_port: u16,
-    limit: Duration,
-    keep: impl Fn(&Row) -> bool,
-) -> (Vec<Row>, HashMap<u64, KvEntry>) {
-    let deadline = Instant::now() + limit;
-    loop {
-        let mut found = rows(state).await;
-        found.retain(|r| keep(r));
-        let ids: Vec<u64> = found.iter().map(|r| r.id).collect();
-        let kv = kv_entries(kv_port, &ids).await;
-        let outbox = outbox_len(state).await;
-        if super::check::quiet(&found, &kv, outbox) || Instant::now() > deadline {
-            return (found, kv);
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
