@@ -363,6 +363,28 @@ pub fn small_topology_text(port_base: u16, partitions: u32, regions: &[SmallRegi
     text
 }
 
+/// The text of the topology shard-tool's moves are tested and measured
+/// on (the reshard tests and `cityboard bench reshard`): apex
+/// `cityboard.localhost`, `port_base`, 2 partitions, one region `solo`
+/// whose shard-1 holds `newyork` and `boston` with no replica, and whose
+/// shard-2 holds `philadelphia` with `replicas` replicas.
+pub fn two_shard_topology_text(port_base: u16, replicas: u32) -> String {
+    let city = |slug: &str, name: &str, lat: f64, lon: f64| {
+        format!(
+            "  {{ slug = \"{slug}\", name = \"{name}\", country = \"US\", lat = {lat:?}, lon = {lon:?} }},\n"
+        )
+    };
+    format!(
+        "apex = \"cityboard.localhost\"\nport_base = {port_base}\n[broker]\npartitions = 2\n\
+         [[region]]\nname = \"solo\"\n\
+         [[region.shard]]\nreplicas = 0\ncities = [\n{}{}]\n\
+         [[region.shard]]\nreplicas = {replicas}\ncities = [\n{}]\n",
+        city("newyork", "New York", 40.71427, -74.00597),
+        city("boston", "Boston", 42.35843, -71.05977),
+        city("philadelphia", "Philadelphia", 39.95233, -75.16379),
+    )
+}
+
 /// 1-based line number of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
@@ -442,6 +464,18 @@ mod tests {
                 .flat_map(|r| &r.shards)
                 .all(|s| s.replicas == 1)
         );
+    }
+
+    #[test]
+    fn the_two_shard_topology_parses_with_its_replicas_on_shard_2() {
+        let topo = parse(&two_shard_topology_text(21000, 1)).expect("two-shard topology");
+        let shards = &topo.regions[0].shards;
+        assert_eq!(shards.len(), 2);
+        assert_eq!((shards[0].replicas, shards[1].replicas), (0, 1));
+        let slugs =
+            |i: usize| -> Vec<String> { shards[i].cities.iter().map(|c| c.slug.clone()).collect() };
+        assert_eq!(slugs(0), ["newyork", "boston"]);
+        assert_eq!(slugs(1), ["philadelphia"]);
     }
 
     #[test]

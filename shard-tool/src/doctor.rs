@@ -132,10 +132,10 @@ pub async fn run(target: &Target, args: &DoctorArgs, json: bool) -> Result<()> {
                 .join(", "),
         });
     }
-    for f in findings.iter().filter(|f| f.repaired || !args.repair) {
-        if !args.repair {
-            say(json, f)?;
-        }
+    // A repaired finding was said before its fix; the rest are said now
+    // (with --repair: those it could not fix).
+    for f in findings.iter().filter(|f| !f.repaired) {
+        say(json, f)?;
     }
     let unrepaired = findings.iter().filter(|f| !f.repaired).count();
     let stdout = std::io::stdout();

@@ -43,7 +43,7 @@ use sqlx::{Connection, PgConnection};
 use super::env_size;
 use super::write_load::{self, percentile};
 use cityboard_deploy::home::Home;
-use cityboard_deploy::topology::Topology;
+use cityboard_deploy::topology::{Topology, two_shard_topology_text};
 
 /// The city that moves.
 const CITY: &str = "newyork";
@@ -58,30 +58,6 @@ const COPY_RATIO_TARGET: f64 = 0.5;
 const PAUSE_P99_TARGET_MS: f64 = 250.0;
 const PAUSE_MAX_TARGET_MS: f64 = 1000.0;
 const POST_P99_EXTRA_TARGET_MS: f64 = 250.0;
-
-/// The scenario's stack: one region, two shards, no replicas.
-fn topology(port_base: u64) -> String {
-    format!(
-        r#"apex = "cityboard.localhost"
-port_base = {port_base}
-[broker]
-partitions = 2
-[[region]]
-name = "solo"
-[[region.shard]]
-replicas = 0
-cities = [
-  {{ slug = "newyork", name = "New York", country = "US", lat = 40.71427, lon = -74.00597 }},
-  {{ slug = "boston", name = "Boston", country = "US", lat = 42.35843, lon = -71.05977 }},
-]
-[[region.shard]]
-replicas = 0
-cities = [
-  {{ slug = "philadelphia", name = "Philadelphia", country = "US", lat = 39.95233, lon = -75.16379 }},
-]
-"#
-    )
-}
 
 /// Everything the scenario measured.
 #[derive(Debug, Clone, Serialize)]
@@ -148,7 +124,9 @@ impl OwnStack {
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
         let topo = root.join("topology.toml");
-        std::fs::write(&topo, topology(port_base))?;
+        let port_base = u16::try_from(port_base)
+            .map_err(|_| anyhow::anyhow!("port base {port_base} is not a port"))?;
+        std::fs::write(&topo, two_shard_topology_text(port_base, 0))?;
         let stack = OwnStack {
             root,
             home,

@@ -16,26 +16,7 @@ use sqlx::PgPool;
 /// One region, `solo`: shard-1 holds `newyork` and `boston`, shard-2
 /// `philadelphia` (with a streaming replica, whose lag the copy watches).
 pub fn topology(port_base: u16) -> String {
-    format!(
-        r#"apex = "cityboard.localhost"
-port_base = {port_base}
-[broker]
-partitions = 2
-[[region]]
-name = "solo"
-[[region.shard]]
-replicas = 0
-cities = [
-  {{ slug = "newyork", name = "New York", country = "US", lat = 40.71427, lon = -74.00597 }},
-  {{ slug = "boston", name = "Boston", country = "US", lat = 42.35843, lon = -71.05977 }},
-]
-[[region.shard]]
-replicas = 1
-cities = [
-  {{ slug = "philadelphia", name = "Philadelphia", country = "US", lat = 39.95233, lon = -75.16379 }},
-]
-"#
-    )
+    cityboard_deploy::topology::two_shard_topology_text(port_base, 1)
 }
 
 /// Starts the stack `name` on `port_base`.
