@@ -145,7 +145,7 @@ impl Archive {
                 };
                 let scope = Scope {
                     region: &router.region,
-                    shard,
+                    shard: &shard,
                     city: &c,
                     epoch: route.epoch,
                 };

@@ -42,6 +42,11 @@ pub fn shard_tool_bin() -> PathBuf {
     cityboard_bin().with_file_name("shard-tool")
 }
 
+/// The `region-core` binary under test, beside `cityboard`.
+pub fn region_core_bin() -> PathBuf {
+    cityboard_bin().with_file_name("region-core")
+}
+
 /// Runs `cityboard --home HOME ARGS…` and returns its output.
 pub fn cityboard(home: &Path, args: &[&str]) -> Output {
     Command::new(cityboard_bin())

@@ -5,6 +5,11 @@
 //! each shard), and the whole job: move, verify, cutover, rollback,
 //! cutover again, verify, cleanup.
 //!
+//! The load is held against the stack's own capacity, measured first in
+//! the same run: 64 closed-loop posters for a few seconds give the
+//! 64-poster rate, and the writes during the job must keep at least a
+//! quarter of it.
+//!
 //! Afterwards, once the pipeline is quiet, the chaos test's checks prove
 //! that every acknowledged write is there exactly once at its last
 //! version, and KV with it; no client saw a 5xx; the seeded posts are all
@@ -27,7 +32,12 @@ use chaos::observe;
 const PORT_BASE: u16 = 19300;
 /// Posts seeded by COPY in the moving city (the figure).
 const SEEDED: i64 = 200_000;
-const CLIENTS: usize = 4;
+/// Clients of the load during the job (the first of the posters' users).
+const CLIENTS: usize = 24;
+/// Closed-loop posters whose rate the load is held against.
+const POSTERS: usize = 64;
+/// How long the posters post.
+const POSTERS_FOR: Duration = Duration::from_secs(4);
 const QUIET_LIMIT: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,17 +56,42 @@ async fn serial_reshard_moves_a_city_under_load_and_loses_nothing() {
         .map(String::from)
         .to_vec();
     let mut tokens = Vec::new();
-    for n in 0..CLIENTS {
+    for n in 0..POSTERS {
         tokens.push(
             apis.user(&cities[n % cities.len()], &format!("mover{n}"))
                 .await
                 .expect("a user"),
         );
     }
+    // The 64-poster rate: writes answered per second by closed-loop
+    // clients without a pause. Their writes join the ledger, checked with
+    // the rest at the end.
+    let ledger = Arc::new(Ledger::default());
+    let posters = Arc::new(Load {
+        apis: apis.clone(),
+        cities: cities.clone(),
+        ledger: ledger.clone(),
+        stop: AtomicBool::new(false),
+        sent: AtomicUsize::new(0),
+        max_writes: usize::MAX,
+        pace: Duration::ZERO,
+    });
+    let t0 = Instant::now();
+    let running: Vec<_> = tokens
+        .iter()
+        .enumerate()
+        .map(|(n, t)| tokio::spawn(client(posters.clone(), n, t.clone())))
+        .collect();
+    tokio::time::sleep(POSTERS_FOR).await;
+    posters.stop.store(true, Ordering::SeqCst);
+    for c in running {
+        c.await.expect("a poster");
+    }
+    let rate64 = ledger.snapshot().len() as f64 / t0.elapsed().as_secs_f64();
     let load = Arc::new(Load {
         apis: apis.clone(),
         cities: cities.clone(),
-        ledger: Arc::new(Ledger::default()),
+        ledger: ledger.clone(),
         stop: AtomicBool::new(false),
         sent: AtomicUsize::new(0),
         max_writes: usize::MAX,
@@ -64,6 +99,7 @@ async fn serial_reshard_moves_a_city_under_load_and_loses_nothing() {
     });
     let clients: Vec<_> = tokens
         .iter()
+        .take(CLIENTS)
         .enumerate()
         .map(|(n, t)| tokio::spawn(client(load.clone(), n, t.clone())))
         .collect();
@@ -109,6 +145,7 @@ async fn serial_reshard_moves_a_city_under_load_and_loses_nothing() {
     // The move, watched through `status` as an operator would: the ETA
     // it shows at half the copy must be within 30 % of the time the copy
     // then took.
+    let (job_start, written_before) = (Instant::now(), ledger.snapshot().len());
     let home = stack.home.clone();
     let mover = tokio::task::spawn_blocking(move || {
         reshard::ok(&home, &["--json", "move", "newyork", "--to", "shard-2"])
@@ -214,6 +251,15 @@ async fn serial_reshard_moves_a_city_under_load_and_loses_nothing() {
     assert_eq!(
         reshard::placed(&state, "newyork").await,
         ("shard-2".into(), 4)
+    );
+    // The writes' rate from the move's start to the last cutover: at least
+    // a quarter of the 64-poster rate.
+    let job_rate =
+        (ledger.snapshot().len() - written_before) as f64 / job_start.elapsed().as_secs_f64();
+    println!("load during the job: {job_rate:.0} writes/s; 64-poster rate {rate64:.0} writes/s");
+    assert!(
+        job_rate >= rate64 / 4.0,
+        "the load wrote {job_rate:.0}/s during the job, under a quarter of the 64-poster rate ({rate64:.0}/s)"
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
 

@@ -15,7 +15,10 @@
 //! - two cities of one shard cut over within seconds of each other both
 //!   take writes right after their flips;
 //! - `doctor` finds an orphan publication and slot and a freeze past its
-//!   deadline, and repairs them.
+//!   deadline, and repairs them;
+//! - a shard added to the catalog while the roles run (migrated by
+//!   `region-core setup`) takes a city, whose reads, writes and events the
+//!   running api, writer and relay serve without a restart.
 
 #[allow(dead_code)] // the faults and checks are the chaos test's
 mod chaos;
@@ -406,4 +409,97 @@ async fn serial_reshard_refusals_aborts_and_repairs() {
         output_text(&out)
     );
     assert_eq!(fence(&s2, "philadelphia").await.0, "active");
+
+    // A shard added while the roles run: a database beside shard-2's (its
+    // replica streams it too), registered in the catalog as an operator
+    // does, migrated by `region-core setup`. philadelphia moves onto it;
+    // the api, writer and relay started before it existed serve it.
+    sqlx::raw_sql("CREATE DATABASE spare")
+        .execute(&s2)
+        .await
+        .expect("create the spare database");
+    let spare_url = url("shard-2").replace("/cityboard", "/spare");
+    let spare_replica = state.regions[0].shards[1].replica_urls[0].replace("/cityboard", "/spare");
+    sqlx::query(
+        "INSERT INTO shards (region, name, primary_url, replica_urls)
+         VALUES ('solo', 'shard-3', $1, ARRAY[$2])",
+    )
+    .bind(&spare_url)
+    .bind(&spare_replica)
+    .execute(&catalog)
+    .await
+    .expect("register shard-3");
+    let out = std::process::Command::new(cityboard_tests::region_core_bin())
+        .args(["setup", "--state"])
+        .arg(home.join("state.json"))
+        .args(["--region", "solo"])
+        .output()
+        .expect("region-core setup");
+    assert!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains("solo/shard-3: shard migrated"),
+        "setup:\n{}",
+        output_text(&out)
+    );
+    let out = reshard::ok(
+        &home,
+        &["--json", "move", "philadelphia", "--to", "shard-3"],
+    );
+    let job3 = reshard::job_id(&out).to_string();
+    reshard::ok(&home, &["cutover", &job3]);
+    assert_eq!(reshard::placed(&state, "philadelphia").await.0, "shard-3");
+    let token = apis.user("philadelphia", "spare").await.expect("a user");
+    reshard::write_applies(&apis, "philadelphia", &token, "on the new shard").await;
+    let spare = cityboard_tests::pg(&spare_url).await;
+    assert_eq!(
+        count(
+            &spare,
+            "SELECT count(*) FROM posts WHERE city = 'philadelphia' AND title = 'on the new shard'"
+        )
+        .await,
+        1,
+        "the writer did not apply on the new shard"
+    );
+    // (A replica may be up to a second behind.)
+    let mut read = String::new();
+    for _ in 0..50 {
+        let r = apis
+            .send(
+                "GET",
+                "philadelphia",
+                "/post?search=shard",
+                Some(&token),
+                b"",
+            )
+            .await
+            .expect("GET /post");
+        read = format!("{} {}", r.status, r.text());
+        if r.status == 200 && read.contains("on the new shard") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        read.starts_with("200") && read.contains("on the new shard"),
+        "the api does not read the new shard: {read}"
+    );
+    // The relay drains the new shard's outbox.
+    let mut pending = -1;
+    for _ in 0..100 {
+        pending = count(
+            &spare,
+            "SELECT count(*) FROM outbox WHERE city = 'philadelphia'",
+        )
+        .await;
+        if pending == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        pending, 0,
+        "the relay does not drain the new shard's outbox"
+    );
+    reshard::ok(&home, &["cleanup", &job3]);
+    spare.close().await;
 }

@@ -65,11 +65,15 @@ pub async fn seed(catalog: &PgPool, topo: &RegionTopology) -> Result<SeedReport,
         ..SeedReport::default()
     };
     for shard in &topo.shards {
+        // Updated only when an address changed: every change to `shards`
+        // makes every running role reload the list (catalog trigger).
         sqlx::query(
             "INSERT INTO shards (region, name, primary_url, replica_urls) VALUES ($1, $2, $3, $4)
              ON CONFLICT (region, name) DO UPDATE
                 SET primary_url = excluded.primary_url, replica_urls = excluded.replica_urls,
-                    updated_at = now()",
+                    updated_at = now()
+                WHERE (shards.primary_url, shards.replica_urls)
+                      IS DISTINCT FROM (excluded.primary_url, excluded.replica_urls)",
         )
         .bind(&topo.name)
         .bind(&shard.name)

@@ -172,15 +172,14 @@ impl ShardPools {
         }
     }
 
-    pub fn monitor(&self) -> tokio::task::JoinHandle<()> {
-        let me = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(me.config.poll);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                me.poll().await;
-            }
-        })
+    /// Polls every `config.poll` until dropped: the router's shard-list
+    /// follower keeps one of these running per shard it knows.
+    pub async fn monitor_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.config.poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.poll().await;
+        }
     }
 }

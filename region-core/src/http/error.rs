@@ -198,6 +198,12 @@ impl From<RouteError> for ApiError {
                 tracing::warn!(%shard, error = %source, "shard unavailable");
                 ApiError::ShardUnavailable(shard)
             }
+            // The map names a shard this process has not loaded yet (added
+            // a moment ago) or could not use: try again shortly.
+            RouteError::UnknownShard { city, shard } => {
+                tracing::warn!(%city, %shard, "city placed on a shard this process does not know");
+                ApiError::ShardUnavailable(shard)
+            }
             other => ApiError::Internal(anyhow::Error::new(other)),
         }
     }

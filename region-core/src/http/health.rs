@@ -37,7 +37,7 @@ pub async fn healthz(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
         .is_ok_and(|r| r.is_ok())
     };
     // All at once: a down node costs its timeout once, not once per node.
-    let shard_pings = st.router.shards().map(|s| {
+    let shard_pings = st.router.shards().into_iter().map(|s| {
         let name = s.name.clone();
         let pool = s.primary.clone();
         async move { (name, ping(pool).await) }

@@ -172,8 +172,10 @@ impl RunningRelay {
         config.poll = Duration::from_millis(200);
         let metrics = Arc::new(RelayMetrics::default());
         let (tx, rx) = oneshot::channel();
+        // A fixed list: the sender goes at once, so the relay never expects
+        // another.
         let task = tokio::spawn(region_core::roles::relay::drain_outboxes(
-            shards,
+            tokio::sync::watch::channel(shards).1,
             config,
             producer(),
             metrics.clone(),

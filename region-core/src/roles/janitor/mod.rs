@@ -23,7 +23,7 @@ use sqlx::PgPool;
 
 use crate::bus::Producer;
 use crate::clock::SharedClock;
-use crate::db::{Router, ShardPools};
+use crate::db::Router;
 use crate::model::{Id, IdGenerator};
 use crate::roles::common::add;
 
@@ -156,7 +156,10 @@ impl Janitor {
             tracing::warn!(error = %e, "reloading the shard map; sweeping with the cached one");
         }
         let now = self.parts.clock.now();
-        let shards: Vec<&ShardPools> = self.parts.router.shards().collect();
+        if let Err(e) = self.parts.router.refresh_shards().await {
+            tracing::warn!(error = %e, "reloading the shard list; sweeping the known shards");
+        }
+        let shards = self.parts.router.shards();
         for shard in &shards {
             match expiry::sweep_shard(self, shard, now).await {
                 Ok(n) => report.expire_commands += n,

@@ -26,6 +26,7 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
+use tokio::sync::watch;
 
 use crate::backoff::doubling;
 use crate::bus::failpoint::{self, RELAY_AFTER_PRODUCE};
@@ -232,10 +233,14 @@ pub async fn drain_shard(
     }
 }
 
-/// Runs one drain task per shard until `shutdown` resolves, or until a
-/// crash point configured to fail is reached in any of them.
+/// Runs one drain task per shard of `shards` until `shutdown` resolves, or
+/// until a crash point configured to fail is reached in any of them. When
+/// `shards` changes (a shard added to the region, or its primary moved),
+/// every task is stopped and one started per shard of the new list; a
+/// round stopped mid-way leaves its rows, which the next round sends. A
+/// closed channel means the list stays as it is.
 pub async fn drain_outboxes(
-    shards: Vec<RelayShard>,
+    mut shards: watch::Receiver<Vec<RelayShard>>,
     config: RelayConfig,
     producer: Producer,
     metrics: Arc<RelayMetrics>,
@@ -243,22 +248,45 @@ pub async fn drain_outboxes(
 ) -> Result<(), RelayError> {
     let config = Arc::new(config);
     let mut tasks = tokio::task::JoinSet::new();
-    for shard in shards {
-        tracing::info!(shard = %shard.name, topic = %config.topic, "relay draining");
-        tasks.spawn(drain_shard(
-            shard,
-            config.clone(),
-            producer.clone(),
-            metrics.clone(),
-        ));
-    }
+    let start = |tasks: &mut tokio::task::JoinSet<_>, list: Vec<RelayShard>| {
+        for shard in list {
+            tracing::info!(shard = %shard.name, topic = %config.topic, "relay draining");
+            tasks.spawn(drain_shard(
+                shard,
+                config.clone(),
+                producer.clone(),
+                metrics.clone(),
+            ));
+        }
+    };
+    start(&mut tasks, shards.borrow_and_update().clone());
+    let mut following = true;
     tokio::pin!(shutdown);
-    let result = tokio::select! {
-        _ = &mut shutdown => Ok(()),
-        Some(ended) = tasks.join_next() => match ended {
-            Ok(r) => r,
-            Err(e) => Err(RelayError::Task(e.to_string())),
-        },
+    let result = loop {
+        tokio::select! {
+            _ = &mut shutdown => break Ok(()),
+            changed = shards.changed(), if following => {
+                if changed.is_err() {
+                    following = false;
+                    continue;
+                }
+                tasks.abort_all();
+                let mut failed = None;
+                while let Some(ended) = tasks.join_next().await {
+                    if let Ok(Err(e)) = ended {
+                        failed = Some(e);
+                    }
+                }
+                if let Some(e) = failed {
+                    break Err(e);
+                }
+                start(&mut tasks, shards.borrow_and_update().clone());
+            }
+            Some(ended) = tasks.join_next() => break match ended {
+                Ok(r) => r,
+                Err(e) => Err(RelayError::Task(e.to_string())),
+            },
+        }
     };
     // Aborting a round mid-way drops its transaction: the rows stay.
     tasks.abort_all();

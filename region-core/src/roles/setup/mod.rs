@@ -29,6 +29,27 @@ async fn connect(url: &str, what: &str) -> anyhow::Result<PgPool> {
         .with_context(|| format!("connecting to {what} ({})", redact(url)))
 }
 
+/// Migrates one shard primary, unless a reshard job is open: a migration
+/// mid-move would break the copy or the cutover.
+async fn migrate_shard(
+    catalog: &PgPool,
+    region: &str,
+    name: &str,
+    url: &str,
+) -> anyhow::Result<()> {
+    let pool = connect(url, &format!("{region}/{name}")).await?;
+    let mut conn = catalog
+        .acquire()
+        .await
+        .with_context(|| format!("connecting to the catalog of {region}"))?;
+    let result = crate::migrate::shard_outside_moves(&mut conn, name, &pool)
+        .await
+        .with_context(|| format!("migrating {region}/{name}"));
+    drop(conn);
+    pool.close().await;
+    result
+}
+
 /// A database URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -57,8 +78,10 @@ pub async fn run(state: &Path, region: &str, demo: bool) -> anyhow::Result<()> {
 }
 
 /// Migrates the catalog and every shard primary of `region` (a shard with
-/// migrations to apply is refused while a reshard job is open), seeds the
-/// catalog, and with `demo` adds demo posts to cities that have none.
+/// migrations to apply is refused while a reshard job is open): those of
+/// the stack description and those an operator added to the catalog since
+/// (a spare to move cities onto), seeds the catalog, and with `demo` adds
+/// demo posts to cities that have none.
 pub async fn set_up(stack: &StackFile, region: &str, demo: bool) -> anyhow::Result<SetupReport> {
     let (number, entry): (u16, &RegionEntry) = stack.region(region)?;
     let mut report = SetupReport::default();
@@ -71,21 +94,35 @@ pub async fn set_up(stack: &StackFile, region: &str, demo: bool) -> anyhow::Resu
         redact(&entry.catalog_url)
     ));
     for shard in &entry.shards {
-        let pool = connect(&shard.primary_url, &format!("{region}/{}", shard.name)).await?;
-        // Not while shard-tool moves a city (the catalog's open jobs): a
-        // migration mid-move would break the copy or the cutover.
-        let mut conn = catalog
-            .acquire()
-            .await
-            .with_context(|| format!("connecting to the catalog of {region}"))?;
-        crate::migrate::shard_outside_moves(&mut conn, &shard.name, &pool)
-            .await
-            .with_context(|| format!("migrating {region}/{}", shard.name))?;
-        drop(conn);
-        pool.close().await;
+        migrate_shard(&catalog, region, &shard.name, &shard.primary_url).await?;
         report
             .lines
             .push(format!("{region}/{}: shard migrated", shard.name));
+    }
+    // Shards only the catalog lists: one that cannot be reached is reported
+    // and left (the roles leave it out until its schema is theirs), so that
+    // a spare being set up never stops the region's `up`.
+    let added: Vec<(String, String)> = sqlx::query_as(
+        "SELECT name, primary_url FROM shards WHERE region = $1 AND NOT name = ANY($2)
+         ORDER BY name",
+    )
+    .bind(region)
+    .bind(
+        entry
+            .shards
+            .iter()
+            .map(|s| s.name.clone())
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&catalog)
+    .await
+    .with_context(|| format!("listing the shards of {region} in its catalog"))?;
+    for (name, url) in added {
+        let line = match migrate_shard(&catalog, region, &name, &url).await {
+            Ok(()) => format!("{region}/{name}: shard migrated (listed only in the catalog)"),
+            Err(e) => format!("{region}/{name}: listed only in the catalog, not migrated: {e:#}"),
+        };
+        report.lines.push(line);
     }
     let seeded = crate::catalog::seed(&catalog, &entry.topology(number))
         .await

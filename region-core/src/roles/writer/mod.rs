@@ -337,11 +337,16 @@ impl Writer {
         Ok(())
     }
 
-    /// Cities the map does not place in this region: reload the map once;
-    /// still not served → their commands are rejected (dead letters), never
-    /// dropped; placed on a shard this process does not know → held.
+    /// Cities the map does not place in this region: reload the map (and
+    /// the shard list) once; still not served → their commands are rejected
+    /// (dead letters), never dropped; placed on a shard this process does
+    /// not know → held.
     async fn settle_unroutable(&mut self, cities: Vec<String>) {
-        if let Err(e) = self.parts.router.map.refresh().await {
+        let refreshed = match self.parts.router.map.refresh().await {
+            Ok(_) => self.parts.router.refresh_shards().await.map(|_| ()),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = refreshed {
             tracing::warn!(error = %e, "reloading the shard map");
             for city in &cities {
                 self.queue.retry(city, true, Instant::now());

@@ -47,7 +47,7 @@ pub async fn run(
     let start = start_role(state, region, "writer", &args.common)?;
     let entry = start.entry();
     let (catalog, router) = catalog_and_router(&entry.catalog_url, region, 4).await?;
-    let map_watch = router.map.watch(Duration::from_secs(5));
+    let followers = router.follow_catalog(Duration::from_secs(5));
     let (ids, lease) = start.lease_ids(&catalog, "outbox sequence numbers").await?;
 
     let metrics = Arc::new(WriterMetrics::default());
@@ -75,7 +75,9 @@ pub async fn run(
         brokers: start.brokers.clone(),
     };
     let result = apply_commands(config, parts, shutdown).await;
-    map_watch.abort();
+    for f in followers {
+        f.abort();
+    }
     if let Some(l) = listener {
         l.abort();
     }
