@@ -63,7 +63,9 @@ pub async fn handle(req: &Incoming, config: &Config, env: &Env) -> Result<Respon
         previous: config::text(env, "KV_ROUTE_KEY_PREVIOUS")
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
-            .map(|s| sign::Key::new(s.into_bytes())),
+            .map(|s| sign::Key::strong("KV_ROUTE_KEY_PREVIOUS", s.into_bytes()))
+            .transpose()
+            .map_err(EdgeError::Config)?,
     };
     let signature = keyring
         .verify(&header, &signed, clock::now_secs())

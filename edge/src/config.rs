@@ -131,11 +131,17 @@ fn parse(env: &Env) -> Result<Config, EdgeError> {
         .map(|(region, url)| (region, url.trim_end_matches('/').to_string()))
         .collect();
     // Secret files are read as trimmed text; the key is those bytes as-is.
-    let forward_key = Key::new(required(env, "FORWARD_KEY")?.trim().as_bytes().to_vec());
+    let forward_key = Key::strong(
+        "FORWARD_KEY",
+        required(env, "FORWARD_KEY")?.trim().as_bytes().to_vec(),
+    )
+    .map_err(EdgeError::Config)?;
     let kv_route_key = text(env, "KV_ROUTE_KEY")
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
-        .map(|s| Key::new(s.into_bytes()));
+        .map(|s| Key::strong("KV_ROUTE_KEY", s.into_bytes()))
+        .transpose()
+        .map_err(EdgeError::Config)?;
     let test_mode = text(env, "TEST_MODE").is_some_and(|s| s.trim() == "1");
     let origin_timeout_ms = millis(
         env,

@@ -74,10 +74,16 @@ impl EdgeError {
     }
 
     /// What the client is told. Internal details stay in the log.
+    /// What the client is told: never a runtime's own error text (a
+    /// fetch failure names hosts and ports of the origin's network; a JS
+    /// exception, the Worker's internals), which goes to the log instead.
     pub fn detail(&self) -> String {
         match self {
             EdgeError::Config(_) | EdgeError::Internal(_) => {
                 "something went wrong at the edge".into()
+            }
+            EdgeError::OriginUnavailable { city, .. } => {
+                format!("the servers of {city} are not answering; try again in a few seconds")
             }
             other => other.to_string(),
         }

@@ -155,7 +155,15 @@ enum Later {
     },
 }
 
+/// The origin's operator endpoints: for the operator on the origin's own
+/// network, never for a visitor. The edge answers 404 without calling the
+/// origin, whatever the host.
+const OPERATOR_PATHS: [&str; 2] = ["/metrics", "/old_posts"];
+
 fn route_now(req: &Incoming, config: &Config, env: &Env) -> Step {
+    if OPERATOR_PATHS.contains(&req.path.as_str()) {
+        return Step::Answer(Err(EdgeError::NotFound));
+    }
     if req.path == BULK_PATH {
         return Step::Later(Later::Bulk);
     }

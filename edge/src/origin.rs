@@ -38,8 +38,10 @@ pub const PAGES_BINDING: &str = "PAGES";
 const ROUTE_CACHE_TTL_SECS: u64 = 60;
 
 /// Headers never passed on: hop-by-hop ones (RFC 9110 §7.6.1), the ones the
-/// Worker sets itself (a visitor must not be able to supply them), and the
-/// local runtime's `cf` injection header.
+/// Worker sets itself (a visitor must not be able to supply them), a
+/// client's own claims of its address (the origin learns it only from the
+/// signed `x-cityboard-client-ip`; a proxy behind the edge that trusted
+/// these would be fooled), and the local runtime's `cf` injection header.
 const DROPPED: &[&str] = &[
     "connection",
     "keep-alive",
@@ -53,6 +55,9 @@ const DROPPED: &[&str] = &[
     "host",
     "content-length",
     "cf-blob",
+    "x-forwarded-for",
+    "forwarded",
+    "x-real-ip",
     FORWARDED_HOST_HEADER,
 ];
 

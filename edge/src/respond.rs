@@ -239,7 +239,10 @@ pub fn error(
     picker: Option<(&Config, &str)>,
 ) -> Result<Response, EdgeError> {
     let status = err.status();
-    if matches!(err, EdgeError::Config(_) | EdgeError::Internal(_)) {
+    if matches!(
+        err,
+        EdgeError::Config(_) | EdgeError::Internal(_) | EdgeError::OriginUnavailable { .. }
+    ) {
         worker::console_error!("edge error: {err}");
     }
     let mut extra: Vec<(&str, String)> = vec![("cache-control", "no-store".into())];

@@ -124,9 +124,10 @@ impl Secrets {
             let bytes = std::fs::read(&path)
                 .with_context(|| format!("reading secret {}", path.display()))?;
             let key = bytes.trim_ascii().to_vec();
-            if key.len() < 16 {
+            let min = cityboard_protocol::sign::MIN_SECRET_BYTES;
+            if key.len() < min {
                 bail!(
-                    "secret {} is too short ({} bytes; at least 16 expected)",
+                    "secret {} is too short ({} bytes; at least {min} expected)",
                     path.display(),
                     key.len()
                 );
@@ -186,13 +187,15 @@ mod tests {
             "edge-forward.previous.key",
             "operator.token",
         ] {
-            std::fs::write(dir.join(f), format!("{f}-0123456789abcdef\n")).unwrap();
+            std::fs::write(dir.join(f), format!("{f}-0123456789abcdef0123456789\n")).unwrap();
         }
         let s = Secrets::read(&dir).unwrap();
-        assert_eq!(s.session, b"session.key-0123456789abcdef");
+        assert_eq!(s.session, b"session.key-0123456789abcdef0123456789");
         assert_ne!(s.derive("cursor"), s.derive("csrf"));
-        std::fs::write(dir.join("operator.token"), "short").unwrap();
-        assert!(Secrets::read(&dir).is_err());
+        // 31 bytes: one short of a key.
+        std::fs::write(dir.join("operator.token"), "x".repeat(31)).unwrap();
+        let err = Secrets::read(&dir).unwrap_err().to_string();
+        assert!(err.contains("too short"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

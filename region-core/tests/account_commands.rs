@@ -141,10 +141,26 @@ async fn deleting_an_account_ends_its_sessions_and_erases_its_posts_in_every_reg
         .await;
     }
 
-    // Only the home region deletes accounts.
-    let r = send(&away, &away_city, &token, "DELETE", "/user", None).await;
+    // Only the home region deletes accounts, and only with the password.
+    let password = serde_json::json!({"password": login["password"]});
+    let r = send(
+        &away,
+        &away_city,
+        &token,
+        "DELETE",
+        "/user",
+        Some(password.clone()),
+    )
+    .await;
     assert_eq!(r.status, 421, "{}", r.body);
     let r = send(&home, &home_city, &token, "DELETE", "/user", None).await;
+    assert_eq!(r.status, 422, "no password: {}", r.body);
+    let wrong = serde_json::json!({"password": "not the password"});
+    let r = send(&home, &home_city, &token, "DELETE", "/user", Some(wrong)).await;
+    assert_eq!(r.status, 403, "a wrong password: {}", r.body);
+    let r = send(&home, &home_city, &token, "GET", "/me", None).await;
+    assert_eq!(r.status, 200, "a refused deletion changed nothing");
+    let r = send(&home, &home_city, &token, "DELETE", "/user", Some(password)).await;
     assert_eq!(r.status, 202, "{}", r.body);
     let answer = r.json();
     assert_eq!(

@@ -357,6 +357,18 @@ async fn invalid_fields_are_each_named() {
         .map(|e| e["field"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(fields, ["title", "price", "category"]);
+    // A title of 64 KiB of white space, the most a body may carry: no
+    // title (413 for the whole body if the JSON around it is over).
+    let spaces = " ".repeat(64 * 1024 - 200);
+    let body = serde_json::json!({"category": "for-sale", "title": spaces,
+        "description": "", "price": 1});
+    let r = write(&api, &city, &token, "POST", "/post", &body, &[]).await;
+    r.problem(422);
+    assert_eq!(r.json()["errors"][0]["field"], "title");
+    // A title is stored without the space around it.
+    let title = format!("trimmed {}", rand::random::<u32>());
+    let (id, _) = created(&api, &city, &token, &format!("  \t{title}\n ")).await;
+    assert_eq!(posts_titled(&state, &city, &title).await, 1, "post {id}");
     // Unauthenticated writes are refused before anything is checked.
     let r = api
         .send(

@@ -36,9 +36,9 @@ use crate::{EdgeRequests, cityboard_bin};
 /// Apex of the test runtimes.
 pub const APEX: &str = "cityboard.localhost";
 /// Forward key of the test runtimes.
-pub const FORWARD_SECRET: &str = "edge-worker-test-forward-key";
+pub const FORWARD_SECRET: &str = "edge-worker-test-forward-key-0123456789";
 /// Bulk-route key of the test runtimes that turn the route on.
-pub const KV_ROUTE_SECRET: &str = "edge-worker-test-kv-route-key";
+pub const KV_ROUTE_SECRET: &str = "edge-worker-test-kv-route-key-0123456789";
 
 /// Networks of the test city database and the city each is placed in.
 /// The IPv6 one is in the database but not in the range table the Worker

@@ -409,6 +409,15 @@ async fn with_the_origin_down_kv_hits_are_served_and_the_rest_is_503() {
         assert_eq!(res.status, 503, "{city}: {}", res.text());
         assert!(res.header("retry-after").is_some());
         assert!(res.text().contains("Service unavailable"));
+        // Nothing of the runtime's own error (addresses, the timeout's
+        // reason) reaches the visitor.
+        for internal in ["127.0.0.1", "timeout", "fetch", "refused"] {
+            assert!(
+                !res.text().to_lowercase().contains(internal),
+                "{city}: {internal:?} in the page: {}",
+                res.text()
+            );
+        }
         assert_eq!(res.header("content-type"), Some("text/html; charset=utf-8"));
         for (method, path) in [
             ("GET", "/post?search=x"),
@@ -452,6 +461,8 @@ async fn writes_go_to_the_origin_signed_unfollowed_and_limited() {
                 ("content-type", "application/json"),
                 ("cookie", "cb_session=abc"),
                 ("x-forwarded-for", "3.0.9.9"),
+                ("forwarded", "for=6.6.6.6"),
+                ("x-real-ip", "6.6.6.7"),
                 // A visitor cannot supply what the Worker signs.
                 ("x-cityboard-city", "paris"),
                 ("x-cityboard-signature", "v1 forged"),
@@ -475,6 +486,10 @@ async fn writes_go_to_the_origin_signed_unfollowed_and_limited() {
     assert_eq!(seen.headers["x-cityboard-client-ip"], "3.0.9.9");
     assert_eq!(seen.headers["cookie"], "cb_session=abc");
     assert!(!seen.headers.contains_key("cf-blob"));
+    // A client's own claims of its address never reach the origin.
+    for claim in ["x-forwarded-for", "forwarded", "x-real-ip"] {
+        assert!(!seen.headers.contains_key(claim), "{claim} passed on");
+    }
     for method in ["PUT", "DELETE", "PATCH"] {
         let res = edge
             .request(method, &boston, "/post/7", &[JSON], b"{}")
@@ -561,6 +576,18 @@ async fn bad_input_is_answered_at_the_edge_without_an_origin_call() {
     assert_eq!(res.status, 400);
     let res = edge.request("GET", &boston, "/healthz", &[], b"").await;
     assert_eq!((res.status, res.text().as_str()), (200, "ok"));
+    // The origin's operator endpoints are not reachable through the edge,
+    // on a city host or the apex.
+    for (method, path) in [
+        ("GET", "/metrics"),
+        ("DELETE", "/old_posts"),
+        ("GET", "/old_posts"),
+    ] {
+        for h in [boston.as_str(), APEX] {
+            let res = edge.request(method, h, path, &[JSON], b"").await;
+            assert_eq!(res.status, 404, "{method} {h}{path}");
+        }
+    }
     assert_eq!(us.hits() + eu.hits(), 0);
 }
 

@@ -226,7 +226,12 @@ async fn serial_the_author_reads_their_writes_through_the_edge_and_a_deleted_acc
             })
             .await;
             let r = me
-                .json("DELETE", &city, "/user", &serde_json::Value::Null)
+                .json(
+                    "DELETE",
+                    &city,
+                    "/user",
+                    &json!({"password": "correct horse battery staple"}),
+                )
                 .await;
             assert_eq!(r.status, 202, "delete the account: {}", r.text());
             for (c, id) in [(&city, &id), (&away_city, &away_id)] {

@@ -75,7 +75,25 @@ impl fmt::Debug for Key {
     }
 }
 
+/// The fewest secret bytes a signing key may have (the HMAC-SHA256 output
+/// size: a shorter key is easier to guess than the MAC it makes). Both
+/// sides refuse to start with less.
+pub const MIN_SECRET_BYTES: usize = 32;
+
 impl Key {
+    /// A key with `secret`, refused (with a message naming `what`) when it
+    /// is shorter than [`MIN_SECRET_BYTES`].
+    pub fn strong(what: &str, secret: impl Into<Vec<u8>>) -> Result<Key, String> {
+        let secret = secret.into();
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(format!(
+                "{what} is too short ({} bytes; at least {MIN_SECRET_BYTES})",
+                secret.len()
+            ));
+        }
+        Ok(Key::new(secret))
+    }
+
     /// A key with the given secret bytes.
     pub fn new(secret: impl Into<Vec<u8>>) -> Key {
         let secret = secret.into();
@@ -278,6 +296,19 @@ mod tests {
     }
 
     const NONCE: &str = "0123456789abcdef0123";
+
+    #[test]
+    fn a_key_shorter_than_32_bytes_is_refused() {
+        let err = Key::strong("FORWARD_KEY", vec![7u8; 31]).unwrap_err();
+        assert!(
+            err.contains("FORWARD_KEY") && err.contains("31 bytes"),
+            "{err}"
+        );
+        assert_eq!(
+            Key::strong("FORWARD_KEY", vec![7u8; 32]).unwrap().id,
+            Key::new(vec![7u8; 32]).id
+        );
+    }
 
     #[test]
     fn a_signature_verifies_and_any_changed_field_breaks_it() {

@@ -18,6 +18,38 @@ pub struct SessionForm {
     pub csrf: Option<String>,
 }
 
+/// The body of `DELETE /user`: the account's password again, so that a
+/// stolen session (or a browser left logged in) cannot delete the account.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct PasswordForm {
+    /// The account's password.
+    pub password: String,
+    /// The session's CSRF token (a cookie session's form).
+    pub csrf: Option<String>,
+}
+
+/// The `password` field of a JSON or form body; none when the body has
+/// none (or is neither).
+pub fn password_field(headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if form {
+        serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+            .ok()?
+            .into_iter()
+            .find(|(k, _)| k == "password")
+            .map(|(_, v)| v)
+    } else {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .ok()?
+            .get("password")?
+            .as_str()
+            .map(str::to_string)
+    }
+}
+
 /// A body read whole; a rejection (too large) is answered by `check_csrf`.
 pub type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
 

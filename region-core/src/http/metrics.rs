@@ -182,15 +182,33 @@ impl Metrics {
     }
 }
 
+/// The method as a label: the standard ones by name, any other (a
+/// stranger may send any token as a method) as `OTHER`, so that what a
+/// client sends cannot grow the series without bound.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
 /// Middleware: counts and times every request by its route template (never
-/// the raw path, which would make one series per post id).
+/// the raw path, which would make one series per post id; a path no route
+/// matches is `unmatched`) and method (see `method_label`).
 pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_string();
-    let method = req.method().to_string();
+    let method = method_label(req.method()).to_string();
     let start = Instant::now();
     let res = next.run(req).await;
     st.metrics.observe(
@@ -244,6 +262,17 @@ mod tests {
         has("cityboard_local_cache_total{cache=\"post\",result=\"hit\"} 0");
         has("# HELP cityboard_local_cache In-process cache lookups by cache and result.");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn a_strangers_method_folds_into_one_label() {
+        use axum::http::Method;
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        for odd in ["PROPFIND", "BREW", "X1", "get"] {
+            let m = Method::from_bytes(odd.as_bytes()).expect("a token");
+            assert_eq!(method_label(&m), "OTHER", "{odd}");
+        }
     }
 
     #[test]

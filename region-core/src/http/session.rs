@@ -9,9 +9,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Serialize;
 
 use crate::http::error::{ApiError, Problem};
-use crate::http::forms::{Body, SessionForm, check_csrf};
+use crate::http::forms::{Body, PasswordForm, SessionForm, check_csrf, password_field};
 use crate::http::session_cookie::{self, Session};
 use crate::http::{AppState, AuthUser};
+use crate::model::post::FieldError;
 use crate::model::{AccountCommand, AccountKind, Id};
 
 /// Revokes the token in every region until it would have expired: first
@@ -56,17 +57,20 @@ pub struct AccountDeletion {
 /// now on no token of it works anywhere and it cannot log in, and every
 /// region erases its posts (each city in order with its other writes; the
 /// edge gets tombstones). Answered 202, since the erasure runs in every
-/// region's writer. A cookie session needs its CSRF token.
+/// region's writer. The body carries the account's password again; a
+/// cookie session also needs its CSRF token.
 #[utoipa::path(delete, path = "/user", tag = "accounts",
     security(("bearer" = []), ("cookie" = [])),
-    request_body(content((SessionForm = "application/x-www-form-urlencoded")),
-        description = "Optional; a form carries its CSRF token here"),
+    request_body(content((PasswordForm = "application/json"),
+        (PasswordForm = "application/x-www-form-urlencoded")),
+        description = "The account's password; a form also carries its CSRF token"),
     responses(
         (status = 202, description = "Account deleted; its posts are being erased in every region", body = AccountDeletion),
         (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Cookie session without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Cookie session without a valid CSRF token, or a wrong password", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 421, description = "Not the user's home region", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No password given", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The broker is down: nothing was deleted, retry", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_user(
@@ -75,9 +79,27 @@ pub async fn delete_user(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let password = body.as_ref().ok().and_then(|b| password_field(&headers, b));
     check_csrf(&st, &user, &headers, body)?;
     if user.id.region() != st.region_number {
         return Err(ApiError::NotHomeRegion(user.id.region()));
+    }
+    let password = password.ok_or_else(|| {
+        ApiError::Invalid(vec![FieldError {
+            field: "password",
+            problem: "the account's password is needed to delete it".into(),
+        }])
+    })?;
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1 AND deleted_at IS NULL")
+            .bind(user.id)
+            .fetch_optional(&st.catalog)
+            .await
+            .context("reading the account's password hash")?;
+    if !st.passwords.verify(password, stored).await? {
+        return Err(ApiError::Forbidden(
+            "the password is not this account's: nothing was deleted".into(),
+        ));
     }
     let now = st.clock.now();
     let command = AccountCommand {

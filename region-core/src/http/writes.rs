@@ -131,11 +131,13 @@ mod whole {
 }
 
 impl PostInput {
-    /// The fields, validated by the same rules `apply` checks again.
+    /// The fields, validated by the same rules `apply` checks again. The
+    /// title is stored trimmed: the space around it is never the poster's
+    /// meaning, and a title of spaces alone is no title.
     fn validated(self) -> Result<PostFields, ApiError> {
         let fields = PostFields {
             category: self.category,
-            title: self.title,
+            title: self.title.trim().to_string(),
             description: self.description,
             price: self.price,
             location: self.location,
