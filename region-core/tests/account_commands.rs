@@ -154,6 +154,9 @@ async fn deleting_an_account_ends_its_sessions_and_erases_its_posts_in_every_reg
     .await;
     assert_eq!(r.status, 421, "{}", r.body);
     let r = send(&home, &home_city, &token, "DELETE", "/user", None).await;
+    assert_eq!(r.status, 415, "no body: {}", r.body);
+    let none = serde_json::json!({});
+    let r = send(&home, &home_city, &token, "DELETE", "/user", Some(none)).await;
     assert_eq!(r.status, 422, "no password: {}", r.body);
     let wrong = serde_json::json!({"password": "not the password"});
     let r = send(&home, &home_city, &token, "DELETE", "/user", Some(wrong)).await;

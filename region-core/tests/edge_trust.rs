@@ -282,6 +282,33 @@ async fn a_timestamp_more_than_30_s_off_the_origins_clock_is_refused() {
     refused(&api.send_raw(ahead.request(&ahead.signature())).await);
 }
 
+/// Key and time are checked before the body is read: a stale or unknown
+/// signature on a body over the limit is a 401, not a 413 (the origin never
+/// buffered it).
+#[tokio::test]
+async fn a_signature_with_a_bad_key_or_time_is_refused_before_the_body_is_read() {
+    prepared().await;
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let api = Api::start_with(Setup {
+        clock: clock.clone(),
+        ..Setup::default()
+    })
+    .await;
+    let mut f = api.forward(get("/signup")).await;
+    f.method = "POST".into();
+    f.body = vec![b' '; region_core::http::BODY_LIMIT + 1];
+    // With a current signature, the body's size is what is refused.
+    assert_eq!(api.send_raw(f.request(&f.signature())).await.status, 413);
+    f.nonce = new_nonce();
+    f.timestamp -= 31;
+    let detail = refused(&api.send_raw(f.request(&f.signature())).await);
+    assert!(detail.contains("window"), "{detail}");
+    f.timestamp += 31;
+    f.key = Key::new(b"a key this origin never had".to_vec());
+    let detail = refused(&api.send_raw(f.request(&f.signature())).await);
+    assert!(detail.contains("unknown key"), "{detail}");
+}
+
 #[tokio::test]
 async fn a_replayed_nonce_is_refused() {
     prepared().await;

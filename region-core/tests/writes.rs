@@ -382,6 +382,47 @@ async fn invalid_fields_are_each_named() {
     r.problem(401);
 }
 
+/// A request past the api's request timeout is stopped with a 503 that
+/// says so (and when to retry), never a 500 or a dropped connection; the
+/// shard connections carry the same limit as their `statement_timeout`.
+#[tokio::test]
+async fn a_request_past_the_timeout_is_a_503_and_statements_carry_the_limit() {
+    let state = prepared().await;
+    let city = city(&state);
+    let patient = Api::start(false).await;
+    let token = user(&patient, "timeout").await;
+    let hasty = Api::start_with(Setup {
+        request_timeout: Duration::from_millis(1),
+        ..Setup::default()
+    })
+    .await;
+    let r = write(
+        &hasty,
+        &city,
+        &token,
+        "POST",
+        "/post",
+        &post_body("hasty"),
+        &[],
+    )
+    .await;
+    r.problem(503);
+    assert!(
+        r.json()["type"].as_str().unwrap().ends_with("/timeout"),
+        "{}",
+        r.body
+    );
+    assert!(r.headers.get("retry-after").is_some());
+    // The default limit, 10 s, on every shard connection of the api.
+    let (_, pools) = patient.state.router.route(&city).unwrap();
+    let mut conn = pools.primary.acquire().await.unwrap();
+    let limit: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(limit, "10s");
+}
+
 #[tokio::test]
 async fn a_write_not_applied_in_time_is_accepted_and_its_status_catches_up() {
     let state = prepared().await;

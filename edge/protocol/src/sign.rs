@@ -260,6 +260,14 @@ impl Keyring {
         req: &Request<'_>,
         now: i64,
     ) -> Result<Signature, SignatureError> {
+        self.admit(header, now)?.check(req)
+    }
+
+    /// The checks that need nothing of the request: shape, key id and
+    /// clock skew. A verifier runs these before it reads a body, so that a
+    /// request without a current signature costs it no buffering; the MAC
+    /// is then checked with [`Admitted::check`].
+    pub fn admit(&self, header: &str, now: i64) -> Result<Admitted<'_>, SignatureError> {
         let sig = Signature::parse(header)?;
         let key = std::iter::once(&self.current)
             .chain(self.previous.as_ref())
@@ -268,6 +276,23 @@ impl Keyring {
         if now.abs_diff(sig.timestamp) > MAX_SKEW_SECS as u64 {
             return Err(SignatureError::Stale);
         }
+        Ok(Admitted { sig, key })
+    }
+}
+
+/// A signature whose shape, key and time passed ([`Keyring::admit`]); its
+/// MAC is not checked yet.
+#[derive(Debug)]
+pub struct Admitted<'k> {
+    sig: Signature,
+    key: &'k Key,
+}
+
+impl Admitted<'_> {
+    /// Checks the MAC over `req` in constant time; the signature, for the
+    /// caller to refuse a nonce it has seen.
+    pub fn check(self, req: &Request<'_>) -> Result<Signature, SignatureError> {
+        let Admitted { sig, key } = self;
         let expected = key.mac(req, sig.timestamp, &sig.nonce);
         let diff = expected
             .iter()

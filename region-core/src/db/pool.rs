@@ -40,17 +40,17 @@ impl std::fmt::Debug for ReadPool {
 }
 
 impl ReadPool {
-    /// A pool for `url`; nothing connects until the first `acquire`.
-    pub fn new(url: &str, max: u32, acquire_timeout: Duration) -> Result<ReadPool, sqlx::Error> {
-        let options: PgConnectOptions = url.parse()?;
-        Ok(ReadPool {
+    /// A pool of connections made with `options`; nothing connects until
+    /// the first `acquire`.
+    pub fn new(options: PgConnectOptions, max: u32, acquire_timeout: Duration) -> ReadPool {
+        ReadPool {
             inner: Arc::new(Inner {
                 options: options.disable_statement_logging(),
                 idle: Mutex::new(Vec::new()),
                 permits: Arc::new(Semaphore::new(max.max(1) as usize)),
                 acquire_timeout,
             }),
-        })
+        }
     }
 
     /// Closes every idle connection: after one turned out broken (a server

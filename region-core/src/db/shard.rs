@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::db::lag::PrimaryHistory;
 use crate::db::pool::ReadPool;
@@ -19,6 +19,10 @@ pub struct ReadConfig {
     /// How long a read waits for a replica connection before moving on.
     pub replica_acquire_timeout: Duration,
     pub max_connections: u32,
+    /// `statement_timeout` of every connection to the shard's nodes: no
+    /// statement outlives what its caller waits for (the api sets its
+    /// request timeout). None: the server's setting.
+    pub statement_timeout: Option<Duration>,
 }
 
 impl Default for ReadConfig {
@@ -28,6 +32,7 @@ impl Default for ReadConfig {
             poll: Duration::from_millis(100),
             replica_acquire_timeout: Duration::from_millis(500),
             max_connections: 16,
+            statement_timeout: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -96,11 +101,18 @@ impl ShardPools {
         // round trip per query, doubling the cost of a point read. A broken
         // connection shows as a connection error on the query itself, which
         // `read` already answers (next replica, then the primary; 503).
+        let options = |url: &str| -> Result<PgConnectOptions, sqlx::Error> {
+            let options: PgConnectOptions = url.parse()?;
+            Ok(match config.statement_timeout {
+                Some(t) => options.options([("statement_timeout", format!("{}", t.as_millis()))]),
+                None => options,
+            })
+        };
         let primary = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(3))
-            .connect_lazy(primary_url)?;
+            .connect_lazy_with(options(primary_url)?);
         let mut replicas = Vec::new();
         for url in replica_urls {
             replicas.push(Replica {
@@ -109,8 +121,12 @@ impl ShardPools {
                     .max_connections(config.max_connections)
                     .test_before_acquire(false)
                     .acquire_timeout(config.replica_acquire_timeout)
-                    .connect_lazy(url)?,
-                reads: ReadPool::new(url, config.max_connections, config.replica_acquire_timeout)?,
+                    .connect_lazy_with(options(url)?),
+                reads: ReadPool::new(
+                    options(url)?,
+                    config.max_connections,
+                    config.replica_acquire_timeout,
+                ),
                 status: Arc::default(),
             });
         }
@@ -120,10 +136,10 @@ impl ShardPools {
         Ok(ShardPools {
             name: name.to_string(),
             primary_reads: ReadPool::new(
-                primary_url,
+                options(primary_url)?,
                 config.max_connections,
                 Duration::from_secs(3),
-            )?,
+            ),
             primary,
             replicas,
             config,

@@ -159,6 +159,12 @@ async fn check(
             .to_string(),
     };
 
+    // Shape, key and time first: a request that fails them is refused
+    // before its body is read.
+    let admitted = trust
+        .keys
+        .admit(&header, now)
+        .map_err(|e| refused(e.to_string()))?;
     let (mut parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|e| {
         if too_large(&e) {
@@ -190,9 +196,8 @@ async fn check(
         city: &city,
         body_sha256: sign::body_sha256(&body),
     };
-    let sig = trust
-        .keys
-        .verify(&header, &request, now)
+    let sig = admitted
+        .check(&request)
         .map_err(|e| refused(e.to_string()))?;
 
     // Only a request whose MAC verified gets this far, so nobody without a

@@ -73,6 +73,11 @@ pub enum ApiError {
     /// given (e.g. no archive for `DELETE /old_posts`).
     #[error("{0}")]
     NotConfigured(&'static str),
+    /// The request ran past the api's request timeout and was stopped. A
+    /// write may still be applied: a retry with the same
+    /// `Idempotency-Key` is safe.
+    #[error("the request took longer than {0} s and was stopped; retry shortly")]
+    Timeout(u64),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -113,6 +118,7 @@ impl ApiError {
             ApiError::ShardUnavailable(_)
             | ApiError::StoreUnavailable
             | ApiError::BrokerUnavailable
+            | ApiError::Timeout(_)
             | ApiError::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -137,6 +143,7 @@ impl ApiError {
             ApiError::StoreUnavailable => "store-unavailable",
             ApiError::BrokerUnavailable => "broker-unavailable",
             ApiError::NotConfigured(_) => "not-configured",
+            ApiError::Timeout(_) => "timeout",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -182,6 +189,7 @@ impl IntoResponse for ApiError {
             ApiError::ShardUnavailable(_)
                 | ApiError::StoreUnavailable
                 | ApiError::BrokerUnavailable
+                | ApiError::Timeout(_)
         ) {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

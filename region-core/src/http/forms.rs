@@ -28,28 +28,6 @@ pub struct PasswordForm {
     pub csrf: Option<String>,
 }
 
-/// The `password` field of a JSON or form body; none when the body has
-/// none (or is neither).
-pub fn password_field(headers: &HeaderMap, body: &[u8]) -> Option<String> {
-    let form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if form {
-        serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
-            .ok()?
-            .into_iter()
-            .find(|(k, _)| k == "password")
-            .map(|(_, v)| v)
-    } else {
-        serde_json::from_slice::<serde_json::Value>(body)
-            .ok()?
-            .get("password")?
-            .as_str()
-            .map(str::to_string)
-    }
-}
-
 /// A body read whole; a rejection (too large) is answered by `check_csrf`.
 pub type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
 

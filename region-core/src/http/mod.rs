@@ -77,6 +77,10 @@ pub fn app(state: AppState) -> axum::Router {
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi::serve))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_timeout,
+        ))
         // Inside the problem and metrics layers: a refused signature is a
         // problem body and is counted.
         .layer(axum::middleware::from_fn_with_state(
@@ -109,6 +113,26 @@ pub fn app(state: AppState) -> axum::Router {
 
 async fn not_found() -> ApiError {
     ApiError::NotFound
+}
+
+/// Stops a request that runs past the api's request timeout with a 503
+/// (counted, and a page for a browser, like any error): a client, or the
+/// edge with its own shorter timeout, has long given up on it, and what it
+/// holds (connections, a password-hash slot) is better given to the next.
+/// The operator's `DELETE /old_posts`, an archive run, is not limited.
+async fn request_timeout(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.uri().path() == "/old_posts" {
+        return next.run(req).await;
+    }
+    let limit = st.request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => ApiError::Timeout(limit.as_secs().max(1)).into_response(),
+    }
 }
 
 /// Turns the few error responses axum makes itself (405 with its `Allow`

@@ -285,18 +285,11 @@ impl Modify for Links {
         use utoipa::openapi::RefOr;
         use utoipa::openapi::link::LinkBuilder;
         use utoipa::openapi::path::HttpMethod;
-        // The log-out, renewal, account deletion and form delete bodies
-        // are optional (only a form carries one).
-        for (path, method) in [
-            ("/logout", HttpMethod::Post),
-            ("/session/renew", HttpMethod::Post),
-            ("/user", HttpMethod::Delete),
-            ("/post/{id}/delete", HttpMethod::Post),
-        ] {
-            let op = doc.paths.paths.get_mut(path).and_then(|i| match method {
-                HttpMethod::Delete => i.delete.as_mut(),
-                _ => i.post.as_mut(),
-            });
+        // The log-out, renewal and form delete bodies are optional (only a
+        // form carries one). Account deletion's is not: it carries the
+        // password.
+        for path in ["/logout", "/session/renew", "/post/{id}/delete"] {
+            let op = doc.paths.paths.get_mut(path).and_then(|i| i.post.as_mut());
             if let Some(op) = op
                 && let Some(body) = op.request_body.as_mut()
             {

@@ -9,10 +9,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Serialize;
 
 use crate::http::error::{ApiError, Problem};
-use crate::http::forms::{Body, PasswordForm, SessionForm, check_csrf, password_field};
+use crate::http::extract::{is_form, parse_body};
+use crate::http::forms::{Body, PasswordForm, SessionForm, check_csrf};
 use crate::http::session_cookie::{self, Session};
 use crate::http::{AppState, AuthUser};
-use crate::model::post::FieldError;
 use crate::model::{AccountCommand, AccountKind, Id};
 
 /// Revokes the token in every region until it would have expired: first
@@ -66,10 +66,12 @@ pub struct AccountDeletion {
         description = "The account's password; a form also carries its CSRF token"),
     responses(
         (status = 202, description = "Account deleted; its posts are being erased in every region", body = AccountDeletion),
+        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Cookie session without a valid CSRF token, or a wrong password", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 421, description = "Not the user's home region", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Neither JSON nor a form", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "No password given", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The broker is down: nothing was deleted, retry", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -79,17 +81,12 @@ pub async fn delete_user(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let password = body.as_ref().ok().and_then(|b| password_field(&headers, b));
+    let bytes = body.as_ref().ok().cloned().unwrap_or_default();
     check_csrf(&st, &user, &headers, body)?;
     if user.id.region() != st.region_number {
         return Err(ApiError::NotHomeRegion(user.id.region()));
     }
-    let password = password.ok_or_else(|| {
-        ApiError::Invalid(vec![FieldError {
-            field: "password",
-            problem: "the account's password is needed to delete it".into(),
-        }])
-    })?;
+    let PasswordForm { password, .. } = parse_body(is_form(&headers)?, &bytes)?;
     let stored: Option<String> =
         sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1 AND deleted_at IS NULL")
             .bind(user.id)

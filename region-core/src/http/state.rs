@@ -73,6 +73,8 @@ pub struct AppContext {
     pub metrics: Arc<Metrics>,
     /// Lifetime of a session access token.
     pub session_ttl: chrono::Duration,
+    /// Longest a request may take (see `http::request_timeout`).
+    pub request_timeout: std::time::Duration,
     /// Verifies the edge's request signatures.
     pub edge: EdgeTrust,
     /// The region's non-evicting Redis (signature nonces, idempotency

@@ -47,6 +47,8 @@ pub struct Setup {
     pub region: usize,
     /// `ApiOptions::archive_url` (none: `DELETE /old_posts` answers 503).
     pub archive_url: Option<String>,
+    /// `ApiOptions::request_timeout`.
+    pub request_timeout: std::time::Duration,
 }
 
 impl Default for Setup {
@@ -61,6 +63,7 @@ impl Default for Setup {
             broker: None,
             region: 0,
             archive_url: None,
+            request_timeout: ApiOptions::default().request_timeout,
         }
     }
 }
@@ -111,6 +114,7 @@ impl Api {
                 .or_else(|| region_core::roles::common::broker_from_state(&state_file).ok()),
             regions: stack.regions.iter().map(|r| r.name.clone()).collect(),
             archive_url: setup.archive_url,
+            request_timeout: setup.request_timeout,
             ..ApiOptions::default()
         };
         let (state, background) = connect(

@@ -14,7 +14,8 @@ request then carries `Authorization: Bearer <token>`. POST /logout revokes
 the token it is called with, so it gets a token of its own each time: the
 shared one must stay valid for the other operations; POST /session/renew
 likewise (it revokes the token it renews), and DELETE /user (it deletes the
-account).
+account), whose body is given that account's password every other time (a
+generated one is a 403).
 
 Writes: every `Idempotency-Key` is made the request's own (see
 _own_idempotency_key), the read-your-writes cookie of the latest write is
@@ -209,7 +210,8 @@ def _signed_send(self, request, **kwargs):
 requests.Session.send = _signed_send
 
 
-def _fresh_token() -> str:
+def _fresh_account() -> tuple:
+    """A new account, logged in: (token, password)."""
     email = f"st-{uuid.uuid4().hex[:16]}@example.com"
     password = "schemathesis-" + uuid.uuid4().hex
     headers = {"Host": HOST}
@@ -218,7 +220,11 @@ def _fresh_token() -> str:
     r.raise_for_status()
     r = requests.post(f"{BASE_URL}/login", json=body, headers=headers, timeout=60)
     r.raise_for_status()
-    return r.json()["access_token"]
+    return r.json()["access_token"], password
+
+
+def _fresh_token() -> str:
+    return _fresh_account()[0]
 
 
 @schemathesis.auth()
@@ -229,8 +235,16 @@ class CityboardSession:
     def set(self, case, data, ctx):
         # These revoke the token they are called with (DELETE /user the
         # whole account), so each gets a user of its own.
-        fresh = case.operation.path in ("/logout", "/session/renew", "/user")
-        token = _fresh_token() if fresh else data
+        token = data
+        if case.operation.path in ("/logout", "/session/renew"):
+            token = _fresh_token()
+        elif case.operation.path == "/user":
+            token, password = _fresh_account()
+            # Only a schema-valid body (a string there) gets the real
+            # password: an invalid one must stay invalid.
+            if isinstance(case.body, dict) and isinstance(case.body.get("password"), str) \
+                    and secrets.randbelow(2):
+                case.body["password"] = password
         if case.operation.path == "/old_posts":
             token = OPERATOR_TOKEN
         case.headers = case.headers or {}

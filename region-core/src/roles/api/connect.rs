@@ -64,6 +64,11 @@ pub struct ApiOptions {
     /// Where `DELETE /old_posts` archives (`archive::Archive::open`);
     /// none answers it 503.
     pub archive_url: Option<String>,
+    /// Longest a request may take before it is stopped with a 503 (the
+    /// operator's `DELETE /old_posts` excepted); also the shard
+    /// connections' `statement_timeout`, so a query never outlives its
+    /// request.
+    pub request_timeout: Duration,
 }
 
 impl Default for ApiOptions {
@@ -79,6 +84,7 @@ impl Default for ApiOptions {
             read: ReadConfig::default(),
             require_signatures: true,
             apply_wait: Duration::from_millis(1500),
+            request_timeout: Duration::from_secs(10),
             broker: None,
             regions: Vec::new(),
             write_path: WritePath::Pipeline,
@@ -116,7 +122,11 @@ pub async fn connect(
     crate::migrate::check_catalog(&catalog)
         .await
         .with_context(|| format!("catalog of {}", region.name))?;
-    let router = Router::connect(catalog.clone(), &region.name, options.read).await?;
+    let read = ReadConfig {
+        statement_timeout: Some(options.request_timeout),
+        ..options.read
+    };
+    let router = Router::connect(catalog.clone(), &region.name, read).await?;
     router.poll_now().await;
     let mut tasks = router.spawn_background(Duration::from_secs(5));
 
@@ -183,6 +193,7 @@ pub async fn connect(
         pages,
         metrics,
         session_ttl: options.session_ttl,
+        request_timeout: options.request_timeout,
         edge,
         store,
         commands,

@@ -66,6 +66,10 @@ pub struct ServeArgs {
     /// the api rather than share the node's cores in Postgres.
     #[arg(long, env = "CITYBOARD_READ_CONNECTIONS", default_value_t = ReadConfig::default().max_connections)]
     pub read_connections: u32,
+    /// Longest a request may take before it is stopped with a 503; also
+    /// the `statement_timeout` of the api's shard connections.
+    #[arg(long, env = "CITYBOARD_REQUEST_TIMEOUT", default_value = "10s")]
+    pub request_timeout: humantime::Duration,
 }
 
 /// Starts the api of `region` and serves until `shutdown`.
@@ -81,6 +85,9 @@ pub async fn run(
     let stack = StackFile::read(state)?;
     let (number, entry) = stack.region(region)?;
     let secrets = Secrets::read(&args.secrets_dir)?;
+    if args.request_timeout.is_zero() {
+        anyhow::bail!("--request-timeout must be longer than 0s");
+    }
     let options = ApiOptions {
         cache_ttl: args.page_cache_ttl.into(),
         local_cache_ttl: args.local_cache_ttl.into(),
@@ -90,6 +97,7 @@ pub async fn run(
         require_signatures: !args.allow_unsigned,
         apply_wait: args.apply_wait.into(),
         write_path: args.write_path,
+        request_timeout: args.request_timeout.into(),
         archive_url: Some(args.archive_url.unwrap_or_else(|| {
             state
                 .parent()
