@@ -34,6 +34,15 @@ pub const TTL_SECS: u32 = 10;
 /// The session cookie region-core sets.
 pub const SESSION_COOKIE: &str = "cb_session";
 
+/// Whether the request carries a read-your-writes cookie the origin
+/// issued (and that has not expired): only then does it go past the cache.
+/// One a client made up is ignored, here as at the origin.
+fn ryw_cookie_opens(req: &Incoming, config: &Config) -> bool {
+    req.cookie(RYW_COOKIE).is_some_and(|v| {
+        cityboard_protocol::ryw::open(v, &[config.ryw_key], crate::clock::now_secs()).is_some()
+    })
+}
+
 /// A GET to the origin, through the cache when the visitor is anonymous.
 pub async fn get(
     req: &Incoming,
@@ -46,7 +55,7 @@ pub async fn get(
     let anonymous = req.method == "GET"
         && (asset
             || (req.cookie(SESSION_COOKIE).is_none()
-                && req.cookie(RYW_COOKIE).is_none()
+                && !ryw_cookie_opens(req, config)
                 && req.header("authorization").is_none()));
     let cache = if anonymous { default_cache() } else { None };
     let Some(cache) = cache else {

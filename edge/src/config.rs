@@ -35,6 +35,9 @@ pub struct Config {
     pub origins: HashMap<String, String>,
     /// Key that signs forwarded requests.
     pub forward_key: Key,
+    /// Key that opens read-your-writes cookies, derived from the
+    /// forwarding key's secret as the origin derives the one it seals with.
+    pub ryw_key: [u8; 32],
     /// Key of the internal bulk KV route; `None` turns the route off.
     pub kv_route_key: Option<Key>,
     /// `TEST_MODE=1`: the `X-Forwarded-For` override and the test routes.
@@ -131,11 +134,9 @@ fn parse(env: &Env) -> Result<Config, EdgeError> {
         .map(|(region, url)| (region, url.trim_end_matches('/').to_string()))
         .collect();
     // Secret files are read as trimmed text; the key is those bytes as-is.
-    let forward_key = Key::strong(
-        "FORWARD_KEY",
-        required(env, "FORWARD_KEY")?.trim().as_bytes().to_vec(),
-    )
-    .map_err(EdgeError::Config)?;
+    let forward_secret = required(env, "FORWARD_KEY")?.trim().as_bytes().to_vec();
+    let ryw_key = cityboard_protocol::ryw::cookie_key(&forward_secret);
+    let forward_key = Key::strong("FORWARD_KEY", forward_secret).map_err(EdgeError::Config)?;
     let kv_route_key = text(env, "KV_ROUTE_KEY")
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
@@ -174,6 +175,7 @@ fn parse(env: &Env) -> Result<Config, EdgeError> {
         served,
         origins,
         forward_key,
+        ryw_key,
         kv_route_key,
         test_mode,
         origin_timeout_ms,

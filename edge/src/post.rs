@@ -14,7 +14,7 @@
 //! streamed from KV to the visitor, never copied through Rust.
 
 use cityboard_protocol::kv::{PostMeta, etag, post_key};
-use cityboard_protocol::ryw::{RYW_COOKIE, kv_page_is_stale};
+use cityboard_protocol::ryw::{self, RYW_COOKIE, kv_page_is_stale};
 use web_sys::Response;
 use worker::Env;
 
@@ -170,7 +170,10 @@ fn judge(
     {
         return Decision::Origin("kv-template");
     }
-    if kv_page_is_stale(req.cookie(RYW_COOKIE), id, meta.version) {
+    let ryw = req
+        .cookie(RYW_COOKIE)
+        .and_then(|v| ryw::open(v, &[config.ryw_key], clock::now_secs()));
+    if kv_page_is_stale(ryw.as_ref(), id, meta.version) {
         return Decision::Origin("kv-stale");
     }
     Decision::Serve(body, meta)

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use cityboard_protocol::ryw::ReadYourWrites;
+use cityboard_protocol::ryw::{self, ReadYourWrites};
 use serde::{Deserialize, Serialize};
 
 use crate::lsn::Lsn;
@@ -46,12 +46,44 @@ pub enum Consistency {
     Pending(Id),
 }
 
+/// The keys read-your-writes cookies are sealed with
+/// (`cityboard_protocol::ryw::seal`): derived from the forwarding keys,
+/// which the edge holds too, so both sides can tell a cookie this origin
+/// issued from one a client made up.
+#[derive(Clone)]
+pub struct RywKeys {
+    /// The current key first (it seals), then the previous one (during a
+    /// rotation, it still opens).
+    keys: Vec<[u8; 32]>,
+}
+
+impl fmt::Debug for RywKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RywKeys(..)")
+    }
+}
+
+impl RywKeys {
+    /// Keys from the current forwarding key's secret and the previous one.
+    pub fn new(current_forward: &[u8], previous_forward: Option<&[u8]>) -> RywKeys {
+        let mut keys = vec![ryw::cookie_key(current_forward)];
+        keys.extend(previous_forward.map(ryw::cookie_key));
+        RywKeys { keys }
+    }
+
+    /// The cookie value of `ryw`, sealed at `now` (unix seconds).
+    pub fn seal(&self, ryw: &ReadYourWrites, now: i64) -> String {
+        ryw::seal(ryw, &self.keys[0], now)
+    }
+}
+
 impl Consistency {
-    /// What a read-your-writes cookie asks for. A malformed cookie asks for
-    /// nothing (the read is then merely eventually consistent): it is never
-    /// an error, since the client cannot fix it and the data is not at risk.
-    pub fn from_cookie(value: Option<&str>) -> Consistency {
-        let Some(ryw) = value.and_then(|v| v.parse::<ReadYourWrites>().ok()) else {
+    /// What a read-your-writes cookie asks for, if it opens under `keys` at
+    /// `now`. A malformed, forged or expired cookie asks for nothing (the
+    /// read is then merely eventually consistent): it is never an error,
+    /// since the client cannot fix it and the data is not at risk.
+    pub fn from_cookie(value: Option<&str>, keys: &RywKeys, now: i64) -> Consistency {
+        let Some(ryw) = value.and_then(|v| ryw::open(v, &keys.keys, now)) else {
             return Consistency::Any;
         };
         match ryw {
@@ -76,15 +108,14 @@ impl Consistency {
     }
 }
 
-/// The protocol's cookie value of a pending write (a 202): reads go to the
-/// primary until command `command` is applied; the edge skips KV pages of
-/// `post` meanwhile.
-pub fn pending_cookie(command: Id, post: Id) -> String {
+/// The protocol's cookie content of a pending write (a 202): reads go to
+/// the primary until command `command` is applied; the edge skips KV pages
+/// of `post` meanwhile.
+pub fn pending(command: Id, post: Id) -> ReadYourWrites {
     ReadYourWrites::Pending {
         command: u64::try_from(command.0).unwrap_or(0),
         post: u64::try_from(post.0).unwrap_or(0),
     }
-    .to_string()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +207,7 @@ mod tests {
         assert!("p.9.42".parse::<WriteToken>().is_err());
         // What the edge decides from the same value.
         assert!(cityboard_protocol::ryw::kv_page_is_stale(
-            Some(&t.to_string()),
+            Some(&ReadYourWrites::from(&t)),
             42,
             6
         ));
@@ -184,19 +215,38 @@ mod tests {
 
     #[test]
     fn a_cookie_asks_for_a_token_a_primary_or_nothing() {
+        let keys = RywKeys::new(b"current forward key, 32 bytes long", Some(b"previous"));
+        let now = 1_800_000_000;
+        let sealed = |r: &ReadYourWrites| keys.seal(r, now);
+        let from = |v: Option<&str>| Consistency::from_cookie(v, &keys, now);
         assert_eq!(
-            Consistency::from_cookie(Some(&token().to_string())),
+            from(Some(&sealed(&ReadYourWrites::from(&token())))),
             Consistency::AtLeast(token())
         );
         assert_eq!(
-            Consistency::from_cookie(Some(&pending_cookie(Id(9), Id(42)))),
+            from(Some(&sealed(&pending(Id(9), Id(42))))),
             Consistency::Pending(Id(9))
         );
-        for ignored in [None, Some(""), Some("3.shard-1.1/FF.7"), Some("p.x.1")] {
-            assert_eq!(Consistency::from_cookie(ignored), Consistency::Any);
+        // Unsealed, malformed, or sealed with a key this origin lacks.
+        let stranger = RywKeys::new(b"a forwarding key of somebody else", None);
+        let forged = stranger.seal(&pending(Id(1), Id(0)), now);
+        for ignored in [
+            None,
+            Some(""),
+            Some("p.1.0"),
+            Some("3.shard-1.1/FF.7"),
+            Some(forged.as_str()),
+        ] {
+            assert_eq!(from(ignored), Consistency::Any, "{ignored:?}");
         }
+        // A cookie sealed under the previous key still opens.
+        let previous = RywKeys::new(b"previous", None);
+        let old = previous.seal(&pending(Id(9), Id(42)), now);
+        assert_eq!(from(Some(&old)), Consistency::Pending(Id(9)));
         // An id past i64 cannot be ours: ignored, not wrapped.
-        let huge = format!("a.1.shard-1.1.{}.1", u64::MAX);
-        assert_eq!(Consistency::from_cookie(Some(&huge)), Consistency::Any);
+        let huge = format!("a.1.shard-1.1.{}.1", u64::MAX)
+            .parse::<ReadYourWrites>()
+            .unwrap();
+        assert_eq!(from(Some(&sealed(&huge))), Consistency::Any);
     }
 }

@@ -44,6 +44,14 @@ async fn put_page(edge: &EdgeRuntime, id: u64, city: &str, version: i64, html: &
         .expect("seed a page");
 }
 
+/// A read-your-writes cookie value as the origin of the test runtimes
+/// seals it (with the key derived from their forwarding key).
+fn sealed(value: &str, issued: i64) -> String {
+    let ryw = value.parse().expect("a cookie value");
+    let key = cityboard_protocol::ryw::cookie_key(FORWARD_SECRET.as_bytes());
+    cityboard_protocol::ryw::seal(&ryw, &key, issued)
+}
+
 fn host(city: &str) -> String {
     format!("{city}.{APEX}")
 }
@@ -239,15 +247,24 @@ async fn post_pages_come_from_kv_without_touching_the_origin() {
     assert_eq!(edge.browse(&boston, "/post/102", &[]).await.text(), big);
     assert_eq!(us.hits() + eu.hits(), 0, "KV hits must not reach an origin");
 
-    // Read-your-writes: a cookie naming a newer version (or a pending write)
-    // of this post sends the read to the origin; an older one or another post does not.
-    for (cookie, to_origin) in [
-        ("cb_ryw=a.1.shard-1.16B3D28.101.4", true),
-        ("cb_ryw=p.77.101", true),
-        ("cb_ryw=a.1.shard-1.16B3D28.101.3", false),
-        ("cb_ryw=a.1.shard-1.16B3D28.999.9", false),
-        ("cb_ryw=garbage", false),
-    ] {
+    // Read-your-writes: a cookie the origin sealed naming a newer version
+    // (or a pending write) of this post sends the read to the origin; an
+    // older one, another post, an unsealed, forged or expired one does not.
+    let now = chrono::Utc::now().timestamp();
+    let forged = sealed("p.77.101", now).replacen("p.77.", "p.78.", 1);
+    let cases = [
+        (sealed("a.1.shard-1.16B3D28.101.4", now), true),
+        (sealed("p.77.101", now), true),
+        (sealed("a.1.shard-1.16B3D28.101.3", now), false),
+        (sealed("a.1.shard-1.16B3D28.999.9", now), false),
+        ("p.77.101".to_string(), false),
+        (forged, false),
+        (sealed("p.77.101", now - 601), false),
+        ("garbage".to_string(), false),
+    ];
+    for (value, to_origin) in cases {
+        let cookie = format!("cb_ryw={value}");
+        let cookie = cookie.as_str();
         let before = us.hits();
         let res = edge
             .browse(&boston, "/post/101", &[("cookie", cookie)])
@@ -740,7 +757,13 @@ async fn kept_pages_answer_until_written_through_this_isolate_and_never_hide_a_r
         .browse(
             &boston,
             "/post/401",
-            &[("cookie", "cb_ryw=a.1.shard-1.16B3D28.401.2")],
+            &[(
+                "cookie",
+                &format!(
+                    "cb_ryw={}",
+                    sealed("a.1.shard-1.16B3D28.401.2", chrono::Utc::now().timestamp())
+                ),
+            )],
         )
         .await;
     assert_eq!(res.header("x-cityboard-edge"), Some("kv-stale"));

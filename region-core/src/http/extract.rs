@@ -110,13 +110,14 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 /// eventually consistent), never an error.
 pub struct Freshness(pub Consistency);
 
-impl<S: Send + Sync> FromRequestParts<S> for Freshness {
+impl FromRequestParts<AppState> for Freshness {
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Freshness(Consistency::from_cookie(cookie(
-            &parts.headers,
-            RYW_COOKIE,
-        ))))
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(Freshness(Consistency::from_cookie(
+            cookie(&parts.headers, RYW_COOKIE),
+            &st.ryw_keys,
+            st.clock.now().timestamp(),
+        )))
     }
 }
 

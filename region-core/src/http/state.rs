@@ -77,6 +77,8 @@ pub struct AppContext {
     pub request_timeout: std::time::Duration,
     /// Verifies the edge's request signatures.
     pub edge: EdgeTrust,
+    /// Seals and opens read-your-writes cookies.
+    pub ryw_keys: crate::token::RywKeys,
     /// The region's non-evicting Redis (signature nonces, idempotency
     /// keys, command statuses).
     pub store: Store,

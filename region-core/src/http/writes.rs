@@ -23,7 +23,8 @@ use crate::http::{AppState, AuthUser, City, Freshness, RYW_COOKIE};
 use crate::model::post::FieldError;
 use crate::model::{Command, CommandKind, Id, PostFields, PostStatus};
 use crate::render::{self, PostValues, Viewer};
-use crate::token::{WriteToken, pending_cookie};
+use crate::token::{RywKeys, WriteToken, pending};
+use cityboard_protocol::ryw::ReadYourWrites;
 
 /// What a poster sends to create or edit a post.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -210,12 +211,26 @@ fn rejected(reason: &str) -> ApiError {
     }
 }
 
-fn ryw_cookie(value: &str) -> String {
+/// The `Set-Cookie` of a write's read-your-writes cookie, sealed.
+fn ryw_cookie(seal: &Seal<'_>, ryw: &ReadYourWrites) -> String {
+    let value = seal.keys.seal(ryw, seal.now);
     format!("{RYW_COOKIE}={value}; HttpOnly; Secure; SameSite=Lax; Path=/")
 }
 
+/// What seals the cookies of an answer: the keys, and the time it is made.
+struct Seal<'a> {
+    keys: &'a RywKeys,
+    now: i64,
+}
+
 /// The answer to a write whose outcome is `status` (none: not yet).
-fn answer(w: &Write, command: Id, status: Option<&CommandStatus>, form: bool) -> Answer {
+fn answer(
+    w: &Write,
+    command: Id,
+    status: Option<&CommandStatus>,
+    form: bool,
+    seal: &Seal<'_>,
+) -> Answer {
     let location = format!("/post/{}", w.post);
     let answer = match status {
         None => Answer::json(
@@ -224,7 +239,7 @@ fn answer(w: &Write, command: Id, status: Option<&CommandStatus>, form: bool) ->
         )
         .header("location", location.clone())
         .header("content-location", format!("/commands/{command}"))
-        .header("set-cookie", ryw_cookie(&pending_cookie(command, w.post))),
+        .header("set-cookie", ryw_cookie(seal, &pending(command, w.post))),
         Some(s) if s.state == CommandState::Rejected => {
             return Answer::error(&rejected(s.reason.as_deref().unwrap_or("")));
         }
@@ -246,7 +261,10 @@ fn answer(w: &Write, command: Id, status: Option<&CommandStatus>, form: bool) ->
                     post: w.post,
                     version: at.version,
                 };
-                a = a.header("set-cookie", ryw_cookie(&token.to_string()));
+                a = a.header(
+                    "set-cookie",
+                    ryw_cookie(seal, &ReadYourWrites::from(&token)),
+                );
             }
             a
         }
@@ -318,7 +336,11 @@ impl<'a> Writer<'a> {
         let result = produce(st, user, city, make, new_post).await;
         match result {
             Ok((w, command, status)) => {
-                let a = answer(&w, command, status.as_ref(), form);
+                let seal = Seal {
+                    keys: &st.ryw_keys,
+                    now: st.clock.now().timestamp(),
+                };
+                let a = answer(&w, command, status.as_ref(), form, &seal);
                 if let Some(claim) = claim
                     && let Err(e) = idempotency::finish(&st.store, claim, &a).await
                 {
@@ -856,7 +878,12 @@ mod tests {
             post: Id(5),
             creates: false,
         };
-        let a = answer(&w, Id(9), None, false);
+        let keys = RywKeys::new(b"forward key of this test, 32 bytes", None);
+        let seal = Seal {
+            keys: &keys,
+            now: 1_800_000_000,
+        };
+        let a = answer(&w, Id(9), None, false, &seal);
         assert_eq!(a.status, 202);
         let h = |n: &str| {
             a.headers
@@ -866,7 +893,22 @@ mod tests {
         };
         assert_eq!(h("location").as_deref(), Some("/post/5"));
         assert_eq!(h("content-location").as_deref(), Some("/commands/9"));
-        assert!(h("set-cookie").unwrap().starts_with("cb_ryw=p.9.5;"));
+        let cookie = h("set-cookie").unwrap();
+        let value = cookie
+            .strip_prefix("cb_ryw=")
+            .and_then(|c| c.split(';').next())
+            .unwrap();
+        assert!(value.starts_with("p.9.5.1800000000."), "{cookie}");
+        assert_eq!(
+            cityboard_protocol::ryw::open(
+                value,
+                &[cityboard_protocol::ryw::cookie_key(
+                    b"forward key of this test, 32 bytes"
+                )],
+                1_800_000_000
+            ),
+            Some(pending(Id(9), Id(5)))
+        );
         let view: CommandView = serde_json::from_str(&a.body).unwrap();
         assert_eq!(view.state, CommandProgress::Pending);
     }

@@ -194,6 +194,10 @@ pub async fn connect(
         metrics,
         session_ttl: options.session_ttl,
         request_timeout: options.request_timeout,
+        ryw_keys: crate::token::RywKeys::new(
+            &secrets.edge_forward,
+            Some(&secrets.edge_forward_previous),
+        ),
         edge,
         store,
         commands,
