@@ -65,9 +65,9 @@ pub struct ApiOptions {
     /// none answers it 503.
     pub archive_url: Option<String>,
     /// Longest a request may take before it is stopped with a 503 (the
-    /// operator's `DELETE /old_posts` excepted); also the shard
-    /// connections' `statement_timeout`, so a query never outlives its
-    /// request.
+    /// operator's `DELETE /old_posts` excepted). `serve` makes it the shard
+    /// connections' `statement_timeout` too (`read`), so a query never
+    /// outlives its request.
     pub request_timeout: Duration,
 }
 
@@ -81,7 +81,11 @@ impl Default for ApiOptions {
             local_cache_entries: 10_000,
             argon2: argon2::Params::default(),
             hash_parallelism: 2,
-            read: ReadConfig::default(),
+            // A statement never outlives the request that waits for it.
+            read: ReadConfig {
+                statement_timeout: Some(Duration::from_secs(10)),
+                ..ReadConfig::default()
+            },
             require_signatures: true,
             apply_wait: Duration::from_millis(1500),
             request_timeout: Duration::from_secs(10),
@@ -122,11 +126,7 @@ pub async fn connect(
     crate::migrate::check_catalog(&catalog)
         .await
         .with_context(|| format!("catalog of {}", region.name))?;
-    let read = ReadConfig {
-        statement_timeout: Some(options.request_timeout),
-        ..options.read
-    };
-    let router = Router::connect(catalog.clone(), &region.name, read).await?;
+    let router = Router::connect(catalog.clone(), &region.name, options.read).await?;
     router.poll_now().await;
     let mut tasks = router.spawn_background(Duration::from_secs(5));
 

@@ -113,6 +113,7 @@ pub async fn run(
         regions: stack.regions.iter().map(|r| r.name.clone()).collect(),
         read: ReadConfig {
             max_connections: args.read_connections,
+            statement_timeout: Some(args.request_timeout.into()),
             ..ReadConfig::default()
         },
         ..ApiOptions::default()
