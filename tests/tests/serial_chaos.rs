@@ -18,7 +18,7 @@ mod chaos;
 use std::collections::HashMap;
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chaos::api::Apis;
@@ -126,15 +126,13 @@ async fn serial_chaos_loses_no_acknowledged_write_and_duplicates_none() {
                 .expect("a user"),
         );
     }
-    let load = Arc::new(Load {
-        apis: apis.clone(),
-        cities: cities.clone(),
-        ledger: Arc::new(Ledger::default()),
-        stop: AtomicBool::new(false),
-        sent: AtomicUsize::new(0),
-        max_writes: MAX_WRITES,
-        pace: Duration::from_millis(150),
-    });
+    let load = Load::new(
+        &apis,
+        &cities,
+        &Arc::new(Ledger::default()),
+        MAX_WRITES,
+        Duration::from_millis(150),
+    );
     let clients: Vec<_> = tokens
         .iter()
         .enumerate()

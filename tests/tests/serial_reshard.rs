@@ -22,7 +22,7 @@ mod chaos;
 mod reshard;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chaos::api::Apis;
@@ -67,15 +67,7 @@ async fn serial_reshard_moves_a_city_under_load_and_loses_nothing() {
     // clients without a pause. Their writes join the ledger, checked with
     // the rest at the end.
     let ledger = Arc::new(Ledger::default());
-    let posters = Arc::new(Load {
-        apis: apis.clone(),
-        cities: cities.clone(),
-        ledger: ledger.clone(),
-        stop: AtomicBool::new(false),
-        sent: AtomicUsize::new(0),
-        max_writes: usize::MAX,
-        pace: Duration::ZERO,
-    });
+    let posters = Load::new(&apis, &cities, &ledger, usize::MAX, Duration::ZERO);
     let t0 = Instant::now();
     let running: Vec<_> = tokens
         .iter()
@@ -88,15 +80,13 @@ async fn serial_reshard_moves_a_city_under_load_and_loses_nothing() {
         c.await.expect("a poster");
     }
     let rate64 = ledger.snapshot().len() as f64 / t0.elapsed().as_secs_f64();
-    let load = Arc::new(Load {
-        apis: apis.clone(),
-        cities: cities.clone(),
-        ledger: ledger.clone(),
-        stop: AtomicBool::new(false),
-        sent: AtomicUsize::new(0),
-        max_writes: usize::MAX,
-        pace: Duration::from_millis(40),
-    });
+    let load = Load::new(
+        &apis,
+        &cities,
+        &ledger,
+        usize::MAX,
+        Duration::from_millis(40),
+    );
     let clients: Vec<_> = tokens
         .iter()
         .take(CLIENTS)

@@ -19,7 +19,7 @@ mod chaos;
 mod reshard;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chaos::api::Apis;
@@ -82,15 +82,13 @@ async fn serial_reshard_idle_city_moves_while_its_shard_is_busy() {
                 .expect("a user"),
         );
     }
-    let load = Arc::new(Load {
-        apis: apis.clone(),
-        cities: vec!["newyork".to_string()],
-        ledger: Arc::new(Ledger::default()),
-        stop: AtomicBool::new(false),
-        sent: AtomicUsize::new(0),
-        max_writes: usize::MAX,
-        pace: Duration::from_millis(10),
-    });
+    let load = Load::new(
+        &apis,
+        &["newyork".to_string()],
+        &Arc::new(Ledger::default()),
+        usize::MAX,
+        Duration::from_millis(10),
+    );
     let clients: Vec<_> = tokens
         .iter()
         .enumerate()

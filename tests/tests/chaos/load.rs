@@ -136,6 +136,29 @@ pub struct Load {
     pub pace: Duration,
 }
 
+impl Load {
+    /// A load of writes through `apis` on `cities`, recorded in `ledger`,
+    /// at most `max_writes` of them, each client pausing `pace` between
+    /// two; not stopped, nothing sent yet.
+    pub fn new(
+        apis: &Apis,
+        cities: &[String],
+        ledger: &Arc<Ledger>,
+        max_writes: usize,
+        pace: Duration,
+    ) -> Arc<Load> {
+        Arc::new(Load {
+            apis: apis.clone(),
+            cities: cities.to_vec(),
+            ledger: ledger.clone(),
+            stop: AtomicBool::new(false),
+            sent: AtomicUsize::new(0),
+            max_writes,
+            pace,
+        })
+    }
+}
+
 /// A post a client may still edit or delete.
 struct Open {
     id: u64,
