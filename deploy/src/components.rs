@@ -98,6 +98,8 @@ pub enum Launch {
         state_file: PathBuf,
         /// Where the stack's secrets are.
         secrets_dir: PathBuf,
+        /// The topology's rate limits.
+        limits: region_core::limits::Limits,
     },
 }
 
@@ -156,7 +158,8 @@ impl Component {
                 region,
                 state_file,
                 secrets_dir,
-            } => region_api::command(state_file, secrets_dir, region, self.port),
+                limits,
+            } => region_api::command(state_file, secrets_dir, region, self.port, limits),
             Launch::RegionRole {
                 region,
                 role,
@@ -293,6 +296,7 @@ pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
                 region: region.name.clone(),
                 state_file: home.state_file(),
                 secrets_dir: home.secrets_dir(),
+                limits: topology.limits.clone(),
             },
         });
     }

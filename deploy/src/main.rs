@@ -48,6 +48,10 @@ enum Cmd {
         /// beside a dev stack).
         #[arg(long, env = "CITYBOARD_PORT_BASE")]
         port_base: Option<u16>,
+        /// A TOML file whose `[limits]` table replaces the topology's (a
+        /// test stack, whose every client is 127.0.0.1, sets its own).
+        #[arg(long, env = "CITYBOARD_LIMITS_FILE")]
+        limits: Option<PathBuf>,
     },
     /// Stop every process the stack started.
     Down {
@@ -123,7 +127,17 @@ fn main() -> ExitCode {
             topology,
             demo,
             port_base,
-        } => commands::up::run(&home, &topology, port_base, demo).map(|()| true),
+            limits,
+        } => commands::up::run(
+            &home,
+            &topology,
+            commands::up::Overrides {
+                port_base,
+                limits: limits.as_deref(),
+            },
+            demo,
+        )
+        .map(|()| true),
         Cmd::Down { purge } => commands::down::run(&home, purge).map(|()| true),
         Cmd::Status { json } => runtime.block_on(commands::status::run(&home, json)),
         Cmd::Logs {

@@ -45,12 +45,21 @@ fn region_core(subcommand: &str, state_file: &Path, region: &str) -> Result<Comm
     Ok(cmd)
 }
 
-/// The command that serves the region's api on `port`.
-pub fn command(state_file: &Path, secrets_dir: &Path, region: &str, port: u16) -> Result<Command> {
+/// The command that serves the region's api on `port`, with the
+/// topology's rate limits.
+pub fn command(
+    state_file: &Path,
+    secrets_dir: &Path,
+    region: &str,
+    port: u16,
+    limits: &region_core::limits::Limits,
+) -> Result<Command> {
     let mut cmd = region_core("serve", state_file, region)?;
     cmd.args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--secrets-dir")
-        .arg(secrets_dir);
+        .arg(secrets_dir)
+        .arg("--limits")
+        .arg(serde_json::to_string(limits)?);
     Ok(cmd)
 }
 

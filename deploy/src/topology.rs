@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use region_core::limits::Limits;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
@@ -51,6 +52,8 @@ pub struct Topology {
     pub partitions: u32,
     /// Regions in file order.
     pub regions: Vec<Region>,
+    /// Rate limits of every region's api (`[limits]`; defaults when absent).
+    pub limits: Limits,
 }
 
 /// One region: an origin with its catalog, Redis pair and shards.
@@ -120,6 +123,8 @@ struct RawTopology {
     broker: RawBroker,
     #[serde(rename = "region", default)]
     regions: Vec<RawRegion>,
+    #[serde(default)]
+    limits: Limits,
 }
 
 #[derive(Deserialize)]
@@ -269,6 +274,7 @@ impl Topology {
             port_base,
             partitions,
             regions,
+            limits: raw.limits,
         })
     }
 
@@ -325,6 +331,11 @@ impl Topology {
     }
 }
 
+/// The `[limits]` of stacks whose every client is 127.0.0.1 (tests and
+/// benchmarks): `deploy/limits-load.toml`, which `deploy/test` passes to
+/// `cityboard up --limits`; the small topologies below end with it.
+pub const LOAD_LIMITS: &str = include_str!("../limits-load.toml");
+
 /// A city of [`small_topology_text`]: slug, name, country, latitude,
 /// longitude.
 pub type SmallCity<'a> = (&'a str, &'a str, &'a str, f64, f64);
@@ -360,6 +371,7 @@ pub fn small_topology_text(port_base: u16, partitions: u32, regions: &[SmallRegi
         }
         text.push_str("]\n");
     }
+    text.push_str(LOAD_LIMITS);
     text
 }
 
@@ -378,7 +390,7 @@ pub fn two_shard_topology_text(port_base: u16, replicas: u32) -> String {
         "apex = \"cityboard.localhost\"\nport_base = {port_base}\n[broker]\npartitions = 2\n\
          [[region]]\nname = \"solo\"\n\
          [[region.shard]]\nreplicas = 0\ncities = [\n{}{}]\n\
-         [[region.shard]]\nreplicas = {replicas}\ncities = [\n{}]\n",
+         [[region.shard]]\nreplicas = {replicas}\ncities = [\n{}]\n{LOAD_LIMITS}",
         city("newyork", "New York", 40.71427, -74.00597),
         city("boston", "Boston", 42.35843, -71.05977),
         city("philadelphia", "Philadelphia", 39.95233, -75.16379),
@@ -464,6 +476,20 @@ mod tests {
                 .flat_map(|r| &r.shards)
                 .all(|s| s.replicas == 1)
         );
+        // Its [limits] documents the defaults: they must not drift apart.
+        assert_eq!(topo.limits, Limits::default());
+    }
+
+    #[test]
+    fn small_topologies_carry_the_load_limits_and_a_bad_limit_names_its_line() {
+        let topo = parse(&two_shard_topology_text(21000, 1)).unwrap();
+        assert!(topo.limits.enabled);
+        assert_eq!(topo.limits.writes_per_ip.count, 1_000_000);
+        let text = "apex = \"a.localhost\"\nport_base = 20000\n[broker]\npartitions = 1\n\
+                    [[region]]\nname = \"r\"\n[limits]\nwrites_per_ip = \"many\"\n";
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.line, 8, "{err}");
+        assert!(err.message.contains("COUNT/PERIOD"), "{err}");
     }
 
     #[test]
@@ -524,7 +550,8 @@ mod tests {
                 .contains("is in two shards: us-east/shard-1 and us-east/shard-2"),
             "{err}"
         );
-        assert_eq!(err.line, 17, "{err}");
+        // The shard appended after the load limits that end `good()`.
+        assert_eq!(err.line, 17 + LOAD_LIMITS.lines().count(), "{err}");
     }
 
     #[test]

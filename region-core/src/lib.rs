@@ -17,6 +17,7 @@ pub mod cursor;
 pub mod db;
 pub mod http;
 pub mod lazy_redis;
+pub mod limits;
 pub mod locale;
 pub mod lsn;
 pub mod migrate;

@@ -132,6 +132,18 @@ impl Store {
         self.query::<()>(redis::cmd("DEL").arg(key), "DEL").await
     }
 
+    /// Runs a Lua script (`EVALSHA`, loading it on the first miss).
+    pub async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        call: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreUnavailable> {
+        let mut c = self.connection().await?;
+        tokio::time::timeout(TIMEOUT, call.invoke_async(&mut c))
+            .await
+            .map_err(|_| self.unavailable("EVALSHA timed out"))?
+            .map_err(|e| self.unavailable(e))
+    }
+
     /// The store's URL, for connections of another kind (a subscription).
     pub fn url(&self) -> &str {
         &self.url

@@ -42,8 +42,14 @@ pub enum Consistency {
     /// Nothing older than this write.
     AtLeast(WriteToken),
     /// A write accepted (202) but not applied yet: read from the primary
-    /// until it is.
-    Pending(Id),
+    /// until it is. A read of `post` itself first waits a little for the
+    /// outcome (`http::posts::read_post`).
+    Pending {
+        /// The command not applied yet.
+        command: Id,
+        /// The post it is about.
+        post: Id,
+    },
 }
 
 /// The keys read-your-writes cookies are sealed with
@@ -87,9 +93,15 @@ impl Consistency {
             return Consistency::Any;
         };
         match ryw {
-            ReadYourWrites::Pending { command, .. } => i64::try_from(command)
-                .map(|c| Consistency::Pending(Id(c)))
-                .unwrap_or_default(),
+            ReadYourWrites::Pending { command, post } => {
+                match (i64::try_from(command), i64::try_from(post)) {
+                    (Ok(command), Ok(post)) => Consistency::Pending {
+                        command: Id(command),
+                        post: Id(post),
+                    },
+                    _ => Consistency::Any,
+                }
+            }
             applied => WriteToken::try_from(applied)
                 .map(Consistency::AtLeast)
                 .unwrap_or_default(),
@@ -194,7 +206,13 @@ mod tests {
         assert!(!t.newer_epoch_than(3));
         assert!(!t.newer_epoch_than(4));
         assert!(!Consistency::Any.newer_epoch_than(0));
-        assert!(!Consistency::Pending(Id(1)).newer_epoch_than(0));
+        assert!(
+            !Consistency::Pending {
+                command: Id(1),
+                post: Id(2)
+            }
+            .newer_epoch_than(0)
+        );
     }
 
     #[test]
@@ -225,7 +243,10 @@ mod tests {
         );
         assert_eq!(
             from(Some(&sealed(&pending(Id(9), Id(42))))),
-            Consistency::Pending(Id(9))
+            Consistency::Pending {
+                command: Id(9),
+                post: Id(42)
+            }
         );
         // Unsealed, malformed, or sealed with a key this origin lacks.
         let stranger = RywKeys::new(b"a forwarding key of somebody else", None);
@@ -242,7 +263,13 @@ mod tests {
         // A cookie sealed under the previous key still opens.
         let previous = RywKeys::new(b"previous", None);
         let old = previous.seal(&pending(Id(9), Id(42)), now);
-        assert_eq!(from(Some(&old)), Consistency::Pending(Id(9)));
+        assert_eq!(
+            from(Some(&old)),
+            Consistency::Pending {
+                command: Id(9),
+                post: Id(42)
+            }
+        );
         // An id past i64 cannot be ours: ignored, not wrapped.
         let huge = format!("a.1.shard-1.1.{}.1", u64::MAX)
             .parse::<ReadYourWrites>()

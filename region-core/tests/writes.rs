@@ -452,7 +452,20 @@ async fn a_write_not_applied_in_time_is_accepted_and_its_status_catches_up() {
     assert_eq!(r.headers.get("location").unwrap(), &format!("/post/{id}"));
     let status_url = format!("/commands/{command}");
     assert_eq!(r.headers.get("content-location").unwrap(), &status_url);
-    assert!(r.cookie("cb_ryw").unwrap().starts_with("p."));
+    let ryw = r.cookie("cb_ryw").unwrap();
+    assert!(ryw.starts_with("p."));
+
+    // The poster reading the post at once, with the cookie of its 202, waits
+    // for the writer instead of being told there is no such post.
+    let read = get_as(
+        &api,
+        &city,
+        &format!("/post/{id}"),
+        &[("cookie", format!("cb_ryw={ryw}"))],
+    )
+    .await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(read.json()["title"], title.as_str());
 
     let bearer = ("authorization", format!("Bearer {token}"));
     let deadline = Instant::now() + Duration::from_secs(30);

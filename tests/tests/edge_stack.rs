@@ -275,3 +275,81 @@ async fn a_signup_through_the_edge_is_created_and_a_replayed_signature_refused()
         .unwrap();
     assert_eq!(replay.status, 401, "replayed signature: {}", replay.text());
 }
+
+/// The `cb_device` value among `r`'s cookies.
+fn device_cookie(r: &http::Response) -> Option<String> {
+    r.headers
+        .iter()
+        .filter(|(n, _)| n == "set-cookie")
+        .find_map(|(_, v)| v.strip_prefix("cb_device="))
+        .map(|v| v.split(';').next().unwrap_or("").to_string())
+}
+
+#[tokio::test]
+async fn a_log_in_flood_on_one_account_through_the_edge_is_refused_but_not_its_owner() {
+    // The shared stack keeps the default failed log-in limit per account
+    // (10 per 15 minutes; deploy/limits-load.toml), and the edge passes on
+    // each visitor's own address.
+    let edge = StackEdge::shared();
+    let city = edge.host(Some("newyork"));
+    let email = format!("flooded-{}-{}@example.com", std::process::id(), nonce());
+    let right = json!({"email": email, "password": "correct horse battery staple"}).to_string();
+    let wrong = json!({"email": email, "password": "not the password at all"}).to_string();
+    let send = |body: &str, ip: String, cookie: Option<String>| {
+        let edge = &edge;
+        let city = city.clone();
+        let body = body.to_string();
+        async move {
+            let mut headers = vec![
+                ("content-type", "application/json".to_string()),
+                ("accept", "application/json".to_string()),
+                ("cf-connecting-ip", ip),
+            ];
+            if let Some(c) = cookie {
+                headers.push(("cookie", format!("cb_device={c}")));
+            }
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            edge.request("POST", &city, "/login", &headers, body.as_bytes())
+                .await
+        }
+    };
+    let owner_ip = || "198.51.100.10".to_string();
+    let r = edge
+        .request(
+            "POST",
+            &city,
+            "/signup",
+            &[
+                ("content-type", "application/json"),
+                ("cf-connecting-ip", "198.51.100.10"),
+            ],
+            right.as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = send(&right, owner_ip(), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let device = device_cookie(&r).expect("a device cookie through the edge");
+
+    // The attacker, from a new address each time.
+    let attacker = |i: u32| format!("192.0.2.{}", 1 + i % 250);
+    let mut limited = 0;
+    for i in 0..14 {
+        let r = send(&wrong, attacker(i), None).await;
+        match r.status {
+            401 => assert!(i < 10, "attempt {i} was checked: {}", r.text()),
+            429 => {
+                limited += 1;
+                let after: u64 = r.header("retry-after").unwrap().parse().unwrap();
+                assert!((1..=90).contains(&after), "Retry-After {after}");
+            }
+            other => panic!("attempt {i}: {other} {}", r.text()),
+        }
+    }
+    assert_eq!(limited, 4);
+    // A fresh browser is limited like the attacker; the owner's is not.
+    assert_eq!(send(&right, owner_ip(), None).await.status, 429);
+    let r = send(&right, owner_ip(), Some(device)).await;
+    assert_eq!(r.status, 200, "the owner's browser: {}", r.text());
+}

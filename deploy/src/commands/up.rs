@@ -16,9 +16,18 @@ use crate::{log_tail, postgres, secrets};
 /// How long `up` waits for the whole stack to become healthy.
 const UP_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// What `up` changes in the topology file it is given.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Overrides<'a> {
+    /// Another port base.
+    pub port_base: Option<u16>,
+    /// A file whose `[limits]` table replaces the topology's.
+    pub limits: Option<&'a Path>,
+}
+
 /// Starts the stack described by `topology_path` in `home`.
-pub fn run(home: &Home, topology_path: &Path, port_base: Option<u16>, demo: bool) -> Result<()> {
-    let text = topology_text(topology_path, port_base)?;
+pub fn run(home: &Home, topology_path: &Path, overrides: Overrides<'_>, demo: bool) -> Result<()> {
+    let text = topology_text(topology_path, overrides)?;
     let topology = Topology::parse(topology_path, &text)?;
     home.create()?;
     if let Some(supervisor) = super::running_supervisor(home)? {
@@ -85,23 +94,38 @@ pub fn run(home: &Home, topology_path: &Path, port_base: Option<u16>, demo: bool
     Ok(())
 }
 
-/// The topology file's text, with `port_base` replaced when asked. The
-/// override is written into the home's copy, so every later command (and the
-/// supervisor) sees the ports actually in use.
-fn topology_text(path: &Path, port_base: Option<u16>) -> Result<String> {
+/// The topology file's text, with `port_base` and `[limits]` replaced when
+/// asked. The overrides are written into the home's copy, so every later
+/// command (and the supervisor) sees the ports and limits actually in use.
+fn topology_text(path: &Path, overrides: Overrides<'_>) -> Result<String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| crate::topology::TopologyError::unreadable(path, &e))?;
-    let Some(port_base) = port_base else {
+    if overrides.port_base.is_none() && overrides.limits.is_none() {
         return Ok(text);
-    };
+    }
     // Syntax errors are reported by the parser, with their line, below.
     let Ok(mut table) = text.parse::<toml::Table>() else {
         return Ok(text);
     };
-    table.insert("port_base".into(), toml::Value::Integer(port_base.into()));
+    let mut changed = Vec::new();
+    if let Some(port_base) = overrides.port_base {
+        table.insert("port_base".into(), toml::Value::Integer(port_base.into()));
+        changed.push(format!("port_base = {port_base} (--port-base)"));
+    }
+    if let Some(file) = overrides.limits {
+        let limits = std::fs::read_to_string(file)
+            .with_context(|| format!("reading {}", file.display()))?
+            .parse::<toml::Table>()
+            .with_context(|| format!("{}: not TOML", file.display()))?
+            .remove("limits")
+            .with_context(|| format!("{} has no [limits] table", file.display()))?;
+        table.insert("limits".into(), limits);
+        changed.push(format!("[limits] of {} (--limits)", file.display()));
+    }
     Ok(format!(
-        "# {} with port_base = {port_base} (cityboard up --port-base)\n{}",
+        "# {} with {}\n{}",
         path.display(),
+        changed.join(", "),
         toml::to_string(&table)?
     ))
 }

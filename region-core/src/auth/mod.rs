@@ -5,6 +5,7 @@
 //! lookup per request is the revocation check in the region's catalog.
 
 pub mod csrf;
+pub mod device;
 pub mod password;
 pub mod session;
 

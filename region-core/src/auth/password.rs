@@ -2,10 +2,14 @@
 //! 2 passes, 1 lane, OWASP's recommendation).
 //!
 //! Hashing is deliberately slow and memory-hungry, so it runs on the
-//! blocking pool behind a semaphore: a burst of log-ins queues instead of
-//! starving the async workers or allocating unbounded memory.
+//! blocking pool behind a semaphore: a burst of log-ins waits its turn
+//! instead of starving the async workers or allocating unbounded memory.
+//! The wait is bounded: past it the request is refused (`Busy`, a 429), so
+//! a flood of log-ins cannot push every other log-in past the edge's
+//! timeout in a queue that only grows.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -16,6 +20,8 @@ use tokio::sync::Semaphore;
 pub struct Passwords {
     params: Params,
     permits: Arc<Semaphore>,
+    /// Longest a request waits for a permit.
+    wait: Duration,
     /// A hash of a random password with the same parameters: an unknown
     /// user's log-in is verified against it, so it takes as long as a wrong
     /// password does and cannot be told apart by timing.
@@ -37,8 +43,23 @@ impl Passwords {
         Ok(Passwords {
             params,
             permits: Arc::new(Semaphore::new(parallel.max(1))),
+            wait: Duration::from_secs(2),
             dummy: Arc::new(dummy),
         })
+    }
+
+    /// The same hasher, waiting at most `wait` for a slot.
+    pub fn with_wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, HashError> {
+        match tokio::time::timeout(self.wait, self.permits.acquire()).await {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(e)) => Err(HashError::Failed(e.into())),
+            Err(_) => Err(HashError::Busy),
+        }
     }
 
     /// The production parameters (argon2's defaults).
@@ -47,18 +68,25 @@ impl Passwords {
     }
 
     /// The PHC string (salt and parameters included) for `password`.
-    pub async fn hash(&self, password: String) -> anyhow::Result<String> {
+    pub async fn hash(&self, password: String) -> Result<String, HashError> {
         let params = self.params.clone();
-        let _permit = self.permits.acquire().await?;
-        tokio::task::spawn_blocking(move || hash_with(&params, &password)).await?
+        let _permit = self.permit().await?;
+        tokio::task::spawn_blocking(move || hash_with(&params, &password))
+            .await
+            .map_err(anyhow::Error::from)?
+            .map_err(HashError::Failed)
     }
 
     /// Whether `password` matches `stored`; with `None` (no such user) it
     /// verifies against the dummy hash and answers false, taking as long.
-    pub async fn verify(&self, password: String, stored: Option<String>) -> anyhow::Result<bool> {
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<bool, HashError> {
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.dummy.as_ref().clone());
-        let _permit = self.permits.acquire().await?;
+        let _permit = self.permit().await?;
         let ok = tokio::task::spawn_blocking(move || {
             let Ok(parsed) = PasswordHash::new(&stored) else {
                 return false;
@@ -67,9 +95,21 @@ impl Passwords {
                 .verify_password(password.as_bytes(), &parsed)
                 .is_ok()
         })
-        .await?;
+        .await
+        .map_err(anyhow::Error::from)?;
         Ok(ok && known)
     }
+}
+
+/// Why a password could not be hashed or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// Every slot stayed busy for the whole wait.
+    #[error("every password-hash slot is busy")]
+    Busy,
+    /// The hasher itself failed.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
 }
 
 fn hash_with(params: &Params, password: &str) -> anyhow::Result<String> {
@@ -100,5 +140,16 @@ mod tests {
         );
         assert!(!p.verify("wrong horse".into(), Some(h)).await.unwrap());
         assert!(!p.verify("correct horse".into(), None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_wait_for_a_slot_past_its_bound_is_refused_not_queued() {
+        let p = light().with_wait(Duration::from_millis(20));
+        let _both = p.permits.acquire_many(2).await.unwrap();
+        assert!(matches!(
+            p.verify("correct horse".into(), None).await,
+            Err(HashError::Busy)
+        ));
+        assert!(matches!(p.hash("x".into()).await, Err(HashError::Busy)));
     }
 }

@@ -181,6 +181,34 @@ impl CommandBus {
         self.status(command.id).await
     }
 
+    /// The outcome of `command`, produced earlier (a 202), waiting up to
+    /// `limit` for the writer if it has none yet: a client reading the post
+    /// it just wrote would otherwise be told it does not exist.
+    pub async fn outcome_within(
+        &self,
+        command: Id,
+        limit: Duration,
+    ) -> Result<Option<CommandStatus>, BusError> {
+        if let Some(done) = self.status(command).await? {
+            return Ok(Some(done));
+        }
+        // Registered after the first look: a notification sent before it is
+        // missed, but the look after the wait still finds the status.
+        let waiter = self
+            .applied
+            .get_or_init(|| AppliedWaiters::start(self.store.url()))
+            .register(command);
+        if let Some(done) = self.status(command).await? {
+            return Ok(Some(done));
+        }
+        waiter
+            .wait(limit, || async {
+                matches!(self.status(command).await, Ok(Some(_)))
+            })
+            .await;
+        self.status(command).await
+    }
+
     /// The regions account commands go to.
     pub fn regions(&self) -> Vec<String> {
         self.account_topics

@@ -93,7 +93,7 @@ pub async fn read<Q: ReadQuery>(
 ) -> Result<Served<Q::Output>, ReadError> {
     let need: Option<Lsn> = match consistency {
         Consistency::Any => None,
-        Consistency::Pending(_) => return on_primary(shard, query).await,
+        Consistency::Pending { .. } => return on_primary(shard, query).await,
         Consistency::AtLeast(t) if t.shard != shard.name || t.epoch != route.epoch => {
             return on_primary(shard, query).await;
         }

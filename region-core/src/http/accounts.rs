@@ -13,12 +13,15 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::csrf::CSRF_COOKIE;
+use crate::auth::device::{self, DEVICE_COOKIE};
 use crate::http::chrome::{PageCtx, chrome_of};
 use crate::http::error::{ApiError, Problem};
 use crate::http::error_pages::wants_html;
+use crate::http::extract::cookie;
 use crate::http::forms::check_anonymous;
 use crate::http::session_cookie::{self, Session, set_cookie};
 use crate::http::{AppState, ClientIp, Input};
+use crate::limits::{Limit, LimitError, email_subject, ip_subject};
 use crate::model::Id;
 use crate::model::post::FieldError;
 use crate::render::{self, AccountForm, Viewer};
@@ -169,10 +172,12 @@ pub async fn login_form(State(st): State<AppState>, ctx: Result<PageCtx, ApiErro
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Neither JSON nor a form", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, each named", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many sign-ups from this address, or every password-hash slot busy: `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn signup(
     State(st): State<AppState>,
     ctx: Result<PageCtx, ApiError>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     input: Input<Credentials>,
 ) -> Result<Response, ApiError> {
@@ -184,6 +189,11 @@ pub async fn signup(
         return Ok(page);
     }
     let email = c.email.trim().to_string();
+    // Counted before the hash (the expensive part) and whatever the
+    // outcome: a sign-up flood is refused before it costs anything.
+    st.limiter
+        .take(&[(Limit::SignupPerIp, &ip_subject(client))])
+        .await?;
     let hash = st.passwords.hash(c.password).await?;
     let id = st.ids.next().await.context("assigning an id")?;
     let created: Option<Id> = sqlx::query_scalar(
@@ -224,6 +234,7 @@ pub async fn signup(
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Neither JSON nor a form", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, each named", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed log-ins from this address or on this account, or every password-hash slot busy: `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn login(
     State(st): State<AppState>,
@@ -239,6 +250,15 @@ pub async fn login(
     if let Some(page) = validated(&st, &ctx, &headers, input.form, AccountForm::LogIn, &c)? {
         return Ok(page);
     }
+    // Failed attempts are counted per address and per account (by the
+    // e-mail typed, so unknown addresses count too); a browser that logged
+    // in to this account before is exempt from the account's count. Looked
+    // at before hashing, taken from only when the password was wrong.
+    let ip = ip_subject(client);
+    let account = email_subject(&c.email);
+    let now = st.clock.now().timestamp();
+    let known_device = cookie(&headers, DEVICE_COOKIE).and_then(|v| st.device_key.open(v, now));
+    let mut buckets = vec![(Limit::LoginFailuresPerIp, ip.as_str())];
     let row: Option<(Id, String)> = sqlx::query_as(
         "SELECT id, password_hash FROM users WHERE lower(email) = lower($1) AND deleted_at IS NULL",
     )
@@ -250,14 +270,33 @@ pub async fn login(
         Some((id, hash)) => (Some(id), Some(hash)),
         None => (None, None),
     };
+    if known_device.is_none() || known_device != user {
+        buckets.push((Limit::LoginFailuresPerAccount, account.as_str()));
+    }
+    st.limiter.check(&buckets).await?;
     // Verified even for an unknown user (against a dummy hash): same time.
     let ok = st.passwords.verify(c.password, stored).await?;
     let Some(user) = user.filter(|_| ok) else {
         // Who keeps guessing (the edge's view of the visitor's address).
         tracing::info!(client_ip = ?client, "log-in refused");
+        // Over the limit now: this attempt was allowed, the next is not.
+        if let Err(e) = st.limiter.take(&buckets).await
+            && !matches!(e, LimitError::Limited(_))
+        {
+            tracing::warn!(error = %e, "counting a failed log-in");
+        }
         return Err(ApiError::BadCredentials);
     };
-    Ok(session_cookie::issue(&st, user, input.form.then_some("/")))
+    let mut res = session_cookie::issue(&st, user, input.form.then_some("/"));
+    set_cookie(
+        &mut res,
+        &format!(
+            "{DEVICE_COOKIE}={}; Path=/login; HttpOnly; Secure; SameSite=Lax; Max-Age={}",
+            st.device_key.issue(user, now),
+            device::MAX_AGE_SECS
+        ),
+    );
+    Ok(res)
 }
 
 #[cfg(test)]

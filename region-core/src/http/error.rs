@@ -78,6 +78,10 @@ pub enum ApiError {
     /// `Idempotency-Key` is safe.
     #[error("the request took longer than {0} s and was stopped; retry shortly")]
     Timeout(u64),
+    /// Over a rate limit (`crate::limits`), or no password-hash slot free
+    /// within the wait: retry after this many seconds.
+    #[error("too many requests; retry after {0} s")]
+    TooManyRequests(u64),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -120,6 +124,7 @@ impl ApiError {
             | ApiError::BrokerUnavailable
             | ApiError::Timeout(_)
             | ApiError::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -144,6 +149,7 @@ impl ApiError {
             ApiError::BrokerUnavailable => "broker-unavailable",
             ApiError::NotConfigured(_) => "not-configured",
             ApiError::Timeout(_) => "timeout",
+            ApiError::TooManyRequests(_) => "rate-limited",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -194,6 +200,10 @@ impl IntoResponse for ApiError {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
+        if let ApiError::TooManyRequests(secs) = self {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
         res
     }
 }
@@ -213,6 +223,28 @@ impl From<RouteError> for ApiError {
                 ApiError::ShardUnavailable(shard)
             }
             other => ApiError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl From<crate::auth::password::HashError> for ApiError {
+    fn from(e: crate::auth::password::HashError) -> Self {
+        match e {
+            // Slots free up within a hash's time (a fraction of a second).
+            crate::auth::password::HashError::Busy => ApiError::TooManyRequests(1),
+            crate::auth::password::HashError::Failed(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl From<crate::limits::LimitError> for ApiError {
+    fn from(e: crate::limits::LimitError) -> Self {
+        match e {
+            crate::limits::LimitError::Limited(l) => ApiError::TooManyRequests(l.retry_after_secs),
+            crate::limits::LimitError::Store(e) => {
+                tracing::warn!(error = %e, "rate limits unreadable");
+                ApiError::StoreUnavailable
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::db::queries::ListPosts;
 use crate::http::chrome::{PageCtx, personal, viewer_of};
 use crate::http::error::{ApiError, Problem};
 use crate::http::posts::read_post;
-use crate::http::{AppState, AuthUser, City, Freshness};
+use crate::http::{AppState, AuthUser, City, ClientIp, Freshness};
 use crate::model::{Id, PostStatus};
 use crate::render::{self, PostValues, Viewer, assets};
 use crate::token::Consistency;
@@ -301,16 +301,18 @@ pub async fn static_file(Path(name): Path<String>) -> Result<Response, ApiError>
         (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, each named (a browser gets the form again, values kept)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The broker or the region store is down", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many writes from this address or by this account: `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn submit_edit(
     st: State<AppState>,
     user: AuthUser,
+    ip: ClientIp,
     ctx: PageCtx,
     id: Path<String>,
     headers: HeaderMap,
     body: crate::http::forms::Body,
 ) -> Result<Response, ApiError> {
-    crate::http::writes::update_post(st, user, ctx, id, headers, body).await
+    crate::http::writes::update_post(st, user, ip, ctx, id, headers, body).await
 }
 
 /// `POST /post/{id}/delete`: the delete button's submission, the same
@@ -332,14 +334,16 @@ pub async fn submit_edit(
         (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An Idempotency-Key reused for another request", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The broker or the region store is down", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many writes from this address or by this account: `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn submit_delete(
     st: State<AppState>,
     user: AuthUser,
+    ip: ClientIp,
     city: City,
     id: Path<String>,
     headers: HeaderMap,
     body: crate::http::forms::Body,
 ) -> Result<Response, ApiError> {
-    crate::http::writes::delete_post(st, user, city, id, headers, body).await
+    crate::http::writes::delete_post(st, user, ip, city, id, headers, body).await
 }

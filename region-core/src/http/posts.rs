@@ -1,6 +1,7 @@
 //! GET /post/{id} and GET /post (listing and search).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -9,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use crate::bus::notify::CommandState;
 use crate::cache::pages::PageCache;
 use crate::cursor::Cursor;
 use crate::db::queries::{GetPost, ListPosts, Sort};
@@ -17,7 +19,7 @@ use crate::http::{AppState, City, Freshness};
 use crate::model::post::FieldError;
 use crate::model::{Id, Post, PostStatus};
 use crate::render;
-use crate::token::Consistency;
+use crate::token::{Consistency, WriteToken};
 
 /// A post as the api shows it: no status (only live posts are shown), ids
 /// as strings.
@@ -79,6 +81,14 @@ pub(crate) async fn read_post(
     fresh: &Consistency,
     id: Id,
 ) -> Result<Post, ApiError> {
+    let settled;
+    let fresh = match fresh {
+        Consistency::Pending { command, post } if *post == id => {
+            settled = settle(st, *command, *post).await;
+            &settled
+        }
+        other => other,
+    };
     let served = st
         .router
         .read(
@@ -92,6 +102,39 @@ pub(crate) async fn read_post(
         .await?;
     st.metrics.read_by(&served.node);
     served.value.ok_or(ApiError::NotFound)
+}
+
+/// How long a read of a post whose write was accepted but not applied (a
+/// 202, whose sealed cookie the client carries) waits for the writer before
+/// it reads the primary as it stands. Under the edge's 5 s timeout with the
+/// request's own work; the wait ends at once when the writer reports.
+const PENDING_READ_WAIT: Duration = Duration::from_secs(2);
+
+/// What a read of the post of pending `command` needs once the writer has
+/// had up to `PENDING_READ_WAIT` more: applied, a node with its LSN (so a
+/// replica that has it will do); rejected, any node (the write changed
+/// nothing); still unknown, or the status unreadable, the primary.
+async fn settle(st: &AppState, command: Id, post: Id) -> Consistency {
+    let pending = Consistency::Pending { command, post };
+    match st.commands.outcome_within(command, PENDING_READ_WAIT).await {
+        Ok(Some(s)) => match (s.state, s.applied) {
+            (CommandState::Applied, Some(at)) => Consistency::AtLeast(WriteToken {
+                epoch: at.epoch,
+                shard: at.shard,
+                lsn: at.lsn,
+                post,
+                version: at.version,
+            }),
+            (CommandState::Rejected, _) => Consistency::Any,
+            // Applied, but by a replay that could not tell where.
+            (CommandState::Applied, None) => pending,
+        },
+        Ok(None) => pending,
+        Err(e) => {
+            tracing::warn!(error = %e, %command, "pending write's status unreadable; reading the primary");
+            pending
+        }
+    }
 }
 
 /// HTML for browsers (they list `text/html` in Accept, never

@@ -84,6 +84,11 @@ pub struct AppContext {
     pub store: Store,
     /// Produces write commands and waits for their outcome.
     pub commands: Arc<CommandBus>,
+    /// Rate limits, shared by the region's api instances through `store`.
+    pub limiter: crate::limits::Limiter,
+    /// Signs the device cookie of browsers that logged in (exempt from
+    /// their account's failed log-in limit).
+    pub device_key: crate::auth::device::DeviceKey,
     /// Operator endpoints (`DELETE /old_posts`): their token and archive.
     pub operator: Arc<crate::http::operator::Operator>,
 }

@@ -3,6 +3,8 @@
 //! answers with its outcome if the writer finishes it within the apply wait
 //! (201/200, or the rejection's 4xx), else 202 with the status URL.
 
+use std::net::IpAddr;
+
 use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -15,11 +17,13 @@ use crate::http::chrome::{PageCtx, personal};
 use crate::http::commands::CommandView;
 use crate::http::error::{ApiError, Problem};
 use crate::http::error_pages::wants_html;
+use crate::http::extract::ClientIp;
 use crate::http::extract::{is_form, parse_body};
 use crate::http::forms::{Body, check_csrf};
 use crate::http::idempotency::{self, Answer, Begin};
 use crate::http::posts::read_post;
 use crate::http::{AppState, AuthUser, City, Freshness, RYW_COOKIE};
+use crate::limits::{Limit, ip_subject};
 use crate::model::post::FieldError;
 use crate::model::{Command, CommandKind, Id, PostFields, PostStatus};
 use crate::render::{self, PostValues, Viewer};
@@ -297,16 +301,34 @@ struct Writer<'a> {
     user: &'a AuthUser,
     city: String,
     headers: &'a HeaderMap,
+    /// The visitor's address, counted by the per-IP limit.
+    ip: Option<IpAddr>,
+    /// The limits this write counts against: (per IP, per account).
+    limits: (Limit, Limit),
 }
 
 impl<'a> Writer<'a> {
-    fn new(st: &'a AppState, user: &'a AuthUser, city: String, headers: &'a HeaderMap) -> Self {
+    fn new(
+        st: &'a AppState,
+        user: &'a AuthUser,
+        city: String,
+        headers: &'a HeaderMap,
+        ip: Option<IpAddr>,
+    ) -> Self {
         Writer {
             st,
             user,
             city,
             headers,
+            ip,
+            limits: (Limit::WritesPerIp, Limit::WritesPerAccount),
         }
+    }
+
+    /// A report: counted against the report limits, not the write limits.
+    fn reports(mut self) -> Self {
+        self.limits = (Limit::ReportsPerIp, Limit::ReportsPerAccount);
+        self
     }
 
     /// What every write does once its body is parsed: claim the
@@ -327,13 +349,25 @@ impl<'a> Writer<'a> {
             user,
             city,
             headers,
+            ip,
+            limits: (per_ip, per_account),
         } = self;
         let claim =
             match idempotency::begin(&st.store, user.id, headers, method, path, body).await? {
+                // A retry answered from the key's record costs nothing.
                 Begin::Replay(answer) => return Ok(answer.into_response()),
                 Begin::Proceed(claim) => claim,
             };
-        let result = produce(st, user, city, make, new_post).await;
+        let ip = ip_subject(ip);
+        let account = user.id.to_string();
+        let result = match st
+            .limiter
+            .take(&[(per_ip, &ip), (per_account, &account)])
+            .await
+        {
+            Ok(()) => produce(st, user, city, make, new_post).await,
+            Err(e) => Err(e.into()),
+        };
         match result {
             Ok((w, command, status)) => {
                 let seal = Seal {
@@ -549,10 +583,12 @@ fn form_fields(
         (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, each named; or an Idempotency-Key reused for another body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The broker or the region store is down", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many writes (or reports) from this address or by this account: `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_post(
     State(st): State<AppState>,
     user: AuthUser,
+    ClientIp(ip): ClientIp,
     ctx: PageCtx,
     headers: HeaderMap,
     body: Body,
@@ -562,7 +598,7 @@ pub async fn create_post(
         Err(page) => return Ok(page),
     };
     let user_id = user.id;
-    Writer::new(&st, &user, ctx.city, &headers)
+    Writer::new(&st, &user, ctx.city, &headers, ip)
         .run(
             "POST",
             "/post",
@@ -607,10 +643,12 @@ pub async fn create_post(
         (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, each named; or an Idempotency-Key reused for another body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The broker or the region store is down", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many writes (or reports) from this address or by this account: `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_post(
     State(st): State<AppState>,
     user: AuthUser,
+    ClientIp(ip): ClientIp,
     ctx: PageCtx,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -629,7 +667,7 @@ pub async fn update_post(
         user_id,
         post: fields,
     };
-    Writer::new(&st, &user, city, &headers)
+    Writer::new(&st, &user, city, &headers, ip)
         .run(
             "PUT",
             &format!("/post/{post_id}"),
@@ -671,10 +709,12 @@ fn no_body(
         (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An Idempotency-Key reused for another request", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The broker or the region store is down", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many writes (or reports) from this address or by this account: `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_post(
     State(st): State<AppState>,
     user: AuthUser,
+    ClientIp(ip): ClientIp,
     City(city): City,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -686,7 +726,7 @@ pub async fn delete_post(
         user_id: user.id,
     };
     let path = format!("/post/{post_id}");
-    Writer::new(&st, &user, city, &headers)
+    Writer::new(&st, &user, city, &headers, ip)
         .own_post(body, "DELETE", &path, post_id, kind)
         .await
 }
@@ -708,10 +748,12 @@ pub async fn delete_post(
         (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An Idempotency-Key reused for another request", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The broker or the region store is down", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many writes (or reports) from this address or by this account: `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn renew_post(
     State(st): State<AppState>,
     user: AuthUser,
+    ClientIp(ip): ClientIp,
     City(city): City,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -723,7 +765,7 @@ pub async fn renew_post(
         user_id: user.id,
     };
     let path = format!("/post/{post_id}/renew");
-    Writer::new(&st, &user, city, &headers)
+    Writer::new(&st, &user, city, &headers, ip)
         .own_post(body, "POST", &path, post_id, kind)
         .await
 }
@@ -794,10 +836,12 @@ pub async fn renew_form(
         (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, each named; or an Idempotency-Key reused for another body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The broker or the region store is down", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many writes (or reports) from this address or by this account: `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn report(
     State(st): State<AppState>,
     user: AuthUser,
+    ClientIp(ip): ClientIp,
     City(city): City,
     headers: HeaderMap,
     body: Body,
@@ -828,7 +872,8 @@ pub async fn report(
         reporter_id,
         reason,
     };
-    Writer::new(&st, &user, city, &headers)
+    Writer::new(&st, &user, city, &headers, ip)
+        .reports()
         .run(
             "POST",
             "/report",

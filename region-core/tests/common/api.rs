@@ -11,6 +11,7 @@ use axum::http::{Request, StatusCode};
 use cityboard_protocol::sign::{self, Key};
 use region_core::clock::SharedClock;
 use region_core::http::{AppState, app};
+use region_core::limits::Limits;
 use region_core::roles::api::{ApiOptions, connect};
 use region_core::stack::{Secrets, StackFile};
 use tower::ServiceExt;
@@ -49,6 +50,10 @@ pub struct Setup {
     pub archive_url: Option<String>,
     /// `ApiOptions::request_timeout`.
     pub request_timeout: std::time::Duration,
+    /// `ApiOptions::limits`: off unless a test is about them (every test
+    /// request comes from `CLIENT_IP`, so the defaults would soon refuse
+    /// the suite's sign-ups).
+    pub limits: Limits,
 }
 
 impl Default for Setup {
@@ -64,6 +69,10 @@ impl Default for Setup {
             region: 0,
             archive_url: None,
             request_timeout: ApiOptions::default().request_timeout,
+            limits: Limits {
+                enabled: false,
+                ..Limits::default()
+            },
         }
     }
 }
@@ -115,6 +124,7 @@ impl Api {
             regions: stack.regions.iter().map(|r| r.name.clone()).collect(),
             archive_url: setup.archive_url,
             request_timeout: setup.request_timeout,
+            limits: setup.limits,
             ..ApiOptions::default()
         };
         let (state, background) = connect(
@@ -196,6 +206,13 @@ impl Api {
             self.signed(req).await
         };
         self.send_raw(req).await
+    }
+
+    /// Sends `req` signed by the test edge as coming from visitor `ip`.
+    pub async fn send_from(&self, ip: &str, req: Request<Body>) -> Reply {
+        let mut f = self.forward(req).await;
+        f.client_ip = ip.to_string();
+        self.send_raw(f.request(&f.signature())).await
     }
 
     /// Sends `req` exactly as it is (no signature added).

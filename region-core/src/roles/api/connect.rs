@@ -20,6 +20,7 @@ use crate::db::{ReadConfig, Router};
 use crate::http::edge_trust::EdgeTrust;
 use crate::http::metrics::{CacheLookups, Metrics};
 use crate::http::state::{AppContext, AppState};
+use crate::limits::{Limiter, Limits};
 use crate::stack::{RegionEntry, Secrets};
 use crate::store::Store;
 
@@ -69,6 +70,9 @@ pub struct ApiOptions {
     /// connections' `statement_timeout` too (`read`), so a query never
     /// outlives its request.
     pub request_timeout: Duration,
+    /// Rate limits (counted in the region store) and the password-hash
+    /// wait.
+    pub limits: Limits,
 }
 
 impl Default for ApiOptions {
@@ -93,6 +97,7 @@ impl Default for ApiOptions {
             regions: Vec::new(),
             write_path: WritePath::Pipeline,
             archive_url: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -136,7 +141,8 @@ pub async fn connect(
             .context("leasing a node number for ids")?;
     tasks.push(renew);
 
-    let passwords = Passwords::new(options.argon2.clone(), options.hash_parallelism)?;
+    let passwords = Passwords::new(options.argon2.clone(), options.hash_parallelism)?
+        .with_wait(options.limits.hash_wait);
     let cache = PageCache::new(
         &region.redis_cache_url,
         options.cache_ttl,
@@ -177,6 +183,7 @@ pub async fn connect(
         WritePath::Pipeline => commands,
         WritePath::Direct => commands.with_direct(DirectApply::new(router.clone(), ids.clone())),
     });
+    let clock_for_limits = clock.clone();
     let state = AppState::new(AppContext {
         router,
         catalog,
@@ -199,6 +206,8 @@ pub async fn connect(
             Some(&secrets.edge_forward_previous),
         ),
         edge,
+        limiter: Limiter::new(options.limits.clone(), store.clone(), clock_for_limits),
+        device_key: crate::auth::device::DeviceKey::new(secrets.derive("device")),
         store,
         commands,
         operator: Arc::new(crate::http::operator::Operator::new(

@@ -14,6 +14,7 @@ pub use connect::{ApiOptions, Background, connect};
 use crate::bus::commands::WritePath;
 use crate::bus::failpoint;
 use crate::db::ReadConfig;
+use crate::limits::Limits;
 use crate::roles::common::broker_from_state;
 use crate::stack::{Secrets, StackFile};
 
@@ -70,6 +71,14 @@ pub struct ServeArgs {
     /// the `statement_timeout` of the api's shard connections.
     #[arg(long, env = "CITYBOARD_REQUEST_TIMEOUT", default_value = "10s")]
     pub request_timeout: humantime::Duration,
+    /// Rate limits as JSON, the keys of the topology's `[limits]` table
+    /// (`cityboard up` passes them); keys left out keep their defaults.
+    #[arg(long, env = "CITYBOARD_LIMITS", value_parser = parse_limits, default_value = "{}")]
+    pub limits: Limits,
+}
+
+fn parse_limits(text: &str) -> Result<Limits, String> {
+    serde_json::from_str(text).map_err(|e| format!("--limits: {e}"))
 }
 
 /// Starts the api of `region` and serves until `shutdown`.
@@ -98,6 +107,7 @@ pub async fn run(
         apply_wait: args.apply_wait.into(),
         write_path: args.write_path,
         request_timeout: args.request_timeout.into(),
+        limits: args.limits,
         archive_url: Some(args.archive_url.unwrap_or_else(|| {
             state
                 .parent()
