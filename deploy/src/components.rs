@@ -100,6 +100,8 @@ pub enum Launch {
         secrets_dir: PathBuf,
         /// The topology's rate limits.
         limits: region_core::limits::Limits,
+        /// Port of its operator listener.
+        operator_port: u16,
     },
 }
 
@@ -159,7 +161,14 @@ impl Component {
                 state_file,
                 secrets_dir,
                 limits,
-            } => region_api::command(state_file, secrets_dir, region, self.port, limits),
+                operator_port,
+            } => region_api::command(
+                state_file,
+                secrets_dir,
+                region,
+                (self.port, *operator_port),
+                limits,
+            ),
             Launch::RegionRole {
                 region,
                 role,
@@ -297,6 +306,7 @@ pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
                 state_file: home.state_file(),
                 secrets_dir: home.secrets_dir(),
                 limits: topology.limits.clone(),
+                operator_port: topology.region_ports(r).api_operator,
             },
         });
     }
@@ -383,6 +393,7 @@ pub fn region_states(topology: &Topology) -> Vec<RegionState> {
                 redis_cache_url: format!("redis://127.0.0.1:{}/", ports.redis_cache),
                 redis_store_url: format!("redis://127.0.0.1:{}/", ports.redis_store),
                 api_port: ports.api,
+                operator_port: ports.api_operator,
                 shards: region
                     .shards
                     .iter()

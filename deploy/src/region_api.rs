@@ -45,17 +45,18 @@ fn region_core(subcommand: &str, state_file: &Path, region: &str) -> Result<Comm
     Ok(cmd)
 }
 
-/// The command that serves the region's api on `port`, with the
-/// topology's rate limits.
+/// The command that serves the region's api on `port` and its operator
+/// listener on `operator_port`, with the topology's rate limits.
 pub fn command(
     state_file: &Path,
     secrets_dir: &Path,
     region: &str,
-    port: u16,
+    (port, operator_port): (u16, u16),
     limits: &region_core::limits::Limits,
 ) -> Result<Command> {
     let mut cmd = region_core("serve", state_file, region)?;
     cmd.args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--operator-listen", &format!("127.0.0.1:{operator_port}")])
         .arg("--secrets-dir")
         .arg(secrets_dir)
         .arg("--limits")

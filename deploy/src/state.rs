@@ -79,6 +79,10 @@ pub struct RegionState {
     pub redis_store_url: String,
     /// Port of the api role.
     pub api_port: u16,
+    /// Port of the api role's operator listener (`/metrics`, `DELETE
+    /// /old_posts`); the edge never forwards there.
+    #[serde(default)]
+    pub operator_port: u16,
     /// Shards in order.
     pub shards: Vec<ShardState>,
 }

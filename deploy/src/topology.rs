@@ -103,6 +103,9 @@ pub struct RegionPorts {
     pub redis_store: u16,
     /// The api role's HTTP port.
     pub api: u16,
+    /// The api role's operator listener (`/metrics`, `DELETE /old_posts`),
+    /// which the edge never forwards to.
+    pub api_operator: u16,
     /// The writer role's `/metrics` and `/healthz`.
     pub writer: u16,
     /// The outbox relay's `/metrics` and `/healthz`.
@@ -314,6 +317,7 @@ impl Topology {
             relay: base + 5,
             publisher: base + 6,
             janitor: base + 7,
+            api_operator: base + 8,
         }
     }
 

@@ -350,8 +350,22 @@ async fn unsigned_requests_are_refused_unless_the_development_flag_allows_them()
     let detail = refused(&api.send_raw(get("/signup")).await);
     assert!(detail.contains("missing"), "{detail}");
     // Operators reach these directly.
-    for path in ["/healthz", "/metrics", "/openapi.json"] {
+    for path in ["/healthz", "/openapi.json"] {
         assert_eq!(api.send_raw(get(path)).await.status, 200, "{path}");
+    }
+    // The operator's routes are not on this listener: an unsigned request
+    // for them is refused like any other, a signed one finds nothing.
+    for (method, path) in [("GET", "/metrics"), ("DELETE", "/old_posts?older_than=1d")] {
+        let req = || {
+            Request::builder()
+                .method(method)
+                .uri(path)
+                .body(Body::empty())
+                .unwrap()
+        };
+        refused(&api.send_raw(req()).await);
+        api.send(req()).await.problem(404);
+        assert_ne!(api.send_operator(req()).await.status, 404, "{path}");
     }
 
     let dev = Api::start_with(Setup {

@@ -330,8 +330,13 @@ async fn health_metrics_and_the_openapi_document() {
     assert_eq!(health.status, 200, "{}", health.body);
     assert_eq!(health.json()["status"], "ok");
 
-    let metrics = api
+    // Metrics are the operator listener's; the public one has none.
+    let public = api
         .send(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await;
+    public.problem(404);
+    let metrics = api
+        .send_operator(Request::get("/metrics").body(Body::empty()).unwrap())
         .await;
     assert_eq!(metrics.status, 200);
     assert!(

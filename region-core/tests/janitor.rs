@@ -300,17 +300,21 @@ async fn reminders_renewal_expiry_and_archive_follow_the_clock() {
             .unwrap()
     };
     let query = format!("city={city}&older_than=1d");
-    let r = api.send_raw(delete("not the operator token", &query)).await;
+    let r = api
+        .send_operator(delete("not the operator token", &query))
+        .await;
     assert!(r.problem(401).ends_with("/unauthorized"));
     let operator = String::from_utf8(api::secrets().operator_token).unwrap();
-    let r = api.send_raw(delete(&operator, "older_than=soon")).await;
+    let r = api
+        .send_operator(delete(&operator, "older_than=soon"))
+        .await;
     assert!(r.problem(400).ends_with("/bad-request"));
     assert!(
         post(shard, &city, left).await.is_some(),
         "nothing removed by refused calls"
     );
 
-    let r = api.send_raw(delete(&operator, &query)).await;
+    let r = api.send_operator(delete(&operator, &query)).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let done = r.json();
     assert_eq!(done["archived"], 1, "{done}");
@@ -344,7 +348,7 @@ async fn reminders_renewal_expiry_and_archive_follow_the_clock() {
     assert_eq!(ledger, 2, "the archived post's reminder row went with it");
 
     // A rerun is harmless: nothing more to archive, the object stays.
-    let r = api.send_raw(delete(&operator, &query)).await;
+    let r = api.send_operator(delete(&operator, &query)).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["archived"], 0);
     assert!(archive_dir.join(name).exists());

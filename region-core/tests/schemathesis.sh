@@ -40,7 +40,7 @@ BIN=${REGION_CORE_BIN:-$ROOT/target/debug/region-core}
 STATE="$CITYBOARD_HOME/state.json"
 
 # Region and host from the state file: the region whose api_port is ours.
-read -r REGION HOST CITY < <(python3 - "$STATE" "$BASE_URL" <<'PY'
+read -r REGION HOST CITY OPERATOR_PORT < <(python3 - "$STATE" "$BASE_URL" <<'PY'
 import json, sys, urllib.parse
 state = json.load(open(sys.argv[1]))
 port = urllib.parse.urlparse(sys.argv[2]).port
@@ -49,7 +49,7 @@ for r in state["regions"]:
         cities = [c for s in r["shards"] for c in s["cities"]]
         if not cities:
             sys.exit(f"region {r['name']} serves no city")
-        print(r["name"], f"{cities[0]}.{state['apex']}", cities[0])
+        print(r["name"], f"{cities[0]}.{state['apex']}", cities[0], r["operator_port"])
         break
 else:
     sys.exit(f"no region of {sys.argv[1]} has api_port {port}")
@@ -63,8 +63,9 @@ REPORT_DIR=${SCHEMATHESIS_REPORT_DIR:-$CITYBOARD_HOME/schemathesis}
 mkdir -p "$REPORT_DIR"
 export CITYBOARD_ST_BASE_URL="$BASE_URL" CITYBOARD_ST_HOST="$HOST" CITYBOARD_ST_CITY="$CITY"
 export SCHEMATHESIS_HOOKS=hooks PYTHONPATH="$HERE/schemathesis${PYTHONPATH:+:$PYTHONPATH}"
-# Requests answered per (route, method, status), from the api's /metrics.
-snapshot() { curl -fsS "$BASE_URL/metrics" > "$1"; }
+# Requests answered per (route, method, status), from the api's /metrics
+# (on its operator listener).
+snapshot() { curl -fsS "http://127.0.0.1:$OPERATOR_PORT/metrics" > "$1"; }
 snapshot "$REPORT_DIR/metrics.before"
 
 echo "== schemathesis against $BASE_URL (Host: $HOST)"

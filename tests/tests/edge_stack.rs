@@ -93,7 +93,7 @@ fn assert_secured(r: &http::Response, what: &str) {
 async fn origin_post_reads(edge: &StackEdge) -> u64 {
     let mut total = 0;
     for region in &edge.state.regions {
-        let r = http::request(region.api_port, "GET", "/metrics", &[], b"")
+        let r = http::request(region.operator_port, "GET", "/metrics", &[], b"")
             .await
             .expect("metrics");
         total += r

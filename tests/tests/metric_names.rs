@@ -18,7 +18,8 @@ use cityboard_deploy::http;
 use cityboard_tests::{repo_root, shared_home, state};
 
 /// The component kinds in the state file that serve a role's `/metrics`
-/// on their port, and the role each one is.
+/// on their port (the api: on its region's operator port), and the role
+/// each one is.
 const ROLES: [(&str, &str); 5] = [
     ("region-api", "api"),
     ("writer", "writer"),
@@ -75,7 +76,16 @@ async fn metric_names_at_every_roles_metrics_are_unchanged() {
         let Some(&(_, role)) = ROLES.iter().find(|(kind, _)| *kind == component.kind) else {
             continue;
         };
-        let response = http::request(component.port, "GET", "/metrics", &[], b"")
+        // The api serves metrics on its operator listener only.
+        let port = if component.kind == "region-api" {
+            st.regions
+                .iter()
+                .find(|r| component.name == format!("{}/api", r.name))
+                .map_or(component.port, |r| r.operator_port)
+        } else {
+            component.port
+        };
+        let response = http::request(port, "GET", "/metrics", &[], b"")
             .await
             .unwrap_or_else(|e| panic!("{}: {e:#}", component.name));
         assert_eq!(

@@ -368,7 +368,7 @@ async fn measure_api(
     ids: (i64, i64),
 ) -> Result<ApiRun> {
     let (cache_ttl, local_ttl) = if caches { ("5s", "1s") } else { ("0s", "0s") };
-    let (_api, port) = Role::api(
+    let (_api, ports) = Role::api(
         home,
         region,
         &[
@@ -380,6 +380,7 @@ async fn measure_api(
         &format!("bench-origin-api-{cache_ttl}.log"),
     )
     .await?;
+    let port = ports.public;
     let host = format!("{CITY}.{apex}");
     let key = forward_key(home)?;
     let (status, view_body) = Conn::open(port)
@@ -390,7 +391,9 @@ async fn measure_api(
         bail!("bench api answered {status} to a view of post {}", ids.0);
     }
     let label = if caches { "caches on" } else { "caches off" };
-    let before = cache_counts(port, &host).await.unwrap_or_default();
+    let before = cache_counts(ports.operator, &host)
+        .await
+        .unwrap_or_default();
     let mut out = Vec::new();
     for class in [
         "view",
@@ -406,7 +409,9 @@ async fn measure_api(
         );
         out.push(f);
     }
-    let after = cache_counts(port, &host).await.unwrap_or_default();
+    let after = cache_counts(ports.operator, &host)
+        .await
+        .unwrap_or_default();
     let rate = |i: usize| {
         let hits = after[i].saturating_sub(before[i]) as f64;
         let misses = after[i + 1].saturating_sub(before[i + 1]) as f64;
@@ -436,7 +441,8 @@ struct HitRates {
 }
 
 /// Hits and misses of the Redis page cache, the in-process post cache and
-/// the in-process page cache, from the api's /metrics.
+/// the in-process page cache, from the api's /metrics (its operator
+/// listener).
 async fn cache_counts(port: u16, host: &str) -> Result<[u64; 6]> {
     let mut conn = Conn::open(port).await?;
     let (_, body) = conn.get("/metrics", host, None).await?;

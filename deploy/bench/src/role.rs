@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use cityboard_deploy::home::Home;
+use cityboard_deploy::topology::Topology;
 
 /// A free local port (bound, then released for a process to take).
 pub fn free_port() -> Result<u16> {
@@ -53,11 +54,29 @@ impl Role {
     /// Starts `region-core serve` on a free port with the stack's secrets
     /// and `args`, and waits until it answers `/healthz`. Returns the role
     /// and its port.
-    pub async fn api(home: &Home, region: &str, args: &[&str], log: &str) -> Result<(Role, u16)> {
+    pub async fn api(
+        home: &Home,
+        region: &str,
+        args: &[&str],
+        log: &str,
+    ) -> Result<(Role, ApiPorts)> {
         let port = free_port()?;
+        let operator = free_port()?;
         let listen = format!("127.0.0.1:{port}");
+        let operator_listen = format!("127.0.0.1:{operator}");
         let secrets = home.secrets_dir().display().to_string();
-        let mut all = vec!["--listen", &listen, "--secrets-dir", &secrets];
+        // The stack's limits (a bench stack's: deploy/limits-load.toml).
+        let limits = serde_json::to_string(&Topology::load(&home.topology_file())?.limits)?;
+        let mut all = vec![
+            "--limits",
+            &limits,
+            "--listen",
+            &listen,
+            "--operator-listen",
+            &operator_listen,
+            "--secrets-dir",
+            &secrets,
+        ];
         all.extend_from_slice(args);
         let role = Role::start(home, "serve", region, &all, log)?;
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -75,8 +94,23 @@ impl Role {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        Ok((role, port))
+        Ok((
+            role,
+            ApiPorts {
+                public: port,
+                operator,
+            },
+        ))
     }
+}
+
+/// The ports of a bench api.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiPorts {
+    /// What the edge would forward to (signed requests).
+    pub public: u16,
+    /// `/metrics`.
+    pub operator: u16,
 }
 
 /// Waits until something listens on `port` (30 s at most); `what` names it,

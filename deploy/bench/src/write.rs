@@ -123,7 +123,7 @@ pub async fn run(home: &Home, topology: &Topology, json: bool) -> Result<()> {
     );
     let stack_api = topology.region_ports(0).api;
     let users = write_load::sign_up(stack_api, &host, &key, 16).await?;
-    let (_direct_api, direct_port) = Role::api(
+    let (_direct_api, direct_api) = Role::api(
         home,
         &t.region,
         &["--write-path", "direct"],
@@ -135,7 +135,7 @@ pub async fn run(home: &Home, topology: &Topology, json: bool) -> Result<()> {
     for posters in POSTERS {
         for (label, port, out) in [
             ("pipeline", stack_api, &mut pipeline),
-            ("direct", direct_port, &mut direct),
+            ("direct", direct_api.public, &mut direct),
         ] {
             let f = write_load::posters(port, &host, &key, &users, posters, secs).await?;
             println!("  [{label}] {}", f.line());

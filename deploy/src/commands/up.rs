@@ -237,8 +237,12 @@ fn print_summary(state: &StackState, home: &Home) {
     println!();
     for region in &state.regions {
         println!(
-            "  api {:<10} http://127.0.0.1:{}/  (/healthz, /metrics, /openapi.json)",
+            "  api {:<10} http://127.0.0.1:{}/  (/healthz, /openapi.json; signed requests only)",
             region.name, region.api_port
+        );
+        println!(
+            "  operator       http://127.0.0.1:{}/metrics  ({}: /metrics, DELETE /old_posts)",
+            region.operator_port, region.name
         );
     }
     if let Some(dns) = state.component("geo-dns") {

@@ -1,6 +1,8 @@
 //! The origin's half of edge ↔ origin trust (design §4): every request but
-//! the operator's (`/healthz`, `/metrics`, `/openapi.json`, `/old_posts`) carries the
-//! edge's `x-cityboard-signature`, verified here before any handler runs.
+//! `/healthz` and `/openapi.json` carries the edge's
+//! `x-cityboard-signature`, verified here before any handler runs. (The
+//! operator's `/metrics` and `/old_posts` are not on this listener at all:
+//! `http::operator_app`.)
 //!
 //! The signature covers what the origin cannot see for itself behind the
 //! Worker, which cannot set `Host`: the public host (`x-forwarded-host`),
@@ -27,9 +29,9 @@ use crate::http::{AppState, BODY_LIMIT};
 use crate::stack::Secrets;
 use crate::store::Store;
 
-/// Operator endpoints, reached directly (supervisor, Prometheus, tests),
-/// never through the edge.
-const UNSIGNED_PATHS: [&str; 4] = ["/healthz", "/metrics", "/openapi.json", "/old_posts"];
+/// Reached directly (the supervisor's probe, API tooling), never through
+/// the edge; neither says anything private.
+pub const UNSIGNED_PATHS: [&str; 2] = ["/healthz", "/openapi.json"];
 
 /// What the api checks signatures with; part of `AppState`.
 #[derive(Clone)]

@@ -63,10 +63,6 @@ pub fn app(state: AppState) -> axum::Router {
         )
         .route("/report", post(writes::report))
         .route("/commands/{id}", get(commands::get_command))
-        .route(
-            "/old_posts",
-            axum::routing::delete(operator::delete_old_posts),
-        )
         .route("/signup", get(accounts::signup_form).post(accounts::signup))
         .route("/login", get(accounts::login_form).post(accounts::login))
         .route("/logout", get(pages::logout_page).post(session::logout))
@@ -74,7 +70,6 @@ pub fn app(state: AppState) -> axum::Router {
         .route("/me", get(session::me))
         .route("/user", delete(session::delete_user))
         .route("/healthz", get(health::healthz))
-        .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi::serve))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -111,6 +106,30 @@ pub fn app(state: AppState) -> axum::Router {
         .with_state(state)
 }
 
+/// The operator's routes, on a listener of their own (`serve
+/// --operator-listen`) that the edge never forwards to and a deployment
+/// keeps inside its network: `/metrics` for Prometheus, `DELETE /old_posts`
+/// (its own bearer token too), `/healthz`. Unsigned, and with no request
+/// timeout: an archive run takes as long as it takes.
+pub fn operator_app(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .route(
+            "/old_posts",
+            axum::routing::delete(operator::delete_old_posts),
+        )
+        .route("/healthz", get(health::healthz))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(problems_everywhere))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+            },
+        ))
+        .with_state(state)
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound
 }
@@ -119,15 +138,12 @@ async fn not_found() -> ApiError {
 /// (counted, and a page for a browser, like any error): a client, or the
 /// edge with its own shorter timeout, has long given up on it, and what it
 /// holds (connections, a password-hash slot) is better given to the next.
-/// The operator's `DELETE /old_posts`, an archive run, is not limited.
+/// (The operator's listener has none: `operator_app`.)
 async fn request_timeout(
     axum::extract::State(st): axum::extract::State<AppState>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if req.uri().path() == "/old_posts" {
-        return next.run(req).await;
-    }
     let limit = st.request_timeout;
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,

@@ -7,7 +7,7 @@ use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::http::{accounts, commands, health, metrics, operator, pages, posts, session, writes};
+use crate::http::{accounts, commands, health, pages, posts, session, writes};
 
 /// The api of one region.
 #[derive(OpenApi)]
@@ -15,8 +15,7 @@ use crate::http::{accounts, commands, health, metrics, operator, pages, posts, s
     info(
         title = "cityboard region api",
         description = "The origin of one region, reached through the edge. Every operation \
-                       except `/healthz`, `/metrics`, `/openapi.json` and the operator's \
-                       `/old_posts` requires the edge's \
+                       except `/healthz` and `/openapi.json` requires the edge's \
                        request signature (security scheme `edge`): without it, or with one \
                        that is forged, stale or replayed, the answer is 401 with problem type \
                        `signature`. City-scoped operations take the city from the signed \
@@ -43,8 +42,6 @@ use crate::http::{accounts, commands, health, metrics, operator, pages, posts, s
         session::me,
         session::delete_user,
         health::healthz,
-        metrics::metrics,
-        operator::delete_old_posts,
         pages::home,
         pages::new_post,
         pages::my_posts,
@@ -65,7 +62,7 @@ use crate::http::{accounts, commands, health, metrics, operator, pages, posts, s
                                          status of a write accepted with 202"),
         (name = "accounts", description = "Sign-up and sessions"),
         (name = "pages", description = "The site's own HTML pages (forms post to the writes above)"),
-        (name = "operations", description = "Health, metrics, this document"),
+        (name = "operations", description = "Health and this document (metrics and the operator's routes are on the operator listener, not here)"),
     )
 )]
 pub struct ApiDoc;
@@ -85,28 +82,13 @@ impl Modify for Security {
             ),
         );
         components.add_security_scheme(
-            "operator",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some(
-                        "The region's operator token (`operator.token` in the secrets \
-                         directory); operator endpoints are reached directly, not through \
-                         the edge",
-                    ))
-                    .build(),
-            ),
-        );
-        components.add_security_scheme(
             "cookie",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("cb_session"))),
         );
     }
 }
 
-/// Operations the edge signature does not cover (operators reach them
-/// directly); the same list as `edge_trust`'s.
-const UNSIGNED_PATHS: [&str; 4] = ["/healthz", "/metrics", "/openapi.json", "/old_posts"];
+use crate::http::edge_trust::UNSIGNED_PATHS;
 
 /// The edge signature (design §4): a security scheme naming the header,
 /// and on every operation it covers the 401 of a refused signature and the

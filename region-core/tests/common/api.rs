@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use cityboard_protocol::sign::{self, Key};
 use region_core::clock::SharedClock;
-use region_core::http::{AppState, app};
+use region_core::http::{AppState, app, operator_app};
 use region_core::limits::Limits;
 use region_core::roles::api::{ApiOptions, connect};
 use region_core::stack::{Secrets, StackFile};
@@ -199,13 +199,19 @@ impl Api {
     /// already) and returns status, headers and body text. Operator paths
     /// are sent as they are: nobody signs those.
     pub async fn send(&self, req: Request<Body>) -> Reply {
-        let operator = ["/healthz", "/metrics", "/openapi.json"].contains(&req.uri().path());
+        let operator = ["/healthz", "/openapi.json"].contains(&req.uri().path());
         let req = if operator || req.headers().contains_key(sign::SIGNATURE_HEADER) {
             req
         } else {
             self.signed(req).await
         };
         self.send_raw(req).await
+    }
+
+    /// Sends `req`, as it is, to the operator's listener
+    /// (`http::operator_app`: `/metrics`, `DELETE /old_posts`).
+    pub async fn send_operator(&self, req: Request<Body>) -> Reply {
+        reply(operator_app(self.state.clone()).oneshot(req).await.unwrap()).await
     }
 
     /// Sends `req` signed by the test edge as coming from visitor `ip`.
@@ -217,17 +223,7 @@ impl Api {
 
     /// Sends `req` exactly as it is (no signature added).
     pub async fn send_raw(&self, req: Request<Body>) -> Reply {
-        let res = app(self.state.clone()).oneshot(req).await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        Reply {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        }
+        reply(app(self.state.clone()).oneshot(req).await.unwrap()).await
     }
 
     pub async fn get(&self, city: &str, path: &str, accept: &str) -> Reply {
@@ -249,6 +245,20 @@ impl Api {
                 .unwrap(),
         )
         .await
+    }
+}
+
+/// Status, headers and body text of `res`.
+async fn reply(res: axum::response::Response) -> Reply {
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
     }
 }
 

@@ -95,9 +95,6 @@ def _forward_key() -> bytes:
 
 
 FORWARD_KEY = _forward_key()
-# DELETE /old_posts is the operator's: its bearer token, not a user's.
-OPERATOR_TOKEN = (pathlib.Path(os.environ["CITYBOARD_HOME"]) / "secrets" / "operator.token") \
-    .read_text().strip()
 
 try:  # what urllib3 sends as the request target (it re-encodes a few bytes)
     from urllib3.util.url import _encode_target
@@ -245,8 +242,6 @@ class CityboardSession:
             if isinstance(case.body, dict) and isinstance(case.body.get("password"), str) \
                     and secrets.randbelow(2):
                 case.body["password"] = password
-        if case.operation.path == "/old_posts":
-            token = OPERATOR_TOKEN
         case.headers = case.headers or {}
         case.headers["Authorization"] = f"Bearer {token}"
 

@@ -21,9 +21,15 @@ use crate::stack::{Secrets, StackFile};
 /// Flags of `region-core serve`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
+    /// Address to listen on (what the edge forwards to).
     #[arg(long, env = "CITYBOARD_LISTEN")]
     pub listen: SocketAddr,
+    /// Address of the operator's listener: `/metrics`, `DELETE
+    /// /old_posts`, `/healthz` (`http::operator_app`). Keep it inside the
+    /// deployment's network; the edge never forwards to it. None: those
+    /// routes are not served.
+    #[arg(long, env = "CITYBOARD_OPERATOR_LISTEN")]
+    pub operator_listen: Option<SocketAddr>,
     /// Directory of `session.key`, `kv-route.key`, `edge-forward.key`,
     /// `edge-forward.previous.key`, `operator.token`.
     #[arg(long, env = "CITYBOARD_SECRETS_DIR")]
@@ -149,14 +155,46 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
-    tracing::info!(%listen, region, "api serving");
+    let operator = match args.operator_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("listening on {at} (operator)"))?,
+        ),
+        None => None,
+    };
+    tracing::info!(%listen, operator = ?args.operator_listen, region, "api serving");
+    // Both listeners stop on the one shutdown signal.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let operator_task = operator.map(|listener| {
+        let app = crate::http::operator_app(app_state.clone());
+        let rx = stop_rx.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped(rx))
+                .await
+        })
+    });
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
     // The peer address is the client's IP of requests that do not come
     // through the edge (`ClientIp`).
     let app = crate::http::app(app_state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(stopped(stop_rx))
         .await
         .context("serving")?;
+    if let Some(task) = operator_task {
+        match task.await {
+            Ok(result) => result.context("serving the operator listener")?,
+            Err(e) => tracing::warn!(error = %e, "operator listener task"),
+        }
+    }
     for t in &background.tasks {
         t.abort();
     }
