@@ -222,7 +222,8 @@ pub enum LimitError {
     Store(#[from] StoreUnavailable),
 }
 
-/// Checks all buckets, then takes one from each (`take` = 1) or none.
+/// Checks all buckets, then takes one from each (`take` = 1) or none
+/// (`take` = 0 only looks).
 /// KEYS: the buckets. ARGV[1]: now (ms); then per bucket: its interval (ms)
 /// and burst. ARGV[2 + 2n]: 1 to take, 0 to only look.
 /// Returns 0, or the ms until every bucket would allow it.
@@ -250,6 +251,31 @@ end
 return 0
 ";
 
+/// Moves each bucket's TAT back by one interval (never before now, where a
+/// bucket is full and its key can go). KEYS: the buckets. ARGV[1]: now
+/// (ms); then each bucket's interval (ms).
+const REFUND: &str = r"
+local now = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[i + 1])
+  local tat = tonumber(redis.call('GET', key))
+  if tat then
+    local new_tat = tat - interval
+    if new_tat <= now then
+      redis.call('DEL', key)
+    else
+      redis.call('SET', key, tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1)
+    end
+  end
+end
+return 0
+";
+
+/// The store key of a bucket.
+fn key(limit: Limit, subject: &str) -> String {
+    format!("rl:{}:{subject}", limit.name())
+}
+
 /// Checks and takes from the region's buckets; cheap to clone.
 #[derive(Clone)]
 pub struct Limiter {
@@ -257,6 +283,7 @@ pub struct Limiter {
     store: Store,
     clock: SharedClock,
     script: std::sync::Arc<redis::Script>,
+    refund: std::sync::Arc<redis::Script>,
 }
 
 impl fmt::Debug for Limiter {
@@ -275,6 +302,7 @@ impl Limiter {
             store,
             clock,
             script: std::sync::Arc::new(redis::Script::new(GCRA)),
+            refund: std::sync::Arc::new(redis::Script::new(REFUND)),
         }
     }
 
@@ -289,11 +317,23 @@ impl Limiter {
         self.run(buckets, true).await
     }
 
-    /// Whether one more request would be allowed by each of `buckets`,
-    /// taking nothing (log-in looks before it hashes, and takes only when
-    /// the password was wrong).
-    pub async fn check(&self, buckets: &[(Limit, &str)]) -> Result<(), LimitError> {
-        self.run(buckets, false).await
+    /// Gives back what `take` took from each of `buckets` (a log-in whose
+    /// password was right: only failures count, but every attempt takes
+    /// before it is hashed, so that concurrent attempts cannot all pass a
+    /// look that none of them has counted yet).
+    pub async fn refund(&self, buckets: &[(Limit, &str)]) -> Result<(), LimitError> {
+        if !self.limits.enabled || buckets.is_empty() {
+            return Ok(());
+        }
+        let now = self.clock.now().timestamp_millis();
+        let mut call = self.refund.prepare_invoke();
+        call.arg(now);
+        for (limit, subject) in buckets {
+            call.key(key(*limit, subject))
+                .arg(limit.rate(&self.limits).interval_ms());
+        }
+        let _: i64 = self.store.invoke(&call).await?;
+        Ok(())
     }
 
     async fn run(&self, buckets: &[(Limit, &str)], take: bool) -> Result<(), LimitError> {
@@ -305,7 +345,7 @@ impl Limiter {
         call.arg(now);
         for (limit, subject) in buckets {
             let rate = limit.rate(&self.limits);
-            call.key(format!("rl:{}:{subject}", limit.name()))
+            call.key(key(*limit, subject))
                 .arg(rate.interval_ms())
                 .arg(rate.count);
         }

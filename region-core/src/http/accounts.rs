@@ -21,7 +21,7 @@ use crate::http::extract::cookie;
 use crate::http::forms::check_anonymous;
 use crate::http::session_cookie::{self, Session, set_cookie};
 use crate::http::{AppState, ClientIp, Input};
-use crate::limits::{Limit, LimitError, email_subject, ip_subject};
+use crate::limits::{Limit, email_subject, ip_subject};
 use crate::model::Id;
 use crate::model::post::FieldError;
 use crate::render::{self, AccountForm, Viewer};
@@ -252,8 +252,10 @@ pub async fn login(
     }
     // Failed attempts are counted per address and per account (by the
     // e-mail typed, so unknown addresses count too); a browser that logged
-    // in to this account before is exempt from the account's count. Looked
-    // at before hashing, taken from only when the password was wrong.
+    // in to this account before is exempt from the account's count. Every
+    // attempt takes before its password is hashed (so a burst of
+    // concurrent guesses cannot all pass before any is counted), and a
+    // right password gives it back.
     let ip = ip_subject(client);
     let account = email_subject(&c.email);
     let now = st.clock.now().timestamp();
@@ -273,20 +275,22 @@ pub async fn login(
     if known_device.is_none() || known_device != user {
         buckets.push((Limit::LoginFailuresPerAccount, account.as_str()));
     }
-    st.limiter.check(&buckets).await?;
+    st.limiter.take(&buckets).await?;
     // Verified even for an unknown user (against a dummy hash): same time.
-    let ok = st.passwords.verify(c.password, stored).await?;
+    let ok = match st.passwords.verify(c.password, stored).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            // Not an attempt that was judged: it does not count.
+            refund(&st, &buckets).await;
+            return Err(e.into());
+        }
+    };
     let Some(user) = user.filter(|_| ok) else {
         // Who keeps guessing (the edge's view of the visitor's address).
         tracing::info!(client_ip = ?client, "log-in refused");
-        // Over the limit now: this attempt was allowed, the next is not.
-        if let Err(e) = st.limiter.take(&buckets).await
-            && !matches!(e, LimitError::Limited(_))
-        {
-            tracing::warn!(error = %e, "counting a failed log-in");
-        }
         return Err(ApiError::BadCredentials);
     };
+    refund(&st, &buckets).await;
     let mut res = session_cookie::issue(&st, user, input.form.then_some("/"));
     set_cookie(
         &mut res,
@@ -297,6 +301,14 @@ pub async fn login(
         ),
     );
     Ok(res)
+}
+
+/// Gives back a log-in attempt's take (best effort: at worst a success is
+/// counted as a failure until its interval passes).
+async fn refund(st: &AppState, buckets: &[(Limit, &str)]) {
+    if let Err(e) = st.limiter.refund(buckets).await {
+        tracing::warn!(error = %e, "giving back a log-in attempt's count");
+    }
 }
 
 #[cfg(test)]
