@@ -4,12 +4,13 @@
 //! Adding a process to the stack is a new [`Launch`] variant (or a
 //! [`Launch::Program`]) and a line in [`plan`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Result;
 use nix::sys::signal::Signal;
 
+use crate::edge::read_secret;
 use crate::home::Home;
 use crate::redis_server::RedisRole;
 use crate::state::{RegionState, ShardState};
@@ -50,6 +51,8 @@ pub enum Launch {
         role: RedisRole,
         /// Directory of its append-only file.
         data: PathBuf,
+        /// Where the stack's secrets are (its password).
+        secrets_dir: PathBuf,
     },
     /// The Kafka-protocol broker.
     Broker {
@@ -154,7 +157,16 @@ impl Component {
             Launch::PgPrimary { data } | Launch::PgReplica { data, .. } => {
                 postgres::command(data, self.port)
             }
-            Launch::Redis { role, data } => redis_server::command(*role, data, self.port),
+            Launch::Redis {
+                role,
+                data,
+                secrets_dir,
+            } => redis_server::command(
+                *role,
+                data,
+                self.port,
+                &read_secret(secrets_dir, redis_server::PASSWORD_FILE)?,
+            ),
             Launch::Broker { data } => broker::command(data, self.port),
             Launch::RegionApi {
                 region,
@@ -190,7 +202,13 @@ impl Component {
         match &self.launch {
             Launch::PgPrimary { .. } => postgres::probe(self.port, false).await,
             Launch::PgReplica { .. } => postgres::probe(self.port, true).await,
-            Launch::Redis { .. } => redis_server::probe(self.port).await,
+            Launch::Redis { secrets_dir, .. } => {
+                redis_server::probe(
+                    self.port,
+                    &read_secret(secrets_dir, redis_server::PASSWORD_FILE)?,
+                )
+                .await
+            }
             Launch::Broker { .. } => broker::probe(self.port).await,
             Launch::RegionApi { .. } | Launch::RegionRole { .. } => {
                 region_api::probe(self.port).await
@@ -266,6 +284,7 @@ pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
                 launch: Launch::Redis {
                     role,
                     data: home.component_data(&name),
+                    secrets_dir: home.secrets_dir(),
                 },
                 name,
                 port,
@@ -380,8 +399,9 @@ pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
 }
 
 /// The addresses of each region, as the state file publishes them.
-pub fn region_states(topology: &Topology) -> Vec<RegionState> {
-    topology
+pub fn region_states(topology: &Topology, secrets_dir: &Path) -> Result<Vec<RegionState>> {
+    let redis_password = read_secret(secrets_dir, redis_server::PASSWORD_FILE)?;
+    Ok(topology
         .regions
         .iter()
         .enumerate()
@@ -390,8 +410,8 @@ pub fn region_states(topology: &Topology) -> Vec<RegionState> {
             RegionState {
                 name: region.name.clone(),
                 catalog_url: postgres::url(ports.catalog, postgres::DATABASE),
-                redis_cache_url: format!("redis://127.0.0.1:{}/", ports.redis_cache),
-                redis_store_url: format!("redis://127.0.0.1:{}/", ports.redis_store),
+                redis_cache_url: redis_server::url(ports.redis_cache, &redis_password),
+                redis_store_url: redis_server::url(ports.redis_store, &redis_password),
                 api_port: ports.api,
                 operator_port: ports.api_operator,
                 shards: region
@@ -414,5 +434,5 @@ pub fn region_states(topology: &Topology) -> Vec<RegionState> {
                     .collect(),
             }
         })
-        .collect()
+        .collect())
 }

@@ -29,6 +29,10 @@ pub const SECRETS: &[(&str, &str)] = &[
         "operator.token",
         "bearer token of operator endpoints (DELETE /old_posts)",
     ),
+    (
+        "redis.password",
+        "password every Redis of the stack requires (requirepass)",
+    ),
 ];
 
 /// Creates every missing secret; existing ones are kept, so that sessions

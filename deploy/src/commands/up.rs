@@ -257,8 +257,15 @@ fn print_summary(state: &StackState, home: &Home) {
     for region in &state.regions {
         println!("  region {}", region.name);
         println!("    catalog        {}", region.catalog_url);
-        println!("    redis cache    {}", region.redis_cache_url);
-        println!("    redis store    {}", region.redis_store_url);
+        // The URLs hold the password (secrets/redis.password).
+        println!(
+            "    redis cache    {}",
+            region_core::lazy_redis::redacted(&region.redis_cache_url)
+        );
+        println!(
+            "    redis store    {}",
+            region_core::lazy_redis::redacted(&region.redis_store_url)
+        );
         for shard in &region.shards {
             println!(
                 "    {:<14} {}  cities: {}",
