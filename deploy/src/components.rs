@@ -70,6 +70,8 @@ pub enum Launch {
     EdgeKv {
         /// Directory of the namespace, one file per key.
         data: PathBuf,
+        /// Where the stack's secrets are (its key).
+        secrets_dir: PathBuf,
     },
     /// The edge Worker under workerd.
     Edge {
@@ -141,8 +143,9 @@ impl Component {
             Launch::Edge {
                 topology_file,
                 config,
+                secrets_dir,
                 ..
-            } => edge::prepare(&Topology::load(topology_file)?, config),
+            } => edge::prepare(&Topology::load(topology_file)?, config, secrets_dir),
             Launch::Redis { .. }
             | Launch::Broker { .. }
             | Launch::GeoDns { .. }
@@ -188,7 +191,9 @@ impl Component {
                 secrets_dir,
             } => region_api::role_command(*role, state_file, secrets_dir, region, self.port),
             Launch::GeoDns { topology_file, .. } => geo_dns::command(topology_file, self.port),
-            Launch::EdgeKv { data } => edge_kv::command(data, self.port),
+            Launch::EdgeKv { data, secrets_dir } => {
+                edge_kv::command(data, self.port, Some(&secrets_dir.join(edge_kv::KEY_FILE)))
+            }
             Launch::Edge {
                 config,
                 secrets_dir,
@@ -214,7 +219,9 @@ impl Component {
                 region_api::probe(self.port).await
             }
             Launch::GeoDns { apex, .. } => geo_dns::probe(self.port, apex).await,
-            Launch::EdgeKv { .. } => edge_kv::probe(self.port).await,
+            Launch::EdgeKv { secrets_dir, .. } => {
+                edge_kv::probe(&edge_kv::Client::of_stack(self.port, secrets_dir)?).await
+            }
             Launch::Edge { .. } => edge::probe(self.port).await,
         }
     }
@@ -233,7 +240,10 @@ impl Component {
     /// rewrites one key.
     pub async fn after_start(&self, topology: &Topology) -> Result<()> {
         match &self.launch {
-            Launch::EdgeKv { .. } => edge::write_routes(topology, self.port).await,
+            Launch::EdgeKv { secrets_dir, .. } => {
+                let kv = edge_kv::Client::of_stack(self.port, secrets_dir)?;
+                edge::write_routes(topology, &kv).await
+            }
             _ => Ok(()),
         }
     }
@@ -367,6 +377,7 @@ pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
     out.push(Component {
         launch: Launch::EdgeKv {
             data: home.component_data(&kv),
+            secrets_dir: home.secrets_dir(),
         },
         name: kv,
         port: topology.edge_kv_port(),

@@ -30,6 +30,10 @@ pub const SECRETS: &[(&str, &str)] = &[
         "bearer token of operator endpoints (DELETE /old_posts)",
     ),
     (
+        "edge-kv.key",
+        "bearer key of the edge's KV service (workerd presents it)",
+    ),
+    (
         "redis.password",
         "password every Redis of the stack requires (requirepass)",
     ),

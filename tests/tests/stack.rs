@@ -192,6 +192,28 @@ async fn a_redis_client_without_the_password_is_refused() {
 }
 
 #[tokio::test]
+async fn the_edge_kv_service_refuses_a_client_without_its_key() {
+    let st = state(&shared_home());
+    let port = st.component("edge-kv").expect("edge-kv").port;
+    let list = "/?prefix=route%3A&key_count_limit=1";
+    for headers in [vec![], vec![("authorization", "Bearer not-the-key")]] {
+        let r = cityboard_deploy::http::request(port, "GET", list, &headers, b"")
+            .await
+            .expect("edge-kv answers");
+        assert_eq!(r.status, 401, "{headers:?}: {}", r.text());
+    }
+    // With the stack's key (which the edge's workerd presents): served.
+    let home = cityboard_tests::Home::new(&shared_home()).expect("home");
+    let kv = cityboard_deploy::edge_kv::Client::of_stack(port, &home.secrets_dir())
+        .expect("the stack's edge-kv key");
+    let r = kv
+        .request("GET", list, &[], b"")
+        .await
+        .expect("edge-kv answers");
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test]
 async fn each_region_has_its_topics_on_the_broker() {
     let st = state(&shared_home());
     let consumer: BaseConsumer = ClientConfig::new()

@@ -229,7 +229,7 @@ fn print_summary(state: &StackState, home: &Home) {
     }
     if let Some(kv) = state.component("edge-kv") {
         println!(
-            "  edge KV        http://127.0.0.1:{}/?prefix=route%3A  (cityboard edge-kv, the PAGES namespace; data {})",
+            "  edge KV        http://127.0.0.1:{}/?prefix=route%3A  (cityboard edge-kv, the PAGES namespace, bearer key secrets/edge-kv.key; data {})",
             kv.port,
             home.component_data("edge-kv").display()
         );
