@@ -4,12 +4,13 @@
 //! Adding a process to the stack is a new [`Launch`] variant (or a
 //! [`Launch::Program`]) and a line in [`plan`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Result;
 use nix::sys::signal::Signal;
 
+use crate::edge::read_secret;
 use crate::home::Home;
 use crate::redis_server::RedisRole;
 use crate::state::{RegionState, ShardState};
@@ -50,6 +51,8 @@ pub enum Launch {
         role: RedisRole,
         /// Directory of its append-only file.
         data: PathBuf,
+        /// Where the stack's secrets are (its password).
+        secrets_dir: PathBuf,
     },
     /// The Kafka-protocol broker.
     Broker {
@@ -67,6 +70,8 @@ pub enum Launch {
     EdgeKv {
         /// Directory of the namespace, one file per key.
         data: PathBuf,
+        /// Where the stack's secrets are (its key).
+        secrets_dir: PathBuf,
     },
     /// The edge Worker under workerd.
     Edge {
@@ -138,8 +143,9 @@ impl Component {
             Launch::Edge {
                 topology_file,
                 config,
+                secrets_dir,
                 ..
-            } => edge::prepare(&Topology::load(topology_file)?, config),
+            } => edge::prepare(&Topology::load(topology_file)?, config, secrets_dir),
             Launch::Redis { .. }
             | Launch::Broker { .. }
             | Launch::GeoDns { .. }
@@ -154,7 +160,16 @@ impl Component {
             Launch::PgPrimary { data } | Launch::PgReplica { data, .. } => {
                 postgres::command(data, self.port)
             }
-            Launch::Redis { role, data } => redis_server::command(*role, data, self.port),
+            Launch::Redis {
+                role,
+                data,
+                secrets_dir,
+            } => redis_server::command(
+                *role,
+                data,
+                self.port,
+                &read_secret(secrets_dir, redis_server::PASSWORD_FILE)?,
+            ),
             Launch::Broker { data } => broker::command(data, self.port),
             Launch::RegionApi {
                 region,
@@ -176,7 +191,9 @@ impl Component {
                 secrets_dir,
             } => region_api::role_command(*role, state_file, secrets_dir, region, self.port),
             Launch::GeoDns { topology_file, .. } => geo_dns::command(topology_file, self.port),
-            Launch::EdgeKv { data } => edge_kv::command(data, self.port),
+            Launch::EdgeKv { data, secrets_dir } => {
+                edge_kv::command(data, self.port, Some(&secrets_dir.join(edge_kv::KEY_FILE)))
+            }
             Launch::Edge {
                 config,
                 secrets_dir,
@@ -190,13 +207,21 @@ impl Component {
         match &self.launch {
             Launch::PgPrimary { .. } => postgres::probe(self.port, false).await,
             Launch::PgReplica { .. } => postgres::probe(self.port, true).await,
-            Launch::Redis { .. } => redis_server::probe(self.port).await,
+            Launch::Redis { secrets_dir, .. } => {
+                redis_server::probe(
+                    self.port,
+                    &read_secret(secrets_dir, redis_server::PASSWORD_FILE)?,
+                )
+                .await
+            }
             Launch::Broker { .. } => broker::probe(self.port).await,
             Launch::RegionApi { .. } | Launch::RegionRole { .. } => {
                 region_api::probe(self.port).await
             }
             Launch::GeoDns { apex, .. } => geo_dns::probe(self.port, apex).await,
-            Launch::EdgeKv { .. } => edge_kv::probe(self.port).await,
+            Launch::EdgeKv { secrets_dir, .. } => {
+                edge_kv::probe(&edge_kv::Client::of_stack(self.port, secrets_dir)?).await
+            }
             Launch::Edge { .. } => edge::probe(self.port).await,
         }
     }
@@ -215,7 +240,10 @@ impl Component {
     /// rewrites one key.
     pub async fn after_start(&self, topology: &Topology) -> Result<()> {
         match &self.launch {
-            Launch::EdgeKv { .. } => edge::write_routes(topology, self.port).await,
+            Launch::EdgeKv { secrets_dir, .. } => {
+                let kv = edge_kv::Client::of_stack(self.port, secrets_dir)?;
+                edge::write_routes(topology, &kv).await
+            }
             _ => Ok(()),
         }
     }
@@ -266,6 +294,7 @@ pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
                 launch: Launch::Redis {
                     role,
                     data: home.component_data(&name),
+                    secrets_dir: home.secrets_dir(),
                 },
                 name,
                 port,
@@ -348,6 +377,7 @@ pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
     out.push(Component {
         launch: Launch::EdgeKv {
             data: home.component_data(&kv),
+            secrets_dir: home.secrets_dir(),
         },
         name: kv,
         port: topology.edge_kv_port(),
@@ -380,8 +410,9 @@ pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
 }
 
 /// The addresses of each region, as the state file publishes them.
-pub fn region_states(topology: &Topology) -> Vec<RegionState> {
-    topology
+pub fn region_states(topology: &Topology, secrets_dir: &Path) -> Result<Vec<RegionState>> {
+    let redis_password = read_secret(secrets_dir, redis_server::PASSWORD_FILE)?;
+    Ok(topology
         .regions
         .iter()
         .enumerate()
@@ -390,8 +421,8 @@ pub fn region_states(topology: &Topology) -> Vec<RegionState> {
             RegionState {
                 name: region.name.clone(),
                 catalog_url: postgres::url(ports.catalog, postgres::DATABASE),
-                redis_cache_url: format!("redis://127.0.0.1:{}/", ports.redis_cache),
-                redis_store_url: format!("redis://127.0.0.1:{}/", ports.redis_store),
+                redis_cache_url: redis_server::url(ports.redis_cache, &redis_password),
+                redis_store_url: redis_server::url(ports.redis_store, &redis_password),
                 api_port: ports.api,
                 operator_port: ports.api_operator,
                 shards: region
@@ -414,5 +445,5 @@ pub fn region_states(topology: &Topology) -> Vec<RegionState> {
                     .collect(),
             }
         })
-        .collect()
+        .collect())
 }

@@ -182,9 +182,9 @@ pub fn template_version() -> u32 {
     region_core::roles::publisher::template_version()
 }
 
-/// Writes the stack's edge config (`config`, mode 0600) with the Worker's
-/// modules copied beside it.
-pub fn prepare(topology: &Topology, config: &Path) -> Result<()> {
+/// Writes the stack's edge config (`config`, mode 0600: it holds the KV
+/// service's key) with the Worker's modules copied beside it.
+pub fn prepare(topology: &Topology, config: &Path, secrets_dir: &Path) -> Result<()> {
     let run_dir = config
         .parent()
         .context("the edge config has no directory")?;
@@ -192,6 +192,7 @@ pub fn prepare(topology: &Topology, config: &Path) -> Result<()> {
     let text = EdgeConfig {
         listen: format!("127.0.0.1:{}", topology.edge_port()),
         kv: format!("127.0.0.1:{}", topology.edge_kv_port()),
+        kv_key: Some(read_secret(secrets_dir, crate::edge_kv::KEY_FILE)?),
         modules: &modules,
         apex: &topology.apex,
         cities: serde_json::to_string(&cities(topology))?,
@@ -245,9 +246,8 @@ pub async fn probe(port: u16) -> Result<()> {
     Ok(())
 }
 
-/// Writes `route:{city}` of every city into the KV service on `kv_port`.
-pub async fn write_routes(topology: &Topology, kv_port: u16) -> Result<()> {
-    let client = crate::edge_kv::Client { port: kv_port };
+/// Writes `route:{city}` of every city into the KV service of `client`.
+pub async fn write_routes(topology: &Topology, client: &crate::edge_kv::Client) -> Result<()> {
     for (key, route) in routes(topology) {
         client
             .put(&key, serde_json::to_string(&route)?.as_bytes(), None, None)

@@ -8,39 +8,89 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use cityboard_edge_kv::METADATA_HEADER;
 
-use crate::http::{self, http_get_status};
+use crate::http;
 use crate::process::sibling_binary;
 
+/// The stack's edge-kv key (in `secrets/`): every client of the stack's
+/// KV service must present it.
+pub const KEY_FILE: &str = "edge-kv.key";
+
 /// The supervised command: `cityboard edge-kv`, from the `cityboard` that
-/// runs (the supervisor) or that sits beside the bench that runs.
-pub fn command(dir: &Path, port: u16) -> Result<Command> {
+/// runs (the supervisor) or that sits beside the bench that runs; with
+/// `key_file`, clients must present its key.
+pub fn command(dir: &Path, port: u16, key_file: Option<&Path>) -> Result<Command> {
     let mut cmd = Command::new(sibling_binary("cityboard")?);
     cmd.arg("edge-kv")
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--dir")
         .arg(dir);
+    if let Some(file) = key_file {
+        cmd.arg("--key-file").arg(file);
+    }
     Ok(cmd)
 }
 
 /// Ready when a one-key list answers 200 (every path is a key, so the
 /// list is the one request with no side effect and no key of its own).
-pub async fn probe(port: u16) -> Result<()> {
-    let status = http_get_status(port, "/?key_count_limit=1").await?;
-    if status != 200 {
-        bail!("KV list answered {status}");
+pub async fn probe(client: &Client) -> Result<()> {
+    let response = client
+        .request("GET", "/?key_count_limit=1", &[], b"")
+        .await?;
+    if response.status != 200 {
+        bail!("KV list answered {}", response.status);
     }
     Ok(())
 }
 
 /// A client of the service, for the orchestrator and the tests (the
 /// Worker reaches it through its binding instead).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Client {
     /// The service's port on 127.0.0.1.
     pub port: u16,
+    /// The bearer key it requires, if any.
+    key: Option<String>,
 }
 
 impl Client {
+    /// A client of a service that requires no key.
+    pub fn new(port: u16) -> Client {
+        Client { port, key: None }
+    }
+
+    /// A client presenting `key`.
+    pub fn with_key(port: u16, key: String) -> Client {
+        Client {
+            port,
+            key: Some(key),
+        }
+    }
+
+    /// A client of the stack's service, with the stack's key from
+    /// `secrets_dir`.
+    pub fn of_stack(port: u16, secrets_dir: &Path) -> Result<Client> {
+        Ok(Client::with_key(
+            port,
+            crate::edge::read_secret(secrets_dir, KEY_FILE)?,
+        ))
+    }
+
+    /// Any request of the protocol, with the key.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<http::Response> {
+        let bearer = self.key.as_ref().map(|k| format!("Bearer {k}"));
+        let mut all = headers.to_vec();
+        if let Some(b) = &bearer {
+            all.push(("authorization", b.as_str()));
+        }
+        http::request(self.port, method, path, &all, body).await
+    }
+
     /// `put(key, value, {metadata, expirationTtl})`.
     pub async fn put(
         &self,
@@ -58,7 +108,7 @@ impl Client {
         if let Some(m) = &metadata {
             headers.push((METADATA_HEADER, m.as_str()));
         }
-        let response = http::request(self.port, "PUT", &path, &headers, value).await?;
+        let response = self.request("PUT", &path, &headers, value).await?;
         if response.status != 200 {
             bail!(
                 "KV put {key}: {} {}",
@@ -72,7 +122,7 @@ impl Client {
     /// `getWithMetadata(key)`: `None` when there is no such live key.
     pub async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Option<serde_json::Value>)>> {
         let path = format!("/{}?urlencoded=true", encode_key(key));
-        let response = http::request(self.port, "GET", &path, &[], b"").await?;
+        let response = self.request("GET", &path, &[], b"").await?;
         match response.status {
             404 => Ok(None),
             200 => {
@@ -93,7 +143,7 @@ impl Client {
     /// `delete(key)`.
     pub async fn delete(&self, key: &str) -> Result<()> {
         let path = format!("/{}?urlencoded=true", encode_key(key));
-        let response = http::request(self.port, "DELETE", &path, &[], b"").await?;
+        let response = self.request("DELETE", &path, &[], b"").await?;
         if response.status != 200 {
             bail!("KV delete {key}: {}", response.status);
         }

@@ -7,6 +7,8 @@
 //! enough for that: a killed process's writes are already in the kernel's
 //! page cache; only a machine crash could lose the last second.
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -36,13 +38,36 @@ impl RedisRole {
     }
 }
 
-/// The command that runs the instance in the foreground, logging to stdout.
-pub fn command(role: RedisRole, data: &Path, port: u16) -> Result<Command> {
+/// The secret (in the stack's `secrets/`) both instances of every region
+/// require of their clients (`requirepass`).
+pub const PASSWORD_FILE: &str = "redis.password";
+
+/// The URL the roles connect with: the password in it, so a URL must never
+/// be printed or logged as it is (`region_core::lazy_redis::redacted`).
+pub fn url(port: u16, password: &str) -> String {
+    format!("redis://:{password}@127.0.0.1:{port}/")
+}
+
+/// The command that runs the instance in the foreground, logging to stdout,
+/// requiring `password` of every client. The password goes in a config file
+/// of mode 0600 in `data`, not on the command line, where `ps` shows it.
+pub fn command(role: RedisRole, data: &Path, port: u16, password: &str) -> Result<Command> {
     let program = which("redis-server")
         .context("redis-server not found: install it with `deploy/install.sh base`")?;
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    let auth = data.join("auth.conf");
+    let _ = std::fs::remove_file(&auth);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&auth)
+        .with_context(|| format!("creating {}", auth.display()))?;
+    writeln!(file, "requirepass {password}")?;
     let mut cmd = Command::new(program);
-    cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+    // The config file must be the first argument.
+    cmd.arg(&auth)
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
         .arg("--dir")
         .arg(data)
         .args(["--daemonize", "no", "--logfile", "", "--save", ""])
@@ -54,26 +79,34 @@ pub fn command(role: RedisRole, data: &Path, port: u16) -> Result<Command> {
     Ok(cmd)
 }
 
-/// Ready when it answers PING.
-pub async fn probe(port: u16) -> Result<()> {
-    let reply = request(port, "PING").await?;
-    if reply.starts_with("+PONG") {
+/// Ready when it answers PING after AUTH with `password`.
+pub async fn probe(port: u16, password: &str) -> Result<()> {
+    let reply = request(port, &format!("AUTH {password}\r\nPING"), 2).await?;
+    if reply.starts_with("+OK\r\n+PONG") {
         Ok(())
     } else {
-        bail!("PING answered {reply:?}")
+        bail!("AUTH, PING answered {reply:?}")
     }
 }
 
-/// Sends one inline command and returns the raw reply.
-pub async fn request(port: u16, command: &str) -> Result<String> {
+/// Sends inline commands (one a line) and returns the raw replies, once
+/// `replies` lines have come.
+pub async fn request(port: u16, commands: &str, replies: usize) -> Result<String> {
     let exchange = async {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
         stream
-            .write_all(format!("{command}\r\n").as_bytes())
+            .write_all(format!("{commands}\r\n").as_bytes())
             .await?;
+        let mut got = Vec::new();
         let mut buf = vec![0u8; 4096];
-        let n = stream.read(&mut buf).await?;
-        anyhow::Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+        while got.iter().filter(|b| **b == b'\n').count() < replies {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        anyhow::Ok(String::from_utf8_lossy(&got).into_owned())
     };
     tokio::time::timeout(Duration::from_secs(2), exchange)
         .await

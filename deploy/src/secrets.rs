@@ -29,6 +29,14 @@ pub const SECRETS: &[(&str, &str)] = &[
         "operator.token",
         "bearer token of operator endpoints (DELETE /old_posts)",
     ),
+    (
+        "edge-kv.key",
+        "bearer key of the edge's KV service (workerd presents it)",
+    ),
+    (
+        "redis.password",
+        "password every Redis of the stack requires (requirepass)",
+    ),
 ];
 
 /// Creates every missing secret; existing ones are kept, so that sessions

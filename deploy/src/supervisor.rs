@@ -112,7 +112,7 @@ pub async fn run(home: Home) -> Result<()> {
             updated_at: String::new(),
             apex: topology.apex.clone(),
             broker: format!("127.0.0.1:{}", topology.broker_port()),
-            regions: components::region_states(&topology),
+            regions: components::region_states(&topology, &home.secrets_dir())?,
             components: Vec::new(),
         },
         items: components::plan(&topology, &home)

@@ -20,7 +20,48 @@ pub struct LazyRedis {
 
 impl std::fmt::Debug for LazyRedis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LazyRedis").field("url", &self.url).finish()
+        f.debug_struct("LazyRedis")
+            .field("url", &redacted(&self.url))
+            .finish()
+    }
+}
+
+/// `url` without its password (`redis://:***@host:port/`): what may be
+/// logged or shown. A URL without credentials is returned as it is.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    // The userinfo ends at the last '@' before the path.
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{}", &rest[at + 1..])
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_never_leave_in_a_printed_url() {
+        assert_eq!(
+            redacted("redis://:s3cret@127.0.0.1:6379/"),
+            "redis://:***@127.0.0.1:6379/"
+        );
+        assert_eq!(
+            redacted("postgres://api:pa:ss@db:5432/x?sslmode=require"),
+            "postgres://api:***@db:5432/x?sslmode=require"
+        );
+        assert_eq!(
+            redacted("redis://127.0.0.1:6379/"),
+            "redis://127.0.0.1:6379/"
+        );
+        assert_eq!(redacted("not a url"), "not a url");
     }
 }
 

@@ -143,9 +143,10 @@ pub enum Behaviour {
     /// 200 with a body naming the origin and the path.
     Normal,
     /// 421 (this region does not serve the city), after pointing
-    /// `route:{city}` in KV at `moved_to` (a finished move), if given.
+    /// `route:{city}` in KV through `moved_to`'s client (a finished move),
+    /// if given.
     Misdirected {
-        moved_to: Option<(u16, Route, String)>,
+        moved_to: Option<(edge_kv::Client, Route, String)>,
     },
     /// 302 to elsewhere (the Worker must not follow it).
     Redirect(String),
@@ -256,10 +257,9 @@ async fn answer(
     match behaviour {
         Behaviour::Normal => {}
         Behaviour::Misdirected { moved_to } => {
-            if let Some((kv_port, route, moved_city)) = moved_to {
+            if let Some((kv, route, moved_city)) = moved_to {
                 let value = serde_json::to_vec(&route).expect("route json");
-                edge_kv::Client { port: kv_port }
-                    .put(&route_key(&moved_city), &value, None, None)
+                kv.put(&route_key(&moved_city), &value, None, None)
                     .await
                     .expect("move the route");
             }
@@ -359,6 +359,10 @@ impl EdgeRuntime {
         std::fs::create_dir_all(&dir).expect("scratch dir");
         let (port, kv_port) = (free_port(), free_port());
 
+        // A KV service that requires a key, as the stack's does: workerd
+        // must present it (injected by the config) for any page to load.
+        let kv_key = format!("edge-worker-test-kv-key-{:016x}", rand::random::<u64>());
+        std::fs::write(dir.join("kv.key"), &kv_key).expect("kv key");
         let kv_log = std::fs::File::create(dir.join("kv.log")).expect("kv log");
         let kv_service = Command::new(cityboard_bin())
             .args([
@@ -368,6 +372,8 @@ impl EdgeRuntime {
                 "--dir",
             ])
             .arg(dir.join("kv"))
+            .arg("--key-file")
+            .arg(dir.join("kv.key"))
             .stdout(kv_log.try_clone().expect("log"))
             .stderr(kv_log)
             .spawn()
@@ -402,6 +408,7 @@ impl EdgeRuntime {
         let text = EdgeConfig {
             listen: format!("127.0.0.1:{port}"),
             kv: format!("127.0.0.1:{kv_port}"),
+            kv_key: Some(kv_key.clone()),
             modules: &modules,
             apex: APEX,
             cities: serde_json::to_string(&test_cities()).expect("cities json"),
@@ -434,7 +441,7 @@ impl EdgeRuntime {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", workerd_bin.display()));
         let mut runtime = EdgeRuntime {
             port,
-            kv: edge_kv::Client { port: kv_port },
+            kv: edge_kv::Client::with_key(kv_port, kv_key),
             dir,
             workerd,
             kv_service,
@@ -447,7 +454,7 @@ impl EdgeRuntime {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let worker = http::request(self.port, "GET", "/healthz", &[], b"").await;
-            let kv = edge_kv::probe(self.kv.port).await;
+            let kv = edge_kv::probe(&self.kv).await;
             if worker.as_ref().is_ok_and(|r| r.status == 200) && kv.is_ok() {
                 return;
             }

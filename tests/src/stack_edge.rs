@@ -2,7 +2,6 @@
 //! on the edge's port, and (for checks) its KV service read directly.
 
 use cityboard_deploy::edge::read_secret;
-use cityboard_deploy::http;
 use cityboard_protocol::kv::{PostMeta, post_key};
 use cityboard_protocol::sign::Key;
 
@@ -83,7 +82,9 @@ impl StackEdge {
             .expect("the stack has an edge-kv component")
             .port;
         let path = format!("/{}?urlencoded=true", post_key(post_id));
-        let r = http::request(port, "GET", &path, &[], b"")
+        let r = cityboard_deploy::edge_kv::Client::of_stack(port, &self.home.secrets_dir())
+            .expect("the stack's edge-kv key")
+            .request("GET", &path, &[], b"")
             .await
             .expect("edge-kv answers");
         if r.status == 404 {

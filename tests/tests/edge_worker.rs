@@ -346,7 +346,7 @@ async fn an_origin_answering_421_makes_the_worker_reread_the_route_and_retry_onc
         origin: new.url(),
     };
     old.behave(Behaviour::Misdirected {
-        moved_to: Some((edge.kv.port, route, "boston".into())),
+        moved_to: Some((edge.kv.clone(), route, "boston".into())),
     });
     let res = edge
         .request("GET", &boston, "/post?search=bike", &[JSON], b"")

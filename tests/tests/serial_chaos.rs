@@ -25,6 +25,7 @@ use chaos::api::Apis;
 use chaos::faults::{CONTROL_DIR_ENV, FAULTS, Fault, Struck, strike};
 use chaos::load::{Ledger, Load, Outcome, client, follow_pending};
 use chaos::observe;
+use cityboard_deploy::edge_kv;
 use cityboard_deploy::topology::{SmallRegion, small_topology_text};
 use cityboard_tests::{OwnStack, cityboard_bin, output_text, repo_root};
 use rand::Rng;
@@ -138,9 +139,19 @@ async fn serial_chaos_loses_no_acknowledged_write_and_duplicates_none() {
         .enumerate()
         .map(|(n, t)| tokio::spawn(client(load.clone(), n, t.clone())))
         .collect();
-    let kv_port = state.component("edge-kv").expect("edge-kv").port;
+    let kv_client = edge_kv::Client::of_stack(
+        state.component("edge-kv").expect("edge-kv").port,
+        &cityboard_tests::Home::new(&stack.home)
+            .expect("home")
+            .secrets_dir(),
+    )
+    .expect("the stack's edge-kv key");
     let tracking = Arc::new(AtomicBool::new(true));
-    let tracker = tokio::spawn(track_kv(load.ledger.clone(), kv_port, tracking.clone()));
+    let tracker = tokio::spawn(track_kv(
+        load.ledger.clone(),
+        kv_client.clone(),
+        tracking.clone(),
+    ));
 
     // The faults, in random order, each in a random region.
     let mut faults: Vec<Fault> = FAULTS.to_vec();
@@ -189,10 +200,10 @@ async fn serial_chaos_loses_no_acknowledged_write_and_duplicates_none() {
     follow_pending(&load.ledger, &apis, &tokens).await;
 
     // Quiet: every row's KV entry at its version, every outbox empty.
-    let (rows, kv) = chaos::check::until_quiet(&state, kv_port, QUIET_LIMIT, |_| true).await;
+    let (rows, kv) = chaos::check::until_quiet(&state, &kv_client, QUIET_LIMIT, |_| true).await;
     tracking.store(false, Ordering::SeqCst);
     tracker.await.expect("the KV tracker");
-    let kv_ids = observe::kv_post_ids(kv_port).await;
+    let kv_ids = observe::kv_post_ids(&kv_client).await;
     let writes = load.ledger.snapshot();
     let bad = chaos::check::violations(&writes, &rows, &kv, &kv_ids);
 
@@ -262,7 +273,7 @@ async fn serial_chaos_loses_no_acknowledged_write_and_duplicates_none() {
 
 /// Notes when KV first holds each acknowledged write's version (or a later
 /// one): a write is in flight at a fault until then.
-async fn track_kv(ledger: Arc<Ledger>, kv_port: u16, running: Arc<AtomicBool>) {
+async fn track_kv(ledger: Arc<Ledger>, kv: edge_kv::Client, running: Arc<AtomicBool>) {
     while running.load(Ordering::SeqCst) {
         let waiting: Vec<(usize, u64, i64)> = ledger
             .snapshot()
@@ -273,7 +284,7 @@ async fn track_kv(ledger: Arc<Ledger>, kv_port: u16, running: Arc<AtomicBool>) {
             .collect();
         let ids: Vec<u64> = waiting.iter().map(|(_, id, _)| *id).collect();
         if !ids.is_empty() {
-            let kv = observe::kv_entries(kv_port, &ids).await;
+            let kv = observe::kv_entries(&kv, &ids).await;
             let now = Instant::now();
             for (i, id, version) in waiting {
                 if kv.get(&id).is_some_and(|e| e.meta.version >= version) {

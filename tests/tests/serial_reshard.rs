@@ -264,12 +264,18 @@ async fn serial_reshard_moves_a_city_under_load_and_loses_nothing() {
     step(s(&["cleanup", &j])).await;
 
     // Quiet: every written row's KV entry at its version, outboxes empty.
-    let kv_port = state.component("edge-kv").expect("edge-kv").port;
-    let (rows, kv) = chaos::check::until_quiet(&state, kv_port, QUIET_LIMIT, |r| {
+    let kv_client = cityboard_deploy::edge_kv::Client::of_stack(
+        state.component("edge-kv").expect("edge-kv").port,
+        &cityboard_tests::Home::new(&stack.home)
+            .expect("home")
+            .secrets_dir(),
+    )
+    .expect("the stack's edge-kv key");
+    let (rows, kv) = chaos::check::until_quiet(&state, &kv_client, QUIET_LIMIT, |r| {
         r.id >= reshard::SEEDED_BELOW
     })
     .await;
-    let kv_ids = observe::kv_post_ids(kv_port).await;
+    let kv_ids = observe::kv_post_ids(&kv_client).await;
     let writes = load.ledger.snapshot();
     let mut bad = chaos::check::violations(&writes, &rows, &kv, &kv_ids);
     let unknown: Vec<String> = writes

@@ -155,6 +155,65 @@ async fn the_two_redis_instances_have_their_policies() {
 }
 
 #[tokio::test]
+async fn a_redis_client_without_the_password_is_refused() {
+    let st = state(&shared_home());
+    for region in &st.regions {
+        for url in [&region.redis_cache_url, &region.redis_store_url] {
+            // The state file's URL carries the password and is let in.
+            let mut conn = redis::Client::open(url.as_str())
+                .expect("redis url")
+                .get_connection()
+                .expect("redis connection");
+            let pong: String = redis::cmd("PING").query(&mut conn).expect("PING");
+            assert_eq!(pong, "PONG");
+            // The same address without it: refused, and no key is readable.
+            let (_, rest) = url.split_once('@').expect("a URL with credentials");
+            let bare = format!("redis://{rest}");
+            let mut conn = redis::Client::open(bare.as_str())
+                .expect("redis url")
+                .get_connection()
+                .expect("a TCP connection is still accepted");
+            let refused = redis::cmd("GET")
+                .arg("any")
+                .query::<Option<String>>(&mut conn)
+                .expect_err("an unauthenticated GET");
+            assert_eq!(refused.code(), Some("NOAUTH"), "{refused}");
+            // A wrong password is refused too.
+            let wrong = format!("redis://:not-the-password@{rest}");
+            assert!(
+                redis::Client::open(wrong.as_str())
+                    .expect("redis url")
+                    .get_connection()
+                    .is_err(),
+                "a wrong password was let in at {rest}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_edge_kv_service_refuses_a_client_without_its_key() {
+    let st = state(&shared_home());
+    let port = st.component("edge-kv").expect("edge-kv").port;
+    let list = "/?prefix=route%3A&key_count_limit=1";
+    for headers in [vec![], vec![("authorization", "Bearer not-the-key")]] {
+        let r = cityboard_deploy::http::request(port, "GET", list, &headers, b"")
+            .await
+            .expect("edge-kv answers");
+        assert_eq!(r.status, 401, "{headers:?}: {}", r.text());
+    }
+    // With the stack's key (which the edge's workerd presents): served.
+    let home = cityboard_tests::Home::new(&shared_home()).expect("home");
+    let kv = cityboard_deploy::edge_kv::Client::of_stack(port, &home.secrets_dir())
+        .expect("the stack's edge-kv key");
+    let r = kv
+        .request("GET", list, &[], b"")
+        .await
+        .expect("edge-kv answers");
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test]
 async fn each_region_has_its_topics_on_the_broker() {
     let st = state(&shared_home());
     let consumer: BaseConsumer = ClientConfig::new()

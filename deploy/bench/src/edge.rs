@@ -156,12 +156,12 @@ pub async fn run(home: &Home, topology: &Topology, scenario: &str, json: bool) -
     // The KV service, the two Workers, nginx: all on free ports.
     let kv_port = free_port()?;
     let _kv = Spawned::start(
-        cityboard_deploy::edge_kv::command(&dir.join("kv"), kv_port)?,
+        cityboard_deploy::edge_kv::command(&dir.join("kv"), kv_port, None)?,
         &logs.join("bench-edge.kv.log"),
         "edge-kv",
     )?;
     wait_listening(kv_port, "edge-kv").await?;
-    cityboard_deploy::edge_kv::Client { port: kv_port }
+    cityboard_deploy::edge_kv::Client::new(kv_port)
         .put(
             &post_key(POST_ID),
             page.as_bytes(),
@@ -179,6 +179,7 @@ pub async fn run(home: &Home, topology: &Topology, scenario: &str, json: bool) -
         let config = EdgeConfig {
             listen: format!("127.0.0.1:{port}"),
             kv: format!("127.0.0.1:{kv_port}"),
+            kv_key: None,
             modules: &modules,
             apex: &topology.apex,
             cities: serde_json::to_string(&edge::cities(topology))?,

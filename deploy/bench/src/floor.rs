@@ -61,14 +61,17 @@ pub async fn nginx_serving(home: &Home, body: &[u8]) -> Result<(Spawned, u16)> {
 }
 
 /// `redis-benchmark` with `clients` connections sending the api's nonce
-/// claim (`SET <random key> 1 NX EX 60`) to the Redis on `port`. The keys
-/// are the bench's own and expire within a minute.
-pub fn nonce_claims(port: u16, clients: usize) -> Result<f64> {
+/// claim (`SET <random key> 1 NX EX 60`) to the Redis on `port`, which
+/// requires `password` (given with `-a`: the bench's own stack, whose
+/// secrets are local). The keys are the bench's own and expire within a
+/// minute.
+pub fn nonce_claims(port: u16, password: &str, clients: usize) -> Result<f64> {
     let tool = cityboard_deploy::process::which("redis-benchmark").context(
         "redis-benchmark not found (it comes with redis-server): run `deploy/install.sh base`",
     )?;
     let out = Command::new(tool)
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-a", password])
         .args(["-c", &clients.to_string()])
         .args(["-n", &REDIS_REQUESTS.to_string()])
         .args(["-r", "1000000000", "-q"])

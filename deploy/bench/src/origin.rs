@@ -136,7 +136,15 @@ pub async fn run(home: &Home, topology: &Topology, json: bool) -> Result<()> {
     let (_nginx, nginx_port) = floor::nginx_serving(home, &uncached.view_body).await?;
     let host = format!("{CITY}.{}", topology.apex);
     let http = load(nginx_port, &host, &forward_key(home)?, "view", ids).await?;
-    let nonce_rps = floor::nonce_claims(topology.region_ports(0).redis_store, CLIENTS)?;
+    let redis_password = cityboard_deploy::edge::read_secret(
+        &home.secrets_dir(),
+        cityboard_deploy::redis_server::PASSWORD_FILE,
+    )?;
+    let nonce_rps = floor::nonce_claims(
+        topology.region_ports(0).redis_store,
+        &redis_password,
+        CLIENTS,
+    )?;
     let floor = Floor {
         http_rps: http.rps,
         nonce_rps,

@@ -35,10 +35,14 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// The options of `cityboard edge-kv`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    /// Address to listen on (loopback: the service has no authentication,
-    /// as a KV binding's backend has none).
+    /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8788")]
     pub listen: SocketAddr,
+    /// A file holding the key every request must carry as a bearer token
+    /// (the stack's `secrets/edge-kv.key`; workerd injects it into its
+    /// binding's requests). Without it, any client is served.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
     /// Directory holding the namespace, one file per key.
     #[arg(long)]
     pub dir: PathBuf,
@@ -55,12 +59,22 @@ pub fn unix_now() -> i64 {
 
 /// Serves the namespace until SIGTERM or SIGINT.
 pub async fn serve(options: Options) -> Result<()> {
+    let key = match &options.key_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
     let store = Store::open(&options.dir, unix_now())?;
     let entries = store.len();
     let service = Arc::new(Service {
         store,
         min_ttl: options.min_ttl,
         now: Arc::new(unix_now),
+        key,
     });
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await

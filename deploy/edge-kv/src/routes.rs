@@ -45,6 +45,22 @@ pub struct Service {
     pub min_ttl: i64,
     /// The clock, unix seconds (a test moves it).
     pub now: Clock,
+    /// When set, every request must carry `Authorization: Bearer <key>`
+    /// (the stack's: workerd injects it into its binding's requests);
+    /// anything else is a 401.
+    pub key: Option<String>,
+}
+
+/// Whether `headers` carry `key` as a bearer token. Digests are compared,
+/// so the time taken says nothing about how much of the key was right.
+fn authorized(headers: &HeaderMap, key: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    Sha256::digest(given.as_bytes()) == Sha256::digest(key.as_bytes())
 }
 
 /// A request the protocol refuses: status and reason.
@@ -78,6 +94,11 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(key) = &service.key
+        && !authorized(&headers, key)
+    {
+        return Refused(StatusCode::UNAUTHORIZED, "a key is required".into()).into_response();
+    }
     let path = uri.path();
     let result = match (&method, path) {
         (&Method::GET, "/") => list(&service, &query),

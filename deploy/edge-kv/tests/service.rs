@@ -20,6 +20,10 @@ struct Running {
 }
 
 async fn start_in(dir: tempfile::TempDir, now: i64) -> Running {
+    start_with(dir, now, None).await
+}
+
+async fn start_with(dir: tempfile::TempDir, now: i64, key: Option<&str>) -> Running {
     let clock = Arc::new(AtomicI64::new(now));
     let path = dir.path().join("kv");
     let service = Arc::new(Service {
@@ -29,6 +33,7 @@ async fn start_in(dir: tempfile::TempDir, now: i64) -> Running {
             let clock = clock.clone();
             Arc::new(move || clock.load(Ordering::SeqCst))
         },
+        key: key.map(str::to_string),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -60,7 +65,7 @@ async fn send(
 #[tokio::test]
 async fn get_put_delete_with_metadata() {
     let kv = start().await;
-    let client = Client { port: kv.port };
+    let client = Client::new(kv.port);
     let meta = json!({"version": 7, "city": "newyork"});
     client
         .put("post:42", b"<html>page</html>", Some(&meta), None)
@@ -85,7 +90,7 @@ async fn get_put_delete_with_metadata() {
 #[tokio::test]
 async fn keys_are_percent_decoded_path_segments() {
     let kv = start().await;
-    let client = Client { port: kv.port };
+    let client = Client::new(kv.port);
     for key in ["a/b", "sp ace", "ünï", "q?x=1&y", "100%"] {
         client.put(key, key.as_bytes(), None, None).await.unwrap();
         let (value, _) = client.get(key).await.unwrap().expect(key);
@@ -194,7 +199,7 @@ async fn bad_puts_get_cloudflare_statuses() {
 #[tokio::test]
 async fn list_pages_with_prefix_limit_cursor_and_metadata_as_json_text() {
     let kv = start().await;
-    let client = Client { port: kv.port };
+    let client = Client::new(kv.port);
     for id in 1..=5 {
         client
             .put(
@@ -252,7 +257,7 @@ async fn list_pages_with_prefix_limit_cursor_and_metadata_as_json_text() {
 #[tokio::test]
 async fn bulk_get_answers_each_key() {
     let kv = start().await;
-    let client = Client { port: kv.port };
+    let client = Client::new(kv.port);
     client
         .put("a", br#"{"n":1}"#, Some(&json!({"m": 1})), None)
         .await
@@ -290,7 +295,7 @@ async fn bulk_get_answers_each_key() {
 #[tokio::test]
 async fn the_namespace_survives_a_restart_of_the_service() {
     let first = start().await;
-    let client = Client { port: first.port };
+    let client = Client::new(first.port);
     client
         .put("post:9", b"kept", Some(&json!({"version": 1})), Some(3600))
         .await
@@ -307,8 +312,8 @@ async fn the_namespace_survives_a_restart_of_the_service() {
 #[tokio::test]
 async fn the_probe_and_the_absolute_form_workerd_may_send() {
     let kv = start().await;
-    probe(kv.port).await.unwrap();
-    Client { port: kv.port }
+    probe(&Client::new(kv.port)).await.unwrap();
+    Client::new(kv.port)
         .put("k", b"v", None, None)
         .await
         .unwrap();
@@ -329,4 +334,24 @@ async fn the_probe_and_the_absolute_form_workerd_may_send() {
     let raw = String::from_utf8_lossy(&raw);
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
     assert!(raw.ends_with("\r\n\r\nv"), "{raw}");
+}
+
+#[tokio::test]
+async fn a_service_with_a_key_serves_only_clients_that_present_it() {
+    let kv = start_with(tempfile::tempdir().unwrap(), unix_now(), Some("the-key")).await;
+    for client in [
+        Client::new(kv.port),
+        Client::with_key(kv.port, "a-guess".into()),
+    ] {
+        let r = client
+            .request("GET", "/post%3A1?urlencoded=true", &[], b"")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 401, "{}", r.text());
+        assert!(client.put("k", b"v", None, None).await.is_err());
+    }
+    let client = Client::with_key(kv.port, "the-key".into());
+    probe(&client).await.unwrap();
+    client.put("k", b"v", None, None).await.unwrap();
+    assert_eq!(client.get("k").await.unwrap().unwrap().0, b"v");
 }

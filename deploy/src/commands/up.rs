@@ -229,7 +229,7 @@ fn print_summary(state: &StackState, home: &Home) {
     }
     if let Some(kv) = state.component("edge-kv") {
         println!(
-            "  edge KV        http://127.0.0.1:{}/?prefix=route%3A  (cityboard edge-kv, the PAGES namespace; data {})",
+            "  edge KV        http://127.0.0.1:{}/?prefix=route%3A  (cityboard edge-kv, the PAGES namespace, bearer key secrets/edge-kv.key; data {})",
             kv.port,
             home.component_data("edge-kv").display()
         );
@@ -257,8 +257,15 @@ fn print_summary(state: &StackState, home: &Home) {
     for region in &state.regions {
         println!("  region {}", region.name);
         println!("    catalog        {}", region.catalog_url);
-        println!("    redis cache    {}", region.redis_cache_url);
-        println!("    redis store    {}", region.redis_store_url);
+        // The URLs hold the password (secrets/redis.password).
+        println!(
+            "    redis cache    {}",
+            region_core::lazy_redis::redacted(&region.redis_cache_url)
+        );
+        println!(
+            "    redis store    {}",
+            region_core::lazy_redis::redacted(&region.redis_store_url)
+        );
         for shard in &region.shards {
             println!(
                 "    {:<14} {}  cities: {}",

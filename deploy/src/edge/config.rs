@@ -78,6 +78,8 @@ pub struct EdgeConfig<'a> {
     pub listen: String,
     /// `host:port` of the KV service.
     pub kv: String,
+    /// The key the KV service requires (the stack's `edge-kv.key`).
+    pub kv_key: Option<String>,
     /// File names of the Worker's modules, relative to the config file;
     /// the first is the entry module.
     pub modules: &'a [String],
@@ -107,6 +109,7 @@ impl EdgeConfig<'_> {
         render(&Workerd {
             listen: &self.listen,
             kv: &self.kv,
+            kv_key: self.kv_key.as_deref(),
             modules: self.modules,
             bindings: &bindings,
             edge_network: true,
@@ -155,6 +158,7 @@ mod tests {
         let text = EdgeConfig {
             listen: "127.0.0.1:17002".into(),
             kv: "127.0.0.1:17003".into(),
+            kv_key: Some("k3y".into()),
             modules: &modules,
             apex: &t.apex,
             cities: serde_json::to_string(&cities(&t)).unwrap(),
@@ -169,6 +173,9 @@ mod tests {
         assert!(text.contains(r#"fromEnvironment = "CITYBOARD_EDGE_FORWARD_KEY""#));
         assert!(text.contains(r#"(name = "TEST_MODE", text = "1")"#));
         assert!(text.contains(r#"cfBlobHeader = "cf-blob""#));
+        assert!(text.contains(
+            r#"http = (injectRequestHeaders = [(name = "authorization", value = "Bearer k3y")])"#
+        ));
     }
 
     #[test]

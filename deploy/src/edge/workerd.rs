@@ -29,6 +29,9 @@ pub struct Workerd<'a> {
     pub listen: &'a str,
     /// `host:port` of the KV service (`cityboard edge-kv`).
     pub kv: &'a str,
+    /// The bearer key workerd presents to the KV service, if it needs one.
+    /// It ends up in the config text, which is therefore written 0600.
+    pub kv_key: Option<&'a str>,
     /// File names of the Worker's modules, relative to the config file;
     /// the first is the entry module.
     pub modules: &'a [String],
@@ -89,7 +92,7 @@ const config :Workerd.Config = (
   services = [
     (name = "edge", worker = .edge),
     # The PAGES namespace: `cityboard edge-kv` (workerd's kvNamespace protocol).
-    (name = "kv", external = (address = {kv}, http = ())),
+    (name = "kv", external = (address = {kv}, http = ({kv_http}))),
 {internet}  ],
   sockets = [
     ( name = "http", address = {listen}, service = "edge"{http} ),
@@ -105,6 +108,10 @@ const edge :Workerd.Worker = (
 {outbound});
 "#,
         kv = capnp_string(config.kv),
+        kv_http = config.kv_key.map_or(String::new(), |key| format!(
+            "injectRequestHeaders = [(name = \"authorization\", value = {})]",
+            capnp_string(&format!("Bearer {key}"))
+        )),
         listen = capnp_string(config.listen),
         date = capnp_string(COMPATIBILITY_DATE),
     )
@@ -117,6 +124,7 @@ pub fn js_worker(listen: &str, kv: &str, module: &str) -> String {
     render(&Workerd {
         listen,
         kv,
+        kv_key: None,
         modules: &[module.to_string()],
         bindings: &[Binding::KvNamespace("PAGES")],
         edge_network: false,

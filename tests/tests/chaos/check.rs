@@ -14,6 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use cityboard_deploy::edge_kv;
 use cityboard_tests::StackState;
 
 use super::load::{Kind, Outcome, Write};
@@ -207,7 +208,7 @@ fn check_kv(bad: &mut Vec<String>, row: &Row, entry: Option<&KvEntry>) {
 /// entries as last read.
 pub async fn until_quiet(
     state: &StackState,
-    kv_port: u16,
+    kv: &edge_kv::Client,
     limit: Duration,
     keep: impl Fn(&Row) -> bool,
 ) -> (Vec<Row>, HashMap<u64, KvEntry>) {
@@ -216,7 +217,7 @@ pub async fn until_quiet(
         let mut found = observe::rows(state).await;
         found.retain(|r| keep(r));
         let ids: Vec<u64> = found.iter().map(|r| r.id).collect();
-        let kv = observe::kv_entries(kv_port, &ids).await;
+        let kv = observe::kv_entries(kv, &ids).await;
         let outbox = observe::outbox_len(state).await;
         if quiet(&found, &kv, outbox) || Instant::now() > deadline {
             return (found, kv);

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use cityboard_deploy::http;
+use cityboard_deploy::edge_kv;
 use cityboard_protocol::kv::{PostMeta, post_key};
 use cityboard_tests::StackState;
 use serde_json::json;
@@ -69,12 +69,13 @@ pub struct KvEntry {
 }
 
 /// The KV entries of `ids` (absent ones left out), 100 per bulk get.
-pub async fn kv_entries(kv_port: u16, ids: &[u64]) -> HashMap<u64, KvEntry> {
+pub async fn kv_entries(kv: &edge_kv::Client, ids: &[u64]) -> HashMap<u64, KvEntry> {
     let mut out = HashMap::new();
     for chunk in ids.chunks(100) {
         let keys: Vec<String> = chunk.iter().map(|id| post_key(*id)).collect();
         let body = json!({"keys": keys, "type": "text", "withMetadata": true}).to_string();
-        let r = http::request(kv_port, "POST", "/bulk/get", &[], body.as_bytes())
+        let r = kv
+            .request("POST", "/bulk/get", &[], body.as_bytes())
             .await
             .expect("edge-kv answers");
         assert_eq!(r.status, 200, "edge-kv bulk get: {}", r.text());
@@ -94,7 +95,7 @@ pub async fn kv_entries(kv_port: u16, ids: &[u64]) -> HashMap<u64, KvEntry> {
 }
 
 /// Every post id KV holds an entry for.
-pub async fn kv_post_ids(kv_port: u16) -> Vec<u64> {
+pub async fn kv_post_ids(kv: &edge_kv::Client) -> Vec<u64> {
     let mut ids = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -111,7 +112,8 @@ pub async fn kv_post_ids(kv_port: u16) -> Vec<u64> {
                 .collect();
             path.push_str(&format!("&cursor={c}"));
         }
-        let r = http::request(kv_port, "GET", &path, &[], b"")
+        let r = kv
+            .request("GET", &path, &[], b"")
             .await
             .expect("edge-kv answers");
         assert_eq!(r.status, 200, "edge-kv list: {}", r.text());
