@@ -43,28 +43,6 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::redacted;
-
-    #[test]
-    fn passwords_never_leave_in_a_printed_url() {
-        assert_eq!(
-            redacted("redis://:s3cret@127.0.0.1:6379/"),
-            "redis://:***@127.0.0.1:6379/"
-        );
-        assert_eq!(
-            redacted("postgres://api:pa:ss@db:5432/x?sslmode=require"),
-            "postgres://api:***@db:5432/x?sslmode=require"
-        );
-        assert_eq!(
-            redacted("redis://127.0.0.1:6379/"),
-            "redis://127.0.0.1:6379/"
-        );
-        assert_eq!(redacted("not a url"), "not a url");
-    }
-}
-
 impl LazyRedis {
     /// The Redis at `url`; nothing is connected yet.
     pub fn new(url: &str) -> LazyRedis {
@@ -95,5 +73,27 @@ impl LazyRedis {
         })??;
         *conn = Some(c.clone());
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_never_leave_in_a_printed_url() {
+        assert_eq!(
+            redacted("redis://:s3cret@127.0.0.1:6379/"),
+            "redis://:***@127.0.0.1:6379/"
+        );
+        assert_eq!(
+            redacted("postgres://api:pa:ss@db:5432/x?sslmode=require"),
+            "postgres://api:***@db:5432/x?sslmode=require"
+        );
+        assert_eq!(
+            redacted("redis://127.0.0.1:6379/"),
+            "redis://127.0.0.1:6379/"
+        );
+        assert_eq!(redacted("not a url"), "not a url");
     }
 }
