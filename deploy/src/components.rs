@@ -10,9 +10,9 @@ use std::process::Command;
 use anyhow::Result;
 use nix::sys::signal::Signal;
 
-use crate::edge::read_secret;
 use crate::home::Home;
 use crate::redis_server::RedisRole;
+use crate::secrets::read_secret;
 use crate::state::{RegionState, ShardState};
 use crate::topology::Topology;
 use crate::{broker, edge, edge_kv, geo_dns, postgres, redis_server, region_api};

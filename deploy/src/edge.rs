@@ -40,6 +40,7 @@ pub use config::{EdgeConfig, FORWARD_KEY_ENV, KV_ROUTE_KEY_ENV, cities, origins,
 
 use self::workerd::Binding;
 
+use crate::secrets::read_secret;
 use crate::topology::Topology;
 
 /// Secret file of the forward key (see [`crate::secrets`]).
@@ -164,14 +165,6 @@ pub fn copy_modules(build: &Path, dest: &Path) -> Result<Vec<String>> {
     others.sort();
     modules.extend(others);
     Ok(modules)
-}
-
-/// A secret file's text, trimmed (the bytes the Worker keys its HMAC with).
-pub fn read_secret(secrets_dir: &Path, file: &str) -> Result<String> {
-    let path = secrets_dir.join(file);
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(text.trim().to_string())
 }
 
 /// The post page template version the region's publishers write into KV

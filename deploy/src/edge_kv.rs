@@ -71,7 +71,7 @@ impl Client {
     pub fn of_stack(port: u16, secrets_dir: &Path) -> Result<Client> {
         Ok(Client::with_key(
             port,
-            crate::edge::read_secret(secrets_dir, KEY_FILE)?,
+            crate::secrets::read_secret(secrets_dir, KEY_FILE)?,
         ))
     }
 

@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use rand::RngCore;
@@ -38,6 +39,14 @@ pub const SECRETS: &[(&str, &str)] = &[
         "password every Redis of the stack requires (requirepass)",
     ),
 ];
+
+/// A secret file's text, trimmed (the bytes a key is made of).
+pub fn read_secret(secrets_dir: &Path, file: &str) -> Result<String> {
+    let path = secrets_dir.join(file);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text.trim().to_string())
+}
 
 /// Creates every missing secret; existing ones are kept, so that sessions
 /// and signatures stay valid across `down` and `up`.

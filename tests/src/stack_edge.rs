@@ -1,7 +1,7 @@
 //! The shared stack's edge as a visitor meets it: requests to city hosts
 //! on the edge's port, and (for checks) its KV service read directly.
 
-use cityboard_deploy::edge::read_secret;
+use cityboard_deploy::secrets::read_secret;
 use cityboard_protocol::kv::{PostMeta, post_key};
 use cityboard_protocol::sign::Key;
 

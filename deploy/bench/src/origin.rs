@@ -136,7 +136,7 @@ pub async fn run(home: &Home, topology: &Topology, json: bool) -> Result<()> {
     let (_nginx, nginx_port) = floor::nginx_serving(home, &uncached.view_body).await?;
     let host = format!("{CITY}.{}", topology.apex);
     let http = load(nginx_port, &host, &forward_key(home)?, "view", ids).await?;
-    let redis_password = cityboard_deploy::edge::read_secret(
+    let redis_password = cityboard_deploy::secrets::read_secret(
         &home.secrets_dir(),
         cityboard_deploy::redis_server::PASSWORD_FILE,
     )?;
@@ -347,7 +347,7 @@ async fn wait_for_replicas(primary_url: &str, shard: &serde_json::Value) -> Resu
 /// origin's check of signature and nonce is part of what a view costs.
 fn forward_key(home: &Home) -> Result<std::sync::Arc<cityboard_protocol::sign::Key>> {
     Ok(std::sync::Arc::new(cityboard_protocol::sign::Key::new(
-        cityboard_deploy::edge::read_secret(
+        cityboard_deploy::secrets::read_secret(
             &home.secrets_dir(),
             cityboard_deploy::edge::FORWARD_KEY_FILE,
         )?

@@ -239,7 +239,7 @@ pub async fn run(json: bool, knobs: super::Knobs) -> Result<()> {
 
     let host = format!("{CITY}.{}", topo.apex);
     let key = cityboard_protocol::sign::Key::new(
-        cityboard_deploy::edge::read_secret(
+        cityboard_deploy::secrets::read_secret(
             &home.secrets_dir(),
             cityboard_deploy::edge::FORWARD_KEY_FILE,
         )?

@@ -115,7 +115,7 @@ pub async fn run(home: &Home, topology: &Topology, json: bool) -> Result<()> {
         .context("the topology's first shard has no city")?;
     let host = format!("{city}.{}", topology.apex);
     let key = cityboard_protocol::sign::Key::new(
-        cityboard_deploy::edge::read_secret(
+        cityboard_deploy::secrets::read_secret(
             &home.secrets_dir(),
             cityboard_deploy::edge::FORWARD_KEY_FILE,
         )?

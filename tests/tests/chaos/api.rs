@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use cityboard_deploy::edge::{FORWARD_KEY_FILE, read_secret};
+use cityboard_deploy::edge::FORWARD_KEY_FILE;
 use cityboard_deploy::http::{self, Response};
+use cityboard_deploy::secrets::read_secret;
 use cityboard_protocol::sign::{self, Key};
 use cityboard_tests::{Home, StackState};
 
