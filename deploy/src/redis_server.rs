@@ -7,8 +7,6 @@
 //! enough for that: a killed process's writes are already in the kernel's
 //! page cache; only a machine crash could lose the last second.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -56,14 +54,7 @@ pub fn command(role: RedisRole, data: &Path, port: u16, password: &str) -> Resul
         .context("redis-server not found: install it with `deploy/install.sh base`")?;
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let auth = data.join("auth.conf");
-    let _ = std::fs::remove_file(&auth);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&auth)
-        .with_context(|| format!("creating {}", auth.display()))?;
-    writeln!(file, "requirepass {password}")?;
+    crate::edge::write_private(&auth, format!("requirepass {password}\n").as_bytes())?;
     let mut cmd = Command::new(program);
     // The config file must be the first argument.
     cmd.arg(&auth)

@@ -90,7 +90,7 @@ impl Stack {
         );
         let res = reqwest::Client::new()
             .get(&url)
-            .bearer_auth(kv_key())
+            .bearer_auth(common::kv_key())
             .send()
             .await
             .expect("the edge's KV service");
@@ -555,13 +555,4 @@ async fn the_cloudflare_sink_puts_the_bulk_api_request() {
     let report = sink.put(&writes).await.unwrap();
     assert_eq!(report.retry, vec!["post:2".to_string()]);
     assert_eq!(report.written, 1);
-}
-
-/// The stack's edge-kv key (its service refuses any request without it).
-fn kv_key() -> String {
-    let home = std::env::var_os("CITYBOARD_HOME").expect("CITYBOARD_HOME");
-    std::fs::read_to_string(std::path::Path::new(&home).join("secrets/edge-kv.key"))
-        .expect("secrets/edge-kv.key")
-        .trim()
-        .to_string()
 }

@@ -63,7 +63,7 @@ async fn kv(id: i64) -> Option<(String, PostMeta)> {
     let client = region_core::roles::publisher::sink::http_client().unwrap();
     let res = client
         .get(&url)
-        .bearer_auth(kv_key())
+        .bearer_auth(common::kv_key())
         .send()
         .await
         .expect("the edge's KV service");
@@ -226,13 +226,4 @@ async fn a_template_change_republishes_the_live_pages_of_a_city() {
     );
     let _ = stop.send(());
     task.await.unwrap().unwrap();
-}
-
-/// The stack's edge-kv key (its service refuses any request without it).
-fn kv_key() -> String {
-    let home = std::env::var_os("CITYBOARD_HOME").expect("CITYBOARD_HOME");
-    std::fs::read_to_string(std::path::Path::new(&home).join("secrets/edge-kv.key"))
-        .expect("secrets/edge-kv.key")
-        .trim()
-        .to_string()
 }

@@ -215,3 +215,13 @@ pub fn component_processes(state: &StackState) -> Vec<(String, ProcessId)> {
         .filter_map(|c| c.process.map(|p| (c.name.clone(), p)))
         .collect()
 }
+
+/// The `cb_device` value (the signed cookie of a browser that logged in)
+/// among `r`'s cookies.
+pub fn device_cookie(r: &cityboard_deploy::http::Response) -> Option<String> {
+    r.headers
+        .iter()
+        .filter(|(n, _)| n == "set-cookie")
+        .find_map(|(_, v)| v.strip_prefix("cb_device="))
+        .map(|v| v.split(';').next().unwrap_or("").to_string())
+}

@@ -22,8 +22,8 @@ use cityboard_deploy::http;
 use cityboard_protocol::headers::SECURITY_HEADERS;
 use cityboard_protocol::kv::{BULK_PATH, BulkResult, BulkWrite, PostMeta, post_key};
 use cityboard_protocol::sign::{self, SIGNATURE_HEADER};
-use cityboard_tests::EdgeRequests;
 use cityboard_tests::stack_edge::StackEdge;
+use cityboard_tests::{EdgeRequests, device_cookie};
 use serde_json::json;
 
 #[tokio::test]
@@ -274,15 +274,6 @@ async fn a_signup_through_the_edge_is_created_and_a_replayed_signature_refused()
         .await
         .unwrap();
     assert_eq!(replay.status, 401, "replayed signature: {}", replay.text());
-}
-
-/// The `cb_device` value among `r`'s cookies.
-fn device_cookie(r: &http::Response) -> Option<String> {
-    r.headers
-        .iter()
-        .filter(|(n, _)| n == "set-cookie")
-        .find_map(|(_, v)| v.strip_prefix("cb_device="))
-        .map(|v| v.split(';').next().unwrap_or("").to_string())
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use cityboard_deploy::edge::FORWARD_KEY_FILE;
 use cityboard_deploy::http;
 use cityboard_protocol::sign::{self, Key, SIGNATURE_HEADER};
+use cityboard_tests::device_cookie;
 use cityboard_tests::stack_edge::StackEdge;
 use serde_json::json;
 
@@ -57,14 +58,6 @@ impl Origin {
             .await
             .expect("the api answers")
     }
-}
-
-fn device_cookie(r: &http::Response) -> Option<String> {
-    r.headers
-        .iter()
-        .filter(|(n, _)| n == "set-cookie")
-        .find_map(|(_, v)| v.strip_prefix("cb_device="))
-        .map(|v| v.split(';').next().unwrap_or("").to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -270,3 +270,12 @@ where
         std::panic::resume_unwind(e.into_panic());
     }
 }
+
+/// The stack's edge-kv key (its service refuses any request without it).
+pub fn kv_key() -> String {
+    let home = std::env::var_os("CITYBOARD_HOME").expect("CITYBOARD_HOME");
+    std::fs::read_to_string(std::path::Path::new(&home).join("secrets/edge-kv.key"))
+        .expect("secrets/edge-kv.key")
+        .trim()
+        .to_string()
+}
