@@ -38,6 +38,22 @@ pub const SECRETS: &[(&str, &str)] = &[
         "redis.password",
         "password every Redis of the stack requires (requirepass)",
     ),
+    (
+        "pg-postgres.password",
+        "Postgres superuser: cityboard, region-core setup, shard-tool",
+    ),
+    ("pg-cb_api.password", "Postgres login of the api"),
+    ("pg-cb_writer.password", "Postgres login of the writer"),
+    ("pg-cb_relay.password", "Postgres login of the relay"),
+    (
+        "pg-cb_publisher.password",
+        "Postgres login of the publisher",
+    ),
+    ("pg-cb_janitor.password", "Postgres login of the janitor"),
+    (
+        "pg-cb_replication.password",
+        "Postgres login of replicas and city moves (REPLICATION)",
+    ),
 ];
 
 /// A secret file's text, trimmed (the bytes a key is made of).
@@ -90,5 +106,18 @@ mod tests {
         );
         ensure(&home).unwrap();
         assert_eq!(std::fs::read_to_string(&key).unwrap(), first);
+    }
+
+    #[test]
+    fn every_postgres_login_has_a_password() {
+        let names: Vec<&str> = SECRETS.iter().map(|(n, _)| *n).collect();
+        for user in crate::postgres::LOGINS
+            .iter()
+            .map(|(u, _)| *u)
+            .chain([crate::postgres::ADMIN])
+        {
+            let file = crate::postgres::password_file(user);
+            assert!(names.contains(&file.as_str()), "{file}");
+        }
     }
 }

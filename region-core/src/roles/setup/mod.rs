@@ -46,6 +46,13 @@ async fn migrate_shard(
         .await
         .with_context(|| format!("migrating {region}/{name}"));
     drop(conn);
+    let result = match result {
+        Ok(()) => crate::privileges::grant(&pool)
+            .await
+            .map(drop)
+            .with_context(|| format!("granting the roles of {region}/{name}")),
+        Err(e) => Err(e),
+    };
     pool.close().await;
     result
 }
@@ -89,6 +96,9 @@ pub async fn set_up(stack: &StackFile, region: &str, demo: bool) -> anyhow::Resu
     crate::migrate::catalog(&catalog)
         .await
         .with_context(|| format!("migrating the catalog of {region}"))?;
+    crate::privileges::grant(&catalog)
+        .await
+        .with_context(|| format!("granting the roles of the catalog of {region}"))?;
     report.lines.push(format!(
         "{region}: catalog migrated ({})",
         redact(&entry.catalog_url)
