@@ -340,6 +340,19 @@ pub fn url(port: u16, database: &str) -> String {
     format!("postgres://127.0.0.1:{port}/{database}")
 }
 
+/// `url` (as the stack's state file has it, with no user) with the
+/// superuser and its password in it: for a tool that connects to a stack
+/// other than its environment's (the reshard benchmark's own stack).
+/// Never print the result.
+pub fn admin_url(url: &str, secrets_dir: &Path) -> Result<String> {
+    let rest = url
+        .strip_prefix("postgres://")
+        .with_context(|| format!("{url} is not a postgres:// URL"))?;
+    let pw = password(secrets_dir, ADMIN)?;
+    let pw = percent_encoding::utf8_percent_encode(&pw, percent_encoding::NON_ALPHANUMERIC);
+    Ok(format!("postgres://{ADMIN}:{pw}@{rest}"))
+}
+
 /// Connects to a local instance as the superuser, failing fast when it
 /// does not answer.
 pub async fn connect(port: u16, database: &str, secrets_dir: &Path) -> Result<PgConnection> {
