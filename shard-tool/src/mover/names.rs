@@ -232,6 +232,10 @@ mod tests {
     fn literals_and_conninfo_are_quoted() {
         assert_eq!(literal("o'hare").as_deref(), Some("'o''hare'"));
         assert_eq!(literal("a\0b"), None);
+        // No password source but the URL (the test's own environment may
+        // have a password file).
+        let none = |_: &str, _: u16, _: &str, _: &str| None;
+        let conninfo = |url: &str, user: Option<&str>| conninfo_with(url, user, &none);
         let c = conninfo("postgres://postgres@127.0.0.1:27010/cityboard", None).expect("ok");
         assert_eq!(
             c,
