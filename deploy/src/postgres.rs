@@ -61,7 +61,7 @@ pub fn client_env(
     let file = secrets_dir.join(format!("pg-{user}.pgpass"));
     // pgpass fields escape `:` and `\` with a backslash.
     let escaped = pw.replace('\\', "\\\\").replace(':', "\\:");
-    crate::edge::write_private(&file, format!("*:*:*:{user}:{escaped}\n").as_bytes())?;
+    crate::secrets::write_private(&file, format!("*:*:*:{user}:{escaped}\n").as_bytes())?;
     Ok([
         ("PGUSER", user.into()),
         ("PGPASSFILE", file.into_os_string()),
@@ -191,7 +191,7 @@ pub fn init_primary(data: &Path, log: &Path, secrets_dir: &Path) -> Result<()> {
     // initdb reads the superuser's password from a file, as the postgres
     // user: a private copy beside the data directory, removed at once.
     let pwfile = data.with_extension("pwfile");
-    crate::edge::write_private(&pwfile, password(secrets_dir, ADMIN)?.as_bytes())?;
+    crate::secrets::write_private(&pwfile, password(secrets_dir, ADMIN)?.as_bytes())?;
     let (uid, gid) = postgres_user()?;
     nix::unistd::chown(&pwfile, Some(uid.into()), Some(gid.into()))
         .with_context(|| format!("giving {} to the postgres user", pwfile.display()))?;
@@ -242,7 +242,7 @@ pub fn share_admin_password(from: &Path, home: &crate::home::Home) -> Result<()>
     }
     std::fs::create_dir_all(&to).with_context(|| format!("creating {}", to.display()))?;
     std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-    crate::edge::write_private(&target, password(from, ADMIN)?.as_bytes())
+    crate::secrets::write_private(&target, password(from, ADMIN)?.as_bytes())
 }
 
 /// Makes a streaming replica of the primary on `primary_port` in `data`
@@ -446,4 +446,18 @@ pub async fn replay_lag_bytes(
             .fetch_one(&mut primary)
             .await?;
     Ok(lag.max(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_postgres_login_has_a_password() {
+        let names: Vec<&str> = crate::secrets::SECRETS.iter().map(|(n, _)| *n).collect();
+        for user in LOGINS.iter().map(|(u, _)| *u).chain([ADMIN]) {
+            let file = password_file(user);
+            assert!(names.contains(&file.as_str()), "{file}");
+        }
+    }
 }

@@ -54,7 +54,7 @@ pub fn command(role: RedisRole, data: &Path, port: u16, password: &str) -> Resul
         .context("redis-server not found: install it with `deploy/install.sh base`")?;
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let auth = data.join("auth.conf");
-    crate::edge::write_private(&auth, format!("requirepass {password}\n").as_bytes())?;
+    crate::secrets::write_private(&auth, format!("requirepass {password}\n").as_bytes())?;
     let mut cmd = Command::new(program);
     // The config file must be the first argument.
     cmd.arg(&auth)

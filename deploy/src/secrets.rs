@@ -64,6 +64,23 @@ pub fn read_secret(secrets_dir: &Path, file: &str) -> Result<String> {
     Ok(text.trim().to_string())
 }
 
+/// Writes a file that only its owner may read, atomically.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    file.write_all(bytes)?;
+    drop(file);
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
 /// Creates every missing secret; existing ones are kept, so that sessions
 /// and signatures stay valid across `down` and `up`.
 pub fn ensure(home: &Home) -> Result<()> {
@@ -106,18 +123,5 @@ mod tests {
         );
         ensure(&home).unwrap();
         assert_eq!(std::fs::read_to_string(&key).unwrap(), first);
-    }
-
-    #[test]
-    fn every_postgres_login_has_a_password() {
-        let names: Vec<&str> = SECRETS.iter().map(|(n, _)| *n).collect();
-        for user in crate::postgres::LOGINS
-            .iter()
-            .map(|(u, _)| *u)
-            .chain([crate::postgres::ADMIN])
-        {
-            let file = crate::postgres::password_file(user);
-            assert!(names.contains(&file.as_str()), "{file}");
-        }
     }
 }
