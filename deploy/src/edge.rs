@@ -106,10 +106,21 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The built Worker: `$CITYBOARD_EDGE_BUILD`, else `edge/build` of the checkout.
+/// The production build (`deploy/build-edge.sh`): no test mode in it.
 pub fn build_dir() -> PathBuf {
     std::env::var_os("CITYBOARD_EDGE_BUILD")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("edge/build"))
+}
+
+/// The runtime tests' Worker, built with the `test-mode` feature
+/// (`deploy/build-edge.sh --test-mode`): `$CITYBOARD_EDGE_TEST_BUILD`, else
+/// `edge/build-test` of the checkout. Only it obeys `TEST_MODE=1`; the
+/// stack always runs [`build_dir`]'s.
+pub fn test_build_dir() -> PathBuf {
+    std::env::var_os("CITYBOARD_EDGE_TEST_BUILD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("edge/build-test"))
 }
 
 /// The native workerd: `$WORKERD_BIN` (deploy/env.sh), else where
