@@ -22,6 +22,7 @@ pub mod locale;
 pub mod lsn;
 pub mod migrate;
 pub mod model;
+pub mod redact;
 pub mod render;
 pub mod roles;
 pub mod stack;
