@@ -447,6 +447,16 @@ impl Writer {
     fn after_turn(&mut self) {
         let revoked = self.commands.take_revoked();
         if !revoked.is_empty() {
+            // librdkafka keeps an application's pause on a partition through
+            // its revocation: assigned here again, it would stay paused for
+            // good while `paused` has forgotten it. So it is resumed as it is
+            // forgotten (harmless if it went to another consumer).
+            let was_paused: BTreeSet<i32> = revoked.intersection(&self.paused).copied().collect();
+            if !was_paused.is_empty()
+                && let Err(e) = self.commands.resume(&was_paused)
+            {
+                tracing::warn!(error = %e, partitions = ?was_paused, "resuming revoked partitions");
+            }
             for p in &revoked {
                 self.offsets.forget(*p);
                 self.paused.remove(p);
