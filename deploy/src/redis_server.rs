@@ -41,7 +41,7 @@ impl RedisRole {
 pub const PASSWORD_FILE: &str = "redis.password";
 
 /// The URL the roles connect with: the password in it, so a URL must never
-/// be printed or logged as it is (`region_core::lazy_redis::redacted`).
+/// be printed or logged as it is (`region_core::redact::url`).
 pub fn url(port: u16, password: &str) -> String {
     format!("redis://:{password}@127.0.0.1:{port}/")
 }

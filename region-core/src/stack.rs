@@ -20,8 +20,9 @@ pub struct StackFile {
     pub regions: Vec<RegionEntry>,
 }
 
-/// One region of the stack.
-#[derive(Debug, Clone, Deserialize)]
+/// One region of the stack. Its `Debug` masks the passwords of its URLs
+/// (the Redis ones carry one).
+#[derive(Clone, Deserialize)]
 pub struct RegionEntry {
     /// Region name, e.g. `us-east`.
     pub name: String,
@@ -35,6 +36,19 @@ pub struct RegionEntry {
     pub api_port: u16,
     /// Shards in order.
     pub shards: Vec<ShardEntry>,
+}
+
+impl std::fmt::Debug for RegionEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegionEntry")
+            .field("name", &self.name)
+            .field("catalog_url", &crate::redact::url(&self.catalog_url))
+            .field("redis_cache_url", &crate::redact::url(&self.redis_cache_url))
+            .field("redis_store_url", &crate::redact::url(&self.redis_store_url))
+            .field("api_port", &self.api_port)
+            .field("shards", &self.shards)
+            .finish()
+    }
 }
 
 /// One shard of a region.
@@ -209,6 +223,18 @@ fn read_expiry(path: &Path) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_region_prints_without_its_passwords() {
+        let region: RegionEntry = serde_json::from_str(
+            r#"{"name":"r","catalog_url":"postgres://127.0.0.1:1/c",
+            "redis_cache_url":"redis://:hunter2@127.0.0.1:2/","redis_store_url":"redis://:hunter2@127.0.0.1:3/",
+            "api_port":4,"shards":[]}"#,
+        )
+        .expect("json");
+        let printed = format!("{region:?}");
+        assert!(!printed.contains("hunter2") && printed.contains("127.0.0.1:2"), "{printed}");
+    }
 
     #[test]
     fn reads_the_supervisors_state_file_ignoring_unknown_fields() {
