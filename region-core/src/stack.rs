@@ -43,8 +43,14 @@ impl std::fmt::Debug for RegionEntry {
         f.debug_struct("RegionEntry")
             .field("name", &self.name)
             .field("catalog_url", &crate::redact::url(&self.catalog_url))
-            .field("redis_cache_url", &crate::redact::url(&self.redis_cache_url))
-            .field("redis_store_url", &crate::redact::url(&self.redis_store_url))
+            .field(
+                "redis_cache_url",
+                &crate::redact::url(&self.redis_cache_url),
+            )
+            .field(
+                "redis_store_url",
+                &crate::redact::url(&self.redis_store_url),
+            )
             .field("api_port", &self.api_port)
             .field("shards", &self.shards)
             .finish()
@@ -233,7 +239,10 @@ mod tests {
         )
         .expect("json");
         let printed = format!("{region:?}");
-        assert!(!printed.contains("hunter2") && printed.contains("127.0.0.1:2"), "{printed}");
+        assert!(
+            !printed.contains("hunter2") && printed.contains("127.0.0.1:2"),
+            "{printed}"
+        );
     }
 
     #[test]
