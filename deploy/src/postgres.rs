@@ -48,6 +48,11 @@ pub fn password(secrets_dir: &Path, user: &str) -> Result<String> {
     read_secret(secrets_dir, &password_file(user))
 }
 
+/// Where [`client_env`] writes `user`'s password file.
+pub fn passfile(secrets_dir: &Path, user: &str) -> PathBuf {
+    secrets_dir.join(format!("pg-{user}.pgpass"))
+}
+
 /// The libpq environment that makes a process connect as `user`: `PGUSER`,
 /// and `PGPASSFILE` naming a 0600 password file written beside the secrets
 /// (libpq and sqlx both read it). The stack's URLs name no user, so this is
@@ -58,7 +63,7 @@ pub fn client_env(
     user: &str,
 ) -> Result<[(&'static str, std::ffi::OsString); 2]> {
     let pw = password(secrets_dir, user)?;
-    let file = secrets_dir.join(format!("pg-{user}.pgpass"));
+    let file = passfile(secrets_dir, user);
     // pgpass fields escape `:` and `\` with a backslash.
     let escaped = pw.replace('\\', "\\\\").replace(':', "\\:");
     crate::secrets::write_private(&file, format!("*:*:*:{user}:{escaped}\n").as_bytes())?;

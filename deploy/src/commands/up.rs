@@ -282,5 +282,11 @@ fn print_summary(state: &StackState, home: &Home) {
     println!("\n  home     {}", home.root().display());
     println!("  logs     {}", home.logs_dir().display());
     println!("  secrets  {}", home.secrets_dir().display());
+    println!(
+        "  postgres as its superuser: `cityboard psql REGION SHARD`, or export PGUSER={} \
+         PGPASSFILE={}",
+        crate::postgres::ADMIN,
+        crate::postgres::passfile(&home.secrets_dir(), crate::postgres::ADMIN).display()
+    );
     println!("\n  `cityboard status` shows health and replica lag; `cityboard down` stops it all.");
 }
