@@ -25,7 +25,17 @@
 # `cf` location gets the city picker. CITYBOARD_EDGE_GEO_IPV6=1 compiles both
 # into the database, but the range table is IPv4 only.
 #
-# Usage: deploy/build-edge.sh [extra worker-build args]
+# --test-mode (first argument) builds the runtime tests' Worker instead:
+# the `test-mode` cargo feature on (only that build obeys a TEST_MODE=1
+# binding: the X-Forwarded-For override, the test routes, the test range
+# table), into edge/build-test/, leaving edge/build/ (the production
+# Worker, which the stack runs) as it was. worker-build always writes
+# edge/build/, so the production build is moved aside meanwhile and put
+# back after, under the lock. The second build compiles only the edge
+# crate itself again (its dependencies are shared), then wasm-bindgen and
+# wasm-opt.
+#
+# Usage: deploy/build-edge.sh [--test-mode] [extra worker-build args]
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=deploy/env.sh
@@ -39,11 +49,33 @@ missing() { echo "build-edge: $1 not found ($2); run: deploy/install.sh edge" >&
 rustup target list --installed | grep -qx wasm32-unknown-unknown ||
   missing "rust target wasm32-unknown-unknown" "install step 'rust target wasm32-unknown-unknown'"
 
+test_mode=0
+if [ "${1:-}" = --test-mode ]; then
+  test_mode=1
+  shift
+fi
+
 # deploy/up and deploy/test may both build at once: one at a time, since
 # worker-build rewrites edge/build/ in place.
 mkdir -p "$ROOT/target"
 exec 9>"$ROOT/target/.build-edge.lock"
 flock 9
+
+# The test build: the production one out of worker-build's way until the
+# end (put back on any exit, failure too).
+out=build
+features=()
+if [ "$test_mode" = 1 ]; then
+  out=build-test
+  features=(--features test-mode)
+  stash="$ROOT/edge/.build-production"
+  rm -rf "$stash"
+  if [ -d "$ROOT/edge/build" ]; then mv "$ROOT/edge/build" "$stash"; fi
+  restore() {
+    if [ -d "$stash" ]; then rm -rf "$ROOT/edge/build" && mv "$stash" "$ROOT/edge/build"; fi
+  }
+  trap restore EXIT
+fi
 
 since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 size_line() { # LABEL FILE
@@ -107,8 +139,8 @@ fi
 t0=$(date +%s.%N)
 cd "$ROOT/edge"
 # Unminified, so that the names the entry module needs are there to export.
-NO_MINIFY=1 "$CARGO_HOME/bin/worker-build" --release "$@"
-echo "build-edge: built edge/build in $(since "$t0")s"
+NO_MINIFY=1 "$CARGO_HOME/bin/worker-build" --release "$@" "${features[@]}"
+echo "build-edge: built edge/$out${features[*]:+ (${features[*]})} in $(since "$t0")s"
 
 # Our own entry module (edge/entry.js says why) over worker-build's bundle:
 # worker-build's index.js becomes a module the entry imports, with its Rust
@@ -124,10 +156,15 @@ echo 'export { fetch as wasmFetch, answerNow, checkReinitialize, handleMaybeCrit
 cp entry.js "$shim_dir/entry.js"
 "$ESBUILD_BIN" "$shim_dir/entry.js" --bundle --minify --format=esm --log-level=warning \
   --external:./index_bg.wasm '--external:cloudflare:*' --outfile=build/index.js
-for f in build/index_bg.wasm build/index.js; do
+if [ "$out" != build ]; then
+  rm -rf "$out"
+  mv build "$out"
+  restore
+fi
+for f in "$out/index_bg.wasm" "$out/index.js"; do
   [ -f "$f" ] || { echo "build-edge: expected output edge/$f is missing" >&2; exit 1; }
   size_line "edge/$f" "$f"
 done
 # What the upload limit counts: every module, compressed together.
-total_gz=$(cat build/index.js build/index_bg.wasm | gzip -9 | wc -c)
+total_gz=$(cat "$out/index.js" "$out/index_bg.wasm" | gzip -9 | wc -c)
 printf 'build-edge: Worker total %d bytes gzip (%d KiB; the issue budget is 1 MB)\n' "$total_gz" $((total_gz / 1024))

@@ -35,6 +35,8 @@ pub enum Launch {
     PgPrimary {
         /// Cluster directory.
         data: PathBuf,
+        /// Where the stack's secrets are (its logins' passwords).
+        secrets_dir: PathBuf,
     },
     /// A streaming replica of the primary on `primary_port`.
     PgReplica {
@@ -44,6 +46,8 @@ pub enum Launch {
         primary_port: u16,
         /// Physical replication slot on the primary.
         slot: String,
+        /// Where the stack's secrets are (the replication login's password).
+        secrets_dir: PathBuf,
     },
     /// One of a region's two Redis instances.
     Redis {
@@ -131,15 +135,21 @@ impl Component {
     pub async fn prepare(&self, home: &Home) -> Result<()> {
         let log = home.log_file(&self.name);
         match &self.launch {
-            Launch::PgPrimary { data } => postgres::init_primary(data, &log),
+            Launch::PgPrimary { data, secrets_dir } => {
+                postgres::init_primary(data, &log, secrets_dir)
+            }
             Launch::PgReplica {
                 data,
                 primary_port,
                 slot,
-            } => postgres::init_replica(data, *primary_port, slot, &log).await,
+                secrets_dir,
+            } => postgres::init_replica(data, *primary_port, slot, &log, secrets_dir).await,
             Launch::RegionApi {
-                region, state_file, ..
-            } => region_api::setup(state_file, region, &log),
+                region,
+                state_file,
+                secrets_dir,
+                ..
+            } => region_api::setup(state_file, secrets_dir, region, &log),
             Launch::Edge {
                 topology_file,
                 config,
@@ -157,7 +167,7 @@ impl Component {
     /// The command that runs it in the foreground.
     pub fn command(&self) -> Result<Command> {
         match &self.launch {
-            Launch::PgPrimary { data } | Launch::PgReplica { data, .. } => {
+            Launch::PgPrimary { data, .. } | Launch::PgReplica { data, .. } => {
                 postgres::command(data, self.port)
             }
             Launch::Redis {
@@ -205,8 +215,12 @@ impl Component {
     /// Succeeds once the component serves requests.
     pub async fn probe(&self) -> Result<()> {
         match &self.launch {
-            Launch::PgPrimary { .. } => postgres::probe(self.port, false).await,
-            Launch::PgReplica { .. } => postgres::probe(self.port, true).await,
+            Launch::PgPrimary { secrets_dir, .. } => {
+                postgres::probe(self.port, false, secrets_dir).await
+            }
+            Launch::PgReplica { secrets_dir, .. } => {
+                postgres::probe(self.port, true, secrets_dir).await
+            }
             Launch::Redis { secrets_dir, .. } => {
                 redis_server::probe(
                     self.port,
@@ -229,7 +243,10 @@ impl Component {
     /// Work to do each time it becomes ready (idempotent).
     pub async fn after_ready(&self) -> Result<()> {
         match &self.launch {
-            Launch::PgPrimary { .. } => postgres::ensure_database(self.port).await,
+            Launch::PgPrimary { secrets_dir, .. } => {
+                postgres::ensure_roles(self.port, secrets_dir).await?;
+                postgres::ensure_database(self.port, secrets_dir).await
+            }
             _ => Ok(()),
         }
     }
@@ -281,6 +298,7 @@ pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
         out.push(Component {
             launch: Launch::PgPrimary {
                 data: home.component_data(&catalog),
+                secrets_dir: home.secrets_dir(),
             },
             name: catalog,
             port: ports.catalog,
@@ -306,6 +324,7 @@ pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
             out.push(Component {
                 launch: Launch::PgPrimary {
                     data: home.component_data(&primary),
+                    secrets_dir: home.secrets_dir(),
                 },
                 name: primary,
                 port: primary_port,
@@ -317,6 +336,7 @@ pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
                         data: home.component_data(&name),
                         primary_port,
                         slot: format!("replica_{k}"),
+                        secrets_dir: home.secrets_dir(),
                     },
                     name,
                     port: topology.shard_port(r, s, k),

@@ -40,7 +40,7 @@ pub use config::{EdgeConfig, FORWARD_KEY_ENV, KV_ROUTE_KEY_ENV, cities, origins,
 
 use self::workerd::Binding;
 
-use crate::secrets::read_secret;
+use crate::secrets::{read_secret, write_private};
 use crate::topology::Topology;
 
 /// Secret file of the forward key (see [`crate::secrets`]).
@@ -106,10 +106,21 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The built Worker: `$CITYBOARD_EDGE_BUILD`, else `edge/build` of the checkout.
+/// The production build (`deploy/build-edge.sh`): no test mode in it.
 pub fn build_dir() -> PathBuf {
     std::env::var_os("CITYBOARD_EDGE_BUILD")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("edge/build"))
+}
+
+/// The runtime tests' Worker, built with the `test-mode` feature
+/// (`deploy/build-edge.sh --test-mode`): `$CITYBOARD_EDGE_TEST_BUILD`, else
+/// `edge/build-test` of the checkout. Only it obeys `TEST_MODE=1`; the
+/// stack always runs [`build_dir`]'s.
+pub fn test_build_dir() -> PathBuf {
+    std::env::var_os("CITYBOARD_EDGE_TEST_BUILD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("edge/build-test"))
 }
 
 /// The native workerd: `$WORKERD_BIN` (deploy/env.sh), else where
@@ -197,23 +208,6 @@ pub fn prepare(topology: &Topology, config: &Path, secrets_dir: &Path) -> Result
     }
     .render();
     write_private(config, text.as_bytes())
-}
-
-/// Writes a file that only its owner may read, atomically.
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    file.write_all(bytes)?;
-    drop(file);
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
 }
 
 /// The supervised command: workerd serving the generated config, with the

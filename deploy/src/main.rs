@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use cityboard_deploy::home::Home;
 use cityboard_deploy::process::sibling_binary;
 use cityboard_deploy::topology::TopologyError;
-use cityboard_deploy::{commands, edge, supervisor};
+use cityboard_deploy::{commands, edge, postgres, supervisor};
 
 #[derive(Parser)]
 #[command(
@@ -185,6 +185,15 @@ fn bench(
     let status = sibling_binary("cityboard-bench").and_then(|program| {
         let mut command = Command::new(program);
         command.arg("--home").arg(home.root()).arg(scenario);
+        // The benchmarks read and seed the stack's databases directly, as
+        // its superuser.
+        if home
+            .secrets_dir()
+            .join(postgres::password_file(postgres::ADMIN))
+            .exists()
+        {
+            command.envs(postgres::client_env(&home.secrets_dir(), postgres::ADMIN)?);
+        }
         if json {
             command.arg("--json");
         }

@@ -12,10 +12,66 @@ use std::time::Duration;
 use std::os::unix::process::CommandExt;
 
 use anyhow::{Context, Result, bail};
-use sqlx::{Connection, PgConnection};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, PgConnection};
+
+use crate::secrets::read_secret;
 
 /// Database every instance holds the stack's data in.
 pub const DATABASE: &str = "cityboard";
+
+/// The superuser: `cityboard` itself (initdb, roles, databases), `region-core
+/// setup` (migrations, the owner's work) and `shard-tool` (on Postgres 15
+/// only a superuser may create a subscription). No serving process uses it.
+pub const ADMIN: &str = "postgres";
+
+/// Every login of the stack's instances and its attributes beyond LOGIN:
+/// the serving roles of [`region_core::privileges`] have none, the
+/// replication role only REPLICATION. Passwords are secrets of their own
+/// (`pg-<role>.password`), so each process can be given just its own.
+pub const LOGINS: &[(&str, &str)] = &[
+    ("cb_api", ""),
+    ("cb_writer", ""),
+    ("cb_relay", ""),
+    ("cb_publisher", ""),
+    ("cb_janitor", ""),
+    (region_core::privileges::REPLICATION_ROLE, "REPLICATION"),
+];
+
+/// The secret file holding `user`'s password.
+pub fn password_file(user: &str) -> String {
+    format!("pg-{user}.password")
+}
+
+/// `user`'s password, from the stack's secrets.
+pub fn password(secrets_dir: &Path, user: &str) -> Result<String> {
+    read_secret(secrets_dir, &password_file(user))
+}
+
+/// Where [`client_env`] writes `user`'s password file.
+pub fn passfile(secrets_dir: &Path, user: &str) -> PathBuf {
+    secrets_dir.join(format!("pg-{user}.pgpass"))
+}
+
+/// The libpq environment that makes a process connect as `user`: `PGUSER`,
+/// and `PGPASSFILE` naming a 0600 password file written beside the secrets
+/// (libpq and sqlx both read it). The stack's URLs name no user, so this is
+/// the only place a process's identity comes from, and the password never
+/// appears on a command line or in a URL that could be logged.
+pub fn client_env(
+    secrets_dir: &Path,
+    user: &str,
+) -> Result<[(&'static str, std::ffi::OsString); 2]> {
+    let pw = password(secrets_dir, user)?;
+    let file = passfile(secrets_dir, user);
+    // pgpass fields escape `:` and `\` with a backslash.
+    let escaped = pw.replace('\\', "\\\\").replace(':', "\\:");
+    crate::secrets::write_private(&file, format!("*:*:*:{user}:{escaped}\n").as_bytes())?;
+    Ok([
+        ("PGUSER", user.into()),
+        ("PGPASSFILE", file.into_os_string()),
+    ])
+}
 
 /// Settings passed on the command line of every instance, so that a replica
 /// made by pg_basebackup runs with exactly the settings its primary has.
@@ -129,25 +185,38 @@ pub fn command(data: &Path, port: u16) -> Result<Command> {
 /// Creates a new cluster in `data` unless one is there. initdb writes into a
 /// `.partial` directory that is renamed at the end, so a crash mid-way
 /// leaves no cluster that looks complete.
-pub fn init_primary(data: &Path, log: &Path) -> Result<()> {
+///
+/// Every connection authenticates with a scram-sha-256 password (the
+/// superuser's from the secrets), replication connections included.
+pub fn init_primary(data: &Path, log: &Path, secrets_dir: &Path) -> Result<()> {
     if data.join("PG_VERSION").exists() {
         return Ok(());
     }
     let partial = partial_dir(data)?;
-    run_as_postgres(
+    // initdb reads the superuser's password from a file, as the postgres
+    // user: a private copy beside the data directory, removed at once.
+    let pwfile = data.with_extension("pwfile");
+    crate::secrets::write_private(&pwfile, password(secrets_dir, ADMIN)?.as_bytes())?;
+    let (uid, gid) = postgres_user()?;
+    nix::unistd::chown(&pwfile, Some(uid.into()), Some(gid.into()))
+        .with_context(|| format!("giving {} to the postgres user", pwfile.display()))?;
+    let made = run_as_postgres(
         Command::new(program("initdb")?)
             .arg("-D")
             .arg(&partial)
             .args([
                 "-U",
-                "postgres",
-                "--auth=trust",
+                ADMIN,
+                "--auth=scram-sha-256",
                 "--encoding=UTF8",
                 "--locale=C.UTF-8",
-            ]),
+            ])
+            .arg(format!("--pwfile={}", pwfile.display())),
         log,
         "initdb",
-    )?;
+    );
+    let _ = std::fs::remove_file(&pwfile);
+    made?;
     // Defaults an operator (or a test) may change with ALTER SYSTEM, which
     // command-line settings would override. pg_basebackup copies the file,
     // so replicas get them too.
@@ -166,15 +235,37 @@ pub fn init_primary(data: &Path, log: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Gives the stack about to be made in `home` the superuser password of the
+/// stack whose secrets are in `from` (unless it has one), so that one libpq
+/// environment (`PGUSER`, `PGPASSFILE`) reaches both: what tests and
+/// benchmarks that make stacks of their own beside a shared one use.
+pub fn share_admin_password(from: &Path, home: &crate::home::Home) -> Result<()> {
+    let to = home.secrets_dir();
+    let target = to.join(password_file(ADMIN));
+    if target.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&to).with_context(|| format!("creating {}", to.display()))?;
+    std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    crate::secrets::write_private(&target, password(from, ADMIN)?.as_bytes())
+}
+
 /// Makes a streaming replica of the primary on `primary_port` in `data`
 /// unless one is there: pg_basebackup with a physical slot named `slot`, so
-/// the primary keeps the WAL the replica has not replayed yet.
-pub async fn init_replica(data: &Path, primary_port: u16, slot: &str, log: &Path) -> Result<()> {
+/// the primary keeps the WAL the replica has not replayed yet. It connects
+/// as the replication role, which the replica then streams as.
+pub async fn init_replica(
+    data: &Path,
+    primary_port: u16,
+    slot: &str,
+    log: &Path,
+    secrets_dir: &Path,
+) -> Result<()> {
     if data.join("PG_VERSION").exists() {
         return Ok(());
     }
     // A slot left by an earlier, interrupted attempt would make -C fail.
-    let mut primary = connect(primary_port, "postgres").await?;
+    let mut primary = connect(primary_port, "postgres", secrets_dir).await?;
     sqlx::query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active")
         .bind(slot)
         .execute(&mut primary)
@@ -182,6 +273,10 @@ pub async fn init_replica(data: &Path, primary_port: u16, slot: &str, log: &Path
         .context("dropping a stale replication slot")?;
     drop(primary);
     let partial = partial_dir(data)?;
+    let role = region_core::privileges::REPLICATION_ROLE;
+    // -R writes this connection's parameters, password included, into the
+    // replica's postgresql.auto.conf (0600, the postgres user's): what its
+    // walreceiver streams with.
     run_as_postgres(
         Command::new(program("pg_basebackup")?)
             .arg("-D")
@@ -192,8 +287,9 @@ pub async fn init_replica(data: &Path, primary_port: u16, slot: &str, log: &Path
                 "-p",
                 &primary_port.to_string(),
                 "-U",
-                "postgres",
+                role,
             ])
+            .env("PGPASSWORD", password(secrets_dir, role)?)
             .args(["-R", "-X", "stream", "-C", "-S", slot, "--checkpoint=fast"]),
         log,
         "pg_basebackup",
@@ -243,23 +339,44 @@ fn run_as_postgres(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// URL of a database on a local instance.
+/// URL of a database on a local instance. It names no user: each process
+/// connects as its own ([`client_env`]).
 pub fn url(port: u16, database: &str) -> String {
-    format!("postgres://postgres@127.0.0.1:{port}/{database}")
+    format!("postgres://127.0.0.1:{port}/{database}")
 }
 
-/// Connects to a local instance, failing fast when it does not answer.
-pub async fn connect(port: u16, database: &str) -> Result<PgConnection> {
+/// `url` (as the stack's state file has it, with no user) with the
+/// superuser and its password in it: for a tool that connects to a stack
+/// other than its environment's (the reshard benchmark's own stack).
+/// Never print the result.
+pub fn admin_url(url: &str, secrets_dir: &Path) -> Result<String> {
+    let rest = url
+        .strip_prefix("postgres://")
+        .with_context(|| format!("{url} is not a postgres:// URL"))?;
+    let pw = password(secrets_dir, ADMIN)?;
+    let pw = percent_encoding::utf8_percent_encode(&pw, percent_encoding::NON_ALPHANUMERIC);
+    Ok(format!("postgres://{ADMIN}:{pw}@{rest}"))
+}
+
+/// Connects to a local instance as the superuser, failing fast when it
+/// does not answer.
+pub async fn connect(port: u16, database: &str, secrets_dir: &Path) -> Result<PgConnection> {
     let url = url(port, database);
-    tokio::time::timeout(Duration::from_secs(3), PgConnection::connect(&url))
+    let options = PgConnectOptions::new_without_pgpass()
+        .host("127.0.0.1")
+        .port(port)
+        .database(database)
+        .username(ADMIN)
+        .password(&password(secrets_dir, ADMIN)?);
+    tokio::time::timeout(Duration::from_secs(3), options.connect())
         .await
         .with_context(|| format!("connecting to {url}: timed out"))?
-        .with_context(|| format!("connecting to {url}"))
+        .with_context(|| format!("connecting to {url} as {ADMIN}"))
 }
 
 /// Ready when it accepts queries and is in the role we expect of it.
-pub async fn probe(port: u16, replica: bool) -> Result<()> {
-    let mut conn = connect(port, "postgres").await?;
+pub async fn probe(port: u16, replica: bool, secrets_dir: &Path) -> Result<()> {
+    let mut conn = connect(port, "postgres", secrets_dir).await?;
     let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
         .fetch_one(&mut conn)
         .await?;
@@ -269,9 +386,36 @@ pub async fn probe(port: u16, replica: bool) -> Result<()> {
     Ok(())
 }
 
+/// Creates the stack's logins ([`LOGINS`]) on a primary, or sets their
+/// passwords to the secrets' (a rotated secret takes effect at the next
+/// `up`). Replicas get them by replication.
+pub async fn ensure_roles(port: u16, secrets_dir: &Path) -> Result<()> {
+    let mut conn = connect(port, "postgres", secrets_dir).await?;
+    for (user, attributes) in LOGINS {
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+                .bind(user)
+                .fetch_one(&mut conn)
+                .await?;
+        let verb = if exists { "ALTER" } else { "CREATE" };
+        // Neither a role name nor a password can be bound in these
+        // statements: the name is a constant, and the password, hex from
+        // `secrets::ensure` or an operator's file, is quoted as a literal.
+        let pw = password(secrets_dir, user)?.replace('\'', "''");
+        sqlx::query(&format!(
+            "{verb} ROLE {user} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE {attributes} \
+             PASSWORD '{pw}'"
+        ))
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("{verb} ROLE {user} on port {port}"))?;
+    }
+    Ok(())
+}
+
 /// Creates the stack's database on a primary unless it exists.
-pub async fn ensure_database(port: u16) -> Result<()> {
-    let mut conn = connect(port, "postgres").await?;
+pub async fn ensure_database(port: u16, secrets_dir: &Path) -> Result<()> {
+    let mut conn = connect(port, "postgres", secrets_dir).await?;
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
             .bind(DATABASE)
@@ -290,17 +434,35 @@ pub async fn ensure_database(port: u16) -> Result<()> {
 /// Bytes of WAL the replica on `replica_port` has still to replay, measured
 /// by LSN against its primary (a timestamp would make an idle primary's
 /// replicas look stale).
-pub async fn replay_lag_bytes(primary_port: u16, replica_port: u16) -> Result<i64> {
-    let mut replica = connect(replica_port, "postgres").await?;
+pub async fn replay_lag_bytes(
+    primary_port: u16,
+    replica_port: u16,
+    secrets_dir: &Path,
+) -> Result<i64> {
+    let mut replica = connect(replica_port, "postgres", secrets_dir).await?;
     let replayed: Option<String> = sqlx::query_scalar("SELECT pg_last_wal_replay_lsn()::text")
         .fetch_one(&mut replica)
         .await?;
     let replayed = replayed.context("the replica has replayed nothing yet")?;
-    let mut primary = connect(primary_port, "postgres").await?;
+    let mut primary = connect(primary_port, "postgres", secrets_dir).await?;
     let lag: i64 =
         sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::bigint")
             .bind(replayed)
             .fetch_one(&mut primary)
             .await?;
     Ok(lag.max(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_postgres_login_has_a_password() {
+        let names: Vec<&str> = crate::secrets::SECRETS.iter().map(|(n, _)| *n).collect();
+        for user in LOGINS.iter().map(|(u, _)| *u).chain([ADMIN]) {
+            let file = password_file(user);
+            assert!(names.contains(&file.as_str()), "{file}");
+        }
+    }
 }

@@ -41,7 +41,7 @@ impl RedisRole {
 pub const PASSWORD_FILE: &str = "redis.password";
 
 /// The URL the roles connect with: the password in it, so a URL must never
-/// be printed or logged as it is (`region_core::lazy_redis::redacted`).
+/// be printed or logged as it is (`region_core::redact::url`).
 pub fn url(port: u16, password: &str) -> String {
     format!("redis://:{password}@127.0.0.1:{port}/")
 }
@@ -54,7 +54,7 @@ pub fn command(role: RedisRole, data: &Path, port: u16, password: &str) -> Resul
         .context("redis-server not found: install it with `deploy/install.sh base`")?;
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let auth = data.join("auth.conf");
-    crate::edge::write_private(&auth, format!("requirepass {password}\n").as_bytes())?;
+    crate::secrets::write_private(&auth, format!("requirepass {password}\n").as_bytes())?;
     let mut cmd = Command::new(program);
     // The config file must be the first argument.
     cmd.arg(&auth)

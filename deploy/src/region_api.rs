@@ -10,16 +10,19 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::http::http_get_status;
+use crate::postgres;
 use crate::process::sibling_binary;
 
 /// Migrates and seeds the region's databases (`region-core setup`).
-pub fn setup(state_file: &Path, region: &str, log: &Path) -> Result<()> {
+pub fn setup(state_file: &Path, secrets_dir: &Path, region: &str, log: &Path) -> Result<()> {
     let out = std::fs::File::options()
         .create(true)
         .append(true)
         .open(log)
         .with_context(|| format!("opening {}", log.display()))?;
+    // Migrations are the owner's work: setup connects as the superuser.
     let mut cmd = region_core("setup", state_file, region)?;
+    cmd.envs(postgres::client_env(secrets_dir, postgres::ADMIN)?);
     let status = cmd
         .stdout(out.try_clone()?)
         .stderr(out)
@@ -55,6 +58,7 @@ pub fn command(
     limits: &region_core::limits::Limits,
 ) -> Result<Command> {
     let mut cmd = region_core("serve", state_file, region)?;
+    cmd.envs(postgres::client_env(secrets_dir, "cb_api")?);
     cmd.args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--operator-listen", &format!("127.0.0.1:{operator_port}")])
         .arg("--secrets-dir")
@@ -87,6 +91,16 @@ impl PipelineRole {
             PipelineRole::Janitor => "janitor",
         }
     }
+
+    /// The Postgres login it connects as (one per purpose).
+    pub fn pg_user(self) -> &'static str {
+        match self {
+            PipelineRole::Writer => "cb_writer",
+            PipelineRole::Relay => "cb_relay",
+            PipelineRole::Publisher => "cb_publisher",
+            PipelineRole::Janitor => "cb_janitor",
+        }
+    }
 }
 
 /// The command that runs `role` for `region`, its `/metrics` and
@@ -100,6 +114,7 @@ pub fn role_command(
     port: u16,
 ) -> Result<Command> {
     let mut cmd = region_core(role.kind(), state_file, region)?;
+    cmd.envs(postgres::client_env(secrets_dir, role.pg_user())?);
     cmd.args(["--metrics-listen", &format!("127.0.0.1:{port}")]);
     if role == PipelineRole::Publisher {
         // kv-route.key signs the edge's bulk KV route.

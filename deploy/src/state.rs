@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use region_core::redact;
 use serde::{Deserialize, Serialize};
 
 use crate::process::{ProcessId, write_atomic};
@@ -66,8 +67,9 @@ pub struct StackState {
     pub components: Vec<ComponentState>,
 }
 
-/// Addresses of one region.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Addresses of one region. Its `Debug` masks the passwords its URLs
+/// carry (`region_core::redact::url`).
+#[derive(Clone, Serialize, Deserialize)]
 pub struct RegionState {
     /// Region name.
     pub name: String,
@@ -87,8 +89,8 @@ pub struct RegionState {
     pub shards: Vec<ShardState>,
 }
 
-/// Addresses of one shard.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Addresses of one shard. Its `Debug` masks the passwords its URLs carry.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct ShardState {
     /// `shard-N`.
     pub name: String,
@@ -98,6 +100,31 @@ pub struct ShardState {
     pub replica_urls: Vec<String>,
     /// City slugs served by this shard.
     pub cities: Vec<String>,
+}
+
+impl std::fmt::Debug for RegionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegionState")
+            .field("name", &self.name)
+            .field("catalog_url", &redact::url(&self.catalog_url))
+            .field("redis_cache_url", &redact::url(&self.redis_cache_url))
+            .field("redis_store_url", &redact::url(&self.redis_store_url))
+            .field("api_port", &self.api_port)
+            .field("operator_port", &self.operator_port)
+            .field("shards", &self.shards)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ShardState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardState")
+            .field("name", &self.name)
+            .field("primary_url", &redact::url(&self.primary_url))
+            .field("replica_urls", &redact::urls(&self.replica_urls))
+            .field("cities", &self.cities)
+            .finish()
+    }
 }
 
 /// One supervised process.
@@ -137,5 +164,37 @@ impl StackState {
     /// The component with this name.
     pub fn component(&self, name: &str) -> Option<&ComponentState> {
         self.components.iter().find(|c| c.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_regions_debug_shows_no_password() {
+        let region = RegionState {
+            name: "us-east".into(),
+            catalog_url: "postgres://owner:cat4log@127.0.0.1:17100/cityboard".into(),
+            redis_cache_url: "redis://:r3dis@127.0.0.1:17101/".into(),
+            redis_store_url: "redis://:r3dis@127.0.0.1:17102/".into(),
+            api_port: 17103,
+            operator_port: 17108,
+            shards: vec![ShardState {
+                name: "shard-1".into(),
+                primary_url: "postgres://writer:pr1mary@127.0.0.1:17110/cityboard".into(),
+                replica_urls: vec!["postgres://reader:rep1ica@127.0.0.1:17111/cityboard".into()],
+                cities: vec!["boston".into()],
+            }],
+        };
+        let shown = format!("{region:?}");
+        for secret in ["cat4log", "r3dis", "pr1mary", "rep1ica"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("redis://:***@127.0.0.1:17101/"), "{shown}");
+        assert!(
+            shown.contains("postgres://reader:***@127.0.0.1:17111/cityboard"),
+            "{shown}"
+        );
     }
 }

@@ -7,7 +7,6 @@
 //! none may be cached (`private, no-store`).
 
 use web_sys::Response;
-use worker::Env;
 
 use crate::config::Config;
 use crate::error::EdgeError;
@@ -25,7 +24,7 @@ pub const CITY_COOKIE: &str = "cb_city";
 const CITY_COOKIE_MAX_AGE: u32 = 365 * 24 * 3600;
 
 /// Answers a request to the apex.
-pub fn handle(req: &Incoming, config: &Config, env: &Env) -> Result<Response, EdgeError> {
+pub fn handle(req: &Incoming, config: &Config) -> Result<Response, EdgeError> {
     if !req.is_read() {
         return Err(EdgeError::MethodNotAllowed);
     }
@@ -40,8 +39,8 @@ pub fn handle(req: &Incoming, config: &Config, env: &Env) -> Result<Response, Ed
         return to_city(req, config, &city.slug, "cookie");
     }
     let cf = geo::cf_location(&req.raw);
-    let ip = req.client_ip(config.test_mode);
-    match geo::locate(config, env, &cf, &ip) {
+    let ip = config.client_ip(req);
+    match geo::locate(config, &cf, &ip) {
         Some((city, source)) => {
             let how = match source {
                 geo::Source::Cf => "cf",
@@ -88,14 +87,7 @@ fn choose(req: &Incoming, config: &Config) -> Result<Response, EdgeError> {
 
 fn to_city(req: &Incoming, config: &Config, city: &str, how: &str) -> Result<Response, EdgeError> {
     let location = format!("{}/", req.base_of(&city_host(city, config)));
-    // How the visitor was placed, for the tests; in production the redirect
-    // is the hottest path and carries nothing it does not need.
-    let extra: &[(&str, &str)] = if config.test_mode {
-        &[("x-cityboard-located-by", how)]
-    } else {
-        &[]
-    };
-    respond::redirect(302, &location, extra)
+    respond::redirect(302, &location, config.located_by(how).as_slice())
 }
 
 /// `{city}.{apex}`; the slugs of served cities are valid labels (checked

@@ -3,7 +3,9 @@
 //!
 //! Off unless `KV_ROUTE_KEY` is set (404 then, as if it did not exist).
 //! Requests are signed with the same scheme as forwarded requests but their
-//! own key; a forged or stale signature is a 401, and so is a replayed one:
+//! own key, in either version (a publisher of before version 2 signs
+//! version 1; version 2 also covers the `Content-Type`); a forged or stale
+//! signature is a 401, and so is a replayed one:
 //! seen nonces are kept in KV (`nonce:{kid}:{nonce}`) for the validity
 //! window. KV is eventually consistent, so two copies of one request racing
 //! through different edge locations could both pass; locally (one KV
@@ -50,6 +52,7 @@ pub async fn handle(req: &Incoming, config: &Config, env: &Env) -> Result<Respon
         .ok_or_else(|| EdgeError::Unauthorized("no signature".into()))?;
     let bytes = body::read(req, MAX_BYTES).await?;
     // The route signs what the publisher knows: no visitor, no city.
+    let content_type = req.header("content-type").unwrap_or_default();
     let signed = sign::Request {
         method: &req.method,
         host: &req.host,
@@ -57,16 +60,17 @@ pub async fn handle(req: &Incoming, config: &Config, env: &Env) -> Result<Respon
         client_ip: "",
         city: "",
         body_sha256: sign::body_sha256(&bytes),
+        content_type: &content_type,
     };
-    let keyring = Keyring {
-        current,
-        previous: config::text(env, "KV_ROUTE_KEY_PREVIOUS")
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .map(|s| sign::Key::strong("KV_ROUTE_KEY_PREVIOUS", s.into_bytes()))
-            .transpose()
-            .map_err(EdgeError::Config)?,
-    };
+    let mut keyring = Keyring::new(current);
+    if let Some(previous) = config::text(env, "KV_ROUTE_KEY_PREVIOUS")
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+    {
+        let previous = sign::Key::strong("KV_ROUTE_KEY_PREVIOUS", previous.into_bytes())
+            .map_err(EdgeError::Config)?;
+        keyring = keyring.with_previous(previous, None);
+    }
     let signature = keyring
         .verify(&header, &signed, clock::now_secs())
         .map_err(|e| EdgeError::Unauthorized(e.to_string()))?;

@@ -18,6 +18,7 @@ use wasm_bindgen::JsValue;
 use worker::Env;
 
 use crate::error::EdgeError;
+use crate::incoming::Incoming;
 
 /// Default of `ORIGIN_TIMEOUT_MS`.
 pub const DEFAULT_ORIGIN_TIMEOUT_MS: u32 = 5000;
@@ -40,8 +41,17 @@ pub struct Config {
     pub ryw_key: [u8; 32],
     /// Key of the internal bulk KV route; `None` turns the route off.
     pub kv_route_key: Option<Key>,
-    /// `TEST_MODE=1`: the `X-Forwarded-For` override and the test routes.
+    /// `TEST_MODE=1` in a build with the `test-mode` feature: the
+    /// `X-Forwarded-For` override, the test routes, the test range table
+    /// and the `x-cityboard-located-by` header. The production build has
+    /// no such field, and none of what it turns on.
+    #[cfg(feature = "test-mode")]
     pub test_mode: bool,
+    /// Test mode's range table: the `TEST_GEO_RANGES` data binding, which
+    /// replaces the embedded one so that the runtime tests pin which
+    /// address is in which city without a build of their own.
+    #[cfg(feature = "test-mode")]
+    pub test_ranges: Option<geo_router::RangeTable>,
     /// Longest wait for an origin's response headers.
     pub origin_timeout_ms: u32,
     /// `PAGE_CACHE_MS`: how long KV's answer for a post page is kept in the
@@ -57,6 +67,64 @@ impl Config {
     /// The served city with this slug.
     pub fn city(&self, slug: &str) -> Option<&CityBinding> {
         self.cities.iter().find(|c| c.slug == slug)
+    }
+
+    /// The visitor's address: [`Incoming::client_ip`] (`CF-Connecting-IP`),
+    /// which in test mode the first `X-Forwarded-For` entry overrides,
+    /// since locally nothing sets the former. Never in the production
+    /// build, where a client's `X-Forwarded-For` is only dropped.
+    pub fn client_ip(&self, req: &Incoming) -> String {
+        #[cfg(feature = "test-mode")]
+        if self.test_mode
+            && let Some(first) = req
+                .header("x-forwarded-for")
+                .and_then(|v| v.split(',').next().map(|s| s.trim().to_string()))
+                .filter(|s| !s.is_empty())
+        {
+            return first;
+        }
+        req.client_ip()
+    }
+
+    /// The header an apex redirect carries to say how the visitor was
+    /// placed (`how`: cookie, cf, ip), for the tests: in test mode only.
+    #[cfg(feature = "test-mode")]
+    pub fn located_by<'a>(&self, how: &'a str) -> Option<(&'static str, &'a str)> {
+        self.test_mode.then_some(("x-cityboard-located-by", how))
+    }
+
+    /// The header an apex redirect carries to say how the visitor was
+    /// placed: none in the production build, where the redirect is the
+    /// hottest path and carries nothing it does not need.
+    #[cfg(not(feature = "test-mode"))]
+    pub fn located_by<'a>(&self, _how: &'a str) -> Option<(&'static str, &'a str)> {
+        None
+    }
+}
+
+/// What a `TEST_MODE` binding does in this build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestMode {
+    /// Unset, or anything but `1`.
+    Off,
+    /// `1`, in a build with the `test-mode` feature.
+    On,
+    /// `1`, in a build without it (production): nothing but a warning in
+    /// the log, so that a binding left over from a test setup cannot open
+    /// the client-IP override or the test routes.
+    Ignored,
+}
+
+impl TestMode {
+    /// The mode a `TEST_MODE` binding's value gives in this build.
+    pub fn of(binding: Option<&str>) -> TestMode {
+        if binding.is_none_or(|s| s.trim() != "1") {
+            TestMode::Off
+        } else if cfg!(feature = "test-mode") {
+            TestMode::On
+        } else {
+            TestMode::Ignored
+        }
     }
 }
 
@@ -106,6 +174,23 @@ fn millis(
         .ok_or_else(|| EdgeError::Config(format!("{name}={s:?} is not {rule}")))
 }
 
+/// The `TEST_GEO_RANGES` data binding as a range table; `None` when there
+/// is none (the embedded table is used then) or it does not parse.
+#[cfg(feature = "test-mode")]
+fn test_ranges(env: &Env) -> Option<geo_router::RangeTable> {
+    use wasm_bindgen::JsCast;
+    let value = js_sys::Reflect::get(env.as_ref(), &JsValue::from_str(TEST_RANGES_BINDING)).ok()?;
+    let buffer = value.dyn_into::<js_sys::ArrayBuffer>().ok()?;
+    let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
+    geo_router::RangeTable::from_bytes(&bytes)
+        .inspect_err(|e| worker::console_error!("{TEST_RANGES_BINDING}: {e}"))
+        .ok()
+}
+
+/// Test mode's `data` binding of a range table ([`Config::test_ranges`]).
+#[cfg(feature = "test-mode")]
+pub const TEST_RANGES_BINDING: &str = "TEST_GEO_RANGES";
+
 fn parse(env: &Env) -> Result<Config, EdgeError> {
     let apex = required(env, "APEX")?
         .trim()
@@ -143,7 +228,12 @@ fn parse(env: &Env) -> Result<Config, EdgeError> {
         .map(|s| Key::strong("KV_ROUTE_KEY", s.into_bytes()))
         .transpose()
         .map_err(EdgeError::Config)?;
-    let test_mode = text(env, "TEST_MODE").is_some_and(|s| s.trim() == "1");
+    let test_mode = TestMode::of(text(env, "TEST_MODE").as_deref());
+    if test_mode == TestMode::Ignored {
+        worker::console_warn!(
+            "TEST_MODE=1 is ignored: this Worker was built without the test-mode feature"
+        );
+    }
     let origin_timeout_ms = millis(
         env,
         "ORIGIN_TIMEOUT_MS",
@@ -177,9 +267,44 @@ fn parse(env: &Env) -> Result<Config, EdgeError> {
         forward_key,
         ryw_key,
         kv_route_key,
-        test_mode,
+        #[cfg(feature = "test-mode")]
+        test_mode: test_mode == TestMode::On,
+        #[cfg(feature = "test-mode")]
+        test_ranges: (test_mode == TestMode::On)
+            .then(|| test_ranges(env))
+            .flatten(),
         origin_timeout_ms,
         page_cache_ms,
         template_version,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_mode_needs_the_binding_set_to_1() {
+        for off in [None, Some(""), Some("0"), Some("true"), Some("yes")] {
+            assert_eq!(TestMode::of(off), TestMode::Off, "{off:?}");
+        }
+    }
+
+    /// The production Worker (built without the feature, as deploy/test's
+    /// `cargo test -p cityboard-edge --lib` builds it) ignores
+    /// `TEST_MODE=1`, and its configuration has no test mode to turn on.
+    #[cfg(not(feature = "test-mode"))]
+    #[test]
+    fn the_production_build_ignores_test_mode() {
+        assert_eq!(TestMode::of(Some("1")), TestMode::Ignored);
+        assert_eq!(TestMode::of(Some(" 1\n")), TestMode::Ignored);
+    }
+
+    /// The runtime tests' build turns it on.
+    #[cfg(feature = "test-mode")]
+    #[test]
+    fn the_test_build_turns_test_mode_on() {
+        assert_eq!(TestMode::of(Some("1")), TestMode::On);
+        assert_eq!(TestMode::of(Some(" 1\n")), TestMode::On);
+    }
 }

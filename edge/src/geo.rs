@@ -11,10 +11,9 @@ use std::cell::OnceCell;
 use std::net::IpAddr;
 
 use geo_router::{PlacementRule, RangeTable, Visitor};
-use js_sys::{ArrayBuffer, Reflect, Uint8Array};
-use wasm_bindgen::{JsCast, JsValue};
+use js_sys::Reflect;
+use wasm_bindgen::JsValue;
 use web_sys::Request;
-use worker::Env;
 
 use crate::config::Config;
 
@@ -22,11 +21,6 @@ use crate::config::Config;
 /// city, see geo-router's `range_table`), embedded at build time (see
 /// build.rs); empty when the build named none.
 static EMBEDDED_RANGES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cities.ranges"));
-
-/// Test mode only: a `data` binding of this name (a range table) replaces
-/// the embedded one, so that the runtime tests pin which address is in
-/// which city without a build of their own.
-pub const TEST_RANGES_BINDING: &str = "TEST_GEO_RANGES";
 
 /// The parts of `request.cf` the Worker uses.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -70,8 +64,6 @@ thread_local! {
     /// the isolate (milliseconds), then shared by every request it serves
     /// (`None`: empty or unusable).
     static EMBEDDED: OnceCell<Option<RangeTable>> = const { OnceCell::new() };
-    /// Test mode: the table from the test binding.
-    static FROM_BINDING: OnceCell<Option<RangeTable>> = const { OnceCell::new() };
 }
 
 /// How a visitor was located, for the redirect's log line and the tests.
@@ -88,7 +80,7 @@ pub enum Source {
 /// `cf` with usable coordinates decides alone (a location Cloudflare knows
 /// to be far from every served city is not second-guessed by the IP); only
 /// without coordinates is the IP looked up.
-pub fn locate(config: &Config, env: &Env, cf: &CfLocation, ip: &str) -> Option<(String, Source)> {
+pub fn locate(config: &Config, cf: &CfLocation, ip: &str) -> Option<(String, Source)> {
     if let (Some(lat), Some(lon)) = (cf.lat, cf.lon) {
         let visitor = Visitor {
             country: cf.country.as_deref(),
@@ -100,39 +92,25 @@ pub fn locate(config: &Config, env: &Env, cf: &CfLocation, ip: &str) -> Option<(
             .map(|p| (p.city.to_string(), Source::Cf));
     }
     let ip: IpAddr = ip.parse().ok()?;
-    let city = if config.test_mode && has_binding(env) {
-        FROM_BINDING.with(|cell| {
-            cell.get_or_init(|| binding_bytes(env).and_then(|b| RangeTable::from_bytes(&b).ok()))
-                .as_ref()
-                .and_then(|t| t.city(ip).map(str::to_string))
+    #[cfg(feature = "test-mode")]
+    if let Some(table) = &config.test_ranges {
+        let city = table.city(ip)?;
+        return config.city(city).map(|c| (c.slug.clone(), Source::Ip));
+    }
+    let city = EMBEDDED.with(|cell| {
+        cell.get_or_init(|| {
+            if EMBEDDED_RANGES.is_empty() {
+                return None;
+            }
+            RangeTable::from_bytes(EMBEDDED_RANGES)
+                .inspect_err(|e| worker::console_error!("embedded range table: {e}"))
+                .ok()
         })
-    } else {
-        EMBEDDED.with(|cell| {
-            cell.get_or_init(|| {
-                if EMBEDDED_RANGES.is_empty() {
-                    return None;
-                }
-                RangeTable::from_bytes(EMBEDDED_RANGES)
-                    .inspect_err(|e| worker::console_error!("embedded range table: {e}"))
-                    .ok()
-            })
-            .as_ref()
-            .and_then(|t| t.city(ip).map(str::to_string))
-        })
-    }?;
+        .as_ref()
+        .and_then(|t| t.city(ip).map(str::to_string))
+    })?;
     // The table names cities, the configuration says which are served:
     // a table older than the configuration must not send anyone to a
     // city that is no longer served.
     config.city(&city).map(|c| (c.slug.clone(), Source::Ip))
-}
-
-fn has_binding(env: &Env) -> bool {
-    Reflect::get(env.as_ref(), &JsValue::from_str(TEST_RANGES_BINDING))
-        .is_ok_and(|v| v.is_instance_of::<ArrayBuffer>())
-}
-
-fn binding_bytes(env: &Env) -> Option<Vec<u8>> {
-    let value = Reflect::get(env.as_ref(), &JsValue::from_str(TEST_RANGES_BINDING)).ok()?;
-    let buffer = value.dyn_into::<ArrayBuffer>().ok()?;
-    Some(Uint8Array::new(&buffer).to_vec())
 }

@@ -89,18 +89,9 @@ impl Incoming {
     }
 
     /// The visitor's address: `CF-Connecting-IP` (Cloudflare sets it and
-    /// strips a client's own); in test mode the first `X-Forwarded-For`
-    /// entry overrides it, since locally nothing sets the former. Empty
-    /// when unknown.
-    pub fn client_ip(&self, test_mode: bool) -> String {
-        if test_mode
-            && let Some(first) = self
-                .header("x-forwarded-for")
-                .and_then(|v| v.split(',').next().map(|s| s.trim().to_string()))
-                .filter(|s| !s.is_empty())
-        {
-            return first;
-        }
+    /// strips a client's own). Empty when unknown. (A test-mode build may
+    /// override it: `Config::client_ip`, which the routes ask.)
+    pub fn client_ip(&self) -> String {
         self.header("cf-connecting-ip")
             .map(|s| s.trim().to_string())
             .unwrap_or_default()

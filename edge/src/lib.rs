@@ -27,6 +27,7 @@ pub mod incoming;
 pub mod origin;
 pub mod post;
 pub mod respond;
+#[cfg(feature = "test-mode")]
 pub mod testmode;
 
 use std::rc::Rc;
@@ -50,7 +51,7 @@ pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Respo
         Ok(prepared) => prepared,
         Err(answer) => return answer,
     };
-    let result = match route_now(&incoming, &config, &env) {
+    let result = match route_now(&incoming, &config) {
         Step::Answer(result) => result,
         Step::Later(later) => route_later(later, &incoming, &config, &env, &ctx).await,
     };
@@ -75,7 +76,7 @@ pub fn answer_now(req: Request, env: Env) -> Option<Response> {
         Ok(prepared) => prepared,
         Err(answer) => return answer.ok(),
     };
-    match route_now(&incoming, &config, &env) {
+    match route_now(&incoming, &config) {
         // An answer that cannot even be built is left to `fetch`, which
         // builds it again and says why.
         Step::Answer(result) => finish(result, &incoming, &config).ok(),
@@ -138,6 +139,8 @@ enum Step {
 /// The routes [`route_later`] serves, with what [`route_now`] found out.
 enum Later {
     Bulk,
+    /// A test route (test-mode builds only).
+    #[cfg(feature = "test-mode")]
     Test,
     /// A browser's post page that was not kept, or that must go to the
     /// origin (a newer version in the visitor's cookie, an expired page).
@@ -160,18 +163,19 @@ enum Later {
 /// origin, whatever the host.
 const OPERATOR_PATHS: [&str; 2] = ["/metrics", "/old_posts"];
 
-fn route_now(req: &Incoming, config: &Config, env: &Env) -> Step {
+fn route_now(req: &Incoming, config: &Config) -> Step {
     if OPERATOR_PATHS.contains(&req.path.as_str()) {
         return Step::Answer(Err(EdgeError::NotFound));
     }
     if req.path == BULK_PATH {
         return Step::Later(Later::Bulk);
     }
+    #[cfg(feature = "test-mode")]
     if config.test_mode && req.path.starts_with(testmode::PREFIX) {
         return Step::Later(Later::Test);
     }
     let city = match parse_host(&req.host, &config.apex) {
-        Ok(SiteHost::Apex) => return Step::Answer(apex::handle(req, config, env)),
+        Ok(SiteHost::Apex) => return Step::Answer(apex::handle(req, config)),
         Ok(SiteHost::City(slug)) => slug,
         Err(_) => return Step::Answer(Err(EdgeError::NotOurHost)),
     };
@@ -209,6 +213,7 @@ async fn route_later(
 ) -> Result<Response, EdgeError> {
     match later {
         Later::Bulk => bulk::handle(req, config, env).await,
+        #[cfg(feature = "test-mode")]
         Later::Test => testmode::handle(req, config).await,
         Later::Post { city, id } => post::page(req, config, env, &city, id).await,
         Later::Read { city } => cache::get(req, config, env, ctx, &city).await,

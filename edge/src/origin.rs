@@ -181,8 +181,9 @@ async fn send(
 }
 
 /// The visitor's headers (each within the size limits, else 400) minus the
-/// dropped ones, plus the Worker's own and the signature over method, host,
-/// path and query, client IP, city and body.
+/// dropped ones, plus the Worker's own and the signature (scheme version 2)
+/// over method, host, path and query, client IP, city, body and the
+/// `Content-Type` as it is sent on.
 fn forwarded_headers(
     req: &Incoming,
     config: &Config,
@@ -204,7 +205,13 @@ fn forwarded_headers(
             }
         }
     }
-    let client_ip = req.client_ip(config.test_mode);
+    let client_ip = config.client_ip(req);
+    // The value the origin will see: the copy's, one value even if the
+    // visitor sent several (`Headers` joins them).
+    let content_type = out
+        .get("content-type")
+        .map_err(EdgeError::js)?
+        .unwrap_or_default();
     let signed = sign::Request {
         method: &req.method,
         host: &req.host,
@@ -212,6 +219,7 @@ fn forwarded_headers(
         client_ip: &client_ip,
         city,
         body_sha256: sign::body_sha256(body),
+        content_type: &content_type,
     };
     let signature = sign::sign(
         &config.forward_key,

@@ -1,11 +1,13 @@
-//! Routes that exist only with `TEST_MODE=1`, for the runtime tests.
+//! Routes that exist only in a build with the `test-mode` feature (the
+//! runtime tests'), and there only with `TEST_MODE=1`.
 //!
 //! - `GET /__cityboard/test/vectors`: runs the protocol crate's known-answer
-//!   vectors inside this wasm build (200 with the count, 500 naming the
-//!   failures), so the tests prove the Worker signs exactly what the
-//!   independent implementation and region-core compute.
+//!   vectors, both scheme versions, inside this wasm build (200 with the
+//!   count, 500 naming the failures), so the tests prove the Worker signs
+//!   exactly what the independent implementation and region-core compute.
 //! - `POST /__cityboard/test/sign`: signs the posted fields with the
-//!   forward key, so a test can compare with the host-side verifier.
+//!   forward key (the current scheme version unless `version` names
+//!   another), so a test can compare with the host-side signer.
 //! - `POST /__cityboard/test/panic`: panics, which traps the wasm instance,
 //!   so a test can see that the instance is reset (the wasm-bindgen glue's
 //!   call guard, or `edge/entry.js` for a trap that escapes it) and the
@@ -35,6 +37,12 @@ struct SignInput {
     body: String,
     timestamp: i64,
     nonce: String,
+    /// Covered from version 2 on; none when absent.
+    #[serde(default)]
+    content_type: String,
+    /// The scheme version (1 or 2); the current one when absent.
+    #[serde(default)]
+    version: Option<u8>,
 }
 
 /// Handles a test route.
@@ -59,8 +67,20 @@ pub async fn handle(req: &Incoming, config: &Config) -> Result<Response, EdgeErr
                 client_ip: &input.client_ip,
                 city: &input.city,
                 body_sha256: sign::body_sha256(input.body.as_bytes()),
+                content_type: &input.content_type,
             };
-            let header = sign::sign(&config.forward_key, &fields, input.timestamp, &input.nonce);
+            let version = match input.version {
+                None => sign::Version::CURRENT,
+                Some(n) => sign::Version::from_number(n)
+                    .ok_or(EdgeError::BadRequest("no such signature scheme version"))?,
+            };
+            let header = sign::sign_with(
+                version,
+                &config.forward_key,
+                &fields,
+                input.timestamp,
+                &input.nonce,
+            );
             respond::json(
                 200,
                 "application/json",

@@ -36,7 +36,7 @@ pub struct Archive {
 impl std::fmt::Debug for Archive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Archive")
-            .field("location", &self.location)
+            .field("location", &crate::redact::url(&self.location))
             .finish()
     }
 }
@@ -85,7 +85,7 @@ impl Archive {
                 .with_context(|| format!("creating the archive directory {}", dir.display()))?;
         }
         let (store, prefix) = object_store::parse_url_opts(&url, std::env::vars())
-            .with_context(|| format!("opening the archive {location}"))?;
+            .with_context(|| format!("opening the archive {}", crate::redact::url(location)))?;
         Ok(Archive {
             store: Arc::from(store),
             prefix,
@@ -197,10 +197,9 @@ impl Archive {
                 first.id.0, last.id.0
             );
             let (store, path) = self.object(&name);
-            store
-                .put(&path, lines.into())
-                .await
-                .with_context(|| format!("writing {name} to {}", self.location))?;
+            store.put(&path, lines.into()).await.with_context(|| {
+                format!("writing {name} to {}", crate::redact::url(&self.location))
+            })?;
 
             // Deleted under the city's fence: a cutover in progress (or a
             // city that moved) waits or is skipped, never loses rows that

@@ -22,6 +22,8 @@ pub mod locale;
 pub mod lsn;
 pub mod migrate;
 pub mod model;
+pub mod privileges;
+pub mod redact;
 pub mod render;
 pub mod roles;
 pub mod stack;

@@ -115,7 +115,15 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("region-core: {e:#}");
-            std::process::ExitCode::FAILURE
+            // A refused configuration is a usage error (2), as a bad flag is
+            // for clap: restarting will not cure it.
+            if e.downcast_ref::<roles::janitor::mail::SmtpUrlError>()
+                .is_some()
+            {
+                std::process::ExitCode::from(2)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }

@@ -20,8 +20,9 @@ pub struct StackFile {
     pub regions: Vec<RegionEntry>,
 }
 
-/// One region of the stack.
-#[derive(Debug, Clone, Deserialize)]
+/// One region of the stack. Its `Debug` masks the passwords of its URLs
+/// (the Redis ones carry one).
+#[derive(Clone, Deserialize)]
 pub struct RegionEntry {
     /// Region name, e.g. `us-east`.
     pub name: String,
@@ -35,6 +36,25 @@ pub struct RegionEntry {
     pub api_port: u16,
     /// Shards in order.
     pub shards: Vec<ShardEntry>,
+}
+
+impl std::fmt::Debug for RegionEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegionEntry")
+            .field("name", &self.name)
+            .field("catalog_url", &crate::redact::url(&self.catalog_url))
+            .field(
+                "redis_cache_url",
+                &crate::redact::url(&self.redis_cache_url),
+            )
+            .field(
+                "redis_store_url",
+                &crate::redact::url(&self.redis_store_url),
+            )
+            .field("api_port", &self.api_port)
+            .field("shards", &self.shards)
+            .finish()
+    }
 }
 
 /// One shard of a region.
@@ -103,11 +123,29 @@ pub struct Secrets {
     pub kv_route: Vec<u8>,
     /// Current key of edge-forwarded request signatures.
     pub edge_forward: Vec<u8>,
-    /// Previous key, accepted during a rotation.
-    pub edge_forward_previous: Vec<u8>,
+    /// The previous key with its expiry, during a rotation only.
+    pub edge_forward_previous: Option<PreviousKey>,
     /// Bearer token of operator endpoints.
     pub operator_token: Vec<u8>,
 }
+
+/// The forwarding key of before a rotation: accepted beside the current
+/// one until `expires`, so that edges still signing with it are not
+/// refused while the new key reaches them, and refused from then on, so
+/// that an old key nobody removed does not stay valid forever.
+#[derive(Clone)]
+pub struct PreviousKey {
+    /// The key's bytes.
+    pub key: Vec<u8>,
+    /// From this time on its signatures are refused.
+    pub expires: chrono::DateTime<chrono::Utc>,
+}
+
+/// Secret file of the previous forwarding key (optional).
+pub const PREVIOUS_KEY_FILE: &str = "edge-forward.previous.key";
+/// Secret file of its expiry: one RFC 3339 time, e.g.
+/// `2026-01-31T12:00:00Z`. Required beside the key; alone, it is ignored.
+pub const PREVIOUS_EXPIRES_FILE: &str = "edge-forward.previous.expires";
 
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -116,8 +154,13 @@ impl std::fmt::Debug for Secrets {
 }
 
 impl Secrets {
-    /// Reads the five files of `dir`. Their content is opaque bytes;
+    /// Reads the four required files of `dir`, and the previous forwarding
+    /// key with its expiry when `edge-forward.previous.key` exists (absent:
+    /// no rotation is under way). Their content is opaque bytes;
     /// surrounding whitespace (a trailing newline) is not part of the key.
+    /// A key shorter than 32 bytes, or a previous key without a readable
+    /// expiry, is an error: better not to start than to accept signatures
+    /// under a weak key or an old key forever.
     pub fn read(dir: &Path) -> anyhow::Result<Secrets> {
         let read = |name: &str| -> anyhow::Result<Vec<u8>> {
             let path = dir.join(name);
@@ -134,11 +177,19 @@ impl Secrets {
             }
             Ok(key)
         };
+        let edge_forward_previous = if dir.join(PREVIOUS_KEY_FILE).exists() {
+            Some(PreviousKey {
+                key: read(PREVIOUS_KEY_FILE)?,
+                expires: read_expiry(&dir.join(PREVIOUS_EXPIRES_FILE))?,
+            })
+        } else {
+            None
+        };
         Ok(Secrets {
             session: read("session.key")?,
             kv_route: read("kv-route.key")?,
             edge_forward: read("edge-forward.key")?,
-            edge_forward_previous: read("edge-forward.previous.key")?,
+            edge_forward_previous,
             operator_token: read("operator.token")?,
         })
     }
@@ -155,9 +206,44 @@ impl Secrets {
     }
 }
 
+/// The expiry of the previous forwarding key: an RFC 3339 time, trimmed.
+fn read_expiry(path: &Path) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "reading {} (the previous forwarding key needs an expiry: an RFC 3339 time \
+             such as 2026-01-31T12:00:00Z; delete {PREVIOUS_KEY_FILE} if no rotation is \
+             under way)",
+            path.display()
+        )
+    })?;
+    let at = chrono::DateTime::parse_from_rfc3339(text.trim()).with_context(|| {
+        format!(
+            "{} holds {:?}, not an RFC 3339 time such as 2026-01-31T12:00:00Z",
+            path.display(),
+            text.trim()
+        )
+    })?;
+    Ok(at.with_timezone(&chrono::Utc))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_region_prints_without_its_passwords() {
+        let region: RegionEntry = serde_json::from_str(
+            r#"{"name":"r","catalog_url":"postgres://127.0.0.1:1/c",
+            "redis_cache_url":"redis://:hunter2@127.0.0.1:2/","redis_store_url":"redis://:hunter2@127.0.0.1:3/",
+            "api_port":4,"shards":[]}"#,
+        )
+        .expect("json");
+        let printed = format!("{region:?}");
+        assert!(
+            !printed.contains("hunter2") && printed.contains("127.0.0.1:2"),
+            "{printed}"
+        );
+    }
 
     #[test]
     fn reads_the_supervisors_state_file_ignoring_unknown_fields() {
@@ -184,7 +270,6 @@ mod tests {
             "session.key",
             "kv-route.key",
             "edge-forward.key",
-            "edge-forward.previous.key",
             "operator.token",
         ] {
             std::fs::write(dir.join(f), format!("{f}-0123456789abcdef0123456789\n")).unwrap();
@@ -192,9 +277,43 @@ mod tests {
         let s = Secrets::read(&dir).unwrap();
         assert_eq!(s.session, b"session.key-0123456789abcdef0123456789");
         assert_ne!(s.derive("cursor"), s.derive("csrf"));
+        // No previous key: none, even with an expiry file left over.
+        assert!(s.edge_forward_previous.is_none());
+        std::fs::write(dir.join(PREVIOUS_EXPIRES_FILE), "2026-01-31T12:00:00Z\n").unwrap();
+        assert!(Secrets::read(&dir).unwrap().edge_forward_previous.is_none());
         // 31 bytes: one short of a key.
         std::fs::write(dir.join("operator.token"), "x".repeat(31)).unwrap();
         let err = Secrets::read(&dir).unwrap_err().to_string();
+        assert!(err.contains("too short"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_previous_key_needs_32_bytes_and_an_expiry() {
+        let dir = std::env::temp_dir().join(format!("rc-previous-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in [
+            "session.key",
+            "kv-route.key",
+            "edge-forward.key",
+            "operator.token",
+        ] {
+            std::fs::write(dir.join(f), format!("{f}-0123456789abcdef0123456789")).unwrap();
+        }
+        let previous = dir.join(PREVIOUS_KEY_FILE);
+        let expires = dir.join(PREVIOUS_EXPIRES_FILE);
+        std::fs::write(&previous, "previous-0123456789abcdef0123456789\n").unwrap();
+        let err = format!("{:#}", Secrets::read(&dir).unwrap_err());
+        assert!(err.contains("needs an expiry"), "{err}");
+        std::fs::write(&expires, "next tuesday").unwrap();
+        let err = format!("{:#}", Secrets::read(&dir).unwrap_err());
+        assert!(err.contains("not an RFC 3339 time"), "{err}");
+        std::fs::write(&expires, " 2026-01-31T13:00:00+01:00\n").unwrap();
+        let p = Secrets::read(&dir).unwrap().edge_forward_previous.unwrap();
+        assert_eq!(p.key, b"previous-0123456789abcdef0123456789");
+        assert_eq!(p.expires.to_rfc3339(), "2026-01-31T12:00:00+00:00");
+        std::fs::write(&previous, "short").unwrap();
+        let err = format!("{:#}", Secrets::read(&dir).unwrap_err());
         assert!(err.contains("too short"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -31,7 +31,7 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Store({})", crate::lazy_redis::redacted(&self.url))
+        write!(f, "Store({})", crate::redact::url(&self.url))
     }
 }
 
@@ -47,7 +47,7 @@ impl Store {
 
     fn unavailable(&self, reason: impl std::fmt::Display) -> StoreUnavailable {
         StoreUnavailable {
-            url: crate::lazy_redis::redacted(&self.url).into(),
+            url: crate::redact::url(&self.url).into(),
             reason: reason.to_string(),
         }
     }

@@ -11,11 +11,14 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Extension};
 use axum::http::Request;
 use cityboard_protocol::sign::{self, Key, Keyring};
-use common::api::{Api, CLIENT_IP, Forward, Reply, Setup, new_nonce, secrets};
+use common::api::{
+    Api, CLIENT_IP, Forward, Reply, Setup, new_nonce, previous_forward_key, secrets,
+};
 use common::*;
 use region_core::clock::ManualClock;
 use region_core::http::edge_trust::{self, Forwarded};
 use region_core::http::{AppState, ClientIp};
+use region_core::stack::PreviousKey;
 use tower::ServiceExt;
 
 /// A city the stack serves in its first region.
@@ -95,64 +98,98 @@ async fn the_protocols_known_answer_vectors_verify_here_and_at_the_middleware() 
     let redis = redis::Client::open(stack.regions[0].redis_store_url.as_str()).unwrap();
     let mut redis = redis.get_multiplexed_async_connection().await.unwrap();
 
+    let mut through_the_middleware = Vec::new();
     for v in &vectors {
+        let version = v.scheme().expect("a known version");
         // With the keyring the origin builds: the vector's key as current,
-        // and as previous.
+        // and as previous (not yet expired); version 1 refused where the
+        // api retired it.
         let other = Key::new(b"some other forwarding key".to_vec());
         for ring in [
-            Keyring {
-                current: v.key(),
-                previous: Some(other.clone()),
-            },
-            Keyring {
-                current: other.clone(),
-                previous: Some(v.key()),
-            },
+            Keyring::new(v.key()).with_previous(other.clone(), Some(v.timestamp + 1)),
+            Keyring::new(other.clone()).with_previous(v.key(), Some(v.timestamp + 1)),
         ] {
             let sig = ring.verify(&v.header, &v.request(), v.timestamp).unwrap();
             assert_eq!(
-                (sig.key_id.as_str(), sig.nonce.as_str()),
-                (v.key_id.as_str(), v.nonce.as_str())
+                (sig.key_id.as_str(), sig.nonce.as_str(), sig.version),
+                (v.key_id.as_str(), v.nonce.as_str(), version)
             );
+            let retired = ring.with_min_version(sign::Version::V2).verify(
+                &v.header,
+                &v.request(),
+                v.timestamp,
+            );
+            assert_eq!(retired.is_ok(), version == sign::Version::V2, "{}", v.name);
         }
 
         // Through the origin's middleware: an api whose forwarding key is
-        // the vector's, at the vector's time.
+        // the vector's, at the vector's time. Two version 1 vectors have
+        // keys shorter than an api starts with (they predate that rule).
+        if v.secret.len() < sign::MIN_SECRET_BYTES {
+            assert_eq!(version, sign::Version::V1, "{}", v.name);
+            continue;
+        }
         let mut keys = secrets();
         keys.edge_forward = v.secret.as_bytes().to_vec();
         let clock = Arc::new(ManualClock::new(
             chrono::DateTime::from_timestamp(v.timestamp, 0).unwrap(),
         ));
-        let api = Api::start_with(Setup {
-            secrets: keys,
-            clock,
-            ..Setup::default()
-        })
-        .await;
-        // The vectors' nonces are fixed: forget a previous run's claim.
-        let _: () = redis::cmd("DEL")
-            .arg(format!("cb:nonce:v1:{}:{}", v.key_id, v.nonce))
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-        let mut req = Request::builder()
-            .method(v.method.as_str())
-            .uri(v.path_and_query.as_str())
-            .header("host", "127.0.0.1")
-            .header(sign::FORWARDED_HOST_HEADER, v.host.as_str())
-            .header(sign::CITY_HEADER, v.city.as_str())
-            .header(sign::SIGNATURE_HEADER, v.header.as_str());
-        if !v.client_ip.is_empty() {
-            req = req.header(sign::CLIENT_IP_HEADER, v.client_ip.as_str());
+        for min_version in [sign::Version::V1, sign::Version::V2] {
+            let api = Api::start_with(Setup {
+                secrets: keys.clone(),
+                clock: clock.clone(),
+                signing_min_version: min_version,
+                ..Setup::default()
+            })
+            .await;
+            // The vectors' nonces are fixed: forget a previous run's claim.
+            let _: () = redis::cmd("DEL")
+                .arg(format!("cb:nonce:v1:{}:{}", v.key_id, v.nonce))
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            let req = vector_request(v);
+            if min_version > version {
+                let detail = refused(&api.send_raw(req).await);
+                assert!(detail.contains("retired"), "{}: {detail}", v.name);
+                continue;
+            }
+            let seen = echo(&api.state, req).await;
+            assert_eq!(seen["signed"], true, "{}", v.name);
+            assert_eq!(seen["host"], v.host.to_ascii_lowercase(), "{}", v.name);
+            assert_eq!(seen["city"], v.city.as_str(), "{}", v.name);
+            let ip = (!v.client_ip.is_empty()).then(|| v.client_ip.clone());
+            assert_eq!(seen["client_ip"], serde_json::json!(ip), "{}", v.name);
         }
-        let req = req.body(Body::from(v.body.clone())).unwrap();
-        let seen = echo(&api.state, req).await;
-        assert_eq!(seen["signed"], true, "{}", v.name);
-        assert_eq!(seen["host"], v.host.to_ascii_lowercase(), "{}", v.name);
-        assert_eq!(seen["city"], v.city.as_str(), "{}", v.name);
-        let ip = (!v.client_ip.is_empty()).then(|| v.client_ip.clone());
-        assert_eq!(seen["client_ip"], serde_json::json!(ip), "{}", v.name);
+        through_the_middleware.push(v.name.clone());
     }
+    for version in sign::Version::ALL {
+        assert!(
+            vectors
+                .iter()
+                .any(|v| v.scheme() == Some(version) && through_the_middleware.contains(&v.name)),
+            "no {version} vector went through the middleware"
+        );
+    }
+}
+
+/// The request the edge sends for vector `v`: its fields as headers, its
+/// `Content-Type` when it has one, its signature.
+fn vector_request(v: &cityboard_protocol::Vector) -> Request<Body> {
+    let mut req = Request::builder()
+        .method(v.method.as_str())
+        .uri(v.path_and_query.as_str())
+        .header("host", "127.0.0.1")
+        .header(sign::FORWARDED_HOST_HEADER, v.host.as_str())
+        .header(sign::CITY_HEADER, v.city.as_str())
+        .header(sign::SIGNATURE_HEADER, v.header.as_str());
+    if !v.client_ip.is_empty() {
+        req = req.header(sign::CLIENT_IP_HEADER, v.client_ip.as_str());
+    }
+    if !v.content_type.is_empty() {
+        req = req.header("content-type", v.content_type.as_str());
+    }
+    req.body(Body::from(v.body.clone())).unwrap()
 }
 
 #[tokio::test]
@@ -224,6 +261,13 @@ async fn every_signed_field_is_bound_to_the_request() {
             "body",
             Box::new(|f| f.body = f.body.replace_ascii("correct", "CORRECT")),
         ),
+        (
+            "content type",
+            Box::new(|f| {
+                f.headers
+                    .insert("content-type", "text/plain".parse().unwrap());
+            }),
+        ),
     ];
     for (field, tamper) in &tampered {
         let mut f = original.clone();
@@ -249,6 +293,101 @@ impl ReplaceAscii for Vec<u8> {
             .replace(from, to)
             .into_bytes()
     }
+}
+
+/// Scheme version 2 covers `Content-Type`: the same bytes (so the same
+/// size and hash) sent as another media type, or as none, are refused, and
+/// nothing happens (the account does not exist until the request as signed
+/// is sent).
+#[tokio::test]
+async fn a_body_of_the_right_size_with_a_wrong_content_type_is_refused() {
+    prepared().await;
+    let city = served_city();
+    let api = Api::start(false).await;
+    let email = format!("ctype-{}@example.com", new_nonce());
+    let signup = api
+        .forward(
+            Request::post("/signup")
+                .header("host", api.host(&city))
+                .header("content-type", "application/json")
+                .body(Body::from(
+                    serde_json::json!({"email": email, "password": "correct horse"}).to_string(),
+                ))
+                .unwrap(),
+        )
+        .await;
+    let signature = signup.signature();
+    assert!(signature.starts_with("v2 "), "{signature}");
+    for (what, value) in [
+        ("a form", Some("application/x-www-form-urlencoded")),
+        (
+            "another JSON spelling",
+            Some("application/json; charset=utf-8"),
+        ),
+        ("upper case", Some("Application/JSON")),
+        ("none", None),
+    ] {
+        let mut wrong = signup.clone();
+        match value {
+            Some(v) => {
+                wrong.headers.insert("content-type", v.parse().unwrap());
+            }
+            None => {
+                wrong.headers.remove("content-type");
+            }
+        }
+        let req = wrong.request(&signature);
+        let reply = api.send_raw(req).await;
+        let detail = refused(&reply);
+        assert!(detail.contains("does not match"), "{what}: {detail}");
+    }
+    let mut two = signup.clone();
+    two.headers
+        .append("content-type", "application/json".parse().unwrap());
+    let detail = refused(&api.send_raw(two.request(&signature)).await);
+    assert!(detail.contains("more than one content-type"), "{detail}");
+
+    // None of them spent the nonce or made the account: the request as
+    // signed is served, once.
+    let served = api.send_raw(signup.request(&signature)).await;
+    assert_eq!(served.status, 201, "{}", served.body);
+    assert_eq!(served.json()["email"], email);
+    let detail = refused(&api.send_raw(signup.request(&signature)).await);
+    assert!(detail.contains("replayed"), "{detail}");
+}
+
+/// A rolling upgrade: an api accepts an old edge's version 1 signature
+/// (which does not cover `Content-Type`) until it is started with
+/// `--signing-min-version 2`; then only version 2 passes.
+#[tokio::test]
+async fn version_1_signatures_pass_until_the_api_retires_them() {
+    prepared().await;
+    let api = Api::start(false).await;
+    let mut old_edge = api.forward(get("/signup")).await;
+    old_edge.version = sign::Version::V1;
+    let header = old_edge.signature();
+    assert!(header.starts_with("v1 "), "{header}");
+    let reply = api.send_raw(old_edge.request(&header)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    let strict = Api::start_with(Setup {
+        signing_min_version: sign::Version::V2,
+        ..Setup::default()
+    })
+    .await;
+    let mut old_edge = strict.forward(get("/signup")).await;
+    old_edge.version = sign::Version::V1;
+    let detail = refused(
+        &strict
+            .send_raw(old_edge.request(&old_edge.signature()))
+            .await,
+    );
+    assert!(detail.contains("retired"), "{detail}");
+    let new_edge = strict.forward(get("/signup")).await;
+    let reply = strict
+        .send_raw(new_edge.request(&new_edge.signature()))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
 #[tokio::test]
@@ -326,7 +465,7 @@ async fn the_previous_key_is_accepted_and_an_unknown_one_is_not() {
     prepared().await;
     let api = Api::start(false).await;
     let mut f = api.forward(get("/signup")).await;
-    f.key = Key::new(secrets().edge_forward_previous);
+    f.key = Key::new(previous_forward_key());
     let during_rotation = api.send_raw(f.request(&f.signature())).await;
     assert_eq!(during_rotation.status, 200, "{}", during_rotation.body);
 
@@ -340,6 +479,61 @@ async fn the_previous_key_is_accepted_and_an_unknown_one_is_not() {
         let detail = refused(&api.send_raw(req).await);
         assert!(detail.contains("malformed"), "{malformed:?}: {detail}");
     }
+}
+
+/// The previous key is accepted until its expiry (by the api's clock) and
+/// refused from then on; the current key is not affected. Without a
+/// previous key, only the current one is known.
+#[tokio::test]
+async fn the_previous_key_is_refused_from_its_expiry_on_and_may_be_absent() {
+    prepared().await;
+    let start = chrono::Utc::now();
+    let clock = Arc::new(ManualClock::new(start));
+    let mut keys = secrets();
+    keys.edge_forward_previous = Some(PreviousKey {
+        key: previous_forward_key(),
+        expires: start + chrono::Duration::seconds(60),
+    });
+    let api = Api::start_with(Setup {
+        secrets: keys,
+        clock: clock.clone(),
+        ..Setup::default()
+    })
+    .await;
+    let previous = Key::new(previous_forward_key());
+    let by_previous = |mut f: Forward| {
+        f.key = previous.clone();
+        f
+    };
+    let f = by_previous(api.forward(get("/signup")).await);
+    let reply = api.send_raw(f.request(&f.signature())).await;
+    assert_eq!(reply.status, 200, "before the expiry: {}", reply.body);
+
+    clock.advance(chrono::Duration::seconds(59));
+    let f = by_previous(api.forward(get("/signup")).await);
+    let reply = api.send_raw(f.request(&f.signature())).await;
+    assert_eq!(reply.status, 200, "a second before: {}", reply.body);
+    clock.advance(chrono::Duration::seconds(1));
+    let f = by_previous(api.forward(get("/signup")).await);
+    let detail = refused(&api.send_raw(f.request(&f.signature())).await);
+    assert!(detail.contains("expiry"), "at the expiry: {detail}");
+    let current = api.forward(get("/signup")).await;
+    let reply = api.send_raw(current.request(&current.signature())).await;
+    assert_eq!(reply.status, 200, "the current key: {}", reply.body);
+
+    let mut keys = secrets();
+    keys.edge_forward_previous = None;
+    let api = Api::start_with(Setup {
+        secrets: keys,
+        ..Setup::default()
+    })
+    .await;
+    let current = api.forward(get("/signup")).await;
+    let reply = api.send_raw(current.request(&current.signature())).await;
+    assert_eq!(reply.status, 200, "no previous key: {}", reply.body);
+    let f = by_previous(api.forward(get("/signup")).await);
+    let detail = refused(&api.send_raw(f.request(&f.signature())).await);
+    assert!(detail.contains("unknown key"), "{detail}");
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use cityboard_test_support::eventually;
 use common::*;
 use pipeline_common::*;
 use region_core::apply::{ApplyConfig, CityBatch, apply};
-use region_core::bus::failpoint::{RELAY_AFTER_PRODUCE, WRITER_AFTER_COMMIT};
+use region_core::bus::failpoint::{DEAD_LETTER_SEND, RELAY_AFTER_PRODUCE, WRITER_AFTER_COMMIT};
 use region_core::bus::notify::{CommandState, Notifier};
 use region_core::bus::{POST_ID_HEADER, REASON_HEADER, Topics, VERSION_HEADER};
 use region_core::model::{Command, CommandKind, Id, IdGenerator};
@@ -253,6 +253,203 @@ async fn poison_and_rejected_commands_land_in_the_dead_letter_topic_and_the_writ
         assert!(s.reason.is_some());
     }
     assert_eq!(writer.metrics.dead_lettered.get(), 3);
+    writer.stop().await.unwrap();
+}
+
+/// A consumer group no other test joins: a rebalance another test causes
+/// would make the writer read its poison again, and these tests time it.
+fn own_group(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand::random::<u32>())
+}
+
+/// A writer on `topics` in `group` whose dead-letter sends give up after
+/// `deadline`, once its consumer reads: a command of `city` applied.
+async fn dead_letter_writer(
+    region: &Region,
+    shard: &Shard,
+    city: &str,
+    topics: &Topics,
+    group: &str,
+    deadline: Duration,
+) -> RunningWriter {
+    let writer = RunningWriter::start(region, topics, group, |c| {
+        c.dead_letter_deadline = deadline;
+    })
+    .await;
+    let ids = ids(region).await;
+    let ready = create_command(&ids, city, Id(42), "ready").await;
+    send(&producer(), &topics.commands, &ready).await;
+    eventually("the writer reading", LIMIT, || async {
+        post(shard, city, ready.kind.post_id().unwrap()).await
+    })
+    .await;
+    writer
+}
+
+/// Produces a message that is not a command and waits until the writer has
+/// given up sending its dead letter (the dead-letter topic cannot be
+/// written): within the deadline of its tries, counted, and shown stuck.
+async fn poison_gets_stuck(
+    writer: &RunningWriter,
+    topics: &Topics,
+    city: &str,
+    deadline: Duration,
+) {
+    let sent = std::time::Instant::now();
+    producer()
+        .produce(&topics.commands, city, b"{stuck", &[])
+        .await
+        .unwrap();
+    eventually("the dead letter given up", LIMIT, || async {
+        (writer.metrics.dead_letter_stuck.get() == 1).then_some(())
+    })
+    .await;
+    // The deadline, and a little for the read and the test's polling.
+    let took = sent.elapsed();
+    assert!(
+        took < deadline + Duration::from_secs(3),
+        "gave up after {took:?}"
+    );
+    assert!(
+        writer.metrics.dead_letter_send_failures.get() >= 2,
+        "tried again within the deadline: {}",
+        writer.metrics.dead_letter_send_failures.get()
+    );
+    assert_eq!(writer.metrics.dead_lettered.get(), 0);
+    eventually("its partition paused", LIMIT, || async {
+        (writer.metrics.paused_partitions.get() == 1).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stuck_dead_letter_holds_its_command_until_the_broker_takes_it() {
+    let state = prepared().await;
+    let region = state.region();
+    let shard = &region.shards[0];
+    let city = new_city(region, shard, "wr-dlq").await;
+    let topics = own_topics("dlq", 1).await;
+    let group = own_group("w-dlq");
+    let deadline = Duration::from_secs(2);
+    let writer = dead_letter_writer(region, shard, &city, &topics, &group, deadline).await;
+    fail::cfg(DEAD_LETTER_SEND, "return").unwrap();
+    poison_gets_stuck(&writer, &topics, &city, deadline).await;
+    // A command behind it waits: its partition is paused.
+    let ids = ids(region).await;
+    let behind = create_command(&ids, &city, Id(42), "behind").await;
+    send(&producer(), &topics.commands, &behind).await;
+
+    // The broker takes letters again: the background send lands it, the
+    // command finishes and the partition goes on.
+    fail::remove(DEAD_LETTER_SEND);
+    let letters = read_until(&topics.dead_letters, LIMIT, |m| !m.is_empty()).await;
+    assert_eq!(letters[0].payload, b"{stuck");
+    assert!(
+        letters[0]
+            .header(REASON_HEADER)
+            .unwrap()
+            .starts_with("not JSON")
+    );
+    eventually("the partition resumed", LIMIT, || async {
+        post(shard, &city, behind.kind.post_id().unwrap()).await
+    })
+    .await;
+    assert_eq!(writer.metrics.dead_letter_stuck.get(), 0);
+    assert_eq!(writer.metrics.dead_lettered.get(), 1);
+    writer.stop().await.unwrap();
+
+    // Its offset was committed: a writer of the same group reads nothing
+    // of it again.
+    let again = RunningWriter::start(region, &topics, &group, |_| {}).await;
+    let marker = create_command(&ids, &city, Id(42), "marker").await;
+    send(&producer(), &topics.commands, &marker).await;
+    eventually("the marker applied", LIMIT, || async {
+        post(shard, &city, marker.kind.post_id().unwrap()).await
+    })
+    .await;
+    marker_counted(&again.metrics, 1).await;
+    assert_eq!(
+        again.metrics.rejected.get(),
+        0,
+        "the poison was not read again"
+    );
+    again.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_writer_stopped_with_a_stuck_dead_letter_rejects_its_command_again_after_restart() {
+    let state = prepared().await;
+    let region = state.region();
+    let shard = &region.shards[0];
+    let city = new_city(region, shard, "wr-dlq-stop").await;
+    let topics = own_topics("dlq-stop", 1).await;
+    let group = own_group("w-dlq-stop");
+    let deadline = Duration::from_secs(1);
+    let writer = dead_letter_writer(region, shard, &city, &topics, &group, deadline).await;
+    fail::cfg(DEAD_LETTER_SEND, "return").unwrap();
+    poison_gets_stuck(&writer, &topics, &city, deadline).await;
+    // A clean stop commits what is finished, and the poison is not.
+    writer.stop().await.unwrap();
+
+    fail::remove(DEAD_LETTER_SEND);
+    let again = RunningWriter::start(region, &topics, &group, |_| {}).await;
+    let letters = read_until(&topics.dead_letters, LIMIT, |m| !m.is_empty()).await;
+    assert_eq!(letters[0].payload, b"{stuck");
+    eventually(
+        "the poison dead-lettered on the second run",
+        LIMIT,
+        || async { (again.metrics.dead_lettered.get() == 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(again.metrics.rejected.get(), 1);
+    assert_eq!(
+        again.metrics.replayed.get(),
+        0,
+        "the commit stopped just before the poison"
+    );
+    again.stop().await.unwrap();
+}
+
+/// librdkafka keeps a pause through a rebalance: the writer, which forgets
+/// a revoked partition's pause, must resume it, or a partition paused for a
+/// stuck letter and assigned to it again would stay paused for good.
+#[tokio::test]
+async fn a_partition_paused_for_a_stuck_dead_letter_is_read_again_after_a_rebalance() {
+    let state = prepared().await;
+    let region = state.region();
+    let shard = &region.shards[0];
+    let city = new_city(region, shard, "wr-dlq-rebalance").await;
+    let topics = own_topics("dlq-rebalance", 1).await;
+    let group = own_group("w-dlq-rebalance");
+    let deadline = Duration::from_secs(1);
+    let writer = dead_letter_writer(region, shard, &city, &topics, &group, deadline).await;
+    fail::cfg(DEAD_LETTER_SEND, "return").unwrap();
+    poison_gets_stuck(&writer, &topics, &city, deadline).await;
+    assert_eq!(writer.metrics.rejected.get(), 1);
+
+    // Another member joins the group (on topics of its own): every
+    // partition is revoked and assigned again, this one to the same writer,
+    // which reads it again from the last commit, the poison first.
+    let other_topics = own_topics("dlq-rebalance-other", 1).await;
+    let other = RunningWriter::start(region, &other_topics, &group, |_| {}).await;
+    eventually(
+        "the poison read again after the rebalance",
+        LIMIT,
+        || async { (writer.metrics.rejected.get() >= 2).then_some(()) },
+    )
+    .await;
+
+    fail::remove(DEAD_LETTER_SEND);
+    let ids = ids(region).await;
+    let behind = create_command(&ids, &city, Id(42), "behind").await;
+    send(&producer(), &topics.commands, &behind).await;
+    eventually("the partition read on", LIMIT, || async {
+        post(shard, &city, behind.kind.post_id().unwrap()).await
+    })
+    .await;
+    let letters = read_until(&topics.dead_letters, LIMIT, |m| !m.is_empty()).await;
+    assert_eq!(letters[0].payload, b"{stuck");
+    other.stop().await.unwrap();
     writer.stop().await.unwrap();
 }
 

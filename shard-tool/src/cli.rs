@@ -30,7 +30,8 @@ pub struct Cli {
 
 /// Where the catalogs are. The state file names every region's catalog;
 /// a catalog URL names one region's, for stacks shard-tool did not start.
-#[derive(Debug, Args)]
+/// Its `Debug` masks the URL's password (`region_core::redact::url`).
+#[derive(Args)]
 pub struct Target {
     /// The stack description the supervisor writes (`state.json`); default:
     /// `$CITYBOARD_HOME/state.json`, else `.cityboard/state.json`.
@@ -44,6 +45,19 @@ pub struct Target {
     /// The region to look at; with a state file, default: every region.
     #[arg(long, env = "CITYBOARD_REGION")]
     pub region: Option<String>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("state", &self.state)
+            .field(
+                "catalog_url",
+                &self.catalog_url.as_deref().map(region_core::redact::url),
+            )
+            .field("region", &self.region)
+            .finish()
+    }
 }
 
 /// The commands: `status` reads; the others drive a move, each step

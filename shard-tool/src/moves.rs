@@ -97,8 +97,7 @@ pub async fn move_city(target: &Target, args: &MoveArgs, json: bool) -> Result<(
     let role = args
         .replication_role
         .clone()
-        .or_else(|| names::url_user(&source.url))
-        .unwrap_or_else(|| "postgres".into());
+        .unwrap_or_else(|| names::connecting_user(&source.url));
     preflight::replication_role(&source, &role, &mut found).await?;
     // The slot, and one for each tablesync worker while the copy runs.
     preflight::room_to_send(&source, 1 + SYNC_WORKERS, &mut found).await?;

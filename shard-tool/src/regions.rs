@@ -7,18 +7,29 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Connection, PgPool};
 
+use region_core::redact;
 use region_core::stack::StackFile;
 
 use crate::cli::Target;
 use crate::error::{Error, Result};
 
-/// One region to inspect: its name and its catalog's address.
-#[derive(Debug, Clone)]
+/// One region to inspect: its name and its catalog's address. Its `Debug`
+/// masks the URL's password (`region_core::redact::url`).
+#[derive(Clone)]
 pub struct Region {
     /// e.g. `us-east`.
     pub name: String,
     /// The catalog database, which lists the region's shards.
     pub catalog_url: String,
+}
+
+impl std::fmt::Debug for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Region")
+            .field("name", &self.name)
+            .field("catalog_url", &redact::url(&self.catalog_url))
+            .finish()
+    }
 }
 
 /// The regions `target` selects, in the stack description's order.
@@ -74,7 +85,7 @@ pub async fn connect_read_only(url: &str, what: &str) -> Result<PgPool> {
 pub fn parse(url: &str, what: &str) -> Result<PgConnectOptions> {
     url.parse().map_err(|e: sqlx::Error| Error::BadUrl {
         what: what.to_string(),
-        url: region_core::roles::setup::redact(url),
+        url: redact::url(url),
         reason: e.to_string(),
     })
 }
@@ -120,8 +131,9 @@ pub async fn catalog(region: &Region) -> Result<PgPool> {
     Ok(pool)
 }
 
-/// A shard as the catalog's `shards` table lists it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A shard as the catalog's `shards` table lists it. Its `Debug` masks
+/// the passwords of its URLs.
+#[derive(Clone, sqlx::FromRow)]
 pub struct ShardRow {
     /// `shard-N`.
     pub name: String,
@@ -129,6 +141,16 @@ pub struct ShardRow {
     pub primary_url: String,
     /// Its streaming replicas.
     pub replica_urls: Vec<String>,
+}
+
+impl std::fmt::Debug for ShardRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardRow")
+            .field("name", &self.name)
+            .field("primary_url", &redact::url(&self.primary_url))
+            .field("replica_urls", &redact::urls(&self.replica_urls))
+            .finish()
+    }
 }
 
 /// The region's shards, from its catalog (the truth about topology: a

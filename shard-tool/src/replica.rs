@@ -17,7 +17,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use region_core::lsn::{self, Lsn};
-use region_core::roles::setup::redact;
+use region_core::redact;
 
 use crate::regions::connect_read_only;
 
@@ -54,7 +54,7 @@ pub struct ReplicaStatus {
 /// Never fails: a replica that is down is part of the status.
 pub async fn inspect(what: &str, url: &str, primary: Option<&PgPool>) -> ReplicaStatus {
     let mut status = ReplicaStatus {
-        url: redact(url),
+        url: redact::url(url),
         up: false,
         replay_lsn: None,
         lag_bytes: None,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use region_core::lsn::{self, Lsn};
-use region_core::roles::setup::redact;
+use region_core::redact;
 
 use crate::counts::{self, Counting};
 use crate::regions::{ShardRow, connect_read_only};
@@ -96,7 +96,7 @@ pub async fn inspect(
     let mut status = ShardStatus {
         region: region.to_string(),
         shard: shard.name.clone(),
-        primary: redact(&shard.primary_url),
+        primary: redact::url(&shard.primary_url),
         wal_lsn: None,
         error: None,
         replicas: Vec::new(),
@@ -118,7 +118,7 @@ pub async fn inspect(
         }
     };
     for url in &shard.replica_urls {
-        let what = format!("{region}/{} replica {}", shard.name, redact(url));
+        let what = format!("{region}/{} replica {}", shard.name, redact::url(url));
         let r = replica::inspect(&what, url, primary.as_ref()).await;
         status.replicas.push(r);
     }

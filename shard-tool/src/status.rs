@@ -165,10 +165,7 @@ fn involves(job: &JobStatus, region: &str, shard: &str) -> bool {
 }
 
 fn redact(region: &Region) -> String {
-    format!(
-        "catalog {}",
-        region_core::roles::setup::redact(&region.catalog_url)
-    )
+    format!("catalog {}", region_core::redact::url(&region.catalog_url))
 }
 
 fn print(out: &mut impl Write, line: &str) -> Result<()> {

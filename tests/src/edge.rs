@@ -1,9 +1,11 @@
 //! The edge Worker in its real runtime, for `tests/tests/edge_worker.rs`.
 //!
-//! [`EdgeRuntime`] is one bare workerd serving the built Worker
-//! (`edge/build`, from `deploy/build-edge.sh`) with a generated config, its
-//! `PAGES` namespace backed by the real KV service (`cityboard edge-kv`),
-//! and `TEST_MODE=1`. Behind it stand [`FakeOrigin`]s: small HTTP servers in
+//! [`EdgeRuntime`] is one bare workerd serving the Worker built with the
+//! `test-mode` feature (`edge/build-test`, from `deploy/build-edge.sh
+//! --test-mode`; or, for a test of what production ignores, the production
+//! build `edge/build`) with a generated config, its `PAGES` namespace backed
+//! by the real KV service (`cityboard edge-kv`), and `TEST_MODE=1`. Behind
+//! it stand [`FakeOrigin`]s: small HTTP servers in
 //! the test process that record every request (so a test can count origin
 //! hits and check signatures with the host-side verifier), and can answer
 //! 421, redirect, or hang. A region whose origin is "down" points at a port
@@ -178,10 +180,9 @@ impl FakeOrigin {
         let port = listener.local_addr().expect("addr").port();
         let state = Arc::new(OriginState {
             name: name.into(),
-            keyring: Keyring {
-                current: Key::new(FORWARD_SECRET.as_bytes().to_vec()),
-                previous: None,
-            },
+            // Version 2 only: the Worker must sign the current version.
+            keyring: Keyring::new(Key::new(FORWARD_SECRET.as_bytes().to_vec()))
+                .with_min_version(sign::Version::V2),
             seen: Mutex::new(Vec::new()),
             behaviour: Mutex::new(Behaviour::Normal),
         });
@@ -239,6 +240,7 @@ async fn answer(
         client_ip: get(CLIENT_IP_HEADER),
         city: get(CITY_HEADER),
         body_sha256: sign::body_sha256(&body),
+        content_type: get("content-type"),
     };
     let signature = state
         .keyring
@@ -325,6 +327,11 @@ pub struct Options {
     pub embedded_database: bool,
     /// `TEMPLATE_VERSION` (`None`: unset, KV pages of any template served).
     pub template_version: Option<u32>,
+    /// Serve the production Worker (`edge/build`, built without the
+    /// `test-mode` feature) instead of the test one, with the same
+    /// bindings, `TEST_MODE=1` among them: what a production Worker does
+    /// with a test binding.
+    pub production_build: bool,
 }
 
 /// One bare workerd with the Worker, its KV service, in a scratch directory.
@@ -343,11 +350,15 @@ impl EdgeRuntime {
     /// Starts workerd and the KV service and waits until the Worker answers
     /// `/healthz`. Fails loudly when the Worker is not built.
     pub async fn start(name: &str, options: Options) -> EdgeRuntime {
-        let build = edge::build_dir();
+        let (build, how) = if options.production_build {
+            (edge::build_dir(), "deploy/build-edge.sh")
+        } else {
+            (edge::test_build_dir(), "deploy/build-edge.sh --test-mode")
+        };
         assert!(
             build.join("index.js").is_file() && build.join("index_bg.wasm").is_file(),
             "the edge Worker is not built ({} is missing index.js/index_bg.wasm): \
-             run deploy/build-edge.sh (deploy/test does)",
+             run {how} (deploy/test does)",
             build.display()
         );
         let dir = std::env::temp_dir().join(format!(
@@ -512,16 +523,33 @@ impl EdgeRuntime {
             "POST",
             APEX,
             BULK_PATH,
-            &[(SIGNATURE_HEADER, &header)],
+            &[
+                (SIGNATURE_HEADER, &header),
+                ("content-type", BULK_CONTENT_TYPE),
+            ],
             body,
         )
         .await
     }
 }
 
-/// The bulk route's signature: method, the `Host` as sent, path, no client
-/// IP, no city, body hash.
+/// The bulk route's signature (the current version): method, the `Host` as
+/// sent, path, no client IP, no city, body hash, `Content-Type`
+/// [`BULK_CONTENT_TYPE`].
 pub fn bulk_signature(host: &str, body: &[u8], key: &str, timestamp: i64, nonce: &str) -> String {
+    bulk_signature_with(sign::Version::CURRENT, host, body, key, timestamp, nonce)
+}
+
+/// [`bulk_signature`] of a given scheme version (a publisher of before
+/// version 2 signs version 1).
+pub fn bulk_signature_with(
+    version: sign::Version,
+    host: &str,
+    body: &[u8],
+    key: &str,
+    timestamp: i64,
+    nonce: &str,
+) -> String {
     let fields = sign::Request {
         method: "POST",
         host,
@@ -529,14 +557,19 @@ pub fn bulk_signature(host: &str, body: &[u8], key: &str, timestamp: i64, nonce:
         client_ip: "",
         city: "",
         body_sha256: sign::body_sha256(body),
+        content_type: BULK_CONTENT_TYPE,
     };
-    sign::sign(
+    sign::sign_with(
+        version,
         &Key::new(key.as_bytes().to_vec()),
         &fields,
         timestamp,
         nonce,
     )
 }
+
+/// The `Content-Type` of the bulk route's calls, as the publisher sends it.
+pub const BULK_CONTENT_TYPE: &str = "application/json";
 
 /// A fresh random nonce (hex).
 pub fn nonce() -> String {

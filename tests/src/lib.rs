@@ -47,8 +47,13 @@ pub fn region_core_bin() -> PathBuf {
     cityboard_bin().with_file_name("region-core")
 }
 
-/// Runs `cityboard --home HOME ARGS…` and returns its output.
+/// Runs `cityboard --home HOME ARGS…` and returns its output. Before an
+/// `up`, the stack gets the shared stack's Postgres superuser password
+/// ([`share_pg_admin`]).
 pub fn cityboard(home: &Path, args: &[&str]) -> Output {
+    if args.first() == Some(&"up") {
+        share_pg_admin(home);
+    }
     Command::new(cityboard_bin())
         .arg("--home")
         .arg(home)
@@ -56,6 +61,29 @@ pub fn cityboard(home: &Path, args: &[&str]) -> Output {
         .current_dir(repo_root())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", cityboard_bin().display()))
+}
+
+/// Gives the stack about to be made in `home` the Postgres superuser
+/// password of the shared stack (`$CITYBOARD_HOME`), when there is one:
+/// deploy/test exports that stack's libpq environment (`PGUSER`,
+/// `PGPASSFILE`) to every test, so a test's direct SQL reaches its own
+/// stack's instances as well.
+pub fn share_pg_admin(home: &Path) {
+    let Some(shared) = std::env::var_os("CITYBOARD_HOME").map(PathBuf::from) else {
+        return;
+    };
+    let from = Home::new(&shared).expect("shared home").secrets_dir();
+    if !from
+        .join(cityboard_deploy::postgres::password_file(
+            cityboard_deploy::postgres::ADMIN,
+        ))
+        .exists()
+    {
+        return;
+    }
+    let home = Home::new(home).expect("stack home");
+    cityboard_deploy::postgres::share_admin_password(&from, &home)
+        .unwrap_or_else(|e| panic!("sharing the Postgres superuser password: {e:#}"));
 }
 
 /// Text of both streams, for assertion messages.

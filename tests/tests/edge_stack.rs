@@ -149,6 +149,7 @@ async fn a_page_written_through_the_kv_route_is_served_without_the_origin() {
         client_ip: "",
         city: "",
         body_sha256: sign::body_sha256(&body),
+        content_type: "application/json",
     };
     let key = edge.secret(KV_ROUTE_KEY_FILE);
     let signature = sign::sign(&key, &fields, chrono::Utc::now().timestamp(), &nonce());
@@ -251,6 +252,7 @@ async fn a_signup_through_the_edge_is_created_and_a_replayed_signature_refused()
         client_ip: "203.0.113.8",
         city: "newyork",
         body_sha256: sign::body_sha256(body.as_bytes()),
+        content_type: "application/json",
     };
     let signature = sign::sign(
         &edge.secret(FORWARD_KEY_FILE),

@@ -26,6 +26,7 @@ fn options(us: &str, eu: &str, bulk_route: bool) -> Options {
         page_cache_ms: None,
         embedded_database: false,
         template_version: None,
+        production_build: false,
     }
 }
 
@@ -497,7 +498,42 @@ async fn writes_go_to_the_origin_signed_unfollowed_and_limited() {
     assert_eq!(
         seen.signature,
         Ok(()),
-        "the host-side verifier accepts the Worker's signature"
+        "the host-side verifier (version 2 only) accepts the Worker's signature"
+    );
+    let signature = &seen.headers[SIGNATURE_HEADER];
+    assert!(signature.starts_with("v2 "), "{signature}");
+    // Version 2 covers the Content-Type the origin gets: another one on
+    // the same bytes fails the host-side verifier.
+    let fields = cityboard_protocol::sign::Request {
+        method: "POST",
+        host: &seen.headers["x-forwarded-host"],
+        path_and_query: "/post?x=1",
+        client_ip: "3.0.9.9",
+        city: "boston",
+        body_sha256: cityboard_protocol::sign::body_sha256(body),
+        content_type: "text/plain",
+    };
+    let keyring = cityboard_protocol::sign::Keyring::new(cityboard_protocol::sign::Key::new(
+        FORWARD_SECRET.as_bytes().to_vec(),
+    ));
+    let now = cityboard_protocol::sign::Signature::parse(signature)
+        .unwrap()
+        .timestamp;
+    assert_eq!(
+        keyring.verify(signature, &fields, now),
+        Err(cityboard_protocol::sign::SignatureError::BadMac)
+    );
+    assert!(
+        keyring
+            .verify(
+                signature,
+                &cityboard_protocol::sign::Request {
+                    content_type: "application/json",
+                    ..fields
+                },
+                now
+            )
+            .is_ok()
     );
     assert_eq!(seen.headers["x-cityboard-city"], "boston");
     assert_eq!(seen.headers["x-cityboard-client-ip"], "3.0.9.9");
@@ -716,6 +752,53 @@ async fn the_bulk_route_writes_newer_versions_and_refuses_bad_signatures() {
         )
         .await;
     assert_eq!(res.status, 401, "body changed after signing");
+
+    // Version 2 covers the Content-Type: the same signed bytes sent as
+    // another type are refused, and nothing is written.
+    let header = cityboard_tests::edge::bulk_signature(
+        &format!("{APEX}:{}", edge.port),
+        &fresh,
+        KV_ROUTE_SECRET,
+        unix_now(),
+        &nonce(),
+    );
+    let res = edge
+        .request(
+            "POST",
+            APEX,
+            cityboard_protocol::kv::BULK_PATH,
+            &[(SIGNATURE_HEADER, &header), ("content-type", "text/plain")],
+            &fresh,
+        )
+        .await;
+    assert_eq!(res.status, 401, "another Content-Type: {}", res.text());
+    // A publisher of before version 2 (version 1, which does not cover it)
+    // is still accepted.
+    let fresh_304 =
+        serde_json::to_vec(&[write(304, PostMeta::page("boston", 1, exp), "<p>v1</p>")]).unwrap();
+    let older = cityboard_tests::edge::bulk_signature_with(
+        cityboard_protocol::sign::Version::V1,
+        &format!("{APEX}:{}", edge.port),
+        &fresh_304,
+        KV_ROUTE_SECRET,
+        unix_now(),
+        &nonce(),
+    );
+    assert!(older.starts_with("v1 "), "{older}");
+    let res = edge
+        .request(
+            "POST",
+            APEX,
+            cityboard_protocol::kv::BULK_PATH,
+            &[(SIGNATURE_HEADER, &older)],
+            &fresh_304,
+        )
+        .await;
+    assert_eq!(res.status, 200, "a version 1 signature: {}", res.text());
+    assert_eq!(
+        edge.browse(&host("boston"), "/post/304", &[]).await.text(),
+        "<p>v1</p>"
+    );
     assert_eq!(us.hits() + eu.hits(), 0);
 }
 
@@ -877,14 +960,21 @@ async fn known_answer_vectors_pass_inside_the_wasm_build() {
     let expected = cityboard_protocol::vectors().len();
     assert!(expected > 0);
     assert_eq!(passed["passed"], expected, "{passed}");
-    // Each vector's fields signed by the Worker with its own key equal the
-    // host-side signature with that key.
+    assert!(
+        cityboard_protocol::vectors().iter().any(|v| v.version == 1)
+            && cityboard_protocol::vectors().iter().any(|v| v.version == 2),
+        "both scheme versions are among the vectors"
+    );
+    // Each vector's fields signed by the Worker with its own key, in the
+    // vector's version, equal the host-side signature with that key; and
+    // without a version the Worker signs the current one.
     let key = cityboard_protocol::sign::Key::new(FORWARD_SECRET.as_bytes().to_vec());
     for v in cityboard_protocol::vectors() {
         let input = serde_json::json!({
             "method": v.method, "host": v.host, "path_and_query": v.path_and_query,
             "client_ip": v.client_ip, "city": v.city, "body": v.body,
             "timestamp": v.timestamp, "nonce": v.nonce,
+            "content_type": v.content_type, "version": v.version,
         });
         let res = edge
             .request(
@@ -897,9 +987,99 @@ async fn known_answer_vectors_pass_inside_the_wasm_build() {
             .await;
         assert_eq!(res.status, 200, "{}", res.text());
         let got: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
-        let want = cityboard_protocol::sign::sign(&key, &v.request(), v.timestamp, &v.nonce);
+        let version = v.scheme().expect("a known version");
+        let want =
+            cityboard_protocol::sign::sign_with(version, &key, &v.request(), v.timestamp, &v.nonce);
         assert_eq!(got["header"], want, "vector {}", v.name);
     }
+    let v = &cityboard_protocol::vectors()[0];
+    let input = serde_json::json!({
+        "method": v.method, "host": v.host, "path_and_query": v.path_and_query,
+        "client_ip": v.client_ip, "city": v.city, "body": v.body,
+        "timestamp": v.timestamp, "nonce": v.nonce, "content_type": v.content_type,
+    });
+    let res = edge
+        .request(
+            "POST",
+            APEX,
+            "/__cityboard/test/sign",
+            &[],
+            input.to_string().as_bytes(),
+        )
+        .await;
+    let got: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
+    let want = cityboard_protocol::sign::sign(&key, &v.request(), v.timestamp, &v.nonce);
+    assert!(want.starts_with("v2 "), "{want}");
+    assert_eq!(got["header"], want);
+}
+
+/// The production Worker (`edge/build`, built without the `test-mode`
+/// feature), given the test runtime's bindings with `TEST_MODE=1`, has no
+/// test mode: no test routes, no `X-Forwarded-For` override, no
+/// `x-cityboard-located-by` header. The binding is ignored (a warning in
+/// the log), not an error: the Worker serves as production does.
+#[tokio::test]
+async fn the_production_build_ignores_test_mode() {
+    let us = FakeOrigin::start("us").await;
+    let edge = EdgeRuntime::start(
+        "production",
+        Options {
+            production_build: true,
+            ..options(&us.url(), &us.url(), false)
+        },
+    )
+    .await;
+    let port = edge.port;
+
+    // The test routes are not there: the apex answers them as any path
+    // (the picker for a read, 405 for a write); nothing panics.
+    let res = edge
+        .request("GET", APEX, "/__cityboard/test/vectors", &[JSON], b"")
+        .await;
+    assert!(!res.text().contains("passed"), "{}", res.text());
+    for route in ["/__cityboard/test/sign", "/__cityboard/test/panic"] {
+        let res = edge.request("POST", APEX, route, &[], b"{}").await;
+        assert_eq!(res.status, 405, "{route}: {}", res.text());
+    }
+
+    // X-Forwarded-For places nobody (the test build sends this visitor to
+    // London): without Cloudflare's address, the picker.
+    let res = edge
+        .browse(APEX, "/", &[("x-forwarded-for", "81.2.69.10")])
+        .await;
+    assert_eq!(res.status, 200, "{:?}", res.header("location"));
+    assert_eq!(res.header("location"), None);
+
+    // A redirect says nothing of how the visitor was placed.
+    let cf = r#"{"country":"FR","latitude":"48.80","longitude":"2.13"}"#;
+    let res = edge.browse(APEX, "/", &[("cf-blob", cf)]).await;
+    assert_eq!(
+        (res.status, res.header("location")),
+        (302, Some(format!("http://paris.{APEX}:{port}/").as_str()))
+    );
+    assert_eq!(res.header("x-cityboard-located-by"), None);
+
+    // A write reaches the origin signed, with the client's address claim
+    // dropped, not believed.
+    let res = edge
+        .request(
+            "POST",
+            &host("boston"),
+            "/post",
+            &[
+                JSON,
+                ("content-type", "application/json"),
+                ("x-forwarded-for", "3.0.9.9"),
+            ],
+            b"{}",
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let seen = us.seen().pop().expect("the origin got the write");
+    assert_eq!(seen.signature, Ok(()));
+    let client_ip = seen.headers.get("x-cityboard-client-ip");
+    assert_eq!(client_ip.map(String::as_str).unwrap_or(""), "");
+    assert!(!seen.headers.contains_key("x-forwarded-for"));
 }
 
 #[tokio::test]
@@ -926,6 +1106,7 @@ async fn the_embedded_city_database_places_real_addresses() {
             page_cache_ms: None,
             embedded_database: true,
             template_version: None,
+            production_build: false,
         },
     )
     .await;

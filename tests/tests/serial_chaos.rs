@@ -81,6 +81,7 @@ async fn serial_chaos_loses_no_acknowledged_write_and_duplicates_none() {
     std::fs::create_dir_all(&control_dir).expect("control dir");
     // Only the control directory is added to `up`'s environment: the
     // supervisor passes its environment on to every component.
+    cityboard_tests::share_pg_admin(&stack.home);
     let out = Command::new(cityboard_bin())
         .arg("--home")
         .arg(&stack.home)

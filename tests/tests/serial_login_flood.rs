@@ -40,6 +40,7 @@ impl Origin {
             client_ip: ip,
             city: CITY,
             body_sha256: sign::body_sha256(body.as_bytes()),
+            content_type: "application/json",
         };
         let signature = sign::sign(&self.key, &fields, chrono::Utc::now().timestamp(), &nonce);
         let mut headers = vec![

@@ -274,3 +274,147 @@ async fn logs_prints_a_component_log() {
         output_text(&out)
     );
 }
+
+/// A `KEY=value` of a process's environment, as the kernel holds it.
+fn environment_of(pid: i32, key: &str) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    raw.split(|b| *b == 0).find_map(|entry| {
+        let text = std::str::from_utf8(entry).ok()?;
+        text.strip_prefix(key)?
+            .strip_prefix('=')
+            .map(str::to_string)
+    })
+}
+
+#[tokio::test]
+async fn serving_processes_use_postgres_roles_that_are_neither_superuser_nor_replication() {
+    use cityboard_deploy::postgres;
+    let home = shared_home();
+    let st = state(&home);
+    let secrets = cityboard_tests::Home::new(&home)
+        .expect("home")
+        .secrets_dir();
+    let region = &st.regions[0];
+    let shard = &region.shards[0];
+    let admin = pg(&shard.primary_url).await;
+
+    // Each serving process connects as its own login, from its environment
+    // (the URLs name no user), and no password is on its command line.
+    let mut seen = Vec::new();
+    for c in &st.components {
+        if !["region-api", "writer", "relay", "publisher", "janitor"].contains(&c.kind.as_str()) {
+            continue;
+        }
+        let pid = c.process.as_ref().expect("a running process").pid;
+        let user = environment_of(pid, "PGUSER").unwrap_or_else(|| panic!("{}: no PGUSER", c.name));
+        assert!(environment_of(pid, "PGPASSWORD").is_none(), "{}", c.name);
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+        let pw = postgres::password(&secrets, &user).expect("password");
+        assert!(
+            !String::from_utf8_lossy(&cmdline).contains(&pw),
+            "{}: the password is on the command line",
+            c.name
+        );
+        let (superuser, replication): (bool, bool) =
+            sqlx::query_as("SELECT rolsuper, rolreplication FROM pg_roles WHERE rolname = $1")
+                .bind(&user)
+                .fetch_one(&admin)
+                .await
+                .unwrap_or_else(|e| panic!("{}: role {user}: {e}", c.name));
+        assert!(
+            !superuser && !replication,
+            "{}: {user} is privileged",
+            c.name
+        );
+        seen.push(user);
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        seen,
+        [
+            "cb_api",
+            "cb_janitor",
+            "cb_publisher",
+            "cb_relay",
+            "cb_writer"
+        ],
+        "one login per purpose"
+    );
+
+    // The api's login reads and writes rows, and can change no schema nor
+    // the migration history.
+    let api_options = |url: &str| {
+        url.parse::<sqlx::postgres::PgConnectOptions>()
+            .expect("url")
+            .username("cb_api")
+            .password(&postgres::password(&secrets, "cb_api").expect("password"))
+    };
+    let api = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(api_options(&shard.primary_url))
+        .await
+        .expect("cb_api logs in with its password");
+    let posts: i64 = sqlx::query_scalar("SELECT count(*) FROM posts WHERE false")
+        .fetch_one(&api)
+        .await
+        .expect("cb_api reads posts");
+    assert_eq!(posts, 0);
+    for ddl in [
+        "CREATE TABLE cb_api_may_not (x int)",
+        "DROP TABLE posts",
+        "TRUNCATE posts",
+        "DELETE FROM _sqlx_migrations",
+        "COPY posts TO PROGRAM 'true'",
+    ] {
+        let e = sqlx::query(ddl).execute(&api).await.expect_err(ddl);
+        assert!(
+            e.to_string().contains("permission denied")
+                || e.to_string().contains("must be owner")
+                || e.to_string().contains("pg_execute_server_program"),
+            "{ddl}: {e}"
+        );
+    }
+
+    // Every instance asks for a password: no trust, not even for the
+    // superuser, and a wrong password is refused.
+    let mut urls = vec![region.catalog_url.clone(), shard.primary_url.clone()];
+    urls.extend(shard.replica_urls.iter().cloned());
+    for url in &urls {
+        for password in ["", "wrong"] {
+            let options = url
+                .parse::<sqlx::postgres::PgConnectOptions>()
+                .expect("url")
+                .username("postgres")
+                .password(password);
+            let e = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options)
+                .await
+                .expect_err("a connection without the right password");
+            assert!(
+                e.to_string().contains("password authentication failed"),
+                "{url}: {e}"
+            );
+        }
+    }
+
+    // The replicas stream as the replication login, not as the superuser.
+    // (Physical walreceivers only: a move's subscriptions stream too.)
+    let replicated = region
+        .shards
+        .iter()
+        .find(|s| !s.replica_urls.is_empty())
+        .expect("a replicated shard");
+    let streaming: Vec<String> = sqlx::query_scalar(
+        "SELECT usename::text FROM pg_stat_replication WHERE application_name = 'walreceiver'",
+    )
+    .fetch_all(&pg(&replicated.primary_url).await)
+    .await
+    .expect("pg_stat_replication");
+    assert!(
+        !streaming.is_empty() && streaming.iter().all(|u| u == "cb_replication"),
+        "{streaming:?}"
+    );
+}

@@ -34,10 +34,18 @@ pub struct Conn {
     stream: BufReader<TcpStream>,
 }
 
-/// The edge's headers for a request of `method host path` with `body`:
-/// forwarded host, city (the host's first label), client IP, and the
-/// signature over them (a fresh nonce, signed now).
-pub fn edge_headers(key: &sign::Key, method: &str, host: &str, path: &str, body: &[u8]) -> String {
+/// The edge's headers for a request of `method host path` with `body` and
+/// `content_type` (empty: none): forwarded host, city (the host's first
+/// label), client IP, and the signature over them (a fresh nonce, signed
+/// now).
+pub fn edge_headers(
+    key: &sign::Key,
+    method: &str,
+    host: &str,
+    path: &str,
+    body: &[u8],
+    content_type: &str,
+) -> String {
     let city = host.split('.').next().unwrap_or_default();
     let signed = sign::Request {
         method,
@@ -46,6 +54,7 @@ pub fn edge_headers(key: &sign::Key, method: &str, host: &str, path: &str, body:
         client_ip: CLIENT_IP,
         city,
         body_sha256: sign::body_sha256(body),
+        content_type,
     };
     let now = chrono::Utc::now().timestamp();
     let nonce = hex::encode(rand::random::<[u8; 16]>());
@@ -103,7 +112,16 @@ impl Conn {
             req.push_str(&format!("content-length: {}\r\n", body.len()));
         }
         if let Some(key) = key {
-            req.push_str(&edge_headers(key, method, host, path, body));
+            let content_type = headers
+                .iter()
+                .find_map(|h| {
+                    let (name, value) = h.split_once(':')?;
+                    name.trim()
+                        .eq_ignore_ascii_case("content-type")
+                        .then_some(value)
+                })
+                .unwrap_or("");
+            req.push_str(&edge_headers(key, method, host, path, body, content_type));
         }
         req.push_str("\r\n");
         let mut bytes = req.into_bytes();

@@ -187,7 +187,10 @@ pub async fn run(home: &Home, topology: &Topology, scenario: &str, json: bool) -
             extra,
         }
         .render();
-        edge::write_private(&dir.join(format!("{name}.capnp")), config.as_bytes())?;
+        cityboard_deploy::secrets::write_private(
+            &dir.join(format!("{name}.capnp")),
+            config.as_bytes(),
+        )?;
         let mut cmd = Command::new(&workerd);
         cmd.arg("serve")
             .arg(dir.join(format!("{name}.capnp")))

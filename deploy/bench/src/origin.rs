@@ -335,7 +335,10 @@ async fn wait_for_replicas(primary_url: &str, shard: &serde_json::Value) -> Resu
                 break;
             }
             if Instant::now() > deadline {
-                bail!("replica {url} did not catch up with the seed in 10 minutes");
+                bail!(
+                    "replica {} did not catch up with the seed in 10 minutes",
+                    region_core::redact::url(url)
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

@@ -56,9 +56,16 @@ impl PgBaseline {
     }
 }
 
+/// A connection as the libpq environment says (`cityboard bench` runs this
+/// binary as the stack's superuser).
+async fn connect(port: u16, database: &str) -> Result<sqlx::PgConnection> {
+    use sqlx::Connection;
+    Ok(sqlx::PgConnection::connect(&postgres::url(port, database)).await?)
+}
+
 /// Measures the baseline on the primary listening on `port`.
 pub async fn baseline(port: u16) -> Result<PgBaseline> {
-    let mut admin = postgres::connect(port, "postgres").await?;
+    let mut admin = connect(port, "postgres").await?;
     sqlx::query(&format!("DROP DATABASE IF EXISTS {BENCH_DATABASE}"))
         .execute(&mut admin)
         .await?;
@@ -73,7 +80,7 @@ pub async fn baseline(port: u16) -> Result<PgBaseline> {
 }
 
 async fn measure(port: u16) -> Result<PgBaseline> {
-    let mut conn = postgres::connect(port, BENCH_DATABASE).await?;
+    let mut conn = connect(port, BENCH_DATABASE).await?;
     sqlx::query(
         "CREATE TABLE bench_posts (city text, id bigint, title text, body text, price bigint, \
          created_at timestamptz, PRIMARY KEY (city, id))",

@@ -43,6 +43,7 @@ use sqlx::{Connection, PgConnection};
 use super::env_size;
 use super::write_load::{self, percentile};
 use cityboard_deploy::home::Home;
+use cityboard_deploy::postgres;
 use cityboard_deploy::topology::{Topology, two_shard_topology_text};
 
 /// The city that moves.
@@ -174,6 +175,15 @@ fn run_cmd(program: &Path, args: &[&str]) -> Result<Output> {
         .with_context(|| format!("running {}", program.display()))
 }
 
+/// Runs shard-tool on the stack in `home`, as that stack's superuser.
+fn shard_tool_on(home: &Home, program: &Path, args: &[&str]) -> Result<Output> {
+    std::process::Command::new(program)
+        .envs(postgres::client_env(&home.secrets_dir(), postgres::ADMIN)?)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", program.display()))
+}
+
 fn text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -225,7 +235,13 @@ pub async fn run(json: bool, knobs: super::Knobs) -> Result<()> {
     let topo = Topology::load(&home.topology_file())?;
     let state: serde_json::Value = serde_json::from_slice(&std::fs::read(home.state_file())?)?;
     let region = &state["regions"][0];
-    let url = |v: &serde_json::Value| v.as_str().map(str::to_string).context("state.json");
+    // Its own stack, with passwords of its own: the superuser's is put into
+    // the URLs here, and into shard-tool's environment ([`run_cmd`]).
+    let url = |v: &serde_json::Value| {
+        v.as_str()
+            .context("state.json")
+            .and_then(|u| postgres::admin_url(u, &home.secrets_dir()))
+    };
     let catalog_url = url(&region["catalog_url"])?;
     let source_url = url(&region["shards"][0]["primary_url"])?;
     let target_url = url(&region["shards"][1]["primary_url"])?;
@@ -263,7 +279,8 @@ pub async fn run(json: bool, knobs: super::Knobs) -> Result<()> {
 
     let state_file = home.state_file();
     let st = path(&state_file)?;
-    let out = run_cmd(
+    let out = shard_tool_on(
+        &home,
         &shard_tool,
         &["--state", st, "--json", "move", CITY, "--to", TO_SHARD],
     )?;
@@ -303,7 +320,7 @@ pub async fn run(json: bool, knobs: super::Knobs) -> Result<()> {
         let what = if i % 2 == 0 { "cutover" } else { "rollback" };
         let job_s = job.to_string();
         let t0 = Instant::now();
-        let out = run_cmd(&shard_tool, &["--state", st, "--json", what, &job_s])?;
+        let out = shard_tool_on(&home, &shard_tool, &["--state", st, "--json", what, &job_s])?;
         let t1 = Instant::now();
         windows.push((t0, t1));
         command_ms.push(t1 - t0);

@@ -48,7 +48,12 @@ pub fn run(home: &Home, region: &str, shard: &str, replica: Option<usize>) -> Re
     let topology =
         Topology::load(&home.topology_file()).context("no stack here: run `cityboard up` first")?;
     let port = port(&topology, region, shard, replica)?;
+    // As the superuser, with its password from the stack's secrets.
     let err = Command::new("psql")
+        .envs(crate::postgres::client_env(
+            &home.secrets_dir(),
+            crate::postgres::ADMIN,
+        )?)
         .args([
             "-h",
             "127.0.0.1",

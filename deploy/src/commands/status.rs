@@ -36,6 +36,7 @@ pub async fn gather(home: &Home) -> Result<Status> {
                 let lag = postgres::replay_lag_bytes(
                     topology.shard_port(r, s, 0),
                     topology.shard_port(r, s, k),
+                    &home.secrets_dir(),
                 )
                 .await
                 .ok();

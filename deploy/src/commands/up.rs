@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use region_core::redact;
 
 use crate::home::Home;
 use crate::process::ProcessId;
@@ -256,30 +257,36 @@ fn print_summary(state: &StackState, home: &Home) {
     println!("  broker (Kafka protocol)  {}", state.broker);
     for region in &state.regions {
         println!("  region {}", region.name);
-        println!("    catalog        {}", region.catalog_url);
-        // The URLs hold the password (secrets/redis.password).
+        // The URLs hold the passwords (secrets/): masked, as everywhere.
+        println!("    catalog        {}", redact::url(&region.catalog_url));
         println!(
             "    redis cache    {}",
-            region_core::lazy_redis::redacted(&region.redis_cache_url)
+            redact::url(&region.redis_cache_url)
         );
         println!(
             "    redis store    {}",
-            region_core::lazy_redis::redacted(&region.redis_store_url)
+            redact::url(&region.redis_store_url)
         );
         for shard in &region.shards {
             println!(
                 "    {:<14} {}  cities: {}",
                 shard.name,
-                shard.primary_url,
+                redact::url(&shard.primary_url),
                 shard.cities.join(", ")
             );
             for (k, url) in shard.replica_urls.iter().enumerate() {
-                println!("      replica-{}   {url}", k + 1);
+                println!("      replica-{}   {}", k + 1, redact::url(url));
             }
         }
     }
     println!("\n  home     {}", home.root().display());
     println!("  logs     {}", home.logs_dir().display());
     println!("  secrets  {}", home.secrets_dir().display());
+    println!(
+        "  postgres as its superuser: `cityboard psql REGION SHARD`, or export PGUSER={} \
+         PGPASSFILE={}",
+        crate::postgres::ADMIN,
+        crate::postgres::passfile(&home.secrets_dir(), crate::postgres::ADMIN).display()
+    );
     println!("\n  `cityboard status` shows health and replica lag; `cityboard down` stops it all.");
 }

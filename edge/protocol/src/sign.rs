@@ -8,6 +8,14 @@
 //! `Host` on a fetch: the origin reads both from headers, and trusts them
 //! only because they are signed. Replayed nonces are the verifier's to
 //! refuse: this module is pure and keeps no state.
+//!
+//! Two versions of the scheme exist ([`Version`]); the header says which
+//! one signed (`v1 …`, `v2 …`). Version 2 also covers the request's
+//! `Content-Type`, so that a body cannot be sent to a handler that reads it
+//! as another media type than the signer meant (a JSON body replayed as a
+//! form, say). Signers make version 2; a verifier accepts both unless it
+//! was told to retire version 1 ([`Keyring::min_version`]), so that edges
+//! and origins can be upgraded one at a time.
 
 use std::fmt;
 
@@ -31,9 +39,74 @@ pub const MAX_SKEW_SECS: i64 = 30;
 /// refused as stale anyway.
 pub const NONCE_TTL_SECS: u64 = 2 * MAX_SKEW_SECS as u64 + 1;
 
-/// Domain tag of the canonical encoding: a signature made for another
-/// purpose or scheme version can never verify as this one.
-const TAG: &[u8] = b"cityboard-signature-v1";
+/// A version of the signature scheme. Each has its own domain tag, so that
+/// a MAC made under one can never verify under the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Version {
+    /// Method, host, path and query, timestamp, nonce, client IP, city,
+    /// body hash.
+    V1,
+    /// Everything of version 1, then the `Content-Type` header's value.
+    V2,
+}
+
+impl Version {
+    /// The version signers make.
+    pub const CURRENT: Version = Version::V2;
+
+    /// Every version, oldest first.
+    pub const ALL: [Version; 2] = [Version::V1, Version::V2];
+
+    /// Its number (1, 2).
+    pub fn number(self) -> u8 {
+        match self {
+            Version::V1 => 1,
+            Version::V2 => 2,
+        }
+    }
+
+    /// The version with this number.
+    pub fn from_number(n: u8) -> Option<Version> {
+        Version::ALL.into_iter().find(|v| v.number() == n)
+    }
+
+    /// Domain tag of its canonical encoding.
+    fn tag(self) -> &'static [u8] {
+        match self {
+            Version::V1 => b"cityboard-signature-v1",
+            Version::V2 => b"cityboard-signature-v2",
+        }
+    }
+
+    /// The header's first word (`v1`, `v2`).
+    fn label(self) -> &'static str {
+        match self {
+            Version::V1 => "v1",
+            Version::V2 => "v2",
+        }
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+impl std::str::FromStr for Version {
+    type Err = String;
+
+    /// `1`, `2`, `v1` or `v2` (what a command-line flag is given).
+    fn from_str(s: &str) -> Result<Version, String> {
+        let s = s.trim();
+        s.strip_prefix('v')
+            .unwrap_or(s)
+            .parse::<u8>()
+            .ok()
+            .and_then(Version::from_number)
+            .ok_or_else(|| format!("{s:?} is not a signature scheme version (1 or 2)"))
+    }
+}
 
 /// What a signature covers besides key id, timestamp and nonce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +125,20 @@ pub struct Request<'a> {
     pub city: &'a str,
     /// SHA-256 of the body (of the empty string when there is none).
     pub body_sha256: [u8; 32],
+    /// The `Content-Type` header's value as sent (empty when there is
+    /// none), covered from version 2 on. Compared exactly, byte for byte,
+    /// but for surrounding spaces and tabs (HTTP's optional whitespace,
+    /// which parsers drop): no case folding, no parameter reordering, since
+    /// neither the Worker's fetch nor the origin's HTTP parser changes the
+    /// value, and a rule that normalised more would be one more thing two
+    /// implementations could disagree on.
+    pub content_type: &'a str,
+}
+
+/// A `Content-Type` value as the signature covers it: surrounding spaces
+/// and tabs trimmed, nothing else changed.
+pub fn content_type(value: &str) -> &str {
+    value.trim_matches([' ', '\t'])
 }
 
 /// SHA-256 of a request body.
@@ -104,21 +191,29 @@ impl Key {
         Key { id, secret }
     }
 
-    fn mac(&self, req: &Request<'_>, timestamp: i64, nonce: &str) -> [u8; 32] {
+    fn mac(&self, version: Version, req: &Request<'_>, timestamp: i64, nonce: &str) -> [u8; 32] {
         let mut m = <Hmac<Sha256>>::new_from_slice(&self.secret)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        m.update(&canonical(&self.id, req, timestamp, nonce));
+        m.update(&canonical(version, &self.id, req, timestamp, nonce));
         m.finalize().into_bytes().into()
     }
 }
 
-/// The bytes the MAC is computed over: the tag, then each field as a
-/// 4-byte big-endian length followed by its bytes.
-pub fn canonical(key_id: &str, req: &Request<'_>, timestamp: i64, nonce: &str) -> Vec<u8> {
+/// The bytes the MAC is computed over: the version's tag, then each field
+/// as a 4-byte big-endian length followed by its bytes. Version 2 appends
+/// the `Content-Type` ([`content_type`]) as a tenth field; version 1 does
+/// not read it.
+pub fn canonical(
+    version: Version,
+    key_id: &str,
+    req: &Request<'_>,
+    timestamp: i64,
+    nonce: &str,
+) -> Vec<u8> {
     let method = req.method.to_ascii_uppercase();
     let host = req.host.to_ascii_lowercase();
     let ts = timestamp.to_string();
-    let fields: [&[u8]; 9] = [
+    let mut fields: Vec<&[u8]> = vec![
         key_id.as_bytes(),
         method.as_bytes(),
         host.as_bytes(),
@@ -129,8 +224,13 @@ pub fn canonical(key_id: &str, req: &Request<'_>, timestamp: i64, nonce: &str) -
         req.city.as_bytes(),
         &req.body_sha256,
     ];
-    let mut out = Vec::with_capacity(TAG.len() + 128);
-    out.extend_from_slice(TAG);
+    match version {
+        Version::V1 => {}
+        Version::V2 => fields.push(content_type(req.content_type).as_bytes()),
+    }
+    let tag = version.tag();
+    let mut out = Vec::with_capacity(tag.len() + 160);
+    out.extend_from_slice(tag);
     for f in fields {
         out.extend_from_slice(&(f.len() as u32).to_be_bytes());
         out.extend_from_slice(f);
@@ -147,14 +247,27 @@ pub fn valid_nonce(nonce: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Signs `req` and returns the header value:
-/// `v1 kid=<id> ts=<unix seconds> nonce=<nonce> mac=<64 hex digits>`.
+/// Signs `req` with the current version ([`Version::CURRENT`]) and returns
+/// the header value:
+/// `v2 kid=<id> ts=<unix seconds> nonce=<nonce> mac=<64 hex digits>`.
 /// The caller supplies time and a fresh random nonce (the Worker and the
 /// host get randomness differently).
 pub fn sign(key: &Key, req: &Request<'_>, timestamp: i64, nonce: &str) -> String {
-    let mac = key.mac(req, timestamp, nonce);
+    sign_with(Version::CURRENT, key, req, timestamp, nonce)
+}
+
+/// Signs `req` with the given version of the scheme (the known-answer
+/// vectors and tests make version 1 signatures with it).
+pub fn sign_with(
+    version: Version,
+    key: &Key,
+    req: &Request<'_>,
+    timestamp: i64,
+    nonce: &str,
+) -> String {
+    let mac = key.mac(version, req, timestamp, nonce);
     format!(
-        "v1 kid={} ts={} nonce={} mac={}",
+        "{version} kid={} ts={} nonce={} mac={}",
         key.id,
         timestamp,
         nonce,
@@ -165,6 +278,8 @@ pub fn sign(key: &Key, req: &Request<'_>, timestamp: i64, nonce: &str) -> String
 /// A parsed signature header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signature {
+    /// The scheme version it names.
+    pub version: Version,
     /// Id of the key it claims.
     pub key_id: String,
     /// Unix seconds at signing.
@@ -179,10 +294,14 @@ pub struct Signature {
 /// they say which check failed, never a key or a MAC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignatureError {
-    /// Not a `v1 kid=… ts=… nonce=… mac=…` header.
+    /// Not a `v1 kid=… ts=… nonce=… mac=…` (or `v2 …`) header.
     Malformed,
+    /// Made with a scheme version older than the verifier accepts.
+    RetiredVersion,
     /// Signed with a key that is neither the current nor the previous one.
     UnknownKey,
+    /// Signed with the previous key after its expiry.
+    ExpiredKey,
     /// The timestamp is more than `MAX_SKEW_SECS` away from now.
     Stale,
     /// The MAC does not match: some field differs from what was signed.
@@ -193,7 +312,11 @@ impl fmt::Display for SignatureError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             SignatureError::Malformed => "malformed signature header",
+            SignatureError::RetiredVersion => {
+                "signature made with a retired version of the signing scheme"
+            }
             SignatureError::UnknownKey => "signature made with an unknown key",
+            SignatureError::ExpiredKey => "signature made with a previous key past its expiry",
             SignatureError::Stale => "signature timestamp outside the accepted window",
             SignatureError::BadMac => "signature does not match the request",
         })
@@ -203,12 +326,14 @@ impl fmt::Display for SignatureError {
 impl std::error::Error for SignatureError {}
 
 impl Signature {
-    /// Parses a header value; the four fields must come in order, once each.
+    /// Parses a header value: the version (`v1` or `v2`), then the four
+    /// fields in order, once each.
     pub fn parse(header: &str) -> Result<Signature, SignatureError> {
         let mut parts = header.trim().split(' ').filter(|p| !p.is_empty());
-        if parts.next() != Some("v1") {
-            return Err(SignatureError::Malformed);
-        }
+        let version = parts
+            .next()
+            .and_then(|label| Version::ALL.into_iter().find(|v| v.label() == label))
+            .ok_or(SignatureError::Malformed)?;
         let mut field = |name: &str| -> Result<&str, SignatureError> {
             parts
                 .next()
@@ -232,6 +357,7 @@ impl Signature {
         let mut bytes = [0u8; 32];
         hex::decode_to_slice(mac, &mut bytes).map_err(|_| SignatureError::Malformed)?;
         Ok(Signature {
+            version,
             key_id: key_id.to_string(),
             timestamp,
             nonce: nonce.to_string(),
@@ -241,16 +367,50 @@ impl Signature {
 }
 
 /// The keys a verifier accepts: the current one and, during a rotation,
-/// the previous one.
+/// the previous one until its expiry; and the oldest scheme version it
+/// accepts.
 #[derive(Debug, Clone)]
 pub struct Keyring {
     /// The key signers use now.
     pub current: Key,
     /// The key they used before the last rotation.
     pub previous: Option<Key>,
+    /// Unix seconds from which a signature by `previous` is refused (none:
+    /// accepted for as long as it is configured). A rotation is over once
+    /// every signer has the new key; the expiry makes sure an old key that
+    /// nobody removed stops working anyway.
+    pub previous_expires: Option<i64>,
+    /// The oldest scheme version accepted: [`Version::V1`] while signers
+    /// may still make it (a rolling upgrade), [`Version::V2`] once none
+    /// does.
+    pub min_version: Version,
 }
 
 impl Keyring {
+    /// Only `current`, no previous key, every version accepted.
+    pub fn new(current: Key) -> Keyring {
+        Keyring {
+            current,
+            previous: None,
+            previous_expires: None,
+            min_version: Version::V1,
+        }
+    }
+
+    /// With `previous` accepted too, until `expires` (unix seconds) if
+    /// given.
+    pub fn with_previous(mut self, previous: Key, expires: Option<i64>) -> Keyring {
+        self.previous = Some(previous);
+        self.previous_expires = expires;
+        self
+    }
+
+    /// With versions older than `min` refused.
+    pub fn with_min_version(mut self, min: Version) -> Keyring {
+        self.min_version = min;
+        self
+    }
+
     /// Checks `header` against `req` at time `now` (unix seconds): shape,
     /// key id, clock skew, then the MAC in constant time. Returns the parsed
     /// signature so that the caller can refuse a nonce it has seen.
@@ -263,16 +423,29 @@ impl Keyring {
         self.admit(header, now)?.check(req)
     }
 
-    /// The checks that need nothing of the request: shape, key id and
-    /// clock skew. A verifier runs these before it reads a body, so that a
-    /// request without a current signature costs it no buffering; the MAC
-    /// is then checked with [`Admitted::check`].
+    /// The checks that need nothing of the request: shape, version, key
+    /// id (and the previous key's expiry) and clock skew. A verifier runs
+    /// these before it reads a body, so that a request without a current
+    /// signature costs it no buffering; the MAC is then checked with
+    /// [`Admitted::check`].
     pub fn admit(&self, header: &str, now: i64) -> Result<Admitted<'_>, SignatureError> {
         let sig = Signature::parse(header)?;
-        let key = std::iter::once(&self.current)
-            .chain(self.previous.as_ref())
-            .find(|k| k.id == sig.key_id)
-            .ok_or(SignatureError::UnknownKey)?;
+        if sig.version < self.min_version {
+            return Err(SignatureError::RetiredVersion);
+        }
+        let key = if self.current.id == sig.key_id {
+            &self.current
+        } else {
+            match &self.previous {
+                Some(previous) if previous.id == sig.key_id => {
+                    if self.previous_expires.is_some_and(|at| now >= at) {
+                        return Err(SignatureError::ExpiredKey);
+                    }
+                    previous
+                }
+                _ => return Err(SignatureError::UnknownKey),
+            }
+        };
         if now.abs_diff(sig.timestamp) > MAX_SKEW_SECS as u64 {
             return Err(SignatureError::Stale);
         }
@@ -293,7 +466,7 @@ impl Admitted<'_> {
     /// caller to refuse a nonce it has seen.
     pub fn check(self, req: &Request<'_>) -> Result<Signature, SignatureError> {
         let Admitted { sig, key } = self;
-        let expected = key.mac(req, sig.timestamp, &sig.nonce);
+        let expected = key.mac(sig.version, req, sig.timestamp, &sig.nonce);
         let diff = expected
             .iter()
             .zip(sig.mac.iter())
@@ -317,6 +490,7 @@ mod tests {
             client_ip: "203.0.113.7",
             city: "boston",
             body_sha256: body_sha256(body),
+            content_type: "application/json",
         }
     }
 
@@ -338,11 +512,9 @@ mod tests {
     #[test]
     fn a_signature_verifies_and_any_changed_field_breaks_it() {
         let key = Key::new(b"secret key bytes".to_vec());
-        let ring = Keyring {
-            current: key.clone(),
-            previous: None,
-        };
+        let ring = Keyring::new(key.clone());
         let h = sign(&key, &req(b"{}"), 1000, NONCE);
+        assert!(h.starts_with("v2 "), "{h}");
         assert_eq!(ring.verify(&h, &req(b"{}"), 1010).unwrap().nonce, NONCE);
         // Case of method and host does not matter; everything else does.
         let mut r = req(b"{}");
@@ -371,6 +543,18 @@ mod tests {
                 ..req(b"{}")
             },
             req(b"{ }"),
+            Request {
+                content_type: "application/x-www-form-urlencoded",
+                ..req(b"{}")
+            },
+            Request {
+                content_type: "",
+                ..req(b"{}")
+            },
+            Request {
+                content_type: "Application/JSON",
+                ..req(b"{}")
+            },
         ];
         for t in tampered {
             assert_eq!(ring.verify(&h, &t, 1000), Err(SignatureError::BadMac));
@@ -381,10 +565,7 @@ mod tests {
     fn stale_unknown_and_malformed_are_told_apart() {
         let key = Key::new(b"k1 secret".to_vec());
         let old = Key::new(b"k0 secret".to_vec());
-        let ring = Keyring {
-            current: key.clone(),
-            previous: Some(old.clone()),
-        };
+        let ring = Keyring::new(key.clone()).with_previous(old.clone(), None);
         let r = req(b"");
         assert!(ring.verify(&sign(&old, &r, 0, NONCE), &r, 0).is_ok());
         let other = Key::new(b"k9 secret".to_vec());
@@ -399,6 +580,8 @@ mod tests {
         for bad in [
             "",
             "v2 kid=a ts=0 nonce=0123456789abcdef mac=00",
+            &h.replacen("v2", "v3", 1),
+            &h.replacen("v2", "V2", 1),
             &h.replace("nonce=", "nonce=!"),
             &h.replace(" mac=", " mac=zz"),
             &format!("{h} extra=1"),
@@ -420,6 +603,104 @@ mod tests {
             path_and_query: "c",
             ..req(b"")
         };
-        assert_ne!(canonical("k", &a, 0, NONCE), canonical("k", &b, 0, NONCE));
+        for v in Version::ALL {
+            assert_ne!(
+                canonical(v, "k", &a, 0, NONCE),
+                canonical(v, "k", &b, 0, NONCE)
+            );
+        }
+    }
+
+    #[test]
+    fn version_1_ignores_the_content_type_and_still_verifies_until_retired() {
+        let key = Key::new(b"secret key bytes".to_vec());
+        let ring = Keyring::new(key.clone());
+        let r = req(b"{}");
+        let v1 = sign_with(Version::V1, &key, &r, 0, NONCE);
+        assert!(v1.starts_with("v1 "), "{v1}");
+        let sig = ring.verify(&v1, &r, 0).unwrap();
+        assert_eq!(sig.version, Version::V1);
+        // Version 1 never covered it: another Content-Type still verifies.
+        let other = Request {
+            content_type: "text/plain",
+            ..r
+        };
+        assert!(ring.verify(&v1, &other, 0).is_ok());
+        // The two versions never share a MAC, whatever the fields.
+        let v2 = sign(&key, &r, 0, NONCE);
+        assert_ne!(v1[3..], v2[3..]);
+        assert_eq!(
+            ring.verify(&v1.replacen("v1", "v2", 1), &r, 0),
+            Err(SignatureError::BadMac)
+        );
+        assert_eq!(
+            ring.verify(&v2.replacen("v2", "v1", 1), &r, 0),
+            Err(SignatureError::BadMac)
+        );
+        // Retired: refused before its MAC is looked at; version 2 passes.
+        let strict = ring.clone().with_min_version(Version::V2);
+        assert_eq!(
+            strict.verify(&v1, &r, 0),
+            Err(SignatureError::RetiredVersion)
+        );
+        assert_eq!(strict.verify(&v2, &r, 0).unwrap().version, Version::V2);
+    }
+
+    #[test]
+    fn the_content_type_is_compared_exactly_but_for_surrounding_whitespace() {
+        assert_eq!(
+            content_type(" \tapplication/json; charset=utf-8\t "),
+            "application/json; charset=utf-8"
+        );
+        assert_eq!(content_type(""), "");
+        let key = Key::new(b"secret key bytes".to_vec());
+        let ring = Keyring::new(key.clone());
+        let h = sign(&key, &req(b"{}"), 0, NONCE);
+        let padded = Request {
+            content_type: "  application/json\t",
+            ..req(b"{}")
+        };
+        assert!(ring.verify(&h, &padded, 0).is_ok());
+        let inner = Request {
+            content_type: "application/ json",
+            ..req(b"{}")
+        };
+        assert_eq!(ring.verify(&h, &inner, 0), Err(SignatureError::BadMac));
+    }
+
+    #[test]
+    fn the_previous_key_is_refused_from_its_expiry_on() {
+        let key = Key::new(b"k1 secret".to_vec());
+        let old = Key::new(b"k0 secret".to_vec());
+        let ring = Keyring::new(key.clone()).with_previous(old.clone(), Some(1000));
+        let r = req(b"");
+        assert!(ring.verify(&sign(&old, &r, 999, NONCE), &r, 999).is_ok());
+        assert_eq!(
+            ring.verify(&sign(&old, &r, 1000, NONCE), &r, 1000),
+            Err(SignatureError::ExpiredKey)
+        );
+        // Signed just before the expiry, checked after it: refused too.
+        assert_eq!(
+            ring.verify(&sign(&old, &r, 999, NONCE), &r, 1001),
+            Err(SignatureError::ExpiredKey)
+        );
+        // The current key is not affected.
+        assert!(ring.verify(&sign(&key, &r, 5000, NONCE), &r, 5000).is_ok());
+    }
+
+    #[test]
+    fn versions_parse_from_flags() {
+        for (text, v) in [
+            ("1", Version::V1),
+            ("v2", Version::V2),
+            (" 2 ", Version::V2),
+        ] {
+            assert_eq!(text.parse::<Version>(), Ok(v));
+        }
+        for bad in ["0", "3", "v", "two", ""] {
+            assert!(bad.parse::<Version>().is_err(), "{bad:?}");
+        }
+        assert_eq!(Version::CURRENT, Version::V2);
+        assert_eq!(Version::V1.to_string(), "v1");
     }
 }

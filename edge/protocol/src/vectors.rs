@@ -1,12 +1,13 @@
-//! Known-answer vectors of the signing scheme. `vectors.json` was written by
-//! an independent implementation (a short Python script using only hashlib
-//! and hmac), so that agreeing with it proves the scheme, not merely that
-//! the code agrees with itself. The Worker checks them inside wasm and
-//! region-core on the host.
+//! Known-answer vectors of the signing scheme, both versions.
+//! `vectors.json` was written by an independent implementation
+//! (`tools/gen_vectors.py`, using only hashlib and hmac), so that agreeing
+//! with it proves the scheme, not merely that the code agrees with itself.
+//! The Worker checks them inside wasm, region-core on the host, and the
+//! schemathesis hooks in Python.
 
 use serde::Deserialize;
 
-use crate::sign::{self, Key, Request};
+use crate::sign::{self, Key, Keyring, Request, SignatureError, Version};
 
 /// The vectors file, compiled in.
 pub const VECTORS_JSON: &str = include_str!("../vectors.json");
@@ -17,6 +18,8 @@ pub const VECTORS_JSON: &str = include_str!("../vectors.json");
 pub struct Vector {
     /// What the case is.
     pub name: String,
+    /// Scheme version (1 or 2).
+    pub version: u8,
     /// The key's secret (UTF-8 text, used as bytes).
     pub secret: String,
     /// Expected key id.
@@ -33,6 +36,8 @@ pub struct Vector {
     pub city: String,
     /// Body (UTF-8 text).
     pub body: String,
+    /// `Content-Type` as sent (covered from version 2 on).
+    pub content_type: String,
     /// Unix seconds.
     pub timestamp: i64,
     /// Nonce.
@@ -59,7 +64,13 @@ impl Vector {
             client_ip: &self.client_ip,
             city: &self.city,
             body_sha256: sign::body_sha256(self.body.as_bytes()),
+            content_type: &self.content_type,
         }
+    }
+
+    /// The vector's scheme version; `None` for a number no version has.
+    pub fn scheme(&self) -> Option<Version> {
+        Version::from_number(self.version)
     }
 
     /// The vector's key.
@@ -68,37 +79,67 @@ impl Vector {
     }
 }
 
-/// Checks every vector against this build: key id, canonical bytes, header,
-/// and that the header verifies. Returns the names of failing vectors with
-/// what failed; empty means all pass. Meant for tests on both sides.
+/// Checks every vector against this build: key id, canonical bytes, header
+/// (and, for the current version, that [`sign::sign`] makes it), that the
+/// header verifies, and that it is refused where a verifier retired its
+/// version. Also that the file holds both versions, and a version 2 pair
+/// that differs in its `Content-Type` alone, whose headers must differ.
+/// Returns the names of failing vectors with what failed; empty means all
+/// pass. Meant for tests on both sides.
 pub fn check() -> Result<usize, Vec<String>> {
     let all = vectors();
     if all.is_empty() {
         return Err(vec!["vectors.json holds no vectors".to_string()]);
     }
     let mut failures = Vec::new();
+    for version in Version::ALL {
+        if !all.iter().any(|v| v.scheme() == Some(version)) {
+            failures.push(format!("vectors.json holds no {version} vector"));
+        }
+    }
     for v in &all {
+        let Some(version) = v.scheme() else {
+            failures.push(format!("{}: no scheme version {}", v.name, v.version));
+            continue;
+        };
         let key = v.key();
         let req = v.request();
         if key.id != v.key_id {
             failures.push(format!("{}: key id {} != {}", v.name, key.id, v.key_id));
         }
-        let canonical = hex::encode(sign::canonical(&key.id, &req, v.timestamp, &v.nonce));
+        let canonical = hex::encode(sign::canonical(
+            version,
+            &key.id,
+            &req,
+            v.timestamp,
+            &v.nonce,
+        ));
         if canonical != v.canonical_hex {
             failures.push(format!("{}: canonical encoding differs", v.name));
         }
-        let header = sign::sign(&key, &req, v.timestamp, &v.nonce);
+        let header = sign::sign_with(version, &key, &req, v.timestamp, &v.nonce);
         if header != v.header {
             failures.push(format!("{}: header {header} != {}", v.name, v.header));
         }
-        let ring = sign::Keyring {
-            current: key,
-            previous: None,
-        };
+        if version == Version::CURRENT && sign::sign(&key, &req, v.timestamp, &v.nonce) != v.header
+        {
+            failures.push(format!("{}: sign() does not make this version", v.name));
+        }
+        let ring = Keyring::new(key);
         if let Err(e) = ring.verify(&v.header, &req, v.timestamp) {
             failures.push(format!("{}: does not verify: {e}", v.name));
         }
+        let strict = ring.with_min_version(Version::CURRENT);
+        let retired = strict.verify(&v.header, &req, v.timestamp);
+        match (version < Version::CURRENT, retired) {
+            (true, Err(SignatureError::RetiredVersion)) | (false, Ok(_)) => {}
+            (_, other) => failures.push(format!(
+                "{}: with older versions retired: {other:?}",
+                v.name
+            )),
+        }
     }
+    failures.extend(content_type_pairs(&all));
     if failures.is_empty() {
         Ok(all.len())
     } else {
@@ -106,10 +147,49 @@ pub fn check() -> Result<usize, Vec<String>> {
     }
 }
 
+/// The version 2 vectors that differ from another in their
+/// `Content-Type` alone: there must be one, each one's header must differ
+/// from the other's, and neither may verify the other's request.
+fn content_type_pairs(all: &[Vector]) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut pairs = 0;
+    for (i, a) in all.iter().enumerate() {
+        for b in &all[i + 1..] {
+            let same_but_type = a.version == 2
+                && b.version == 2
+                && a.content_type != b.content_type
+                && a.request()
+                    == Request {
+                        content_type: &a.content_type,
+                        ..b.request()
+                    }
+                && (&a.secret, a.timestamp, &a.nonce) == (&b.secret, b.timestamp, &b.nonce);
+            if !same_but_type {
+                continue;
+            }
+            pairs += 1;
+            let ring = Keyring::new(a.key());
+            if a.header == b.header
+                || ring.verify(&a.header, &b.request(), a.timestamp).is_ok()
+                || ring.verify(&b.header, &a.request(), a.timestamp).is_ok()
+            {
+                failures.push(format!(
+                    "{} / {}: the Content-Type is not covered",
+                    a.name, b.name
+                ));
+            }
+        }
+    }
+    if pairs == 0 {
+        failures.push("vectors.json holds no v2 pair that differs in Content-Type alone".into());
+    }
+    failures
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn the_independent_vectors_pass() {
-        assert_eq!(super::check(), Ok(4));
+        assert_eq!(super::check(), Ok(9));
     }
 }

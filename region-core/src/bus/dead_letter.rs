@@ -31,6 +31,16 @@ pub async fn send(
     topic: &str,
     letter: &DeadLetter,
 ) -> Result<(i32, i64), ProduceError> {
+    // Paths in full: without the `failpoints` feature the macro drops its
+    // arguments, and imports for them would be unused.
+    fail::fail_point!(crate::bus::failpoint::DEAD_LETTER_SEND, |_| Err(
+        ProduceError::Kafka {
+            topic: topic.to_string(),
+            source: rdkafka::error::KafkaError::MessageProduction(
+                rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure
+            ),
+        }
+    ));
     let command = letter.command.map(|c| c.to_string()).unwrap_or_default();
     let mut headers: Vec<(&str, &[u8])> = vec![
         (REASON_HEADER, letter.reason.as_bytes()),

@@ -25,6 +25,12 @@ pub const RELAY_AFTER_PRODUCE: &str = "relay-after-produce";
 /// past its events are committed.
 pub const PUBLISHER_AFTER_KV_WRITE: &str = "publisher-after-kv-write";
 
+/// Writer: a dead-letter send. Not a crash point: configured with `return`
+/// (any argument) the send fails as if the broker had not acknowledged it,
+/// so a test can see the writer's bound on dead-letter sends
+/// (`writer::WriterConfig::dead_letter_deadline`) without stopping a broker.
+pub const DEAD_LETTER_SEND: &str = "dead-letter-send";
+
 /// A crash point configured with `return(error)` was reached.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("crash point {0} reached (configured to fail, not abort)")]

@@ -96,7 +96,7 @@ pub struct Notifier {
 impl std::fmt::Debug for Notifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Notifier")
-            .field("url", &crate::lazy_redis::redacted(self.redis.url()))
+            .field("url", &crate::redact::url(self.redis.url()))
             .finish()
     }
 }

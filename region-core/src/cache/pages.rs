@@ -16,8 +16,6 @@ use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
-use crate::lazy_redis::redacted;
-
 /// How long after a failed connection attempt the next one is made.
 const RECONNECT_AFTER: Duration = Duration::from_secs(5);
 
@@ -96,14 +94,14 @@ impl PageCache {
                 Some(c)
             }
             Ok(Err(e)) => {
-                tracing::warn!(url = %redacted(&self.url), error = %e, "page cache unavailable");
+                tracing::warn!(url = %crate::redact::url(&self.url), error = %e, "page cache unavailable");
                 *conn = Connection::Down {
                     since: Some(Instant::now()),
                 };
                 None
             }
             Err(_) => {
-                tracing::warn!(url = %redacted(&self.url), "page cache connection timed out");
+                tracing::warn!(url = %crate::redact::url(&self.url), "page cache connection timed out");
                 *conn = Connection::Down {
                     since: Some(Instant::now()),
                 };

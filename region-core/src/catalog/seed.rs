@@ -5,6 +5,7 @@ use sqlx::postgres::PgPoolOptions;
 
 use crate::catalog::CatalogError;
 use crate::model::id::MAX_REGION;
+use crate::redact;
 
 #[derive(Debug, Clone)]
 pub struct RegionTopology {
@@ -15,12 +16,25 @@ pub struct RegionTopology {
     pub shards: Vec<ShardTopology>,
 }
 
-#[derive(Debug, Clone)]
+/// One shard of a [`RegionTopology`]. Its `Debug` masks the passwords of
+/// its URLs (`redact::url`), so a topology can be logged.
+#[derive(Clone)]
 pub struct ShardTopology {
     pub name: String,
     pub primary_url: String,
     pub replica_urls: Vec<String>,
     pub cities: Vec<String>,
+}
+
+impl std::fmt::Debug for ShardTopology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardTopology")
+            .field("name", &self.name)
+            .field("primary_url", &redact::url(&self.primary_url))
+            .field("replica_urls", &redact::urls(&self.replica_urls))
+            .field("cities", &self.cities)
+            .finish()
+    }
 }
 
 /// What `seed` did, for `cityboard up` to print.
@@ -143,4 +157,36 @@ pub async fn seed(catalog: &PgPool, topo: &RegionTopology) -> Result<SeedReport,
         pool.close().await;
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_logged_topology_shows_no_password() {
+        let topology = RegionTopology {
+            name: "us-east".into(),
+            number: 0,
+            shards: vec![ShardTopology {
+                name: "shard-1".into(),
+                primary_url: "postgres://writer:pr1mary@127.0.0.1:17110/cityboard".into(),
+                replica_urls: vec!["postgres://reader:rep1ica@127.0.0.1:17111/cityboard".into()],
+                cities: vec!["boston".into()],
+            }],
+        };
+        let shown = format!("{topology:?}");
+        assert!(
+            !shown.contains("pr1mary") && !shown.contains("rep1ica"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("postgres://writer:***@127.0.0.1:17110/cityboard"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("postgres://reader:***@127.0.0.1:17111/cityboard"),
+            "{shown}"
+        );
+    }
 }

@@ -7,7 +7,10 @@
 //! The signature covers what the origin cannot see for itself behind the
 //! Worker, which cannot set `Host`: the public host (`x-forwarded-host`),
 //! the city (`x-cityboard-city`) and the visitor's address
-//! (`x-cityboard-client-ip`), besides method, path and body. Those headers
+//! (`x-cityboard-client-ip`), besides method, path, body and (scheme
+//! version 2) `Content-Type`. Both versions are accepted unless the api was
+//! started with `--signing-min-version 2`, which retires version 1 once
+//! every edge signs version 2. Those headers
 //! are believed only through a verified signature, which the middleware
 //! leaves on the request as `Forwarded`; the extractors read that, never
 //! the raw headers. Nonces are claimed in the non-evicting Redis for the
@@ -18,11 +21,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use cityboard_protocol::sign::{self, Key, Keyring};
+use cityboard_protocol::sign::{self, Key, Keyring, Version};
 
 use crate::http::error::ApiError;
 use crate::http::{AppState, BODY_LIMIT};
@@ -45,17 +49,35 @@ pub struct EdgeTrust {
 }
 
 impl EdgeTrust {
-    /// The current and previous forwarding keys of `secrets`, nonces in
-    /// `nonces` (the region's non-evicting Redis).
-    pub fn new(secrets: &Secrets, nonces: Store, require: bool) -> EdgeTrust {
-        EdgeTrust {
-            keys: Arc::new(Keyring {
-                current: Key::new(secrets.edge_forward.clone()),
-                previous: Some(Key::new(secrets.edge_forward_previous.clone())),
-            }),
+    /// The current forwarding key of `secrets` and, during a rotation, the
+    /// previous one until its expiry; signatures of a scheme version older
+    /// than `min_version` refused; nonces in `nonces` (the region's
+    /// non-evicting Redis). A key shorter than 32 bytes is an error, here
+    /// as at the edge: a weak key must stop the api from starting.
+    pub fn new(
+        secrets: &Secrets,
+        nonces: Store,
+        require: bool,
+        min_version: Version,
+    ) -> anyhow::Result<EdgeTrust> {
+        let strong = |what: &str, secret: &[u8]| {
+            Key::strong(what, secret.to_vec())
+                .map_err(anyhow::Error::msg)
+                .context("the forwarding keys")
+        };
+        let mut keys = Keyring::new(strong("edge-forward.key", &secrets.edge_forward)?)
+            .with_min_version(min_version);
+        if let Some(previous) = &secrets.edge_forward_previous {
+            keys = keys.with_previous(
+                strong("edge-forward.previous.key", &previous.key)?,
+                Some(previous.expires.timestamp()),
+            );
+        }
+        Ok(EdgeTrust {
+            keys: Arc::new(keys),
             nonces,
             require,
-        }
+        })
     }
 
     /// Whether unsigned requests are refused (the default).
@@ -189,6 +211,9 @@ async fn check(
     let host = signed_header(sign::FORWARDED_HOST_HEADER)?;
     let city = signed_header(sign::CITY_HEADER)?;
     let client_ip = signed_header(sign::CLIENT_IP_HEADER)?;
+    // What the handlers will read the body as (version 2 covers it; one
+    // value only, so that no two readers can pick different ones).
+    let content_type = signed_header(axum::http::header::CONTENT_TYPE.as_str())?;
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let request = sign::Request {
         method: parts.method.as_str(),
@@ -197,6 +222,7 @@ async fn check(
         client_ip: &client_ip,
         city: &city,
         body_sha256: sign::body_sha256(&body),
+        content_type: &content_type,
     };
     let sig = admitted
         .check(&request)
@@ -228,4 +254,43 @@ fn too_large(e: &axum::Error) -> bool {
         source = err.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::PreviousKey;
+
+    fn secrets(current: &[u8], previous: Option<&[u8]>) -> Secrets {
+        Secrets {
+            session: vec![1; 32],
+            kv_route: vec![2; 32],
+            edge_forward: current.to_vec(),
+            edge_forward_previous: previous.map(|key| PreviousKey {
+                key: key.to_vec(),
+                expires: chrono::Utc::now(),
+            }),
+            operator_token: vec![3; 32],
+        }
+    }
+
+    #[test]
+    fn a_forwarding_key_shorter_than_32_bytes_stops_the_start() {
+        let store = || Store::new("redis://127.0.0.1:1/");
+        let strong = [7u8; 32];
+        let weak = [7u8; 31];
+        for (secrets, named) in [
+            (secrets(&weak, None), "edge-forward.key"),
+            (secrets(&strong, Some(&weak)), "edge-forward.previous.key"),
+        ] {
+            let Err(e) = EdgeTrust::new(&secrets, store(), true, Version::V1) else {
+                panic!("{named}: a 31-byte key was accepted");
+            };
+            let e = format!("{e:#}");
+            assert!(e.contains(named) && e.contains("too short"), "{e}");
+        }
+        for secrets in [secrets(&strong, None), secrets(&strong, Some(&strong))] {
+            assert!(EdgeTrust::new(&secrets, store(), true, Version::V2).is_ok());
+        }
+    }
 }

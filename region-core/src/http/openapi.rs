@@ -107,12 +107,14 @@ impl Modify for EdgeSignature {
             "edge",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 cityboard_protocol::sign::SIGNATURE_HEADER,
-                "Added by the edge to every request it forwards: `v1 kid=<key id> \
+                "Added by the edge to every request it forwards: `v2 kid=<key id> \
                  ts=<unix seconds> nonce=<16-64 of [A-Za-z0-9_-]> mac=<hex HMAC-SHA256>` over \
                  method, `x-forwarded-host`, path and query, timestamp, nonce, \
-                 `x-cityboard-client-ip`, `x-cityboard-city` and the body's SHA-256 \
-                 (cityboard_protocol::sign, length-prefixed). Accepted within ±30 s, each \
-                 nonce once, with the current or the previous forwarding key. The three \
+                 `x-cityboard-client-ip`, `x-cityboard-city`, the body's SHA-256 and the \
+                 `Content-Type` (cityboard_protocol::sign, length-prefixed; `v1` covers all \
+                 but the `Content-Type` and is accepted unless the api retired it). Accepted \
+                 within ±30 s, each nonce once, with the current or, until its expiry, the \
+                 previous forwarding key. The three \
                  headers are believed only on a request whose signature verifies. An api \
                  started with the development flag `--allow-unsigned` also serves requests \
                  without this header.",

@@ -187,6 +187,16 @@ const PIPELINE_FAMILIES: &[(&str, MetricType, &str)] = &[
         "Commands the writer finished, by result",
     ),
     (
+        "cityboard_writer_dead_letter_send_failures",
+        MetricType::Counter,
+        "Dead-letter sends the broker did not acknowledge (each is tried again)",
+    ),
+    (
+        "cityboard_writer_dead_letter_stuck",
+        MetricType::Gauge,
+        "Dead letters not sent within the deadline: their commands wait unfinished, their partitions paused, until the broker takes them",
+    ),
+    (
         "cityboard_writer_dead_letters",
         MetricType::Counter,
         "Messages copied to the dead-letter topic",

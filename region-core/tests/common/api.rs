@@ -13,21 +13,30 @@ use region_core::clock::SharedClock;
 use region_core::http::{AppState, app, operator_app};
 use region_core::limits::Limits;
 use region_core::roles::api::{ApiOptions, connect};
-use region_core::stack::{Secrets, StackFile};
+use region_core::stack::{PreviousKey, Secrets, StackFile};
 use tower::ServiceExt;
 
 /// The visitor address the test edge reports (TEST-NET-3).
 pub const CLIENT_IP: &str = "203.0.113.9";
 
-/// Test keys (the api never reads them from disk here).
+/// Test keys (the api never reads them from disk here). The forwarding
+/// keys are 32 bytes or more, as the api requires.
 pub fn secrets() -> Secrets {
     Secrets {
         session: b"test session key, 32 bytes long!".to_vec(),
         kv_route: b"test kv-route key".to_vec(),
-        edge_forward: b"test edge-forward key".to_vec(),
-        edge_forward_previous: b"test edge-forward previous".to_vec(),
+        edge_forward: b"test edge-forward key, 32 bytes long".to_vec(),
+        edge_forward_previous: Some(PreviousKey {
+            key: previous_forward_key(),
+            expires: chrono::DateTime::<chrono::Utc>::MAX_UTC,
+        }),
         operator_token: b"test operator token".to_vec(),
     }
+}
+
+/// The previous forwarding key of [`secrets`] (it never expires there).
+pub fn previous_forward_key() -> Vec<u8> {
+    b"test edge-forward previous key, 32 bytes".to_vec()
 }
 
 /// What an in-process api is started with, beyond what every test shares.
@@ -54,6 +63,8 @@ pub struct Setup {
     /// request comes from `CLIENT_IP`, so the defaults would soon refuse
     /// the suite's sign-ups).
     pub limits: Limits,
+    /// `ApiOptions::signing_min_version` (`--signing-min-version`).
+    pub signing_min_version: sign::Version,
 }
 
 impl Default for Setup {
@@ -73,6 +84,7 @@ impl Default for Setup {
                 enabled: false,
                 ..Limits::default()
             },
+            signing_min_version: ApiOptions::default().signing_min_version,
         }
     }
 }
@@ -125,6 +137,7 @@ impl Api {
             archive_url: setup.archive_url,
             request_timeout: setup.request_timeout,
             limits: setup.limits,
+            signing_min_version: setup.signing_min_version,
             ..ApiOptions::default()
         };
         let (state, background) = connect(
@@ -175,6 +188,10 @@ impl Api {
             .map_or("/".to_string(), |p| p.to_string());
         let mut headers = parts.headers;
         headers.remove("host");
+        let content_type = headers
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
         Forward {
             method: parts.method.to_string(),
             host,
@@ -182,10 +199,12 @@ impl Api {
             client_ip: CLIENT_IP.to_string(),
             city,
             body,
+            content_type,
             headers,
             key: self.key.clone(),
             timestamp: self.state.clock.now().timestamp(),
             nonce: new_nonce(),
+            version: sign::Version::CURRENT,
         }
     }
 
@@ -278,11 +297,17 @@ pub struct Forward {
     pub client_ip: String,
     pub city: String,
     pub body: Vec<u8>,
+    /// The `Content-Type` signed (empty: none). The one sent is the
+    /// request's own, among `headers`: change either to tamper.
+    pub content_type: String,
     /// Headers besides the edge's.
     pub headers: axum::http::HeaderMap,
     pub key: Key,
     pub timestamp: i64,
     pub nonce: String,
+    /// The scheme version it signs with (the current one unless a test
+    /// makes an old edge's signature).
+    pub version: sign::Version,
 }
 
 impl Forward {
@@ -295,8 +320,9 @@ impl Forward {
             client_ip: &self.client_ip,
             city: &self.city,
             body_sha256: sign::body_sha256(&self.body),
+            content_type: &self.content_type,
         };
-        sign::sign(&self.key, &req, self.timestamp, &self.nonce)
+        sign::sign_with(self.version, &self.key, &req, self.timestamp, &self.nonce)
     }
 
     /// The request the edge sends, with `signature` as its signature header.

@@ -70,7 +70,7 @@ pub async fn pool(url: &str) -> PgPool {
         .max_connections(4)
         .connect(url)
         .await
-        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
+        .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", region_core::redact::url(url)))
 }
 
 /// A city name no other test uses, so tests can run side by side on one

@@ -45,43 +45,57 @@ CLIENT_IP = "127.0.0.1"
 VECTORS = pathlib.Path(__file__).resolve().parents[3] / "edge" / "protocol" / "vectors.json"
 
 
-# --- cityboard_protocol::sign, v1 -------------------------------------------
+# --- cityboard_protocol::sign, versions 1 and 2 -----------------------------
+
+# The version the Worker signs (version 2 also covers the Content-Type).
+VERSION = 2
+
 
 def key_id(secret: bytes) -> str:
     return hashlib.sha256(b"cityboard key id\0" + secret).hexdigest()[:16]
 
 
-def canonical(kid, method, host, path_and_query, ts, nonce, client_ip, city, body: bytes) -> bytes:
-    """The tag, then each field as a 4-byte big-endian length and its bytes."""
+def canonical(version, kid, method, host, path_and_query, ts, nonce, client_ip, city,
+              body: bytes, content_type: str) -> bytes:
+    """The version's tag, then each field as a 4-byte big-endian length and
+    its bytes; version 2 appends the Content-Type, surrounding spaces and
+    tabs trimmed."""
     fields = [kid.encode(), method.upper().encode(), host.lower().encode(),
               path_and_query.encode(), str(ts).encode(), nonce.encode(),
               client_ip.encode(), city.encode(), hashlib.sha256(body).digest()]
-    out = b"cityboard-signature-v1"
+    if version >= 2:
+        fields.append(content_type.strip(" \t").encode())
+    out = b"cityboard-signature-v%d" % version
     for f in fields:
         out += len(f).to_bytes(4, "big") + f
     return out
 
 
-def signature(secret, method, host, path_and_query, client_ip, city, body, ts, nonce) -> str:
+def signature(secret, method, host, path_and_query, client_ip, city, body, content_type, ts,
+              nonce, version=VERSION) -> str:
     kid = key_id(secret)
-    msg = canonical(kid, method, host, path_and_query, ts, nonce, client_ip, city, body)
+    msg = canonical(version, kid, method, host, path_and_query, ts, nonce, client_ip, city, body,
+                    content_type)
     mac = hmac.new(secret, msg, hashlib.sha256).hexdigest()
-    return f"v1 kid={kid} ts={ts} nonce={nonce} mac={mac}"
+    return f"v{version} kid={kid} ts={ts} nonce={nonce} mac={mac}"
 
 
 def _self_check():
     """Refuses to run with a signer that disagrees with the protocol."""
     vectors = json.loads(VECTORS.read_text())
     assert vectors, f"{VECTORS} holds no vectors"
+    assert any(v["version"] == VERSION for v in vectors), f"no v{VERSION} vector"
     for v in vectors:
         secret = v["secret"].encode()
         body = v["body"].encode()
         assert key_id(secret) == v["key_id"], v["name"]
-        got = canonical(v["key_id"], v["method"], v["host"], v["path_and_query"], v["timestamp"],
-                        v["nonce"], v["client_ip"], v["city"], body).hex()
+        got = canonical(v["version"], v["key_id"], v["method"], v["host"], v["path_and_query"],
+                        v["timestamp"], v["nonce"], v["client_ip"], v["city"], body,
+                        v["content_type"]).hex()
         assert got == v["canonical_hex"], f"canonical form differs: {v['name']}"
         got = signature(secret, v["method"], v["host"], v["path_and_query"], v["client_ip"],
-                        v["city"], body, v["timestamp"], v["nonce"])
+                        v["city"], body, v["content_type"], v["timestamp"], v["nonce"],
+                        v["version"])
         assert got == v["header"], f"signature differs: {v['name']}"
 
 
@@ -129,7 +143,7 @@ def sign_prepared(prepared):
     prepared.headers["x-cityboard-client-ip"] = CLIENT_IP
     prepared.headers["x-cityboard-signature"] = signature(
         FORWARD_KEY, prepared.method, host, target, CLIENT_IP, CITY, body,
-        int(time.time()), secrets.token_hex(16))
+        prepared.headers.get("Content-Type", ""), int(time.time()), secrets.token_hex(16))
     return prepared
 
 

@@ -28,8 +28,9 @@ use crate::regions::{self, Region, ShardRow};
 use crate::report::Report;
 use job::{Job, Side};
 
-/// A shard a job writes to: its catalog row and a read-write pool.
-#[derive(Debug, Clone)]
+/// A shard a job writes to: its catalog row and a read-write pool. Its
+/// `Debug` masks the URL's password (`region_core::redact::url`).
+#[derive(Clone)]
 pub struct Shard {
     /// `shard-N`.
     pub name: String,
@@ -40,6 +41,17 @@ pub struct Shard {
     pub pool: PgPool,
     /// `region/shard-N primary`, for messages.
     pub what: String,
+}
+
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard")
+            .field("name", &self.name)
+            .field("url", &region_core::redact::url(&self.url))
+            .field("pool", &self.pool)
+            .field("what", &self.what)
+            .finish()
+    }
 }
 
 /// A job being driven: its row, its catalog and both shards, and the lock

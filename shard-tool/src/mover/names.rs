@@ -62,32 +62,104 @@ pub fn literal(text: &str) -> Option<String> {
 /// A libpq connection string (`key='value' …`) for the server behind
 /// `url`, as the other shard's subscription must reach it, with `user`
 /// instead of the URL's when given (the role with REPLICATION). The
-/// password is kept only for the URL's own user.
+/// subscription runs inside the other server, which has none of this
+/// process's environment, so the password goes into the string: the URL's
+/// own for the URL's user, else the one libpq would use for that user
+/// (`PGPASSWORD` for `PGUSER`, then the password file, [`pgpass`]).
 pub fn conninfo(url: &str, user: Option<&str>) -> Result<String, String> {
+    conninfo_with(url, user, &|host, port, db, user| {
+        let env_user = std::env::var("PGUSER").ok();
+        match std::env::var("PGPASSWORD") {
+            Ok(pw) if env_user.as_deref() == Some(user) => Some(pw),
+            _ => pgpass(host, port, db, user),
+        }
+    })
+}
+
+/// A password source: host, port, database, user.
+type Lookup<'a> = dyn Fn(&str, u16, &str, &str) -> Option<String> + 'a;
+
+fn conninfo_with(url: &str, user: Option<&str>, lookup: &Lookup<'_>) -> Result<String, String> {
     let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
     if !matches!(parsed.scheme(), "postgres" | "postgresql") {
         return Err(format!("scheme {:?} is not postgres", parsed.scheme()));
     }
     let host = parsed.host_str().ok_or("no host")?;
     let port = parsed.port().unwrap_or(5432);
-    let dbname = parsed.path().trim_start_matches('/');
+    let dbname = percent_decode(parsed.path().trim_start_matches('/'));
     let url_user = percent_decode(parsed.username());
     let mut parts = vec![
         format!("host={}", conn_value(host)),
         format!("port={port}"),
-        format!("dbname={}", conn_value(&percent_decode(dbname))),
+        format!("dbname={}", conn_value(&dbname)),
     ];
     let chosen = user.unwrap_or(&url_user);
     if !chosen.is_empty() {
         parts.push(format!("user={}", conn_value(chosen)));
-    }
-    if chosen == url_user
-        && let Some(p) = parsed.password()
-    {
-        parts.push(format!("password={}", conn_value(&percent_decode(p))));
+        let password = match parsed.password() {
+            Some(p) if chosen == url_user => Some(percent_decode(p)),
+            _ => lookup(host, port, &dbname, chosen),
+        };
+        if let Some(p) = password {
+            parts.push(format!("password={}", conn_value(&p)));
+        }
     }
     parts.push("application_name=shard-tool-move".to_string());
     Ok(parts.join(" "))
+}
+
+/// The password libpq's password file (`PGPASSFILE`, else `~/.pgpass`)
+/// holds for a connection: the first line whose fields match, `*` matching
+/// anything, `\` escaping `:` and `\`.
+pub fn pgpass(host: &str, port: u16, db: &str, user: &str) -> Option<String> {
+    let file = std::env::var_os("PGPASSFILE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".pgpass")))?;
+    let text = std::fs::read_to_string(file).ok()?;
+    pgpass_match(&text, host, port, db, user)
+}
+
+fn pgpass_match(text: &str, host: &str, port: u16, db: &str, user: &str) -> Option<String> {
+    let port = port.to_string();
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .find_map(|line| {
+            let fields = pgpass_fields(line);
+            let [h, p, d, u, pw] = fields.as_slice() else {
+                return None;
+            };
+            let hit = |f: &String, v: &str| f == "*" || f == v;
+            (hit(h, host) && hit(p, &port) && hit(d, db) && hit(u, user)).then(|| pw.clone())
+        })
+}
+
+fn pgpass_fields(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let (Some(next), Some(last)) = (chars.next(), fields.last_mut()) {
+                    last.push(next);
+                }
+            }
+            ':' if fields.len() < 5 => fields.push(String::new()),
+            c => {
+                if let Some(last) = fields.last_mut() {
+                    last.push(c);
+                }
+            }
+        }
+    }
+    fields
+}
+
+/// The user a connection to `url` is made as: the URL's, else `PGUSER`'s,
+/// else `postgres` (the default role a move's subscriptions use).
+pub fn connecting_user(url: &str) -> String {
+    url_user(url)
+        .or_else(|| std::env::var("PGUSER").ok())
+        .unwrap_or_else(|| "postgres".into())
 }
 
 /// The user named in `url`, if any.
@@ -124,9 +196,46 @@ mod tests {
     }
 
     #[test]
+    fn passwords_come_from_the_url_or_the_password_file() {
+        let none = |_: &str, _: u16, _: &str, _: &str| None;
+        let file = |_: &str, _: u16, _: &str, u: &str| (u == "cb_replication").then(|| "s3".into());
+        let url = "postgres://127.0.0.1:5/cityboard";
+        assert_eq!(
+            conninfo_with(url, Some("cb_replication"), &file).expect("ok"),
+            "host='127.0.0.1' port=5 dbname='cityboard' user='cb_replication' password='s3' \
+             application_name=shard-tool-move"
+        );
+        assert!(
+            !conninfo_with(url, Some("x"), &file)
+                .expect("ok")
+                .contains("password")
+        );
+        let own = "postgres://postgres:p%3Aw@127.0.0.1:5/cityboard";
+        assert!(
+            conninfo_with(own, None, &none)
+                .expect("ok")
+                .contains("password='p:w'")
+        );
+        let text = "# comment\n127.0.0.1:6:*:u:no\n*:*:*:u:a\\:b\\\\c\n";
+        assert_eq!(
+            pgpass_match(text, "127.0.0.1", 5, "d", "u").as_deref(),
+            Some("a:b\\c")
+        );
+        assert_eq!(
+            pgpass_match(text, "127.0.0.1", 6, "d", "u").as_deref(),
+            Some("no")
+        );
+        assert_eq!(pgpass_match(text, "h", 5, "d", "v"), None);
+    }
+
+    #[test]
     fn literals_and_conninfo_are_quoted() {
         assert_eq!(literal("o'hare").as_deref(), Some("'o''hare'"));
         assert_eq!(literal("a\0b"), None);
+        // No password source but the URL (the test's own environment may
+        // have a password file).
+        let none = |_: &str, _: u16, _: &str, _: &str| None;
+        let conninfo = |url: &str, user: Option<&str>| conninfo_with(url, user, &none);
         let c = conninfo("postgres://postgres@127.0.0.1:27010/cityboard", None).expect("ok");
         assert_eq!(
             c,

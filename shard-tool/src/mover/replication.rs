@@ -292,7 +292,7 @@ pub async fn ensure_subscription(
     }
     let conninfo = names::conninfo(&sender.url, role).map_err(|reason| Error::BadUrl {
         what: sender.what.clone(),
-        url: region_core::roles::setup::redact(&sender.url),
+        url: region_core::redact::url(&sender.url),
         reason,
     })?;
     let conninfo = names::literal(&conninfo)

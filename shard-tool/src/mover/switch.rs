@@ -192,8 +192,7 @@ async fn prepare(m: &mut Mover, from: Side, opts: &SwitchOptions) -> Result<i64>
         .progress
         .replication_role
         .clone()
-        .or_else(|| names::url_user(&t.url))
-        .unwrap_or_else(|| "postgres".into());
+        .unwrap_or_else(|| names::connecting_user(&t.url));
     preflight::replication_role(&t, &role, &mut found).await?;
     let reverse_slot = names::slot(id, &f.name);
     if preflight::slot_lag(&t, &reverse_slot).await?.is_none() {

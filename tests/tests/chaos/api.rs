@@ -17,6 +17,9 @@ use cityboard_tests::{Home, StackState};
 /// The visitor address every request reports (TEST-NET-3).
 const CLIENT_IP: &str = "203.0.113.77";
 
+/// What every request says its body is (and the signature covers).
+const CONTENT_TYPE: &str = "application/json";
+
 /// Signed requests to the apis of one stack.
 #[derive(Clone)]
 pub struct Apis {
@@ -67,6 +70,7 @@ impl Apis {
             client_ip: CLIENT_IP,
             city,
             body_sha256: sign::body_sha256(body),
+            content_type: CONTENT_TYPE,
         };
         let nonce = format!("{:032x}", rand::random::<u128>());
         let signature = sign::sign(&self.key, &fields, chrono::Utc::now().timestamp(), &nonce);
@@ -79,7 +83,7 @@ impl Apis {
             (sign::CITY_HEADER, city),
             (sign::CLIENT_IP_HEADER, CLIENT_IP),
             (sign::SIGNATURE_HEADER, signature.as_str()),
-            ("content-type", "application/json"),
+            ("content-type", CONTENT_TYPE),
             ("accept", "application/json"),
         ];
         if let Some(auth) = &auth {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use cityboard_protocol::sign::Version;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::auth::csrf::CsrfKey;
@@ -49,6 +50,10 @@ pub struct ApiOptions {
     /// development flag `--allow-unsigned` turns it off, and then only for
     /// requests with no signature header at all.
     pub require_signatures: bool,
+    /// The oldest signature scheme version accepted: version 1 (the
+    /// default) while edges that sign it may still be running, version 2
+    /// once every edge signs with it (`--signing-min-version 2`).
+    pub signing_min_version: Version,
     /// Longest a write waits for the writer's apply notification before
     /// answering 202; zero answers 202 at once.
     pub apply_wait: Duration,
@@ -91,6 +96,7 @@ impl Default for ApiOptions {
                 ..ReadConfig::default()
             },
             require_signatures: true,
+            signing_min_version: Version::V1,
             apply_wait: Duration::from_millis(1500),
             request_timeout: Duration::from_secs(10),
             broker: None,
@@ -163,7 +169,12 @@ pub async fn connect(
         page: pages.counts.clone(),
     }));
     let store = Store::new(&region.redis_store_url);
-    let edge = EdgeTrust::new(secrets, store.clone(), options.require_signatures);
+    let edge = EdgeTrust::new(
+        secrets,
+        store.clone(),
+        options.require_signatures,
+        options.signing_min_version,
+    )?;
     let mut regions = options.regions.clone();
     if !regions.contains(&region.name) {
         regions.push(region.name.clone());
@@ -184,6 +195,17 @@ pub async fn connect(
         WritePath::Direct => commands.with_direct(DirectApply::new(router.clone(), ids.clone())),
     });
     let clock_for_limits = clock.clone();
+    // Cookies sealed under the previous key open if it had not expired at
+    // the start (a cookie lives minutes; the signatures are what the expiry
+    // guards, on every request).
+    let ryw_keys = crate::token::RywKeys::new(
+        &secrets.edge_forward,
+        secrets
+            .edge_forward_previous
+            .as_ref()
+            .filter(|p| p.expires > clock.now())
+            .map(|p| p.key.as_slice()),
+    );
     let state = AppState::new(AppContext {
         router,
         catalog,
@@ -201,10 +223,7 @@ pub async fn connect(
         metrics,
         session_ttl: options.session_ttl,
         request_timeout: options.request_timeout,
-        ryw_keys: crate::token::RywKeys::new(
-            &secrets.edge_forward,
-            Some(&secrets.edge_forward_previous),
-        ),
+        ryw_keys,
         edge,
         limiter: Limiter::new(options.limits.clone(), store.clone(), clock_for_limits),
         device_key: crate::auth::device::DeviceKey::new(secrets.derive("device")),

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use cityboard_protocol::sign::Version;
 
 pub use connect::{ApiOptions, Background, connect};
 
@@ -31,7 +32,9 @@ pub struct ServeArgs {
     #[arg(long, env = "CITYBOARD_OPERATOR_LISTEN")]
     pub operator_listen: Option<SocketAddr>,
     /// Directory of `session.key`, `kv-route.key`, `edge-forward.key`,
-    /// `edge-forward.previous.key`, `operator.token`.
+    /// `operator.token` and, during a rotation of the forwarding key,
+    /// `edge-forward.previous.key` with `edge-forward.previous.expires`
+    /// (an RFC 3339 time from which the previous key is refused).
     #[arg(long, env = "CITYBOARD_SECRETS_DIR")]
     pub secrets_dir: PathBuf,
     /// Lifetime of listing pages in the Redis cache; 0s turns it off.
@@ -54,6 +57,12 @@ pub struct ServeArgs {
     /// still ignored. Never set by `cityboard up`.
     #[arg(long, env = "CITYBOARD_ALLOW_UNSIGNED")]
     pub allow_unsigned: bool,
+    /// The oldest edge signature scheme version accepted: 1 (the default)
+    /// accepts both versions, so that edges and apis can be upgraded in
+    /// any order; 2 retires version 1 (signatures that do not cover
+    /// `Content-Type`) once every edge and publisher signs version 2.
+    #[arg(long, env = "CITYBOARD_SIGNING_MIN_VERSION", default_value = "1")]
+    pub signing_min_version: Version,
     /// Longest a write waits for the writer before answering 202 (with
     /// the status URL) instead of 201/200; 0s answers 202 at once.
     #[arg(long, env = "CITYBOARD_APPLY_WAIT", default_value = "1500ms")]
@@ -110,6 +119,7 @@ pub async fn run(
         session_ttl: chrono::Duration::from_std(args.session_ttl.into())
             .context("--session-ttl is too long")?,
         require_signatures: !args.allow_unsigned,
+        signing_min_version: args.signing_min_version,
         apply_wait: args.apply_wait.into(),
         write_path: args.write_path,
         request_timeout: args.request_timeout.into(),

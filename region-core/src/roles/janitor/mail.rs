@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
@@ -68,9 +68,11 @@ impl Mailer {
     }
 
     /// Sends through the SMTP server of `url`: `smtps://user:pass@host:465`
-    /// or `smtp://host:587?tls=required` (TLS needs the `smtp-tls` build
-    /// feature), or `smtp://host:25` in plain text to a relay on a trusted
-    /// network.
+    /// or `smtp://user:pass@host:587?tls=required` (TLS needs the `smtp-tls`
+    /// build feature), or `smtp://host:25` in plain text to a relay on a
+    /// trusted network, which then takes no credentials. A URL that would
+    /// send a user name or password without TLS, or asks for TLS in a build
+    /// without it, is refused with an [`SmtpUrlError`] ([`check_smtp_url`]).
     pub fn smtp(url: &str, from: &str, apex: &str) -> anyhow::Result<Mailer> {
         Ok(Mailer {
             transport: Transport::Smtp(smtp_transport(url)?),
@@ -131,37 +133,129 @@ fn mailbox(address: &str) -> anyhow::Result<Mailbox> {
         .with_context(|| format!("{address:?} is not an e-mail address"))
 }
 
+/// Why an SMTP URL is refused at start: a mistake in the configuration,
+/// which `region-core` reports as a usage error (exit status 2). Every
+/// variant shows the URL with its password masked (`redact::url`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SmtpUrlError {
+    /// Not a URL, or one without a host.
+    #[error("the SMTP URL {url} is not usable: {reason}")]
+    Invalid {
+        /// The URL, password masked.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A scheme or `tls` parameter lettre does not know.
+    #[error(
+        "the SMTP URL {url} is neither smtp://host[:port] (plain), \
+         smtp://host[:port]?tls=required|opportunistic nor smtps://host[:port]"
+    )]
+    Unsupported {
+        /// The URL, password masked.
+        url: String,
+    },
+    /// A user name or password with no TLS, or with a TLS an attacker on
+    /// the path can strip (`tls=opportunistic` falls back to plain text when
+    /// the server does not offer STARTTLS): the credentials would cross the
+    /// network in clear.
+    #[error(
+        "the SMTP URL {url} carries a user name or password without TLS: they would cross \
+         the network in clear; use smtps://user:pass@host:465 or \
+         smtp://user:pass@host:587?tls=required, or a relay that takes no credentials \
+         (smtp://host:25)"
+    )]
+    CredentialsWithoutTls {
+        /// The URL, password masked.
+        url: String,
+    },
+    /// TLS asked for in a build without a TLS stack.
+    #[error(
+        "the SMTP URL {url} asks for TLS, and this build has none: build region-core with \
+         the `smtp-tls` feature, or use smtp://host:port for a plain-text relay that takes \
+         no credentials"
+    )]
+    NoTlsInBuild {
+        /// The URL, password masked.
+        url: String,
+    },
+}
+
+/// What an SMTP URL does to protect the session, as lettre reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protection {
+    /// `smtp://host`: plain text throughout.
+    Plain,
+    /// `smtp://host?tls=opportunistic`: STARTTLS if the server offers it.
+    Opportunistic,
+    /// `smtps://host` (TLS from the start) or `smtp://host?tls=required`
+    /// (STARTTLS or no session).
+    Tls,
+}
+
+/// Checks `url` before anything connects: it must be one lettre reads, its
+/// credentials (a user name or a password) only with TLS that cannot be
+/// stripped, and TLS only in a build that has it. The parsed URL and what
+/// protects it.
+fn checked_smtp_url(url: &str) -> Result<(url::Url, Protection), SmtpUrlError> {
+    let shown = || crate::redact::url(url);
+    let parsed = url::Url::parse(url).map_err(|e| SmtpUrlError::Invalid {
+        url: shown(),
+        reason: e.to_string(),
+    })?;
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(SmtpUrlError::Invalid {
+            url: shown(),
+            reason: "it names no host".into(),
+        });
+    }
+    let tls = parsed
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    let protection = match (parsed.scheme(), tls.as_deref()) {
+        ("smtp", None) => Protection::Plain,
+        ("smtp", Some("opportunistic")) => Protection::Opportunistic,
+        ("smtp", Some("required")) | ("smtps", _) => Protection::Tls,
+        _ => return Err(SmtpUrlError::Unsupported { url: shown() }),
+    };
+    let credentials = !parsed.username().is_empty() || parsed.password().is_some();
+    if credentials && protection != Protection::Tls {
+        return Err(SmtpUrlError::CredentialsWithoutTls { url: shown() });
+    }
+    if protection != Protection::Plain && !cfg!(feature = "smtp-tls") {
+        return Err(SmtpUrlError::NoTlsInBuild { url: shown() });
+    }
+    Ok((parsed, protection))
+}
+
+/// Whether the janitor may send through `url` (see [`Mailer::smtp`]); the
+/// same check `Mailer::smtp` makes, for a caller that wants to fail before
+/// anything else starts.
+pub fn check_smtp_url(url: &str) -> Result<(), SmtpUrlError> {
+    checked_smtp_url(url).map(|_| ())
+}
+
 #[cfg(feature = "smtp-tls")]
 fn smtp_transport(url: &str) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
+    checked_smtp_url(url)?;
     Ok(AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-        .with_context(|| "the SMTP URL (smtp[s]://[user:pass@]host[:port])")?
+        .with_context(|| format!("the SMTP URL {}", crate::redact::url(url)))?
         .build())
 }
 
-/// Without a TLS stack only a plain-text relay can be reached: refuse a TLS
-/// URL rather than send in clear what the operator asked to encrypt.
+/// Without a TLS stack only a plain-text relay can be reached, and the
+/// check has made sure the URL asks for nothing else and carries no
+/// credentials.
 #[cfg(not(feature = "smtp-tls"))]
 fn smtp_transport(url: &str) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
-    use lettre::transport::smtp::authentication::Credentials;
-    let parsed = url::Url::parse(url).with_context(|| format!("SMTP URL {url:?}"))?;
-    if parsed.scheme() != "smtp" || parsed.query().is_some_and(|q| q.contains("tls")) {
-        bail!(
-            "SMTP URL {url:?} asks for TLS, and this build has none: build region-core with \
-             the `smtp-tls` feature, or use smtp://host:port for a plain-text relay"
-        );
-    }
-    let host = parsed
-        .host_str()
-        .with_context(|| format!("SMTP URL {url:?} names no host"))?;
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-        .port(parsed.port().unwrap_or(25));
-    if !parsed.username().is_empty() {
-        builder = builder.credentials(Credentials::new(
-            parsed.username().to_string(),
-            parsed.password().unwrap_or_default().to_string(),
-        ));
-    }
-    Ok(builder.build())
+    let (parsed, _plain) = checked_smtp_url(url)?;
+    let host = parsed.host_str().unwrap_or_default();
+    Ok(
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+            .port(parsed.port().unwrap_or(25))
+            .build(),
+    )
 }
 
 #[cfg(test)]
@@ -202,7 +296,72 @@ mod tests {
         if cfg!(feature = "smtp-tls") {
             return;
         }
-        assert!(Mailer::smtp("smtps://mail.example.com", "a@b.c", "x").is_err());
+        let err = Mailer::smtp("smtps://mail.example.com", "a@b.c", "x").unwrap_err();
+        assert!(matches!(
+            err.downcast_ref::<SmtpUrlError>(),
+            Some(SmtpUrlError::NoTlsInBuild { .. })
+        ));
         assert!(Mailer::smtp("smtp://127.0.0.1:2525", "a@b.c", "x").is_ok());
+    }
+
+    #[test]
+    fn credentials_without_tls_are_refused_and_a_plain_relay_is_not() {
+        for url in [
+            "smtp://mailer:hunter2@mail.example.com:587",
+            "smtp://mailer@mail.example.com:25",
+            "smtp://:hunter2@mail.example.com",
+            // STARTTLS if offered: an attacker who strips the offer gets
+            // the password.
+            "smtp://mailer:hunter2@mail.example.com:587?tls=opportunistic",
+        ] {
+            let err = check_smtp_url(url).unwrap_err();
+            assert!(
+                matches!(err, SmtpUrlError::CredentialsWithoutTls { .. }),
+                "{url}: {err}"
+            );
+            let text = err.to_string();
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(text.contains("without TLS"), "{text}");
+        }
+        for url in ["smtp://127.0.0.1:2525", "smtp://relay.internal"] {
+            assert_eq!(check_smtp_url(url), Ok(()), "{url}");
+        }
+    }
+
+    #[test]
+    fn credentials_with_tls_pass_in_a_tls_build_only() {
+        for url in [
+            "smtps://mailer:hunter2@mail.example.com:465",
+            "smtp://mailer:hunter2@mail.example.com:587?tls=required",
+        ] {
+            let checked = check_smtp_url(url);
+            if cfg!(feature = "smtp-tls") {
+                assert_eq!(checked, Ok(()), "{url}");
+            } else {
+                let err = checked.unwrap_err();
+                assert!(matches!(err, SmtpUrlError::NoTlsInBuild { .. }), "{url}");
+                assert!(!err.to_string().contains("hunter2"), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn what_lettre_cannot_read_is_refused_without_showing_the_password() {
+        for url in [
+            "http://mailer:hunter2@mail.example.com",
+            "smtp://mailer:hunter2@mail.example.com?tls=sometimes",
+            "not a url",
+            "smtp://",
+        ] {
+            let err = check_smtp_url(url).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    SmtpUrlError::Unsupported { .. } | SmtpUrlError::Invalid { .. }
+                ),
+                "{url}: {err}"
+            );
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
     }
 }

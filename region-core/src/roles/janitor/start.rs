@@ -1,12 +1,14 @@
 //! `region-core janitor`: its flags, and how the role is assembled from the
 //! stack description.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
+use super::mail::{SmtpUrlError, check_smtp_url};
 use super::metrics::JanitorMetrics;
 use super::{HomeCatalogs, Janitor, JanitorConfig, JanitorParts, Mailer};
 use crate::bus::{Producer, ProducerConfig};
@@ -28,13 +30,12 @@ pub struct JanitorArgs {
     #[arg(long, env = "CITYBOARD_JANITOR_BATCH", default_value_t = 500)]
     pub batch: i64,
     /// Write reminders as `.eml` files here (local stacks); default:
-    /// `mail/` beside the stack description. Ignored with `--smtp-url`.
+    /// `mail/` beside the stack description. Ignored when the environment
+    /// variable CITYBOARD_SMTP_URL names an SMTP server (production), e.g.
+    /// `smtps://user:pass@smtp.example.com:465`; that URL is read from the
+    /// environment only, never from a flag.
     #[arg(long, env = "CITYBOARD_MAIL_DIR")]
     pub mail_dir: Option<PathBuf>,
-    /// Send reminders through this SMTP server (production), e.g.
-    /// `smtps://user:pass@smtp.example.com:465`.
-    #[arg(long, env = "CITYBOARD_SMTP_URL")]
-    pub smtp_url: Option<String>,
     /// Sender of reminders; default `cityboard <no-reply@APEX>`.
     #[arg(long, env = "CITYBOARD_MAIL_FROM")]
     pub mail_from: Option<String>,
@@ -45,6 +46,28 @@ pub struct JanitorArgs {
     /// `6days 1h`), so a test can see a process expire posts.
     #[arg(long, env = "CITYBOARD_CLOCK_OFFSET", hide = true)]
     pub clock_offset: Option<humantime::Duration>,
+}
+
+/// The environment variable naming the SMTP server reminders go through
+/// (production): `smtps://user:pass@host:465`,
+/// `smtp://user:pass@host:587?tls=required`, or `smtp://host:25` for a relay
+/// that takes no credentials. Only the environment, never a flag: the URL
+/// may carry a password, and every user of the machine sees a command line
+/// (`ps`). Unset or empty: reminders are written as files.
+pub const SMTP_URL_ENV: &str = "CITYBOARD_SMTP_URL";
+
+/// The SMTP URL of [`SMTP_URL_ENV`]'s `value`, if one is set; a value that is
+/// not UTF-8 is refused as a URL would be.
+fn smtp_url(value: Option<OsString>) -> Result<Option<String>, SmtpUrlError> {
+    match value.map(OsString::into_string) {
+        None => Ok(None),
+        Some(Ok(url)) if url.trim().is_empty() => Ok(None),
+        Some(Ok(url)) => Ok(Some(url)),
+        Some(Err(_)) => Err(SmtpUrlError::Invalid {
+            url: format!("in {SMTP_URL_ENV}"),
+            reason: "it is not UTF-8".into(),
+        }),
+    }
 }
 
 /// The system clock shifted by a fixed offset (`--clock-offset`).
@@ -64,6 +87,12 @@ pub async fn run(
     args: JanitorArgs,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // Before anything connects: a refused SMTP URL is a configuration
+    // mistake, reported at once (exit status 2).
+    let smtp = smtp_url(std::env::var_os(SMTP_URL_ENV))?;
+    if let Some(url) = &smtp {
+        check_smtp_url(url)?;
+    }
     let start = start_role(state, region, "janitor", &args.common)?;
     let stack = &start.stack;
     let (catalog, router) = catalog_and_router(&start.entry().catalog_url, region, 2).await?;
@@ -83,8 +112,11 @@ pub async fn run(
         .mail_from
         .clone()
         .unwrap_or_else(|| format!("cityboard <no-reply@{}>", stack.apex));
-    let mailer = match &args.smtp_url {
-        Some(url) => Mailer::smtp(url, &from, &stack.apex)?,
+    let mailer = match &smtp {
+        Some(url) => {
+            tracing::info!(smtp = %crate::redact::url(url), "reminders are sent through SMTP");
+            Mailer::smtp(url, &from, &stack.apex)?
+        }
         None => {
             let dir = match &args.mail_dir {
                 Some(d) => d.clone(),
@@ -127,4 +159,45 @@ pub async fn run(
     }
     lease.release(&catalog).await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// `region-core janitor`'s flags, alone.
+    #[derive(Debug, Parser)]
+    struct Janitor {
+        #[command(flatten)]
+        args: JanitorArgs,
+    }
+
+    #[test]
+    fn the_smtp_url_is_no_flag() {
+        let err =
+            Janitor::try_parse_from(["janitor", "--smtp-url", "smtp://u:p@mail:587"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
+        assert!(Janitor::try_parse_from(["janitor"]).is_ok());
+    }
+
+    #[test]
+    fn the_smtp_url_comes_from_the_environment_value() {
+        assert_eq!(smtp_url(None), Ok(None));
+        assert_eq!(smtp_url(Some("  ".into())), Ok(None));
+        assert_eq!(
+            smtp_url(Some("smtp://127.0.0.1:2525".into())),
+            Ok(Some("smtp://127.0.0.1:2525".to_string()))
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStringExt;
+            let bad = OsString::from_vec(vec![b's', 0xff]);
+            assert!(matches!(
+                smtp_url(Some(bad)),
+                Err(SmtpUrlError::Invalid { .. })
+            ));
+        }
+    }
 }

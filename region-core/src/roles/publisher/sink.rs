@@ -129,10 +129,14 @@ impl EdgeBulkSink {
             client: http_client()?,
             url,
             host,
-            key: sign::Key::new(kv_route_key.to_vec()),
+            key: sign::Key::strong("kv-route.key", kv_route_key.to_vec())
+                .map_err(anyhow::Error::msg)?,
         })
     }
 }
+
+/// What the bulk route's body is (signed, as the header is sent).
+const CONTENT_TYPE: &str = "application/json";
 
 /// The Worker reads at most 16 MiB of body.
 const EDGE_MAX_BYTES: usize = 12 * 1024 * 1024;
@@ -151,6 +155,7 @@ impl KvSink for EdgeBulkSink {
             client_ip: "",
             city: "",
             body_sha256: sign::body_sha256(&body),
+            content_type: CONTENT_TYPE,
         };
         // A fresh nonce per call: the route refuses one it has seen.
         let nonce = hex::encode(rand::random::<[u8; 16]>());
@@ -159,7 +164,7 @@ impl KvSink for EdgeBulkSink {
             .client
             .post(self.url.clone())
             .header(SIGNATURE_HEADER, signature)
-            .header("content-type", "application/json")
+            .header("content-type", CONTENT_TYPE)
             .body(body);
         let (status, text) = status_and_text(request, WHAT).await?;
         if status != 200 {

@@ -26,7 +26,7 @@ async fn connect(url: &str, what: &str) -> anyhow::Result<PgPool> {
         .acquire_timeout(Duration::from_secs(10))
         .connect(url)
         .await
-        .with_context(|| format!("connecting to {what} ({})", redact(url)))
+        .with_context(|| format!("connecting to {what} ({})", crate::redact::url(url)))
 }
 
 /// Migrates one shard primary, unless a reshard job is open: a migration
@@ -46,22 +46,15 @@ async fn migrate_shard(
         .await
         .with_context(|| format!("migrating {region}/{name}"));
     drop(conn);
+    let result = match result {
+        Ok(()) => crate::privileges::grant(&pool)
+            .await
+            .map(drop)
+            .with_context(|| format!("granting the roles of {region}/{name}")),
+        Err(e) => Err(e),
+    };
     pool.close().await;
     result
-}
-
-/// A database URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
 }
 
 /// `region-core setup`: sets up `region` of the stack description at
@@ -89,9 +82,12 @@ pub async fn set_up(stack: &StackFile, region: &str, demo: bool) -> anyhow::Resu
     crate::migrate::catalog(&catalog)
         .await
         .with_context(|| format!("migrating the catalog of {region}"))?;
+    crate::privileges::grant(&catalog)
+        .await
+        .with_context(|| format!("granting the roles of the catalog of {region}"))?;
     report.lines.push(format!(
         "{region}: catalog migrated ({})",
-        redact(&entry.catalog_url)
+        crate::redact::url(&entry.catalog_url)
     ));
     for shard in &entry.shards {
         migrate_shard(&catalog, region, &shard.name, &shard.primary_url).await?;
@@ -150,19 +146,4 @@ pub async fn set_up(stack: &StackFile, region: &str, demo: bool) -> anyhow::Resu
     }
     catalog.close().await;
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn passwords_are_not_printed() {
-        assert_eq!(
-            super::redact("postgres://cb:secret@127.0.0.1:5432/catalog"),
-            "postgres://cb:***@127.0.0.1:5432/catalog"
-        );
-        assert_eq!(
-            super::redact("postgres://postgres@127.0.0.1:5432/x"),
-            "postgres://postgres@127.0.0.1:5432/x"
-        );
-    }
 }

@@ -22,6 +22,13 @@ pub struct WriterMetrics {
     pub rejected: Counter,
     /// Messages copied to the dead-letter topic.
     pub dead_lettered: Counter,
+    /// Dead-letter sends the broker did not acknowledge (each is tried
+    /// again): rising means the dead-letter topic cannot be written.
+    pub dead_letter_send_failures: Counter,
+    /// Gauge: dead letters not sent within the writer's deadline, sent again
+    /// in the background; their commands stay unfinished and their
+    /// partitions paused until they are. Above zero: stuck (the alert).
+    pub dead_letter_stuck: Gauge,
     /// Commands a frozen city's fence refused and the writer held.
     pub held: Counter,
     /// Commands sent again after the map moved their city.
@@ -36,8 +43,9 @@ pub struct WriterMetrics {
     pub queued: Gauge,
     /// Gauge: of those, commands waiting on a frozen city or a shard down.
     pub blocked: Gauge,
-    /// Gauge: partitions paused because blocked commands passed the bound
-    /// (which also delays the other cities sharing them).
+    /// Gauge: partitions paused because blocked commands passed the bound,
+    /// or because one of their dead letters is stuck (which also delays the
+    /// other cities sharing them).
     pub paused_partitions: Gauge,
     /// Times a partition was paused.
     pub pauses: Counter,
@@ -57,6 +65,15 @@ impl Default for WriterMetrics {
         let dead_lettered = r.counter(
             "cityboard_writer_dead_letters",
             "Messages copied to the dead-letter topic",
+        );
+        let dead_letter_send_failures = r.counter(
+            "cityboard_writer_dead_letter_send_failures",
+            "Dead-letter sends the broker did not acknowledge (each is tried again)",
+        );
+        let dead_letter_stuck = r.gauge(
+            "cityboard_writer_dead_letter_stuck",
+            "Dead letters not sent within the deadline: their commands wait unfinished, \
+             their partitions paused, until the broker takes them",
         );
         let [held, rerouted] = r.counters(
             "cityboard_writer_refused",
@@ -94,6 +111,8 @@ impl Default for WriterMetrics {
             replayed,
             rejected,
             dead_lettered,
+            dead_letter_send_failures,
+            dead_letter_stuck,
             held,
             rerouted,
             batches,
@@ -132,6 +151,8 @@ mod tests {
         has("cityboard_writer_commands_total{result=\"applied\"} 3");
         has("cityboard_writer_commands_total{result=\"rejected\"} 0");
         has("cityboard_writer_dead_letters_total 1");
+        has("cityboard_writer_dead_letter_send_failures_total 0");
+        has("# TYPE cityboard_writer_dead_letter_stuck gauge");
         has("# HELP cityboard_writer_dead_letters Messages copied to the dead-letter topic.");
         has("# TYPE cityboard_writer_paused_partitions gauge");
         has("cityboard_writer_paused_partitions 2");

@@ -7,10 +7,14 @@
 //! another. A command is *finished* once its outcome is durable: applied or
 //! rejected in its shard's `applied_commands`, or, for one that never
 //! reaches a shard (poison), copied to the dead-letter topic. Only then may
-//! the offset pass it; see `offsets`.
+//! the offset pass it; see `offsets`. A dead letter the broker does not take
+//! within a deadline is sent again in the background (`letters`) while its
+//! command stays unfinished and its partition paused, so that a broken
+//! dead-letter topic stops only the partitions that need it, and alerts.
 
 mod account;
 pub mod decode;
+mod letters;
 pub mod metrics;
 mod outcome;
 pub mod queue;
@@ -26,15 +30,20 @@ use tokio::task::JoinSet;
 
 use crate::apply::{Applied, ApplyConfig, ApplyError, CityBatch, ShardTarget, apply};
 use crate::bus::consumer::Consumer;
+use crate::bus::dead_letter::DeadLetter;
 use crate::bus::notify::Notifier;
 use crate::bus::offsets::Offsets;
 use crate::bus::{Producer, Topics};
 use crate::db::{RouteError, Router};
 use crate::model::{ACCOUNT_KEY, IdGenerator};
 use crate::roles::common::{add, set};
+use letters::Backlog;
 use metrics::WriterMetrics;
 use queue::{Dispatch, Queue, QueueConfig, Queued};
 pub use start::{WriterArgs, run};
+
+/// The default of [`WriterConfig::dead_letter_deadline`].
+pub const DEAD_LETTER_DEADLINE: Duration = Duration::from_secs(30);
 
 /// What the writer is told.
 #[derive(Debug, Clone)]
@@ -57,6 +66,17 @@ pub struct WriterConfig {
     pub session_timeout: Duration,
     /// Passed to `apply`.
     pub apply: ApplyConfig,
+    /// How long the writer tries a dead letter (again and again, with
+    /// backoff) before it stops waiting for it: the letter is then sent
+    /// again in the background for as long as it takes, while its command
+    /// stays unfinished (no offset commit passes it), its partition stays
+    /// paused, `cityboard_writer_dead_letter_stuck` is above zero and an
+    /// error is logged. Bounded so that a dead-letter topic the broker
+    /// cannot write stops only the partitions that need it, not the whole
+    /// writer; not zero so that a broker's short absence (a restart) costs
+    /// no pause. Default 30 s (the producer's message timeout: one send's
+    /// own retries while the broker is away).
+    pub dead_letter_deadline: Duration,
 }
 
 impl WriterConfig {
@@ -77,6 +97,7 @@ impl WriterConfig {
             max_ready: 5_000,
             session_timeout: Duration::from_secs(6),
             apply: ApplyConfig::default(),
+            dead_letter_deadline: DEAD_LETTER_DEADLINE,
         }
     }
 }
@@ -122,6 +143,8 @@ struct Writer {
     paused: BTreeSet<i32>,
     applies: JoinSet<Done>,
     accounts: Vec<account::Pending>,
+    /// Dead letters not sent within the deadline, being sent again.
+    backlog: Backlog,
     /// The shard map's version: a change wakes the held cities.
     map_version: tokio::sync::watch::Receiver<i64>,
 }
@@ -147,7 +170,15 @@ pub async fn apply_commands(
         batch_max = config.queue.batch_max,
         "writer consuming"
     );
+    let backlog = Backlog::start(
+        parts.producer.clone(),
+        config.topics.dead_letters.clone(),
+        parts.metrics.clone(),
+        outcome::DEAD_LETTER_RETRY_MIN,
+        outcome::DEAD_LETTER_RETRY_MAX,
+    );
     let mut w = Writer {
+        backlog,
         map_version: parts.router.map.subscribe(),
         queue: Queue::new(config.queue),
         config,
@@ -191,6 +222,10 @@ pub async fn apply_commands(
                         None => break,
                     }
                 }
+            }
+            // A dead letter the broker took at last: its command is done.
+            Some((partition, offset)) = w.backlog.next_sent() => {
+                w.offsets.finished(partition, offset);
             }
             // A new shard map (a cutover flipped or aborted): the cities
             // held or re-routed go again now, not when their backoff ends.
@@ -262,17 +297,15 @@ impl Writer {
                     .or_else(|| m.key().map(|k| String::from_utf8_lossy(k).into_owned()))
                     .unwrap_or_default();
                 tracing::warn!(%source, reason = %poison.reason, "poison message");
-                let payload = m.payload().unwrap_or_default().to_vec();
-                self.reject_unapplied(
-                    poison.command,
-                    poison.city,
+                let letter = DeadLetter {
+                    payload: m.payload().unwrap_or_default().to_vec(),
                     key,
-                    payload,
-                    poison.reason,
+                    reason: poison.reason,
+                    command: poison.command,
                     source,
-                )
-                .await;
-                self.offsets.finished(partition, offset);
+                };
+                self.reject_unapplied(letter, poison.city, partition, offset)
+                    .await;
             }
         }
     }
@@ -362,7 +395,6 @@ impl Writer {
                         format!("city {city} is not served by region {}", self.config.region);
                     for q in self.queue.finish(&city, n) {
                         self.reject_queued(&q, &reason).await;
-                        self.offsets.finished(q.partition, q.offset);
                     }
                 }
                 Err(e) => {
@@ -415,12 +447,23 @@ impl Writer {
     fn after_turn(&mut self) {
         let revoked = self.commands.take_revoked();
         if !revoked.is_empty() {
+            // librdkafka keeps an application's pause on a partition through
+            // its revocation: assigned here again, it would stay paused for
+            // good while `paused` has forgotten it. So it is resumed as it is
+            // forgotten (harmless if it went to another consumer).
+            let was_paused: BTreeSet<i32> = revoked.intersection(&self.paused).copied().collect();
+            if !was_paused.is_empty()
+                && let Err(e) = self.commands.resume(&was_paused)
+            {
+                tracing::warn!(error = %e, partitions = ?was_paused, "resuming revoked partitions");
+            }
             for p in &revoked {
                 self.offsets.forget(*p);
                 self.paused.remove(p);
             }
             self.queue.drop_partitions(&revoked);
             self.accounts.retain(|a| !revoked.contains(&a.partition));
+            self.backlog.forget(&revoked);
         }
         let marks = self.offsets.to_commit();
         if !marks.is_empty() {
@@ -429,21 +472,32 @@ impl Writer {
                 Err(e) => tracing::warn!(error = %e, "committing offsets"),
             }
         }
-        let (blocked, partitions) = self.queue.blocked(Instant::now());
+        let (blocked, mut partitions) = self.queue.blocked(Instant::now());
+        // A partition with a dead letter waiting pauses whatever the bound:
+        // everything read after it would wait behind it for its commit.
+        let stuck = self.backlog.partitions();
+        let mut pause: BTreeSet<i32> = stuck.difference(&self.paused).copied().collect();
         if blocked > self.config.max_blocked {
-            let pause: BTreeSet<i32> = partitions.difference(&self.paused).copied().collect();
-            if !pause.is_empty() {
-                tracing::warn!(blocked, partitions = ?pause, "too many blocked commands: pausing partitions");
-                match self.commands.pause(&pause) {
-                    Ok(()) => {
-                        add(&self.parts.metrics.pauses, pause.len());
-                        self.paused.extend(pause);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "pausing partitions"),
+            pause.extend(partitions.difference(&self.paused));
+        }
+        partitions.extend(stuck);
+        if !pause.is_empty() {
+            tracing::warn!(
+                blocked,
+                stuck_letters = self.backlog.len(),
+                partitions = ?pause,
+                "too many blocked commands, or a dead letter stuck: pausing partitions"
+            );
+            match self.commands.pause(&pause) {
+                Ok(()) => {
+                    add(&self.parts.metrics.pauses, pause.len());
+                    self.paused.extend(pause);
                 }
+                Err(e) => tracing::warn!(error = %e, "pausing partitions"),
             }
         }
-        // A paused partition resumes once none of its commands is blocked.
+        // A paused partition resumes once none of its commands is blocked
+        // and none of its dead letters waits.
         let drained: BTreeSet<i32> = self.paused.difference(&partitions).copied().collect();
         if !drained.is_empty() {
             tracing::info!(partitions = ?drained, "blocked commands drained: resuming partitions");

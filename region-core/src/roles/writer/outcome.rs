@@ -14,6 +14,7 @@ use crate::bus::notify::{AppliedAt, CommandState, CommandStatus, Notification};
 use crate::model::Id;
 use crate::roles::common::add;
 
+use super::letters::{GaveUp, Waiting, try_within};
 use super::queue::{Dispatch, Failure, Queued};
 use super::{Done, Failed, Writer};
 
@@ -49,8 +50,10 @@ async fn record_rejected_if_owned(
 /// Single-command applies that fail with a non-transient error before the
 /// command is given up as rejected.
 const STRIKES: u32 = 3;
-/// Longest wait between two sends of a dead letter (the first is 100 ms).
-const DEAD_LETTER_RETRY_MAX: Duration = Duration::from_secs(5);
+/// First wait before a dead letter is sent again.
+pub(super) const DEAD_LETTER_RETRY_MIN: Duration = Duration::from_millis(100);
+/// Longest wait between two sends of a dead letter.
+pub(super) const DEAD_LETTER_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Whether another try can cure the error by itself. Only errors a command's
 /// data can cause (a data exception, a constraint violation, a value that
@@ -106,7 +109,6 @@ impl Writer {
                             for q in self.queue.finish(city, 1) {
                                 self.record_rejected(&dispatch.shard, &q, &reason).await;
                                 self.reject_queued(&q, &reason).await;
-                                self.offsets.finished(q.partition, q.offset);
                             }
                         }
                     } else {
@@ -215,7 +217,11 @@ impl Writer {
                     }
                     Outcome::Rejected(reason) => {
                         add(&m.rejected, 1);
-                        letters.push(letter(&self.config.topics.commands, &q, reason));
+                        letters.push((
+                            letter(&self.config.topics.commands, &q, reason),
+                            q.partition,
+                            q.offset,
+                        ));
                         rejected_status(&q, reason)
                     }
                 };
@@ -230,13 +236,19 @@ impl Writer {
         // out now, so its transaction overlaps the round trips below
         // instead of waiting for them.
         self.dispatch().await?;
-        for l in &letters {
-            self.send_dead_letter(l).await;
+        // A command whose dead letter waits is finished when it is sent.
+        let mut waiting = std::collections::HashSet::new();
+        for (l, partition, offset) in letters {
+            if !self.send_dead_letter(l, partition, offset).await {
+                waiting.insert((partition, offset));
+            }
         }
         self.notify(&notes).await;
         failpoint::crash_point(WRITER_AFTER_COMMIT)?;
         for q in finished {
-            self.offsets.finished(q.partition, q.offset);
+            if !waiting.contains(&(q.partition, q.offset)) {
+                self.offsets.finished(q.partition, q.offset);
+            }
         }
         Ok(())
     }
@@ -315,11 +327,15 @@ impl Writer {
         }
     }
 
-    /// A queued command rejected before any shard applied it.
+    /// A queued command rejected before any shard applied it (or given up
+    /// after its strikes): dead letter and status; finished once the dead
+    /// letter is sent.
     pub(super) async fn reject_queued(&mut self, q: &Queued, reason: &str) {
         add(&self.parts.metrics.rejected, 1);
-        self.send_dead_letter(&letter(&self.config.topics.commands, q, reason))
-            .await;
+        let l = letter(&self.config.topics.commands, q, reason);
+        if self.send_dead_letter(l, q.partition, q.offset).await {
+            self.offsets.finished(q.partition, q.offset);
+        }
         self.notify(&[Notification {
             status: rejected_status(q, reason),
             overwrite: true,
@@ -327,26 +343,21 @@ impl Writer {
         .await;
     }
 
-    /// A message that is not a routable command: dead letter, and a status
-    /// when it had a readable id.
+    /// A message that is not a routable command, read at `partition` and
+    /// `offset`: its dead letter, and a status when it had a readable id;
+    /// finished once the dead letter is sent.
     pub(super) async fn reject_unapplied(
         &mut self,
-        command: Option<Id>,
+        letter: DeadLetter,
         city: Option<String>,
-        key: String,
-        payload: Vec<u8>,
-        reason: String,
-        source: String,
+        partition: i32,
+        offset: i64,
     ) {
         add(&self.parts.metrics.rejected, 1);
-        self.send_dead_letter(&DeadLetter {
-            payload,
-            key,
-            reason: reason.clone(),
-            command,
-            source,
-        })
-        .await;
+        let (command, reason) = (letter.command, letter.reason.clone());
+        if self.send_dead_letter(letter, partition, offset).await {
+            self.offsets.finished(partition, offset);
+        }
         if let Some(id) = command {
             self.notify(&[Notification {
                 status: CommandStatus {
@@ -363,27 +374,64 @@ impl Writer {
         }
     }
 
-    /// Until the broker acknowledges it: the offset must not pass a command
-    /// that is neither applied nor copied here. While the broker is away the
-    /// writer cannot read anything either, so waiting costs nothing more.
-    async fn send_dead_letter(&self, letter: &DeadLetter) {
-        let mut waits = doubling(Duration::from_millis(100), DEAD_LETTER_RETRY_MAX);
-        loop {
-            match dead_letter::send(
-                &self.parts.producer,
-                &self.config.topics.dead_letters,
-                letter,
-            )
-            .await
-            {
-                Ok(_) => {
-                    add(&self.parts.metrics.dead_lettered, 1);
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, source = %letter.source, "dead letter not acknowledged; retrying");
-                    tokio::time::sleep(waits.next().unwrap_or(DEAD_LETTER_RETRY_MAX)).await;
-                }
+    /// Sends the dead letter of the command read at `partition` and
+    /// `offset`; whether the broker acknowledged it, so that the caller may
+    /// finish the command. The offset must never pass a command that is
+    /// neither applied nor copied to the dead-letter topic.
+    ///
+    /// Bounded: tried with backoff for at most
+    /// `WriterConfig::dead_letter_deadline`. Past it the letter goes to the
+    /// backlog (`letters`), which sends it again until the broker takes it
+    /// and only then finishes the command; until then the command is
+    /// unfinished (a crash, a stop or a rebalance makes it read and rejected
+    /// again: nothing lost), its partition is paused, the stuck gauge says
+    /// so and an error is logged. Nothing is applied twice on the way: a
+    /// rejected command changed nothing, and a replayed one is found in
+    /// `applied_commands`. While letters wait, a new one joins them at once
+    /// without a try of its own, so that a city's letters keep their order
+    /// and a dead broker costs the loop one deadline, not one per letter.
+    async fn send_dead_letter(&mut self, letter: DeadLetter, partition: i32, offset: i64) -> bool {
+        let m = self.parts.metrics.clone();
+        let stuck = |letter| Waiting {
+            letter,
+            partition,
+            offset,
+        };
+        if !self.backlog.is_empty() {
+            self.backlog.push(stuck(letter));
+            return false;
+        }
+        let bound = self.config.dead_letter_deadline;
+        let sent = try_within(
+            bound,
+            (DEAD_LETTER_RETRY_MIN, DEAD_LETTER_RETRY_MAX),
+            &m.dead_letter_send_failures,
+            &letter.source,
+            || {
+                dead_letter::send(
+                    &self.parts.producer,
+                    &self.config.topics.dead_letters,
+                    &letter,
+                )
+            },
+        )
+        .await;
+        match sent {
+            Ok(_) => {
+                add(&m.dead_lettered, 1);
+                true
+            }
+            Err(GaveUp { failures, error }) => {
+                tracing::error!(
+                    error,
+                    failures,
+                    source = %letter.source,
+                    deadline = ?bound,
+                    "dead letter not acknowledged within the deadline: its command stays \
+                     unfinished and its partition paused while it is sent again"
+                );
+                self.backlog.push(stuck(letter));
+                false
             }
         }
     }

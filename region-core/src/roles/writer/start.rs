@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::metrics::WriterMetrics;
-use super::{WriterConfig, WriterParts, apply_commands};
+use super::{DEAD_LETTER_DEADLINE, WriterConfig, WriterParts, apply_commands};
 use crate::bus::notify::Notifier;
 use crate::bus::{Producer, ProducerConfig};
 use crate::roles::common::{Common, catalog_and_router, metrics_listener, start_role};
@@ -26,6 +26,16 @@ pub struct WriterArgs {
     /// partitions pause.
     #[arg(long, env = "CITYBOARD_MAX_HELD", default_value_t = 10_000)]
     pub max_held: usize,
+    /// How long a dead letter is tried before the writer stops waiting for
+    /// it: past it, the letter is sent again in the background while its
+    /// command stays unfinished, its partition paused and
+    /// `cityboard_writer_dead_letter_stuck` above zero.
+    #[arg(
+        long,
+        env = "CITYBOARD_DEAD_LETTER_DEADLINE",
+        default_value_t = DEAD_LETTER_DEADLINE.into()
+    )]
+    pub dead_letter_deadline: humantime::Duration,
     /// Commands topic; default `<region>.commands`.
     #[arg(long)]
     pub commands_topic: Option<String>,
@@ -56,6 +66,7 @@ pub async fn run(
     config.queue.batch_max = args.batch_max.max(1);
     config.queue.batch_window = args.batch_window.into();
     config.max_blocked = args.max_held;
+    config.dead_letter_deadline = args.dead_letter_deadline.into();
     if let Some(t) = args.commands_topic {
         config.topics.commands = t;
     }
