@@ -60,13 +60,26 @@ impl Role {
         args: &[&str],
         log: &str,
     ) -> Result<(Role, ApiPorts)> {
+        // The stack's limits (a bench stack's: deploy/limits-load.toml).
+        let limits = Topology::load(&home.topology_file())?.limits;
+        Role::api_with_limits(home, region, &limits, args, log).await
+    }
+
+    /// [`Role::api`] with rate limits of the caller's instead of the
+    /// stack's (the limiter's cost, measured with it on and off).
+    pub async fn api_with_limits(
+        home: &Home,
+        region: &str,
+        limits: &region_core::limits::Limits,
+        args: &[&str],
+        log: &str,
+    ) -> Result<(Role, ApiPorts)> {
         let port = free_port()?;
         let operator = free_port()?;
         let listen = format!("127.0.0.1:{port}");
         let operator_listen = format!("127.0.0.1:{operator}");
         let secrets = home.secrets_dir().display().to_string();
-        // The stack's limits (a bench stack's: deploy/limits-load.toml).
-        let limits = serde_json::to_string(&Topology::load(&home.topology_file())?.limits)?;
+        let limits = serde_json::to_string(limits)?;
         let mut all = vec![
             "--limits",
             &limits,

@@ -61,6 +61,10 @@ pub struct WritePipeline {
     pub direct: Vec<LoadFigures>,
     /// POST answered to page served from edge KV; none: no publisher.
     pub visibility: Option<Visibility>,
+    /// 64 posters through an api with the stack's limits, in run order.
+    pub limits_on: Vec<LoadFigures>,
+    /// The same with the limiter disabled, alternated with `limits_on`.
+    pub limits_off: Vec<LoadFigures>,
 }
 
 /// What the bench needs from state.json about region 0, shard 0.
@@ -165,6 +169,8 @@ pub async fn run(home: &Home, topology: &Topology, json: bool) -> Result<()> {
         wait_publisher_idle(publisher).await?;
         Some(write_load::visibility(stack_api, edge, &host, &key, &users, best / 2.0, secs).await?)
     };
+    let (limits_on, limits_off) =
+        limiter_cost(home, topology, &t, (&host, &key), &users, secs).await?;
     let figures = WritePipeline {
         drain_posts: posts,
         drain_posts_per_s: drain_rate,
@@ -173,12 +179,67 @@ pub async fn run(home: &Home, topology: &Topology, json: bool) -> Result<()> {
         pipeline,
         direct,
         visibility,
+        limits_on,
+        limits_off,
     };
     print(&figures);
     if json {
         println!("{}", serde_json::to_string_pretty(&figures)?);
     }
     Ok(())
+}
+
+/// Step 4: the same load through an api with the stack's limits and one
+/// without, alternated (on, off, on, off).
+async fn limiter_cost(
+    home: &Home,
+    topology: &Topology,
+    t: &Target,
+    (host, key): (&str, &cityboard_protocol::sign::Key),
+    users: &[String],
+    secs: u64,
+) -> Result<(Vec<LoadFigures>, Vec<LoadFigures>)> {
+    let on_limits = topology.limits.clone();
+    let off_limits = region_core::limits::Limits {
+        enabled: false,
+        ..on_limits.clone()
+    };
+    let (_on, on) = Role::api_with_limits(
+        home,
+        &t.region,
+        &on_limits,
+        &[],
+        "bench-write-limits-on.log",
+    )
+    .await?;
+    let (_off, off) = Role::api_with_limits(
+        home,
+        &t.region,
+        &off_limits,
+        &[],
+        "bench-write-limits-off.log",
+    )
+    .await?;
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for round in 0..4 {
+        let (label, port, out) = if round % 2 == 0 {
+            ("limits on", on.public, &mut with)
+        } else {
+            ("limits off", off.public, &mut without)
+        };
+        let f = write_load::posters(port, host, key, users, 64, secs).await?;
+        println!("  [{label}] {}", f.line());
+        out.push(f);
+        wait_outbox_empty(&t.primary_url).await?;
+    }
+    Ok((with, without))
+}
+
+fn mean_rate(runs: &[LoadFigures]) -> f64 {
+    if runs.is_empty() {
+        return 0.0;
+    }
+    runs.iter().map(|f| f.posts_per_s).sum::<f64>() / runs.len() as f64
 }
 
 fn ratio(ours: f64, base: f64) -> String {
@@ -221,6 +282,11 @@ fn print(f: &WritePipeline) {
         ),
         None => println!("  visibility: not measured (see above)"),
     }
+    let (on, off) = (mean_rate(&f.limits_on), mean_rate(&f.limits_off));
+    println!(
+        "  64 posters, limits on/off        {on:>9.0} posts/s   off {off:>9.0} posts/s   {} (target >= 95 %)",
+        ratio(on, off)
+    );
 }
 
 /// Places `city` on the target shard (catalog shard map, the shard's fence).
