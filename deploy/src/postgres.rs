@@ -245,8 +245,7 @@ pub fn share_admin_password(from: &Path, home: &crate::home::Home) -> Result<()>
     if target.exists() {
         return Ok(());
     }
-    std::fs::create_dir_all(&to).with_context(|| format!("creating {}", to.display()))?;
-    std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    crate::secrets::private_dir(&to)?;
     crate::secrets::write_private(&target, password(from, ADMIN)?.as_bytes())
 }
 

@@ -82,18 +82,35 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
 }
 
-/// The previous forwarding key, during a rotation only (region-core's
-/// `Secrets::read`).
-pub const PREVIOUS_KEY_FILE: &str = "edge-forward.previous.key";
-/// Its expiry, an RFC 3339 time, required beside it.
-pub const PREVIOUS_EXPIRES_FILE: &str = "edge-forward.previous.expires";
+/// The previous forwarding key and its expiry: region-core reads them
+/// (`Secrets::read`), so its names are the ones.
+pub use region_core::stack::{PREVIOUS_EXPIRES_FILE, PREVIOUS_KEY_FILE};
+
+/// Creates `dir` if need be, readable by its owner only.
+pub fn private_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(())
+}
+
+/// Creates `path` (never over an existing file) with `line`, readable by
+/// its owner only.
+fn create_private(path: &Path, line: &str) -> Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    writeln!(file, "{line}")?;
+    Ok(())
+}
 
 /// Creates every missing secret; existing ones are kept, so that sessions
 /// and signatures stay valid across `down` and `up`.
 pub fn ensure(home: &Home) -> Result<()> {
     let dir = home.secrets_dir();
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    private_dir(&dir)?;
     expire_unexpiring_previous_key(&dir)?;
     for (name, _) in SECRETS {
         let path = dir.join(name);
@@ -102,13 +119,7 @@ pub fn ensure(home: &Home) -> Result<()> {
         }
         let mut bytes = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        writeln!(file, "{}", hex::encode(bytes))?;
+        create_private(&path, &hex::encode(bytes))?;
     }
     Ok(())
 }
@@ -123,18 +134,10 @@ fn expire_unexpiring_previous_key(dir: &Path) -> Result<()> {
     if !dir.join(PREVIOUS_KEY_FILE).exists() || expires.exists() {
         return Ok(());
     }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&expires)
-        .with_context(|| format!("creating {}", expires.display()))?;
-    writeln!(
-        file,
-        "{}",
-        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    )?;
-    Ok(())
+    create_private(
+        &expires,
+        &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )
 }
 
 #[cfg(test)]
