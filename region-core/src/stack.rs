@@ -230,6 +230,22 @@ fn read_expiry(path: &Path) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
 mod tests {
     use super::*;
 
+    /// A scratch directory holding the four secrets `Secrets::read`
+    /// requires, each 38 bytes and newline-terminated.
+    fn dir_of_required_secrets(prefix: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in [
+            "session.key",
+            "kv-route.key",
+            "edge-forward.key",
+            "operator.token",
+        ] {
+            std::fs::write(dir.join(f), format!("{f}-0123456789abcdef0123456789\n")).unwrap();
+        }
+        dir
+    }
+
     #[test]
     fn a_region_prints_without_its_passwords() {
         let region: RegionEntry = serde_json::from_str(
@@ -264,16 +280,7 @@ mod tests {
 
     #[test]
     fn secrets_are_trimmed_and_derived_keys_differ_by_purpose() {
-        let dir = std::env::temp_dir().join(format!("rc-secrets-{}", rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).unwrap();
-        for f in [
-            "session.key",
-            "kv-route.key",
-            "edge-forward.key",
-            "operator.token",
-        ] {
-            std::fs::write(dir.join(f), format!("{f}-0123456789abcdef0123456789\n")).unwrap();
-        }
+        let dir = dir_of_required_secrets("rc-secrets");
         let s = Secrets::read(&dir).unwrap();
         assert_eq!(s.session, b"session.key-0123456789abcdef0123456789");
         assert_ne!(s.derive("cursor"), s.derive("csrf"));
@@ -290,16 +297,7 @@ mod tests {
 
     #[test]
     fn a_previous_key_needs_32_bytes_and_an_expiry() {
-        let dir = std::env::temp_dir().join(format!("rc-previous-{}", rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).unwrap();
-        for f in [
-            "session.key",
-            "kv-route.key",
-            "edge-forward.key",
-            "operator.token",
-        ] {
-            std::fs::write(dir.join(f), format!("{f}-0123456789abcdef0123456789")).unwrap();
-        }
+        let dir = dir_of_required_secrets("rc-previous");
         let previous = dir.join(PREVIOUS_KEY_FILE);
         let expires = dir.join(PREVIOUS_EXPIRES_FILE);
         std::fs::write(&previous, "previous-0123456789abcdef0123456789\n").unwrap();
