@@ -13,8 +13,10 @@ pub mod edge;
 pub mod edge_fixtures;
 pub mod floor;
 pub mod geo;
+pub mod idle;
 pub mod nginx;
 pub mod origin;
+pub mod own_stack;
 pub mod pg;
 pub mod preload;
 pub mod reshard;
@@ -108,6 +110,10 @@ pub const SCENARIOS: &[(&str, &str)] = &[
         "writer drain vs COPY of the same rows; POST /post at 64 and 512 posters vs the api writing straight to the primary; POST to edge KV page p50/p99",
     ),
     (
+        "idle",
+        "CPU of every process of an idle stack over 60 s, consumers dozing vs fetching all the time (alternated, own stack); sparse writes' visibility in both",
+    ),
+    (
         "reshard",
         "shard-tool moving a 1M-post city under load (own stack): copy rows/s vs COPY TO | COPY FROM; cutover/rollback pause p50/p99/max; POST p99 in switch windows vs without",
     ),
@@ -132,6 +138,10 @@ pub async fn run(home: &Home, scenario: &str, json: bool, knobs: Knobs) -> Resul
             println!("{name:<16} {what}");
         }
         return Ok(());
+    }
+    if scenario == "idle" {
+        // A stack of its own, with the running stack's topology.
+        return idle::run(home, json).await;
     }
     if scenario == "reshard" {
         // Starts a stack of its own: a move must not touch the running one.

@@ -41,6 +41,7 @@ use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 
 use super::env_size;
+use super::own_stack::{OwnStack, path, sibling, text};
 use super::write_load::{self, percentile};
 use cityboard_deploy::home::Home;
 use cityboard_deploy::postgres;
@@ -107,74 +108,6 @@ pub struct Reshard {
     pub load_5xx: u64,
 }
 
-/// A stack of the bench's own, stopped and deleted when dropped.
-struct OwnStack {
-    root: PathBuf,
-    home: PathBuf,
-    cityboard: PathBuf,
-    keep: bool,
-}
-
-impl OwnStack {
-    fn start(root: PathBuf, cityboard: PathBuf, port_base: u64) -> Result<OwnStack> {
-        let home = root.join("home");
-        if home.exists() {
-            // Left by a killed run: stop it first.
-            let _ = run_cmd(&cityboard, &["--home", path(&home)?, "down", "--purge"]);
-        }
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-        let topo = root.join("topology.toml");
-        let port_base = u16::try_from(port_base)
-            .map_err(|_| anyhow::anyhow!("port base {port_base} is not a port"))?;
-        std::fs::write(&topo, two_shard_topology_text(port_base, 0))?;
-        let stack = OwnStack {
-            root,
-            home,
-            cityboard,
-            keep: env_size("CITYBOARD_BENCH_KEEP", 0) == 1,
-        };
-        let out = run_cmd(
-            &stack.cityboard,
-            &[
-                "--home",
-                path(&stack.home)?,
-                "up",
-                "--topology",
-                path(&topo)?,
-            ],
-        )?;
-        if !out.status.success() {
-            bail!("cityboard up failed:\n{}", text(&out));
-        }
-        Ok(stack)
-    }
-}
-
-impl Drop for OwnStack {
-    fn drop(&mut self) {
-        if self.keep {
-            println!("  stack kept in {}", self.home.display());
-            return;
-        }
-        if let Some(h) = self.home.to_str() {
-            let _ = run_cmd(&self.cityboard, &["--home", h, "down", "--purge"]);
-        }
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-fn path(p: &Path) -> Result<&str> {
-    p.to_str().context("a path that is not UTF-8")
-}
-
-fn run_cmd(program: &Path, args: &[&str]) -> Result<Output> {
-    std::process::Command::new(program)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {}", program.display()))
-}
-
 /// Runs shard-tool on the stack in `home`, as that stack's superuser.
 fn shard_tool_on(home: &Home, program: &Path, args: &[&str]) -> Result<Output> {
     std::process::Command::new(program)
@@ -182,28 +115,6 @@ fn shard_tool_on(home: &Home, program: &Path, args: &[&str]) -> Result<Output> {
         .args(args)
         .output()
         .with_context(|| format!("running {}", program.display()))
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// A binary beside this one (`cityboard`, `shard-tool`): the bench runs
-/// the same build it belongs to.
-fn sibling(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let p = exe.with_file_name(name);
-    if !p.exists() {
-        bail!(
-            "{} not found: build it (cargo build --release --bins)",
-            p.display()
-        );
-    }
-    Ok(p)
 }
 
 /// Runs the scenario on a stack of its own.
@@ -229,7 +140,9 @@ pub async fn run(json: bool, knobs: super::Knobs) -> Result<()> {
         root.display()
     );
     let started = Instant::now();
-    let stack = OwnStack::start(root, cityboard, port_base)?;
+    let port_base = u16::try_from(port_base)
+        .map_err(|_| anyhow::anyhow!("port base {port_base} is not a port"))?;
+    let stack = OwnStack::start(root, cityboard, &two_shard_topology_text(port_base, 0), &[])?;
     println!("  stack up in {:.0} s", started.elapsed().as_secs_f64());
     let home = Home::new(&stack.home)?;
     let topo = Topology::load(&home.topology_file())?;

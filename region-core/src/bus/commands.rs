@@ -114,7 +114,7 @@ impl CommandBus {
         let brokers = self.brokers.as_deref().ok_or(BusError::BrokerUnavailable)?;
         self.producer
             .get_or_try_init(|| async {
-                let mut config = ProducerConfig::new(brokers);
+                let mut config = ProducerConfig::new(brokers).waking(self.store.url());
                 config.message_timeout = PRODUCE_TIMEOUT;
                 Producer::new(config).map_err(|e| {
                     tracing::warn!(error = %e, "creating the api's producer");

@@ -4,14 +4,18 @@
 //! partitions it lost.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
 };
+use rdkafka::error::KafkaResult;
+use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::doze::{Doze, DozeConfig};
 
 /// Longest time the broker may hold a fetch that found nothing new (see
 /// `subscribe`).
@@ -46,10 +50,12 @@ impl ConsumerContext for Context {
     }
 }
 
-/// The consumer and what it needs to commit and pause.
+/// The consumer and what it needs to commit, pause and doze.
 pub struct Consumer {
-    pub consumer: StreamConsumer<Context>,
+    /// Read through [`Consumer::recv`], which tells the doze.
+    consumer: Arc<StreamConsumer<Context>>,
     pub topic: String,
+    doze: Arc<Doze>,
 }
 
 impl Consumer {
@@ -92,9 +98,33 @@ impl Consumer {
             })?;
         consumer.subscribe(&[topic])?;
         Ok(Consumer {
-            consumer,
+            consumer: Arc::new(consumer),
             topic: topic.to_string(),
+            doze: Arc::new(Doze::new(topic, None)),
         })
+    }
+
+    /// Lets the consumer doze when idle, as `config` says (see
+    /// `bus::doze`).
+    pub fn dozing(mut self, config: DozeConfig) -> Consumer {
+        self.doze = Arc::new(Doze::new(&self.topic, Some(config)));
+        self.doze.start(&self.consumer);
+        self
+    }
+
+    /// The doze state (tests and logs).
+    pub fn doze(&self) -> &Doze {
+        &self.doze
+    }
+
+    /// The next message.
+    pub async fn recv(&self) -> KafkaResult<BorrowedMessage<'_>> {
+        let _waiting = self.doze.waiting();
+        let message = self.consumer.recv().await;
+        if message.is_ok() {
+            self.doze.saw_message();
+        }
+        message
     }
 
     /// Partitions revoked since the last call.
@@ -134,13 +164,17 @@ impl Consumer {
         Ok(())
     }
 
+    /// Stops fetching `partitions` until `resume`.
     pub fn pause(&self, partitions: &BTreeSet<i32>) -> anyhow::Result<()> {
         self.consumer
             .pause(&self.list(partitions.iter().copied()))?;
+        self.doze.held(partitions);
         Ok(())
     }
 
+    /// Fetches `partitions` again.
     pub fn resume(&self, partitions: &BTreeSet<i32>) -> anyhow::Result<()> {
+        self.doze.released(partitions);
         self.consumer
             .resume(&self.list(partitions.iter().copied()))?;
         Ok(())

@@ -17,11 +17,13 @@ pub mod commands;
 pub mod consumer;
 pub mod dead_letter;
 pub mod direct;
+pub mod doze;
 pub mod error;
 pub mod failpoint;
 pub mod notify;
 pub mod offsets;
 pub mod producer;
+pub mod wake;
 
 pub use producer::{ProduceError, Producer, ProducerConfig};
 

@@ -11,7 +11,7 @@
 //! message whose delivery was not acknowledged is not lost.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -20,6 +20,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
+
+use super::wake::Waker;
 
 /// How the producer talks to the broker.
 #[derive(Debug, Clone)]
@@ -34,6 +36,10 @@ pub struct ProducerConfig {
     pub linger: Duration,
     /// Rebuilds one `produce` call may go through before giving up.
     pub max_rebuilds: u32,
+    /// The Redis on which each send is announced to the topic's dozing
+    /// consumers (`bus::wake`); `None`: not announced (nothing consumes
+    /// the topic, or its consumers never doze).
+    pub wake: Option<String>,
 }
 
 impl ProducerConfig {
@@ -44,7 +50,15 @@ impl ProducerConfig {
             message_timeout: Duration::from_secs(30),
             linger: Duration::from_millis(2),
             max_rebuilds: 5,
+            wake: None,
         }
+    }
+
+    /// The same, announcing each send on the wake channel of the Redis at
+    /// `url`.
+    pub fn waking(mut self, url: &str) -> Self {
+        self.wake = Some(url.to_string());
+        self
     }
 
     fn client_config(&self) -> ClientConfig {
@@ -93,6 +107,8 @@ pub struct Producer {
     config: Arc<ProducerConfig>,
     current: Arc<RwLock<Arc<Generation>>>,
     rebuilds: Arc<AtomicU64>,
+    /// Started on the first send (it needs the runtime).
+    waker: Arc<OnceLock<Waker>>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -118,6 +134,7 @@ impl Producer {
                 producer,
             }))),
             rebuilds: Arc::default(),
+            waker: Arc::default(),
         })
     }
 
@@ -170,6 +187,12 @@ impl Producer {
         payload: &[u8],
         headers: &[(&str, &[u8])],
     ) -> Result<(i32, i64), ProduceError> {
+        // Before the send rather than after its acknowledgement: a woken
+        // consumer stays awake long enough to read it, and the wake costs
+        // the send no time.
+        if let Some(url) = &self.config.wake {
+            self.waker.get_or_init(|| Waker::start(url)).wake(topic);
+        }
         let mut rebuilds = 0;
         loop {
             let generation = self.generation();

@@ -32,6 +32,11 @@ pub struct Common {
     /// region base + 4 .. + 9 for the roles' metrics); none: not served.
     #[arg(long, env = "CITYBOARD_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Whether an idle consumer (writer, publisher) pauses its fetches
+    /// until a producer's wake or its next probe (`bus::doze`); off, it
+    /// fetches all the time, as before (`cityboard bench idle` compares).
+    #[arg(long, env = "CITYBOARD_DOZE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub doze: bool,
 }
 
 /// The region's catalog pool, checked for a schema this build knows.

@@ -1,8 +1,10 @@
 //! The faults the chaos test injects into its running stack, one at a time:
 //! a crash point armed in one role of one region (the role aborts exactly
 //! there), a SIGKILL of one role at a random moment, a SIGKILL of the
-//! broker. The supervisor restarts whatever died; the next fault waits for
-//! that.
+//! broker, and a SIGKILL of a publisher followed by a batch of old events
+//! produced again into its region's events topic (what a rebalance or a
+//! producer's retry can deliver twice). The supervisor restarts whatever
+//! died; the next fault waits for that.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -10,6 +12,11 @@ use std::time::{Duration, Instant};
 use cityboard_tests::{Health, state};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// The control directory variable of region-core's crash points
 /// (`region_core::bus::failpoint::CONTROL_DIR_ENV`; this crate does
@@ -28,7 +35,14 @@ pub enum Fault {
     Kill { role: &'static str },
     /// SIGKILL the broker.
     Broker,
+    /// SIGKILL the publisher, then produce the oldest events of its region
+    /// again: whatever they say, they must not bring back a deleted post
+    /// or an older page.
+    Replay,
 }
+
+/// How many old events the replay fault produces again, at most.
+const REPLAYED: usize = 300;
 
 /// Every fault the test injects once (more when a try had nothing in flight).
 pub const FAULTS: &[Fault] = &[
@@ -54,6 +68,7 @@ pub const FAULTS: &[Fault] = &[
     Fault::Kill { role: "publisher" },
     Fault::Kill { role: "janitor" },
     Fault::Broker,
+    Fault::Replay,
 ];
 
 impl Fault {
@@ -62,6 +77,7 @@ impl Fault {
         match self {
             Fault::Crash { role, .. } | Fault::Kill { role } => format!("{region}/{role}"),
             Fault::Broker => "broker".into(),
+            Fault::Replay => format!("{region}/publisher"),
         }
     }
 
@@ -71,6 +87,7 @@ impl Fault {
             Fault::Crash { point, .. } => format!("{region} crash point {point}"),
             Fault::Kill { role } => format!("{region}/{role} SIGKILL"),
             Fault::Broker => "broker SIGKILL (restart)".into(),
+            Fault::Replay => format!("{region}/publisher SIGKILL, old events replayed"),
         }
     }
 }
@@ -118,6 +135,16 @@ pub async fn strike(home: &Path, control_dir: &Path, fault: Fault, region: &str)
             kill(Pid::from_raw(process.pid), Signal::SIGKILL).expect("SIGKILL");
             at
         }
+        Fault::Replay => {
+            let at = Instant::now();
+            kill(Pid::from_raw(process.pid), Signal::SIGKILL).expect("SIGKILL");
+            let (broker, topic) = (state(home).broker, format!("{region}.events"));
+            let n = tokio::task::spawn_blocking(move || replay_oldest(&broker, &topic, REPLAYED))
+                .await
+                .expect("the replay");
+            eprintln!("replayed {n} old events of {region}");
+            at
+        }
     };
     cityboard_test_support::eventually(
         &format!("{name} restarted and healthy"),
@@ -142,4 +169,67 @@ fn arm(file: &Path, config: &str) {
     let tmp = file.with_extension("tmp");
     std::fs::write(&tmp, config).expect("write the control file");
     std::fs::rename(&tmp, file).expect("place the control file");
+}
+
+/// Produces the oldest `max` events of `topic` (spread over its
+/// partitions) again, each to its own partition with its key, payload and
+/// headers, acknowledged by all replicas; returns how many.
+fn replay_oldest(broker: &str, topic: &str, max: usize) -> usize {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("group.id", format!("chaos-replay-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("a consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("the events topic's metadata");
+    let partitions = metadata.topics()[0].partitions().len() as i32;
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .expect("a partition");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut old = Vec::new();
+    while old.len() < max {
+        match consumer.poll(Duration::from_secs(2)) {
+            Some(Ok(m)) => old.push(m.detach()),
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => break,
+        }
+    }
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("acks", "all")
+        .create()
+        .expect("a producer");
+    for m in &old {
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(m.partition());
+        if let Some(k) = m.key() {
+            record = record.key(k);
+        }
+        if let Some(p) = m.payload() {
+            record = record.payload(p);
+        }
+        if let Some(h) = m.headers() {
+            record = record.headers(h.clone());
+        }
+        let mut record = record;
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    producer.poll(Duration::from_millis(50));
+                    record = r;
+                }
+                Err((e, _)) => panic!("replaying into {topic}: {e}"),
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("the replayed events acknowledged");
+    old.len()
 }

@@ -317,7 +317,9 @@ pub async fn follow(apis: &Apis, city: &str, token: &str, command: &str) -> Outc
 }
 
 /// Follows every 202 still pending when its client moved on, with the
-/// token of the client that sent it, and records how it ended.
+/// token of the client that sent it, and records how it ended. All at
+/// once: each may wait up to [`FOLLOW_LIMIT`], and one after another they
+/// could outlast the test's own time limit.
 pub async fn follow_pending(ledger: &Ledger, apis: &Apis, tokens: &[String]) {
     let pending: Vec<(usize, String, usize, String)> = ledger
         .snapshot()
@@ -331,8 +333,13 @@ pub async fn follow_pending(ledger: &Ledger, apis: &Apis, tokens: &[String]) {
             _ => None,
         })
         .collect();
+    let mut following = tokio::task::JoinSet::new();
     for (i, city, n, command) in pending {
-        let outcome = follow(apis, &city, &tokens[n], &command).await;
+        let (apis, token) = (apis.clone(), tokens[n].clone());
+        following.spawn(async move { (i, follow(&apis, &city, &token, &command).await) });
+    }
+    while let Some(done) = following.join_next().await {
+        let (i, outcome) = done.expect("a follower");
         ledger.writes.lock().expect("ledger")[i].outcome = outcome;
     }
 }

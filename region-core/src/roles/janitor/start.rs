@@ -145,7 +145,9 @@ pub async fn run(
         parts: JanitorParts {
             router,
             ids,
-            producer: Producer::new(ProducerConfig::new(&start.brokers))?,
+            producer: Producer::new(
+                ProducerConfig::new(&start.brokers).waking(&start.entry().redis_store_url),
+            )?,
             clock,
             mailer,
             homes: HomeCatalogs::of_stack(stack)?,

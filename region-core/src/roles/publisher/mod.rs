@@ -39,6 +39,7 @@ use tokio::task::JoinHandle;
 
 use crate::backoff::doubling;
 use crate::bus::consumer::Consumer;
+use crate::bus::doze::DozeConfig;
 use crate::bus::failpoint::{self, PUBLISHER_AFTER_KV_WRITE};
 use crate::bus::offsets::Offsets;
 use crate::model::{Event, Post, PostStatus};
@@ -72,6 +73,8 @@ pub struct PublisherConfig {
     pub retry_max: Duration,
     /// Consumer session timeout.
     pub session_timeout: Duration,
+    /// When the consumer dozes while idle (`bus::doze`); `None`: never.
+    pub doze: Option<DozeConfig>,
 }
 
 impl PublisherConfig {
@@ -87,6 +90,7 @@ impl PublisherConfig {
             retry_min: Duration::from_millis(200),
             retry_max: Duration::from_secs(5),
             session_timeout: Duration::from_secs(6),
+            doze: None,
         }
     }
 }
@@ -203,12 +207,15 @@ pub async fn run_republishing<S: KvSink>(
     republish: Option<Republish>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let consumer = Consumer::subscribe(
+    let mut consumer = Consumer::subscribe(
         &parts.brokers,
         &config.topic,
         &config.group,
         config.session_timeout,
     )?;
+    if let Some(doze) = &config.doze {
+        consumer = consumer.dozing(doze.clone());
+    }
     tracing::info!(topic = %config.topic, group = %config.group, "publisher consuming");
     let mut p = Publisher {
         coalescer: Coalescer::new(config.interval, config.max_keys),
@@ -236,10 +243,10 @@ pub async fn run_republishing<S: KvSink>(
                 p.flush = None;
                 p.finish_flush(done?)?;
             }
-            message = p.consumer.consumer.recv(), if intake => {
+            message = p.consumer.recv(), if intake => {
                 p.read(message.map(|m| m.detach())).await;
                 for _ in 0..p.config.batch_max {
-                    match p.consumer.consumer.recv().now_or_never() {
+                    match p.consumer.recv().now_or_never() {
                         Some(message) => p.read(message.map(|m| m.detach())).await,
                         None => break,
                     }

@@ -11,6 +11,7 @@ use super::metrics::PublisherMetrics;
 use super::republish::Republish;
 use super::sink::{CLOUDFLARE_API, CloudflareKvSink, EdgeBulkSink, KvSink};
 use super::{PublisherConfig, PublisherParts, run_republishing, template_version};
+use crate::bus::doze::DozeConfig;
 use crate::roles::common::{Common, catalog_and_router, metrics_listener, start_role};
 use crate::stack::Secrets;
 
@@ -106,6 +107,10 @@ pub async fn run(
     if let Some(g) = &args.group {
         config.group = g.clone();
     }
+    config.doze = args
+        .common
+        .doze
+        .then(|| DozeConfig::new(Some(&entry.redis_store_url)));
     let metrics = Arc::new(PublisherMetrics::default());
     let listener = metrics_listener(&args.common, metrics.clone()).await?;
     let cache = Arc::new(Invalidator::new(&entry.redis_cache_url));

@@ -65,7 +65,8 @@ pub async fn run(
     );
     config.batch = args.batch.max(1);
     config.poll = args.poll.into();
-    let producer = Producer::new(ProducerConfig::new(&start.brokers))?;
+    let producer =
+        Producer::new(ProducerConfig::new(&start.brokers).waking(&start.entry().redis_store_url))?;
     let result = drain_outboxes(follow, config, producer, metrics, shutdown).await;
     follower.abort();
     map_watch.abort();

@@ -49,6 +49,9 @@ pub struct WriterMetrics {
     pub paused_partitions: Gauge,
     /// Times a partition was paused.
     pub pauses: Counter,
+    /// Gauge: 1 while the idle consumer dozes (its fetches paused until a
+    /// wake or a probe, `bus::doze`).
+    pub dozing: Gauge,
     /// The families above, and the other pipeline roles' at zero.
     registry: Registry,
 }
@@ -106,7 +109,12 @@ impl Default for WriterMetrics {
             "cityboard_writer_pauses",
             "Times a command partition was paused",
         );
+        let dozing = r.gauge(
+            "cityboard_writer_dozing",
+            "1 while the idle commands consumer has its fetches paused until a wake",
+        );
         WriterMetrics {
+            dozing,
             applied,
             replayed,
             rejected,

@@ -31,6 +31,7 @@ use tokio::task::JoinSet;
 use crate::apply::{Applied, ApplyConfig, ApplyError, CityBatch, ShardTarget, apply};
 use crate::bus::consumer::Consumer;
 use crate::bus::dead_letter::DeadLetter;
+use crate::bus::doze::DozeConfig;
 use crate::bus::notify::Notifier;
 use crate::bus::offsets::Offsets;
 use crate::bus::{Producer, Topics};
@@ -77,6 +78,8 @@ pub struct WriterConfig {
     /// no pause. Default 30 s (the producer's message timeout: one send's
     /// own retries while the broker is away).
     pub dead_letter_deadline: Duration,
+    /// When the consumer dozes while idle (`bus::doze`); `None`: never.
+    pub doze: Option<DozeConfig>,
 }
 
 impl WriterConfig {
@@ -98,6 +101,7 @@ impl WriterConfig {
             session_timeout: Duration::from_secs(6),
             apply: ApplyConfig::default(),
             dead_letter_deadline: DEAD_LETTER_DEADLINE,
+            doze: None,
         }
     }
 }
@@ -158,12 +162,15 @@ pub async fn apply_commands(
     parts: WriterParts,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let commands = Consumer::subscribe(
+    let mut commands = Consumer::subscribe(
         &parts.brokers,
         &config.topics.commands,
         &config.group,
         config.session_timeout,
     )?;
+    if let Some(doze) = &config.doze {
+        commands = commands.dozing(doze.clone());
+    }
     tracing::info!(
         topic = %config.topics.commands,
         group = %config.group,
@@ -212,12 +219,12 @@ pub async fn apply_commands(
                     w.finish_apply(joined).await?;
                 }
             }
-            message = w.commands.consumer.recv(), if intake => {
+            message = w.commands.recv(), if intake => {
                 w.read(message.map(|m| m.detach())).await;
                 // Whatever else is there already joins the same round, so
                 // batches fill without a dispatch per message.
                 for _ in 0..w.config.queue.batch_max {
-                    match w.commands.consumer.recv().now_or_never() {
+                    match w.commands.recv().now_or_never() {
                         Some(message) => w.read(message.map(|m| m.detach())).await,
                         None => break,
                     }
@@ -510,5 +517,6 @@ impl Writer {
         set(&m.queued, self.queue.len());
         set(&m.blocked, blocked);
         set(&m.paused_partitions, self.paused.len());
+        set(&m.dozing, usize::from(self.commands.doze().is_dozing()));
     }
 }

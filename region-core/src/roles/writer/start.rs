@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::metrics::WriterMetrics;
 use super::{DEAD_LETTER_DEADLINE, WriterConfig, WriterParts, apply_commands};
+use crate::bus::doze::DozeConfig;
 use crate::bus::notify::Notifier;
 use crate::bus::{Producer, ProducerConfig};
 use crate::roles::common::{Common, catalog_and_router, metrics_listener, start_role};
@@ -67,6 +68,10 @@ pub async fn run(
     config.queue.batch_window = args.batch_window.into();
     config.max_blocked = args.max_held;
     config.dead_letter_deadline = args.dead_letter_deadline.into();
+    config.doze = args
+        .common
+        .doze
+        .then(|| DozeConfig::new(Some(&entry.redis_store_url)));
     if let Some(t) = args.commands_topic {
         config.topics.commands = t;
     }

@@ -1,0 +1,265 @@
+//! A consumer that dozes when idle: once its role has waited
+//! `idle_after` for a message that did not come, its partitions are
+//! paused, so librdkafka sends the broker no fetch at all; a wake (see
+//! `bus::wake`) resumes them at once, and a probe every `probe_every`
+//! resumes them for `probe_awake` in case a wake was lost
+//! ([`DozeConfig`]).
+//!
+//! Why: the broker here (nisshi 0.8) serves a parked fetch by reading every
+//! requested partition again at shrinking intervals (half the time left,
+//! down to a millisecond), about eight reads of every partition per 50 ms
+//! wait and per consumer, so an idle stack kept the broker busy
+//! (`cityboard bench idle`, BENCHMARKS.md). A longer fetch wait would trade
+//! that for latency on every hop; a paused consumer costs nothing, and the
+//! wake makes its first fetch as prompt as before.
+//!
+//! Pauses the role makes itself (`Consumer::pause`, e.g. the writer's for
+//! blocked commands) are its own: the doze never resumes those, and the
+//! role's resume of a partition the doze had paused only makes it fetch
+//! sooner. Offsets are untouched: a paused partition resumes from the
+//! role's position, so nothing is skipped or read twice because of a doze.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::Notify;
+
+use super::consumer::Context;
+
+/// How often the doze looks at the consumer.
+const TICK: Duration = Duration::from_millis(50);
+
+/// When a consumer dozes and what wakes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DozeConfig {
+    /// The Redis whose wake channel the topic's producers announce on
+    /// (none: only probes wake it).
+    pub wake: Option<String>,
+    /// How long the role must have waited for a message before its
+    /// consumer dozes. Two seconds: far longer than the gap between two
+    /// messages of any load (so a busy consumer never dozes), and than the
+    /// wakes' coalescing (`bus::wake`).
+    pub idle_after: Duration,
+    /// How often a dozing consumer looks for messages without a wake: the
+    /// most a lost wake costs.
+    pub probe_every: Duration,
+    /// How long a probe stays awake when it finds nothing: a few fetch
+    /// waits (`bus::consumer::FETCH_WAIT_MS`).
+    pub probe_awake: Duration,
+}
+
+impl DozeConfig {
+    /// The defaults, woken through the Redis at `wake`.
+    pub fn new(wake: Option<&str>) -> DozeConfig {
+        DozeConfig {
+            wake: wake.map(str::to_string),
+            idle_after: Duration::from_secs(2),
+            probe_every: Duration::from_secs(2),
+            probe_awake: Duration::from_millis(150),
+        }
+    }
+}
+
+/// The doze state of one consumer.
+#[derive(Debug)]
+pub struct Doze {
+    topic: String,
+    /// `None`: it never dozes.
+    config: Option<DozeConfig>,
+    state: Mutex<State>,
+    wake: Arc<Notify>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// `recv` calls of the role now waiting: a role that is not asking for
+    /// messages (its queue full) is busy, not idle.
+    waiting: usize,
+    last_message: Instant,
+    /// Partitions the role paused.
+    held: BTreeSet<i32>,
+    /// Partitions the doze paused, and since when (`None`: awake).
+    dozing: BTreeSet<i32>,
+    since: Option<Instant>,
+    /// Times the consumer fell asleep, for the tests and the logs.
+    dozes: u64,
+}
+
+impl Doze {
+    /// The state of a consumer of `topic`; it dozes only with a `config`,
+    /// once started (`start`).
+    pub fn new(topic: &str, config: Option<DozeConfig>) -> Doze {
+        Doze {
+            topic: topic.to_string(),
+            config,
+            state: Mutex::new(State {
+                waiting: 0,
+                last_message: Instant::now(),
+                held: BTreeSet::new(),
+                dozing: BTreeSet::new(),
+                since: None,
+                dozes: 0,
+            }),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs the doze of `consumer` while it lives.
+    pub fn start(self: &Arc<Self>, consumer: &Arc<StreamConsumer<Context>>) {
+        let Some(config) = &self.config else {
+            return;
+        };
+        if let Some(url) = &config.wake {
+            super::wake::listen(url, &self.topic, self.wake.clone());
+        }
+        let (doze, consumer) = (Arc::downgrade(self), Arc::downgrade(consumer));
+        tokio::spawn(async move {
+            loop {
+                let Some(wake) = doze.upgrade().map(|d| d.wake.clone()) else {
+                    return;
+                };
+                let woke = tokio::select! {
+                    _ = wake.notified() => true,
+                    _ = tokio::time::sleep(TICK) => false,
+                };
+                let (Some(d), Some(c)) = (doze.upgrade(), consumer.upgrade()) else {
+                    return;
+                };
+                d.turn(&c, woke, Instant::now());
+            }
+        });
+    }
+
+    /// A `recv` of the role began: returns the guard that ends it.
+    pub fn waiting(self: &Arc<Self>) -> Waiting {
+        self.state().waiting += 1;
+        Waiting(Arc::downgrade(self))
+    }
+
+    /// The role got a message.
+    pub fn saw_message(&self) {
+        self.state().last_message = Instant::now();
+    }
+
+    /// The role paused `partitions`.
+    pub fn held(&self, partitions: &BTreeSet<i32>) {
+        self.state().held.extend(partitions);
+    }
+
+    /// The role resumed `partitions`.
+    pub fn released(&self, partitions: &BTreeSet<i32>) {
+        self.state().held.retain(|p| !partitions.contains(p));
+    }
+
+    /// Whether the consumer is dozing now.
+    pub fn is_dozing(&self) -> bool {
+        self.state().since.is_some()
+    }
+
+    /// Times it fell asleep so far.
+    pub fn dozes(&self) -> u64 {
+        self.state().dozes
+    }
+
+    /// One look at the consumer at `now`; `woke` when a wake came.
+    fn turn(&self, consumer: &StreamConsumer<Context>, woke: bool, now: Instant) {
+        let Some(config) = &self.config else {
+            return;
+        };
+        let mut s = self.state();
+        match s.since {
+            Some(since) if woke || now.duration_since(since) >= config.probe_every => {
+                let resume: BTreeSet<i32> = s.dozing.difference(&s.held).copied().collect();
+                // A partition revoked meanwhile may refuse: nothing to do then.
+                if let Err(e) = consumer.resume(&self.list(&resume)) {
+                    tracing::debug!(topic = %self.topic, error = %e, "resuming after a doze");
+                }
+                s.dozing.clear();
+                s.since = None;
+                // Woken: a message is on its way, stay awake as after one.
+                // Probing: stay awake just long enough to see one.
+                s.last_message = if woke {
+                    now
+                } else {
+                    now.checked_sub(config.idle_after.saturating_sub(config.probe_awake))
+                        .unwrap_or(now)
+                };
+            }
+            Some(_) => {
+                // Assigned while dozing (a rebalance): dozes too.
+                let new: BTreeSet<i32> = self
+                    .assigned(consumer)
+                    .into_iter()
+                    .filter(|p| !s.held.contains(p) && !s.dozing.contains(p))
+                    .collect();
+                if !new.is_empty() && consumer.pause(&self.list(&new)).is_ok() {
+                    s.dozing.extend(new);
+                }
+            }
+            None if woke => s.last_message = now,
+            None if s.waiting > 0 && now.duration_since(s.last_message) >= config.idle_after => {
+                let pause: BTreeSet<i32> = self
+                    .assigned(consumer)
+                    .into_iter()
+                    .filter(|p| !s.held.contains(p))
+                    .collect();
+                if pause.is_empty() {
+                    return;
+                }
+                match consumer.pause(&self.list(&pause)) {
+                    Ok(()) => {
+                        tracing::debug!(topic = %self.topic, partitions = ?pause, "idle: dozing");
+                        s.dozing = pause;
+                        s.since = Some(now);
+                        s.dozes += 1;
+                    }
+                    Err(e) => tracing::warn!(topic = %self.topic, error = %e, "pausing to doze"),
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn assigned(&self, consumer: &StreamConsumer<Context>) -> BTreeSet<i32> {
+        consumer
+            .assignment()
+            .map(|tpl| {
+                tpl.elements()
+                    .iter()
+                    .filter(|e| e.topic() == self.topic)
+                    .map(|e| e.partition())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn list(&self, partitions: &BTreeSet<i32>) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions {
+            // Pause and resume ignore the offset.
+            let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Invalid);
+        }
+        tpl
+    }
+}
+
+/// A `recv` of the role in progress; dropping it (the message came, or the
+/// role stopped waiting) ends it.
+#[derive(Debug)]
+pub struct Waiting(Weak<Doze>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(d) = self.0.upgrade() {
+            let mut s = d.state();
+            s.waiting = s.waiting.saturating_sub(1);
+        }
+    }
+}
