@@ -23,11 +23,9 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::consumer::{Consumer as _, ConsumerContext, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
-
-use super::consumer::Context;
 
 /// How often the doze looks at the consumer.
 const TICK: Duration = Duration::from_millis(50);
@@ -112,7 +110,10 @@ impl Doze {
     }
 
     /// Runs the doze of `consumer` while it lives.
-    pub fn start(self: &Arc<Self>, consumer: &Arc<StreamConsumer<Context>>) {
+    pub fn start<C: ConsumerContext + 'static>(
+        self: &Arc<Self>,
+        consumer: &Arc<StreamConsumer<C>>,
+    ) {
         let Some(config) = &self.config else {
             return;
         };
@@ -169,7 +170,12 @@ impl Doze {
     }
 
     /// One look at the consumer at `now`; `woke` when a wake came.
-    fn turn(&self, consumer: &StreamConsumer<Context>, woke: bool, now: Instant) {
+    fn turn<C: ConsumerContext + 'static>(
+        &self,
+        consumer: &StreamConsumer<C>,
+        woke: bool,
+        now: Instant,
+    ) {
         let Some(config) = &self.config else {
             return;
         };
@@ -227,7 +233,10 @@ impl Doze {
         }
     }
 
-    fn assigned(&self, consumer: &StreamConsumer<Context>) -> BTreeSet<i32> {
+    fn assigned<C: ConsumerContext + 'static>(
+        &self,
+        consumer: &StreamConsumer<C>,
+    ) -> BTreeSet<i32> {
         consumer
             .assignment()
             .map(|tpl| {
@@ -261,5 +270,93 @@ impl Drop for Waiting {
             let mut s = d.state();
             s.waiting = s.waiting.saturating_sub(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::ClientConfig;
+
+    /// A consumer of `topic` assigned partitions 0..4; no broker needed:
+    /// assignment, pause and resume are the client's own state.
+    fn consumer(topic: &str) -> StreamConsumer {
+        let c: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("group.id", "doze-test")
+            .set("log_level", "0")
+            .create()
+            .expect("a consumer");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..4 {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .expect("a partition");
+        }
+        c.assign(&tpl).expect("assign");
+        c
+    }
+
+    fn doze(topic: &str) -> Arc<Doze> {
+        Arc::new(Doze::new(
+            topic,
+            Some(DozeConfig {
+                wake: None,
+                idle_after: Duration::from_secs(2),
+                probe_every: Duration::from_secs(5),
+                probe_awake: Duration::from_millis(200),
+            }),
+        ))
+    }
+
+    #[tokio::test]
+    async fn an_idle_consumer_dozes_but_never_resumes_what_its_role_paused() {
+        let (c, d) = (consumer("t"), doze("t"));
+        let t0 = d.state().last_message;
+        let _waiting = d.waiting();
+        d.turn(&c, false, t0 + Duration::from_millis(1900));
+        assert!(!d.is_dozing(), "dozed before it was idle long enough");
+        d.held(&BTreeSet::from([1]));
+        d.turn(&c, false, t0 + Duration::from_secs(2));
+        assert!(d.is_dozing());
+        assert_eq!(d.state().dozing, BTreeSet::from([0, 2, 3]));
+        assert_eq!(d.dozes(), 1);
+        // A wake: awake, and kept awake as after a message.
+        let t1 = t0 + Duration::from_secs(3);
+        d.turn(&c, true, t1);
+        assert!(!d.is_dozing());
+        assert_eq!(
+            d.state().held,
+            BTreeSet::from([1]),
+            "the role's pause is its own"
+        );
+        d.turn(&c, false, t1 + Duration::from_millis(1900));
+        assert!(!d.is_dozing());
+        d.turn(&c, false, t1 + Duration::from_secs(2));
+        assert!(d.is_dozing());
+        assert_eq!(d.dozes(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_probe_wakes_it_briefly_and_a_busy_role_never_dozes() {
+        let (c, d) = (consumer("t"), doze("t"));
+        let t0 = d.state().last_message;
+        // Not waiting for messages (its queue full): busy, not idle.
+        d.turn(&c, false, t0 + Duration::from_secs(60));
+        assert!(!d.is_dozing());
+        let waiting = d.waiting();
+        let asleep = t0 + Duration::from_secs(60);
+        d.turn(&c, false, asleep);
+        assert!(d.is_dozing());
+        d.turn(&c, false, asleep + Duration::from_millis(4900));
+        assert!(d.is_dozing(), "probed too early");
+        let probe = asleep + Duration::from_secs(5);
+        d.turn(&c, false, probe);
+        assert!(!d.is_dozing(), "the probe did not wake it");
+        d.turn(&c, false, probe + Duration::from_millis(150));
+        assert!(!d.is_dozing(), "the probe was shorter than probe_awake");
+        d.turn(&c, false, probe + Duration::from_millis(200));
+        assert!(d.is_dozing(), "it stayed awake after an empty probe");
+        drop(waiting);
+        assert_eq!(d.state().waiting, 0);
     }
 }
