@@ -15,6 +15,7 @@
 //! never a message.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -102,8 +103,9 @@ impl Waker {
 
 /// The consumer side: a subscription to `wake:<topic>` that notifies
 /// `notify` at each wake, reconnecting with backoff for the life of the
-/// process.
-pub fn listen(redis_url: &str, topic: &str, notify: Arc<Notify>) {
+/// process. `subscribed` says whether it listens now: a consumer must not
+/// doze while a wake would be lost.
+pub fn listen(redis_url: &str, topic: &str, notify: Arc<Notify>, subscribed: Arc<AtomicBool>) {
     let url = redis_url.to_string();
     let channel = channel(topic);
     let task = Arc::downgrade(&notify);
@@ -115,10 +117,11 @@ pub fn listen(redis_url: &str, topic: &str, notify: Arc<Notify>) {
             if task.strong_count() == 0 {
                 return;
             }
-            match subscribe(&url, &channel, &task).await {
+            match subscribe(&url, &channel, &task, &subscribed).await {
                 Ok(()) => waits = doubling(RECONNECT_FIRST, RECONNECT_MAX),
                 Err(e) => tracing::debug!(%channel, error = %e, "wake subscription: reconnecting"),
             }
+            subscribed.store(false, Ordering::Release);
             // A wake may have been missed while the subscription was down:
             // one spurious wake costs one fetch round, a missed one a probe
             // interval.
@@ -135,10 +138,12 @@ async fn subscribe(
     url: &str,
     channel: &str,
     notify: &std::sync::Weak<Notify>,
+    subscribed: &AtomicBool,
 ) -> redis::RedisResult<()> {
     let client = redis::Client::open(url)?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
+    subscribed.store(true, Ordering::Release);
     let mut messages = pubsub.into_on_message();
     while messages.next().await.is_some() {
         match notify.upgrade() {

@@ -207,6 +207,11 @@ const PIPELINE_FAMILIES: &[(&str, MetricType, &str)] = &[
         "Messages copied to the dead-letter topic",
     ),
     (
+        "cityboard_writer_dozing",
+        MetricType::Gauge,
+        "1 while the idle commands consumer has its fetches paused until a wake",
+    ),
+    (
         "cityboard_writer_notify_failures",
         MetricType::Counter,
         "Apply notifications Redis did not take",
