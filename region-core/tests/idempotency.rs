@@ -406,3 +406,80 @@ async fn a_retry_after_an_api_died_before_the_broker_produces_the_command_once()
     city_caught_up(&api, &city, &token).await;
     assert_eq!(posts_titled(&state, &city, &title).await, 1);
 }
+
+/// The value of the hidden field `name` of a form page.
+fn hidden(page: &str, name: &str) -> String {
+    page.split(&format!("name=\"{name}\" value=\""))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no {name} field: {page}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_new_post_form_sent_twice_writes_once() {
+    let state = prepared().await;
+    let city = city(&state);
+    let api = Api::start(false).await;
+    let email = format!("{}@example.com", unique_city("clicker"));
+    let body = serde_json::json!({"email": email, "password": "correct horse battery"});
+    assert_eq!(api.post_json("/signup", body.clone()).await.status, 201);
+    let session = api.post_json("/login", body).await;
+    let cookie = format!(
+        "cb_session={}",
+        session.json()["access_token"].as_str().unwrap()
+    );
+    let browser = |b: axum::http::request::Builder| {
+        b.header("host", api.host(&city))
+            .header("accept", "text/html")
+            .header("cookie", cookie.as_str())
+    };
+    let form = api
+        .send(
+            browser(axum::http::Request::get("/post/new"))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let title = unique_city("bike");
+    let fields = serde_urlencoded::to_string([
+        ("csrf", hidden(&form.body, "csrf")),
+        ("idempotency_key", hidden(&form.body, "idempotency_key")),
+        ("title", title.clone()),
+        ("category", "for-sale".to_string()),
+        ("price", "80".to_string()),
+    ])
+    .unwrap();
+    let send = || {
+        api.send(
+            browser(axum::http::Request::post("/post"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(axum::body::Body::from(fields.clone()))
+                .unwrap(),
+        )
+    };
+    // A double click: the same form twice.
+    let first = send().await;
+    let second = send().await;
+    assert_eq!(first.status, 303, "{}", first.body);
+    assert_eq!(second.status, 303, "{}", second.body);
+    assert_eq!(first.headers["location"], second.headers["location"]);
+    until_posts(&state, &city, &title, 1).await;
+    let token = session.json()["access_token"].as_str().unwrap().to_string();
+    city_caught_up(&api, &city, &token).await;
+    assert_eq!(posts_titled(&state, &city, &title).await, 1);
+
+    // The next form shown is another write.
+    let next = api
+        .send(
+            browser(axum::http::Request::get("/post/new"))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_ne!(
+        hidden(&next.body, "idempotency_key"),
+        hidden(&form.body, "idempotency_key")
+    );
+}

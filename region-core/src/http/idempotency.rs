@@ -211,30 +211,62 @@ fn invalid(problem: &str) -> ApiError {
     }])
 }
 
-/// Claims the request's key, if it has one, for the command of `fresh`
-/// ids, or finds the command (or the answer) of the first request with
-/// that key. `holding` is the longest a request producing a command takes
-/// (the broker's timeout and the apply wait): the lease lasts that long
-/// and a little more.
+/// The form field that carries a form's key: a browser's form cannot send
+/// the header, so the new-post and edit forms carry one of their own.
+pub const FORM_FIELD: &str = "idempotency_key";
+
+/// A new key for a form shown to a browser: one per form shown, so a form
+/// sent twice (a double click, a reload after a lost answer) writes once,
+/// and the next form shown is a new write.
+pub fn form_key() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// The request's key: its `Idempotency-Key` header, else the
+/// [`FORM_FIELD`] of a `form` body (an empty one is none). A key that is
+/// not 1 to 255 visible ASCII characters is a 422.
+pub fn requested_key(headers: &HeaderMap, form: Option<&[u8]>) -> Result<Option<String>, ApiError> {
+    let key = match headers.get(IDEMPOTENCY_KEY) {
+        Some(value) => Some(value.to_str().map(str::to_string).map_err(|_| bad_key())?),
+        None => form.and_then(|body| {
+            serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+                .ok()?
+                .into_iter()
+                .find(|(name, value)| name == FORM_FIELD && !value.is_empty())
+                .map(|(_, value)| value)
+        }),
+    };
+    match key {
+        Some(k) if !((1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic())) => {
+            Err(bad_key())
+        }
+        key => Ok(key),
+    }
+}
+
+fn bad_key() -> ApiError {
+    invalid("must be 1 to 255 visible ASCII characters")
+}
+
+/// Claims `key` (the request's, see [`requested_key`]), if there is one,
+/// for the command of `fresh` ids, or finds the command (or the answer) of
+/// the first request with that key. `holding` is the longest a request
+/// producing a command takes (the broker's timeout and the apply wait):
+/// the lease lasts that long and a little more.
 #[allow(clippy::too_many_arguments)]
 pub async fn begin(
     store: &Store,
     user: Id,
-    headers: &HeaderMap,
+    key: Option<String>,
     method: &str,
     path: &str,
     body: &[u8],
     fresh: CommandIds,
     holding: Duration,
 ) -> Result<Begin, ApiError> {
-    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+    let Some(key) = key else {
         return Ok(Begin::Unkeyed);
     };
-    let key = value
-        .to_str()
-        .ok()
-        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
-        .ok_or_else(|| invalid("must be 1 to 255 visible ASCII characters"))?;
     let mut hash = Sha256::new();
     for part in [method.as_bytes(), path.as_bytes(), body] {
         hash.update((part.len() as u64).to_be_bytes());
@@ -349,6 +381,35 @@ mod tests {
             Duration::from_secs(9)
         );
         assert_eq!(lease_ttl(Duration::from_secs(5)), Duration::from_secs(7));
+    }
+
+    #[test]
+    fn a_form_carries_its_key_in_a_field_and_the_header_comes_first() {
+        let none = HeaderMap::new();
+        let form = b"title=t&idempotency_key=abc&csrf=x".as_slice();
+        assert_eq!(
+            requested_key(&none, Some(form)).unwrap().as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            requested_key(&none, None).unwrap(),
+            None,
+            "JSON: the header only"
+        );
+        let empty = b"title=t&idempotency_key=".as_slice();
+        assert_eq!(requested_key(&none, Some(empty)).unwrap(), None);
+        let mut headers = HeaderMap::new();
+        headers.insert(IDEMPOTENCY_KEY, HeaderValue::from_static("h"));
+        assert_eq!(
+            requested_key(&headers, Some(form)).unwrap().as_deref(),
+            Some("h")
+        );
+        let spaced = b"idempotency_key=a+b".as_slice();
+        assert_eq!(
+            requested_key(&none, Some(spaced)).unwrap_err().status(),
+            422
+        );
+        assert_eq!(form_key().len(), 32);
     }
 
     #[test]

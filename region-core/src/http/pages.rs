@@ -11,6 +11,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use crate::db::queries::ListPosts;
 use crate::http::chrome::{PageCtx, personal, viewer_of};
 use crate::http::error::{ApiError, Problem};
+use crate::http::idempotency;
 use crate::http::posts::read_post;
 use crate::http::{AppState, AuthUser, City, ClientIp, Freshness};
 use crate::model::{Id, PostStatus};
@@ -76,6 +77,7 @@ pub async fn new_post(State(st): State<AppState>, ctx: PageCtx, user: AuthUser) 
         ctx.chrome("/post/new", Viewer::LoggedIn),
         None,
         &csrf,
+        &idempotency::form_key(),
         &values,
         &[],
     ))
@@ -129,6 +131,7 @@ pub async fn edit_post(
         ctx.chrome(&format!("/post/{id}/edit"), Viewer::LoggedIn),
         Some(&id),
         &csrf,
+        &idempotency::form_key(),
         &PostValues::of(&post),
         &[],
     )))

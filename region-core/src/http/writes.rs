@@ -91,6 +91,11 @@ pub struct PostForm {
     #[schema(nullable = false)]
     #[allow(dead_code)] // read from the raw body by `check_csrf`
     csrf: Option<String>,
+    /// The form's `Idempotency-Key` (a form cannot send the header): the
+    /// same form sent twice writes once.
+    #[schema(nullable = false, pattern = "^[!-~]{1,255}$")]
+    #[allow(dead_code)] // read from the raw body by `idempotency::requested_key`
+    idempotency_key: Option<String>,
 }
 
 impl From<PostForm> for PostInput {
@@ -349,10 +354,11 @@ impl<'a> Writer<'a> {
     ) -> Result<Response, ApiError> {
         let st = self.st;
         let fresh = fresh_ids(st, new_post).await?;
+        let key = idempotency::requested_key(self.headers, form.then_some(body))?;
         let claim = match idempotency::begin(
             &st.store,
             self.user.id,
-            self.headers,
+            key,
             method,
             path,
             body,
@@ -516,7 +522,14 @@ fn post_fields_of(
                 None => "/post/new".to_string(),
             };
             let chrome = ctx.chrome(&path, Viewer::LoggedIn);
-            let html = render::post_form(chrome, id.as_deref(), &csrf, &values, &errors);
+            let html = render::post_form(
+                chrome,
+                id.as_deref(),
+                &csrf,
+                &idempotency::form_key(),
+                &values,
+                &errors,
+            );
             let mut res = personal(html);
             *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             Ok(Err(res))
