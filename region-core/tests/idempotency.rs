@@ -71,6 +71,21 @@ impl Stopped {
     }
 }
 
+/// `POST /post` of a post titled `title` as `token`, with `key`.
+async fn post_keyed(api: &Api, city: &str, token: &str, title: &str, key: &str) -> Reply {
+    let headers = [("idempotency-key", key)];
+    write(
+        api,
+        city,
+        token,
+        "POST",
+        "/post",
+        &post_body(title),
+        &headers,
+    )
+    .await
+}
+
 /// A post created with `key` as `token`, sent on a task of its own.
 fn create_in_background(
     api: &Arc<Api>,
@@ -79,25 +94,14 @@ fn create_in_background(
     title: &str,
     key: &str,
 ) -> tokio::task::JoinHandle<Reply> {
-    let (api, city, token, body, key) = (
+    let (api, city, token, title, key) = (
         api.clone(),
         city.to_string(),
         token.to_string(),
-        post_body(title),
+        title.to_string(),
         key.to_string(),
     );
-    tokio::spawn(async move {
-        write(
-            &api,
-            &city,
-            &token,
-            "POST",
-            "/post",
-            &body,
-            &[("idempotency-key", &key)],
-        )
-        .await
-    })
+    tokio::spawn(async move { post_keyed(&api, &city, &token, &title, &key).await })
 }
 
 /// Waits until the shard holds `n` posts titled `title`.
@@ -178,57 +182,21 @@ async fn a_retry_with_the_same_idempotency_key_writes_once() {
     let token = user(&api, "retry").await;
     let title = unique_city("sofa");
     let key = unique_city("key");
-    let first = write(
-        &api,
-        &city,
-        &token,
-        "POST",
-        "/post",
-        &post_body(&title),
-        &[("idempotency-key", &key)],
-    )
-    .await;
+    let first = post_keyed(&api, &city, &token, &title, &key).await;
     assert_eq!(first.status, 201, "{}", first.body);
-    let again = write(
-        &api,
-        &city,
-        &token,
-        "POST",
-        "/post",
-        &post_body(&title),
-        &[("idempotency-key", &key)],
-    )
-    .await;
+    let again = post_keyed(&api, &city, &token, &title, &key).await;
     assert_eq!(again.status, first.status);
     assert_eq!(again.body, first.body);
     assert_eq!(again.headers.get("location"), first.headers.get("location"));
     assert_eq!(posts_titled(&state, &city, &title).await, 1);
 
     // The same key for another body is the client's mistake.
-    let other = write(
-        &api,
-        &city,
-        &token,
-        "POST",
-        "/post",
-        &post_body("another sofa"),
-        &[("idempotency-key", &key)],
-    )
-    .await;
+    let other = post_keyed(&api, &city, &token, "another sofa", &key).await;
     other.problem(422);
     assert_eq!(other.json()["errors"][0]["field"], "Idempotency-Key");
     // Keys are per user: another user's same key is a new request.
     let bob = user(&api, "bob").await;
-    let theirs = write(
-        &api,
-        &city,
-        &bob,
-        "POST",
-        "/post",
-        &post_body(&title),
-        &[("idempotency-key", &key)],
-    )
-    .await;
+    let theirs = post_keyed(&api, &city, &bob, &title, &key).await;
     assert_eq!(theirs.status, 201, "{}", theirs.body);
     assert_ne!(theirs.json()["post"], first.json()["post"]);
 }
@@ -241,11 +209,9 @@ async fn concurrent_retries_with_one_key_produce_one_command() {
     let token = user(&api, "eager").await;
     let title = unique_city("table");
     let key = unique_city("key");
-    let headers = [("idempotency-key", key.as_str())];
-    let body = post_body(&title);
     let (a, b) = tokio::join!(
-        write(&api, &city, &token, "POST", "/post", &body, &headers),
-        write(&api, &city, &token, "POST", "/post", &body, &headers),
+        post_keyed(&api, &city, &token, &title, &key),
+        post_keyed(&api, &city, &token, &title, &key),
     );
     // The second either found the first's answer, or waited for the
     // outcome of the first's command; a 409 only if it had none within the
@@ -272,33 +238,14 @@ async fn a_retry_after_a_failed_status_read_yields_one_post() {
     let token = user(&api, "unlucky").await;
     let title = unique_city("lamp");
     let key = unique_city("key");
-    let headers = [("idempotency-key", key.as_str())];
     // The broker takes the command, then reading its outcome fails.
     fail::cfg(API_AFTER_PRODUCE, "1*return(error)").unwrap();
-    let first = write(
-        &api,
-        &city,
-        &token,
-        "POST",
-        "/post",
-        &post_body(&title),
-        &headers,
-    )
-    .await;
+    let first = post_keyed(&api, &city, &token, &title, &key).await;
     fail::remove(API_AFTER_PRODUCE);
     assert_eq!(first.status, 500, "{}", first.body);
 
     // The client cannot know whether it was written, so it retries.
-    let retry = write(
-        &api,
-        &city,
-        &token,
-        "POST",
-        "/post",
-        &post_body(&title),
-        &headers,
-    )
-    .await;
+    let retry = post_keyed(&api, &city, &token, &title, &key).await;
     let post = applied_post(&api, &city, &token, &retry).await;
     city_caught_up(&api, &city, &token).await;
     assert_eq!(posts_titled(&state, &city, &title).await, 1);
@@ -320,16 +267,7 @@ async fn a_retry_after_an_api_died_past_the_broker_gets_the_applied_post() {
     // that claimed the key never answers, its lease still held.
     until_posts(&state, &city, &title, 1).await;
 
-    let retry = write(
-        &api,
-        &city,
-        &token,
-        "POST",
-        "/post",
-        &post_body(&title),
-        &[("idempotency-key", &key)],
-    )
-    .await;
+    let retry = post_keyed(&api, &city, &token, &title, &key).await;
     // The outcome, not a 409: the write was applied.
     assert_eq!(retry.status, 201, "{}", retry.body);
     let post = retry.json()["post"].as_str().unwrap().to_string();
@@ -351,22 +289,12 @@ async fn a_retry_after_an_api_died_before_the_broker_produces_the_command_once()
     let token = user(&api, "stranded").await;
     let title = unique_city("shelf");
     let key = unique_city("key");
-    let headers = [("idempotency-key", key.as_str())];
     let stopped = Stopped::at(API_AFTER_CLAIM);
     let first = create_in_background(&api, &city, &token, &title, &key);
     stopped.reached().await;
 
     // Another body under the key the dead request claimed: still a 422.
-    let other = write(
-        &api,
-        &city,
-        &token,
-        "POST",
-        "/post",
-        &post_body("another shelf"),
-        &headers,
-    )
-    .await;
+    let other = post_keyed(&api, &city, &token, "another shelf", &key).await;
     other.problem(422);
 
     // Nothing was produced. While the dead request's lease lasts a retry
@@ -374,16 +302,7 @@ async fn a_retry_after_an_api_died_before_the_broker_produces_the_command_once()
     // it has lapsed, the retry produces the key's command itself.
     let deadline = Instant::now() + PATIENCE;
     let retry = loop {
-        let r = write(
-            &api,
-            &city,
-            &token,
-            "POST",
-            "/post",
-            &post_body(&title),
-            &headers,
-        )
-        .await;
+        let r = post_keyed(&api, &city, &token, &title, &key).await;
         if r.status != 409 {
             break r;
         }

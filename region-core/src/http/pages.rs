@@ -302,7 +302,7 @@ pub async fn static_file(Path(name): Path<String>) -> Result<Response, ApiError>
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not a form", body = Problem, content_type = "application/problem+json"),
         (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, each named (a browser gets the form again, values kept)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each named (a browser gets the form again, values kept); or an Idempotency-Key reused for another body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The broker or the region store is down", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many writes from this address or by this account: `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json"),
     ))]
