@@ -214,19 +214,16 @@ async fn concurrent_retries_with_one_key_produce_one_command() {
         post_keyed(&api, &city, &token, &title, &key),
     );
     // The second either found the first's answer, or waited for the
-    // outcome of the first's command; a 409 only if it had none within the
-    // apply wait (then the post is not applied yet either).
-    let mut statuses = [a.status.as_u16(), b.status.as_u16()];
-    statuses.sort();
-    assert!(
-        statuses == [201, 201] || statuses == [201, 409],
-        "{statuses:?}: {} / {}",
-        a.body,
-        b.body
-    );
-    if statuses == [201, 201] {
-        assert_eq!(a.json()["post"], b.json()["post"]);
+    // outcome of the first's command: applied (201), not yet (202), or, if
+    // it had none within the apply wait, told to come back (409).
+    let answered: Vec<&Reply> = [&a, &b].into_iter().filter(|r| r.status != 409).collect();
+    assert!(!answered.is_empty(), "{} / {}", a.body, b.body);
+    for r in &answered {
+        assert!([201, 202].contains(&r.status.as_u16()), "{}", r.body);
+        assert_eq!(r.json()["post"], answered[0].json()["post"]);
     }
+    applied_post(&api, &city, &token, answered[0]).await;
+    city_caught_up(&api, &city, &token).await;
     assert_eq!(posts_titled(&state, &city, &title).await, 1);
 }
 
@@ -318,10 +315,15 @@ async fn a_retry_after_an_api_died_before_the_broker_produces_the_command_once()
 
     // The request that was thought dead wakes and produces its copy of the
     // same command: the writer drops it, and it answers the same post.
+    // Past the api's request timeout by now, it may be stopped by it (a
+    // 503) before it produces anything.
     stopped.resume();
     let late = first.await.unwrap();
-    assert_eq!(late.status, 201, "{}", late.body);
-    assert_eq!(late.json()["post"], post.as_str());
+    match late.status.as_u16() {
+        201 => assert_eq!(late.json()["post"], post.as_str()),
+        503 => assert!(late.body.contains("timeout"), "{}", late.body),
+        other => panic!("{other}: {}", late.body),
+    }
     city_caught_up(&api, &city, &token).await;
     assert_eq!(posts_titled(&state, &city, &title).await, 1);
 }
