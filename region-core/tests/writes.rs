@@ -1,9 +1,11 @@
 //! The api's write endpoints against the stack's writer: a post is created,
 //! read back at once by its author, edited, deleted; other users are
-//! refused; retries with an `Idempotency-Key` write once; a write the
+//! refused (retries with an `Idempotency-Key`: `idempotency.rs`); a write the
 //! writer has not finished yet answers 202 and its status URL catches up.
 
 mod common;
+#[path = "common/posting.rs"]
+mod posting;
 
 use std::time::{Duration, Instant};
 
@@ -11,34 +13,7 @@ use axum::body::Body;
 use axum::http::Request;
 use common::api::{Api, Reply, Setup};
 use common::*;
-
-/// A served city of the stack's first region (the stack's writer applies
-/// its commands).
-fn city(state: &State) -> String {
-    state.region().shards[0].cities[0].clone()
-}
-
-/// A new user's bearer token.
-async fn user(api: &Api, prefix: &str) -> String {
-    user_and_email(api, prefix).await.0
-}
-
-/// A new user's bearer token and e-mail address.
-async fn user_and_email(api: &Api, prefix: &str) -> (String, String) {
-    let email = format!("{}@example.com", unique_city(prefix));
-    let body = serde_json::json!({"email": email, "password": "correct horse battery"});
-    let r = api.post_json("/signup", body.clone()).await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    (login(api, &email).await, email)
-}
-
-/// A bearer token of `email`'s user, issued by `api` (by its clock).
-async fn login(api: &Api, email: &str) -> String {
-    let body = serde_json::json!({"email": email, "password": "correct horse battery"});
-    let r = api.post_json("/login", body).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json()["access_token"].as_str().unwrap().to_string()
-}
+use posting::*;
 
 /// A post of `email`'s user created three days ago, so that it may be
 /// renewed (renewal is allowed 48 h after posting): created through an api
@@ -53,45 +28,6 @@ async fn created_days_ago(city: &str, email: &str, title: &str) -> (String, Stri
     .await;
     let token = login(&past, email).await;
     created(&past, city, &token, title).await
-}
-
-fn post_body(title: &str) -> serde_json::Value {
-    serde_json::json!({
-        "category": "for-sale",
-        "title": title,
-        "description": "Barely used.",
-        "price": 120,
-        "location": "Back Bay",
-    })
-}
-
-/// Sends `method path` for `city` as `token`, with a JSON body unless
-/// `body` is null, and extra headers.
-async fn write(
-    api: &Api,
-    city: &str,
-    token: &str,
-    method: &str,
-    path: &str,
-    body: &serde_json::Value,
-    extra: &[(&str, &str)],
-) -> Reply {
-    let mut b = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", api.host(city))
-        .header("authorization", format!("Bearer {token}"));
-    for (k, v) in extra {
-        b = b.header(*k, *v);
-    }
-    let req = if body.is_null() {
-        b.body(Body::empty()).unwrap()
-    } else {
-        b.header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap()
-    };
-    api.send(req).await
 }
 
 async fn get_as(api: &Api, city: &str, path: &str, headers: &[(&str, String)]) -> Reply {
@@ -115,17 +51,6 @@ async fn created(api: &Api, city: &str, token: &str, title: &str) -> (String, St
     );
     let cookie = r.cookie("cb_ryw").expect("read-your-writes cookie");
     (id, cookie)
-}
-
-async fn posts_titled(state: &State, city: &str, title: &str) -> i64 {
-    let shard = &state.region().shards[0];
-    let pool = pool(&shard.primary_url).await;
-    sqlx::query_scalar("SELECT count(*) FROM posts WHERE city = $1 AND title = $2")
-        .bind(city)
-        .bind(title)
-        .fetch_one(&pool)
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -276,69 +201,6 @@ async fn someone_elses_post_cannot_be_edited_deleted_or_renewed() {
     let read = get_as(&api, &city, &path, &[]).await;
     assert_eq!(read.status, 200, "{}", read.body);
     assert_eq!(read.json()["version"], 1);
-}
-
-#[tokio::test]
-async fn a_retry_with_the_same_idempotency_key_writes_once() {
-    let state = prepared().await;
-    let city = city(&state);
-    let api = Api::start(false).await;
-    let token = user(&api, "retry").await;
-    let title = unique_city("sofa");
-    let key = unique_city("key");
-    let first = write(
-        &api,
-        &city,
-        &token,
-        "POST",
-        "/post",
-        &post_body(&title),
-        &[("idempotency-key", &key)],
-    )
-    .await;
-    assert_eq!(first.status, 201, "{}", first.body);
-    let again = write(
-        &api,
-        &city,
-        &token,
-        "POST",
-        "/post",
-        &post_body(&title),
-        &[("idempotency-key", &key)],
-    )
-    .await;
-    assert_eq!(again.status, first.status);
-    assert_eq!(again.body, first.body);
-    assert_eq!(again.headers.get("location"), first.headers.get("location"));
-    assert_eq!(posts_titled(&state, &city, &title).await, 1);
-
-    // The same key for another body is the client's mistake.
-    let other = write(
-        &api,
-        &city,
-        &token,
-        "POST",
-        "/post",
-        &post_body("another sofa"),
-        &[("idempotency-key", &key)],
-    )
-    .await;
-    other.problem(422);
-    assert_eq!(other.json()["errors"][0]["field"], "Idempotency-Key");
-    // Keys are per user: another user's same key is a new request.
-    let bob = user(&api, "bob").await;
-    let theirs = write(
-        &api,
-        &city,
-        &bob,
-        "POST",
-        "/post",
-        &post_body(&title),
-        &[("idempotency-key", &key)],
-    )
-    .await;
-    assert_eq!(theirs.status, 201, "{}", theirs.body);
-    assert_ne!(theirs.json()["post"], first.json()["post"]);
 }
 
 #[tokio::test]
@@ -537,33 +399,6 @@ async fn a_cookie_session_needs_its_csrf_token_to_write() {
 }
 
 #[tokio::test]
-async fn concurrent_retries_with_one_key_produce_one_command() {
-    let state = prepared().await;
-    let city = city(&state);
-    let api = Api::start(false).await;
-    let token = user(&api, "eager").await;
-    let title = unique_city("table");
-    let key = unique_city("key");
-    let headers = [("idempotency-key", key.as_str())];
-    let body = post_body(&title);
-    let (a, b) = tokio::join!(
-        write(&api, &city, &token, "POST", "/post", &body, &headers),
-        write(&api, &city, &token, "POST", "/post", &body, &headers),
-    );
-    // Either the second waited for nothing and was told the first is in
-    // progress, or it came after and got the first answer.
-    let mut statuses = [a.status.as_u16(), b.status.as_u16()];
-    statuses.sort();
-    assert!(
-        statuses == [201, 201] || statuses == [201, 409],
-        "{statuses:?}: {} / {}",
-        a.body,
-        b.body
-    );
-    assert_eq!(posts_titled(&state, &city, &title).await, 1);
-}
-
-#[tokio::test]
 async fn a_broker_that_is_down_fails_writes_and_not_reads() {
     let state = prepared().await;
     let city = city(&state);
@@ -591,8 +426,8 @@ async fn a_broker_that_is_down_fails_writes_and_not_reads() {
     assert!(r.headers.contains_key("retry-after"));
     let read = get_as(&api, &city, "/post", &[]).await;
     assert_eq!(read.status, 200, "{}", read.body);
-    // Nothing was written, so the key is free again: the retry, on an api
-    // whose broker is up, writes.
+    // Nothing was written; the key keeps its command, and the retry, on an
+    // api whose broker is up, produces it.
     let up = Api::start(false).await;
     let r = write(
         &up,

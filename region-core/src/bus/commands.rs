@@ -209,6 +209,17 @@ impl CommandBus {
         self.status(command).await
     }
 
+    /// How long `submit` waits for the writer after producing.
+    pub fn apply_wait(&self) -> Duration {
+        self.apply_wait
+    }
+
+    /// The longest `submit` takes (the broker's timeout, then the apply
+    /// wait): how long a write's `Idempotency-Key` lease must last.
+    pub fn longest_submit(&self) -> Duration {
+        PRODUCE_TIMEOUT + self.apply_wait
+    }
+
     /// The regions account commands go to.
     pub fn regions(&self) -> Vec<String> {
         self.account_topics

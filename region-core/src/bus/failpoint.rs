@@ -12,6 +12,9 @@
 //! ([`CONTROL_DIR_ENV`], see [`Control`]), so a chaos test can crash one role
 //! of one region once, at a moment it chooses, without restarting anything.
 
+/// Api: after a write's `Idempotency-Key` record names its command, before
+/// the command is produced (a retry must then produce it itself).
+pub const API_AFTER_CLAIM: &str = "api-after-claim";
 /// Api: after the broker acknowledged a write's command, before the client
 /// is answered (the write is then applied without anyone having been told).
 pub const API_AFTER_PRODUCE: &str = "api-after-produce";

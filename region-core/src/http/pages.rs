@@ -11,6 +11,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use crate::db::queries::ListPosts;
 use crate::http::chrome::{PageCtx, personal, viewer_of};
 use crate::http::error::{ApiError, Problem};
+use crate::http::idempotency;
 use crate::http::posts::read_post;
 use crate::http::{AppState, AuthUser, City, ClientIp, Freshness};
 use crate::model::{Id, PostStatus};
@@ -76,6 +77,7 @@ pub async fn new_post(State(st): State<AppState>, ctx: PageCtx, user: AuthUser) 
         ctx.chrome("/post/new", Viewer::LoggedIn),
         None,
         &csrf,
+        &idempotency::form_key(),
         &values,
         &[],
     ))
@@ -129,6 +131,7 @@ pub async fn edit_post(
         ctx.chrome(&format!("/post/{id}/edit"), Viewer::LoggedIn),
         Some(&id),
         &csrf,
+        &idempotency::form_key(),
         &PostValues::of(&post),
         &[],
     )))
@@ -295,11 +298,11 @@ pub async fn static_file(Path(name): Path<String>) -> Result<Response, ApiError>
         (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Another user's post, or a cookie session without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such live post", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A request with this Idempotency-Key is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A request with this Idempotency-Key is in progress and its write has no outcome yet: retry shortly", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not a form", body = Problem, content_type = "application/problem+json"),
         (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, each named (a browser gets the form again, values kept)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each named (a browser gets the form again, values kept); or an Idempotency-Key reused for another body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The broker or the region store is down", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many writes from this address or by this account: `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -329,7 +332,7 @@ pub async fn submit_edit(
         (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Another user's post, or a cookie session without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such post", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A request with this Idempotency-Key is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A request with this Idempotency-Key is in progress and its write has no outcome yet: retry shortly", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An Idempotency-Key reused for another request", body = Problem, content_type = "application/problem+json"),

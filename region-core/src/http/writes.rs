@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
+use crate::bus::failpoint::{self, API_AFTER_CLAIM};
 use crate::bus::notify::{CommandState, CommandStatus};
 use crate::http::chrome::{PageCtx, personal};
 use crate::http::commands::CommandView;
@@ -20,7 +21,7 @@ use crate::http::error_pages::wants_html;
 use crate::http::extract::ClientIp;
 use crate::http::extract::{is_form, parse_body};
 use crate::http::forms::{Body, check_csrf};
-use crate::http::idempotency::{self, Answer, Begin};
+use crate::http::idempotency::{self, Answer, Begin, Claim, CommandIds};
 use crate::http::posts::read_post;
 use crate::http::{AppState, AuthUser, City, Freshness, RYW_COOKIE};
 use crate::limits::{Limit, ip_subject};
@@ -90,6 +91,11 @@ pub struct PostForm {
     #[schema(nullable = false)]
     #[allow(dead_code)] // read from the raw body by `check_csrf`
     csrf: Option<String>,
+    /// The form's `Idempotency-Key` (a form cannot send the header): the
+    /// same form sent twice writes once.
+    #[schema(nullable = false, pattern = "^[!-~]{1,255}$")]
+    #[allow(dead_code)] // read from the raw body by `idempotency::requested_key`
+    idempotency_key: Option<String>,
 }
 
 impl From<PostForm> for PostInput {
@@ -332,9 +338,11 @@ impl<'a> Writer<'a> {
     }
 
     /// What every write does once its body is parsed: claim the
-    /// `Idempotency-Key` (bound to `method`, `path` and `body`), make and
-    /// produce the command (with a new post id for `make` when `new_post`),
-    /// answer (a redirect for a `form`), and keep the answer for retries.
+    /// `Idempotency-Key` (bound to `method`, `path` and `body`) for a
+    /// command, make it (with a new post id for `make` when `new_post`, or
+    /// the first attempt's on a retry), produce it unless a retry learns its
+    /// outcome, answer (a redirect for a `form`), and keep the answer for
+    /// retries.
     async fn run(
         self,
         method: &str,
@@ -344,37 +352,35 @@ impl<'a> Writer<'a> {
         make: impl FnOnce(Option<Id>) -> Write,
         new_post: bool,
     ) -> Result<Response, ApiError> {
-        let Writer {
-            st,
-            user,
-            city,
-            headers,
-            ip,
-            limits: (per_ip, per_account),
-        } = self;
-        let claim =
-            match idempotency::begin(&st.store, user.id, headers, method, path, body).await? {
-                // A retry answered from the key's record costs nothing.
-                Begin::Replay(answer) => return Ok(answer.into_response()),
-                Begin::Proceed(claim) => claim,
-            };
-        let ip = ip_subject(ip);
-        let account = user.id.to_string();
-        let result = match st
-            .limiter
-            .take(&[(per_ip, &ip), (per_account, &account)])
-            .await
+        let st = self.st;
+        let fresh = fresh_ids(st, new_post).await?;
+        let key = idempotency::requested_key(self.headers, form.then_some(body))?;
+        let claim = match idempotency::begin(
+            &st.store,
+            self.user.id,
+            key,
+            method,
+            path,
+            body,
+            fresh,
+            st.commands.longest_submit(),
+        )
+        .await?
         {
-            Ok(()) => produce(st, user, city, make, new_post).await,
-            Err(e) => Err(e.into()),
+            // A retry answered from the key's record costs nothing.
+            Begin::Replay(answer) => return Ok(answer.into_response()),
+            Begin::Unkeyed => None,
+            Begin::Claimed(claim) => Some(claim),
         };
-        match result {
-            Ok((w, command, status)) => {
+        let ids = claim.as_ref().map_or(fresh, |c| c.ids);
+        let w = make(ids.post);
+        match self.outcome(&w, ids, claim.as_ref()).await {
+            Ok(status) => {
                 let seal = Seal {
                     keys: &st.ryw_keys,
                     now: st.clock.now().timestamp(),
                 };
-                let a = answer(&w, command, status.as_ref(), form, &seal);
+                let a = answer(&w, ids.command, status.as_ref(), form, &seal);
                 if let Some(claim) = claim
                     && let Err(e) = idempotency::finish(&st.store, claim, &a).await
                 {
@@ -383,14 +389,60 @@ impl<'a> Writer<'a> {
                 Ok(a.into_response())
             }
             Err(e) => {
-                // Nothing was produced (or it is unknown whether it was, which
-                // the dedup of command ids makes harmless): the key is free.
+                // Nothing was produced, or it is unknown whether it was: the
+                // key keeps its command, and a retry produces it again
+                // (the dedup of command ids makes that harmless).
                 if let Some(claim) = claim {
-                    idempotency::release(&st.store, claim).await;
+                    idempotency::abandon(claim).await;
                 }
                 Err(e)
             }
         }
+    }
+
+    /// The outcome of the command of `ids` (none: not known yet). A key
+    /// whose lease another request holds waits for that request's outcome
+    /// (409 if there is none within the apply wait); a retry holding the
+    /// lease answers the first attempt's outcome if there is one, and
+    /// otherwise produces the same command again, as a first request does.
+    async fn outcome(
+        &self,
+        w: &Write,
+        ids: CommandIds,
+        claim: Option<&Claim>,
+    ) -> Result<Option<CommandStatus>, ApiError> {
+        let st = self.st;
+        if let Some(claim) = claim {
+            if !claim.holds_lease() {
+                return st
+                    .commands
+                    .outcome_within(ids.command, st.commands.apply_wait())
+                    .await?
+                    .map(Some)
+                    .ok_or_else(idempotency::in_progress);
+            }
+            if claim.retry
+                && let Some(done) = st.commands.status(ids.command).await?
+            {
+                return Ok(Some(done));
+            }
+        }
+        let (per_ip, per_account) = self.limits;
+        let ip = ip_subject(self.ip);
+        let account = self.user.id.to_string();
+        st.limiter
+            .take(&[(per_ip, &ip), (per_account, &account)])
+            .await?;
+        failpoint::crash_point(API_AFTER_CLAIM).map_err(anyhow::Error::from)?;
+        let (route, _) = st.router.route(&self.city)?;
+        let command = Command {
+            id: ids.command,
+            city: self.city.clone(),
+            created_at: ids.created_at,
+            epoch: route.epoch,
+            kind: w.kind.clone(),
+        };
+        Ok(st.commands.submit(self.user.id, &command).await?)
     }
 
     /// Delete and renew: a command on one of the user's own posts that
@@ -417,27 +469,15 @@ impl<'a> Writer<'a> {
     }
 }
 
-async fn produce(
-    st: &AppState,
-    user: &AuthUser,
-    city: String,
-    make: impl FnOnce(Option<Id>) -> Write,
-    new_post: bool,
-) -> Result<(Write, Id, Option<CommandStatus>), ApiError> {
+/// New ids for a write's command (a command id, and a post id when it
+/// creates a post) and its `created_at`.
+async fn fresh_ids(st: &AppState, new_post: bool) -> Result<CommandIds, ApiError> {
     let next = || async { st.ids.next().await.context("assigning an id") };
-    let command_id = next().await?;
-    let post = if new_post { Some(next().await?) } else { None };
-    let w = make(post);
-    let (route, _) = st.router.route(&city)?;
-    let command = Command {
-        id: command_id,
-        city,
+    Ok(CommandIds {
+        command: next().await?,
+        post: if new_post { Some(next().await?) } else { None },
         created_at: st.clock.now(),
-        epoch: route.epoch,
-        kind: w.kind.clone(),
-    };
-    let status = st.commands.submit(user.id, &command).await?;
-    Ok((w, command_id, status))
+    })
 }
 
 /// The body of a write that carries one: JSON or a form (whose CSRF token
@@ -482,7 +522,14 @@ fn post_fields_of(
                 None => "/post/new".to_string(),
             };
             let chrome = ctx.chrome(&path, Viewer::LoggedIn);
-            let html = render::post_form(chrome, id.as_deref(), &csrf, &values, &errors);
+            let html = render::post_form(
+                chrome,
+                id.as_deref(),
+                &csrf,
+                &idempotency::form_key(),
+                &values,
+                &errors,
+            );
             let mut res = personal(html);
             *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             Ok(Err(res))
@@ -564,7 +611,7 @@ fn form_fields(
 /// Creates a post in the host's city.
 #[utoipa::path(post, path = "/post", tag = "writes",
     security(("bearer" = []), ("cookie" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key (per user, 24 h) get the first answer", pattern = "^[!-~]{1,255}$")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key (per user, 24 h) get the first answer, or the outcome of the first attempt's command when that attempt failed or never answered: never a second write", pattern = "^[!-~]{1,255}$")),
     request_body(content(
         (PostInput = "application/json"),
         (PostForm = "application/x-www-form-urlencoded"))),
@@ -577,7 +624,7 @@ fn form_fields(
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Cookie session without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A request with this Idempotency-Key is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A request with this Idempotency-Key is in progress and its write has no outcome yet: retry shortly", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Neither JSON nor a form", body = Problem, content_type = "application/problem+json"),
         (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
@@ -625,7 +672,7 @@ pub async fn create_post(
 #[utoipa::path(put, path = "/post/{id}", tag = "writes",
     security(("bearer" = []), ("cookie" = [])),
     params(("id" = String, Path, description = "Post id (decimal)", pattern = "^[1-9][0-9]{0,18}$"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key (per user, 24 h) get the first answer", pattern = "^[!-~]{1,255}$")),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key (per user, 24 h) get the first answer, or the outcome of the first attempt's command when that attempt failed or never answered: never a second write", pattern = "^[!-~]{1,255}$")),
     request_body(content(
         (PostInput = "application/json"),
         (PostForm = "application/x-www-form-urlencoded"))),
@@ -637,7 +684,7 @@ pub async fn create_post(
         (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Another user's post, or a cookie session without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such live post", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A request with this Idempotency-Key is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A request with this Idempotency-Key is in progress and its write has no outcome yet: retry shortly", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Neither JSON nor a form", body = Problem, content_type = "application/problem+json"),
         (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
@@ -696,7 +743,7 @@ fn no_body(
 #[utoipa::path(delete, path = "/post/{id}", tag = "writes",
     security(("bearer" = []), ("cookie" = [])),
     params(("id" = String, Path, description = "Post id (decimal)", pattern = "^[1-9][0-9]{0,18}$"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key (per user, 24 h) get the first answer", pattern = "^[!-~]{1,255}$")),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key (per user, 24 h) get the first answer, or the outcome of the first attempt's command when that attempt failed or never answered: never a second write", pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 200, description = "Deleted (or already deleted)", body = CommandView),
         (status = 202, description = "Accepted, not applied yet: `Content-Location` is the status URL", body = CommandView),
@@ -704,7 +751,7 @@ fn no_body(
         (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Another user's post, or a cookie session without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such post", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A request with this Idempotency-Key is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A request with this Idempotency-Key is in progress and its write has no outcome yet: retry shortly", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An Idempotency-Key reused for another request", body = Problem, content_type = "application/problem+json"),
@@ -735,7 +782,7 @@ pub async fn delete_post(
 #[utoipa::path(post, path = "/post/{id}/renew", tag = "writes",
     security(("bearer" = []), ("cookie" = [])),
     params(("id" = String, Path, description = "Post id (decimal)", pattern = "^[1-9][0-9]{0,18}$"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key (per user, 24 h) get the first answer", pattern = "^[!-~]{1,255}$")),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key (per user, 24 h) get the first answer, or the outcome of the first attempt's command when that attempt failed or never answered: never a second write", pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 200, description = "Renewed", body = CommandView),
         (status = 202, description = "Accepted, not applied yet: `Content-Location` is the status URL", body = CommandView),
@@ -743,7 +790,7 @@ pub async fn delete_post(
         (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Another user's post, or a cookie session without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such post, or it is deleted or hidden", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Renewed too early (allowed 48 h after posting or the last renewal; the detail says from when), or a request with this Idempotency-Key is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Renewed too early (allowed 48 h after posting or the last renewal; the detail says from when), or a request with this Idempotency-Key is in progress and its write has no outcome yet", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An Idempotency-Key reused for another request", body = Problem, content_type = "application/problem+json"),
@@ -818,7 +865,7 @@ pub async fn renew_form(
 /// reporters hide it. Reporting the same post twice changes nothing.
 #[utoipa::path(post, path = "/report", tag = "writes",
     security(("bearer" = []), ("cookie" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key (per user, 24 h) get the first answer", pattern = "^[!-~]{1,255}$")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key (per user, 24 h) get the first answer, or the outcome of the first attempt's command when that attempt failed or never answered: never a second write", pattern = "^[!-~]{1,255}$")),
     request_body(content(
         (ReportInput = "application/json"),
         (ReportInput = "application/x-www-form-urlencoded"))),
@@ -830,7 +877,7 @@ pub async fn renew_form(
         (status = 401, description = "No valid session", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Cookie session without a valid CSRF token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such post", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A request with this Idempotency-Key is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A request with this Idempotency-Key is in progress and its write has no outcome yet: retry shortly", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Neither JSON nor a form", body = Problem, content_type = "application/problem+json"),
         (status = 421, description = "This region does not serve the host's city", body = Problem, content_type = "application/problem+json"),

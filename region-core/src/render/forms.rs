@@ -78,6 +78,7 @@ struct PostFormPage<'a> {
     action: String,
     submit: &'a str,
     csrf: &'a str,
+    idempotency_key: &'a str,
     currency: &'static str,
     v: &'a PostValues,
     categories: Vec<Choice>,
@@ -95,11 +96,14 @@ impl PostFormPage<'_> {
 }
 
 /// The new-post form (`editing`: none) or the edit form of post
-/// `editing`, with `values` and the `errors` of a previous try.
+/// `editing`, with `values` and the `errors` of a previous try. `key` is
+/// the form's `Idempotency-Key` (a browser's form cannot send the header),
+/// new for each form shown, so that a form sent twice writes once.
 pub fn post_form(
     chrome: Chrome,
     editing: Option<&str>,
     csrf: &str,
+    key: &str,
     values: &PostValues,
     errors: &[FieldError],
 ) -> String {
@@ -115,6 +119,7 @@ pub fn post_form(
         action,
         submit,
         csrf,
+        idempotency_key: key,
         v: values,
         categories: category_choices(current),
         summary: "The post was not saved. Please correct these fields:",

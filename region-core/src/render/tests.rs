@@ -79,7 +79,7 @@ fn user_text_is_escaped_in_every_page() {
             Some("/post?a=1&b=\"<"),
         ),
         home_page(chrome(), &[], std::slice::from_ref(&p)),
-        post_form(chrome(), Some("5"), "tok\"<", &values, &errors),
+        post_form(chrome(), Some("5"), "tok\"<", "key\"<", &values, &errors),
         my_page(
             chrome(),
             "tok",
@@ -100,7 +100,7 @@ fn user_text_is_escaped_in_every_page() {
         );
         assert!(!html.contains("<script>"), "no inline script: {html}");
     }
-    let form = post_form(chrome(), Some("5"), "tok", &values, &errors);
+    let form = post_form(chrome(), Some("5"), "tok", "key", &values, &errors);
     assert!(form.contains("class=\"field-error\""), "{form}");
     assert!(form.contains("role=\"alert\""), "{form}");
     assert!(form.contains("&#60;/textarea&#62;"), "{form}");
