@@ -19,6 +19,7 @@ pub mod dead_letter;
 pub mod direct;
 pub mod error;
 pub mod failpoint;
+pub mod letters;
 pub mod notify;
 pub mod offsets;
 pub mod producer;
