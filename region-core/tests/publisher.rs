@@ -850,3 +850,57 @@ async fn a_duplicate_post_created_after_a_tombstone_and_a_restart_leaves_the_tom
     assert!(cf.read(&key).await.is_some());
     again.stop().await;
 }
+
+#[tokio::test]
+async fn several_bulk_writes_go_at_once_for_distinct_keys_and_each_key_keeps_its_order() {
+    let stack = Stack::load();
+    let topics = own_topics("pub-parallel", 1).await;
+    let city = stack.city("pub-parallel").await;
+    let producer = producer();
+    // One key edited three times among 600 posts of other keys, all
+    // waiting before the publisher starts (a backlog).
+    let edited = fresh_id();
+    let others: Vec<i64> = (0..600).map(|_| fresh_id()).collect();
+    for (i, id) in others.iter().enumerate() {
+        if i % 200 == 0 {
+            let v = i64::try_from(i / 200).unwrap() + 1;
+            changed(
+                &producer,
+                &topics.events,
+                &post(&city, edited, v, &format!("v{v}")),
+            )
+            .await;
+        }
+        changed(&producer, &topics.events, &post(&city, *id, 1, "other")).await;
+    }
+    // Calls that take a while to answer, as a distant API's do.
+    let cf = cloudflare_kv::KvStandIn::start_with_latency(Duration::from_millis(300)).await;
+    let publisher = RunningPublisher::start_with(&stack, cf.sink(), &topics, "p", |c| {
+        c.batch_max = 50;
+        c.max_in_flight = 4;
+    })
+    .await;
+    for id in &others {
+        eventually("every page", LIMIT, || async {
+            cf.holds(&post_key(*id as u64)).await
+        })
+        .await;
+    }
+    let key = post_key(edited as u64);
+    eventually("the last edit", LIMIT, || async {
+        cf.holds(&key).await.filter(|(_, m)| m.version == 3)
+    })
+    .await;
+    let most = cf.most_at_once().await;
+    assert!((2..=4).contains(&most), "{most} bulk calls at once");
+    // The edited key: its versions in order, one write a second at most.
+    let writes = cf.timed_writes_of(&key).await;
+    let versions: Vec<i64> = writes.iter().map(|(_, m)| m.version).collect();
+    assert!(versions.is_sorted_by(|a, b| a < b), "{versions:?}");
+    for pair in writes.windows(2) {
+        let gap = pair[1].0 - pair[0].0;
+        assert!(gap >= Duration::from_secs(1), "two writes {gap:?} apart");
+    }
+    assert_eq!(publisher.count(|m| &m.written), 600 + versions.len() as u64);
+    publisher.stop().await;
+}

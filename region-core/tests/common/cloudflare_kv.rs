@@ -3,11 +3,14 @@
 //! "never older": a bulk write applies every entry, last write wins, with no
 //! version check at all; and reads (`values/{key}`, `metadata/{key}`) may be
 //! stale: they answer what the namespace held before the latest bulk call.
-//! The test reads the namespace's true content through [`KvStandIn::holds`].
+//! The test reads the namespace's true content through [`KvStandIn::holds`],
+//! and what the API saw (every write, when, how many calls at once) through
+//! [`KvStandIn::writes_of`] and [`KvStandIn::most_at_once`].
 #![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -28,8 +31,13 @@ struct Namespace {
     current: HashMap<String, BulkWrite>,
     /// What reads see: `current` as it was before the latest bulk call.
     visible: HashMap<String, BulkWrite>,
-    /// Every entry written, in order.
-    log: Vec<BulkWrite>,
+    /// Every entry written, in order, with when its call arrived.
+    log: Vec<(Instant, BulkWrite)>,
+    /// Bulk calls being answered now, and the most there ever were.
+    at_once: usize,
+    most_at_once: usize,
+    /// How long each bulk call takes to answer (a distant API).
+    latency: Duration,
 }
 
 type Shared = Arc<Mutex<Namespace>>;
@@ -58,11 +66,20 @@ async fn bulk(
     if !authorized(&headers) || account != ACCOUNT || namespace != NAMESPACE {
         return StatusCode::FORBIDDEN.into_response();
     }
+    let now = Instant::now();
+    let latency = {
+        let mut ns = ns.lock().await;
+        ns.at_once += 1;
+        ns.most_at_once = ns.most_at_once.max(ns.at_once);
+        ns.latency
+    };
+    tokio::time::sleep(latency).await;
     let mut ns = ns.lock().await;
+    ns.at_once -= 1;
     ns.visible = ns.current.clone();
     let n = writes.len();
     for w in writes {
-        ns.log.push(w.clone());
+        ns.log.push((now, w.clone()));
         ns.current.insert(w.key.clone(), w);
     }
     envelope(serde_json::json!({"successful_key_count": n, "unsuccessful_keys": []}))
@@ -91,7 +108,15 @@ async fn metadata(
 
 impl KvStandIn {
     pub async fn start() -> KvStandIn {
-        let ns = Shared::default();
+        Self::start_with_latency(Duration::ZERO).await
+    }
+
+    /// A stand-in whose bulk calls each take `latency` to answer.
+    pub async fn start_with_latency(latency: Duration) -> KvStandIn {
+        let ns = Shared::new(Mutex::new(Namespace {
+            latency,
+            ..Namespace::default()
+        }));
         let base = "/client/v4/accounts/{account}/storage/kv/namespaces/{namespace}";
         let app = axum::Router::new()
             .route(&format!("{base}/bulk"), put(bulk))
@@ -122,12 +147,26 @@ impl KvStandIn {
 
     /// The metadata of every write `key` received, in order.
     pub async fn writes_of(&self, key: &str) -> Vec<PostMeta> {
+        self.timed_writes_of(key)
+            .await
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect()
+    }
+
+    /// [`writes_of`](Self::writes_of), with when each call arrived.
+    pub async fn timed_writes_of(&self, key: &str) -> Vec<(Instant, PostMeta)> {
         let ns = self.ns.lock().await;
         ns.log
             .iter()
-            .filter(|w| w.key == key)
-            .filter_map(|w| serde_json::from_value(w.metadata.clone()?).ok())
+            .filter(|(_, w)| w.key == key)
+            .filter_map(|(at, w)| Some((*at, serde_json::from_value(w.metadata.clone()?).ok()?)))
             .collect()
+    }
+
+    /// The most bulk calls it was answering at once.
+    pub async fn most_at_once(&self) -> usize {
+        self.ns.lock().await.most_at_once
     }
 
     /// A read through the API, as a Worker would make it: possibly stale.

@@ -26,6 +26,10 @@
 //! - **One write per key per second** (Cloudflare KV's limit): versions of a
 //!   key that arrive within the interval are coalesced into one write of the
 //!   newest, which carries the offsets of all of them.
+//! - **Several bulk writes in flight** (`max_in_flight`), each of keys none
+//!   of the others has: a key has at most one write in flight and its next
+//!   starts after that one ended, so per key the order and the one write a
+//!   second hold, while one call's round trip no longer bounds the rate.
 //! - Deleted, hidden, expired and user-deleted posts become tombstones with
 //!   a TTL, never bare deletes, so nothing late can bring them back.
 //! - After a write, the cities concerned lose their cached listing and
@@ -50,7 +54,7 @@ use cityboard_protocol::kv::{BulkWrite, PostMeta, TOMBSTONE_TTL_SECS, post_key};
 use futures_util::FutureExt;
 use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
 
 use crate::backoff::doubling;
 use crate::bus::Producer;
@@ -88,6 +92,10 @@ pub struct PublisherConfig {
     pub interval: Duration,
     /// Most entries taken for the sink at once.
     pub batch_max: usize,
+    /// Bulk writes in flight at most, each of other keys (a key is in at
+    /// most one, so its order and its one write a second hold): one bulk
+    /// call's round trip no longer bounds the publisher's rate.
+    pub max_in_flight: usize,
     /// Keys with a pending write past which reading pauses until writes
     /// drain (plain back-pressure, never unbounded buffering).
     pub max_pending: usize,
@@ -111,6 +119,7 @@ impl PublisherConfig {
             group: format!("{region}.publisher"),
             interval: Duration::from_secs(1),
             batch_max: 1000,
+            max_in_flight: 4,
             max_pending: 20_000,
             max_keys: 500_000,
             retry_min: Duration::from_millis(200),
@@ -209,8 +218,9 @@ struct Publisher<S> {
     consumer: Consumer,
     offsets: Offsets,
     coalescer: Coalescer,
-    /// The bulk write in progress, if any (one at a time, in order).
-    flush: Option<JoinHandle<Flushed>>,
+    /// The bulk writes in progress (at most `max_in_flight`, of distinct
+    /// keys).
+    flushes: JoinSet<Flushed>,
     /// Events that could not be written, on their way to the dead-letter
     /// topic.
     letters: DeadLetters,
@@ -269,7 +279,7 @@ pub async fn run_republishing<S: KvSink>(
         parts,
         consumer,
         offsets: Offsets::default(),
-        flush: None,
+        flushes: JoinSet::new(),
         republish,
         republish_pause: None,
     };
@@ -282,11 +292,10 @@ pub async fn run_republishing<S: KvSink>(
             .next_due()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
         let intake = p.coalescer.pending() < p.config.max_pending;
-        let flushing = p.flush.is_some();
+        let flushing = !p.flushes.is_empty();
         tokio::select! {
             _ = &mut shutdown => break,
-            done = wait_flush(&mut p.flush), if flushing => {
-                p.flush = None;
+            Some(done) = p.flushes.join_next(), if flushing => {
                 p.finish_flush(done?)?;
             }
             message = p.consumer.consumer.recv(), if intake => {
@@ -307,11 +316,20 @@ pub async fn run_republishing<S: KvSink>(
         p.after_turn();
     }
     tracing::info!("publisher stopping");
-    if let Some(flush) = p.flush.take() {
-        match tokio::time::timeout(Duration::from_secs(10), flush).await {
-            Ok(done) => p.finish_flush(done?)?,
-            // Aborted mid-write: its events stay uncommitted and replay.
-            Err(_) => tracing::warn!("the KV write in progress did not finish in 10 s"),
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !p.flushes.is_empty() {
+        match tokio::time::timeout_at(deadline, p.flushes.join_next()).await {
+            Ok(Some(done)) => p.finish_flush(done?)?,
+            Ok(None) => break,
+            // Aborted mid-write (the set drops them): their events stay
+            // uncommitted and replay.
+            Err(_) => {
+                tracing::warn!(
+                    writes = p.flushes.len(),
+                    "KV writes in progress did not finish in 10 s"
+                );
+                break;
+            }
         }
     }
     let marks = p.offsets.to_commit();
@@ -321,16 +339,6 @@ pub async fn run_republishing<S: KvSink>(
         tracing::warn!(error = %e, "final offset commit");
     }
     Ok(())
-}
-
-/// The bulk write in progress (never resolves when there is none).
-async fn wait_flush(
-    flush: &mut Option<JoinHandle<Flushed>>,
-) -> Result<Flushed, tokio::task::JoinError> {
-    match flush {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
 }
 
 impl<S: KvSink> Publisher<S> {
@@ -415,7 +423,7 @@ impl<S: KvSink> Publisher<S> {
                 }
                 Err(e) => Some(format!("reading live posts: {e}")),
             }
-        } else if self.coalescer.pending() == 0 && self.flush.is_none() {
+        } else if self.coalescer.pending() == 0 && self.flushes.is_empty() {
             match r.record().await {
                 Ok(()) => {
                     tracing::info!(template = r.version(), "pages re-published");
@@ -433,24 +441,31 @@ impl<S: KvSink> Publisher<S> {
         }
     }
 
-    /// Starts a bulk write of what is due, unless one is in progress.
+    /// Starts bulk writes of what is due while fewer than `max_in_flight`
+    /// are in progress. The coalescer hands out a key only while none of
+    /// its writes is in flight, so the writes in flight are of distinct
+    /// keys, and a key's next write starts after its last one ended.
     fn start_flush(&mut self) {
-        if self.flush.is_some() {
-            return;
+        while self.flushes.len() < self.config.max_in_flight.max(1) {
+            let due = self
+                .coalescer
+                .take_due(Instant::now(), self.config.batch_max);
+            if due.is_empty() {
+                return;
+            }
+            self.spawn_flush(due);
         }
-        let due = self
-            .coalescer
-            .take_due(Instant::now(), self.config.batch_max);
-        if due.is_empty() {
-            return;
-        }
+    }
+
+    /// A bulk write of `due`, as a task of its own.
+    fn spawn_flush(&mut self, due: Vec<Due>) {
         let sink = self.parts.sink.clone();
         let cache = self.parts.cache.clone();
         let marks = self.parts.marks.clone();
         let metrics = self.parts.metrics.clone();
         let (min, max) = (self.config.retry_min, self.config.retry_max);
         let interval = self.config.interval;
-        self.flush = Some(tokio::spawn(async move {
+        self.flushes.spawn(async move {
             let refused = claim(&marks, &due, &metrics, min, max).await;
             add(&metrics.skipped_older, refused.len());
             let writes: Vec<BulkWrite> = due
@@ -467,7 +482,7 @@ impl<S: KvSink> Publisher<S> {
                 }
             }
             due
-        }));
+        });
     }
 
     /// A bulk write finished: its keys are settled, and its events may be
