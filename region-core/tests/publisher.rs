@@ -1,7 +1,11 @@
 //! The publisher, in process, against the stack's broker, edge (through its
-//! signed bulk route), edge KV service and Redis: each test on an events
-//! topic and consumer group of its own, with post ids no other test uses.
+//! signed bulk route), edge KV service, Redis and region catalog (its
+//! shard map and KV marks), or the production sink against a local
+//! stand-in for Cloudflare KV: each test on an events topic and consumer
+//! group of its own, with cities and post ids no other test uses.
 
+#[path = "common/cloudflare_kv.rs"]
+mod cloudflare_kv;
 mod common;
 #[path = "common/pipeline.rs"]
 mod pipeline_common;
@@ -14,12 +18,13 @@ use cityboard_protocol::kv::{BulkWrite, PostMeta, TOMBSTONE_TTL_SECS, post_key};
 use cityboard_test_support::eventually;
 use pipeline_common::*;
 use prometheus_client::metrics::counter::Counter;
-use region_core::bus::Producer;
-use region_core::bus::failpoint::PUBLISHER_AFTER_KV_WRITE;
+use region_core::bus::failpoint::{DEAD_LETTER_SEND, PUBLISHER_AFTER_KV_WRITE};
+use region_core::bus::{COMMAND_ID_HEADER, Producer, REASON_HEADER, SOURCE_HEADER, Topics};
 use region_core::cache::pages::PageCache;
 use region_core::model::event::GoneReason;
 use region_core::model::{Event, Id, Post, PostFields, PostStatus};
 use region_core::roles::publisher::invalidate::Invalidator;
+use region_core::roles::publisher::marks::Marks;
 use region_core::roles::publisher::metrics::PublisherMetrics;
 use region_core::roles::publisher::sink::{CloudflareKvSink, EdgeBulkSink, KvSink};
 use region_core::roles::publisher::{PublisherConfig, PublisherParts};
@@ -62,6 +67,14 @@ impl Stack {
             .as_str()
             .expect("redis_cache_url")
             .to_string()
+    }
+
+    /// A new city of the stack's first region, on its first shard: served
+    /// by the publishers these tests start.
+    async fn city(&self, prefix: &str) -> String {
+        let state = common::State::load();
+        let region = state.region();
+        common::new_city(region, &region.shards[0], prefix).await
     }
 
     /// A city the edge serves (its host resolves to a region).
@@ -168,17 +181,42 @@ struct RunningPublisher {
 }
 
 impl RunningPublisher {
-    fn start<S: KvSink>(stack: &Stack, sink: S, topic: &str, group: &str) -> RunningPublisher {
-        let mut config = PublisherConfig::new("test");
-        config.topic = topic.to_string();
+    /// A publisher of the stack's first region on `topics` (events in, dead
+    /// letters out) with consumer group `group` (the same group again
+    /// resumes from its committed offsets, as a restarted role does).
+    async fn start<S: KvSink>(
+        stack: &Stack,
+        sink: S,
+        topics: &Topics,
+        group: &str,
+    ) -> RunningPublisher {
+        Self::start_with(stack, sink, topics, group, |_| {}).await
+    }
+
+    async fn start_with<S: KvSink>(
+        stack: &Stack,
+        sink: S,
+        topics: &Topics,
+        group: &str,
+        tune: impl FnOnce(&mut PublisherConfig),
+    ) -> RunningPublisher {
+        let state = common::State::load();
+        let region = state.region();
+        let mut config = PublisherConfig::new(&region.name);
+        config.topic = topics.events.clone();
+        config.dead_letters = topics.dead_letters.clone();
         config.group = group.to_string();
         config.retry_max = Duration::from_millis(500);
+        tune(&mut config);
         let metrics = Arc::new(PublisherMetrics::default());
         let parts = PublisherParts {
             sink: Arc::new(sink),
             cache: Arc::new(Invalidator::new(&stack.cache_url())),
             metrics: metrics.clone(),
             brokers: broker(),
+            producer: producer(),
+            router: common::router(region).await,
+            marks: Marks::new(common::pool(&region.catalog_url).await),
         };
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(region_core::roles::publisher::publish_events(
@@ -197,6 +235,10 @@ impl RunningPublisher {
 
     fn count(&self, f: impl Fn(&PublisherMetrics) -> &Counter) -> u64 {
         f(&self.metrics).get()
+    }
+
+    fn stuck(&self) -> i64 {
+        self.metrics.dead_letter_stuck.get()
     }
 
     async fn stop(mut self) {
@@ -218,7 +260,7 @@ impl RunningPublisher {
 async fn a_new_post_becomes_its_origin_page_in_kv_and_the_edge_serves_it() {
     let stack = Stack::load();
     let topics = own_topics("pub-new", 2).await;
-    let publisher = RunningPublisher::start(&stack, stack.edge_sink(), &topics.events, "p");
+    let publisher = RunningPublisher::start(&stack, stack.edge_sink(), &topics, "p").await;
     let city = stack.served_city();
     let p = post(&city, fresh_id(), 1, "oak desk");
     changed(&producer(), &topics.events, &p).await;
@@ -255,22 +297,18 @@ async fn a_new_post_becomes_its_origin_page_in_kv_and_the_edge_serves_it() {
 async fn an_older_event_replayed_after_a_newer_one_changes_nothing() {
     let stack = Stack::load();
     let topics = own_topics("pub-older", 1).await;
-    let publisher = RunningPublisher::start(&stack, stack.edge_sink(), &topics.events, "p");
+    let city = stack.city("pub-older").await;
+    let publisher = RunningPublisher::start(&stack, stack.edge_sink(), &topics, "p").await;
     let producer = producer();
     let id = fresh_id();
-    changed(&producer, &topics.events, &post("pub-older", id, 2, "v2")).await;
+    changed(&producer, &topics.events, &post(&city, id, 2, "v2")).await;
     stack.kv_at(id as u64, 2).await;
     // The relay re-sending an old row, or a replay after a crash.
-    changed(&producer, &topics.events, &post("pub-older", id, 1, "v1")).await;
+    changed(&producer, &topics.events, &post(&city, id, 1, "v1")).await;
     // A later event of another post: once it is in KV, v1 was read too
     // (one partition, in order).
     let marker = fresh_id();
-    changed(
-        &producer,
-        &topics.events,
-        &post("pub-older", marker, 1, "m"),
-    )
-    .await;
+    changed(&producer, &topics.events, &post(&city, marker, 1, "m")).await;
     stack.kv_at(marker as u64, 1).await;
     let (page, meta) = stack.kv(id as u64).await.unwrap();
     assert_eq!(meta.version, 2);
@@ -284,7 +322,8 @@ async fn an_older_event_replayed_after_a_newer_one_changes_nothing() {
 async fn a_gone_post_becomes_a_tombstone_for_every_reason() {
     let stack = Stack::load();
     let topics = own_topics("pub-gone", 2).await;
-    let publisher = RunningPublisher::start(&stack, stack.edge_sink(), &topics.events, "p");
+    let city = stack.city("pub-gone").await;
+    let publisher = RunningPublisher::start(&stack, stack.edge_sink(), &topics, "p").await;
     let producer = producer();
     let reasons = [
         GoneReason::Deleted,
@@ -295,11 +334,11 @@ async fn a_gone_post_becomes_a_tombstone_for_every_reason() {
     let mut ids = Vec::new();
     for reason in reasons {
         let id = fresh_id();
-        changed(&producer, &topics.events, &post("pub-gone", id, 1, "x")).await;
+        changed(&producer, &topics.events, &post(&city, id, 1, "x")).await;
         stack.kv_at(id as u64, 1).await;
         let gone = Event::PostGone {
             command_id: Id(fresh_id()),
-            city: "pub-gone".into(),
+            city: city.clone(),
             post_id: Id(id),
             version: 2,
             reason,
@@ -320,17 +359,18 @@ async fn a_gone_post_becomes_a_tombstone_for_every_reason() {
 async fn versions_within_a_second_make_one_kv_write_of_the_last() {
     let stack = Stack::load();
     let topics = own_topics("pub-coalesce", 1).await;
+    let city = stack.city("pub-coalesce").await;
     let producer = producer();
     let id = fresh_id();
     for v in 1..=5 {
         changed(
             &producer,
             &topics.events,
-            &post("pub-co", id, v, &format!("v{v}")),
+            &post(&city, id, v, &format!("v{v}")),
         )
         .await;
     }
-    let publisher = RunningPublisher::start(&stack, stack.edge_sink(), &topics.events, "p");
+    let publisher = RunningPublisher::start(&stack, stack.edge_sink(), &topics, "p").await;
     let (page, _) = stack.kv_at(id as u64, 5).await;
     assert!(page.contains("<h1>v5</h1>"));
     assert_eq!(publisher.count(|m| &m.consumed), 5);
@@ -344,7 +384,7 @@ async fn versions_within_a_second_make_one_kv_write_of_the_last() {
         changed(
             &producer,
             &topics.events,
-            &post("pub-co", id, v, &format!("v{v}")),
+            &post(&city, id, v, &format!("v{v}")),
         )
         .await;
     }
@@ -358,7 +398,7 @@ async fn versions_within_a_second_make_one_kv_write_of_the_last() {
 async fn a_written_page_drops_its_citys_cached_listing_and_search_pages() {
     let stack = Stack::load();
     let topics = own_topics("pub-cache", 1).await;
-    let city = common::unique_city("pub-cache");
+    let city = stack.city("pub-cache").await;
     let other = common::unique_city("pub-cache");
     let mut redis = redis::Client::open(stack.cache_url())
         .unwrap()
@@ -380,7 +420,7 @@ async fn a_written_page_drops_its_citys_cached_listing_and_search_pages() {
             .await
             .unwrap();
     }
-    let publisher = RunningPublisher::start(&stack, stack.edge_sink(), &topics.events, "p");
+    let publisher = RunningPublisher::start(&stack, stack.edge_sink(), &topics, "p").await;
     let id = fresh_id();
     changed(&producer(), &topics.events, &post(&city, id, 1, "desk")).await;
     stack.kv_at(id as u64, 1).await;
@@ -411,17 +451,13 @@ async fn a_written_page_drops_its_citys_cached_listing_and_search_pages() {
 async fn an_unreachable_kv_is_retried_and_its_events_stay_uncommitted() {
     let stack = Stack::load();
     let topics = own_topics("pub-down", 1).await;
+    let city = stack.city("pub-down").await;
     let id = fresh_id();
-    changed(
-        &producer(),
-        &topics.events,
-        &post("pub-down", id, 1, "desk"),
-    )
-    .await;
+    changed(&producer(), &topics.events, &post(&city, id, 1, "desk")).await;
     // Nothing listens on port 9 (discard) of loopback.
     let key = std::fs::read(stack.home.join("secrets/kv-route.key")).unwrap();
     let dead = EdgeBulkSink::new("http://127.0.0.1:9", key.trim_ascii()).unwrap();
-    let publisher = RunningPublisher::start(&stack, dead, &topics.events, "p");
+    let publisher = RunningPublisher::start(&stack, dead, &topics, "p").await;
     eventually("retried failures", LIMIT, || async {
         (publisher.count(|m| &m.failures) >= 2).then_some(())
     })
@@ -429,7 +465,7 @@ async fn an_unreachable_kv_is_retried_and_its_events_stay_uncommitted() {
     assert_eq!(publisher.count(|m| &m.written), 0);
     publisher.stop().await;
     // The same group resumes before the event: it was never committed.
-    let again = RunningPublisher::start(&stack, stack.edge_sink(), &topics.events, "p");
+    let again = RunningPublisher::start(&stack, stack.edge_sink(), &topics, "p").await;
     stack.kv_at(id as u64, 1).await;
     assert_eq!(again.count(|m| &m.consumed), 1);
     again.stop().await;
@@ -439,11 +475,12 @@ async fn an_unreachable_kv_is_retried_and_its_events_stay_uncommitted() {
 async fn a_crash_after_the_kv_write_redelivers_and_ends_with_the_right_page() {
     let stack = Stack::load();
     let topics = own_topics("pub-crash", 1).await;
+    let city = stack.city("pub-crash").await;
     let producer = producer();
     let id = fresh_id();
-    changed(&producer, &topics.events, &post("pub-crash", id, 1, "v1")).await;
+    changed(&producer, &topics.events, &post(&city, id, 1, "v1")).await;
     fail::cfg(PUBLISHER_AFTER_KV_WRITE, "1*return(error)").unwrap();
-    let publisher = RunningPublisher::start(&stack, stack.edge_sink(), &topics.events, "p");
+    let publisher = RunningPublisher::start(&stack, stack.edge_sink(), &topics, "p").await;
     let err = publisher.ended().await.unwrap_err();
     assert!(
         err.to_string().contains(PUBLISHER_AFTER_KV_WRITE),
@@ -451,8 +488,8 @@ async fn a_crash_after_the_kv_write_redelivers_and_ends_with_the_right_page() {
     );
     assert_eq!(stack.kv(id as u64).await.map(|(_, m)| m.version), Some(1));
 
-    changed(&producer, &topics.events, &post("pub-crash", id, 2, "v2")).await;
-    let again = RunningPublisher::start(&stack, stack.edge_sink(), &topics.events, "p");
+    changed(&producer, &topics.events, &post(&city, id, 2, "v2")).await;
+    let again = RunningPublisher::start(&stack, stack.edge_sink(), &topics, "p").await;
     let (page, _) = stack.kv_at(id as u64, 2).await;
     assert!(page.contains("<h1>v2</h1>"), "{page}");
     assert_eq!(
@@ -555,4 +592,315 @@ async fn the_cloudflare_sink_puts_the_bulk_api_request() {
     let report = sink.put(&writes).await.unwrap();
     assert_eq!(report.retry, vec!["post:2".to_string()]);
     assert_eq!(report.written, 1);
+}
+
+/// Emits a page for a post of `city` no other test knows, and waits until
+/// KV has it: every event emitted before it on the same partition (one
+/// partition topics) has been handled by then.
+async fn marker(stack: &Stack, topics: &Topics, city: &str) {
+    let id = fresh_id();
+    changed(&producer(), &topics.events, &post(city, id, 1, "marker")).await;
+    stack.kv_at(id as u64, 1).await;
+}
+
+#[tokio::test]
+async fn an_unreadable_event_lands_in_the_dead_letter_topic_with_its_reason() {
+    let stack = Stack::load();
+    let topics = own_topics("pub-unreadable", 1).await;
+    let city = stack.city("pub-unreadable").await;
+    let publisher = RunningPublisher::start(&stack, stack.edge_sink(), &topics, "p").await;
+    let producer = producer();
+    let garbage: [&[u8]; 2] = [b"\xff not json", br#"{"type":"post_renamed","city":"x"}"#];
+    for payload in garbage {
+        producer
+            .produce(&topics.events, &city, payload, &[])
+            .await
+            .unwrap();
+    }
+    // The partition goes on past them.
+    marker(&stack, &topics, &city).await;
+
+    let letters = read_until(&topics.dead_letters, LIMIT, |r| r.len() >= 2).await;
+    for (i, (letter, payload)) in letters.iter().zip(garbage).enumerate() {
+        assert_eq!(letter.payload, payload, "copied byte for byte");
+        assert_eq!(letter.key, city);
+        let reason = letter.header(REASON_HEADER).expect("a reason");
+        assert!(reason.starts_with("unreadable event: "), "{reason}");
+        assert_eq!(
+            letter.header(SOURCE_HEADER),
+            Some(format!("{}/0/{i}", topics.events).as_str())
+        );
+    }
+    assert_eq!(publisher.count(|m| &m.unreadable), 2);
+    assert_eq!(publisher.count(|m| &m.dead_lettered), 2);
+    assert_eq!(publisher.stuck(), 0);
+    publisher.stop().await;
+
+    // Their offsets were committed with the marker's: a restart reads
+    // only what comes after.
+    let again = RunningPublisher::start(&stack, stack.edge_sink(), &topics, "p").await;
+    marker(&stack, &topics, &city).await;
+    assert_eq!(again.count(|m| &m.consumed), 1);
+    assert_eq!(again.count(|m| &m.unreadable), 0);
+    again.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_of_a_city_this_region_no_longer_serves_is_dead_lettered_not_written() {
+    let stack = Stack::load();
+    let topics = own_topics("pub-moved", 1).await;
+    let city = stack.city("pub-moved").await;
+    let moved = stack.city("pub-moved").await;
+    let state = common::State::load();
+    // The city moved to another region (as a cross-region cutover leaves
+    // the map); `never` was never this region's.
+    sqlx::query("UPDATE shard_map SET region = 'elsewhere', epoch = epoch + 1 WHERE city = $1")
+        .bind(&moved)
+        .execute(&common::pool(&state.region().catalog_url).await)
+        .await
+        .unwrap();
+    let never = common::unique_city("pub-never");
+    let publisher = RunningPublisher::start(&stack, stack.edge_sink(), &topics, "p").await;
+    let producer = producer();
+    let (a, b) = (fresh_id(), fresh_id());
+    changed(&producer, &topics.events, &post(&moved, a, 1, "old page")).await;
+    let gone = Event::PostGone {
+        command_id: Id(fresh_id()),
+        city: never.clone(),
+        post_id: Id(b),
+        version: 2,
+        reason: GoneReason::Deleted,
+    };
+    emit(&producer, &topics.events, &gone).await;
+    marker(&stack, &topics, &city).await;
+
+    assert_eq!(stack.kv(a as u64).await, None, "nothing written for it");
+    assert_eq!(stack.kv(b as u64).await, None);
+    let letters = read_until(&topics.dead_letters, LIMIT, |r| r.len() >= 2).await;
+    let region = &state.region().name;
+    for (letter, c) in letters.iter().zip([&moved, &never]) {
+        assert_eq!(
+            letter.header(REASON_HEADER),
+            Some(format!("city {c} is not served by region {region}").as_str())
+        );
+        assert_eq!(&letter.key, c);
+        assert!(letter.header(COMMAND_ID_HEADER).is_some());
+    }
+    assert_eq!(letters[1].payload, serde_json::to_vec(&gone).unwrap());
+    assert_eq!(publisher.count(|m| &m.not_served), 2);
+    assert_eq!(publisher.count(|m| &m.dead_lettered), 2);
+    publisher.stop().await;
+}
+
+#[tokio::test]
+async fn a_dead_letter_the_broker_does_not_take_is_bounded_and_alerts_until_it_is_sent() {
+    let stack = Stack::load();
+    let topics = own_topics("pub-stuck", 1).await;
+    let city = stack.city("pub-stuck").await;
+    fail::cfg(DEAD_LETTER_SEND, "return").unwrap();
+    let publisher = RunningPublisher::start_with(&stack, stack.edge_sink(), &topics, "p", |c| {
+        c.dead_letter_deadline = Duration::from_secs(1);
+    })
+    .await;
+    producer()
+        .produce(&topics.events, &city, b"not an event", &[])
+        .await
+        .unwrap();
+    eventually("the stuck gauge", LIMIT, || async {
+        (publisher.stuck() == 1).then_some(())
+    })
+    .await;
+    assert!(publisher.count(|m| &m.dead_letter_send_failures) >= 1);
+    assert_eq!(publisher.count(|m| &m.dead_lettered), 0);
+
+    fail::remove(DEAD_LETTER_SEND);
+    eventually("the letter sent after all", LIMIT, || async {
+        (publisher.stuck() == 0 && publisher.count(|m| &m.dead_lettered) == 1).then_some(())
+    })
+    .await;
+    let letters = read_until(&topics.dead_letters, LIMIT, |r| !r.is_empty()).await;
+    assert_eq!(letters[0].payload, b"not an event");
+    // The partition resumed: a later event is written.
+    marker(&stack, &topics, &city).await;
+    publisher.stop().await;
+}
+
+/// Page v1, then the post deleted (tombstone v2), written by a publisher
+/// that then stops; the same `post_changed` v1 produced again (a duplicate
+/// after a producer retry, or an old batch replayed); a new publisher of the
+/// same group, whose memory is empty, reads it.
+async fn tombstone_then_duplicate_after_a_restart<S: KvSink, T: KvSink>(
+    stack: &Stack,
+    topics: &Topics,
+    city: &str,
+    (first, second): (S, T),
+    written: impl AsyncFn(u64) -> Option<PostMeta>,
+) -> (u64, RunningPublisher) {
+    let producer = producer();
+    let id = fresh_id();
+    let created = post(city, id, 1, "desk");
+    changed(&producer, &topics.events, &created).await;
+    let gone = Event::PostGone {
+        command_id: Id(fresh_id()),
+        city: city.to_string(),
+        post_id: Id(id),
+        version: 2,
+        reason: GoneReason::Deleted,
+    };
+    let publisher = RunningPublisher::start(stack, first, topics, "p").await;
+    eventually("page v1", LIMIT, || async {
+        written(id as u64).await.filter(|m| m.version == 1)
+    })
+    .await;
+    emit(&producer, &topics.events, &gone).await;
+    eventually("tombstone v2", LIMIT, || async {
+        written(id as u64).await.filter(|m| m.gone)
+    })
+    .await;
+    publisher.stop().await;
+
+    changed(&producer, &topics.events, &created).await;
+    let again = RunningPublisher::start(stack, second, topics, "p").await;
+    (id as u64, again)
+}
+
+#[tokio::test]
+async fn a_duplicate_post_created_after_a_tombstone_and_a_restart_leaves_the_tombstone_in_local_kv()
+{
+    let stack = Stack::load();
+    let topics = own_topics("pub-dup-local", 1).await;
+    let city = stack.city("pub-dup-local").await;
+    let sinks = (stack.edge_sink(), stack.edge_sink());
+    let kv = async |id| stack.kv(id).await.map(|(_, m)| m);
+    let (id, again) =
+        tombstone_then_duplicate_after_a_restart(&stack, &topics, &city, sinks, kv).await;
+    marker(&stack, &topics, &city).await;
+    assert_eq!(
+        stack.kv(id).await,
+        Some((String::new(), PostMeta::tombstone(2)))
+    );
+    assert_eq!(
+        again.count(|m| &m.skipped_older),
+        1,
+        "refused by its durable mark"
+    );
+    assert_eq!(again.count(|m| &m.written), 1, "the marker only");
+    again.stop().await;
+}
+
+#[tokio::test]
+async fn a_duplicate_post_created_after_a_tombstone_and_a_restart_leaves_the_tombstone_in_cloudflare_kv()
+ {
+    let stack = Stack::load();
+    let topics = own_topics("pub-dup-cf", 1).await;
+    let city = stack.city("pub-dup-cf").await;
+    let cf = cloudflare_kv::KvStandIn::start().await;
+    let holds = async |id| cf.holds(&post_key(id)).await.map(|(_, m)| m);
+    let (id, again) = tombstone_then_duplicate_after_a_restart(
+        &stack,
+        &topics,
+        &city,
+        (cf.sink(), cf.sink()),
+        holds,
+    )
+    .await;
+    // A later event of another post: once it is in KV, the duplicate was
+    // read (one partition, in order).
+    let marker = fresh_id();
+    changed(&producer(), &topics.events, &post(&city, marker, 1, "m")).await;
+    eventually("the marker", LIMIT, || async {
+        cf.holds(&post_key(marker as u64)).await
+    })
+    .await;
+    let key = post_key(id);
+    assert_eq!(
+        cf.holds(&key).await,
+        Some((String::new(), PostMeta::tombstone(2)))
+    );
+    let writes = cf.writes_of(&key).await;
+    assert_eq!(
+        writes
+            .iter()
+            .map(|m| (m.version, m.gone))
+            .collect::<Vec<_>>(),
+        [(1, false), (2, true)],
+        "the duplicate never reached the API"
+    );
+    assert_eq!(again.count(|m| &m.skipped_older), 1);
+    assert_eq!(
+        Marks::new(common::pool(&common::State::load().region().catalog_url).await)
+            .of(&key)
+            .await
+            .unwrap(),
+        Some(PostMeta::tombstone(2))
+    );
+
+    // Restoring the post (a newer version) still replaces the tombstone.
+    let mut restored = post(&city, id as i64, 3, "desk again");
+    restored.updated_at = chrono::Utc::now();
+    changed(&producer(), &topics.events, &restored).await;
+    let (page, meta) = eventually("the restored page", LIMIT, || async {
+        cf.holds(&key).await.filter(|(_, m)| m.version == 3)
+    })
+    .await;
+    assert!(!meta.gone);
+    assert!(page.contains("desk again"), "{page}");
+    // Reads may lag a bulk call behind, as Cloudflare's do; the stand-in
+    // serves them.
+    assert!(cf.read(&key).await.is_some());
+    again.stop().await;
+}
+
+#[tokio::test]
+async fn several_bulk_writes_go_at_once_for_distinct_keys_and_each_key_keeps_its_order() {
+    let stack = Stack::load();
+    let topics = own_topics("pub-parallel", 1).await;
+    let city = stack.city("pub-parallel").await;
+    let producer = producer();
+    // One key edited three times among 600 posts of other keys, all
+    // waiting before the publisher starts (a backlog).
+    let edited = fresh_id();
+    let others: Vec<i64> = (0..600).map(|_| fresh_id()).collect();
+    for (i, id) in others.iter().enumerate() {
+        if i % 200 == 0 {
+            let v = i64::try_from(i / 200).unwrap() + 1;
+            changed(
+                &producer,
+                &topics.events,
+                &post(&city, edited, v, &format!("v{v}")),
+            )
+            .await;
+        }
+        changed(&producer, &topics.events, &post(&city, *id, 1, "other")).await;
+    }
+    // Calls that take a while to answer, as a distant API's do.
+    let cf = cloudflare_kv::KvStandIn::start_with_latency(Duration::from_millis(300)).await;
+    let publisher = RunningPublisher::start_with(&stack, cf.sink(), &topics, "p", |c| {
+        c.batch_max = 50;
+        c.max_in_flight = 4;
+    })
+    .await;
+    for id in &others {
+        eventually("every page", LIMIT, || async {
+            cf.holds(&post_key(*id as u64)).await
+        })
+        .await;
+    }
+    let key = post_key(edited as u64);
+    eventually("the last edit", LIMIT, || async {
+        cf.holds(&key).await.filter(|(_, m)| m.version == 3)
+    })
+    .await;
+    let most = cf.most_at_once().await;
+    assert!((2..=4).contains(&most), "{most} bulk calls at once");
+    // The edited key: its versions in order, one write a second at most.
+    let writes = cf.timed_writes_of(&key).await;
+    let versions: Vec<i64> = writes.iter().map(|(_, m)| m.version).collect();
+    assert!(versions.is_sorted_by(|a, b| a < b), "{versions:?}");
+    for pair in writes.windows(2) {
+        let gap = pair[1].0 - pair[0].0;
+        assert!(gap >= Duration::from_secs(1), "two writes {gap:?} apart");
+    }
+    assert_eq!(publisher.count(|m| &m.written), 600 + versions.len() as u64);
+    publisher.stop().await;
 }

@@ -19,6 +19,7 @@ use region_core::apply::{ApplyConfig, CityBatch, apply};
 use region_core::model::post::POST_COLUMNS;
 use region_core::model::{Id, Post};
 use region_core::roles::publisher::invalidate::Invalidator;
+use region_core::roles::publisher::marks::Marks;
 use region_core::roles::publisher::metrics::PublisherMetrics;
 use region_core::roles::publisher::republish::{self, Republish};
 use region_core::roles::publisher::sink::{EdgeBulkSink, KvSink};
@@ -180,6 +181,7 @@ async fn a_template_change_republishes_the_live_pages_of_a_city() {
     let topics = own_topics("tpl", 1).await;
     let mut config = PublisherConfig::new("test");
     config.topic = topics.events.clone();
+    config.dead_letters = topics.dead_letters.clone();
     config.group = format!("{}.publisher", topics.events);
     let stack = StackFile::read(&home().join("state.json")).unwrap();
     let parts = PublisherParts {
@@ -187,6 +189,9 @@ async fn a_template_change_republishes_the_live_pages_of_a_city() {
         cache: Arc::new(Invalidator::new(&stack.regions[0].redis_cache_url)),
         metrics: Arc::new(PublisherMetrics::default()),
         brokers: broker(),
+        producer: producer(),
+        router: router.clone(),
+        marks: Marks::new(catalog.clone()),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(region_core::roles::publisher::run_republishing(

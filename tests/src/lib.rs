@@ -9,6 +9,7 @@
 pub mod arch;
 pub mod browser;
 pub mod edge;
+pub mod replay;
 pub mod stack_edge;
 
 use std::path::{Path, PathBuf};

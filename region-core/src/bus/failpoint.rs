@@ -28,10 +28,10 @@ pub const RELAY_AFTER_PRODUCE: &str = "relay-after-produce";
 /// past its events are committed.
 pub const PUBLISHER_AFTER_KV_WRITE: &str = "publisher-after-kv-write";
 
-/// Writer: a dead-letter send. Not a crash point: configured with `return`
-/// (any argument) the send fails as if the broker had not acknowledged it,
-/// so a test can see the writer's bound on dead-letter sends
-/// (`writer::WriterConfig::dead_letter_deadline`) without stopping a broker.
+/// Writer and publisher: a dead-letter send. Not a crash point: configured
+/// with `return` (any argument) the send fails as if the broker had not
+/// acknowledged it, so a test can see the bound on dead-letter sends
+/// (`letters::DeadLetters`) without stopping a broker.
 pub const DEAD_LETTER_SEND: &str = "dead-letter-send";
 
 /// A crash point configured with `return(error)` was reached.

@@ -20,6 +20,7 @@ pub mod direct;
 pub mod doze;
 pub mod error;
 pub mod failpoint;
+pub mod letters;
 pub mod notify;
 pub mod offsets;
 pub mod producer;

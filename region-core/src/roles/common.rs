@@ -147,6 +147,21 @@ const PIPELINE_FAMILIES: &[(&str, MetricType, &str)] = &[
         "Janitor sweeps finished",
     ),
     (
+        "cityboard_publisher_dead_letter_send_failures",
+        MetricType::Counter,
+        "Dead-letter sends the broker did not acknowledge (each is tried again)",
+    ),
+    (
+        "cityboard_publisher_dead_letter_stuck",
+        MetricType::Gauge,
+        "Dead letters not sent within the deadline: their events wait uncommitted, their partitions paused, until the broker takes them",
+    ),
+    (
+        "cityboard_publisher_dead_letters",
+        MetricType::Counter,
+        "Events copied to the dead-letter topic",
+    ),
+    (
         "cityboard_publisher_events",
         MetricType::Counter,
         "Events the publisher read, and what became of those not written as such",
@@ -165,6 +180,11 @@ const PIPELINE_FAMILIES: &[(&str, MetricType, &str)] = &[
         "cityboard_publisher_kv_writes",
         MetricType::Counter,
         "KV entries sent, by what the sink did",
+    ),
+    (
+        "cityboard_publisher_mark_failures",
+        MetricType::Counter,
+        "Claims of durable KV marks that failed and were retried",
     ),
     (
         "cityboard_publisher_pending_keys",

@@ -18,14 +18,30 @@ pub struct PublisherMetrics {
     pub stale: Counter,
     /// Events whose write replaced a pending one of the same key.
     pub coalesced: Counter,
-    /// Events that are not readable (not JSON, not an event): skipped.
+    /// Events that are not readable (not JSON, not an event): copied to
+    /// the dead-letter topic with their reason.
     pub unreadable: Counter,
+    /// Events of a city this region does not serve: dead-lettered too.
+    pub not_served: Counter,
+    /// Events copied to the dead-letter topic.
+    pub dead_lettered: Counter,
+    /// Dead-letter sends the broker did not acknowledge (each is tried
+    /// again): rising means the dead-letter topic cannot be written.
+    pub dead_letter_send_failures: Counter,
+    /// Gauge: dead letters not sent within the deadline, sent again in the
+    /// background; their events stay uncommitted and their partitions
+    /// paused until they are. Above zero: stuck (the alert).
+    pub dead_letter_stuck: Gauge,
     /// Entries the sink wrote.
     pub written: Counter,
-    /// Entries the sink refused as older than what it holds.
+    /// Entries not written because KV holds (the edge's route says so) or
+    /// was claimed for (`marks`) the same or a newer version.
     pub skipped_older: Counter,
     /// Bulk calls that failed (sink unreachable, refused): retried.
     pub failures: Counter,
+    /// Claims of KV marks that failed (the catalog unreachable): retried,
+    /// nothing written meanwhile.
+    pub mark_failures: Counter,
     /// Cities whose cached pages could not be invalidated.
     pub invalidate_failures: Counter,
     /// Gauge: keys with a write pending.
@@ -37,11 +53,27 @@ pub struct PublisherMetrics {
 impl Default for PublisherMetrics {
     fn default() -> Self {
         let mut r = PipelineRegistry::default();
-        let [consumed, stale, coalesced, unreadable] = r.counters(
+        let [consumed, stale, coalesced, unreadable, not_served] = r.counters(
             "cityboard_publisher_events",
             "Events the publisher read, and what became of those not written as such",
             "result",
-            ["consumed", "stale", "coalesced", "unreadable"],
+            ["consumed", "stale", "coalesced", "unreadable", "not_served"],
+        );
+        let dead_lettered = r.counter(
+            "cityboard_publisher_dead_letters",
+            "Events copied to the dead-letter topic",
+        );
+        let dead_letter_send_failures = r.counter(
+            "cityboard_publisher_dead_letter_send_failures",
+            "Dead-letter sends the broker did not acknowledge (each is tried again)",
+        );
+        let dead_letter_stuck = r.gauge(
+            "cityboard_publisher_dead_letter_stuck",
+            "Dead letters not sent within the deadline: their events wait uncommitted, their partitions paused, until the broker takes them",
+        );
+        let mark_failures = r.counter(
+            "cityboard_publisher_mark_failures",
+            "Claims of durable KV marks that failed and were retried",
         );
         let [written, skipped_older] = r.counters(
             "cityboard_publisher_kv_writes",
@@ -66,9 +98,14 @@ impl Default for PublisherMetrics {
             stale,
             coalesced,
             unreadable,
+            not_served,
+            dead_lettered,
+            dead_letter_send_failures,
+            dead_letter_stuck,
             written,
             skipped_older,
             failures,
+            mark_failures,
             invalidate_failures,
             pending,
             registry: r.finish(),
@@ -102,6 +139,8 @@ mod tests {
         has("cityboard_publisher_kv_writes_total{result=\"skipped_older\"} 2");
         has("cityboard_publisher_pending_keys 7");
         has("cityboard_publisher_kv_failures_total 0");
+        has("cityboard_publisher_events_total{result=\"not_served\"} 0");
+        has("cityboard_publisher_dead_letter_stuck 0");
         // The other pipeline roles' families, at zero.
         has("cityboard_writer_paused_partitions 0");
         assert_eq!(served_families(&text), recorded_families("publisher"));

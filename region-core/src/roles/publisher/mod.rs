@@ -4,15 +4,32 @@
 //!
 //! What it guarantees (design §3, §4):
 //! - **Nothing skipped.** Consumer offsets are committed only past events
-//!   whose KV write happened (or that needed none); a sink that is down is
+//!   whose KV write happened (or that needed none), or that were copied to
+//!   the dead-letter topic: an event that does not decode, or of a city
+//!   this region does not serve, goes there with its reason and is counted
+//!   (`intake`); that send is bounded by a deadline, past which it goes on
+//!   in the background while its partition pauses and a gauge alerts
+//!   (`bus::letters`, shared with the writer). A sink that is down is
 //!   retried with backoff, never passed over. A crash replays from the last
 //!   commit, and the replay is harmless because of the next point.
-//! - **Never an older version.** Per key the last version written is kept
-//!   (`coalesce`), so a replayed or re-sent older event writes nothing; the
-//!   edge's bulk route checks the same rule (`kv::replaces`) once more.
+//! - **Never an older version**, whatever the sink: per key the last
+//!   version written is kept in memory (`coalesce`), so a replayed or
+//!   re-sent older event usually writes nothing at all; and before every
+//!   bulk write the keys are claimed against a durable high-water mark per
+//!   key in the region's catalog (`marks`), which survives a restart and is
+//!   shared by every publisher of the region, so that a duplicate event
+//!   after a restart or a rebalance cannot write a page over a tombstone
+//!   even through Cloudflare KV's unconditional bulk API. The rule is
+//!   `kv::replaces`, the edge's own (its bulk route checks it once more):
+//!   a newer version, such as a renewed or restored post, still replaces a
+//!   tombstone.
 //! - **One write per key per second** (Cloudflare KV's limit): versions of a
 //!   key that arrive within the interval are coalesced into one write of the
 //!   newest, which carries the offsets of all of them.
+//! - **Several bulk writes in flight** (`max_in_flight`), each of keys none
+//!   of the others has: a key has at most one write in flight and its next
+//!   starts after that one ended, so per key the order and the one write a
+//!   second hold, while one call's round trip no longer bounds the rate.
 //! - Deleted, hidden, expired and user-deleted posts become tombstones with
 //!   a TTL, never bare deletes, so nothing late can bring them back.
 //! - After a write, the cities concerned lose their cached listing and
@@ -21,7 +38,9 @@
 //!   live pages of the region's cities are re-published (`republish`).
 
 pub mod coalesce;
+pub mod intake;
 pub mod invalidate;
+pub mod marks;
 pub mod metrics;
 pub mod republish;
 pub mod sink;
@@ -35,18 +54,23 @@ use cityboard_protocol::kv::{BulkWrite, PostMeta, TOMBSTONE_TTL_SECS, post_key};
 use futures_util::FutureExt;
 use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
 
 use crate::backoff::doubling;
+use crate::bus::Producer;
 use crate::bus::consumer::Consumer;
 use crate::bus::doze::DozeConfig;
 use crate::bus::failpoint::{self, PUBLISHER_AFTER_KV_WRITE};
+use crate::bus::letters::{self, DeadLetters, LetterMetrics};
 use crate::bus::offsets::Offsets;
+use crate::db::{RouteError, Router};
 use crate::model::{Event, Post, PostStatus};
 use crate::render;
 use crate::roles::common::{add, set};
 use coalesce::{Coalescer, Due, Entry, Offered};
+use intake::{Intake, Raw, Refused, intake};
 use invalidate::Invalidator;
+use marks::Marks;
 use metrics::PublisherMetrics;
 use republish::Republish;
 use sink::{KvSink, chunks};
@@ -57,12 +81,22 @@ pub use start::{PublisherArgs, SinkKind, run};
 pub struct PublisherConfig {
     /// The events topic: `<region>.events`.
     pub topic: String,
+    /// Where events that cannot be written go: `<region>.dead-letters`
+    /// (the writer's too; a letter's source header names its topic).
+    pub dead_letters: String,
+    /// How long a dead letter is tried before it goes on in the background
+    /// while its partition pauses (`bus::letters`).
+    pub dead_letter_deadline: Duration,
     /// Consumer group: `<region>.publisher`.
     pub group: String,
     /// Shortest time between two writes of one key (Cloudflare KV: 1 s).
     pub interval: Duration,
     /// Most entries taken for the sink at once.
     pub batch_max: usize,
+    /// Bulk writes in flight at most, each of other keys (a key is in at
+    /// most one, so its order and its one write a second hold): one bulk
+    /// call's round trip no longer bounds the publisher's rate.
+    pub max_in_flight: usize,
     /// Keys with a pending write past which reading pauses until writes
     /// drain (plain back-pressure, never unbounded buffering).
     pub max_pending: usize,
@@ -80,11 +114,15 @@ pub struct PublisherConfig {
 impl PublisherConfig {
     /// Defaults for `region`'s topic and group.
     pub fn new(region: &str) -> Self {
+        let topics = crate::bus::Topics::of_region(region);
         PublisherConfig {
-            topic: crate::bus::Topics::of_region(region).events,
+            topic: topics.events,
+            dead_letters: topics.dead_letters,
+            dead_letter_deadline: letters::DEFAULT_DEADLINE,
             group: format!("{region}.publisher"),
             interval: Duration::from_secs(1),
             batch_max: 1000,
+            max_in_flight: 4,
             max_pending: 20_000,
             max_keys: 500_000,
             retry_min: Duration::from_millis(200),
@@ -103,6 +141,12 @@ pub struct PublisherParts<S> {
     pub metrics: Arc<PublisherMetrics>,
     /// `host:port` of the broker.
     pub brokers: String,
+    /// For dead letters.
+    pub producer: Producer,
+    /// The region's shard map: which cities it serves.
+    pub router: Router,
+    /// The durable high-water mark of every key (the region's catalog).
+    pub marks: Marks,
 }
 
 /// Version of the post page template this build renders, written into
@@ -178,8 +222,14 @@ struct Publisher<S> {
     consumer: Consumer,
     offsets: Offsets,
     coalescer: Coalescer,
-    /// The bulk write in progress, if any (one at a time, in order).
-    flush: Option<JoinHandle<Flushed>>,
+    /// The bulk writes in progress (at most `max_in_flight`, of distinct
+    /// keys).
+    flushes: JoinSet<Flushed>,
+    /// Events that could not be written, on their way to the dead-letter
+    /// topic.
+    letters: DeadLetters,
+    /// Partitions paused because one of their dead letters is stuck.
+    paused: BTreeSet<i32>,
     /// The re-publication after a template change, while it lasts.
     republish: Option<Republish>,
     /// No shard or catalog call for the re-publication before this (after
@@ -217,13 +267,26 @@ pub async fn run_republishing<S: KvSink>(
         consumer = consumer.dozing(doze.clone());
     }
     tracing::info!(topic = %config.topic, group = %config.group, "publisher consuming");
+    let m = &parts.metrics;
+    let letters = DeadLetters::start(
+        parts.producer.clone(),
+        config.dead_letters.clone(),
+        config.dead_letter_deadline,
+        LetterMetrics {
+            sent: m.dead_lettered.clone(),
+            send_failures: m.dead_letter_send_failures.clone(),
+            stuck: m.dead_letter_stuck.clone(),
+        },
+    );
     let mut p = Publisher {
+        letters,
+        paused: BTreeSet::new(),
         coalescer: Coalescer::new(config.interval, config.max_keys),
         config,
         parts,
         consumer,
         offsets: Offsets::default(),
-        flush: None,
+        flushes: JoinSet::new(),
         republish,
         republish_pause: None,
     };
@@ -236,11 +299,10 @@ pub async fn run_republishing<S: KvSink>(
             .next_due()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
         let intake = p.coalescer.pending() < p.config.max_pending;
-        let flushing = p.flush.is_some();
+        let flushing = !p.flushes.is_empty();
         tokio::select! {
             _ = &mut shutdown => break,
-            done = wait_flush(&mut p.flush), if flushing => {
-                p.flush = None;
+            Some(done) = p.flushes.join_next(), if flushing => {
                 p.finish_flush(done?)?;
             }
             message = p.consumer.recv(), if intake => {
@@ -252,16 +314,29 @@ pub async fn run_republishing<S: KvSink>(
                     }
                 }
             }
+            // A dead letter the broker took at last: its event is done.
+            Some((partition, offset)) = p.letters.next_sent() => {
+                p.offsets.finished(partition, offset);
+            }
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
         p.after_turn();
     }
     tracing::info!("publisher stopping");
-    if let Some(flush) = p.flush.take() {
-        match tokio::time::timeout(Duration::from_secs(10), flush).await {
-            Ok(done) => p.finish_flush(done?)?,
-            // Aborted mid-write: its events stay uncommitted and replay.
-            Err(_) => tracing::warn!("the KV write in progress did not finish in 10 s"),
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !p.flushes.is_empty() {
+        match tokio::time::timeout_at(deadline, p.flushes.join_next()).await {
+            Ok(Some(done)) => p.finish_flush(done?)?,
+            Ok(None) => break,
+            // Aborted mid-write (the set drops them): their events stay
+            // uncommitted and replay.
+            Err(_) => {
+                tracing::warn!(
+                    writes = p.flushes.len(),
+                    "KV writes in progress did not finish in 10 s"
+                );
+                break;
+            }
         }
     }
     let marks = p.offsets.to_commit();
@@ -271,16 +346,6 @@ pub async fn run_republishing<S: KvSink>(
         tracing::warn!(error = %e, "final offset commit");
     }
     Ok(())
-}
-
-/// The bulk write in progress (never resolves when there is none).
-async fn wait_flush(
-    flush: &mut Option<JoinHandle<Flushed>>,
-) -> Result<Flushed, tokio::task::JoinError> {
-    match flush {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
 }
 
 impl<S: KvSink> Publisher<S> {
@@ -297,13 +362,19 @@ impl<S: KvSink> Publisher<S> {
         };
         let at = (m.partition(), m.offset());
         self.offsets.read(at.0, at.1);
-        let pm = &self.parts.metrics;
+        let pm = self.parts.metrics.clone();
         add(&pm.consumed, 1);
-        let entry = serde_json::from_slice::<Event>(m.payload().unwrap_or_default())
-            .map_err(|e| e.to_string())
-            .and_then(|event| entry_of(&event));
-        match entry {
-            Ok(entry) => match self.coalescer.offer(entry, at) {
+        let raw = Raw {
+            topic: m.topic(),
+            partition: at.0,
+            offset: at.1,
+            key: m.key(),
+            payload: m.payload(),
+        };
+        let router = &self.parts.router;
+        let served = |city: &str| !matches!(router.route(city), Err(RouteError::NotServed(_)));
+        match intake(raw, &router.region, served) {
+            Intake::Write(entry) => match self.coalescer.offer(entry, at) {
                 Offered::Queued => {}
                 Offered::Coalesced => add(&pm.coalesced, 1),
                 Offered::Stale => {
@@ -311,17 +382,22 @@ impl<S: KvSink> Publisher<S> {
                     self.offsets.finished(at.0, at.1);
                 }
             },
-            Err(reason) => {
-                // An event this build cannot read cannot be rendered either;
-                // waiting would stop the partition for good. The relay only
-                // sends what `apply` wrote, so this means a version skew.
-                tracing::error!(
-                    source = %format!("{}/{}/{}", m.topic(), at.0, at.1),
-                    %reason,
-                    "unreadable event skipped"
+            Intake::Letter { letter, why } => {
+                add(
+                    match why {
+                        Refused::Unreadable => &pm.unreadable,
+                        Refused::NotServed => &pm.not_served,
+                    },
+                    1,
                 );
-                add(&pm.unreadable, 1);
-                self.offsets.finished(at.0, at.1);
+                tracing::error!(
+                    source = %letter.source,
+                    reason = %letter.reason,
+                    "event not written: copying it to the dead-letter topic"
+                );
+                if self.letters.send(letter, at.0, at.1).await {
+                    self.offsets.finished(at.0, at.1);
+                }
             }
         }
     }
@@ -354,7 +430,7 @@ impl<S: KvSink> Publisher<S> {
                 }
                 Err(e) => Some(format!("reading live posts: {e}")),
             }
-        } else if self.coalescer.pending() == 0 && self.flush.is_none() {
+        } else if self.coalescer.pending() == 0 && self.flushes.is_empty() {
             match r.record().await {
                 Ok(()) => {
                     tracing::info!(template = r.version(), "pages re-published");
@@ -372,24 +448,39 @@ impl<S: KvSink> Publisher<S> {
         }
     }
 
-    /// Starts a bulk write of what is due, unless one is in progress.
+    /// Starts bulk writes of what is due while fewer than `max_in_flight`
+    /// are in progress. The coalescer hands out a key only while none of
+    /// its writes is in flight, so the writes in flight are of distinct
+    /// keys, and a key's next write starts after its last one ended.
     fn start_flush(&mut self) {
-        if self.flush.is_some() {
-            return;
+        while self.flushes.len() < self.config.max_in_flight.max(1) {
+            let due = self
+                .coalescer
+                .take_due(Instant::now(), self.config.batch_max);
+            if due.is_empty() {
+                return;
+            }
+            self.spawn_flush(due);
         }
-        let due = self
-            .coalescer
-            .take_due(Instant::now(), self.config.batch_max);
-        if due.is_empty() {
-            return;
-        }
+    }
+
+    /// A bulk write of `due`, as a task of its own.
+    fn spawn_flush(&mut self, due: Vec<Due>) {
         let sink = self.parts.sink.clone();
         let cache = self.parts.cache.clone();
+        let marks = self.parts.marks.clone();
         let metrics = self.parts.metrics.clone();
         let (min, max) = (self.config.retry_min, self.config.retry_max);
         let interval = self.config.interval;
-        self.flush = Some(tokio::spawn(async move {
-            write_all(&*sink, &due, &metrics, min, max, interval).await;
+        self.flushes.spawn(async move {
+            let refused = claim(&marks, &due, &metrics, min, max).await;
+            add(&metrics.skipped_older, refused.len());
+            let writes: Vec<BulkWrite> = due
+                .iter()
+                .filter(|d| !refused.contains(&d.entry.key))
+                .map(|d| d.entry.write.clone())
+                .collect();
+            write_all(&*sink, writes, &metrics, min, max, interval).await;
             let cities: BTreeSet<&str> = due.iter().map(|d| d.entry.city.as_str()).collect();
             for city in cities {
                 if let Err(e) = cache.city(city).await {
@@ -398,7 +489,7 @@ impl<S: KvSink> Publisher<S> {
                 }
             }
             due
-        }));
+        });
     }
 
     /// A bulk write finished: its keys are settled, and its events may be
@@ -416,12 +507,43 @@ impl<S: KvSink> Publisher<S> {
         Ok(())
     }
 
-    /// After every turn: revocations, offset commits, gauges.
+    /// After every turn: revocations, offset commits, pauses, gauges.
     fn after_turn(&mut self) {
-        for partition in self.consumer.take_revoked() {
+        let revoked = self.consumer.take_revoked();
+        for partition in &revoked {
             // Its next owner starts from the last commit; writes pending
-            // for it still go out (harmless: versions decide).
-            self.offsets.forget(partition);
+            // for it still go out (harmless: the marks decide).
+            self.offsets.forget(*partition);
+        }
+        if !revoked.is_empty() {
+            // Its letters are the next owner's to send again. librdkafka
+            // keeps a pause through a revocation, so a paused partition is
+            // resumed as it goes (see the writer's `after_turn`).
+            self.letters.forget(&revoked);
+            let was_paused: BTreeSet<i32> = revoked.intersection(&self.paused).copied().collect();
+            if !was_paused.is_empty()
+                && let Err(e) = self.consumer.resume(&was_paused)
+            {
+                tracing::warn!(error = %e, partitions = ?was_paused, "resuming revoked partitions");
+            }
+            self.paused.retain(|p| !revoked.contains(p));
+        }
+        // A partition with a stuck dead letter reads nothing more until it
+        // is sent: its offsets could not be committed past it anyway.
+        let stuck = self.letters.partitions();
+        let pause: BTreeSet<i32> = stuck.difference(&self.paused).copied().collect();
+        if !pause.is_empty() {
+            match self.consumer.pause(&pause) {
+                Ok(()) => self.paused.extend(pause),
+                Err(e) => tracing::warn!(error = %e, partitions = ?pause, "pausing partitions"),
+            }
+        }
+        let drained: BTreeSet<i32> = self.paused.difference(&stuck).copied().collect();
+        if !drained.is_empty() {
+            match self.consumer.resume(&drained) {
+                Ok(()) => self.paused.retain(|p| !drained.contains(p)),
+                Err(e) => tracing::warn!(error = %e, partitions = ?drained, "resuming partitions"),
+            }
         }
         let marks = self.offsets.to_commit();
         if !marks.is_empty() {
@@ -434,20 +556,46 @@ impl<S: KvSink> Publisher<S> {
     }
 }
 
-/// Writes `due` until the sink took every entry: failed calls wait and are
-/// retried (doubling from `min` to `max`); keys the sink asks to retry wait
-/// at least `interval` (their write may have half-happened, and the key's
-/// one write a second applies).
+/// Claims the keys of `due` against their durable marks (`marks`) until the
+/// catalog answers (failed claims wait and are retried, doubling from `min`
+/// to `max`, and nothing is written meanwhile): the keys whose write must
+/// not go out.
+async fn claim(
+    marks: &Marks,
+    due: &[Due],
+    metrics: &PublisherMetrics,
+    min: Duration,
+    max: Duration,
+) -> std::collections::HashSet<String> {
+    let entries: Vec<&Entry> = due.iter().map(|d| &d.entry).collect();
+    let mut waits = doubling(min, max);
+    loop {
+        match marks.claim(&entries).await {
+            Ok(refused) => return refused,
+            Err(e) => {
+                add(&metrics.mark_failures, 1);
+                let wait = waits.next().unwrap_or(max);
+                tracing::warn!(error = %e, ?wait, "claiming KV marks failed; retrying");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Writes `writes` until the sink took every entry: failed calls wait and
+/// are retried (doubling from `min` to `max`); keys the sink asks to retry
+/// wait at least `interval` (their write may have half-happened, and the
+/// key's one write a second applies).
 async fn write_all<S: KvSink>(
     sink: &S,
-    due: &[Due],
+    writes: Vec<BulkWrite>,
     metrics: &PublisherMetrics,
     min: Duration,
     max: Duration,
     interval: Duration,
 ) {
     let pm = metrics;
-    let mut left: Vec<BulkWrite> = due.iter().map(|d| d.entry.write.clone()).collect();
+    let mut left = writes;
     let mut waits = doubling(min, max);
     while !left.is_empty() {
         let wait = waits.next().unwrap_or(max);

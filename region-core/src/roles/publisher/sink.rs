@@ -2,7 +2,8 @@
 //! edge Worker's signed bulk route (`EdgeBulkSink`), in production the
 //! Cloudflare KV REST bulk API (`CloudflareKvSink`). Both take the same body
 //! (`kv::BulkWrite`s); the publisher decides versions before either is
-//! called, and the edge route checks them once more.
+//! called (its memory, then the durable marks of `marks`), and the edge
+//! route checks them once more.
 
 use std::time::Duration;
 
@@ -197,8 +198,10 @@ pub const CLOUDFLARE_API: &str = "https://api.cloudflare.com/client/v4";
 /// `PUT {api}/accounts/{account}/storage/kv/namespaces/{namespace}/bulk`
 /// with an API token (permission "Workers KV Storage: Edit").
 ///
-/// That API writes unconditionally: "never an older version" rests on the
-/// publisher's per-key map alone here.
+/// That API writes unconditionally (last write wins, no version check), and
+/// its reads may be stale: "never an older version" rests on the publisher
+/// here, on the durable per-key marks it claims before every write
+/// (`marks`), which a restart or a rebalance does not lose.
 #[derive(Clone)]
 pub struct CloudflareKvSink {
     client: reqwest::Client,

@@ -5,13 +5,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use cityboard_protocol::kv::BulkWrite;
 
 use super::invalidate::Invalidator;
+use super::marks::Marks;
 use super::metrics::PublisherMetrics;
 use super::republish::Republish;
-use super::sink::{CLOUDFLARE_API, CloudflareKvSink, EdgeBulkSink, KvSink};
+use super::sink::{CLOUDFLARE_API, CloudflareKvSink, EdgeBulkSink, KvSink, PutReport, SinkError};
 use super::{PublisherConfig, PublisherParts, run_republishing, template_version};
 use crate::bus::doze::DozeConfig;
+use crate::bus::{Producer, ProducerConfig};
+use crate::db::Router;
 use crate::roles::common::{Common, catalog_and_router, metrics_listener, start_role};
 use crate::stack::Secrets;
 
@@ -60,6 +64,9 @@ pub struct PublisherArgs {
     /// Consumer group; default `<region>.publisher`.
     #[arg(long)]
     pub group: Option<String>,
+    /// Dead-letter topic; default `<region>.dead-letters`.
+    #[arg(long)]
+    pub dead_letter_topic: Option<String>,
 }
 
 /// The environment variable holding the Cloudflare API token.
@@ -111,11 +118,17 @@ pub async fn run(
         .common
         .doze
         .then(|| DozeConfig::new(Some(&entry.redis_store_url)));
+    if let Some(t) = &args.dead_letter_topic {
+        config.dead_letters = t.clone();
+    }
     let metrics = Arc::new(PublisherMetrics::default());
     let listener = metrics_listener(&args.common, metrics.clone()).await?;
-    let cache = Arc::new(Invalidator::new(&entry.redis_cache_url));
-    let republish = republish_plan(&entry.catalog_url, region).await;
-    let result = match args.kv_sink {
+    // The catalog is needed for every write (the KV marks) and the shard
+    // map for every event (which cities are served), kept fresh by NOTIFY.
+    let (catalog, router) = catalog_and_router(&entry.catalog_url, region, 2).await?;
+    let followers = router.follow_catalog(std::time::Duration::from_secs(5));
+    let republish = republish_plan(&catalog, &router).await;
+    let sink = match args.kv_sink {
         SinkKind::Edge => {
             let url = match &args.edge_url {
                 Some(u) => u.clone(),
@@ -129,7 +142,7 @@ pub async fn run(
             let sink = EdgeBulkSink::new(&url, &key)
                 .with_context(|| format!("the edge's bulk route at {url}"))?;
             tracing::info!(%url, "publisher writing through the edge's bulk route");
-            go(config, sink, cache, metrics, brokers, republish, shutdown).await
+            Sink::Edge(sink)
         }
         SinkKind::Cloudflare => {
             let account = args
@@ -147,26 +160,56 @@ pub async fn run(
             let sink =
                 CloudflareKvSink::new(&args.cloudflare_api, account, namespace, token.trim())?;
             tracing::info!(url = %sink.url(), "publisher writing to Cloudflare KV");
-            go(config, sink, cache, metrics, brokers, republish, shutdown).await
+            Sink::Cloudflare(sink)
         }
     };
+    let parts = PublisherParts {
+        sink: Arc::new(sink),
+        cache: Arc::new(Invalidator::new(&entry.redis_cache_url)),
+        metrics,
+        producer: Producer::new(ProducerConfig::new(&brokers))?,
+        brokers,
+        router,
+        marks: Marks::new(catalog),
+    };
+    let result = run_republishing(config, parts, republish, shutdown).await;
+    for f in followers {
+        f.abort();
+    }
     if let Some(l) = listener {
         l.abort();
     }
     result
 }
 
-/// The cities of `region` whose pages were published with another template
-/// than this build's. A catalog that cannot be read skips the
-/// re-publication (logged): pages of another template are still not served
-/// by the edge, only slower from the origin, until the next start.
-async fn republish_plan(catalog_url: &str, region: &str) -> Option<Republish> {
-    let plan = async {
-        let (catalog, router) = catalog_and_router(catalog_url, region, 2).await?;
-        let plan = Republish::plan(&catalog, &router, template_version(), None).await?;
-        anyhow::Ok(plan)
-    };
-    match plan.await {
+/// The sink `--kv-sink` chose.
+enum Sink {
+    Edge(EdgeBulkSink),
+    Cloudflare(CloudflareKvSink),
+}
+
+impl KvSink for Sink {
+    async fn put(&self, writes: &[BulkWrite]) -> Result<PutReport, SinkError> {
+        match self {
+            Sink::Edge(s) => s.put(writes).await,
+            Sink::Cloudflare(s) => s.put(writes).await,
+        }
+    }
+
+    fn max_bytes(&self) -> usize {
+        match self {
+            Sink::Edge(s) => s.max_bytes(),
+            Sink::Cloudflare(s) => s.max_bytes(),
+        }
+    }
+}
+
+/// The cities of the router's region whose pages were published with
+/// another template than this build's. A catalog that cannot be read skips
+/// the re-publication (logged): pages of another template are still not
+/// served by the edge, only slower from the origin, until the next start.
+async fn republish_plan(catalog: &sqlx::PgPool, router: &Router) -> Option<Republish> {
+    match Republish::plan(catalog, router, template_version(), None).await {
         Ok(Some(plan)) => {
             tracing::info!(
                 template = plan.version(),
@@ -181,22 +224,4 @@ async fn republish_plan(catalog_url: &str, region: &str) -> Option<Republish> {
             None
         }
     }
-}
-
-async fn go<S: KvSink>(
-    config: PublisherConfig,
-    sink: S,
-    cache: Arc<Invalidator>,
-    metrics: Arc<PublisherMetrics>,
-    brokers: String,
-    republish: Option<Republish>,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let parts = PublisherParts {
-        sink: Arc::new(sink),
-        cache,
-        metrics,
-        brokers,
-    };
-    run_republishing(config, parts, republish, shutdown).await
 }

@@ -8,13 +8,12 @@
 //! rejected in its shard's `applied_commands`, or, for one that never
 //! reaches a shard (poison), copied to the dead-letter topic. Only then may
 //! the offset pass it; see `offsets`. A dead letter the broker does not take
-//! within a deadline is sent again in the background (`letters`) while its
+//! within a deadline is sent again in the background (`bus::letters`) while its
 //! command stays unfinished and its partition paused, so that a broken
 //! dead-letter topic stops only the partitions that need it, and alerts.
 
 mod account;
 pub mod decode;
-mod letters;
 pub mod metrics;
 mod outcome;
 pub mod queue;
@@ -32,19 +31,19 @@ use crate::apply::{Applied, ApplyConfig, ApplyError, CityBatch, ShardTarget, app
 use crate::bus::consumer::Consumer;
 use crate::bus::dead_letter::DeadLetter;
 use crate::bus::doze::DozeConfig;
+use crate::bus::letters::{self, DeadLetters, LetterMetrics};
 use crate::bus::notify::Notifier;
 use crate::bus::offsets::Offsets;
 use crate::bus::{Producer, Topics};
 use crate::db::{RouteError, Router};
 use crate::model::{ACCOUNT_KEY, IdGenerator};
 use crate::roles::common::{add, set};
-use letters::Backlog;
 use metrics::WriterMetrics;
 use queue::{Dispatch, Queue, QueueConfig, Queued};
 pub use start::{WriterArgs, run};
 
 /// The default of [`WriterConfig::dead_letter_deadline`].
-pub const DEAD_LETTER_DEADLINE: Duration = Duration::from_secs(30);
+pub const DEAD_LETTER_DEADLINE: Duration = letters::DEFAULT_DEADLINE;
 
 /// What the writer is told.
 #[derive(Debug, Clone)]
@@ -147,8 +146,9 @@ struct Writer {
     paused: BTreeSet<i32>,
     applies: JoinSet<Done>,
     accounts: Vec<account::Pending>,
-    /// Dead letters not sent within the deadline, being sent again.
-    backlog: Backlog,
+    /// Dead letters, and those not sent within the deadline being sent
+    /// again (`bus::letters`).
+    backlog: DeadLetters,
     /// The shard map's version: a change wakes the held cities.
     map_version: tokio::sync::watch::Receiver<i64>,
 }
@@ -177,12 +177,15 @@ pub async fn apply_commands(
         batch_max = config.queue.batch_max,
         "writer consuming"
     );
-    let backlog = Backlog::start(
+    let backlog = DeadLetters::start(
         parts.producer.clone(),
         config.topics.dead_letters.clone(),
-        parts.metrics.clone(),
-        outcome::DEAD_LETTER_RETRY_MIN,
-        outcome::DEAD_LETTER_RETRY_MAX,
+        config.dead_letter_deadline,
+        LetterMetrics {
+            sent: parts.metrics.dead_lettered.clone(),
+            send_failures: parts.metrics.dead_letter_send_failures.clone(),
+            stuck: parts.metrics.dead_letter_stuck.clone(),
+        },
     );
     let mut w = Writer {
         backlog,

@@ -8,13 +8,12 @@ use std::time::{Duration, Instant};
 use crate::apply::fold::Outcome;
 use crate::apply::{Applied, ApplyError, FenceAction};
 use crate::backoff::doubling;
-use crate::bus::dead_letter::{self, DeadLetter};
+use crate::bus::dead_letter::DeadLetter;
 use crate::bus::failpoint::{self, WRITER_AFTER_COMMIT};
 use crate::bus::notify::{AppliedAt, CommandState, CommandStatus, Notification};
 use crate::model::Id;
 use crate::roles::common::add;
 
-use super::letters::{GaveUp, Waiting, try_within};
 use super::queue::{Dispatch, Failure, Queued};
 use super::{Done, Failed, Writer};
 
@@ -50,10 +49,6 @@ async fn record_rejected_if_owned(
 /// Single-command applies that fail with a non-transient error before the
 /// command is given up as rejected.
 const STRIKES: u32 = 3;
-/// First wait before a dead letter is sent again.
-pub(super) const DEAD_LETTER_RETRY_MIN: Duration = Duration::from_millis(100);
-/// Longest wait between two sends of a dead letter.
-pub(super) const DEAD_LETTER_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Whether another try can cure the error by itself. Only errors a command's
 /// data can cause (a data exception, a constraint violation, a value that
@@ -376,64 +371,13 @@ impl Writer {
 
     /// Sends the dead letter of the command read at `partition` and
     /// `offset`; whether the broker acknowledged it, so that the caller may
-    /// finish the command. The offset must never pass a command that is
-    /// neither applied nor copied to the dead-letter topic.
-    ///
-    /// Bounded: tried with backoff for at most
-    /// `WriterConfig::dead_letter_deadline`. Past it the letter goes to the
-    /// backlog (`letters`), which sends it again until the broker takes it
-    /// and only then finishes the command; until then the command is
-    /// unfinished (a crash, a stop or a rebalance makes it read and rejected
-    /// again: nothing lost), its partition is paused, the stuck gauge says
-    /// so and an error is logged. Nothing is applied twice on the way: a
-    /// rejected command changed nothing, and a replayed one is found in
-    /// `applied_commands`. While letters wait, a new one joins them at once
-    /// without a try of its own, so that a city's letters keep their order
-    /// and a dead broker costs the loop one deadline, not one per letter.
+    /// finish the command (`bus::letters::DeadLetters::send`: bounded by
+    /// `WriterConfig::dead_letter_deadline`, then sent again in the
+    /// background while the command stays unfinished and its partition
+    /// paused). Nothing is applied twice on the way: a rejected command
+    /// changed nothing, and a replayed one is found in `applied_commands`.
     async fn send_dead_letter(&mut self, letter: DeadLetter, partition: i32, offset: i64) -> bool {
-        let m = self.parts.metrics.clone();
-        let stuck = |letter| Waiting {
-            letter,
-            partition,
-            offset,
-        };
-        if !self.backlog.is_empty() {
-            self.backlog.push(stuck(letter));
-            return false;
-        }
-        let bound = self.config.dead_letter_deadline;
-        let sent = try_within(
-            bound,
-            (DEAD_LETTER_RETRY_MIN, DEAD_LETTER_RETRY_MAX),
-            &m.dead_letter_send_failures,
-            &letter.source,
-            || {
-                dead_letter::send(
-                    &self.parts.producer,
-                    &self.config.topics.dead_letters,
-                    &letter,
-                )
-            },
-        )
-        .await;
-        match sent {
-            Ok(_) => {
-                add(&m.dead_lettered, 1);
-                true
-            }
-            Err(GaveUp { failures, error }) => {
-                tracing::error!(
-                    error,
-                    failures,
-                    source = %letter.source,
-                    deadline = ?bound,
-                    "dead letter not acknowledged within the deadline: its command stays \
-                     unfinished and its partition paused while it is sent again"
-                );
-                self.backlog.push(stuck(letter));
-                false
-            }
-        }
+        self.backlog.send(letter, partition, offset).await
     }
 
     /// A few tries; then the api's wait ends in a 202 and the status URL

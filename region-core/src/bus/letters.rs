@@ -1,41 +1,64 @@
-//! Dead letters the broker did not take within the writer's deadline
-//! (`WriterConfig::dead_letter_deadline`): sent again by a task of their
-//! own, in the order they were handed over, for as long as it takes.
+//! The bounded dead-letter send every consumer of the region shares (the
+//! writer for commands, the publisher for events): a message that will
+//! never be handled is copied to the dead-letter topic before its offset may
+//! be passed, tried for at most a deadline, and past it sent again by a task
+//! of its own, in the order handed over, for as long as it takes.
 //!
-//! Why a task rather than the writer's loop: one send waits up to the
+//! Why a task rather than the role's loop: one send waits up to the
 //! producer's message timeout (30 s) while the broker is away, and the loop
-//! must keep applying, notifying and committing for every other partition
-//! meanwhile. The loop keeps what matters for correctness: each waiting
-//! letter's command stays unfinished in `Offsets`, so no commit passes it
-//! (a crash, a stop or a rebalance makes the command read and rejected
-//! again, and nothing is lost), and its partition stays paused (nothing more
-//! piles up behind it). A letter is finished only when the task reports it
-//! acknowledged.
+//! must keep working for every other partition meanwhile. The loop keeps
+//! what matters for correctness: each waiting letter's message stays
+//! unfinished in `Offsets`, so no commit passes it (a crash, a stop or a
+//! rebalance makes it read and dead-lettered again, and nothing is lost),
+//! and the caller pauses its partition ([`DeadLetters::partitions`]) so that
+//! nothing more piles up behind it. A letter is finished only when the task
+//! reports it acknowledged, and the stuck gauge above zero is the alert.
 //!
-//! Later letters queue behind waiting ones (see [`Backlog::is_empty`]), so
-//! a city's dead letters keep their order. A letter may land twice (a send
-//! the deadline cut short can still be delivered, a rebalance or restart
-//! sends it again): dead letters are at least once, and each carries its
-//! command id and source offset to tell copies apart.
+//! Later letters queue behind waiting ones, so a city's dead letters keep
+//! their order. A letter may land twice (a send the deadline cut short can
+//! still be delivered, a rebalance or restart sends it again): dead letters
+//! are at least once, and each carries its source offset (and command id,
+//! when known) to tell copies apart.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::backoff::doubling;
 use crate::bus::Producer;
 use crate::bus::dead_letter::{self, DeadLetter};
-use crate::roles::common::{add, set};
 
-use super::metrics::WriterMetrics;
+/// The default deadline of [`DeadLetters::start`]: the producer's message
+/// timeout (one send's own retries while the broker is away). Not zero, so
+/// that a broker's short absence (a restart) costs no pause; bounded, so
+/// that a dead-letter topic the broker cannot write stops only the
+/// partitions that need it.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+/// First wait before a dead letter is sent again.
+pub const RETRY_MIN: Duration = Duration::from_millis(100);
+/// Longest wait between two sends of a dead letter.
+pub const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// The series a role counts its dead letters on (clones of its own
+/// registered series, so counting here is counting on its page).
+#[derive(Debug, Clone)]
+pub struct LetterMetrics {
+    /// Messages copied to the dead-letter topic.
+    pub sent: Counter,
+    /// Sends the broker did not acknowledge (each is tried again).
+    pub send_failures: Counter,
+    /// Gauge: letters not sent within the deadline, waiting in the
+    /// background. Above zero: stuck (the alert).
+    pub stuck: Gauge,
+}
 
 /// How [`try_within`] ended when its bound passed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct GaveUp {
+pub(crate) struct GaveUp {
     /// Failed tries (a try the bound cut short included).
     pub failures: u32,
     /// The last one's error.
@@ -46,7 +69,7 @@ pub(super) struct GaveUp {
 /// time up to `max`, between failures, for at most `bound` in all (a try
 /// still running when the bound passes is abandoned). Each failure counts
 /// on `failures` and is logged with `source`.
-pub(super) async fn try_within<T, E, Fut>(
+pub(crate) async fn try_within<T, E, Fut>(
     bound: Duration,
     (first, max): (Duration, Duration),
     failures: &Counter,
@@ -66,7 +89,7 @@ where
             Ok(Err(e)) => e.to_string(),
             Err(_) => "no acknowledgement before the deadline".to_string(),
         };
-        add(failures, 1);
+        failures.inc();
         failed += 1;
         let wait = waits.next().unwrap_or(max);
         if tokio::time::Instant::now() + wait >= deadline {
@@ -85,16 +108,22 @@ where
     }
 }
 
-/// One letter and the command message it copies.
+/// One letter and the message it copies.
 #[derive(Debug)]
-pub(super) struct Waiting {
-    pub letter: DeadLetter,
-    pub partition: i32,
-    pub offset: i64,
+struct Waiting {
+    letter: DeadLetter,
+    partition: i32,
+    offset: i64,
 }
 
-/// The letters handed to the resending task and not acknowledged yet.
-pub(super) struct Backlog {
+/// A role's dead letters: sent within a deadline, and those the broker did
+/// not take by then handed to the resending task.
+pub struct DeadLetters {
+    producer: Producer,
+    topic: String,
+    /// How long [`send`](Self::send) tries before it hands a letter over.
+    deadline: Duration,
+    metrics: LetterMetrics,
     to_send: mpsc::UnboundedSender<Waiting>,
     /// `(partition, offset)` of each letter the task acknowledged.
     sent: mpsc::UnboundedReceiver<(i32, i64)>,
@@ -102,49 +131,106 @@ pub(super) struct Backlog {
     /// sent; a revoked partition's are forgotten.
     waiting: BTreeSet<(i32, i64)>,
     task: JoinHandle<()>,
-    metrics: Arc<WriterMetrics>,
 }
 
-impl Backlog {
-    /// Starts the resending task: it sends to `topic` with `producer`,
-    /// waiting `first` after a failure, doubling up to `max`.
+impl DeadLetters {
+    /// Letters to `topic` with `producer`, each tried for `deadline` before
+    /// the resending task takes it, counted on `metrics`.
     pub fn start(
         producer: Producer,
         topic: String,
-        metrics: Arc<WriterMetrics>,
-        first: Duration,
-        max: Duration,
-    ) -> Backlog {
+        deadline: Duration,
+        metrics: LetterMetrics,
+    ) -> DeadLetters {
         let (to_send, queue) = mpsc::unbounded_channel();
         let (done, sent) = mpsc::unbounded_channel();
         let task = tokio::spawn(resend(
-            producer,
-            topic,
+            producer.clone(),
+            topic.clone(),
             metrics.clone(),
             queue,
             done,
-            (first, max),
         ));
-        Backlog {
+        DeadLetters {
+            producer,
+            topic,
+            deadline,
+            metrics,
             to_send,
             sent,
             waiting: BTreeSet::new(),
             task,
-            metrics,
         }
     }
 
-    /// No letter is waiting: a new one may be sent at once without passing
-    /// an older one.
+    /// The topic the letters go to.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Sends the dead letter of the message read at `partition` and
+    /// `offset`; whether the broker acknowledged it, so that the caller may
+    /// finish the message. The offset must never pass a message that is
+    /// neither handled nor copied to the dead-letter topic.
+    ///
+    /// Bounded: tried with backoff for at most the deadline. Past it the
+    /// letter goes to the resending task, which sends it until the broker
+    /// takes it; [`next_sent`](Self::next_sent) then names it, and only then
+    /// may the caller finish it. Until then its message is unfinished (a
+    /// crash, a stop or a rebalance makes it read and dead-lettered again:
+    /// nothing lost), the caller keeps its partition paused, the stuck gauge
+    /// says so and an error is logged. While letters wait, a new one joins
+    /// them at once without a try of its own, so that a city's letters keep
+    /// their order and a dead broker costs the loop one deadline, not one
+    /// per letter.
+    pub async fn send(&mut self, letter: DeadLetter, partition: i32, offset: i64) -> bool {
+        let stuck = |letter| Waiting {
+            letter,
+            partition,
+            offset,
+        };
+        if !self.waiting.is_empty() {
+            self.push(stuck(letter));
+            return false;
+        }
+        let sent = try_within(
+            self.deadline,
+            (RETRY_MIN, RETRY_MAX),
+            &self.metrics.send_failures,
+            &letter.source,
+            || dead_letter::send(&self.producer, &self.topic, &letter),
+        )
+        .await;
+        match sent {
+            Ok(_) => {
+                self.metrics.sent.inc();
+                true
+            }
+            Err(GaveUp { failures, error }) => {
+                tracing::error!(
+                    error,
+                    failures,
+                    source = %letter.source,
+                    deadline = ?self.deadline,
+                    "dead letter not acknowledged within the deadline: its message stays \
+                     unfinished and its partition paused while it is sent again"
+                );
+                self.push(stuck(letter));
+                false
+            }
+        }
+    }
+
+    /// No letter is waiting.
     pub fn is_empty(&self) -> bool {
         self.waiting.is_empty()
     }
 
     /// Hands `w` to the task.
-    pub fn push(&mut self, w: Waiting) {
+    fn push(&mut self, w: Waiting) {
         let at = (w.partition, w.offset);
         if self.to_send.send(w).is_err() {
-            // The task is gone (it only ends with the runtime): the command
+            // The task is gone (it only ends with the runtime): the message
             // stays unfinished, and the next run reads it again.
             tracing::error!(
                 partition = at.0,
@@ -153,32 +239,38 @@ impl Backlog {
             );
         }
         self.waiting.insert(at);
-        set(&self.metrics.dead_letter_stuck, self.waiting.len());
+        self.gauge();
     }
 
-    /// The next letter the task acknowledged, if still ours: its command
+    /// The next letter the task acknowledged, if still ours: its message
     /// may be finished. Never resolves while none is sent.
     pub async fn next_sent(&mut self) -> Option<(i32, i64)> {
         loop {
             let at = self.sent.recv().await?;
             if self.waiting.remove(&at) {
-                set(&self.metrics.dead_letter_stuck, self.waiting.len());
+                self.gauge();
                 return Some(at);
             }
         }
     }
 
-    /// Partitions with a letter waiting: kept paused.
+    /// Partitions with a letter waiting: to keep paused.
     pub fn partitions(&self) -> BTreeSet<i32> {
         self.waiting.iter().map(|(p, _)| *p).collect()
     }
 
-    /// The partitions were revoked: their next owner reads their commands
+    /// The partitions were revoked: their next owner reads their messages
     /// again from the last commit, so their letters are no longer this
-    /// writer's to finish (the task may still send them: a copy).
+    /// consumer's to finish (the task may still send them: a copy).
     pub fn forget(&mut self, revoked: &BTreeSet<i32>) {
         self.waiting.retain(|(p, _)| !revoked.contains(p));
-        set(&self.metrics.dead_letter_stuck, self.waiting.len());
+        self.gauge();
+    }
+
+    fn gauge(&self) {
+        self.metrics
+            .stuck
+            .set(i64::try_from(self.waiting.len()).unwrap_or(i64::MAX));
     }
 
     /// How many letters wait.
@@ -187,7 +279,7 @@ impl Backlog {
     }
 }
 
-impl Drop for Backlog {
+impl Drop for DeadLetters {
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -197,29 +289,28 @@ impl Drop for Backlog {
 async fn resend(
     producer: Producer,
     topic: String,
-    metrics: Arc<WriterMetrics>,
+    metrics: LetterMetrics,
     mut queue: mpsc::UnboundedReceiver<Waiting>,
     done: mpsc::UnboundedSender<(i32, i64)>,
-    (first, max): (Duration, Duration),
 ) {
     while let Some(w) = queue.recv().await {
-        let mut waits = doubling(first, max);
+        let mut waits = doubling(RETRY_MIN, RETRY_MAX);
         let mut failures = 0u32;
         loop {
             match dead_letter::send(&producer, &topic, &w.letter).await {
                 Ok(_) => {
-                    add(&metrics.dead_lettered, 1);
+                    metrics.sent.inc();
                     tracing::info!(
                         source = %w.letter.source,
                         failures,
-                        "dead letter sent after all: its command is finished"
+                        "dead letter sent after all: its message is finished"
                     );
                     break;
                 }
                 Err(e) => {
-                    add(&metrics.dead_letter_send_failures, 1);
+                    metrics.send_failures.inc();
                     failures += 1;
-                    let wait = waits.next().unwrap_or(max);
+                    let wait = waits.next().unwrap_or(RETRY_MAX);
                     tracing::warn!(
                         error = %e,
                         source = %w.letter.source,
