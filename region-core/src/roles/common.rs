@@ -89,6 +89,37 @@ pub fn broker_from_state(path: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("{} names no broker", path.display()))
 }
 
+/// `http://127.0.0.1:{port}` of the stack's component `name` (`edge`,
+/// `edge-kv`), as the supervisor wrote it into `state.json` (every planned
+/// component is listed from the start, before it runs).
+pub fn component_url_from_state(path: &Path, name: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the stack description {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a stack description", path.display()))?;
+    value
+        .get("components")
+        .and_then(|c| c.as_array())
+        .into_iter()
+        .flatten()
+        .find(|c| c.get("name").and_then(|n| n.as_str()) == Some(name))
+        .and_then(|c| c.get("port"))
+        .and_then(|p| p.as_u64())
+        .map(|port| format!("http://127.0.0.1:{port}"))
+        .with_context(|| format!("{} names no {name} component", path.display()))
+}
+
+/// An HTTP client for KV's APIs (the publisher's sinks, the janitor's
+/// reads): rustls with the ring provider (installed once per process;
+/// reqwest would otherwise want aws-lc), `timeout` per call.
+pub fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Ok(reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(3))
+        .build()?)
+}
+
 /// Adds `n` to a counter.
 pub fn add(counter: &Counter, n: usize) {
     counter.inc_by(u64::try_from(n).unwrap_or(u64::MAX));
@@ -130,6 +161,26 @@ const PIPELINE_FAMILIES: &[(&str, MetricType, &str)] = &[
         "cityboard_janitor_failures",
         MetricType::Counter,
         "Janitor shard passes or sends that failed and are retried",
+    ),
+    (
+        "cityboard_janitor_prune_batches",
+        MetricType::Counter,
+        "Bounded delete batches the janitor's pruning ran",
+    ),
+    (
+        "cityboard_janitor_pruned",
+        MetricType::Counter,
+        "Rows the janitor pruned, by table",
+    ),
+    (
+        "cityboard_janitor_reconcile_checked",
+        MetricType::Counter,
+        "Posts the janitor's reconciler compared with KV",
+    ),
+    (
+        "cityboard_janitor_reconciled",
+        MetricType::Counter,
+        "KV entries that differed from the shard and were republished, by what was republished",
     ),
     (
         "cityboard_janitor_reminders",

@@ -23,6 +23,7 @@
 pub mod coalesce;
 pub mod invalidate;
 pub mod metrics;
+pub mod repair;
 pub mod republish;
 pub mod sink;
 mod start;
@@ -296,7 +297,7 @@ impl<S: KvSink> Publisher<S> {
             .map_err(|e| e.to_string())
             .and_then(|event| entry_of(&event));
         match entry {
-            Ok(entry) => match self.coalescer.offer(entry, at) {
+            Ok(entry) => match repair::offer(&mut self.coalescer, &m, entry, at) {
                 Offered::Queued => {}
                 Offered::Coalesced => add(&pm.coalesced, 1),
                 Offered::Stale => {

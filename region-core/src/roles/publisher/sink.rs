@@ -83,11 +83,7 @@ pub fn chunks(writes: &[BulkWrite], max_bytes: usize) -> Vec<&[BulkWrite]> {
 /// An HTTP client for the sinks: rustls with the ring provider (installed
 /// once per process; reqwest would otherwise want aws-lc).
 pub fn http_client() -> anyhow::Result<reqwest::Client> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    Ok(reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .connect_timeout(Duration::from_secs(3))
-        .build()?)
+    crate::roles::common::http_client(TIMEOUT)
 }
 
 /// Sends `request` and reads the whole answer: its status and body text.

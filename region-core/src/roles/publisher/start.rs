@@ -11,7 +11,9 @@ use super::metrics::PublisherMetrics;
 use super::republish::Republish;
 use super::sink::{CLOUDFLARE_API, CloudflareKvSink, EdgeBulkSink, KvSink};
 use super::{PublisherConfig, PublisherParts, run_republishing, template_version};
-use crate::roles::common::{Common, catalog_and_router, metrics_listener, start_role};
+use crate::roles::common::{
+    Common, catalog_and_router, component_url_from_state, metrics_listener, start_role,
+};
 use crate::stack::Secrets;
 
 /// Which KV the publisher writes.
@@ -67,25 +69,7 @@ pub const CLOUDFLARE_TOKEN_ENV: &str = "CLOUDFLARE_API_TOKEN";
 /// `http://127.0.0.1:{port}` of the stack's `edge` component, as the
 /// supervisor wrote it into `state.json`.
 pub fn edge_url_from_state(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the stack description {}", path.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a stack description", path.display()))?;
-    value
-        .get("components")
-        .and_then(|c| c.as_array())
-        .into_iter()
-        .flatten()
-        .find(|c| c.get("name").and_then(|n| n.as_str()) == Some("edge"))
-        .and_then(|c| c.get("port"))
-        .and_then(|p| p.as_u64())
-        .map(|port| format!("http://127.0.0.1:{port}"))
-        .with_context(|| {
-            format!(
-                "{} names no edge component (pass --edge-url)",
-                path.display()
-            )
-        })
+    component_url_from_state(path, "edge").context("pass --edge-url")
 }
 
 /// Assembles the publisher of `region` and runs it until `shutdown`.
