@@ -120,6 +120,76 @@ pub fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
+/// Base of Cloudflare's REST API.
+pub const CLOUDFLARE_API: &str = "https://api.cloudflare.com/client/v4";
+
+/// The environment variable holding the Cloudflare API token.
+pub const CLOUDFLARE_TOKEN_ENV: &str = "CLOUDFLARE_API_TOKEN";
+
+/// The Cloudflare KV namespace holding the pages (`--kv-sink cloudflare`):
+/// the publisher writes it, the janitor reads it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CloudflareKv {
+    /// Cloudflare account id (`--kv-sink cloudflare`). The API token is
+    /// read from `CLOUDFLARE_API_TOKEN` only, never from a flag, so that it
+    /// does not show in process listings.
+    #[arg(long, env = "CLOUDFLARE_ACCOUNT_ID")]
+    pub cloudflare_account: Option<String>,
+    /// Id of the KV namespace holding the pages (`--kv-sink cloudflare`).
+    #[arg(long, env = "CITYBOARD_KV_NAMESPACE_ID")]
+    pub cloudflare_namespace: Option<String>,
+    /// Base of Cloudflare's REST API (a proxy, or a test double).
+    #[arg(long, env = "CLOUDFLARE_API_BASE", default_value = CLOUDFLARE_API)]
+    pub cloudflare_api: String,
+}
+
+impl CloudflareKv {
+    /// Account, namespace and the API token (from [`CLOUDFLARE_TOKEN_ENV`]);
+    /// an error names what is missing.
+    pub fn account_namespace_token(&self) -> anyhow::Result<(&str, &str, String)> {
+        let account = self
+            .cloudflare_account
+            .as_deref()
+            .context("--kv-sink cloudflare needs --cloudflare-account")?;
+        let namespace = self
+            .cloudflare_namespace
+            .as_deref()
+            .context("--kv-sink cloudflare needs --cloudflare-namespace")?;
+        let token = std::env::var(CLOUDFLARE_TOKEN_ENV)
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .with_context(|| format!("--kv-sink cloudflare needs {CLOUDFLARE_TOKEN_ENV}"))?;
+        Ok((account, namespace, token))
+    }
+}
+
+/// `{api}/accounts/{account}/storage/kv/namespaces/{namespace}/{rest...}`:
+/// a route of Cloudflare's KV REST API.
+pub fn cloudflare_kv_url(
+    api: &str,
+    account: &str,
+    namespace: &str,
+    rest: &[&str],
+) -> anyhow::Result<reqwest::Url> {
+    let mut url: reqwest::Url = api
+        .parse()
+        .with_context(|| format!("Cloudflare API {api}"))?;
+    url.path_segments_mut()
+        .map_err(|()| anyhow::anyhow!("{api} cannot be a base URL"))?
+        .pop_if_empty()
+        .extend([
+            "accounts",
+            account,
+            "storage",
+            "kv",
+            "namespaces",
+            namespace,
+        ])
+        .extend(rest);
+    Ok(url)
+}
+
 /// Adds `n` to a counter.
 pub fn add(counter: &Counter, n: usize) {
     counter.inc_by(u64::try_from(n).unwrap_or(u64::MAX));

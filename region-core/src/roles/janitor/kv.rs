@@ -89,25 +89,14 @@ impl KvReader {
         namespace: &str,
         token: &str,
     ) -> anyhow::Result<KvReader> {
-        let mut url: Url = api
-            .parse()
-            .with_context(|| format!("Cloudflare API {api}"))?;
-        url.path_segments_mut()
-            .map_err(|()| anyhow::anyhow!("{api} cannot be a base URL"))?
-            .pop_if_empty()
-            .extend([
-                "accounts",
-                account,
-                "storage",
-                "kv",
-                "namespaces",
-                namespace,
-                "bulk",
-                "get",
-            ]);
         Ok(KvReader {
             client: crate::roles::common::http_client(TIMEOUT)?,
-            url,
+            url: crate::roles::common::cloudflare_kv_url(
+                api,
+                account,
+                namespace,
+                &["bulk", "get"],
+            )?,
             bearer: token.trim().to_string(),
             kind: Kind::Cloudflare,
         })

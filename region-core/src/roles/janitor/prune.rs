@@ -126,36 +126,36 @@ pub async fn applied_commands(
 /// Deletes the catalog's revocations whose token expired before `now`.
 pub async fn revocations(j: &Janitor, now: DateTime<Utc>) -> Result<Pruned, sqlx::Error> {
     let mut report = Pruned::default();
-    let catalog = &j.parts.catalog;
-    // `expires_at < $1` again on the target row: a revocation renewed
-    // meanwhile (a later token of the same user) stays.
-    report.revoked_sessions = in_batches(j, &mut report, || async move {
-        sqlx::query(
-            "DELETE FROM revoked_sessions
-             WHERE jti IN (SELECT jti FROM revoked_sessions WHERE expires_at < $1 LIMIT $2)
-               AND expires_at < $1",
-        )
-        .bind(now)
-        .bind(j.config.batch)
-        .execute(catalog)
-        .await
-        .map(|r| r.rows_affected())
-    })
-    .await?;
-    let mut users = Pruned::default();
-    report.revoked_users = in_batches(j, &mut users, || async move {
-        sqlx::query(
-            "DELETE FROM revoked_users
-             WHERE user_id IN (SELECT user_id FROM revoked_users WHERE expires_at < $1 LIMIT $2)
-               AND expires_at < $1",
-        )
-        .bind(now)
-        .bind(j.config.batch)
-        .execute(catalog)
-        .await
-        .map(|r| r.rows_affected())
-    })
-    .await?;
-    report.merge(&users);
+    report.revoked_sessions = expired(j, &mut report, "revoked_sessions", "jti", now).await?;
+    report.revoked_users = expired(j, &mut report, "revoked_users", "user_id", now).await?;
     Ok(report)
+}
+
+/// Deletes the rows of the catalog's `table` (keyed by `key`) whose
+/// `expires_at` is before `now`, in bounded batches.
+async fn expired(
+    j: &Janitor,
+    report: &mut Pruned,
+    table: &'static str,
+    key: &'static str,
+    now: DateTime<Utc>,
+) -> Result<usize, sqlx::Error> {
+    // Table and column are the constants of `revocations` (identifiers
+    // cannot be bound). `expires_at < $1` again on the target row: a
+    // revocation renewed meanwhile (a later token of the same user) stays.
+    let sql = format!(
+        "DELETE FROM {table}
+         WHERE {key} IN (SELECT {key} FROM {table} WHERE expires_at < $1 LIMIT $2)
+           AND expires_at < $1"
+    );
+    let sql = sql.as_str();
+    in_batches(j, report, || async move {
+        sqlx::query(sql)
+            .bind(now)
+            .bind(j.config.batch)
+            .execute(&j.parts.catalog)
+            .await
+            .map(|r| r.rows_affected())
+    })
+    .await
 }

@@ -17,7 +17,8 @@ use crate::bus::watermarks::Watermarks;
 use crate::bus::{Producer, ProducerConfig};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::roles::common::{
-    Common, catalog_and_router, component_url_from_state, metrics_listener, start_role,
+    CloudflareKv, Common, catalog_and_router, component_url_from_state, metrics_listener,
+    start_role,
 };
 
 /// Flags of `region-core janitor`.
@@ -62,20 +63,10 @@ pub struct JanitorArgs {
     /// (`--kv-sink edge`).
     #[arg(long, env = "CITYBOARD_SECRETS_DIR")]
     pub secrets_dir: Option<PathBuf>,
-    /// Cloudflare account id (`--kv-sink cloudflare`). The API token is
-    /// read from `CLOUDFLARE_API_TOKEN` only, never from a flag.
-    #[arg(long, env = "CLOUDFLARE_ACCOUNT_ID")]
-    pub cloudflare_account: Option<String>,
-    /// Id of the KV namespace holding the pages (`--kv-sink cloudflare`).
-    #[arg(long, env = "CITYBOARD_KV_NAMESPACE_ID")]
-    pub cloudflare_namespace: Option<String>,
-    /// Base of Cloudflare's REST API (a proxy, or a test double).
-    #[arg(
-        long,
-        env = "CLOUDFLARE_API_BASE",
-        default_value = "https://api.cloudflare.com/client/v4"
-    )]
-    pub cloudflare_api: String,
+    /// The namespace `--kv-sink cloudflare` reads; its token needs read
+    /// access.
+    #[command(flatten)]
+    pub cloudflare: CloudflareKv,
     /// Posts of each city the reconciler compares with KV per sweep.
     #[arg(long, env = "CITYBOARD_RECONCILE_BATCH", default_value_t = 200)]
     pub reconcile_batch: i64,
@@ -151,20 +142,9 @@ fn kv_reader(state: &Path, args: &JanitorArgs) -> anyhow::Result<Option<KvReader
             Ok(Some(KvReader::edge_kv(&url, &key)?))
         }
         KvKind::Cloudflare => {
-            let account = args
-                .cloudflare_account
-                .as_deref()
-                .context("--kv-sink cloudflare needs --cloudflare-account")?;
-            let namespace = args
-                .cloudflare_namespace
-                .as_deref()
-                .context("--kv-sink cloudflare needs --cloudflare-namespace")?;
-            let token = std::env::var(CLOUDFLARE_TOKEN_ENV)
-                .ok()
-                .filter(|t| !t.trim().is_empty())
-                .with_context(|| format!("--kv-sink cloudflare needs {CLOUDFLARE_TOKEN_ENV}"))?;
+            let (account, namespace, token) = args.cloudflare.account_namespace_token()?;
             Ok(Some(KvReader::cloudflare(
-                &args.cloudflare_api,
+                &args.cloudflare.cloudflare_api,
                 account,
                 namespace,
                 &token,
@@ -172,10 +152,6 @@ fn kv_reader(state: &Path, args: &JanitorArgs) -> anyhow::Result<Option<KvReader
         }
     }
 }
-
-/// The environment variable holding the Cloudflare API token (the
-/// publisher's too); it needs read access to the namespace.
-const CLOUDFLARE_TOKEN_ENV: &str = "CLOUDFLARE_API_TOKEN";
 
 /// The system clock shifted by a fixed offset (`--clock-offset`).
 #[derive(Debug)]

@@ -186,8 +186,7 @@ impl KvSink for EdgeBulkSink {
     }
 }
 
-/// Cloudflare's REST API.
-pub const CLOUDFLARE_API: &str = "https://api.cloudflare.com/client/v4";
+pub use crate::roles::common::CLOUDFLARE_API;
 
 /// A Cloudflare KV namespace through the REST bulk API:
 /// `PUT {api}/accounts/{account}/storage/kv/namespaces/{namespace}/bulk`
@@ -238,22 +237,9 @@ impl CloudflareKvSink {
         namespace: &str,
         token: &str,
     ) -> anyhow::Result<CloudflareKvSink> {
-        let mut url: Url = api.parse()?;
-        url.path_segments_mut()
-            .map_err(|()| anyhow::anyhow!("{api} cannot be a base URL"))?
-            .pop_if_empty()
-            .extend([
-                "accounts",
-                account,
-                "storage",
-                "kv",
-                "namespaces",
-                namespace,
-                "bulk",
-            ]);
         Ok(CloudflareKvSink {
             client: http_client()?,
-            url,
+            url: crate::roles::common::cloudflare_kv_url(api, account, namespace, &["bulk"])?,
             token: token.to_string(),
         })
     }

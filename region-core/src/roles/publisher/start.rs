@@ -9,10 +9,11 @@ use anyhow::Context;
 use super::invalidate::Invalidator;
 use super::metrics::PublisherMetrics;
 use super::republish::Republish;
-use super::sink::{CLOUDFLARE_API, CloudflareKvSink, EdgeBulkSink, KvSink};
+use super::sink::{CloudflareKvSink, EdgeBulkSink, KvSink};
 use super::{PublisherConfig, PublisherParts, run_republishing, template_version};
 use crate::roles::common::{
-    Common, catalog_and_router, component_url_from_state, metrics_listener, start_role,
+    CloudflareKv, Common, catalog_and_router, component_url_from_state, metrics_listener,
+    start_role,
 };
 use crate::stack::Secrets;
 
@@ -41,17 +42,8 @@ pub struct PublisherArgs {
     /// (`--kv-sink edge`).
     #[arg(long, env = "CITYBOARD_SECRETS_DIR")]
     pub secrets_dir: Option<PathBuf>,
-    /// Cloudflare account id (`--kv-sink cloudflare`). The API token is
-    /// read from `CLOUDFLARE_API_TOKEN` only, never from a flag, so that it
-    /// does not show in process listings.
-    #[arg(long, env = "CLOUDFLARE_ACCOUNT_ID")]
-    pub cloudflare_account: Option<String>,
-    /// Id of the KV namespace holding the pages (`--kv-sink cloudflare`).
-    #[arg(long, env = "CITYBOARD_KV_NAMESPACE_ID")]
-    pub cloudflare_namespace: Option<String>,
-    /// Base of Cloudflare's REST API (a proxy, or a test double).
-    #[arg(long, env = "CLOUDFLARE_API_BASE", default_value = CLOUDFLARE_API)]
-    pub cloudflare_api: String,
+    #[command(flatten)]
+    pub cloudflare: CloudflareKv,
     /// Shortest time between two writes of one key.
     #[arg(long, env = "CITYBOARD_KV_INTERVAL", default_value = "1s")]
     pub interval: humantime::Duration,
@@ -62,9 +54,6 @@ pub struct PublisherArgs {
     #[arg(long)]
     pub group: Option<String>,
 }
-
-/// The environment variable holding the Cloudflare API token.
-pub const CLOUDFLARE_TOKEN_ENV: &str = "CLOUDFLARE_API_TOKEN";
 
 /// `http://127.0.0.1:{port}` of the stack's `edge` component, as the
 /// supervisor wrote it into `state.json`.
@@ -111,20 +100,9 @@ pub async fn run(
             go(config, sink, cache, metrics, brokers, republish, shutdown).await
         }
         SinkKind::Cloudflare => {
-            let account = args
-                .cloudflare_account
-                .as_deref()
-                .context("--kv-sink cloudflare needs --cloudflare-account")?;
-            let namespace = args
-                .cloudflare_namespace
-                .as_deref()
-                .context("--kv-sink cloudflare needs --cloudflare-namespace")?;
-            let token = std::env::var(CLOUDFLARE_TOKEN_ENV)
-                .ok()
-                .filter(|t| !t.trim().is_empty())
-                .with_context(|| format!("--kv-sink cloudflare needs {CLOUDFLARE_TOKEN_ENV}"))?;
+            let (account, namespace, token) = args.cloudflare.account_namespace_token()?;
             let sink =
-                CloudflareKvSink::new(&args.cloudflare_api, account, namespace, token.trim())?;
+                CloudflareKvSink::new(&args.cloudflare.cloudflare_api, account, namespace, &token)?;
             tracing::info!(url = %sink.url(), "publisher writing to Cloudflare KV");
             go(config, sink, cache, metrics, brokers, republish, shutdown).await
         }
