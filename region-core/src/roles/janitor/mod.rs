@@ -88,7 +88,7 @@ impl JanitorConfig {
             cities: None,
             prune_batches: 100,
             prune_revocations: true,
-            reconcile_batch: 200,
+            reconcile_batch: 100,
             reconcile_settle: chrono::Duration::minutes(5),
         }
     }

@@ -67,8 +67,10 @@ pub struct JanitorArgs {
     /// access.
     #[command(flatten)]
     pub cloudflare: CloudflareKv,
-    /// Posts of each city the reconciler compares with KV per sweep.
-    #[arg(long, env = "CITYBOARD_RECONCILE_BATCH", default_value_t = 200)]
+    /// Posts of each city the reconciler compares with KV per sweep: one
+    /// bulk read of KV each (100 keys), so that a sweep costs a city one
+    /// query and one call.
+    #[arg(long, env = "CITYBOARD_RECONCILE_BATCH", default_value_t = 100)]
     pub reconcile_batch: i64,
     /// Posts changed more recently are compared at a later sweep.
     #[arg(long, env = "CITYBOARD_RECONCILE_SETTLE", default_value = "5m")]
