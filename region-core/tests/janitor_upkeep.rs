@@ -413,7 +413,7 @@ impl EdgeKv {
     fn of_stack() -> EdgeKv {
         EdgeKv {
             base: component_url_from_state(&state_file(), "edge-kv").unwrap(),
-            client: reqwest::Client::new(),
+            client: region_core::roles::common::http_client(Duration::from_secs(10)).unwrap(),
         }
     }
 
