@@ -182,6 +182,24 @@ pub struct SweepReport {
     pub reconciled: Reconciled,
 }
 
+impl SweepReport {
+    /// Whether the sweep changed or sent anything, or failed somewhere
+    /// (comparing posts and running empty delete batches is not news).
+    pub fn is_news(&self) -> bool {
+        let p = &self.pruned;
+        self.expire_commands
+            + self.reminders_sent
+            + self.reminders_without_address
+            + self.failures
+            + p.applied_commands
+            + p.revoked_sessions
+            + p.revoked_users
+            + self.reconciled.pages
+            + self.reconciled.tombstones
+            > 0
+    }
+}
+
 /// The janitor of one region.
 pub struct Janitor {
     pub config: JanitorConfig,
@@ -306,15 +324,7 @@ impl Janitor {
                 _ = &mut shutdown => break,
                 _ = tick.tick() => {
                     let r = self.sweep().await;
-                    // Comparing posts alone is not news.
-                    let checked_only = SweepReport {
-                        reconciled: Reconciled {
-                            checked: r.reconciled.checked,
-                            ..Reconciled::default()
-                        },
-                        ..SweepReport::default()
-                    };
-                    if r != checked_only {
+                    if r.is_news() {
                         tracing::info!(
                             expire_commands = r.expire_commands,
                             reminders_sent = r.reminders_sent,
