@@ -48,7 +48,14 @@ pub fn command(data: &Path, port: u16) -> Result<Command> {
         // nisshi reads the URL's path as relative to its working directory
         // (`sqlite:///abs` becomes `$PWD/abs`), so it runs in its data dir.
         .current_dir(data)
-        .args(["--storage-engine", "sqlite://nisshi.db"])
+        // Retention (`retention.ms` of each topic) is enforced at each
+        // maintenance sweep, every 10 minutes by default; every minute, so
+        // that a topic's earliest offset follows its retention closely (the
+        // janitor prunes dedup rows by it, and a test checks it moves).
+        .args([
+            "--storage-engine",
+            "sqlite://nisshi.db?maintenance_interval=1m",
+        ])
         // A lone consumer should not wait 3 s for company that never comes.
         .args(["--group-initial-rebalance-delay", "0s"]);
     Ok(cmd)
@@ -68,15 +75,26 @@ pub async fn probe(port: u16) -> Result<()> {
     .await?
 }
 
-/// Creates topics through the Admin API; ones that exist are left alone.
+/// Creates topics through the Admin API, each with its explicit retention
+/// (`region_core::bus::retention`); ones that exist are left alone.
 pub async fn ensure_topics(port: u16, topics: &[String], partitions: u32) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", format!("127.0.0.1:{port}"))
         .create()
         .context("creating the admin client")?;
+    let configs: Vec<_> = topics
+        .iter()
+        .map(|t| region_core::bus::retention::topic_config(t))
+        .collect();
     let new: Vec<NewTopic> = topics
         .iter()
-        .map(|t| NewTopic::new(t, partitions as i32, TopicReplication::Fixed(1)))
+        .zip(&configs)
+        .map(|(t, config)| {
+            config.iter().fold(
+                NewTopic::new(t, partitions as i32, TopicReplication::Fixed(1)),
+                |topic, (name, value)| topic.set(name, value),
+            )
+        })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = admin

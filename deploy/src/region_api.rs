@@ -116,8 +116,9 @@ pub fn role_command(
     let mut cmd = region_core(role.kind(), state_file, region)?;
     cmd.envs(postgres::client_env(secrets_dir, role.pg_user())?);
     cmd.args(["--metrics-listen", &format!("127.0.0.1:{port}")]);
-    if role == PipelineRole::Publisher {
-        // kv-route.key signs the edge's bulk KV route.
+    if matches!(role, PipelineRole::Publisher | PipelineRole::Janitor) {
+        // kv-route.key signs the edge's bulk KV route (the publisher's
+        // writes); edge-kv.key opens the KV service (the janitor's reads).
         cmd.arg("--secrets-dir").arg(secrets_dir);
     }
     if role == PipelineRole::Janitor {

@@ -146,9 +146,43 @@ pub struct ShardTarget {
     pub primary: PgPool,
 }
 
+/// Where a batch's commands were read: a topic, and per command id its
+/// `(partition, offset)` (the latest, when one was read twice). The dedup
+/// rows keep it, so that the janitor deletes a row only once no copy of its
+/// command can be read again (migration 2019).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadAt {
+    pub topic: String,
+    pub at: HashMap<Id, (i32, i64)>,
+}
+
+impl ReadAt {
+    /// Records that `command` was read at `(partition, offset)`; a later
+    /// offset wins.
+    pub fn add(&mut self, command: Id, partition: i32, offset: i64) {
+        let e = self.at.entry(command).or_insert((partition, offset));
+        if offset > e.1 {
+            *e = (partition, offset);
+        }
+    }
+}
+
+/// [`apply_read`] for commands that were not read from a topic (tests,
+/// tools): their dedup rows name no source, and the janitor keeps them.
 pub async fn apply(
     shard: &ShardTarget,
     batch: &[CityBatch],
+    ids: &IdGenerator,
+    config: ApplyConfig,
+) -> Result<Applied, ApplyError> {
+    apply_read(shard, batch, &ReadAt::default(), ids, config).await
+}
+
+/// Applies `batch` (read from the commands topic at `read`) to `shard`.
+pub async fn apply_read(
+    shard: &ShardTarget,
+    batch: &[CityBatch],
+    read: &ReadAt,
     ids: &IdGenerator,
     config: ApplyConfig,
 ) -> Result<Applied, ApplyError> {
@@ -237,21 +271,36 @@ pub async fn apply(
     // 2. Claim. Commands already in applied_commands come back missing from
     //    RETURNING and are skipped; a concurrent writer claiming the same
     //    command waits on the primary key and then skips it.
+    //    Each row records where its command was read (migration 2019).
     let all: Vec<&Command> = admitted.iter().flat_map(|b| b.commands.iter()).collect();
     let (claim_cities, claim_ids): (Vec<String>, Vec<i64>) =
         all.iter().map(|c| (c.city.clone(), c.id.0)).unzip();
+    let (partitions, offsets): (Vec<Option<i32>>, Vec<Option<i64>>) = all
+        .iter()
+        .map(|c| read.at.get(&c.id).map(|&(p, o)| (p, o)).unzip())
+        .unzip();
+    let topic = (!read.at.is_empty()).then_some(read.topic.as_str());
     let claimed: Vec<(String, i64)> = sqlx::query_as(
-        "INSERT INTO applied_commands (city, command_id, outcome)
-         SELECT DISTINCT c, id, 'applied' FROM unnest($1::text[], $2::bigint[]) AS t(c, id)
+        "INSERT INTO applied_commands
+             (city, command_id, outcome, source_topic, source_partition, source_offset)
+         SELECT DISTINCT ON (c, id) c, id, 'applied', $3, p, o
+         FROM unnest($1::text[], $2::bigint[], $4::int[], $5::bigint[]) AS t(c, id, p, o)
+         ORDER BY c, id, o DESC NULLS LAST
          ON CONFLICT (city, command_id) DO NOTHING
          RETURNING city, command_id",
     )
     .bind(&claim_cities)
     .bind(&claim_ids)
+    .bind(topic)
+    .bind(&partitions)
+    .bind(&offsets)
     .fetch_all(&mut *tx)
     .await
     .map_err(db)?;
     let claimed: HashSet<(String, i64)> = claimed.into_iter().collect();
+    move_replayed_sources(&mut tx, &all, &claimed, read)
+        .await
+        .map_err(db)?;
     let mut seen = HashSet::new();
     let fresh: Vec<Command> = all
         .iter()
@@ -338,6 +387,51 @@ pub async fn apply(
         refused,
         epochs,
     })
+}
+
+/// Commands read again that were applied before (not in `claimed`): their
+/// rows move to the later copy, so that the janitor keeps each row as long
+/// as any copy of its command can still be read (a retry that produced the
+/// command anew sits at a later offset than the first). A replay of the
+/// same or an older copy changes nothing.
+async fn move_replayed_sources(
+    tx: &mut Transaction<'_, Postgres>,
+    all: &[&Command],
+    claimed: &HashSet<(String, i64)>,
+    read: &ReadAt,
+) -> Result<(), sqlx::Error> {
+    let mut seen = HashSet::new();
+    let mut rows: (Vec<String>, Vec<i64>, Vec<i32>, Vec<i64>) = Default::default();
+    for c in all {
+        if claimed.contains(&(c.city.clone(), c.id.0)) || !seen.insert((&c.city, c.id)) {
+            continue;
+        }
+        if let Some(&(p, o)) = read.at.get(&c.id) {
+            rows.0.push(c.city.clone());
+            rows.1.push(c.id.0);
+            rows.2.push(p);
+            rows.3.push(o);
+        }
+    }
+    if rows.0.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE applied_commands a
+         SET source_topic = $3, source_partition = t.p, source_offset = t.o
+         FROM unnest($1::text[], $2::bigint[], $4::int[], $5::bigint[]) AS t(c, id, p, o)
+         WHERE a.city = t.c AND a.command_id = t.id
+           AND (a.source_offset IS NULL OR a.source_topic <> $3
+                OR a.source_partition <> t.p OR a.source_offset < t.o)",
+    )
+    .bind(&rows.0)
+    .bind(&rows.1)
+    .bind(&read.topic)
+    .bind(&rows.2)
+    .bind(&rows.3)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 async fn load_current(

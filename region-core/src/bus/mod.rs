@@ -24,6 +24,8 @@ pub mod letters;
 pub mod notify;
 pub mod offsets;
 pub mod producer;
+pub mod retention;
+pub mod watermarks;
 pub mod wake;
 
 pub use producer::{ProduceError, Producer, ProducerConfig};
@@ -40,6 +42,11 @@ pub const POST_ID_HEADER: &str = "cityboard-post-id";
 pub const VERSION_HEADER: &str = "cityboard-version";
 /// Header of an event: its `type` (`post_changed`, `post_gone`).
 pub const EVENT_TYPE_HEADER: &str = "cityboard-event-type";
+/// Header of an event the janitor's reconciler sent (value `1`): KV was seen
+/// to differ from the shard, so the publisher writes the entry even when it
+/// remembers having written that version (the entry was lost or
+/// overwritten since); never over a newer one.
+pub const REPAIR_HEADER: &str = "cityboard-repair";
 
 /// The topic names of a region, as `cityboard up` creates them. Tests run a
 /// writer or relay of their own on topics of their own.

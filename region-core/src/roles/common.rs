@@ -94,6 +94,107 @@ pub fn broker_from_state(path: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("{} names no broker", path.display()))
 }
 
+/// `http://127.0.0.1:{port}` of the stack's component `name` (`edge`,
+/// `edge-kv`), as the supervisor wrote it into `state.json` (every planned
+/// component is listed from the start, before it runs).
+pub fn component_url_from_state(path: &Path, name: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the stack description {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a stack description", path.display()))?;
+    value
+        .get("components")
+        .and_then(|c| c.as_array())
+        .into_iter()
+        .flatten()
+        .find(|c| c.get("name").and_then(|n| n.as_str()) == Some(name))
+        .and_then(|c| c.get("port"))
+        .and_then(|p| p.as_u64())
+        .map(|port| format!("http://127.0.0.1:{port}"))
+        .with_context(|| format!("{} names no {name} component", path.display()))
+}
+
+/// An HTTP client for KV's APIs (the publisher's sinks, the janitor's
+/// reads): rustls with the ring provider (installed once per process;
+/// reqwest would otherwise want aws-lc), `timeout` per call.
+pub fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Ok(reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(3))
+        .build()?)
+}
+
+/// Base of Cloudflare's REST API.
+pub const CLOUDFLARE_API: &str = "https://api.cloudflare.com/client/v4";
+
+/// The environment variable holding the Cloudflare API token.
+pub const CLOUDFLARE_TOKEN_ENV: &str = "CLOUDFLARE_API_TOKEN";
+
+/// The Cloudflare KV namespace holding the pages (`--kv-sink cloudflare`):
+/// the publisher writes it, the janitor reads it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CloudflareKv {
+    /// Cloudflare account id (`--kv-sink cloudflare`). The API token is
+    /// read from `CLOUDFLARE_API_TOKEN` only, never from a flag, so that it
+    /// does not show in process listings.
+    #[arg(long, env = "CLOUDFLARE_ACCOUNT_ID")]
+    pub cloudflare_account: Option<String>,
+    /// Id of the KV namespace holding the pages (`--kv-sink cloudflare`).
+    #[arg(long, env = "CITYBOARD_KV_NAMESPACE_ID")]
+    pub cloudflare_namespace: Option<String>,
+    /// Base of Cloudflare's REST API (a proxy, or a test double).
+    #[arg(long, env = "CLOUDFLARE_API_BASE", default_value = CLOUDFLARE_API)]
+    pub cloudflare_api: String,
+}
+
+impl CloudflareKv {
+    /// Account, namespace and the API token (from [`CLOUDFLARE_TOKEN_ENV`]);
+    /// an error names what is missing.
+    pub fn account_namespace_token(&self) -> anyhow::Result<(&str, &str, String)> {
+        let account = self
+            .cloudflare_account
+            .as_deref()
+            .context("--kv-sink cloudflare needs --cloudflare-account")?;
+        let namespace = self
+            .cloudflare_namespace
+            .as_deref()
+            .context("--kv-sink cloudflare needs --cloudflare-namespace")?;
+        let token = std::env::var(CLOUDFLARE_TOKEN_ENV)
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .with_context(|| format!("--kv-sink cloudflare needs {CLOUDFLARE_TOKEN_ENV}"))?;
+        Ok((account, namespace, token))
+    }
+}
+
+/// `{api}/accounts/{account}/storage/kv/namespaces/{namespace}/{rest...}`:
+/// a route of Cloudflare's KV REST API.
+pub fn cloudflare_kv_url(
+    api: &str,
+    account: &str,
+    namespace: &str,
+    rest: &[&str],
+) -> anyhow::Result<reqwest::Url> {
+    let mut url: reqwest::Url = api
+        .parse()
+        .with_context(|| format!("Cloudflare API {api}"))?;
+    url.path_segments_mut()
+        .map_err(|()| anyhow::anyhow!("{api} cannot be a base URL"))?
+        .pop_if_empty()
+        .extend([
+            "accounts",
+            account,
+            "storage",
+            "kv",
+            "namespaces",
+            namespace,
+        ])
+        .extend(rest);
+    Ok(url)
+}
+
 /// Adds `n` to a counter.
 pub fn add(counter: &Counter, n: usize) {
     counter.inc_by(u64::try_from(n).unwrap_or(u64::MAX));
@@ -135,6 +236,26 @@ const PIPELINE_FAMILIES: &[(&str, MetricType, &str)] = &[
         "cityboard_janitor_failures",
         MetricType::Counter,
         "Janitor shard passes or sends that failed and are retried",
+    ),
+    (
+        "cityboard_janitor_prune_batches",
+        MetricType::Counter,
+        "Bounded delete batches the janitor's pruning ran",
+    ),
+    (
+        "cityboard_janitor_pruned",
+        MetricType::Counter,
+        "Rows the janitor pruned, by table",
+    ),
+    (
+        "cityboard_janitor_reconcile_checked",
+        MetricType::Counter,
+        "Posts the janitor's reconciler compared with KV",
+    ),
+    (
+        "cityboard_janitor_reconciled",
+        MetricType::Counter,
+        "KV entries that differed from the shard and were republished, by what was republished",
     ),
     (
         "cityboard_janitor_reminders",

@@ -52,9 +52,21 @@ pub async fn own_topics(prefix: &str, partitions: i32) -> Topics {
         .set("bootstrap.servers", broker())
         .create()
         .unwrap();
-    let new: Vec<NewTopic> = [&topics.commands, &topics.events, &topics.dead_letters]
+    // Each with the retention the stack's topics get.
+    let names = [&topics.commands, &topics.events, &topics.dead_letters];
+    let configs: Vec<_> = names
+        .iter()
+        .map(|t| region_core::bus::retention::topic_config(t))
+        .collect();
+    let new: Vec<NewTopic> = names
         .into_iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .zip(&configs)
+        .map(|(t, config)| {
+            config.iter().fold(
+                NewTopic::new(t, partitions, TopicReplication::Fixed(1)),
+                |topic, (name, value)| topic.set(name, value),
+            )
+        })
         .collect();
     let results = admin
         .create_topics(

@@ -20,6 +20,23 @@ pub struct JanitorMetrics {
     pub reminders_without_address: Counter,
     /// Shard passes or sends that failed (retried at the next sweep).
     pub failures: Counter,
+    /// Dedup rows pruned (their command below its partition's earliest
+    /// offset).
+    pub pruned_applied_commands: Counter,
+    /// Revoked sessions pruned (past their token's expiry).
+    pub pruned_revoked_sessions: Counter,
+    /// Revoked users pruned (past their last token's expiry).
+    pub pruned_revoked_users: Counter,
+    /// Delete batches pruning ran (each at most `batch` rows).
+    pub prune_batches: Counter,
+    /// Posts the reconciler compared with KV.
+    pub reconcile_checked: Counter,
+    /// Live posts whose KV page differed (missing, older, a tombstone):
+    /// their page republished.
+    pub reconciled_pages: Counter,
+    /// Gone posts whose KV entry differed (a page, an older tombstone):
+    /// their tombstone republished.
+    pub reconciled_tombstones: Counter,
     /// The families above, and the other pipeline roles' at zero.
     registry: Registry,
 }
@@ -42,12 +59,43 @@ impl Default for JanitorMetrics {
             "result",
             ["sent", "no_address"],
         );
+        let [
+            pruned_applied_commands,
+            pruned_revoked_sessions,
+            pruned_revoked_users,
+        ] = r.counters(
+            "cityboard_janitor_pruned",
+            "Rows the janitor pruned, by table",
+            "table",
+            ["applied_commands", "revoked_sessions", "revoked_users"],
+        );
+        let prune_batches = r.counter(
+            "cityboard_janitor_prune_batches",
+            "Bounded delete batches the janitor's pruning ran",
+        );
+        let reconcile_checked = r.counter(
+            "cityboard_janitor_reconcile_checked",
+            "Posts the janitor's reconciler compared with KV",
+        );
+        let [reconciled_pages, reconciled_tombstones] = r.counters(
+            "cityboard_janitor_reconciled",
+            "KV entries that differed from the shard and were republished, by what was republished",
+            "entry",
+            ["page", "tombstone"],
+        );
         JanitorMetrics {
             sweeps,
             expire_commands,
             reminders,
             reminders_without_address,
             failures,
+            pruned_applied_commands,
+            pruned_revoked_sessions,
+            pruned_revoked_users,
+            prune_batches,
+            reconcile_checked,
+            reconciled_pages,
+            reconciled_tombstones,
             registry: r.finish(),
         }
     }
@@ -76,6 +124,18 @@ mod tests {
         has("cityboard_janitor_sweeps_total 2");
         has("cityboard_janitor_reminders_total{result=\"sent\"} 1");
         has("cityboard_janitor_reminders_total{result=\"no_address\"} 0");
+        add(&m.pruned_revoked_users, 3);
+        let text = openmetrics_text(m.registry());
+        assert!(
+            text.lines()
+                .any(|l| l == "cityboard_janitor_pruned_total{table=\"revoked_users\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l == "cityboard_janitor_reconciled_total{entry=\"tombstone\"} 0"),
+            "{text}"
+        );
         has("# HELP cityboard_janitor_sweeps Janitor sweeps finished.");
         has("cityboard_publisher_events_total 0");
         assert_eq!(served_families(&text), recorded_families("janitor"));

@@ -4,14 +4,23 @@
 //! posts are archived on an operator's request (`DELETE /old_posts`, served
 //! by the api with the core's `archive`).
 //!
+//! Each sweep also prunes what is kept only for a while (`prune`): dedup
+//! rows whose command the broker no longer serves, and revocations past
+//! their token's expiry; and, given a KV to read, compares a slice of each
+//! city's posts with what edge KV holds and has the publisher write again
+//! what differs (`reconcile`).
+//!
 //! Time is the injectable clock's: a test moves it and runs `sweep` by hand.
 //! The janitor never writes a post itself: an expiry is an `Expire` command
 //! on the city's commands topic, so it is ordered with the city's renewals
 //! and applied (fenced, deduplicated, with its outbox event) like any write.
 
 pub mod expiry;
+pub mod kv;
 pub mod mail;
 pub mod metrics;
+pub mod prune;
+pub mod reconcile;
 pub mod reminders;
 mod start;
 
@@ -19,16 +28,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::bus::Producer;
+use crate::bus::watermarks::Watermarks;
 use crate::clock::SharedClock;
-use crate::db::Router;
+use crate::db::{Router, ShardPools};
 use crate::model::{Id, IdGenerator};
 use crate::roles::common::add;
 
 pub use mail::Mailer;
 use metrics::JanitorMetrics;
+use prune::Pruned;
+use reconcile::{Reconciled, Reconciler};
 pub use start::{JanitorArgs, run};
 
 /// What the janitor does, and how much at a time.
@@ -36,8 +49,11 @@ pub use start::{JanitorArgs, run};
 pub struct JanitorConfig {
     /// Region whose shards it sweeps.
     pub region: String,
-    /// Where `Expire` commands go (`<region>.commands`).
+    /// Where `Expire` commands go (`<region>.commands`); also the topic
+    /// whose earliest offsets bound the pruning of dedup rows.
     pub commands_topic: String,
+    /// Where the reconciler's republished events go (`<region>.events`).
+    pub events_topic: String,
     /// Time between sweeps.
     pub sweep_period: Duration,
     /// How long before its end a post's reminder is sent.
@@ -46,6 +62,17 @@ pub struct JanitorConfig {
     pub batch: i64,
     /// Only these cities (tests on a shared stack); none: every city.
     pub cities: Option<Vec<String>>,
+    /// Most delete batches (of `batch` rows) a sweep runs per table and
+    /// partition: a backlog is worked off over several sweeps.
+    pub prune_batches: usize,
+    /// Whether sweeps prune the catalog's expired revocations (region-wide,
+    /// so a test on a shared stack with a clock of its own turns it off).
+    pub prune_revocations: bool,
+    /// Posts of each city the reconciler compares with KV per sweep.
+    pub reconcile_batch: i64,
+    /// Posts changed more recently than this are not compared yet: the
+    /// pipeline's own write, and KV's propagation, may still be under way.
+    pub reconcile_settle: chrono::Duration,
 }
 
 impl JanitorConfig {
@@ -54,10 +81,15 @@ impl JanitorConfig {
         JanitorConfig {
             region: region.to_string(),
             commands_topic: crate::bus::Topics::of_region(region).commands,
+            events_topic: crate::bus::Topics::of_region(region).events,
             sweep_period: Duration::from_secs(60),
             reminder_lead: chrono::Duration::days(1),
             batch: 500,
             cities: None,
+            prune_batches: 100,
+            prune_revocations: true,
+            reconcile_batch: 100,
+            reconcile_settle: chrono::Duration::minutes(5),
         }
     }
 }
@@ -117,14 +149,20 @@ pub struct JanitorParts {
     /// The region's shards and shard map (expiry commands carry the city's
     /// epoch; a city is swept only on the shard the map places it on).
     pub router: Router,
+    /// The region's catalog (its revocations).
+    pub catalog: PgPool,
     /// Command ids.
     pub ids: IdGenerator,
     pub producer: Producer,
+    /// The commands topic's earliest offsets (dedup rows below them go).
+    pub watermarks: Watermarks,
     /// The one clock: what "now" is for lifetimes and reminders.
     pub clock: SharedClock,
     pub mailer: Mailer,
     pub homes: HomeCatalogs,
     pub metrics: Arc<JanitorMetrics>,
+    /// Compares posts with edge KV; none: no KV to read (not configured).
+    pub reconciler: Option<Reconciler>,
 }
 
 /// What one sweep did.
@@ -138,6 +176,28 @@ pub struct SweepReport {
     pub reminders_without_address: usize,
     /// Shards or messages that failed this time (retried next sweep).
     pub failures: usize,
+    /// Rows pruned.
+    pub pruned: Pruned,
+    /// What the reconciler compared and republished.
+    pub reconciled: Reconciled,
+}
+
+impl SweepReport {
+    /// Whether the sweep changed or sent anything, or failed somewhere
+    /// (comparing posts and running empty delete batches is not news).
+    pub fn is_news(&self) -> bool {
+        let p = &self.pruned;
+        self.expire_commands
+            + self.reminders_sent
+            + self.reminders_without_address
+            + self.failures
+            + p.applied_commands
+            + p.revoked_sessions
+            + p.revoked_users
+            + self.reconciled.pages
+            + self.reconciled.tombstones
+            > 0
+    }
 }
 
 /// The janitor of one region.
@@ -182,6 +242,20 @@ impl Janitor {
                 }
             }
         }
+        self.prune(&shards, now, &mut report).await;
+        report.pruned.count(self);
+        if let Some(r) = &self.parts.reconciler {
+            for shard in &shards {
+                match r.sweep_shard(self, shard, now).await {
+                    Ok(done) => report.reconciled.merge(&done),
+                    Err(e) => {
+                        report.failures += 1;
+                        tracing::warn!(shard = %shard.name, error = format!("{e:#}"), "reconciling with KV failed");
+                    }
+                }
+            }
+            report.reconciled.count(self);
+        }
         let m = &self.parts.metrics;
         add(&m.sweeps, 1);
         add(&m.expire_commands, report.expire_commands);
@@ -194,6 +268,52 @@ impl Janitor {
         report
     }
 
+    /// Prunes each shard's dedup rows below the commands topic's earliest
+    /// offsets, then the catalog's expired revocations. Without the
+    /// broker's answer no dedup row goes (counted as a failure).
+    async fn prune(
+        &self,
+        shards: &[Arc<ShardPools>],
+        now: DateTime<Utc>,
+        report: &mut SweepReport,
+    ) {
+        match self
+            .parts
+            .watermarks
+            .earliest(&self.config.commands_topic)
+            .await
+        {
+            Ok(earliest) => {
+                for shard in shards {
+                    match prune::applied_commands(self, shard, &earliest).await {
+                        Ok(p) => report.pruned.merge(&p),
+                        Err(e) => {
+                            report.failures += 1;
+                            tracing::warn!(shard = %shard.name, error = %e, "pruning dedup rows failed");
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                report.failures += 1;
+                tracing::warn!(
+                    topic = %self.config.commands_topic,
+                    error = format!("{e:#}"),
+                    "no earliest offsets from the broker: no dedup row pruned"
+                );
+            }
+        }
+        if self.config.prune_revocations {
+            match prune::revocations(self, now).await {
+                Ok(p) => report.pruned.merge(&p),
+                Err(e) => {
+                    report.failures += 1;
+                    tracing::warn!(error = %e, "pruning revocations failed");
+                }
+            }
+        }
+    }
+
     /// Sweeps every `sweep_period` until `shutdown`.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
@@ -204,12 +324,17 @@ impl Janitor {
                 _ = &mut shutdown => break,
                 _ = tick.tick() => {
                     let r = self.sweep().await;
-                    if r != SweepReport::default() {
+                    if r.is_news() {
                         tracing::info!(
                             expire_commands = r.expire_commands,
                             reminders_sent = r.reminders_sent,
                             without_address = r.reminders_without_address,
                             failures = r.failures,
+                            pruned_applied_commands = r.pruned.applied_commands,
+                            pruned_revoked_sessions = r.pruned.revoked_sessions,
+                            pruned_revoked_users = r.pruned.revoked_users,
+                            reconciled_pages = r.reconciled.pages,
+                            reconciled_tombstones = r.reconciled.tombstones,
                             "janitor sweep"
                         );
                     }

@@ -8,12 +8,18 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
+use super::kv::KvReader;
 use super::mail::{SmtpUrlError, check_smtp_url};
 use super::metrics::JanitorMetrics;
+use super::reconcile::Reconciler;
 use super::{HomeCatalogs, Janitor, JanitorConfig, JanitorParts, Mailer};
+use crate::bus::watermarks::Watermarks;
 use crate::bus::{Producer, ProducerConfig};
 use crate::clock::{Clock, SharedClock, SystemClock};
-use crate::roles::common::{Common, catalog_and_router, metrics_listener, start_role};
+use crate::roles::common::{
+    CloudflareKv, Common, catalog_and_router, component_url_from_state, metrics_listener,
+    start_role,
+};
 
 /// Flags of `region-core janitor`.
 #[derive(Debug, Clone, clap::Args)]
@@ -42,6 +48,33 @@ pub struct JanitorArgs {
     /// Commands topic; default `<region>.commands`.
     #[arg(long)]
     pub commands_topic: Option<String>,
+    /// Events topic the reconciler republishes to; default `<region>.events`.
+    #[arg(long)]
+    pub events_topic: Option<String>,
+    /// Which KV the reconciler reads (`none`: no reconciling). The
+    /// publisher writes the same one (`--kv-sink`).
+    #[arg(long, env = "CITYBOARD_KV_SINK", value_enum, default_value = "edge")]
+    pub kv_sink: KvKind,
+    /// Base URL of the stack's KV service (`--kv-sink edge`); default: the
+    /// `edge-kv` component of the stack description, on loopback.
+    #[arg(long, env = "CITYBOARD_EDGE_KV_URL")]
+    pub edge_kv_url: Option<String>,
+    /// Directory holding `edge-kv.key`, the KV service's bearer key
+    /// (`--kv-sink edge`).
+    #[arg(long, env = "CITYBOARD_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
+    /// The namespace `--kv-sink cloudflare` reads; its token needs read
+    /// access.
+    #[command(flatten)]
+    pub cloudflare: CloudflareKv,
+    /// Posts of each city the reconciler compares with KV per sweep: one
+    /// bulk read of KV each (100 keys), so that a sweep costs a city one
+    /// query and one call.
+    #[arg(long, env = "CITYBOARD_RECONCILE_BATCH", default_value_t = 100)]
+    pub reconcile_batch: i64,
+    /// Posts changed more recently are compared at a later sweep.
+    #[arg(long, env = "CITYBOARD_RECONCILE_SETTLE", default_value = "5m")]
+    pub reconcile_settle: humantime::Duration,
     /// TESTS ONLY: run the clock this far ahead of the system's (e.g.
     /// `6days 1h`), so a test can see a process expire posts.
     #[arg(long, env = "CITYBOARD_CLOCK_OFFSET", hide = true)]
@@ -67,6 +100,58 @@ fn smtp_url(value: Option<OsString>) -> Result<Option<String>, SmtpUrlError> {
             url: format!("in {SMTP_URL_ENV}"),
             reason: "it is not UTF-8".into(),
         }),
+    }
+}
+
+/// Which KV the reconciler reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KvKind {
+    /// The stack's KV service (`cityboard edge-kv`), behind the local edge.
+    Edge,
+    /// Cloudflare KV's REST API (production).
+    Cloudflare,
+    /// None: the reconciler does not run.
+    None,
+}
+
+/// The name of the file in the secrets directory holding the stack's
+/// edge-kv key (`cityboard up` writes it).
+const EDGE_KV_KEY_FILE: &str = "edge-kv.key";
+
+/// The reader of the KV `args` name; `None` when there is none to read
+/// (`--kv-sink none`, or a local stack that lists no KV service).
+fn kv_reader(state: &Path, args: &JanitorArgs) -> anyhow::Result<Option<KvReader>> {
+    match args.kv_sink {
+        KvKind::None => Ok(None),
+        KvKind::Edge => {
+            let url = match &args.edge_kv_url {
+                Some(u) => u.clone(),
+                None => match component_url_from_state(state, "edge-kv") {
+                    Ok(u) => u,
+                    Err(e) => {
+                        tracing::warn!(error = format!("{e:#}"), "no KV to read: not reconciling");
+                        return Ok(None);
+                    }
+                },
+            };
+            let dir = args
+                .secrets_dir
+                .as_deref()
+                .context("--kv-sink edge needs --secrets-dir (for edge-kv.key)")?;
+            let key_file = dir.join(EDGE_KV_KEY_FILE);
+            let key = std::fs::read_to_string(&key_file)
+                .with_context(|| format!("reading {}", key_file.display()))?;
+            Ok(Some(KvReader::edge_kv(&url, &key)?))
+        }
+        KvKind::Cloudflare => {
+            let (account, namespace, token) = args.cloudflare.account_namespace_token()?;
+            Ok(Some(KvReader::cloudflare(
+                &args.cloudflare.cloudflare_api,
+                account,
+                namespace,
+                &token,
+            )?))
+        }
     }
 }
 
@@ -137,21 +222,34 @@ pub async fn run(
     config.reminder_lead =
         chrono::Duration::from_std(args.reminder_lead.into()).context("--reminder-lead")?;
     config.batch = args.batch.max(1);
-    if let Some(t) = args.commands_topic {
-        config.commands_topic = t;
+    if let Some(t) = &args.commands_topic {
+        config.commands_topic = t.clone();
     }
+    if let Some(t) = &args.events_topic {
+        config.events_topic = t.clone();
+    }
+    config.reconcile_batch = args.reconcile_batch.max(1);
+    config.reconcile_settle =
+        chrono::Duration::from_std(args.reconcile_settle.into()).context("--reconcile-settle")?;
+    let reconciler = kv_reader(state, &args)?.map(|kv| {
+        tracing::info!(url = %kv.url(), "reconciling posts with KV");
+        Reconciler::new(kv)
+    });
     let janitor = Janitor {
         config,
         parts: JanitorParts {
             router,
+            catalog: catalog.clone(),
             ids,
             producer: Producer::new(
                 ProducerConfig::new(&start.brokers).waking(&start.entry().redis_store_url),
             )?,
+            watermarks: Watermarks::new(&start.brokers)?,
             clock,
             mailer,
             homes: HomeCatalogs::of_stack(stack)?,
             metrics,
+            reconciler,
         },
     };
     tracing::info!(region, "janitor running");

@@ -136,7 +136,21 @@ impl Coalescer {
         self.offer_from(entry, None)
     }
 
+    /// An event the janitor's reconciler sent (`bus::REPAIR_HEADER`): KV
+    /// was seen to differ from the shard, so the entry is written again
+    /// even at the version this process last wrote (the entry was lost or
+    /// overwritten since); it is stale only when what the key has or will
+    /// have would replace it (a newer version, or a tombstone of its own
+    /// version over a page).
+    pub fn offer_repair(&mut self, entry: Entry, at: At) -> Offered {
+        self.offer_checked(entry, Some(at), true)
+    }
+
     fn offer_from(&mut self, entry: Entry, at: Option<At>) -> Offered {
+        self.offer_checked(entry, at, false)
+    }
+
+    fn offer_checked(&mut self, entry: Entry, at: Option<At>, repair: bool) -> Offered {
         let key = self.keys.entry(entry.key.clone()).or_default();
         let newest = key
             .pending
@@ -144,9 +158,12 @@ impl Coalescer {
             .map(|p| Seen::of(&p.entry.meta))
             .or(key.in_flight)
             .or(key.written.map(|(s, _)| s));
-        if let Some(newest) = newest
-            && !replaces(Some(&newest.meta()), &entry.meta)
-        {
+        let stale = match newest {
+            Some(n) if repair => replaces(Some(&entry.meta), &n.meta()),
+            Some(n) => !replaces(Some(&n.meta()), &entry.meta),
+            None => false,
+        };
+        if stale {
             return Offered::Stale;
         }
         match &mut key.pending {
@@ -314,6 +331,26 @@ mod tests {
         // A tombstone at the same version wins over the page; not the reverse.
         assert_eq!(c.offer(gone(1, 5), (0, 5)), Offered::Queued);
         assert_eq!(c.offer(page(1, 5), (0, 6)), Offered::Stale);
+    }
+
+    #[test]
+    fn a_repair_rewrites_the_version_written_but_never_an_older_one() {
+        let mut c = Coalescer::new(SEC, 100);
+        let t0 = Instant::now();
+        c.offer(gone(1, 5), (0, 1));
+        let _ = c.take_due(t0, 10);
+        c.written(["post:1"], t0);
+        assert_eq!(c.offer(gone(1, 5), (0, 2)), Offered::Stale, "a replay");
+        assert_eq!(c.offer_repair(gone(1, 5), (0, 3)), Offered::Queued);
+        assert_eq!(c.take_due(t0 + SEC, 10).len(), 1);
+        c.written(["post:1"], t0 + SEC);
+        assert_eq!(c.offer_repair(gone(1, 4), (0, 4)), Offered::Stale, "older");
+        assert_eq!(
+            c.offer_repair(page(1, 5), (0, 5)),
+            Offered::Stale,
+            "a page under its own version's tombstone"
+        );
+        assert_eq!(c.offer_repair(page(1, 6), (0, 6)), Offered::Queued);
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub mod intake;
 pub mod invalidate;
 pub mod marks;
 pub mod metrics;
+pub mod repair;
 pub mod republish;
 pub mod sink;
 mod start;
@@ -374,7 +375,7 @@ impl<S: KvSink> Publisher<S> {
         let router = &self.parts.router;
         let served = |city: &str| !matches!(router.route(city), Err(RouteError::NotServed(_)));
         match intake(raw, &router.region, served) {
-            Intake::Write(entry) => match self.coalescer.offer(entry, at) {
+            Intake::Write(entry) => match repair::offer(&mut self.coalescer, &m, entry, at) {
                 Offered::Queued => {}
                 Offered::Coalesced => add(&pm.coalesced, 1),
                 Offered::Stale => {

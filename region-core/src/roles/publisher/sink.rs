@@ -84,11 +84,7 @@ pub fn chunks(writes: &[BulkWrite], max_bytes: usize) -> Vec<&[BulkWrite]> {
 /// An HTTP client for the sinks: rustls with the ring provider (installed
 /// once per process; reqwest would otherwise want aws-lc).
 pub fn http_client() -> anyhow::Result<reqwest::Client> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    Ok(reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .connect_timeout(Duration::from_secs(3))
-        .build()?)
+    crate::roles::common::http_client(TIMEOUT)
 }
 
 /// Sends `request` and reads the whole answer: its status and body text.
@@ -191,8 +187,7 @@ impl KvSink for EdgeBulkSink {
     }
 }
 
-/// Cloudflare's REST API.
-pub const CLOUDFLARE_API: &str = "https://api.cloudflare.com/client/v4";
+pub use crate::roles::common::CLOUDFLARE_API;
 
 /// A Cloudflare KV namespace through the REST bulk API:
 /// `PUT {api}/accounts/{account}/storage/kv/namespaces/{namespace}/bulk`
@@ -245,22 +240,9 @@ impl CloudflareKvSink {
         namespace: &str,
         token: &str,
     ) -> anyhow::Result<CloudflareKvSink> {
-        let mut url: Url = api.parse()?;
-        url.path_segments_mut()
-            .map_err(|()| anyhow::anyhow!("{api} cannot be a base URL"))?
-            .pop_if_empty()
-            .extend([
-                "accounts",
-                account,
-                "storage",
-                "kv",
-                "namespaces",
-                namespace,
-                "bulk",
-            ]);
         Ok(CloudflareKvSink {
             client: http_client()?,
-            url,
+            url: crate::roles::common::cloudflare_kv_url(api, account, namespace, &["bulk"])?,
             token: token.to_string(),
         })
     }

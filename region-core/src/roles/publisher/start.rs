@@ -11,12 +11,15 @@ use super::invalidate::Invalidator;
 use super::marks::Marks;
 use super::metrics::PublisherMetrics;
 use super::republish::Republish;
-use super::sink::{CLOUDFLARE_API, CloudflareKvSink, EdgeBulkSink, KvSink, PutReport, SinkError};
+use super::sink::{CloudflareKvSink, EdgeBulkSink, KvSink, PutReport, SinkError};
 use super::{PublisherConfig, PublisherParts, run_republishing, template_version};
 use crate::bus::doze::DozeConfig;
 use crate::bus::{Producer, ProducerConfig};
 use crate::db::Router;
-use crate::roles::common::{Common, catalog_and_router, metrics_listener, start_role};
+use crate::roles::common::{
+    CloudflareKv, Common, catalog_and_router, component_url_from_state, metrics_listener,
+    start_role,
+};
 use crate::stack::Secrets;
 
 /// Which KV the publisher writes.
@@ -44,17 +47,8 @@ pub struct PublisherArgs {
     /// (`--kv-sink edge`).
     #[arg(long, env = "CITYBOARD_SECRETS_DIR")]
     pub secrets_dir: Option<PathBuf>,
-    /// Cloudflare account id (`--kv-sink cloudflare`). The API token is
-    /// read from `CLOUDFLARE_API_TOKEN` only, never from a flag, so that it
-    /// does not show in process listings.
-    #[arg(long, env = "CLOUDFLARE_ACCOUNT_ID")]
-    pub cloudflare_account: Option<String>,
-    /// Id of the KV namespace holding the pages (`--kv-sink cloudflare`).
-    #[arg(long, env = "CITYBOARD_KV_NAMESPACE_ID")]
-    pub cloudflare_namespace: Option<String>,
-    /// Base of Cloudflare's REST API (a proxy, or a test double).
-    #[arg(long, env = "CLOUDFLARE_API_BASE", default_value = CLOUDFLARE_API)]
-    pub cloudflare_api: String,
+    #[command(flatten)]
+    pub cloudflare: CloudflareKv,
     /// Shortest time between two writes of one key.
     #[arg(long, env = "CITYBOARD_KV_INTERVAL", default_value = "1s")]
     pub interval: humantime::Duration,
@@ -69,31 +63,10 @@ pub struct PublisherArgs {
     pub dead_letter_topic: Option<String>,
 }
 
-/// The environment variable holding the Cloudflare API token.
-pub const CLOUDFLARE_TOKEN_ENV: &str = "CLOUDFLARE_API_TOKEN";
-
 /// `http://127.0.0.1:{port}` of the stack's `edge` component, as the
 /// supervisor wrote it into `state.json`.
 pub fn edge_url_from_state(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the stack description {}", path.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a stack description", path.display()))?;
-    value
-        .get("components")
-        .and_then(|c| c.as_array())
-        .into_iter()
-        .flatten()
-        .find(|c| c.get("name").and_then(|n| n.as_str()) == Some("edge"))
-        .and_then(|c| c.get("port"))
-        .and_then(|p| p.as_u64())
-        .map(|port| format!("http://127.0.0.1:{port}"))
-        .with_context(|| {
-            format!(
-                "{} names no edge component (pass --edge-url)",
-                path.display()
-            )
-        })
+    component_url_from_state(path, "edge").context("pass --edge-url")
 }
 
 /// Assembles the publisher of `region` and runs it until `shutdown`.
@@ -145,20 +118,9 @@ pub async fn run(
             Sink::Edge(sink)
         }
         SinkKind::Cloudflare => {
-            let account = args
-                .cloudflare_account
-                .as_deref()
-                .context("--kv-sink cloudflare needs --cloudflare-account")?;
-            let namespace = args
-                .cloudflare_namespace
-                .as_deref()
-                .context("--kv-sink cloudflare needs --cloudflare-namespace")?;
-            let token = std::env::var(CLOUDFLARE_TOKEN_ENV)
-                .ok()
-                .filter(|t| !t.trim().is_empty())
-                .with_context(|| format!("--kv-sink cloudflare needs {CLOUDFLARE_TOKEN_ENV}"))?;
+            let (account, namespace, token) = args.cloudflare.account_namespace_token()?;
             let sink =
-                CloudflareKvSink::new(&args.cloudflare_api, account, namespace, token.trim())?;
+                CloudflareKvSink::new(&args.cloudflare.cloudflare_api, account, namespace, &token)?;
             tracing::info!(url = %sink.url(), "publisher writing to Cloudflare KV");
             Sink::Cloudflare(sink)
         }

@@ -27,7 +27,7 @@ use futures_util::FutureExt;
 use rdkafka::Message;
 use tokio::task::JoinSet;
 
-use crate::apply::{Applied, ApplyConfig, ApplyError, CityBatch, ShardTarget, apply};
+use crate::apply::{Applied, ApplyConfig, ApplyError, CityBatch, ReadAt, ShardTarget, apply_read};
 use crate::bus::consumer::Consumer;
 use crate::bus::dead_letter::DeadLetter;
 use crate::bus::doze::DozeConfig;
@@ -347,6 +347,13 @@ impl Writer {
             };
             let ids = self.parts.ids.clone();
             let config = self.config.apply;
+            let mut read = ReadAt {
+                topic: self.config.topics.commands.clone(),
+                ..ReadAt::default()
+            };
+            for &(id, partition, offset) in &d.read_at {
+                read.add(id, partition, offset);
+            }
             self.applies.spawn(async move {
                 let batch: Vec<CityBatch> = d
                     .cities
@@ -357,20 +364,21 @@ impl Writer {
                         commands: commands.clone(),
                     })
                     .collect();
-                let result =
-                    match std::panic::AssertUnwindSafe(apply(&target, &batch, &ids, config))
-                        .catch_unwind()
-                        .await
-                    {
-                        Ok(r) => r.map_err(Failed::from),
-                        Err(panic) => Err(Failed::Panic(
-                            panic
-                                .downcast_ref::<&str>()
-                                .map(|s| s.to_string())
-                                .or_else(|| panic.downcast_ref::<String>().cloned())
-                                .unwrap_or_default(),
-                        )),
-                    };
+                let result = match std::panic::AssertUnwindSafe(apply_read(
+                    &target, &batch, &read, &ids, config,
+                ))
+                .catch_unwind()
+                .await
+                {
+                    Ok(r) => r.map_err(Failed::from),
+                    Err(panic) => Err(Failed::Panic(
+                        panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default(),
+                    )),
+                };
                 (d, result)
             });
         }

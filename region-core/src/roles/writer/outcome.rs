@@ -19,8 +19,10 @@ use super::{Done, Failed, Writer};
 
 /// Inserts the rejection into `applied_commands` if the shard's fence says
 /// the city is `active`; returns whether it did (false: not owned here).
+/// The row names where `q` was read from `topic`, as `apply`'s do.
 async fn record_rejected_if_owned(
     primary: &sqlx::PgPool,
+    topic: &str,
     q: &Queued,
     reason: &str,
 ) -> Result<bool, sqlx::Error> {
@@ -34,12 +36,17 @@ async fn record_rejected_if_owned(
         return Ok(false);
     }
     sqlx::query(
-        "INSERT INTO applied_commands (city, command_id, outcome) VALUES ($1, $2, $3)
+        "INSERT INTO applied_commands
+             (city, command_id, outcome, source_topic, source_partition, source_offset)
+         VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (city, command_id) DO NOTHING",
     )
     .bind(&q.command.city)
     .bind(q.command.id)
     .bind(format!("rejected: {reason}"))
+    .bind(topic)
+    .bind(q.partition)
+    .bind(q.offset)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -310,7 +317,9 @@ impl Writer {
         let Some(pools) = self.parts.router.shard(shard) else {
             return;
         };
-        match record_rejected_if_owned(&pools.primary, q, reason).await {
+        match record_rejected_if_owned(&pools.primary, &self.config.topics.commands, q, reason)
+            .await
+        {
             Ok(true) => {}
             Ok(false) => tracing::info!(
                 command = %q.command.id, city = %q.command.city, %shard,

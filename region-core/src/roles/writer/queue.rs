@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use backon::ExponentialBackoff;
 
 use crate::backoff::doubling;
-use crate::model::Command;
+use crate::model::{Command, Id};
 
 /// A command read from the topic and not finished.
 #[derive(Debug, Clone)]
@@ -88,6 +88,9 @@ struct ShardState {
 pub struct Dispatch {
     pub shard: String,
     pub cities: Vec<(String, i64, Vec<Command>)>,
+    /// `(command, partition, offset)` of each command of `cities`: where
+    /// it was read, for its dedup row.
+    pub read_at: Vec<(Id, i32, i64)>,
 }
 
 /// How an apply failed, for the retry policy.
@@ -208,6 +211,7 @@ impl Queue {
                 self.config.batch_max
             };
             let mut batch = Vec::new();
+            let mut read_at = Vec::new();
             for (city, epoch) in cities {
                 if room == 0 {
                     break;
@@ -226,12 +230,19 @@ impl Queue {
                     .take(n)
                     .map(|x| x.command.clone())
                     .collect();
+                read_at.extend(
+                    q.commands
+                        .iter()
+                        .take(n)
+                        .map(|x| (x.command.id, x.partition, x.offset)),
+                );
                 batch.push((city, epoch, commands));
             }
             st.busy = true;
             out.push(Dispatch {
                 shard,
                 cities: batch,
+                read_at,
             });
         }
         (out, unroutable)
