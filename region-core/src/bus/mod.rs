@@ -25,8 +25,8 @@ pub mod notify;
 pub mod offsets;
 pub mod producer;
 pub mod retention;
-pub mod watermarks;
 pub mod wake;
+pub mod watermarks;
 
 pub use producer::{ProduceError, Producer, ProducerConfig};
 
