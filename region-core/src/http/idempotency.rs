@@ -224,24 +224,34 @@ pub fn form_key() -> String {
 
 /// The request's key: its `Idempotency-Key` header, else the
 /// [`FORM_FIELD`] of a `form` body (an empty one is none). A key that is
-/// not 1 to 255 visible ASCII characters is a 422.
+/// not 1 to 255 visible ASCII characters is a 422, the form's field too
+/// when a header comes first: bad input is refused wherever it is.
 pub fn requested_key(headers: &HeaderMap, form: Option<&[u8]>) -> Result<Option<String>, ApiError> {
+    let field = form.and_then(|body| {
+        serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+            .ok()?
+            .into_iter()
+            .find(|(name, value)| name == FORM_FIELD && !value.is_empty())
+            .map(|(_, value)| value)
+    });
+    if let Some(f) = &field
+        && !well_formed(f)
+    {
+        return Err(bad_key());
+    }
     let key = match headers.get(IDEMPOTENCY_KEY) {
         Some(value) => Some(value.to_str().map(str::to_string).map_err(|_| bad_key())?),
-        None => form.and_then(|body| {
-            serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
-                .ok()?
-                .into_iter()
-                .find(|(name, value)| name == FORM_FIELD && !value.is_empty())
-                .map(|(_, value)| value)
-        }),
+        None => field,
     };
     match key {
-        Some(k) if !((1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic())) => {
-            Err(bad_key())
-        }
+        Some(k) if !well_formed(&k) => Err(bad_key()),
         key => Ok(key),
     }
+}
+
+/// 1 to 255 visible ASCII characters.
+fn well_formed(key: &str) -> bool {
+    (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn bad_key() -> ApiError {
@@ -408,6 +418,11 @@ mod tests {
         assert_eq!(
             requested_key(&none, Some(spaced)).unwrap_err().status(),
             422
+        );
+        assert_eq!(
+            requested_key(&headers, Some(spaced)).unwrap_err().status(),
+            422,
+            "a bad field is refused even behind a header"
         );
         assert_eq!(form_key().len(), 32);
     }

@@ -92,8 +92,8 @@ pub struct PostForm {
     #[allow(dead_code)] // read from the raw body by `check_csrf`
     csrf: Option<String>,
     /// The form's `Idempotency-Key` (a form cannot send the header): the
-    /// same form sent twice writes once.
-    #[schema(nullable = false, pattern = "^[!-~]{1,255}$")]
+    /// same form sent twice writes once. Empty: none.
+    #[schema(nullable = false, pattern = "^[!-~]{0,255}$")]
     #[allow(dead_code)] // read from the raw body by `idempotency::requested_key`
     idempotency_key: Option<String>,
 }

@@ -33,9 +33,12 @@ pub struct Common {
     #[arg(long, env = "CITYBOARD_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
     /// Whether an idle consumer (writer, publisher) pauses its fetches
-    /// until a producer's wake or its next probe (`bus::doze`); off, it
-    /// fetches all the time, as before (`cityboard bench idle` compares).
-    #[arg(long, env = "CITYBOARD_DOZE", default_value_t = true, action = clap::ArgAction::Set)]
+    /// until a producer's wake or its next probe (`bus::doze`). Off by
+    /// default: it saves the broker's idle CPU (`cityboard bench idle`),
+    /// but the first message after a resume can wait up to a second
+    /// (librdkafka's broker thread polls once a second), which sparse
+    /// writes' visibility p99 showed.
+    #[arg(long, env = "CITYBOARD_DOZE", default_value_t = false, action = clap::ArgAction::Set)]
     pub doze: bool,
 }
 

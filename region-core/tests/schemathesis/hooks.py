@@ -32,6 +32,7 @@ import re
 import secrets
 import subprocess
 import time
+import urllib.parse
 import uuid
 
 import requests
@@ -150,6 +151,29 @@ def sign_prepared(prepared):
 _send = requests.Session.send
 
 
+def _own_form_key(prepared):
+    """The forms' `idempotency_key` field is the same promise as the header
+    (a browser's form cannot send one): a well-formed field is made the
+    request's own as the header is (see _own_idempotency_key). A malformed
+    one stays as it is: the api must refuse it."""
+    if "application/x-www-form-urlencoded" not in prepared.headers.get("Content-Type", ""):
+        return
+    body = _body_bytes(prepared)
+    try:
+        pairs = urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+    except (UnicodeDecodeError, ValueError):
+        return
+    if not any(n == "idempotency_key" and KEY_PATTERN.match(v) for n, v in pairs):
+        return
+    once = secrets.token_bytes(8) if prepared.path_url.split("?", 1)[0] == "/post" else b""
+    h = hashlib.sha256(RUN_SALT + once + body + b"\0" + prepared.path_url.encode()).hexdigest()[:40]
+    pairs = [(n, "st-" + h if n == "idempotency_key" and KEY_PATTERN.match(v) else v)
+             for n, v in pairs]
+    body = urllib.parse.urlencode(pairs).encode("utf-8")
+    prepared.body = body
+    prepared.headers["Content-Length"] = str(len(body))
+
+
 def _own_idempotency_key(prepared):
     """An Idempotency-Key promises that a retry is the same request; the
     same key with another body is a 422 by design, which no schema can
@@ -210,6 +234,7 @@ def _signed_send(self, request, **kwargs):
     ours = request.url.startswith(BASE_URL)
     if ours:
         _own_idempotency_key(request)
+        _own_form_key(request)
         _carry_ryw(request)
         sign_prepared(request)
     response = _send(self, request, **kwargs)
