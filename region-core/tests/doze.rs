@@ -19,16 +19,6 @@ use region_core::roles::writer::metrics::WriterMetrics;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// Posts of `city` on `shard`.
-async fn posts_in(shard: &Shard, city: &str) -> i64 {
-    count(
-        &pool(&shard.primary_url).await,
-        "SELECT count(*) FROM posts WHERE city = $1",
-        city,
-    )
-    .await
-}
-
 async fn dozing(metrics: &WriterMetrics) {
     eventually("the idle writer dozes", LIMIT, || async {
         (metrics.dozing.get() == 1).then_some(())

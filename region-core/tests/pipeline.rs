@@ -41,15 +41,6 @@ async fn post(shard: &Shard, city: &str, id: Id) -> Option<(i64, String)> {
         .unwrap()
 }
 
-async fn posts_in(shard: &Shard, city: &str) -> i64 {
-    count(
-        &pool(&shard.primary_url).await,
-        "SELECT count(*) FROM posts WHERE city = $1",
-        city,
-    )
-    .await
-}
-
 async fn set_fence(shard: &Shard, city: &str, state: &str) {
     sqlx::query("UPDATE city_fence SET state = $2 WHERE city = $1")
         .bind(city)

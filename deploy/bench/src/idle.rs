@@ -213,19 +213,7 @@ async fn idle_cpu(home: &Home, window: Duration) -> Result<BTreeMap<String, f64>
 /// Sparse posts through the first region's api, timed to the edge's page.
 async fn sparse_writes(home: &Home, rate: f64) -> Result<Visibility> {
     let topology = Topology::load(&home.topology_file())?;
-    let city = topology.regions[0].shards[0]
-        .cities
-        .first()
-        .map(|c| c.slug.clone())
-        .context("the topology's first shard has no city")?;
-    let host = format!("{city}.{}", topology.apex);
-    let key = cityboard_protocol::sign::Key::new(
-        cityboard_deploy::secrets::read_secret(
-            &home.secrets_dir(),
-            cityboard_deploy::edge::FORWARD_KEY_FILE,
-        )?
-        .into_bytes(),
-    );
+    let (host, key) = write_load::first_city_host_and_key(home, &topology)?;
     let api = topology.region_ports(0).api;
     let users = write_load::sign_up(api, &host, &key, 2).await?;
     write_load::visibility(api, topology.edge_port(), &host, &key, &users, rate, 30).await

@@ -128,19 +128,7 @@ pub async fn run(home: &Home, topology: &Topology, json: bool) -> Result<()> {
     wait_outbox_empty(&t.primary_url).await?;
 
     let publisher = topology.region_ports(0).publisher;
-    let city = topology.regions[0].shards[0]
-        .cities
-        .first()
-        .map(|c| c.slug.clone())
-        .context("the topology's first shard has no city")?;
-    let host = format!("{city}.{}", topology.apex);
-    let key = cityboard_protocol::sign::Key::new(
-        cityboard_deploy::secrets::read_secret(
-            &home.secrets_dir(),
-            cityboard_deploy::edge::FORWARD_KEY_FILE,
-        )?
-        .into_bytes(),
-    );
+    let (host, key) = write_load::first_city_host_and_key(home, topology)?;
     let stack_api = topology.region_ports(0).api;
     let users = write_load::sign_up(stack_api, &host, &key, 16).await?;
     let (_direct_api, direct_api) = Role::api(

@@ -12,6 +12,8 @@ use cityboard_protocol::sign::Key;
 use serde::Serialize;
 
 use super::conn::Conn;
+use cityboard_deploy::home::Home;
+use cityboard_deploy::topology::Topology;
 
 /// Longest the probe waits for a page before it counts as not visible.
 pub const VISIBLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -81,6 +83,25 @@ pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted
         .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
         .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+/// The host of the topology's first city and the key the edge signs
+/// forwarded requests with: what a load through the first region's api
+/// needs.
+pub fn first_city_host_and_key(home: &Home, topology: &Topology) -> Result<(String, Key)> {
+    let city = topology.regions[0].shards[0]
+        .cities
+        .first()
+        .map(|c| c.slug.clone())
+        .context("the topology's first shard has no city")?;
+    let key = Key::new(
+        cityboard_deploy::secrets::read_secret(
+            &home.secrets_dir(),
+            cityboard_deploy::edge::FORWARD_KEY_FILE,
+        )?
+        .into_bytes(),
+    );
+    Ok((format!("{city}.{}", topology.apex), key))
 }
 
 /// Signs up `count` users through the api on `host` and logs each in;

@@ -172,6 +172,21 @@ impl CloudflareKv {
     }
 }
 
+/// Cloudflare's envelope around every answer of its REST API, `result`
+/// the route's own.
+#[derive(Debug, serde::Deserialize)]
+pub struct CloudflareEnvelope<T> {
+    pub success: bool,
+    #[serde(default)]
+    pub errors: Vec<serde_json::Value>,
+    #[serde(default = "none")]
+    pub result: Option<T>,
+}
+
+fn none<T>() -> Option<T> {
+    None
+}
+
 /// `{api}/accounts/{account}/storage/kv/namespaces/{namespace}/{rest...}`:
 /// a route of Cloudflare's KV REST API.
 pub fn cloudflare_kv_url(

@@ -29,6 +29,16 @@ fn state_path() -> PathBuf {
     PathBuf::from(std::env::var_os("CITYBOARD_HOME").expect("CITYBOARD_HOME")).join("state.json")
 }
 
+/// Posts of `city` on `shard`.
+pub async fn posts_in(shard: &crate::common::Shard, city: &str) -> i64 {
+    crate::common::count(
+        &crate::common::pool(&shard.primary_url).await,
+        "SELECT count(*) FROM posts WHERE city = $1",
+        city,
+    )
+    .await
+}
+
 /// The stack's broker, `host:port`.
 pub fn broker() -> String {
     region_core::roles::common::broker_from_state(&state_path()).unwrap()

@@ -52,14 +52,7 @@ enum Kind {
 }
 
 /// Cloudflare's envelope around the bulk read's answer.
-#[derive(Debug, Deserialize)]
-struct Envelope {
-    success: bool,
-    #[serde(default)]
-    errors: Vec<serde_json::Value>,
-    #[serde(default)]
-    result: Option<Values>,
-}
+type Envelope = crate::roles::common::CloudflareEnvelope<Values>;
 
 #[derive(Debug, Deserialize)]
 struct Values {

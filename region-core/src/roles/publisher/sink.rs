@@ -210,15 +210,8 @@ impl std::fmt::Debug for CloudflareKvSink {
     }
 }
 
-/// Cloudflare's envelope around every answer.
-#[derive(Debug, Deserialize)]
-struct Envelope {
-    success: bool,
-    #[serde(default)]
-    errors: Vec<serde_json::Value>,
-    #[serde(default)]
-    result: Option<BulkOutcome>,
-}
+/// Cloudflare's envelope around the bulk write's answer.
+type Envelope = crate::roles::common::CloudflareEnvelope<BulkOutcome>;
 
 #[derive(Debug, Deserialize)]
 struct BulkOutcome {
