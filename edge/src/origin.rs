@@ -16,6 +16,7 @@ use cityboard_protocol::kv::{Route, route_key};
 use cityboard_protocol::sign::{
     self, CITY_HEADER, CLIENT_IP_HEADER, FORWARDED_HOST_HEADER, SIGNATURE_HEADER,
 };
+use cityboard_protocol::trace;
 use futures_util::future::{Either, select};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -125,18 +126,32 @@ async fn forward_once_more_on_421(
     body: Option<&[u8]>,
 ) -> Result<Response, EdgeError> {
     let kv = env.kv(PAGES_BINDING).ok();
+    // One id for the visitor's request, whichever try reaches an origin
+    // (`trace`: it is the signature's nonce).
+    let request_id = clock::nonce();
+    if !matches!(req.method.as_str(), "GET" | "HEAD" | "OPTIONS") {
+        // Writes only: the first line of the trail a post's request id
+        // leaves (the roles log the rest); reads would flood the log.
+        worker::console_log!(
+            "forward {} {} city={city} request_id={request_id}",
+            req.method,
+            req.path_and_query
+        );
+    }
     let first = route(config, kv.as_ref(), city, false).await?;
-    let res = send(req, config, city, &first.origin, body).await?;
+    let nonce = trace::nonce_for(&request_id, 1);
+    let res = send(req, config, city, &first.origin, body, &nonce).await?;
     if res.status() != 421 {
         return Ok(res);
     }
     let second = route(config, kv.as_ref(), city, true).await?;
     worker::console_log!(
-        "421 from {} for {city}; retrying at {}",
+        "421 from {} for {city}; retrying at {} request_id={request_id}",
         first.origin,
         second.origin
     );
-    send(req, config, city, &second.origin, body).await
+    let nonce = trace::nonce_for(&request_id, 2);
+    send(req, config, city, &second.origin, body, &nonce).await
 }
 
 /// One signed request to `origin`, with the timeout.
@@ -146,12 +161,13 @@ async fn send(
     city: &str,
     origin: &str,
     body: Option<&[u8]>,
+    nonce: &str,
 ) -> Result<Response, EdgeError> {
     let unavailable = |reason: String| EdgeError::OriginUnavailable {
         city: city.to_string(),
         reason,
     };
-    let headers = forwarded_headers(req, config, city, body.unwrap_or(&[]))?;
+    let headers = forwarded_headers(req, config, city, body.unwrap_or(&[]), nonce)?;
     let init = RequestInit::new();
     init.set_method(&req.method);
     init.set_headers(headers.as_ref());
@@ -183,12 +199,14 @@ async fn send(
 /// The visitor's headers (each within the size limits, else 400) minus the
 /// dropped ones, plus the Worker's own and the signature (scheme version 2)
 /// over method, host, path and query, client IP, city, body and the
-/// `Content-Type` as it is sent on.
+/// `Content-Type` as it is sent on, with `nonce` (which carries the
+/// request id).
 fn forwarded_headers(
     req: &Incoming,
     config: &Config,
     city: &str,
     body: &[u8],
+    nonce: &str,
 ) -> Result<Headers, EdgeError> {
     let out = Headers::new().map_err(EdgeError::js)?;
     let mut total = 0;
@@ -221,12 +239,7 @@ fn forwarded_headers(
         body_sha256: sign::body_sha256(body),
         content_type: &content_type,
     };
-    let signature = sign::sign(
-        &config.forward_key,
-        &signed,
-        clock::now_secs(),
-        &clock::nonce(),
-    );
+    let signature = sign::sign(&config.forward_key, &signed, clock::now_secs(), nonce);
     for (name, value) in [
         (FORWARDED_HOST_HEADER, req.host.as_str()),
         (CITY_HEADER, city),

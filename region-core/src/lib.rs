@@ -29,3 +29,4 @@ pub mod roles;
 pub mod stack;
 pub mod store;
 pub mod token;
+pub mod trail;

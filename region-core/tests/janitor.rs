@@ -60,6 +60,7 @@ async fn command(ids: &IdGenerator, city: &str, at: DateTime<Utc>, kind: Command
         city: city.to_string(),
         created_at: at,
         epoch: 1,
+        request_id: None,
         kind,
     }
 }

@@ -457,6 +457,7 @@ async fn command(ids: &IdGenerator, city: &str, kind: CommandKind) -> Command {
         city: city.to_string(),
         created_at: Utc::now(),
         epoch: 1,
+        request_id: None,
         kind,
     }
 }

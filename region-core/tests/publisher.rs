@@ -168,6 +168,7 @@ async fn emit(producer: &Producer, topic: &str, event: &Event) {
 async fn changed(producer: &Producer, topic: &str, p: &Post) {
     let event = Event::PostChanged {
         command_id: Id(fresh_id()),
+        request_id: None,
         post: p.clone(),
     };
     emit(producer, topic, &event).await;
@@ -338,6 +339,7 @@ async fn a_gone_post_becomes_a_tombstone_for_every_reason() {
         stack.kv_at(id as u64, 1).await;
         let gone = Event::PostGone {
             command_id: Id(fresh_id()),
+            request_id: None,
             city: city.clone(),
             post_id: Id(id),
             version: 2,
@@ -666,6 +668,7 @@ async fn an_event_of_a_city_this_region_no_longer_serves_is_dead_lettered_not_wr
     changed(&producer, &topics.events, &post(&moved, a, 1, "old page")).await;
     let gone = Event::PostGone {
         command_id: Id(fresh_id()),
+        request_id: None,
         city: never.clone(),
         post_id: Id(b),
         version: 2,
@@ -742,6 +745,7 @@ async fn tombstone_then_duplicate_after_a_restart<S: KvSink, T: KvSink>(
     changed(&producer, &topics.events, &created).await;
     let gone = Event::PostGone {
         command_id: Id(fresh_id()),
+        request_id: None,
         city: city.to_string(),
         post_id: Id(id),
         version: 2,

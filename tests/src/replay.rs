@@ -6,65 +6,72 @@
 
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-/// Produces again the first `max` messages of `topic` (from its earliest
-/// offsets, every partition, in the order read) on the broker at
-/// `brokers`, each to its own partition with its own key and headers.
-/// Stops early when nothing more arrives for `idle`. Returns how many were
-/// replayed.
-pub async fn replay_oldest(
-    brokers: &str,
-    topic: &str,
-    max: usize,
-    idle: Duration,
-) -> anyhow::Result<usize> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set(
-            "group.id",
-            format!("test-replay-{:08x}", rand::random::<u32>()),
-        )
-        .set("auto.offset.reset", "earliest")
+/// Produces the oldest `max` events of `topic` (spread over its
+/// partitions) again, each to its own partition with its key, payload and
+/// headers, acknowledged by all replicas; returns how many. Blocking
+/// (the client's polls): call it from `spawn_blocking`.
+pub fn replay_oldest(broker: &str, topic: &str, max: usize) -> usize {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("group.id", format!("chaos-replay-{}", std::process::id()))
         .set("enable.auto.commit", "false")
-        .set("session.timeout.ms", "6000")
-        .create()?;
-    consumer.subscribe(&[topic])?;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .create()?;
-    let mut replayed = 0;
-    while replayed < max {
-        let Ok(message) = tokio::time::timeout(idle, consumer.recv()).await else {
-            break;
-        };
-        let m = message?.detach();
-        let mut headers = OwnedHeaders::new();
-        for h in m.headers().into_iter().flat_map(|h| h.iter()) {
-            headers = headers.insert(Header {
-                key: h.key,
-                value: h.value,
-            });
-        }
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
-            .partition(m.partition())
-            .headers(headers);
-        if let Some(key) = m.key() {
-            record = record.key(key);
-        }
-        if let Some(payload) = m.payload() {
-            record = record.payload(payload);
-        }
-        producer
-            .send(record, Duration::from_secs(30))
-            .await
-            .map_err(|(e, _)| e)?;
-        replayed += 1;
+        .create()
+        .expect("a consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("the events topic's metadata");
+    let partitions = metadata.topics()[0].partitions().len() as i32;
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .expect("a partition");
     }
-    Ok(replayed)
+    consumer.assign(&assignment).expect("assign");
+    let mut old = Vec::new();
+    while old.len() < max {
+        match consumer.poll(Duration::from_secs(2)) {
+            Some(Ok(m)) => old.push(m.detach()),
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => break,
+        }
+    }
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("acks", "all")
+        .create()
+        .expect("a producer");
+    for m in &old {
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(m.partition());
+        if let Some(k) = m.key() {
+            record = record.key(k);
+        }
+        if let Some(p) = m.payload() {
+            record = record.payload(p);
+        }
+        if let Some(h) = m.headers() {
+            record = record.headers(h.clone());
+        }
+        let mut record = record;
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    producer.poll(Duration::from_millis(50));
+                    record = r;
+                }
+                Err((e, _)) => panic!("replaying into {topic}: {e}"),
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("the replayed events acknowledged");
+    old.len()
 }

@@ -52,6 +52,14 @@ pub struct PostMeta {
     /// pages. Absent on tombstones and on pages written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<u32>,
+    /// The id of the request whose write made this version
+    /// (`trace`), so that a page or tombstone in KV names the request to
+    /// grep for in the roles' logs. Absent when no request made it (the
+    /// janitor's expiry, the demo data) and on entries written before it
+    /// existed. At most 64 bytes, so the metadata stays far below KV's
+    /// 1024.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
 }
 
 impl PostMeta {
@@ -63,6 +71,7 @@ impl PostMeta {
             expires_at: Some(expires_at),
             gone: false,
             template: None,
+            request: None,
         }
     }
 
@@ -70,6 +79,12 @@ impl PostMeta {
     /// rendered with.
     pub fn with_template(mut self, template: u32) -> PostMeta {
         self.template = Some(template);
+        self
+    }
+
+    /// The same metadata, naming the request whose write made it.
+    pub fn with_request(mut self, request: Option<&str>) -> PostMeta {
+        self.request = request.map(str::to_string);
         self
     }
 
@@ -81,6 +96,7 @@ impl PostMeta {
             expires_at: None,
             gone: true,
             template: None,
+            request: None,
         }
     }
 }

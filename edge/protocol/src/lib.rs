@@ -13,6 +13,7 @@ pub mod kv;
 pub mod problem;
 pub mod ryw;
 pub mod sign;
+pub mod trace;
 pub mod vectors;
 
 pub use vectors::{Vector, vectors};

@@ -233,6 +233,7 @@ fn changed(c: &Command, cur: &mut Current, out: &mut Folded, mut p: Post) -> i64
     let v = p.version;
     out.events.push(Event::PostChanged {
         command_id: c.id,
+        request_id: c.request_id.clone(),
         post: p.clone(),
     });
     remember(cur, out, p);
@@ -261,6 +262,7 @@ fn gone(c: &Command, cur: &mut Current, out: &mut Folded, mut p: Post, why: Gone
     }
     out.events.push(Event::PostGone {
         command_id: c.id,
+        request_id: c.request_id.clone(),
         city: p.city.clone(),
         post_id: p.id,
         version: p.version,
@@ -299,6 +301,7 @@ mod tests {
             city: "boston".into(),
             created_at: DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::seconds(id),
             epoch: 1,
+            request_id: None,
             kind,
         }
     }

@@ -31,6 +31,9 @@ use tokio::sync::Notify;
 /// How often the doze looks at the consumer.
 const TICK: Duration = Duration::from_millis(50);
 
+/// How long a wake-up query ([`kick`]) may wait for its answer.
+const KICK_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// When a consumer dozes and what wakes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DozeConfig {
@@ -90,6 +93,9 @@ struct State {
     since: Option<Instant>,
     /// Times the consumer fell asleep, for the tests and the logs.
     dozes: u64,
+    /// Partitions just resumed whose leaders' threads must be woken
+    /// ([`kick`]).
+    kick: BTreeSet<i32>,
 }
 
 impl Doze {
@@ -107,6 +113,7 @@ impl Doze {
                 dozing: BTreeSet::new(),
                 since: None,
                 dozes: 0,
+                kick: BTreeSet::new(),
             }),
             wake: Arc::new(Notify::new()),
             listening: Arc::new(AtomicBool::new(false)),
@@ -146,6 +153,11 @@ impl Doze {
                 };
                 let assigned = d.assigned(&c);
                 d.turn(&c, woke, &assigned, Instant::now());
+                let resumed = std::mem::take(&mut d.state().kick);
+                if !resumed.is_empty() {
+                    let (c, topic) = (c.clone(), d.topic.clone());
+                    tokio::task::spawn_blocking(move || kick(&c, &topic, &resumed));
+                }
             }
         });
     }
@@ -203,8 +215,11 @@ impl Doze {
             {
                 let resume: BTreeSet<i32> = s.dozing.difference(&s.held).copied().collect();
                 // A partition revoked meanwhile may refuse: nothing to do then.
-                if let Err(e) = consumer.resume(&self.list(&resume)) {
-                    tracing::debug!(topic = %self.topic, error = %e, "resuming after a doze");
+                match consumer.resume(&self.list(&resume)) {
+                    Ok(()) => s.kick = resume,
+                    Err(e) => {
+                        tracing::debug!(topic = %self.topic, error = %e, "resuming after a doze")
+                    }
                 }
                 s.dozing.clear();
                 s.since = None;
@@ -276,6 +291,30 @@ impl Doze {
             let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Invalid);
         }
         tpl
+    }
+}
+
+/// Wakes the broker threads that fetch `partitions`, just resumed.
+///
+/// librdkafka resumes a partition on its main thread and does not wake the
+/// thread that fetches it (`rd_kafka_toppar_pause_resume` changes a flag;
+/// only a change of fetch state calls `rd_kafka_broker_wakeup`), so with
+/// every partition paused that thread sleeps out its full idle wait
+/// (`rd_kafka_max_block_ms`, 1 s) before it fetches again: a write after a
+/// quiet spell waited up to a second at each dozing hop, and a probe's
+/// short stay awake often ended before its first fetch. Any request to the
+/// partition's leader wakes that thread; a watermark query (one
+/// ListOffsets, answered from the log's bounds) is the cheapest the client
+/// offers. Its answer is not needed. Blocking: run off the async threads.
+fn kick<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+    topic: &str,
+    partitions: &BTreeSet<i32>,
+) {
+    for p in partitions {
+        if let Err(e) = consumer.fetch_watermarks(topic, *p, KICK_TIMEOUT) {
+            tracing::debug!(%topic, partition = p, error = %e, "waking the fetcher after a doze");
+        }
     }
 }
 

@@ -24,12 +24,16 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cityboard_protocol::sign::{self, Key, Keyring, Version};
+use cityboard_protocol::trace::REQUEST_ID_HEADER;
+use tracing::Instrument;
 
 use crate::http::error::ApiError;
 use crate::http::{AppState, BODY_LIMIT};
+use crate::model::RequestId;
 use crate::stack::Secrets;
 use crate::store::Store;
 
@@ -108,6 +112,10 @@ pub struct Forwarded {
 /// away if the claim fails: a read has no effect to undo, and most traffic
 /// that reaches an origin is reads, which then do not wait a Redis round
 /// trip before their database query. A replay is refused either way.
+///
+/// A signed request runs in a `request` span naming its id (`trail`), so
+/// that every line the api logs for it carries the id, and its answer
+/// names the id in `x-request-id`.
 pub async fn verify(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let now = st.clock.now().timestamp();
     let (req, nonce) = match check(&st.edge, now, req).await {
@@ -117,18 +125,29 @@ pub async fn verify(State(st): State<AppState>, req: Request, next: Next) -> Res
     let Some(nonce) = nonce else {
         return next.run(req).await;
     };
-    if req.method().is_safe() {
-        let (claimed, res) = tokio::join!(st.edge.claim(&nonce), next.run(req));
+    let req_is_safe = req.method().is_safe();
+    let request_id = req.extensions().get::<RequestId>().cloned();
+    let span = tracing::info_span!(
+        "request",
+        request_id = request_id.as_ref().map_or("-", RequestId::as_str)
+    );
+    let run = next.run(req).instrument(span);
+    let mut res = if req_is_safe {
+        let (claimed, res) = tokio::join!(st.edge.claim(&nonce), run);
         match claimed {
             Ok(()) => res,
             Err(e) => e.into_response(),
         }
     } else {
         match st.edge.claim(&nonce).await {
-            Ok(()) => next.run(req).await,
+            Ok(()) => run.await,
             Err(e) => e.into_response(),
         }
+    };
+    if let Some(value) = request_id.and_then(|id| HeaderValue::from_str(id.as_str()).ok()) {
+        res.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
+    res
 }
 
 impl EdgeTrust {
@@ -232,6 +251,9 @@ async fn check(
     // key can fill the store.
     let nonce_key = format!("cb:nonce:v1:{}:{}", sig.key_id, sig.nonce);
 
+    if let Some(id) = RequestId::of_nonce(&sig.nonce) {
+        parts.extensions.insert(id);
+    }
     parts.extensions.insert(Forwarded {
         host: host.to_ascii_lowercase(),
         city,

@@ -15,8 +15,8 @@ use crate::auth::{Claims, TokenError};
 use crate::http::edge_trust::Forwarded;
 use crate::http::error::ApiError;
 use crate::http::{AppState, BODY_LIMIT};
-use crate::model::Id;
 use crate::model::post::FieldError;
+use crate::model::{Id, RequestId};
 use crate::token::Consistency;
 
 /// The cookie a client that just wrote carries (design §4); its format is
@@ -101,6 +101,28 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
                 .map(|c| c.0.ip())
         };
         Ok(ClientIp(signed.or_else(peer)))
+    }
+}
+
+/// Who sent a write: the visitor's address (as [`ClientIp`], for the
+/// per-address limits) and the request's id (`trail`), which its command
+/// carries to the page (none on a request that was not signed: tests with
+/// signing off).
+pub struct Sender {
+    /// The visitor's address.
+    pub ip: Option<IpAddr>,
+    /// The request's id.
+    pub request_id: Option<RequestId>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Sender {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, st: &S) -> Result<Self, Self::Rejection> {
+        let ClientIp(ip) = ClientIp::from_request_parts(parts, st).await?;
+        Ok(Sender {
+            ip,
+            request_id: parts.extensions.get::<RequestId>().cloned(),
+        })
     }
 }
 

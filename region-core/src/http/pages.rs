@@ -11,9 +11,10 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use crate::db::queries::ListPosts;
 use crate::http::chrome::{PageCtx, personal, viewer_of};
 use crate::http::error::{ApiError, Problem};
+use crate::http::extract::Sender;
 use crate::http::idempotency;
 use crate::http::posts::read_post;
-use crate::http::{AppState, AuthUser, City, ClientIp, Freshness};
+use crate::http::{AppState, AuthUser, City, Freshness};
 use crate::model::{Id, PostStatus};
 use crate::render::{self, PostValues, Viewer, assets};
 use crate::token::Consistency;
@@ -309,13 +310,13 @@ pub async fn static_file(Path(name): Path<String>) -> Result<Response, ApiError>
 pub async fn submit_edit(
     st: State<AppState>,
     user: AuthUser,
-    ip: ClientIp,
+    sender: Sender,
     ctx: PageCtx,
     id: Path<String>,
     headers: HeaderMap,
     body: crate::http::forms::Body,
 ) -> Result<Response, ApiError> {
-    crate::http::writes::update_post(st, user, ip, ctx, id, headers, body).await
+    crate::http::writes::update_post(st, user, sender, ctx, id, headers, body).await
 }
 
 /// `POST /post/{id}/delete`: the delete button's submission, the same
@@ -342,11 +343,11 @@ pub async fn submit_edit(
 pub async fn submit_delete(
     st: State<AppState>,
     user: AuthUser,
-    ip: ClientIp,
+    sender: Sender,
     city: City,
     id: Path<String>,
     headers: HeaderMap,
     body: crate::http::forms::Body,
 ) -> Result<Response, ApiError> {
-    crate::http::writes::delete_post(st, user, ip, city, id, headers, body).await
+    crate::http::writes::delete_post(st, user, sender, city, id, headers, body).await
 }

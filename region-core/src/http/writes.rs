@@ -18,7 +18,7 @@ use crate::http::chrome::{PageCtx, personal};
 use crate::http::commands::CommandView;
 use crate::http::error::{ApiError, Problem};
 use crate::http::error_pages::wants_html;
-use crate::http::extract::ClientIp;
+use crate::http::extract::Sender;
 use crate::http::extract::{is_form, parse_body};
 use crate::http::forms::{Body, check_csrf};
 use crate::http::idempotency::{self, Answer, Begin, Claim, CommandIds};
@@ -26,9 +26,10 @@ use crate::http::posts::read_post;
 use crate::http::{AppState, AuthUser, City, Freshness, RYW_COOKIE};
 use crate::limits::{Limit, ip_subject};
 use crate::model::post::FieldError;
-use crate::model::{Command, CommandKind, Id, PostFields, PostStatus};
+use crate::model::{Command, CommandKind, Id, PostFields, PostStatus, RequestId};
 use crate::render::{self, PostValues, Viewer};
 use crate::token::{RywKeys, WriteToken, pending};
+use crate::trail;
 use cityboard_protocol::ryw::ReadYourWrites;
 
 /// What a poster sends to create or edit a post.
@@ -309,6 +310,8 @@ struct Writer<'a> {
     headers: &'a HeaderMap,
     /// The visitor's address, counted by the per-IP limit.
     ip: Option<IpAddr>,
+    /// The request's id, which the command carries to the page.
+    request_id: Option<RequestId>,
     /// The limits this write counts against: (per IP, per account).
     limits: (Limit, Limit),
 }
@@ -319,14 +322,15 @@ impl<'a> Writer<'a> {
         user: &'a AuthUser,
         city: String,
         headers: &'a HeaderMap,
-        ip: Option<IpAddr>,
+        sender: Sender,
     ) -> Self {
         Writer {
             st,
             user,
             city,
             headers,
-            ip,
+            ip: sender.ip,
+            request_id: sender.request_id,
             limits: (Limit::WritesPerIp, Limit::WritesPerAccount),
         }
     }
@@ -440,9 +444,12 @@ impl<'a> Writer<'a> {
             city: self.city.clone(),
             created_at: ids.created_at,
             epoch: route.epoch,
+            request_id: self.request_id.clone(),
             kind: w.kind.clone(),
         };
-        Ok(st.commands.submit(self.user.id, &command).await?)
+        let answer = st.commands.submit(self.user.id, &command).await?;
+        trail::produced(&command);
+        Ok(answer)
     }
 
     /// Delete and renew: a command on one of the user's own posts that
@@ -635,7 +642,7 @@ fn form_fields(
 pub async fn create_post(
     State(st): State<AppState>,
     user: AuthUser,
-    ClientIp(ip): ClientIp,
+    sender: Sender,
     ctx: PageCtx,
     headers: HeaderMap,
     body: Body,
@@ -645,7 +652,7 @@ pub async fn create_post(
         Err(page) => return Ok(page),
     };
     let user_id = user.id;
-    Writer::new(&st, &user, ctx.city, &headers, ip)
+    Writer::new(&st, &user, ctx.city, &headers, sender)
         .run(
             "POST",
             "/post",
@@ -695,7 +702,7 @@ pub async fn create_post(
 pub async fn update_post(
     State(st): State<AppState>,
     user: AuthUser,
-    ClientIp(ip): ClientIp,
+    sender: Sender,
     ctx: PageCtx,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -714,7 +721,7 @@ pub async fn update_post(
         user_id,
         post: fields,
     };
-    Writer::new(&st, &user, city, &headers, ip)
+    Writer::new(&st, &user, city, &headers, sender)
         .run(
             "PUT",
             &format!("/post/{post_id}"),
@@ -761,7 +768,7 @@ fn no_body(
 pub async fn delete_post(
     State(st): State<AppState>,
     user: AuthUser,
-    ClientIp(ip): ClientIp,
+    sender: Sender,
     City(city): City,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -773,7 +780,7 @@ pub async fn delete_post(
         user_id: user.id,
     };
     let path = format!("/post/{post_id}");
-    Writer::new(&st, &user, city, &headers, ip)
+    Writer::new(&st, &user, city, &headers, sender)
         .own_post(body, "DELETE", &path, post_id, kind)
         .await
 }
@@ -800,7 +807,7 @@ pub async fn delete_post(
 pub async fn renew_post(
     State(st): State<AppState>,
     user: AuthUser,
-    ClientIp(ip): ClientIp,
+    sender: Sender,
     City(city): City,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -812,7 +819,7 @@ pub async fn renew_post(
         user_id: user.id,
     };
     let path = format!("/post/{post_id}/renew");
-    Writer::new(&st, &user, city, &headers, ip)
+    Writer::new(&st, &user, city, &headers, sender)
         .own_post(body, "POST", &path, post_id, kind)
         .await
 }
@@ -888,7 +895,7 @@ pub async fn renew_form(
 pub async fn report(
     State(st): State<AppState>,
     user: AuthUser,
-    ClientIp(ip): ClientIp,
+    sender: Sender,
     City(city): City,
     headers: HeaderMap,
     body: Body,
@@ -919,7 +926,7 @@ pub async fn report(
         reporter_id,
         reason,
     };
-    Writer::new(&st, &user, city, &headers, ip)
+    Writer::new(&st, &user, city, &headers, sender)
         .reports()
         .run(
             "POST",

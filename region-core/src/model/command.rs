@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Id, PostFields};
+use crate::model::{Id, PostFields, RequestId};
 
 /// One command, as produced to `<region>.commands` keyed by city.
 ///
@@ -16,6 +16,11 @@ pub struct Command {
     pub city: String,
     pub created_at: DateTime<Utc>,
     pub epoch: i64,
+    /// The visitor's request that asked for it (none for the janitor's
+    /// and the demo's commands, and in commands produced before it
+    /// existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<RequestId>,
     #[serde(flatten)]
     pub kind: CommandKind,
 }
@@ -96,6 +101,7 @@ mod tests {
             city: "boston".into(),
             created_at: DateTime::<Utc>::UNIX_EPOCH,
             epoch: 2,
+            request_id: None,
             kind: CommandKind::Delete {
                 post_id: Id(10),
                 user_id: Id(20),

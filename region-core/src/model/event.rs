@@ -3,17 +3,26 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Id, Post};
+use crate::model::{Id, Post, RequestId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// A post was created or changed and is visible: the full row, so the
     /// publisher renders the page from the event alone.
-    PostChanged { command_id: Id, post: Post },
+    PostChanged {
+        command_id: Id,
+        /// The request the command came from (`Command::request_id`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<RequestId>,
+        post: Post,
+    },
     /// A post was deleted, hidden or expired: the edge writes a tombstone.
     PostGone {
         command_id: Id,
+        /// The request the command came from (`Command::request_id`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<RequestId>,
         city: String,
         post_id: Id,
         version: i64,
@@ -31,6 +40,15 @@ pub enum GoneReason {
 }
 
 impl Event {
+    /// The request whose write made this event, if a request did.
+    pub fn request_id(&self) -> Option<&RequestId> {
+        match self {
+            Event::PostChanged { request_id, .. } | Event::PostGone { request_id, .. } => {
+                request_id.as_ref()
+            }
+        }
+    }
+
     pub fn city(&self) -> &str {
         match self {
             Event::PostChanged { post, .. } => &post.city,

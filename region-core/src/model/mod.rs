@@ -6,6 +6,7 @@ pub mod event;
 pub mod id;
 pub mod idgen;
 pub mod post;
+pub mod request_id;
 
 pub use account::{ACCOUNT_KEY, AccountCommand, AccountKind};
 pub use command::{Command, CommandKind};
@@ -13,3 +14,4 @@ pub use event::Event;
 pub use id::Id;
 pub use idgen::IdGenerator;
 pub use post::{Post, PostFields, PostStatus};
+pub use request_id::RequestId;

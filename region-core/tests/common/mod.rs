@@ -182,6 +182,7 @@ pub async fn create_command(
         city: city.to_string(),
         created_at: chrono::Utc::now(),
         epoch: 1,
+        request_id: None,
         kind: region_core::model::CommandKind::Create {
             post_id: ids.next().await.unwrap(),
             user_id: user,

@@ -62,6 +62,7 @@ pub async fn sweep_shard(
                 city,
                 created_at: now,
                 epoch: route.epoch,
+                request_id: None,
                 kind: CommandKind::Expire {
                     post_id: Id(id),
                     as_of: now,

@@ -111,10 +111,12 @@ fn event(post: &Post, fix: Fix, command_id: crate::model::Id) -> Event {
     match fix {
         Fix::Page => Event::PostChanged {
             command_id,
+            request_id: None,
             post: post.clone(),
         },
         Fix::Tombstone => Event::PostGone {
             command_id,
+            request_id: None,
             city: post.city.clone(),
             post_id: post.id,
             version: post.version,

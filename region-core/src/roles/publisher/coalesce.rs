@@ -31,6 +31,18 @@ pub struct Entry {
     pub write: BulkWrite,
 }
 
+impl Entry {
+    /// The same entry, its metadata naming the request whose write made
+    /// it (`trail`), in the comparisons' copy and in what goes to KV.
+    pub fn naming(mut self, request: Option<&str>) -> Entry {
+        if request.is_some() {
+            self.meta = self.meta.with_request(request);
+            self.write.metadata = serde_json::to_value(&self.meta).ok();
+        }
+        self
+    }
+}
+
 /// Where an event was read: `(partition, offset)`.
 pub type At = (i32, i64);
 
@@ -79,6 +91,7 @@ impl Seen {
             expires_at: None,
             gone: self.gone,
             template: self.template,
+            request: None,
         }
     }
 }

@@ -61,6 +61,7 @@ fn meta_of(version: i64, gone: bool, template: Option<i64>) -> PostMeta {
         expires_at: None,
         gone,
         template: template.and_then(|t| u32::try_from(t).ok()),
+        request: None,
     }
 }
 

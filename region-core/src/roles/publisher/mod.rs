@@ -68,6 +68,7 @@ use crate::db::{RouteError, Router};
 use crate::model::{Event, Post, PostStatus};
 use crate::render;
 use crate::roles::common::{add, set};
+use crate::trail;
 use coalesce::{Coalescer, Due, Entry, Offered};
 use intake::{Intake, Raw, Refused, intake};
 use invalidate::Invalidator;
@@ -178,6 +179,7 @@ pub fn entry_of(event: &Event) -> Result<Entry, String> {
             city: city.to_string(),
         }
     };
+    let request = event.request_id().map(|r| r.as_str());
     Ok(match event {
         Event::PostChanged { post, .. } if post.status == PostStatus::Live => page_entry(post)?,
         // A change that leaves the post invisible is a tombstone all the
@@ -189,7 +191,8 @@ pub fn entry_of(event: &Event) -> Result<Entry, String> {
             version,
             ..
         } => tombstone(key_of(post_id.0)?, city, *version),
-    })
+    }
+    .naming(request))
 }
 
 /// The page of a live post, rendered with this build's template.
@@ -501,6 +504,13 @@ impl<S: KvSink> Publisher<S> {
             .written(done.iter().map(|d| d.entry.key.as_str()), now);
         failpoint::crash_point(PUBLISHER_AFTER_KV_WRITE)?;
         for d in &done {
+            let meta = &d.entry.meta;
+            trail::published(
+                meta.request.as_deref(),
+                &d.entry.key,
+                meta.version,
+                meta.gone,
+            );
             for (partition, offset) in &d.covers {
                 self.offsets.finished(*partition, *offset);
             }
@@ -660,6 +670,7 @@ mod tests {
         let p = post(3, PostStatus::Live);
         let e = entry_of(&Event::PostChanged {
             command_id: Id(1),
+            request_id: None,
             post: p.clone(),
         })
         .unwrap();
@@ -678,6 +689,7 @@ mod tests {
         ] {
             let t = entry_of(&Event::PostGone {
                 command_id: Id(2),
+                request_id: None,
                 city: "boston".into(),
                 post_id: Id(7),
                 version: 4,
@@ -690,6 +702,7 @@ mod tests {
         }
         let hidden = entry_of(&Event::PostChanged {
             command_id: Id(1),
+            request_id: None,
             post: post(5, PostStatus::Hidden),
         })
         .unwrap();

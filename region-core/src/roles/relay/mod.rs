@@ -33,6 +33,7 @@ use crate::bus::failpoint::{self, RELAY_AFTER_PRODUCE};
 use crate::bus::{EVENT_TYPE_HEADER, POST_ID_HEADER, Producer, VERSION_HEADER};
 use crate::model::Event;
 use crate::roles::common::add;
+use crate::trail;
 use metrics::RelayMetrics;
 pub use start::{RelayArgs, run};
 
@@ -99,18 +100,22 @@ pub enum RelayError {
     Task(String),
 }
 
-/// The post id, version and type of an event, for its headers. An outbox
-/// row this build cannot read is still sent (never dropped), headerless.
-fn event_headers(event: &serde_json::Value) -> Option<(String, String, &'static str)> {
-    match serde_json::from_value::<Event>(event.clone()).ok()? {
-        Event::PostChanged { post, .. } => Some((
+/// An outbox row's event, if this build can read it.
+fn decode(event: &serde_json::Value) -> Option<Event> {
+    serde_json::from_value(event.clone()).ok()
+}
+
+/// The post id, version and type of an event, for its headers.
+fn event_headers(event: &Event) -> (String, String, &'static str) {
+    match event {
+        Event::PostChanged { post, .. } => (
             post.id.to_string(),
             post.version.to_string(),
             "post_changed",
-        )),
+        ),
         Event::PostGone {
             post_id, version, ..
-        } => Some((post_id.to_string(), version.to_string(), "post_gone")),
+        } => (post_id.to_string(), version.to_string(), "post_gone"),
     }
 }
 
@@ -150,16 +155,23 @@ pub async fn round(
     // Sent concurrently, in seq order: the idempotent producer keeps the
     // order within a partition, so a city's events arrive in order unless a
     // producer rebuild re-sends some (consumers compare versions anyway).
+    // An outbox row this build cannot read is still sent (never dropped),
+    // headerless; the publisher dead-letters it.
     let sends = rows.iter().map(|(city, _, event)| async move {
         let payload = serde_json::to_vec(event).unwrap_or_default();
-        let headers = event_headers(event);
+        let decoded = decode(event);
+        let headers = decoded.as_ref().map(event_headers);
         let mut h: Vec<(&str, &[u8])> = Vec::new();
         if let Some((post, version, kind)) = &headers {
             h.push((POST_ID_HEADER, post.as_bytes()));
             h.push((VERSION_HEADER, version.as_bytes()));
             h.push((EVENT_TYPE_HEADER, kind.as_bytes()));
         }
-        producer.produce(&config.topic, city, &payload, &h).await
+        producer.produce(&config.topic, city, &payload, &h).await?;
+        if let Some(e) = &decoded {
+            trail::relayed(e, &shard.name);
+        }
+        Ok::<_, RelayError>(())
     });
     try_join_all(sends).await?;
     add(&metrics.relayed, rows.len());
@@ -303,9 +315,9 @@ mod tests {
         let gone = serde_json::json!({"type": "post_gone", "command_id": "1", "city": "boston",
             "post_id": "42", "version": 3, "reason": "deleted"});
         assert_eq!(
-            event_headers(&gone),
+            decode(&gone).as_ref().map(event_headers),
             Some(("42".into(), "3".into(), "post_gone"))
         );
-        assert_eq!(event_headers(&serde_json::json!({"type": "other"})), None);
+        assert!(decode(&serde_json::json!({"type": "other"})).is_none());
     }
 }

@@ -267,6 +267,7 @@ async fn demo_commands(
             city: city.to_string(),
             created_at: now - age,
             epoch,
+            request_id: None,
             kind: CommandKind::Create {
                 post_id: ids.next().await?,
                 user_id: user,

@@ -80,6 +80,7 @@ pub(super) async fn carry_out(
             city: route.city.clone(),
             created_at: command.created_at,
             epoch: route.epoch,
+            request_id: None,
             kind: CommandKind::DeleteUser { user_id: *user_id },
         };
         payloads.push((route.city.clone(), serde_json::to_vec(&per_city)?));

@@ -200,6 +200,7 @@ impl Writer {
                         .cloned()
                         .unwrap_or(Outcome::Applied { version: None })
                 };
+                crate::trail::applied(&q.command, &applied.shard, &outcome, r.fresh);
                 let status = match &outcome {
                     Outcome::Applied { version } => {
                         add(if r.fresh { &m.applied } else { &m.replayed }, 1);

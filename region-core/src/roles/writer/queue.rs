@@ -437,6 +437,7 @@ mod tests {
                 city: city.into(),
                 created_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
                 epoch: 1,
+                request_id: None,
                 kind: CommandKind::DeleteUser { user_id: Id(1) },
             },
             partition,
