@@ -18,6 +18,7 @@ pub mod postgres;
 pub mod process;
 pub mod redis_server;
 pub mod region_api;
+pub mod render;
 pub mod secrets;
 pub mod state;
 pub mod supervisor;

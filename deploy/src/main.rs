@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use cityboard_deploy::home::Home;
 use cityboard_deploy::process::sibling_binary;
 use cityboard_deploy::topology::TopologyError;
-use cityboard_deploy::{commands, edge, postgres, supervisor};
+use cityboard_deploy::{commands, edge, postgres, render, supervisor};
 
 #[derive(Parser)]
 #[command(
@@ -100,6 +100,12 @@ enum Cmd {
         #[arg(long)]
         switches: Option<u64>,
     },
+    /// Render the topology as production configuration (nothing is
+    /// written when the topology or the values file has a mistake).
+    Render {
+        #[command(subcommand)]
+        target: RenderTarget,
+    },
     /// Print the post page template version this build renders: the edge
     /// Worker's `TEMPLATE_VERSION` (`wrangler deploy --var
     /// TEMPLATE_VERSION:$(cityboard template-version)`).
@@ -110,6 +116,27 @@ enum Cmd {
     /// Run the supervisor in the foreground (started by `up`).
     #[command(hide = true)]
     Supervise,
+}
+
+#[derive(Subcommand)]
+enum RenderTarget {
+    /// Kubernetes manifests, a namespace per region (CloudNativePG,
+    /// Strimzi, Redis, the roles, geo DNS, NetworkPolicies).
+    K8s {
+        /// Directory the manifests are written under (`<region>/*.yaml`).
+        #[arg(long)]
+        out: PathBuf,
+        /// Topology file.
+        #[arg(
+            long,
+            env = "CITYBOARD_TOPOLOGY",
+            default_value = "deploy/topology.toml"
+        )]
+        topology: PathBuf,
+        /// Values file: images, storage, backups, origin addresses.
+        #[arg(long, default_value = render::values::DEFAULT_VALUES)]
+        values: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -156,6 +183,13 @@ fn main() -> ExitCode {
             posts,
             switches,
         } => return bench(&home, &scenario, json, posts, switches),
+        Cmd::Render { target } => match target {
+            RenderTarget::K8s {
+                out,
+                topology,
+                values,
+            } => commands::render::k8s(&topology, &values, &out).map(|()| true),
+        },
         Cmd::TemplateVersion => {
             println!("{}", edge::template_version());
             Ok(true)

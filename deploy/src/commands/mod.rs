@@ -3,6 +3,7 @@
 pub mod down;
 pub mod logs;
 pub mod psql;
+pub mod render;
 pub mod status;
 pub mod up;
 
