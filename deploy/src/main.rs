@@ -137,6 +137,23 @@ enum RenderTarget {
         #[arg(long, default_value = render::values::DEFAULT_VALUES)]
         values: PathBuf,
     },
+    /// The edge Worker's wrangler.toml (local, staging and production
+    /// environments) from the same variables `up` gives the local workerd.
+    Wrangler {
+        /// File to write.
+        #[arg(long, default_value = "edge/wrangler.toml")]
+        out: PathBuf,
+        /// Topology file.
+        #[arg(
+            long,
+            env = "CITYBOARD_TOPOLOGY",
+            default_value = "deploy/topology.toml"
+        )]
+        topology: PathBuf,
+        /// Values file: each environment's apex, zone and KV namespace id.
+        #[arg(long, default_value = render::values::DEFAULT_VALUES)]
+        values: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -189,6 +206,11 @@ fn main() -> ExitCode {
                 topology,
                 values,
             } => commands::render::k8s(&topology, &values, &out).map(|()| true),
+            RenderTarget::Wrangler {
+                out,
+                topology,
+                values,
+            } => commands::render::wrangler(&topology, &values, &out).map(|()| true),
         },
         Cmd::TemplateVersion => {
             println!("{}", edge::template_version());

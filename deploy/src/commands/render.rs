@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::render::values::Values;
-use crate::render::{k8s, write_files};
+use crate::render::{k8s, wrangler, write_files};
 use crate::topology::Topology;
 
 /// Renders the Kubernetes manifests of `topology_path` with `values_path`
@@ -20,6 +20,22 @@ pub fn k8s(topology_path: &Path, values_path: &Path, out: &Path) -> Result<()> {
     write_files(out, &files)?;
     for file in &files {
         println!("{}", out.join(&file.path).display());
+    }
+    Ok(())
+}
+
+/// Renders the Worker's wrangler configuration into `out` (normally
+/// `edge/wrangler.toml`) and prints the secrets each environment needs.
+pub fn wrangler(topology_path: &Path, values_path: &Path, out: &Path) -> Result<()> {
+    let topology = Topology::load(topology_path)?;
+    let values = Values::load(values_path)?;
+    let text = wrangler::render(&topology, &values)?;
+    std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
+    println!("{}", out.display());
+    for env in wrangler::DEPLOYED {
+        for (secret, what) in wrangler::SECRETS {
+            println!("  wrangler secret put {secret} --env {env}   # {what}");
+        }
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 
 pub mod k8s;
 pub mod values;
+pub mod wrangler;
 pub mod yaml;
 
 use std::path::{Path, PathBuf};
