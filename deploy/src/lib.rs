@@ -7,6 +7,7 @@
 //! topology and state types the binary writes.
 
 pub mod broker;
+pub mod capacity;
 pub mod commands;
 pub mod components;
 pub mod edge;

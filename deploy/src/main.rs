@@ -106,6 +106,25 @@ enum Cmd {
         #[command(subcommand)]
         target: RenderTarget,
     },
+    /// A fleet plan from the benchmarks' measured figures, for edge KV hit
+    /// rates of 50, 80 and 95 %.
+    Capacity {
+        /// Page views a month.
+        #[arg(long)]
+        views_per_month: u64,
+        /// New posts a day.
+        #[arg(long)]
+        posts_per_day: u64,
+        /// Peak traffic over the month's average.
+        #[arg(long, default_value_t = 3.0)]
+        peak_factor: f64,
+        /// Cores of one origin server.
+        #[arg(long, default_value_t = 32)]
+        cores_per_server: u32,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the post page template version this build renders: the edge
     /// Worker's `TEMPLATE_VERSION` (`wrangler deploy --var
     /// TEMPLATE_VERSION:$(cityboard template-version)`).
@@ -212,6 +231,22 @@ fn main() -> ExitCode {
                 values,
             } => commands::render::wrangler(&topology, &values, &out).map(|()| true),
         },
+        Cmd::Capacity {
+            views_per_month,
+            posts_per_day,
+            peak_factor,
+            cores_per_server,
+            json,
+        } => commands::capacity::run(
+            &cityboard_deploy::capacity::Demand {
+                views_per_month: views_per_month as f64,
+                posts_per_day: posts_per_day as f64,
+                peak_factor,
+                cores_per_server: f64::from(cores_per_server),
+            },
+            json,
+        )
+        .map(|()| true),
         Cmd::TemplateVersion => {
             println!("{}", edge::template_version());
             Ok(true)

@@ -1,5 +1,6 @@
 //! One module per `cityboard` subcommand.
 
+pub mod capacity;
 pub mod down;
 pub mod logs;
 pub mod psql;
