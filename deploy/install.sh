@@ -230,21 +230,22 @@ check_schemathesis() {
   "$TOOLS/venv/bin/python" -c 'import schemathesis, sys; sys.exit(schemathesis.__version__ != sys.argv[1])' "$SCHEMATHESIS_VERSION" &&
     [ -x "$TOOLS/venv/bin/schemathesis" ]
 }
-install_schemathesis() {
+# venv_install PKG==VERSION: into the repo-local venv, made on first use.
+venv_install() {
   npm_tools_dir
   [ -x "$TOOLS/venv/bin/python" ] || python3 -m venv "$TOOLS/venv"
-  "$TOOLS/venv/bin/python" -m pip install -q "schemathesis==$SCHEMATHESIS_VERSION"
+  "$TOOLS/venv/bin/python" -m pip install -q "$1"
 }
+# venv_has PKG VERSION: that version of the distribution is in the venv.
+venv_has() {
+  "$TOOLS/venv/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.version(sys.argv[1]) != sys.argv[2])' "$1" "$2"
+}
+install_schemathesis() { venv_install "schemathesis==$SCHEMATHESIS_VERSION"; }
 
 check_kubernetes_validate() {
-  "$TOOLS/venv/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.version("kubernetes-validate") != sys.argv[1])' "$KUBERNETES_VALIDATE_VERSION" &&
-    [ -x "$TOOLS/venv/bin/kubernetes-validate" ]
+  venv_has kubernetes-validate "$KUBERNETES_VALIDATE_VERSION" && [ -x "$TOOLS/venv/bin/kubernetes-validate" ]
 }
-install_kubernetes_validate() {
-  npm_tools_dir
-  [ -x "$TOOLS/venv/bin/python" ] || python3 -m venv "$TOOLS/venv"
-  "$TOOLS/venv/bin/python" -m pip install -q "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
-}
+install_kubernetes_validate() { venv_install "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"; }
 
 # --- steps: edge --------------------------------------------------------------
 

@@ -145,16 +145,8 @@ enum RenderTarget {
         /// Directory the manifests are written under (`<region>/*.yaml`).
         #[arg(long)]
         out: PathBuf,
-        /// Topology file.
-        #[arg(
-            long,
-            env = "CITYBOARD_TOPOLOGY",
-            default_value = "deploy/topology.toml"
-        )]
-        topology: PathBuf,
-        /// Values file: images, storage, backups, origin addresses.
-        #[arg(long, default_value = render::values::DEFAULT_VALUES)]
-        values: PathBuf,
+        #[command(flatten)]
+        inputs: RenderInputs,
     },
     /// The edge Worker's wrangler.toml (local, staging and production
     /// environments) from the same variables `up` gives the local workerd.
@@ -162,17 +154,25 @@ enum RenderTarget {
         /// File to write.
         #[arg(long, default_value = "edge/wrangler.toml")]
         out: PathBuf,
-        /// Topology file.
-        #[arg(
-            long,
-            env = "CITYBOARD_TOPOLOGY",
-            default_value = "deploy/topology.toml"
-        )]
-        topology: PathBuf,
-        /// Values file: each environment's apex, zone and KV namespace id.
-        #[arg(long, default_value = render::values::DEFAULT_VALUES)]
-        values: PathBuf,
+        #[command(flatten)]
+        inputs: RenderInputs,
     },
+}
+
+/// What every rendering reads.
+#[derive(clap::Args)]
+struct RenderInputs {
+    /// Topology file.
+    #[arg(
+        long,
+        env = "CITYBOARD_TOPOLOGY",
+        default_value = "deploy/topology.toml"
+    )]
+    topology: PathBuf,
+    /// Values file: images, storage, backups, origin addresses, each Worker
+    /// environment's apex, zone and KV namespace id.
+    #[arg(long, default_value = render::values::DEFAULT_VALUES)]
+    values: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -220,16 +220,13 @@ fn main() -> ExitCode {
             switches,
         } => return bench(&home, &scenario, json, posts, switches),
         Cmd::Render { target } => match target {
-            RenderTarget::K8s {
-                out,
-                topology,
-                values,
-            } => commands::render::k8s(&topology, &values, &out).map(|()| true),
-            RenderTarget::Wrangler {
-                out,
-                topology,
-                values,
-            } => commands::render::wrangler(&topology, &values, &out).map(|()| true),
+            RenderTarget::K8s { out, inputs } => {
+                { commands::render::k8s(&inputs.topology, &inputs.values, &out) }.map(|()| true)
+            }
+            RenderTarget::Wrangler { out, inputs } => {
+                { commands::render::wrangler(&inputs.topology, &inputs.values, &out) }
+                    .map(|()| true)
+            }
         },
         Cmd::Capacity {
             views_per_month,
