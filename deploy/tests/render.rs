@@ -124,6 +124,42 @@ fn a_shard_renders_with_one_instance_per_copy_and_the_move_settings() {
     assert!(!all.contains("kind: \"Secret\""));
 }
 
+#[test]
+fn every_secret_the_manifests_name_is_listed_for_the_operator() {
+    let listed: BTreeSet<&str> = k8s::SECRETS.iter().map(|(name, _)| *name).collect();
+    let mut named = BTreeSet::new();
+    for file in render("render/three-regions.toml") {
+        let lines: Vec<&str> = file.text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let refers = [
+                "secretKeyRef:",
+                "secretName:",
+                "secretRef:",
+                "passwordSecret:",
+                "superuserSecret:",
+            ]
+            .iter()
+            .any(|key| line.trim_start().starts_with(key) || line.contains(&format!("- {key}")));
+            if !refers {
+                continue;
+            }
+            for near in &lines[i..(i + 4).min(lines.len())] {
+                if let Some(start) = near.find("\"cityboard-") {
+                    let rest = &near[start + 1..];
+                    named.insert(rest[..rest.find('"').unwrap()].to_string());
+                }
+            }
+        }
+    }
+    assert!(named.len() >= 10, "{named:?}");
+    for name in &named {
+        assert!(
+            listed.contains(name.as_str()),
+            "{name} is referenced but not in k8s::SECRETS"
+        );
+    }
+}
+
 /// Runs `cityboard render k8s` into a fresh directory and returns its exit
 /// code, stderr, and whether anything was written.
 fn run_render(topology: &str, values: &str) -> (Option<i32>, String, bool) {

@@ -89,6 +89,12 @@ pub struct ApiValues {
     pub min_replicas: u32,
     /// Most api pods.
     pub max_replicas: u32,
+    /// Where `DELETE /old_posts` archives old posts (`s3://bucket/prefix`;
+    /// the image is built with region-core's `s3` feature), with the
+    /// credentials of the `cityboard-archive-s3` Secret. Optional: without
+    /// it the archive goes to the pod's scratch volume and is lost with it.
+    #[serde(default)]
+    pub archive_url: Option<String>,
 }
 
 /// Who may reach what from outside the region's namespace.

@@ -57,6 +57,10 @@ pub const SECRETS: &[(&str, &str)] = &[
         "cityboard-smtp",
         "key `url`, optional: the janitor's CITYBOARD_SMTP_URL",
     ),
+    (
+        "cityboard-archive-s3",
+        "keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION: the archive's bucket (with api.archive_url)",
+    ),
 ];
 
 /// Every file of the rendering, in a stable order.

@@ -226,6 +226,9 @@ fn deployment(ns: &str, role: &Role, values: &Values) -> Value {
                 "/secrets".into(),
             ]);
             ports.push(json!({"name": "operator", "containerPort": OPERATOR_PORT}));
+            if let Some(url) = &values.api().archive_url {
+                env.push(json!({"name": "CITYBOARD_ARCHIVE_URL", "value": url}));
+            }
         }
         other => {
             args.extend(["--metrics-listen".into(), format!("0.0.0.0:{METRICS_PORT}")]);
@@ -255,6 +258,13 @@ fn deployment(ns: &str, role: &Role, values: &Values) -> Value {
             "failureThreshold": 3,
         })
     };
+    // The archive's object store reads the AWS variables
+    // (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION) of this Secret.
+    let env_from = if role.name == "api" && values.api().archive_url.is_some() {
+        json!([{"secretRef": {"name": "cityboard-archive-s3"}}])
+    } else {
+        json!([])
+    };
     let mut init_containers = vec![state_init(values)];
     if role.name == "api" {
         init_containers.push(setup_init(ns, values));
@@ -277,6 +287,7 @@ fn deployment(ns: &str, role: &Role, values: &Values) -> Value {
                         "image": values.images().region_core,
                         "args": args,
                         "env": env,
+                        "envFrom": env_from,
                         "ports": ports,
                         "readinessProbe": probe(2),
                         "livenessProbe": probe(15),
