@@ -8,6 +8,7 @@
 //! operator creates under a name listed in [`SECRETS`] (deploy/README.md),
 //! and objects refer to it by that name.
 
+pub mod geo_dns;
 pub mod network;
 pub mod postgres;
 pub mod redis;
@@ -140,5 +141,15 @@ pub fn restricted_container() -> Value {
         "readOnlyRootFilesystem": true,
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
+    })
+}
+
+/// At most one pod of the component down at a time for a drain.
+pub fn pdb(ns: &str, component: &str) -> Value {
+    json!({
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(component, ns, component),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(component)}},
     })
 }

@@ -7,8 +7,9 @@
 
 use serde_json::{Value, json};
 
+use super::geo_dns::DNS_PORT;
 use super::metadata;
-use super::roles::{API_PORT, DNS_PORT, METRICS_PORT, OPERATOR_PORT};
+use super::roles::{API_PORT, METRICS_PORT, OPERATOR_PORT};
 use crate::render::values::Values;
 
 /// The policies of namespace `ns`.

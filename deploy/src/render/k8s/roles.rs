@@ -1,4 +1,4 @@
-//! A region's region-core roles and geo DNS: Deployments, Services, the
+//! A region's region-core roles: Deployments, Services, the
 //! api's autoscaler, PodDisruptionBudgets, and the stack description the
 //! roles read (a ConfigMap; the Redis password is spliced in at start).
 //!
@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use super::postgres::{primary_url, replica_url};
 use super::redis::service as redis_service;
 use super::{
-    CATALOG_CLUSTER, labels, metadata, pg_secret, restricted_container, secret_env, selector,
+    CATALOG_CLUSTER, labels, metadata, pdb, pg_secret, restricted_container, secret_env, selector,
 };
 use crate::redis_server::RedisRole;
 use crate::render::values::Values;
@@ -32,8 +32,6 @@ pub const API_PORT: u16 = 8080;
 pub const OPERATOR_PORT: u16 = 9090;
 /// Every other role's `/metrics` and `/healthz`.
 pub const METRICS_PORT: u16 = 9100;
-/// The geo DNS's port inside its pod (unprivileged; the Services map 53).
-pub const DNS_PORT: u16 = 5353;
 
 /// Where the stack description is written at start (an emptyDir).
 const STATE_FILE: &str = "/run/cityboard/state.json";
@@ -143,7 +141,7 @@ pub fn objects(topology: &Topology, index: usize, values: &Values) -> Vec<Value>
             objects.push(pdb(ns, role.name));
         }
     }
-    objects.extend(geo_dns(topology, ns, values));
+    objects.extend(super::geo_dns::objects(topology, ns, values));
     objects
 }
 
@@ -280,7 +278,9 @@ fn deployment(ns: &str, role: &Role, values: &Values) -> Value {
             "template": {
                 "metadata": {"labels": labels(role.name)},
                 "spec": {
-                    "securityContext": {"runAsNonRoot": true, "runAsUser": 10001, "runAsGroup": 10001},
+                    // fsGroup: the key files (0440) belong to the pod's group,
+                    // readable by the roles and by no other user.
+                    "securityContext": {"runAsNonRoot": true, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001},
                     "initContainers": init_containers,
                     "containers": [{
                         "name": role.name,
@@ -304,7 +304,7 @@ fn deployment(ns: &str, role: &Role, values: &Values) -> Value {
                     "volumes": [
                         {"name": "state", "emptyDir": {}},
                         {"name": "state-template", "configMap": {"name": "cityboard-state"}},
-                        {"name": "keys", "secret": {"secretName": "cityboard-keys", "defaultMode": 256}},
+                        {"name": "keys", "secret": {"secretName": "cityboard-keys", "defaultMode": 288}},
                     ],
                 },
             },
@@ -375,82 +375,4 @@ fn hpa(ns: &str, values: &Values) -> Value {
             }}],
         },
     })
-}
-
-/// At most one pod of the component down at a time for a drain.
-fn pdb(ns: &str, component: &str) -> Value {
-    json!({
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": metadata(component, ns, component),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(component)}},
-    })
-}
-
-/// The origin zone's authoritative DNS (`geo-router dns`), answering
-/// `origin.{region}.{apex}` with each region's public origin address while
-/// it passes health checks (`[origins]` of the values: `IP:PORT` checked
-/// with `GET /healthz`, optionally `@ANSWER_IP`, geo-router's `--instance`); one UDP and one TCP Service, because DNS needs
-/// both (answers over 512 bytes, zone checks) and many load balancers
-/// cannot mix protocols on one Service.
-fn geo_dns(topology: &Topology, ns: &str, values: &Values) -> Vec<Value> {
-    let mut args = vec![
-        "dns".to_string(),
-        "--zone".into(),
-        topology.apex.clone(),
-        "--listen".into(),
-        format!("0.0.0.0:{DNS_PORT}"),
-    ];
-    for region in &topology.regions {
-        let address = &values.origins()[&region.name];
-        args.push("--instance".into());
-        args.push(format!("{}={address}", region.name));
-    }
-    let deployment = json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": metadata("geo-dns", ns, "geo-dns"),
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": selector("geo-dns")},
-            "template": {
-                "metadata": {"labels": labels("geo-dns")},
-                "spec": {
-                    "securityContext": {"runAsNonRoot": true, "runAsUser": 10001, "runAsGroup": 10001},
-                    "containers": [{
-                        "name": "geo-dns",
-                        "image": values.images().geo_router,
-                        "args": args,
-                        "ports": [
-                            {"name": "dns-udp", "containerPort": DNS_PORT, "protocol": "UDP"},
-                            {"name": "dns-tcp", "containerPort": DNS_PORT, "protocol": "TCP"},
-                        ],
-                        "readinessProbe": {"tcpSocket": {"port": DNS_PORT}, "periodSeconds": 5},
-                        "livenessProbe": {"tcpSocket": {"port": DNS_PORT}, "periodSeconds": 10},
-                        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
-                        "securityContext": restricted_container(),
-                    }],
-                },
-            },
-        },
-    });
-    let dns_service = |protocol: &str| {
-        json!({
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": metadata(&format!("geo-dns-{}", protocol.to_ascii_lowercase()), ns, "geo-dns"),
-            "spec": {
-                "type": "LoadBalancer",
-                "externalTrafficPolicy": "Local",
-                "selector": selector("geo-dns"),
-                "ports": [{"name": "dns", "port": 53, "targetPort": DNS_PORT, "protocol": protocol}],
-            },
-        })
-    };
-    vec![
-        deployment,
-        dns_service("UDP"),
-        dns_service("TCP"),
-        pdb(ns, "geo-dns"),
-    ]
 }
