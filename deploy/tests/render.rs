@@ -242,4 +242,12 @@ fn bad_input_names_file_and_line_exits_2_and_writes_nothing() {
         stderr.contains("no address for region \"eu-west\""),
         "{stderr}"
     );
+
+    // An origin geo DNS could not check.
+    let bad = values.replace("10.20.0.10:8080@", "origin.example:8080@");
+    let (code, stderr, wrote) = run_render(&topology, &bad);
+    let line = line_of(&bad, "origin.example");
+    assert_eq!((code, wrote), (Some(2), false), "{stderr}");
+    assert!(stderr.contains(&format!("values.toml:{line}:")), "{stderr}");
+    assert!(stderr.contains("is not IP:PORT"), "{stderr}");
 }

@@ -134,7 +134,7 @@ struct RawValues {
     api: ApiValues,
     network: NetworkValues,
     /// Public address of each region's origin, what geo DNS answers.
-    origins: Spanned<BTreeMap<String, String>>,
+    origins: Spanned<BTreeMap<String, Spanned<String>>>,
     #[serde(default)]
     wrangler: BTreeMap<String, Spanned<EdgeEnvironment>>,
 }
@@ -204,10 +204,16 @@ impl Values {
                     });
                 }
             }
-            if !self.raw.origins.get_ref().contains_key(&region.name) {
+            let Some(origin) = self.raw.origins.get_ref().get(&region.name) else {
                 return Err(self.error(
                     Some(self.raw.origins.span()),
                     format!("[origins] has no address for region {:?}", region.name),
+                ));
+            };
+            if let Some(problem) = origin_problem(origin.get_ref()) {
+                return Err(self.error(
+                    Some(origin.span()),
+                    format!("origins.{}: {problem}", region.name),
                 ));
             }
         }
@@ -239,9 +245,14 @@ impl Values {
         &self.raw.network
     }
 
-    /// Public origin address of each region (checked by [`Values::check`]).
-    pub fn origins(&self) -> &BTreeMap<String, String> {
-        self.raw.origins.get_ref()
+    /// The origin of `region` as geo DNS's `--instance` takes it
+    /// (`IP:PORT[@ANSWER_IP]`, checked by [`Values::check`]).
+    pub fn origin(&self, region: &str) -> Option<&str> {
+        self.raw
+            .origins
+            .get_ref()
+            .get(region)
+            .map(|o| o.get_ref().as_str())
     }
 
     /// The Worker environment `name` with its KV namespace id; an error
@@ -266,6 +277,26 @@ impl Values {
             line: span.map_or(1, |s| line_of(&self.text, s.start)),
             message,
         }
+    }
+}
+
+/// What is wrong with an `[origins]` value, if anything: geo DNS takes
+/// `IP:PORT` to health-check, optionally `@IP` to answer instead.
+fn origin_problem(origin: &str) -> Option<String> {
+    let (check, answer) = match origin.split_once('@') {
+        Some((check, answer)) => (check, Some(answer)),
+        None => (origin, None),
+    };
+    if check.parse::<std::net::SocketAddr>().is_err() {
+        return Some(format!(
+            "{check:?} is not IP:PORT (the address geo DNS health-checks)"
+        ));
+    }
+    match answer {
+        Some(ip) if ip.parse::<std::net::IpAddr>().is_err() => Some(format!(
+            "{ip:?} after '@' is not an IP address (the address answered)"
+        )),
+        _ => None,
     }
 }
 

@@ -13,7 +13,8 @@ pub const DNS_PORT: u16 = 5353;
 /// The origin zone's authoritative DNS (`geo-router dns`), answering
 /// `origin.{region}.{apex}` with each region's public origin address while
 /// it passes health checks (`[origins]` of the values: `IP:PORT` checked
-/// with `GET /healthz`, optionally `@ANSWER_IP`, geo-router's `--instance`); one UDP and one TCP Service, because DNS needs
+/// with `GET /healthz`, optionally `@ANSWER_IP`, geo-router's
+/// `--instance`); one UDP and one TCP Service, because DNS needs
 /// both (answers over 512 bytes, zone checks) and many load balancers
 /// cannot mix protocols on one Service.
 pub fn objects(topology: &Topology, ns: &str, values: &Values) -> Vec<Value> {
@@ -25,7 +26,8 @@ pub fn objects(topology: &Topology, ns: &str, values: &Values) -> Vec<Value> {
         format!("0.0.0.0:{DNS_PORT}"),
     ];
     for region in &topology.regions {
-        let address = &values.origins()[&region.name];
+        // Values::check has made sure every region has one.
+        let address = values.origin(&region.name).unwrap_or_default();
         args.push("--instance".into());
         args.push(format!("{}={address}", region.name));
     }
