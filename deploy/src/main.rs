@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use cityboard_deploy::home::Home;
 use cityboard_deploy::process::sibling_binary;
 use cityboard_deploy::topology::TopologyError;
-use cityboard_deploy::{commands, edge, postgres, supervisor};
+use cityboard_deploy::{commands, edge, postgres, render, supervisor};
 
 #[derive(Parser)]
 #[command(
@@ -100,6 +100,31 @@ enum Cmd {
         #[arg(long)]
         switches: Option<u64>,
     },
+    /// Render the topology as production configuration (nothing is
+    /// written when the topology or the values file has a mistake).
+    Render {
+        #[command(subcommand)]
+        target: RenderTarget,
+    },
+    /// A fleet plan from the benchmarks' measured figures, for edge KV hit
+    /// rates of 50, 80 and 95 %.
+    Capacity {
+        /// Page views a month.
+        #[arg(long)]
+        views_per_month: u64,
+        /// New posts a day.
+        #[arg(long)]
+        posts_per_day: u64,
+        /// Peak traffic over the month's average.
+        #[arg(long, default_value_t = 3.0)]
+        peak_factor: f64,
+        /// Cores of one origin server.
+        #[arg(long, default_value_t = 32)]
+        cores_per_server: u32,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the post page template version this build renders: the edge
     /// Worker's `TEMPLATE_VERSION` (`wrangler deploy --var
     /// TEMPLATE_VERSION:$(cityboard template-version)`).
@@ -110,6 +135,44 @@ enum Cmd {
     /// Run the supervisor in the foreground (started by `up`).
     #[command(hide = true)]
     Supervise,
+}
+
+#[derive(Subcommand)]
+enum RenderTarget {
+    /// Kubernetes manifests, a namespace per region (CloudNativePG,
+    /// Strimzi, Redis, the roles, geo DNS, NetworkPolicies).
+    K8s {
+        /// Directory the manifests are written under (`<region>/*.yaml`).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        inputs: RenderInputs,
+    },
+    /// The edge Worker's wrangler.toml (local, staging and production
+    /// environments) from the same variables `up` gives the local workerd.
+    Wrangler {
+        /// File to write.
+        #[arg(long, default_value = "edge/wrangler.toml")]
+        out: PathBuf,
+        #[command(flatten)]
+        inputs: RenderInputs,
+    },
+}
+
+/// What every rendering reads.
+#[derive(clap::Args)]
+struct RenderInputs {
+    /// Topology file.
+    #[arg(
+        long,
+        env = "CITYBOARD_TOPOLOGY",
+        default_value = "deploy/topology.toml"
+    )]
+    topology: PathBuf,
+    /// Values file: images, storage, backups, origin addresses, each Worker
+    /// environment's apex, zone and KV namespace id.
+    #[arg(long, default_value = render::values::DEFAULT_VALUES)]
+    values: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -156,6 +219,31 @@ fn main() -> ExitCode {
             posts,
             switches,
         } => return bench(&home, &scenario, json, posts, switches),
+        Cmd::Render { target } => match target {
+            RenderTarget::K8s { out, inputs } => {
+                { commands::render::k8s(&inputs.topology, &inputs.values, &out) }.map(|()| true)
+            }
+            RenderTarget::Wrangler { out, inputs } => {
+                { commands::render::wrangler(&inputs.topology, &inputs.values, &out) }
+                    .map(|()| true)
+            }
+        },
+        Cmd::Capacity {
+            views_per_month,
+            posts_per_day,
+            peak_factor,
+            cores_per_server,
+            json,
+        } => commands::capacity::run(
+            &cityboard_deploy::capacity::Demand {
+                views_per_month: views_per_month as f64,
+                posts_per_day: posts_per_day as f64,
+                peak_factor,
+                cores_per_server: f64::from(cores_per_server),
+            },
+            json,
+        )
+        .map(|()| true),
         Cmd::TemplateVersion => {
             println!("{}", edge::template_version());
             Ok(true)

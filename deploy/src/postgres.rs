@@ -75,7 +75,7 @@ pub fn client_env(
 
 /// Settings passed on the command line of every instance, so that a replica
 /// made by pg_basebackup runs with exactly the settings its primary has.
-const SETTINGS: &[(&str, &str)] = &[
+pub const SETTINGS: &[(&str, &str)] = &[
     ("listen_addresses", "127.0.0.1"),
     // TCP only: socket paths must stay under 107 bytes, and data roots in
     // temporary directories can be longer than that.

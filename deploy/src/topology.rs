@@ -63,6 +63,9 @@ pub struct Region {
     pub name: String,
     /// Shards in file order, named `shard-1`, `shard-2`, ...
     pub shards: Vec<Shard>,
+    /// Line of its `name` in the file, for renderers' error messages.
+    #[serde(skip)]
+    pub line: usize,
 }
 
 /// One shard: a primary and its streaming replicas.
@@ -74,6 +77,9 @@ pub struct Shard {
     pub replicas: usize,
     /// Cities whose posts live here.
     pub cities: Vec<City>,
+    /// Line of its `replicas` in the file, for renderers' error messages.
+    #[serde(skip)]
+    pub line: usize,
 }
 
 /// A served city.
@@ -268,9 +274,14 @@ impl Topology {
                     name: shard_name,
                     replicas,
                     cities,
+                    line: line_of(text, raw_shard.replicas.span().start),
                 });
             }
-            regions.push(Region { name, shards });
+            regions.push(Region {
+                name,
+                shards,
+                line: line_of(text, name_span.start),
+            });
         }
         Ok(Topology {
             apex: raw.apex,
@@ -402,7 +413,7 @@ pub fn two_shard_topology_text(port_base: u16, replicas: u32) -> String {
 }
 
 /// 1-based line number of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
+pub fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
         .filter(|b| **b == b'\n')

@@ -1,8 +1,10 @@
 //! One module per `cityboard` subcommand.
 
+pub mod capacity;
 pub mod down;
 pub mod logs;
 pub mod psql;
+pub mod render;
 pub mod status;
 pub mod up;
 

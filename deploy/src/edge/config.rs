@@ -177,43 +177,4 @@ mod tests {
             r#"http = (injectRequestHeaders = [(name = "authorization", value = "Bearer k3y")])"#
         ));
     }
-
-    #[test]
-    fn wrangler_environments_serve_the_default_topology() {
-        let t = topology();
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../edge/wrangler.toml");
-        let wrangler: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
-        let expected = serde_json::to_value(cities(&t)).unwrap();
-        for env in ["local", "staging", "production"] {
-            let e = &wrangler["env"][env];
-            let cities: serde_json::Value =
-                serde_json::from_str(e["vars"]["CITIES"].as_str().unwrap()).unwrap();
-            assert_eq!(
-                cities, expected,
-                "{env}: CITIES differs from deploy/topology.toml"
-            );
-            let origins: serde_json::Value =
-                serde_json::from_str(e["vars"]["ORIGINS"].as_str().unwrap()).unwrap();
-            for region in &t.regions {
-                assert!(
-                    origins[&region.name].is_string(),
-                    "{env}: no origin for {}",
-                    region.name
-                );
-            }
-            assert_eq!(
-                e["kv_namespaces"][0]["binding"].as_str(),
-                Some("PAGES"),
-                "{env}"
-            );
-            assert!(e["vars"].get("TEST_MODE").is_none(), "{env}");
-        }
-        let local: serde_json::Value = serde_json::from_str(
-            wrangler["env"]["local"]["vars"]["ORIGINS"]
-                .as_str()
-                .unwrap(),
-        )
-        .unwrap();
-        assert_eq!(local, serde_json::Value::Object(origins(&t)));
-    }
 }
