@@ -67,27 +67,9 @@ impl Archive {
     /// build with the `s3` feature (credentials from the usual `AWS_*`
     /// environment).
     pub fn open(location: &str) -> anyhow::Result<Archive> {
-        let url = match url::Url::parse(location) {
-            Ok(u) if u.scheme().len() > 1 => u,
-            // No scheme (or a drive-letter-like one): a local directory.
-            _ => {
-                let dir = std::path::absolute(location)
-                    .with_context(|| format!("archive directory {location}"))?;
-                url::Url::from_directory_path(&dir)
-                    .map_err(|()| anyhow::anyhow!("archive directory {location} is not absolute"))?
-            }
-        };
-        if url.scheme() == "file" {
-            let dir = url
-                .to_file_path()
-                .map_err(|()| anyhow::anyhow!("archive URL {location} is not a local path"))?;
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("creating the archive directory {}", dir.display()))?;
-        }
-        let (store, prefix) = object_store::parse_url_opts(&url, std::env::vars())
-            .with_context(|| format!("opening the archive {}", crate::redact::url(location)))?;
+        let (store, prefix) = crate::object_location::open(location, "archive")?;
         Ok(Archive {
-            store: Arc::from(store),
+            store,
             prefix,
             location: location.to_string(),
         })
