@@ -154,6 +154,7 @@ fn post(city: &str, id: i64, version: i64, title: &str) -> Post {
         updated_at: now,
         expires_at: now + chrono::Duration::days(7),
         listed_at: now,
+        photos: Vec::new(),
     }
 }
 
@@ -168,7 +169,7 @@ async fn emit(producer: &Producer, topic: &str, event: &Event) {
 async fn changed(producer: &Producer, topic: &str, p: &Post) {
     let event = Event::PostChanged {
         command_id: Id(fresh_id()),
-        post: p.clone(),
+        post: Box::new(p.clone()),
     };
     emit(producer, topic, &event).await;
 }

@@ -476,7 +476,7 @@ async fn publisher_drain(home: &Home, topology: &Topology, t: &Target, n: usize)
         .map(|(i, post)| {
             serde_json::to_vec(&region_core::model::Event::PostChanged {
                 command_id: region_core::model::Id(base + i as i64),
-                post,
+                post: Box::new(post),
             })
             .context("event JSON")
         })

@@ -10,7 +10,9 @@ use crate::model::{Id, Post};
 pub enum Event {
     /// A post was created or changed and is visible: the full row, so the
     /// publisher renders the page from the event alone.
-    PostChanged { command_id: Id, post: Post },
+    /// (Boxed: a post with its photos is far larger than the other
+    /// variant, and batches hold many events.)
+    PostChanged { command_id: Id, post: Box<Post> },
     /// A post was deleted, hidden or expired: the edge writes a tombstone.
     PostGone {
         command_id: Id,

@@ -5,6 +5,7 @@ pub mod command;
 pub mod event;
 pub mod id;
 pub mod idgen;
+pub mod photo;
 pub mod post;
 
 pub use account::{ACCOUNT_KEY, AccountCommand, AccountKind};
@@ -12,4 +13,5 @@ pub use command::{Command, CommandKind};
 pub use event::Event;
 pub use id::Id;
 pub use idgen::IdGenerator;
+pub use photo::Photo;
 pub use post::{Post, PostFields, PostStatus};

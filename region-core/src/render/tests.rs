@@ -24,6 +24,7 @@ fn hostile() -> Post {
         updated_at: now,
         expires_at: now + chrono::Duration::days(3),
         listed_at: now,
+        photos: Vec::new(),
     }
 }
 

@@ -111,7 +111,7 @@ fn event(post: &Post, fix: Fix, command_id: crate::model::Id) -> Event {
     match fix {
         Fix::Page => Event::PostChanged {
             command_id,
-            post: post.clone(),
+            post: Box::new(post.clone()),
         },
         Fix::Tombstone => Event::PostGone {
             command_id,
@@ -276,6 +276,7 @@ mod tests {
             updated_at: now,
             expires_at: now + chrono::Duration::days(7),
             listed_at: now,
+            photos: Vec::new(),
         }
     }
 

@@ -652,6 +652,7 @@ mod tests {
             updated_at: now,
             expires_at: now,
             listed_at: now,
+            photos: Vec::new(),
         }
     }
 
@@ -660,7 +661,7 @@ mod tests {
         let p = post(3, PostStatus::Live);
         let e = entry_of(&Event::PostChanged {
             command_id: Id(1),
-            post: p.clone(),
+            post: Box::new(p.clone()),
         })
         .unwrap();
         assert_eq!(e.key, "post:7");
@@ -690,7 +691,7 @@ mod tests {
         }
         let hidden = entry_of(&Event::PostChanged {
             command_id: Id(1),
-            post: post(5, PostStatus::Hidden),
+            post: Box::new(post(5, PostStatus::Hidden)),
         })
         .unwrap();
         assert!(hidden.meta.gone);
