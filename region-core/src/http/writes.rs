@@ -204,7 +204,7 @@ fn not_theirs() -> ApiError {
 
 /// What a rejection's reason (from `apply`'s fold) answers: the poster's
 /// mistake gets the status it would have had if the api had checked itself.
-fn rejected(reason: &str) -> ApiError {
+pub(crate) fn rejected(reason: &str) -> ApiError {
     match reason {
         "not the poster's post" => not_theirs(),
         "no such post" | "the post is not live" | "the post is deleted or hidden" => {
@@ -233,6 +233,44 @@ struct Seal<'a> {
     now: i64,
 }
 
+/// The read-your-writes cookie of a write to `post` by `command` whose
+/// outcome is `status` (none: not yet), sealed at `seal.now`: the writer's
+/// next reads see it. None for a rejected write, which changed nothing.
+fn cookie_of(
+    seal: &Seal<'_>,
+    command: Id,
+    post: Id,
+    status: Option<&CommandStatus>,
+) -> Option<String> {
+    match status {
+        None => Some(ryw_cookie(seal, &pending(command, post))),
+        Some(s) => s.applied.as_ref().map(|at| {
+            let token = WriteToken {
+                epoch: at.epoch,
+                shard: at.shard.clone(),
+                lsn: at.lsn,
+                post,
+                version: at.version,
+            };
+            ryw_cookie(seal, &ReadYourWrites::from(&token))
+        }),
+    }
+}
+
+/// `cookie_of` for a write made outside `Writer` (a photo upload).
+pub(crate) fn write_cookie(
+    st: &AppState,
+    command: Id,
+    post: Id,
+    status: Option<&CommandStatus>,
+) -> Option<String> {
+    let seal = Seal {
+        keys: &st.ryw_keys,
+        now: st.clock.now().timestamp(),
+    };
+    cookie_of(&seal, command, post, status)
+}
+
 /// The answer to a write whose outcome is `status` (none: not yet).
 fn answer(
     w: &Write,
@@ -249,7 +287,10 @@ fn answer(
         )
         .header("location", location.clone())
         .header("content-location", format!("/commands/{command}"))
-        .header("set-cookie", ryw_cookie(seal, &pending(command, w.post))),
+        .header(
+            "set-cookie",
+            cookie_of(seal, command, w.post, None).unwrap_or_default(),
+        ),
         Some(s) if s.state == CommandState::Rejected => {
             return Answer::error(&rejected(s.reason.as_deref().unwrap_or("")));
         }
@@ -263,18 +304,8 @@ fn answer(
             if w.creates {
                 a = a.header("location", location.clone());
             }
-            if let Some(at) = &s.applied {
-                let token = WriteToken {
-                    epoch: at.epoch,
-                    shard: at.shard.clone(),
-                    lsn: at.lsn,
-                    post: w.post,
-                    version: at.version,
-                };
-                a = a.header(
-                    "set-cookie",
-                    ryw_cookie(seal, &ReadYourWrites::from(&token)),
-                );
+            if let Some(cookie) = cookie_of(seal, command, w.post, Some(s)) {
+                a = a.header("set-cookie", cookie);
             }
             a
         }
