@@ -218,6 +218,7 @@ impl RunningPublisher {
             producer: producer(),
             router: common::router(region).await,
             marks: Marks::new(common::pool(&region.catalog_url).await),
+            photos: None,
         };
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(region_core::roles::publisher::publish_events(

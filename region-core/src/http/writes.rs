@@ -55,7 +55,8 @@ pub struct PostInput {
     /// Free-form neighbourhood, at most 200 characters.
     #[schema(max_length = 200, pattern = "^[^\\u0000]*$")]
     pub location: Option<String>,
-    /// Number of photos (uploaded separately).
+    /// Ignored: a post's photo count is the number of photos uploaded to
+    /// it (`POST /post/{id}/photos`). Accepted for clients that send it.
     #[serde(default, deserialize_with = "whole::small")]
     #[schema(minimum = 0, maximum = 10)]
     pub image_count: i16,
@@ -84,7 +85,7 @@ pub struct PostForm {
     /// Free-form neighbourhood, at most 200 characters.
     #[schema(max_length = 200, pattern = "^[^\\u0000]*$", nullable = false)]
     location: Option<String>,
-    /// Number of photos (uploaded separately).
+    /// Ignored: the photo count is the photos' (see `PostInput`).
     #[schema(minimum = 0, maximum = 10, nullable = false)]
     image_count: Option<i16>,
     /// The session's CSRF token (a cookie session needs it).

@@ -16,7 +16,7 @@ use crate::bus::commands::WritePath;
 use crate::bus::failpoint;
 use crate::db::ReadConfig;
 use crate::limits::Limits;
-use crate::roles::common::broker_from_state;
+use crate::roles::common::{beside_state, broker_from_state};
 use crate::stack::{Secrets, StackFile};
 
 /// Flags of `region-core serve`.
@@ -101,16 +101,6 @@ pub struct ServeArgs {
     pub limits: Limits,
 }
 
-/// The directory `name` beside the stack description `state`.
-fn beside(state: &Path, name: &str) -> String {
-    state
-        .parent()
-        .unwrap_or_else(|| Path::new("."))
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
-}
-
 fn parse_limits(text: &str) -> Result<Limits, String> {
     serde_json::from_str(text).map_err(|e| format!("--limits: {e}"))
 }
@@ -143,8 +133,14 @@ pub async fn run(
         write_path: args.write_path,
         request_timeout: args.request_timeout.into(),
         limits: args.limits,
-        archive_url: Some(args.archive_url.unwrap_or_else(|| beside(state, "archive"))),
-        photos_url: Some(args.photos_url.unwrap_or_else(|| beside(state, "photos"))),
+        archive_url: Some(
+            args.archive_url
+                .unwrap_or_else(|| beside_state(state, "archive")),
+        ),
+        photos_url: Some(
+            args.photos_url
+                .unwrap_or_else(|| beside_state(state, "photos")),
+        ),
         photo_workers: args.photo_workers,
         // Without a broker the api still serves reads; writes are 503.
         broker: broker_from_state(state)
