@@ -110,7 +110,8 @@ pub struct Forwarded {
 /// trip before their database query. A replay is refused either way.
 pub async fn verify(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let now = st.clock.now().timestamp();
-    let limit = crate::http::photos::signed_body_limit(&st, &req).unwrap_or(BODY_LIMIT);
+    let limit =
+        crate::http::uploads::signed_body_limit(&st.uploads, now, &req).unwrap_or(BODY_LIMIT);
     let (req, nonce) = match check(&st.edge, now, req, limit).await {
         Ok(checked) => checked,
         Err(e) => return e.into_response(),

@@ -21,6 +21,7 @@ pub mod posts;
 pub mod session;
 pub mod session_cookie;
 pub mod state;
+pub mod uploads;
 pub mod writes;
 
 use axum::extract::DefaultBodyLimit;
@@ -53,7 +54,7 @@ pub fn app(state: AppState) -> axum::Router {
             "/post/{id}/photos",
             get(photos::photos_page)
                 .post(photos::upload)
-                .layer(DefaultBodyLimit::max(photos::UPLOAD_LIMIT)),
+                .layer(DefaultBodyLimit::max(uploads::UPLOAD_LIMIT)),
         )
         .route("/media/{post}/{photo}/{file}", get(photos::media))
         .route("/my", get(pages::my_posts))
@@ -154,8 +155,8 @@ async fn request_timeout(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let limit = if photos::is_upload(&req) {
-        photos::UPLOAD_TIMEOUT.max(st.request_timeout)
+    let limit = if uploads::is_upload(&req) {
+        uploads::UPLOAD_TIMEOUT.max(st.request_timeout)
     } else {
         st.request_timeout
     };

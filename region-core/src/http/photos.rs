@@ -14,7 +14,7 @@ use axum::extract::multipart::{Field, Multipart, MultipartRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::auth::upload::Upload;
 use crate::bus::notify::CommandState;
@@ -23,6 +23,7 @@ use crate::http::commands::CommandView;
 use crate::http::error::{ApiError, Problem};
 use crate::http::error_pages::wants_html;
 use crate::http::pages::own_live_post;
+use crate::http::uploads::{PHOTO_LIMIT, UPLOAD_LIMIT, UploadQuery};
 use crate::http::writes::{rejected, write_cookie};
 use crate::http::{AppState, AuthUser, ClientIp, Freshness};
 use crate::limits::{Limit, ip_subject};
@@ -33,60 +34,9 @@ use crate::model::{Command, CommandKind, Id, Photo};
 use crate::render::{self, Viewer};
 use crate::token::Consistency;
 
-/// The most one photo may weigh.
-pub const PHOTO_LIMIT: usize = 10 * 1024 * 1024;
-
-/// The most an upload request may carry: ten photos and the multipart
-/// framing around them. Each photo is held to `PHOTO_LIMIT` on its own.
-pub const UPLOAD_LIMIT: usize = MAX_PHOTOS * PHOTO_LIMIT + 64 * 1024;
-
 /// `Cache-Control` of every stored size: its URL names a photo id that is
 /// new for each upload, so its bytes never change.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
-
-/// How long an upload may take (the api's request timeout, meant for
-/// queries, would cut off a phone sending ten photos).
-pub const UPLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
-
-/// Whether `req` is a photo upload (`POST /post/{id}/photos`).
-pub fn is_upload<B>(req: &axum::http::Request<B>) -> bool {
-    req.method() == axum::http::Method::POST
-        && req
-            .uri()
-            .path()
-            .strip_prefix("/post/")
-            .and_then(|rest| rest.strip_suffix("/photos"))
-            .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// How much of a signed request's body the edge check may buffer: an
-/// upload whose token opens for the city it names gets `UPLOAD_LIMIT`,
-/// anything else none (the api's usual limit). Until the edge signs
-/// uploads without a body hash, the whole upload must be hashed; the token
-/// keeps a stranger from making the origin buffer 100 MB.
-pub fn signed_body_limit<B>(st: &AppState, req: &axum::http::Request<B>) -> Option<usize> {
-    if !is_upload(req) {
-        return None;
-    }
-    let city = req
-        .headers()
-        .get(cityboard_protocol::sign::CITY_HEADER)?
-        .to_str()
-        .ok()?;
-    let q: UploadQuery = serde_urlencoded::from_str(req.uri().query()?).ok()?;
-    st.uploads
-        .open(city, &q.token, st.clock.now().timestamp())
-        .map(|_| UPLOAD_LIMIT)
-}
-
-/// The upload's query: the token of the form's action.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct UploadQuery {
-    /// The upload token of the photos page's form (15 minutes).
-    #[param(pattern = "^[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9a-f]{32}$")]
-    pub token: String,
-}
 
 /// The photos a successful upload added.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -477,6 +427,7 @@ pub async fn media(
         [
             (header::CONTENT_TYPE, "image/jpeg"),
             (header::CACHE_CONTROL, IMMUTABLE),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         bytes,
     )
