@@ -279,6 +279,10 @@ async fn photo_upload_stores_three_sizes_without_gps_and_the_post_shows_them() {
     )
     .await;
     assert_eq!(json.json()["image_count"], 2, "{}", json.body);
+    assert_eq!(
+        json.json()["photos"],
+        serde_json::Value::Array(photos.clone())
+    );
     let page = read(&api, &city, &poster, &format!("/post/{post}"), "text/html").await;
     let medium = photos[0]["medium"].as_str().unwrap();
     assert!(

@@ -23,6 +23,7 @@ use crate::http::commands::CommandView;
 use crate::http::error::{ApiError, Problem};
 use crate::http::error_pages::wants_html;
 use crate::http::pages::own_live_post;
+use crate::http::posts::PhotoView;
 use crate::http::uploads::{PHOTO_LIMIT, UPLOAD_LIMIT, UploadQuery};
 use crate::http::writes::{rejected, write_cookie};
 use crate::http::{AppState, AuthUser, ClientIp, Freshness};
@@ -45,37 +46,7 @@ pub struct Uploaded {
     #[serde(flatten)]
     pub command: CommandView,
     /// The photos, in the order sent.
-    pub photos: Vec<UploadedPhoto>,
-}
-
-/// One photo stored, with the URLs of its sizes.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct UploadedPhoto {
-    #[schema(value_type = String)]
-    pub id: Id,
-    /// Width of the large size, in pixels.
-    pub width: u32,
-    /// Height of the large size, in pixels.
-    pub height: u32,
-    /// 300×300, cropped.
-    pub thumb: String,
-    /// Within 600×450.
-    pub medium: String,
-    /// Within 1200×900.
-    pub large: String,
-}
-
-impl UploadedPhoto {
-    fn of(post: Id, p: &Photo) -> UploadedPhoto {
-        UploadedPhoto {
-            id: p.id,
-            width: p.width,
-            height: p.height,
-            thumb: p.url(post, Size::Thumb),
-            medium: p.url(post, Size::Medium),
-            large: p.url(post, Size::Large),
-        }
-    }
+    pub photos: Vec<PhotoView>,
 }
 
 fn store(st: &AppState) -> Result<&Photos, ApiError> {
@@ -147,11 +118,15 @@ pub async fn photos_page(
         (status = 429, description = "Over a rate limit", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Writes, the photo store or the city's shard are unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
+// Each argument is an extractor; bundling them would hide what the
+// handler reads from the request.
+#[allow(clippy::too_many_arguments)]
 pub async fn upload(
     State(st): State<AppState>,
     ctx: PageCtx,
     headers: HeaderMap,
     ClientIp(ip): ClientIp,
+    Freshness(fresh): Freshness,
     Path(id): Path<String>,
     query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Multipart, MultipartRejection>,
@@ -175,7 +150,7 @@ pub async fn upload(
     let received = receive(&st, photos, &ctx.city, &grant, ip, body).await;
     let added = match received {
         Ok(added) => added,
-        Err(e) if wants_html(&headers) => return again(&st, &ctx, &grant, &e).await,
+        Err(e) if wants_html(&headers) => return again(&st, &ctx, &fresh, &grant, &e).await,
         Err(e) => return Err(e),
     };
     let mut res = if wants_html(&headers) {
@@ -199,7 +174,7 @@ pub async fn upload(
             photos: added
                 .photos
                 .iter()
-                .map(|p| UploadedPhoto::of(post, p))
+                .map(|p| PhotoView::of(post, p))
                 .collect(),
         };
         let mut r = (code, axum::Json(body)).into_response();
@@ -371,10 +346,11 @@ fn multipart_error(e: &axum::extract::multipart::MultipartError) -> ApiError {
 async fn again(
     st: &AppState,
     ctx: &PageCtx,
+    fresh: &Consistency,
     grant: &Upload,
     e: &ApiError,
 ) -> Result<Response, ApiError> {
-    let post = crate::http::posts::read_post(st, &ctx.city, &Consistency::Any, grant.post).await?;
+    let post = crate::http::posts::read_post(st, &ctx.city, fresh, grant.post).await?;
     let message = match e {
         ApiError::Invalid(errors) => errors
             .iter()
