@@ -31,6 +31,9 @@ pub struct Archive {
     prefix: ObjectPath,
     /// Shown in logs and errors.
     location: String,
+    /// The photo store: an archived post's photos are removed with its
+    /// row (none: kept).
+    photos: Option<crate::media::Photos>,
 }
 
 impl std::fmt::Debug for Archive {
@@ -72,7 +75,16 @@ impl Archive {
             store,
             prefix,
             location: location.to_string(),
+            photos: None,
         })
+    }
+
+    /// The same archive, removing archived posts' photos from `photos`.
+    pub fn with_photos(self, photos: crate::media::Photos) -> Archive {
+        Archive {
+            photos: Some(photos),
+            ..self
+        }
     }
 
     /// An archive on any object store (tests use an in-memory one).
@@ -81,6 +93,7 @@ impl Archive {
             store,
             prefix: ObjectPath::from(prefix),
             location: location.to_string(),
+            photos: None,
         }
     }
 
@@ -206,18 +219,28 @@ impl Archive {
                 .execute(&mut *tx)
                 .await?;
             }
-            let deleted = sqlx::query(
+            // Their post_images rows go with them (ON DELETE CASCADE).
+            let deleted: Vec<(i64, i16)> = sqlx::query_as(
                 "DELETE FROM posts WHERE city = $1 AND id = ANY($2)
-                   AND status = 'expired' AND expires_at < $3",
+                   AND status = 'expired' AND expires_at < $3
+                 RETURNING id, image_count",
             )
             .bind(city)
             .bind(&ids)
             .bind(cutoff)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            .fetch_all(&mut *tx)
+            .await?;
             tx.commit().await?;
-            out.posts += deleted;
+            out.posts += deleted.len() as u64;
+            // Only the posts deleted: one renewed meanwhile keeps its
+            // photos. A failure leaves orphans, logged, for a sweep.
+            if let Some(photos) = &self.photos {
+                for (id, _) in deleted.iter().filter(|(_, count)| *count > 0) {
+                    if let Err(e) = photos.remove_post(city, crate::model::Id(*id)).await {
+                        tracing::warn!(error = %e, %city, post = id, "removing an archived post's photos");
+                    }
+                }
+            }
             out.objects.push(name);
             if (posts.len() as i64) < batch {
                 return Ok(());

@@ -213,6 +213,11 @@ pub async fn connect(
             .filter(|p| p.expires > clock.now())
             .map(|p| p.key.as_slice()),
     );
+    let photos = options
+        .photos_url
+        .as_deref()
+        .map(crate::media::Photos::open)
+        .transpose()?;
     let state = AppState::new(AppContext {
         router,
         catalog,
@@ -242,13 +247,13 @@ pub async fn connect(
                 .archive_url
                 .as_deref()
                 .map(crate::archive::Archive::open)
-                .transpose()?,
+                .transpose()?
+                .map(|archive| match &photos {
+                    Some(p) => archive.with_photos(p.clone()),
+                    None => archive,
+                }),
         )),
-        photos: options
-            .photos_url
-            .as_deref()
-            .map(crate::media::Photos::open)
-            .transpose()?,
+        photos,
         media: crate::media::Pool::new(
             options.photo_workers,
             crate::media::DecodeLimits::default(),
