@@ -15,7 +15,7 @@ pub mod store;
 pub use pool::Pool;
 pub use process::{DecodeLimits, Rendition, Renditions};
 pub use sniff::Kind;
-pub use store::Photos;
+pub use store::{Photos, Stored, orphans};
 
 /// The sizes every photo is stored in. A photo smaller than a size is kept
 /// at its own size (never upscaled: a blurry enlargement says nothing more).

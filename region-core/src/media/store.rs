@@ -7,16 +7,42 @@
 //! of a post shares one prefix, so a deleted post's photos go with one
 //! listing, whatever rows said about them.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::Context;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::media::{MediaError, Renditions, Size};
 use crate::model::Id;
+
+/// A photo the store holds, as a listing finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub post: Id,
+    pub photo: Id,
+    /// When its newest object was written.
+    pub written: DateTime<Utc>,
+}
+
+/// The photos of `stored` that no row keeps (`kept`: the photo ids of the
+/// city's `post_images`) and that were written before `before`. A photo is
+/// stored before its command adds its row, so a young one without a row
+/// is most likely an upload in progress, not an orphan.
+pub fn orphans<'a>(
+    stored: &'a [Stored],
+    kept: &HashSet<Id>,
+    before: DateTime<Utc>,
+) -> Vec<&'a Stored> {
+    stored
+        .iter()
+        .filter(|s| !kept.contains(&s.photo) && s.written < before)
+        .collect()
+}
 
 /// The photos' object store and the prefix within it; cheap to clone.
 #[derive(Clone)]
@@ -114,6 +140,56 @@ impl Photos {
         self.remove_under(&self.post_prefix(city, post)).await
     }
 
+    /// The cities the store holds photos of.
+    pub async fn cities(&self) -> anyhow::Result<Vec<String>> {
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&self.prefix))
+            .await
+            .with_context(|| format!("listing {}", self.prefix))?;
+        Ok(listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect())
+    }
+
+    /// Every photo of `city` the store holds (objects whose names are not
+    /// ours are left out).
+    pub async fn stored(&self, city: &str) -> anyhow::Result<Vec<Stored>> {
+        let prefix = self.prefix.clone().join(city);
+        let objects: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .with_context(|| format!("listing {prefix}"))?;
+        let mut photos: HashMap<(Id, Id), DateTime<Utc>> = HashMap::new();
+        for meta in objects {
+            // <prefix>/<city>/<post>/<photo>/<size>.jpg
+            let Some(rest) = meta.location.prefix_match(&prefix) else {
+                continue;
+            };
+            let parts: Vec<String> = rest.map(|p| p.as_ref().to_string()).collect();
+            let [post, photo, _size] = parts.as_slice() else {
+                continue;
+            };
+            let (Ok(post), Ok(photo)) = (post.parse(), photo.parse()) else {
+                continue;
+            };
+            let newest = photos.entry((post, photo)).or_insert(meta.last_modified);
+            *newest = (*newest).max(meta.last_modified);
+        }
+        Ok(photos
+            .into_iter()
+            .map(|((post, photo), written)| Stored {
+                post,
+                photo,
+                written,
+            })
+            .collect())
+    }
+
     async fn remove_under(&self, prefix: &ObjectPath) -> anyhow::Result<usize> {
         let found = self
             .store
@@ -205,6 +281,37 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[tokio::test]
+    async fn a_listing_finds_each_photo_once_and_orphans_are_the_old_ones_without_a_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let photos = Photos::open(dir.path().to_str().unwrap()).unwrap();
+        let p = photo();
+        photos.put("boston", Id(7), Id(70), &p).await.unwrap();
+        photos.put("boston", Id(7), Id(71), &p).await.unwrap();
+        photos.put("chicago", Id(8), Id(80), &p).await.unwrap();
+        std::fs::write(dir.path().join("boston/README"), "not a photo").unwrap();
+        let mut cities = photos.cities().await.unwrap();
+        cities.sort();
+        assert_eq!(cities, ["boston", "chicago"]);
+        let mut stored = photos.stored("boston").await.unwrap();
+        stored.sort_by_key(|s| s.photo);
+        assert_eq!(
+            stored.iter().map(|s| (s.post, s.photo)).collect::<Vec<_>>(),
+            [(Id(7), Id(70)), (Id(7), Id(71))]
+        );
+        let kept: HashSet<Id> = [Id(70)].into();
+        let later = Utc::now() + chrono::Duration::hours(2);
+        let found: Vec<Id> = orphans(&stored, &kept, later)
+            .iter()
+            .map(|s| s.photo)
+            .collect();
+        assert_eq!(found, [Id(71)]);
+        // Written within the last hour: perhaps an upload whose command
+        // has not applied yet.
+        let hour_ago = Utc::now() - chrono::Duration::hours(1);
+        assert!(orphans(&stored, &kept, hour_ago).is_empty());
     }
 
     #[tokio::test]
