@@ -249,8 +249,10 @@ async fn receive(
         add(st, city, grant, stored.clone()).await
     }
     .await;
-    let keep = matches!(&outcome, Ok(a) if a.status.as_ref().is_none_or(|s| s.state == CommandState::Applied));
-    if !keep {
+    // `add` answers a rejected command as an error: what is Ok is applied,
+    // or pending and then applied by the writer (or, if it is rejected
+    // there after all, swept as an orphan by the janitor).
+    if outcome.is_err() {
         for p in &stored {
             if let Err(e) = photos.remove_photo(city, grant.post, p.id).await {
                 tracing::warn!(error = %e, photo = %p.id, "removing a refused upload's photo");
