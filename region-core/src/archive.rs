@@ -31,6 +31,9 @@ pub struct Archive {
     prefix: ObjectPath,
     /// Shown in logs and errors.
     location: String,
+    /// The photo store: an archived post's photos are removed with its
+    /// row (none: kept).
+    photos: Option<crate::media::Photos>,
 }
 
 impl std::fmt::Debug for Archive {
@@ -67,30 +70,21 @@ impl Archive {
     /// build with the `s3` feature (credentials from the usual `AWS_*`
     /// environment).
     pub fn open(location: &str) -> anyhow::Result<Archive> {
-        let url = match url::Url::parse(location) {
-            Ok(u) if u.scheme().len() > 1 => u,
-            // No scheme (or a drive-letter-like one): a local directory.
-            _ => {
-                let dir = std::path::absolute(location)
-                    .with_context(|| format!("archive directory {location}"))?;
-                url::Url::from_directory_path(&dir)
-                    .map_err(|()| anyhow::anyhow!("archive directory {location} is not absolute"))?
-            }
-        };
-        if url.scheme() == "file" {
-            let dir = url
-                .to_file_path()
-                .map_err(|()| anyhow::anyhow!("archive URL {location} is not a local path"))?;
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("creating the archive directory {}", dir.display()))?;
-        }
-        let (store, prefix) = object_store::parse_url_opts(&url, std::env::vars())
-            .with_context(|| format!("opening the archive {}", crate::redact::url(location)))?;
+        let (store, prefix) = crate::object_location::open(location, "archive")?;
         Ok(Archive {
-            store: Arc::from(store),
+            store,
             prefix,
             location: location.to_string(),
+            photos: None,
         })
+    }
+
+    /// The same archive, removing archived posts' photos from `photos`.
+    pub fn with_photos(self, photos: crate::media::Photos) -> Archive {
+        Archive {
+            photos: Some(photos),
+            ..self
+        }
     }
 
     /// An archive on any object store (tests use an in-memory one).
@@ -99,6 +93,7 @@ impl Archive {
             store,
             prefix: ObjectPath::from(prefix),
             location: location.to_string(),
+            photos: None,
         }
     }
 
@@ -224,18 +219,28 @@ impl Archive {
                 .execute(&mut *tx)
                 .await?;
             }
-            let deleted = sqlx::query(
+            // Their post_images rows go with them (ON DELETE CASCADE).
+            let deleted: Vec<(i64, i16)> = sqlx::query_as(
                 "DELETE FROM posts WHERE city = $1 AND id = ANY($2)
-                   AND status = 'expired' AND expires_at < $3",
+                   AND status = 'expired' AND expires_at < $3
+                 RETURNING id, image_count",
             )
             .bind(city)
             .bind(&ids)
             .bind(cutoff)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            .fetch_all(&mut *tx)
+            .await?;
             tx.commit().await?;
-            out.posts += deleted;
+            out.posts += deleted.len() as u64;
+            // Only the posts deleted: one renewed meanwhile keeps its
+            // photos. A failure leaves orphans, logged, for a sweep.
+            if let Some(photos) = &self.photos {
+                for (id, _) in deleted.iter().filter(|(_, count)| *count > 0) {
+                    if let Err(e) = photos.remove_post(city, crate::model::Id(*id)).await {
+                        tracing::warn!(error = %e, %city, post = id, "removing an archived post's photos");
+                    }
+                }
+            }
             out.objects.push(name);
             if (posts.len() as i64) < batch {
                 return Ok(());

@@ -7,7 +7,7 @@ use axum::http::Request;
 use common::api::Api;
 use common::*;
 use region_core::apply::{ApplyConfig, CityBatch, apply};
-use region_core::model::{Command, CommandKind, Id, PostFields};
+use region_core::model::{Command, CommandKind, Id, Photo, PostFields};
 
 /// A new city on the first shard with `posts` (title, category, price,
 /// images), the first newest; returns the city, the post ids in the same
@@ -39,10 +39,32 @@ async fn city_with(prefix: &str, posts: &[(&str, &str, i64, i16)]) -> (String, V
                     description: format!("{title} — <b>bold</b> & \"quoted\""),
                     price: Some(*price),
                     location: Some("<script>alert(1)</script>".into()),
-                    image_count: *images,
+                    image_count: 0,
                 },
             },
         });
+        // The count is the photos' (`post_images`), never the client's.
+        if *images > 0 {
+            let mut photos = Vec::new();
+            for _ in 0..*images {
+                photos.push(Photo {
+                    id: ids.next().await.unwrap(),
+                    width: 1200,
+                    height: 900,
+                });
+            }
+            commands.push(Command {
+                id: ids.next().await.unwrap(),
+                city: city.clone(),
+                created_at: now - chrono::Duration::minutes(i as i64),
+                epoch: 1,
+                kind: CommandKind::AddPhotos {
+                    post_id,
+                    user_id: Id(7),
+                    photos,
+                },
+            });
+        }
     }
     let last = commands.last().map(|c| c.id).unwrap();
     let applied = apply(

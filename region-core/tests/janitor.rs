@@ -182,6 +182,7 @@ async fn reminders_renewal_expiry_and_archive_follow_the_clock() {
             homes: HomeCatalogs::of_stack(&stack).unwrap(),
             metrics: Arc::new(JanitorMetrics::default()),
             reconciler: None,
+            photos: None,
         },
     };
 

@@ -116,6 +116,7 @@ async fn janitor(
             homes: HomeCatalogs::of_stack(&stack).unwrap(),
             metrics: Arc::new(JanitorMetrics::default()),
             reconciler,
+            photos: None,
         },
     }
 }

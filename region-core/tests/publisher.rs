@@ -154,6 +154,7 @@ fn post(city: &str, id: i64, version: i64, title: &str) -> Post {
         updated_at: now,
         expires_at: now + chrono::Duration::days(7),
         listed_at: now,
+        photos: Vec::new(),
     }
 }
 
@@ -169,7 +170,7 @@ async fn changed(producer: &Producer, topic: &str, p: &Post) {
     let event = Event::PostChanged {
         command_id: Id(fresh_id()),
         request_id: None,
-        post: p.clone(),
+        post: Box::new(p.clone()),
     };
     emit(producer, topic, &event).await;
 }
@@ -218,6 +219,7 @@ impl RunningPublisher {
             producer: producer(),
             router: common::router(region).await,
             marks: Marks::new(common::pool(&region.catalog_url).await),
+            photos: None,
         };
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(region_core::roles::publisher::publish_events(

@@ -192,6 +192,7 @@ async fn a_template_change_republishes_the_live_pages_of_a_city() {
         producer: producer(),
         router: router.clone(),
         marks: Marks::new(catalog.clone()),
+        photos: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(region_core::roles::publisher::run_republishing(

@@ -477,7 +477,7 @@ async fn publisher_drain(home: &Home, topology: &Topology, t: &Target, n: usize)
             serde_json::to_vec(&region_core::model::Event::PostChanged {
                 command_id: region_core::model::Id(base + i as i64),
                 request_id: None,
-                post,
+                post: Box::new(post),
             })
             .context("event JSON")
         })

@@ -7,8 +7,9 @@ use std::collections::{HashMap, HashSet};
 use chrono::SecondsFormat;
 
 use crate::model::event::GoneReason;
+use crate::model::photo::MAX_PHOTOS;
 use crate::model::post::{POST_LIFETIME, renew_allowed_from};
-use crate::model::{Command, CommandKind, Event, Id, Post, PostFields, PostStatus};
+use crate::model::{Command, CommandKind, Event, Id, Photo, Post, PostFields, PostStatus};
 
 /// What happened to one command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +41,16 @@ pub struct NewReport {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// A new `post_images` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewImage {
+    pub city: String,
+    pub post_id: Id,
+    pub slot: i16,
+    pub photo: Photo,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// Rows as read (locked) before folding.
 #[derive(Debug, Default)]
 pub struct Current {
@@ -53,6 +64,10 @@ pub struct Folded {
     /// Final state of every post that changed, to upsert.
     pub changed: HashMap<(String, Id), Post>,
     pub reports: Vec<NewReport>,
+    pub images: Vec<NewImage>,
+    /// Posts whose `post_images` rows go (deleted posts: their content is
+    /// erased, photos included).
+    pub cleared_images: Vec<(String, Id)>,
     pub events: Vec<Event>,
     pub outcomes: Vec<(Id, String, Outcome)>,
 }
@@ -87,17 +102,24 @@ fn step(
                 return Err("a post with this id exists".into());
             }
             post.validate().map_err(|_| "invalid post")?;
+            // Photos come after, each through `AddPhotos`: the count is
+            // theirs, never what the client said.
+            let fields = PostFields {
+                image_count: 0,
+                ..post.clone()
+            };
             let p = Post {
                 city: city.clone(),
                 id: *post_id,
                 user_id: *user_id,
-                fields: post.clone(),
+                fields,
                 status: PostStatus::Live,
                 version: 1,
                 created_at: now,
                 updated_at: now,
                 expires_at: now + POST_LIFETIME,
                 listed_at: now,
+                photos: Vec::new(),
             };
             Ok(Some(changed(c, cur, out, p)))
         }
@@ -108,8 +130,12 @@ fn step(
         } => {
             let mut p = owned_live(cur, &city, *post_id, *user_id)?;
             post.validate().map_err(|_| "invalid post")?;
-            // An edit keeps listed_at: editing is not a way to the top.
-            p.fields = post.clone();
+            // An edit keeps listed_at: editing is not a way to the top; and
+            // the photo count, which only the photos change.
+            p.fields = PostFields {
+                image_count: p.fields.image_count,
+                ..post.clone()
+            };
             p.updated_at = now;
             Ok(Some(changed(c, cur, out, p)))
         }
@@ -185,6 +211,33 @@ fn step(
             }
             Ok(None)
         }
+        CommandKind::AddPhotos {
+            post_id,
+            user_id,
+            photos,
+        } => {
+            let mut p = owned_live(cur, &city, *post_id, *user_id)?;
+            if photos.is_empty() {
+                return Err("no photos".into());
+            }
+            if p.photos.len() + photos.len() > MAX_PHOTOS {
+                return Err("too many photos".into());
+            }
+            for photo in photos {
+                out.images.push(NewImage {
+                    city: city.clone(),
+                    post_id: *post_id,
+                    // At most MAX_PHOTOS (10), checked above.
+                    slot: i16::try_from(p.photos.len()).unwrap_or(i16::MAX),
+                    photo: photo.clone(),
+                    created_at: now,
+                });
+                p.photos.push(photo.clone());
+            }
+            p.fields.image_count = i16::try_from(p.photos.len()).unwrap_or(i16::MAX);
+            p.updated_at = now;
+            Ok(Some(changed(c, cur, out, p)))
+        }
         CommandKind::Expire { post_id, as_of } => {
             // Nothing to do is not a rejection (no dead letter): the post was
             // renewed after the sweep saw it, is gone already, or was
@@ -234,7 +287,7 @@ fn changed(c: &Command, cur: &mut Current, out: &mut Folded, mut p: Post) -> i64
     out.events.push(Event::PostChanged {
         command_id: c.id,
         request_id: c.request_id.clone(),
-        post: p.clone(),
+        post: Box::new(p.clone()),
     });
     remember(cur, out, p);
     v
@@ -259,6 +312,10 @@ fn gone(c: &Command, cur: &mut Current, out: &mut Folded, mut p: Post, why: Gone
             location: None,
             image_count: 0,
         };
+        // Every time, not only when photos were read: a row left would
+        // keep a deleted post's photo listed.
+        p.photos.clear();
+        out.cleared_images.push((p.city.clone(), p.id));
     }
     out.events.push(Event::PostGone {
         command_id: c.id,
@@ -563,5 +620,125 @@ mod tests {
         assert!(f.changed.values().all(|p| p.status == PostStatus::Deleted
             && p.fields.title.is_empty()
             && p.version == 2));
+    }
+
+    fn add_photos(id: i64, post: i64, user: i64, photos: &[i64]) -> Command {
+        cmd(
+            id,
+            CommandKind::AddPhotos {
+                post_id: Id(post),
+                user_id: Id(user),
+                photos: photos
+                    .iter()
+                    .map(|&p| Photo {
+                        id: Id(p),
+                        width: 1200,
+                        height: 900,
+                    })
+                    .collect(),
+            },
+        )
+    }
+
+    #[test]
+    fn the_photo_count_comes_from_the_photos_not_from_the_client() {
+        let mut claims_photos = create(1, 100, 7);
+        if let CommandKind::Create { post, .. } = &mut claims_photos.kind {
+            post.image_count = 4;
+        }
+        let mut edit = fields("red bike");
+        edit.image_count = 9;
+        let f = fold(
+            &[
+                claims_photos,
+                add_photos(2, 100, 7, &[500, 501]),
+                cmd(
+                    3,
+                    CommandKind::Update {
+                        post_id: Id(100),
+                        user_id: Id(7),
+                        post: edit,
+                    },
+                ),
+            ],
+            Current::default(),
+            3,
+        );
+        let p = &f.changed[&("boston".to_string(), Id(100))];
+        assert_eq!(p.fields.image_count, 2);
+        assert_eq!(
+            p.photos.iter().map(|p| p.id).collect::<Vec<_>>(),
+            [Id(500), Id(501)]
+        );
+        let slots: Vec<_> = f.images.iter().map(|i| (i.slot, i.photo.id)).collect();
+        assert_eq!(slots, [(0, Id(500)), (1, Id(501))]);
+        // The publisher renders the gallery from the event.
+        let Event::PostChanged { post, .. } = &f.events[2] else {
+            panic!("{:?}", f.events[2])
+        };
+        assert_eq!(post.photos.len(), 2);
+    }
+
+    #[test]
+    fn an_eleventh_photo_or_a_stranger_s_is_rejected_whole() {
+        let ten: Vec<i64> = (500..508).collect();
+        let f = fold(
+            &[
+                create(1, 100, 7),
+                add_photos(2, 100, 7, &ten),
+                // 8 + 3 > 10: none of the three is added.
+                add_photos(3, 100, 7, &[600, 601, 602]),
+                add_photos(4, 100, 8, &[700]),
+                add_photos(5, 100, 7, &[]),
+                add_photos(6, 100, 7, &[800, 801]),
+            ],
+            Current::default(),
+            3,
+        );
+        let outcome = |i: usize| f.outcomes[i].2.clone();
+        assert_eq!(outcome(2), Outcome::Rejected("too many photos".into()));
+        assert_eq!(
+            outcome(3),
+            Outcome::Rejected("not the poster's post".into())
+        );
+        assert_eq!(outcome(4), Outcome::Rejected("no photos".into()));
+        assert_eq!(outcome(5), Outcome::Applied { version: Some(3) });
+        let p = &f.changed[&("boston".to_string(), Id(100))];
+        assert_eq!((p.photos.len(), p.fields.image_count), (10, 10));
+        assert_eq!(f.images.len(), 10);
+        assert_eq!(f.images.last().map(|i| i.slot), Some(9));
+    }
+
+    #[test]
+    fn a_deleted_post_loses_its_photos_and_a_hidden_one_keeps_them() {
+        let f = fold(
+            &[
+                create(1, 100, 7),
+                add_photos(2, 100, 7, &[500]),
+                create(3, 101, 7),
+                add_photos(4, 101, 7, &[501]),
+                cmd(
+                    5,
+                    CommandKind::Hide {
+                        post_id: Id(101),
+                        reason: "spam".into(),
+                    },
+                ),
+                cmd(
+                    6,
+                    CommandKind::Delete {
+                        post_id: Id(100),
+                        user_id: Id(7),
+                    },
+                ),
+            ],
+            Current::default(),
+            3,
+        );
+        let deleted = &f.changed[&("boston".to_string(), Id(100))];
+        assert!(deleted.photos.is_empty() && deleted.fields.image_count == 0);
+        assert_eq!(f.cleared_images, [("boston".to_string(), Id(100))]);
+        let hidden = &f.changed[&("boston".to_string(), Id(101))];
+        assert_eq!(hidden.photos.len(), 1);
     }
 }

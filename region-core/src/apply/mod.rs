@@ -8,6 +8,7 @@
 //! replay after it is applied once.
 
 pub mod fold;
+mod images;
 
 use std::collections::{HashMap, HashSet};
 
@@ -319,6 +320,9 @@ pub async fn apply_read(
     // 5. Write.
     write_posts(&mut tx, &shard.name, folded.changed.values()).await?;
     write_reports(&mut tx, &folded.reports).await.map_err(db)?;
+    images::write_images(&mut tx, &folded.images, &folded.cleared_images)
+        .await
+        .map_err(db)?;
     let rejected: Vec<(String, i64, String)> = folded
         .outcomes
         .iter()
@@ -469,6 +473,7 @@ async fn load_current(
     for p in posts {
         current.posts.insert((p.city.clone(), p.id), p);
     }
+    images::load_photos(tx, &mut current.posts).await?;
     if !report_keys.0.is_empty() {
         let rows: Vec<(String, i64, i64)> = sqlx::query_as(
             "SELECT city, post_id, reporter_id FROM reports

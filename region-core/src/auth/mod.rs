@@ -8,6 +8,7 @@ pub mod csrf;
 pub mod device;
 pub mod password;
 pub mod session;
+pub mod upload;
 
 pub use password::Passwords;
 pub use session::{Claims, SessionKey, TokenError};

@@ -2,6 +2,7 @@
 //! read-your-writes.
 
 pub mod lag;
+pub mod photos;
 pub mod pool;
 pub mod queries;
 pub mod read;

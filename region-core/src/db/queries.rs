@@ -8,7 +8,7 @@ use crate::model::post::POST_COLUMNS;
 use crate::model::{Id, Post};
 
 /// One post of a city, whatever its status (the caller decides what a
-/// tombstone means to its reader).
+/// tombstone means to its reader), with its photos.
 #[derive(Debug, Clone)]
 pub struct GetPost {
     pub city: String,
@@ -23,11 +23,15 @@ impl ReadQuery for GetPost {
     ) -> BoxFuture<'c, Result<Option<Post>, sqlx::Error>> {
         Box::pin(async move {
             let sql = format!("SELECT {POST_COLUMNS} FROM posts WHERE city = $1 AND id = $2");
-            sqlx::query_as(&sql)
+            let mut post: Option<Post> = sqlx::query_as(&sql)
                 .bind(&self.city)
                 .bind(self.id)
-                .fetch_optional(conn)
-                .await
+                .fetch_optional(&mut *conn)
+                .await?;
+            if let Some(p) = post.as_mut() {
+                crate::db::photos::attach(conn, &mut [p]).await?;
+            }
+            Ok(post)
         })
     }
 }
@@ -201,7 +205,14 @@ impl ReadQuery for ListPosts {
             // and ranges match. A prepared statement switches to a generic
             // plan after five runs, and for filter-only listings that plan
             // took 2 s instead of 1 ms (`bench origin-read`, BENCHMARKS.md).
-            q.build_query_as().persistent(false).fetch_all(conn).await
+            let mut posts: Vec<Post> = q
+                .build_query_as()
+                .persistent(false)
+                .fetch_all(&mut *conn)
+                .await?;
+            // The gallery view's thumbnails.
+            crate::db::photos::attach(conn, &mut posts.iter_mut().collect::<Vec<_>>()).await?;
+            Ok(posts)
         })
     }
 }

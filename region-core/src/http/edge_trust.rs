@@ -118,7 +118,9 @@ pub struct Forwarded {
 /// names the id in `x-request-id`.
 pub async fn verify(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let now = st.clock.now().timestamp();
-    let (req, nonce) = match check(&st.edge, now, req).await {
+    let limit =
+        crate::http::uploads::signed_body_limit(&st.uploads, now, &req).unwrap_or(BODY_LIMIT);
+    let (req, nonce) = match check(&st.edge, now, req, limit).await {
         Ok(checked) => checked,
         Err(e) => return e.into_response(),
     };
@@ -182,6 +184,7 @@ async fn check(
     trust: &EdgeTrust,
     now: i64,
     req: Request,
+    body_limit: usize,
 ) -> Result<(Request, Option<String>), ApiError> {
     if UNSIGNED_PATHS.contains(&req.uri().path()) {
         return Ok((req, None));
@@ -209,9 +212,9 @@ async fn check(
         .admit(&header, now)
         .map_err(|e| refused(e.to_string()))?;
     let (mut parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|e| {
+    let body = axum::body::to_bytes(body, body_limit).await.map_err(|e| {
         if too_large(&e) {
-            ApiError::PayloadTooLarge(BODY_LIMIT)
+            ApiError::PayloadTooLarge(body_limit)
         } else {
             ApiError::BadRequest(format!("cannot read the request body: {e}"))
         }

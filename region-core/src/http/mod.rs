@@ -16,10 +16,12 @@ pub mod metrics;
 pub mod openapi;
 pub mod operator;
 pub mod pages;
+pub mod photos;
 pub mod posts;
 pub mod session;
 pub mod session_cookie;
 pub mod state;
+pub mod uploads;
 pub mod writes;
 
 use axum::extract::DefaultBodyLimit;
@@ -31,8 +33,8 @@ pub use state::AppState;
 
 use crate::http::error::ApiError;
 
-/// Requests carry no more than this (posts are text; photos go to signed
-/// upload URLs, never through the api).
+/// Requests carry no more than this (posts are text); photo uploads have
+/// their own limit (`photos::UPLOAD_LIMIT`).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// The api's routes with their middleware.
@@ -46,6 +48,15 @@ pub fn app(state: AppState) -> axum::Router {
         )
         .route("/post/{id}/delete", post(pages::submit_delete))
         .route("/post/{id}/report", get(pages::report_form))
+        // The upload streams up to ten photos: its own body limit (the
+        // handler holds each photo to 10 MB).
+        .route(
+            "/post/{id}/photos",
+            get(photos::photos_page)
+                .post(photos::upload)
+                .layer(DefaultBodyLimit::max(uploads::UPLOAD_LIMIT)),
+        )
+        .route("/media/{post}/{photo}/{file}", get(photos::media))
         .route("/my", get(pages::my_posts))
         .route("/sitemap.xml", get(pages::sitemap))
         .route("/cities", get(pages::cities))
@@ -144,7 +155,11 @@ async fn request_timeout(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let limit = st.request_timeout;
+    let limit = if uploads::is_upload(&req) {
+        uploads::UPLOAD_TIMEOUT.max(st.request_timeout)
+    } else {
+        st.request_timeout
+    };
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
         Err(_) => ApiError::Timeout(limit.as_secs().max(1)).into_response(),

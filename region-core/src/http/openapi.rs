@@ -7,7 +7,7 @@ use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::http::{accounts, commands, health, pages, posts, session, writes};
+use crate::http::{accounts, commands, health, pages, photos, posts, session, writes};
 
 /// The api of one region.
 #[derive(OpenApi)]
@@ -51,6 +51,9 @@ use crate::http::{accounts, commands, health, pages, posts, session, writes};
         pages::submit_edit,
         pages::submit_delete,
         pages::report_form,
+        photos::photos_page,
+        photos::upload,
+        photos::media,
         pages::cities,
         pages::static_file,
         serve,

@@ -86,7 +86,7 @@ pub async fn new_post(State(st): State<AppState>, ctx: PageCtx, user: AuthUser) 
 
 /// One of the user's live posts, for a page that changes it: a deleted
 /// or expired post is a 404, another user's a 403.
-async fn own_live_post(
+pub(crate) async fn own_live_post(
     st: &AppState,
     city: &str,
     fresh: &Consistency,

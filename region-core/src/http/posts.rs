@@ -16,8 +16,9 @@ use crate::cursor::Cursor;
 use crate::db::queries::{GetPost, ListPosts, Sort};
 use crate::http::error::{ApiError, Problem};
 use crate::http::{AppState, City, Freshness};
+use crate::media::Size;
 use crate::model::post::FieldError;
-use crate::model::{Id, Post, PostStatus};
+use crate::model::{Id, Photo, Post, PostStatus};
 use crate::render;
 use crate::token::{Consistency, WriteToken};
 
@@ -43,6 +44,9 @@ pub struct PostView {
     /// Number of photos.
     #[schema(minimum = 0, maximum = 10)]
     pub image_count: i16,
+    /// Its photos, in order.
+    #[serde(default)]
+    pub photos: Vec<PhotoView>,
     /// Bumped by every change.
     #[schema(minimum = 1)]
     pub version: i64,
@@ -52,6 +56,37 @@ pub struct PostView {
     pub listed_at: chrono::DateTime<chrono::Utc>,
     /// When it expires unless renewed.
     pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// One photo of a post, with the URLs of its sizes.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PhotoView {
+    #[schema(value_type = String)]
+    pub id: Id,
+    /// Width of the large size, in pixels.
+    pub width: u32,
+    /// Height of the large size, in pixels.
+    pub height: u32,
+    /// 300×300, cropped.
+    pub thumb: String,
+    /// Within 600×450.
+    pub medium: String,
+    /// Within 1200×900.
+    pub large: String,
+}
+
+impl PhotoView {
+    /// `p` of `post`.
+    pub fn of(post: Id, p: &Photo) -> PhotoView {
+        PhotoView {
+            id: p.id,
+            width: p.width,
+            height: p.height,
+            thumb: p.url(post, Size::Thumb),
+            medium: p.url(post, Size::Medium),
+            large: p.url(post, Size::Large),
+        }
+    }
 }
 
 impl From<Post> for PostView {
@@ -65,6 +100,11 @@ impl From<Post> for PostView {
             price: p.fields.price,
             location: p.fields.location,
             image_count: p.fields.image_count,
+            photos: p
+                .photos
+                .iter()
+                .map(|photo| PhotoView::of(p.id, photo))
+                .collect(),
             version: p.version,
             created_at: p.created_at,
             listed_at: p.listed_at,

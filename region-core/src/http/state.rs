@@ -91,4 +91,10 @@ pub struct AppContext {
     pub device_key: crate::auth::device::DeviceKey,
     /// Operator endpoints (`DELETE /old_posts`): their token and archive.
     pub operator: Arc<crate::http::operator::Operator>,
+    /// Where photos are kept; none answers uploads and `/media/` 503.
+    pub photos: Option<crate::media::Photos>,
+    /// The bounded pool uploads are decoded and resized on.
+    pub media: crate::media::Pool,
+    /// Signs and opens the upload tokens of photo forms.
+    pub uploads: crate::auth::upload::UploadKey,
 }

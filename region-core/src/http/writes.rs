@@ -56,7 +56,8 @@ pub struct PostInput {
     /// Free-form neighbourhood, at most 200 characters.
     #[schema(max_length = 200, pattern = "^[^\\u0000]*$")]
     pub location: Option<String>,
-    /// Number of photos (uploaded separately).
+    /// Ignored: a post's photo count is the number of photos uploaded to
+    /// it (`POST /post/{id}/photos`). Accepted for clients that send it.
     #[serde(default, deserialize_with = "whole::small")]
     #[schema(minimum = 0, maximum = 10)]
     pub image_count: i16,
@@ -85,7 +86,7 @@ pub struct PostForm {
     /// Free-form neighbourhood, at most 200 characters.
     #[schema(max_length = 200, pattern = "^[^\\u0000]*$", nullable = false)]
     location: Option<String>,
-    /// Number of photos (uploaded separately).
+    /// Ignored: the photo count is the photos' (see `PostInput`).
     #[schema(minimum = 0, maximum = 10, nullable = false)]
     image_count: Option<i16>,
     /// The session's CSRF token (a cookie session needs it).
@@ -205,7 +206,7 @@ fn not_theirs() -> ApiError {
 
 /// What a rejection's reason (from `apply`'s fold) answers: the poster's
 /// mistake gets the status it would have had if the api had checked itself.
-fn rejected(reason: &str) -> ApiError {
+pub(crate) fn rejected(reason: &str) -> ApiError {
     match reason {
         "not the poster's post" => not_theirs(),
         "no such post" | "the post is not live" | "the post is deleted or hidden" => {
@@ -234,6 +235,44 @@ struct Seal<'a> {
     now: i64,
 }
 
+/// The read-your-writes cookie of a write to `post` by `command` whose
+/// outcome is `status` (none: not yet), sealed at `seal.now`: the writer's
+/// next reads see it. None for a rejected write, which changed nothing.
+fn cookie_of(
+    seal: &Seal<'_>,
+    command: Id,
+    post: Id,
+    status: Option<&CommandStatus>,
+) -> Option<String> {
+    match status {
+        None => Some(ryw_cookie(seal, &pending(command, post))),
+        Some(s) => s.applied.as_ref().map(|at| {
+            let token = WriteToken {
+                epoch: at.epoch,
+                shard: at.shard.clone(),
+                lsn: at.lsn,
+                post,
+                version: at.version,
+            };
+            ryw_cookie(seal, &ReadYourWrites::from(&token))
+        }),
+    }
+}
+
+/// `cookie_of` for a write made outside `Writer` (a photo upload).
+pub(crate) fn write_cookie(
+    st: &AppState,
+    command: Id,
+    post: Id,
+    status: Option<&CommandStatus>,
+) -> Option<String> {
+    let seal = Seal {
+        keys: &st.ryw_keys,
+        now: st.clock.now().timestamp(),
+    };
+    cookie_of(&seal, command, post, status)
+}
+
 /// The answer to a write whose outcome is `status` (none: not yet).
 fn answer(
     w: &Write,
@@ -250,7 +289,10 @@ fn answer(
         )
         .header("location", location.clone())
         .header("content-location", format!("/commands/{command}"))
-        .header("set-cookie", ryw_cookie(seal, &pending(command, w.post))),
+        .header(
+            "set-cookie",
+            cookie_of(seal, command, w.post, None).unwrap_or_default(),
+        ),
         Some(s) if s.state == CommandState::Rejected => {
             return Answer::error(&rejected(s.reason.as_deref().unwrap_or("")));
         }
@@ -264,18 +306,8 @@ fn answer(
             if w.creates {
                 a = a.header("location", location.clone());
             }
-            if let Some(at) = &s.applied {
-                let token = WriteToken {
-                    epoch: at.epoch,
-                    shard: at.shard.clone(),
-                    lsn: at.lsn,
-                    post: w.post,
-                    version: at.version,
-                };
-                a = a.header(
-                    "set-cookie",
-                    ryw_cookie(seal, &ReadYourWrites::from(&token)),
-                );
+            if let Some(cookie) = cookie_of(seal, command, w.post, Some(s)) {
+                a = a.header("set-cookie", cookie);
             }
             a
         }

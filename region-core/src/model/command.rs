@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Id, PostFields, RequestId};
+use crate::model::{Id, Photo, PostFields, RequestId};
 
 /// One command, as produced to `<region>.commands` keyed by city.
 ///
@@ -63,6 +63,14 @@ pub enum CommandKind {
     DeleteUser {
         user_id: Id,
     },
+    /// Photos uploaded by the poster, stored already (every size, in the
+    /// photo store): appended to the post's, all or none. The post's
+    /// `image_count` follows from its photos, never from what a client says.
+    AddPhotos {
+        post_id: Id,
+        user_id: Id,
+        photos: Vec<Photo>,
+    },
     /// The janitor expires a post whose lifetime ended by `as_of` (its
     /// clock's time when it swept). Through the commands topic, not a
     /// direct UPDATE, so it is ordered with the city's renewals: a renewal
@@ -84,6 +92,7 @@ impl CommandKind {
             | CommandKind::Renew { post_id, .. }
             | CommandKind::Hide { post_id, .. }
             | CommandKind::Report { post_id, .. }
+            | CommandKind::AddPhotos { post_id, .. }
             | CommandKind::Expire { post_id, .. } => Some(*post_id),
             CommandKind::DeleteUser { .. } => None,
         }

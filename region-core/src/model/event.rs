@@ -10,12 +10,14 @@ use crate::model::{Id, Post, RequestId};
 pub enum Event {
     /// A post was created or changed and is visible: the full row, so the
     /// publisher renders the page from the event alone.
+    /// (Boxed: a post with its photos is far larger than the other
+    /// variant, and batches hold many events.)
     PostChanged {
         command_id: Id,
         /// The request the command came from (`Command::request_id`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<RequestId>,
-        post: Post,
+        post: Box<Post>,
     },
     /// A post was deleted, hidden or expired: the edge writes a tombstone.
     PostGone {

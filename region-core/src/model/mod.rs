@@ -5,6 +5,7 @@ pub mod command;
 pub mod event;
 pub mod id;
 pub mod idgen;
+pub mod photo;
 pub mod post;
 pub mod request_id;
 
@@ -13,5 +14,6 @@ pub use command::{Command, CommandKind};
 pub use event::Event;
 pub use id::Id;
 pub use idgen::IdGenerator;
+pub use photo::Photo;
 pub use post::{Post, PostFields, PostStatus};
 pub use request_id::RequestId;

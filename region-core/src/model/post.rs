@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::Id;
+use crate::model::{Id, Photo};
 
 /// A post lives this long after creation or renewal.
 pub const POST_LIFETIME: chrono::Duration = chrono::Duration::days(7);
@@ -124,6 +124,12 @@ pub struct Post {
     /// an edit, so a renewed post comes back to the top and an edited one
     /// stays where it was.
     pub listed_at: DateTime<Utc>,
+    /// Its photos in slot order (`post_images`, read separately where a
+    /// page shows them: none in `POST_COLUMNS`). Events carry them, so the
+    /// publisher renders the gallery from the event alone.
+    #[sqlx(skip)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub photos: Vec<Photo>,
 }
 
 /// From this instant on the post may be renewed.
@@ -148,6 +154,8 @@ struct PostRecord {
     expires_at: DateTime<Utc>,
     #[serde(default)]
     listed_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    photos: Vec<Photo>,
 }
 
 impl From<PostRecord> for Post {
@@ -163,6 +171,7 @@ impl From<PostRecord> for Post {
             updated_at: r.updated_at,
             expires_at: r.expires_at,
             listed_at: r.listed_at.unwrap_or(r.created_at),
+            photos: r.photos,
         }
     }
 }
@@ -212,6 +221,7 @@ mod tests {
             updated_at: at,
             expires_at: at + POST_LIFETIME,
             listed_at: at + chrono::Duration::days(3),
+            photos: Vec::new(),
         }
     }
 

@@ -6,15 +6,18 @@
 pub mod assets;
 mod forms;
 mod pages;
+mod photos;
 
 pub use forms::*;
 pub use pages::*;
+pub use photos::*;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::locale::CityLocale;
-use crate::model::Post;
+use crate::media::Size;
 use crate::model::post::CATEGORIES;
+use crate::model::{Id, Photo, Post};
 
 /// The one escaping function of both sides of the edge (the Worker's own
 /// small pages use it; templates escape by themselves).
@@ -30,6 +33,7 @@ pub const TEMPLATE_VERSION: u32 = assets::fnv1a(&[
     assets::SOURCES[0],
     assets::SOURCES[1],
     // The view code and the city's formats shape the page too.
+    include_bytes!("../../templates/_gallery.html"),
     include_bytes!("pages.rs"),
     include_bytes!("mod.rs"),
     include_bytes!("../locale.rs"),
@@ -123,6 +127,37 @@ impl Chrome {
             // Posted or last renewed: what the listing is ordered by.
             date: self.locale.date(p.listed_at),
             datetime: p.listed_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            // The listing's thumbnail: the first photo, linking to the post.
+            thumb: p.photos.first().map(|photo| Figure {
+                href: format!("/post/{}", p.id),
+                ..Figure::of(p.id, photo, Size::Thumb, Size::Thumb)
+            }),
+        }
+    }
+}
+
+/// One photo as a page shows it: an image of one size, linking to a larger
+/// one. Every `<img>` gets its `width` and `height`
+/// (`Photo::dimensions`), so nothing moves while the images load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Figure {
+    /// The image shown.
+    pub src: String,
+    pub width: u32,
+    pub height: u32,
+    /// Where it links to.
+    pub href: String,
+}
+
+impl Figure {
+    /// `photo` of `post` shown at `size`, linking to its `link` size.
+    pub fn of(post: Id, photo: &Photo, size: Size, link: Size) -> Figure {
+        let (width, height) = photo.dimensions(size);
+        Figure {
+            src: photo.url(post, size),
+            width,
+            height,
+            href: photo.url(post, link),
         }
     }
 }
@@ -142,6 +177,8 @@ pub struct Card {
     pub date: String,
     /// The same instant for `<time datetime>`.
     pub datetime: String,
+    /// Its first photo at 300×300, if it has photos.
+    pub thumb: Option<Figure>,
 }
 
 /// A category's display name: `for-sale` reads "For sale".

@@ -5,7 +5,8 @@
 use askama::Template;
 use chrono::{DateTime, Utc};
 
-use super::{Card, Choice, Chrome, category_choices, category_label, render, rfc3339};
+use super::{Card, Choice, Chrome, Figure, category_choices, category_label, render, rfc3339};
+use crate::media::Size;
 use crate::model::{Post, PostStatus};
 
 #[derive(Template)]
@@ -17,6 +18,7 @@ struct PostPage {
     category: String,
     category_label: String,
     description: String,
+    gallery: Vec<Figure>,
 }
 
 /// The post page, the one the publisher writes to the edge's KV: the same
@@ -30,6 +32,12 @@ pub fn post_page(p: &Post) -> String {
         category: p.fields.category.clone(),
         category_label: category_label(&p.fields.category),
         description: p.fields.description.clone(),
+        // 600×450, each linking to its 1200×900.
+        gallery: p
+            .photos
+            .iter()
+            .map(|photo| Figure::of(p.id, photo, Size::Medium, Size::Large))
+            .collect(),
     })
 }
 

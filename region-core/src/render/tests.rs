@@ -24,6 +24,7 @@ fn hostile() -> Post {
         updated_at: now,
         expires_at: now + chrono::Duration::days(3),
         listed_at: now,
+        photos: Vec::new(),
     }
 }
 
@@ -134,4 +135,78 @@ fn expiry_reads_in_whole_days_rounded_up() {
 fn template_version_is_stable_within_a_build() {
     assert_eq!(template_version(), TEMPLATE_VERSION);
     assert_ne!(TEMPLATE_VERSION, 0);
+}
+
+fn with_photos(n: i64) -> Post {
+    let mut p = hostile();
+    p.photos = (0..n)
+        .map(|i| crate::model::Photo {
+            id: Id(100 + i),
+            width: 1200,
+            height: 800,
+        })
+        .collect();
+    p.fields.image_count = i16::try_from(n).unwrap();
+    p
+}
+
+#[test]
+fn the_post_page_shows_a_600_gallery_linking_to_1200() {
+    let html = post_page(&with_photos(2));
+    assert!(
+        html.contains(
+            "<li><a href=\"/media/5/100/1200.jpg\"><img src=\"/media/5/100/600.jpg\" \
+             width=\"600\" height=\"400\" loading=\"lazy\" alt=\"Photo 1 of 2\"></a></li>"
+        ),
+        "{html}"
+    );
+    assert!(html.contains("/media/5/101/600.jpg"), "{html}");
+    assert!(!post_page(&hostile()).contains("class=\"gallery\""));
+}
+
+#[test]
+fn a_listing_card_shows_the_first_photo_as_a_300_thumbnail() {
+    let html = list_page(
+        "boston",
+        &ListFilters::default(),
+        &[with_photos(3), hostile()],
+        None,
+    );
+    assert!(
+        html.contains(
+            "<a class=\"thumb\" href=\"/post/5\"><img src=\"/media/5/100/300.jpg\" \
+             width=\"300\" height=\"300\" loading=\"lazy\" alt=\"\"></a>"
+        ),
+        "{html}"
+    );
+    assert_eq!(html.matches("class=\"thumb\"").count(), 1, "{html}");
+}
+
+#[test]
+fn the_photos_page_posts_a_multipart_form_to_its_tokened_action_until_full() {
+    let chrome = || Chrome::new("boston", "/x".into(), "/cities".into(), Viewer::LoggedIn);
+    let action = "/post/5/photos?token=5.6.8.1800000900.00ff";
+    let html = photos_page(
+        chrome(),
+        &with_photos(2),
+        action,
+        Some("<b>a GIF</b> is not accepted"),
+    );
+    assert!(
+        html.contains(
+            "<form method=\"post\" action=\"/post/5/photos?token=5.6.8.1800000900.00ff\" \
+             enctype=\"multipart/form-data\">"
+        ),
+        "{html}"
+    );
+    assert!(html.contains("Add up to 8 more"), "{html}");
+    assert!(html.contains("role=\"alert\""), "{html}");
+    assert!(!html.contains("<b>a GIF"), "{html}");
+    assert!(!html.contains("<script>x"), "{html}");
+    let full = photos_page(chrome(), &with_photos(10), action, None);
+    assert!(
+        !full.contains("<form method=\"post\" action=\"/post/5/photos"),
+        "{full}"
+    );
+    assert!(full.contains("the most a post can have"), "{full}");
 }

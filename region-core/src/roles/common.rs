@@ -97,6 +97,17 @@ pub fn broker_from_state(path: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("{} names no broker", path.display()))
 }
 
+/// The directory `name` beside the stack description `state` (the
+/// archive's and the photos' default places).
+pub fn beside_state(state: &Path, name: &str) -> String {
+    state
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// `http://127.0.0.1:{port}` of the stack's component `name` (`edge`,
 /// `edge-kv`), as the supervisor wrote it into `state.json` (every planned
 /// component is listed from the start, before it runs).

@@ -65,6 +65,8 @@ pub struct Setup {
     pub limits: Limits,
     /// `ApiOptions::signing_min_version` (`--signing-min-version`).
     pub signing_min_version: sign::Version,
+    /// `ApiOptions::photos_url` (none: uploads and `/media/` answer 503).
+    pub photos_url: Option<String>,
 }
 
 impl Default for Setup {
@@ -85,6 +87,7 @@ impl Default for Setup {
                 ..Limits::default()
             },
             signing_min_version: ApiOptions::default().signing_min_version,
+            photos_url: None,
         }
     }
 }
@@ -138,6 +141,7 @@ impl Api {
             request_timeout: setup.request_timeout,
             limits: setup.limits,
             signing_min_version: setup.signing_min_version,
+            photos_url: setup.photos_url,
             ..ApiOptions::default()
         };
         let (state, background) = connect(

@@ -70,6 +70,11 @@ pub struct ApiOptions {
     /// Where `DELETE /old_posts` archives (`archive::Archive::open`);
     /// none answers it 503.
     pub archive_url: Option<String>,
+    /// Where photos are kept (`media::Photos::open`); none answers uploads
+    /// and `/media/` 503.
+    pub photos_url: Option<String>,
+    /// Photos decoded and resized at once (`media::Pool`).
+    pub photo_workers: usize,
     /// Longest a request may take before it is stopped with a 503 (the
     /// operator's `DELETE /old_posts` excepted). `serve` makes it the shard
     /// connections' `statement_timeout` too (`read`), so a query never
@@ -103,6 +108,8 @@ impl Default for ApiOptions {
             regions: Vec::new(),
             write_path: WritePath::Pipeline,
             archive_url: None,
+            photos_url: None,
+            photo_workers: 1,
             limits: Limits::default(),
         }
     }
@@ -206,6 +213,11 @@ pub async fn connect(
             .filter(|p| p.expires > clock.now())
             .map(|p| p.key.as_slice()),
     );
+    let photos = options
+        .photos_url
+        .as_deref()
+        .map(crate::media::Photos::open)
+        .transpose()?;
     let state = AppState::new(AppContext {
         router,
         catalog,
@@ -235,8 +247,18 @@ pub async fn connect(
                 .archive_url
                 .as_deref()
                 .map(crate::archive::Archive::open)
-                .transpose()?,
+                .transpose()?
+                .map(|archive| match &photos {
+                    Some(p) => archive.with_photos(p.clone()),
+                    None => archive,
+                }),
         )),
+        photos,
+        media: crate::media::Pool::new(
+            options.photo_workers,
+            crate::media::DecodeLimits::default(),
+        ),
+        uploads: crate::auth::upload::UploadKey::new(secrets.derive("upload")),
     });
     Ok((state, Background { tasks, lease }))
 }

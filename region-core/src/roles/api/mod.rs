@@ -16,7 +16,7 @@ use crate::bus::commands::WritePath;
 use crate::bus::failpoint;
 use crate::db::ReadConfig;
 use crate::limits::Limits;
-use crate::roles::common::broker_from_state;
+use crate::roles::common::{beside_state, broker_from_state};
 use crate::stack::{Secrets, StackFile};
 
 /// Flags of `region-core serve`.
@@ -77,6 +77,15 @@ pub struct ServeArgs {
     /// feature); default: `archive/` beside the stack description.
     #[arg(long, env = "CITYBOARD_ARCHIVE_URL")]
     pub archive_url: Option<String>,
+    /// Where photos are kept: a directory or `file://` URL, or
+    /// `s3://bucket/prefix` (builds with the `s3` feature); default:
+    /// `photos/` beside the stack description.
+    #[arg(long, env = "CITYBOARD_PHOTOS_URL")]
+    pub photos_url: Option<String>,
+    /// Photos decoded and resized at once; each may take up to 256 MiB
+    /// while it is (a 50-megapixel photo), and a core.
+    #[arg(long, env = "CITYBOARD_PHOTO_WORKERS", default_value_t = 1)]
+    pub photo_workers: usize,
     /// Read connections per database node (each replica, and the
     /// primary as the last resort). Reads beyond it wait their turn in
     /// the api rather than share the node's cores in Postgres.
@@ -124,14 +133,15 @@ pub async fn run(
         write_path: args.write_path,
         request_timeout: args.request_timeout.into(),
         limits: args.limits,
-        archive_url: Some(args.archive_url.unwrap_or_else(|| {
-            state
-                .parent()
-                .unwrap_or_else(|| Path::new("."))
-                .join("archive")
-                .to_string_lossy()
-                .into_owned()
-        })),
+        archive_url: Some(
+            args.archive_url
+                .unwrap_or_else(|| beside_state(state, "archive")),
+        ),
+        photos_url: Some(
+            args.photos_url
+                .unwrap_or_else(|| beside_state(state, "photos")),
+        ),
+        photo_workers: args.photo_workers,
         // Without a broker the api still serves reads; writes are 503.
         broker: broker_from_state(state)
             .map_err(|e| tracing::warn!(error = %e, "no broker: writes will answer 503"))

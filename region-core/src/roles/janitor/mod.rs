@@ -19,6 +19,7 @@ pub mod expiry;
 pub mod kv;
 pub mod mail;
 pub mod metrics;
+pub mod photos;
 pub mod prune;
 pub mod reconcile;
 pub mod reminders;
@@ -163,6 +164,8 @@ pub struct JanitorParts {
     pub metrics: Arc<JanitorMetrics>,
     /// Compares posts with edge KV; none: no KV to read (not configured).
     pub reconciler: Option<Reconciler>,
+    /// The photo store, swept for orphans (`photos`); none: not swept.
+    pub photos: Option<crate::media::Photos>,
 }
 
 /// What one sweep did.
@@ -180,6 +183,8 @@ pub struct SweepReport {
     pub pruned: Pruned,
     /// What the reconciler compared and republished.
     pub reconciled: Reconciled,
+    /// Orphan photos removed from the photo store.
+    pub orphan_photos: usize,
 }
 
 impl SweepReport {
@@ -196,6 +201,7 @@ impl SweepReport {
             + p.revoked_users
             + self.reconciled.pages
             + self.reconciled.tombstones
+            + self.orphan_photos
             > 0
     }
 }
@@ -244,6 +250,13 @@ impl Janitor {
         }
         self.prune(&shards, now, &mut report).await;
         report.pruned.count(self);
+        match photos::sweep(self, now).await {
+            Ok(n) => report.orphan_photos = n,
+            Err(e) => {
+                report.failures += 1;
+                tracing::warn!(error = format!("{e:#}"), "orphan photo sweep failed");
+            }
+        }
         if let Some(r) = &self.parts.reconciler {
             for shard in &shards {
                 match r.sweep_shard(self, shard, now).await {

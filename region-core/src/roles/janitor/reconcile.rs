@@ -112,7 +112,7 @@ fn event(post: &Post, fix: Fix, command_id: crate::model::Id) -> Event {
         Fix::Page => Event::PostChanged {
             command_id,
             request_id: None,
-            post: post.clone(),
+            post: Box::new(post.clone()),
         },
         Fix::Tombstone => Event::PostGone {
             command_id,
@@ -278,6 +278,7 @@ mod tests {
             updated_at: now,
             expires_at: now + chrono::Duration::days(7),
             listed_at: now,
+            photos: Vec::new(),
         }
     }
 

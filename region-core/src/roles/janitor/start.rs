@@ -75,6 +75,10 @@ pub struct JanitorArgs {
     /// Posts changed more recently are compared at a later sweep.
     #[arg(long, env = "CITYBOARD_RECONCILE_SETTLE", default_value = "5m")]
     pub reconcile_settle: humantime::Duration,
+    /// Where the api keeps photos (orphans are swept from it); default:
+    /// `photos/` beside the stack description, as the api's.
+    #[arg(long, env = "CITYBOARD_PHOTOS_URL")]
+    pub photos_url: Option<String>,
     /// TESTS ONLY: run the clock this far ahead of the system's (e.g.
     /// `6days 1h`), so a test can see a process expire posts.
     #[arg(long, env = "CITYBOARD_CLOCK_OFFSET", hide = true)]
@@ -250,6 +254,12 @@ pub async fn run(
             homes: HomeCatalogs::of_stack(stack)?,
             metrics,
             reconciler,
+            photos: Some(crate::media::Photos::open(
+                &args
+                    .photos_url
+                    .clone()
+                    .unwrap_or_else(|| crate::roles::common::beside_state(state, "photos")),
+            )?),
         },
     };
     tracing::info!(region, "janitor running");

@@ -149,6 +149,9 @@ pub struct PublisherParts<S> {
     pub router: Router,
     /// The durable high-water mark of every key (the region's catalog).
     pub marks: Marks,
+    /// The photo store: a deleted post's photos are removed from it as its
+    /// event goes by (none: kept).
+    pub photos: Option<crate::media::Photos>,
 }
 
 /// Version of the post page template this build renders, written into
@@ -213,6 +216,22 @@ pub fn page_entry(post: &Post) -> Result<Entry, String> {
         meta,
         city: post.city.clone(),
     })
+}
+
+/// The post an event says was deleted (by its poster or with its account),
+/// whose photos must go at once: a hidden post may come back, and an
+/// expired one keeps its photos until it is archived.
+fn deleted_post(payload: &[u8]) -> Option<(String, crate::model::Id)> {
+    use crate::model::event::GoneReason;
+    match serde_json::from_slice::<Event>(payload).ok()? {
+        Event::PostGone {
+            city,
+            post_id,
+            reason: GoneReason::Deleted | GoneReason::UserDeleted,
+            ..
+        } => Some((city, post_id)),
+        _ => None,
+    }
 }
 
 /// A flush task's answer: the writes it made (all of them: it retries
@@ -375,6 +394,18 @@ impl<S: KvSink> Publisher<S> {
             key: m.key(),
             payload: m.payload(),
         };
+        if let Some(photos) = &self.parts.photos
+            && let Some((city, post)) = m.payload().and_then(deleted_post)
+        {
+            let photos = photos.clone();
+            // Beside the KV write, never holding it up; a failure leaves
+            // orphans, logged, for a sweep to find.
+            tokio::spawn(async move {
+                if let Err(e) = photos.remove_post(&city, post).await {
+                    tracing::warn!(error = %e, %city, %post, "removing a deleted post's photos");
+                }
+            });
+        }
         let router = &self.parts.router;
         let served = |city: &str| !matches!(router.route(city), Err(RouteError::NotServed(_)));
         match intake(raw, &router.region, served) {
@@ -662,7 +693,35 @@ mod tests {
             updated_at: now,
             expires_at: now,
             listed_at: now,
+            photos: Vec::new(),
         }
+    }
+
+    #[test]
+    fn only_a_deleted_post_s_photos_go_with_its_event() {
+        let gone = |reason| {
+            serde_json::to_vec(&Event::PostGone {
+                command_id: Id(1),
+                city: "boston".into(),
+                post_id: Id(7),
+                version: 2,
+                reason,
+            })
+            .unwrap()
+        };
+        let deleted = Some(("boston".to_string(), Id(7)));
+        assert_eq!(deleted_post(&gone(GoneReason::Deleted)), deleted);
+        assert_eq!(deleted_post(&gone(GoneReason::UserDeleted)), deleted);
+        // A hidden post may be restored; an expired one is archived later.
+        assert_eq!(deleted_post(&gone(GoneReason::Hidden)), None);
+        assert_eq!(deleted_post(&gone(GoneReason::Expired)), None);
+        let changed = serde_json::to_vec(&Event::PostChanged {
+            command_id: Id(1),
+            post: Box::new(post(3, PostStatus::Live)),
+        })
+        .unwrap();
+        assert_eq!(deleted_post(&changed), None);
+        assert_eq!(deleted_post(b"not json"), None);
     }
 
     #[test]
@@ -671,7 +730,7 @@ mod tests {
         let e = entry_of(&Event::PostChanged {
             command_id: Id(1),
             request_id: None,
-            post: p.clone(),
+            post: Box::new(p.clone()),
         })
         .unwrap();
         assert_eq!(e.key, "post:7");
@@ -703,7 +762,7 @@ mod tests {
         let hidden = entry_of(&Event::PostChanged {
             command_id: Id(1),
             request_id: None,
-            post: post(5, PostStatus::Hidden),
+            post: Box::new(post(5, PostStatus::Hidden)),
         })
         .unwrap();
         assert!(hidden.meta.gone);

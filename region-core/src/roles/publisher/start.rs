@@ -61,6 +61,10 @@ pub struct PublisherArgs {
     /// Dead-letter topic; default `<region>.dead-letters`.
     #[arg(long)]
     pub dead_letter_topic: Option<String>,
+    /// Where the api keeps photos (the publisher removes a deleted post's);
+    /// default: `photos/` beside the stack description, as the api's.
+    #[arg(long, env = "CITYBOARD_PHOTOS_URL")]
+    pub photos_url: Option<String>,
 }
 
 /// `http://127.0.0.1:{port}` of the stack's `edge` component, as the
@@ -125,7 +129,12 @@ pub async fn run(
             Sink::Cloudflare(sink)
         }
     };
+    let photos_url = args
+        .photos_url
+        .clone()
+        .unwrap_or_else(|| crate::roles::common::beside_state(state, "photos"));
     let parts = PublisherParts {
+        photos: Some(crate::media::Photos::open(&photos_url)?),
         sink: Arc::new(sink),
         cache: Arc::new(Invalidator::new(&entry.redis_cache_url)),
         metrics,
