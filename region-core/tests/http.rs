@@ -58,6 +58,7 @@ async fn city_with(prefix: &str, posts: &[(&str, &str, i64, i16)]) -> (String, V
                 city: city.clone(),
                 created_at: now - chrono::Duration::minutes(i as i64),
                 epoch: 1,
+                request_id: None,
                 kind: CommandKind::AddPhotos {
                     post_id,
                     user_id: Id(7),

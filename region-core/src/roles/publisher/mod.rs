@@ -702,6 +702,7 @@ mod tests {
         let gone = |reason| {
             serde_json::to_vec(&Event::PostGone {
                 command_id: Id(1),
+                request_id: None,
                 city: "boston".into(),
                 post_id: Id(7),
                 version: 2,
@@ -717,6 +718,7 @@ mod tests {
         assert_eq!(deleted_post(&gone(GoneReason::Expired)), None);
         let changed = serde_json::to_vec(&Event::PostChanged {
             command_id: Id(1),
+            request_id: None,
             post: Box::new(post(3, PostStatus::Live)),
         })
         .unwrap();
