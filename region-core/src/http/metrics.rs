@@ -20,6 +20,7 @@ use crate::cache::hot::CacheCounts;
 use crate::cache::pages::PageCacheCounts;
 use crate::db::Node;
 use crate::http::AppState;
+use crate::http::search_terms::SearchTerms;
 use crate::roles::common::{openmetrics_response, openmetrics_text};
 
 /// Upper bounds of the latency histogram, seconds.
@@ -103,6 +104,74 @@ impl<M: EncodeMetric> EncodeMetric for Listed<M> {
     }
 }
 
+/// Why an upload was refused: the `reason` label of
+/// `cityboard_upload_refusals_total`, a fixed set so that every series is
+/// listed (at zero) from start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadRefusal {
+    /// No valid upload token (forged, expired, for another post).
+    Token,
+    /// Not a multipart body, or one that broke off.
+    Malformed,
+    /// A photo or the body over its size limit.
+    TooLarge,
+    /// The bytes are not a JPEG, PNG or WebP.
+    Type,
+    /// Empty, truncated or damaged.
+    Corrupt,
+    /// Over the pixel or decoding-memory limit (a decompression bomb).
+    Pixels,
+    /// More photos than the post has room for.
+    TooMany,
+    /// No photo in the form.
+    Empty,
+    /// Over the uploader's write limits.
+    RateLimited,
+    /// The writer rejected the command (the post is gone, not the
+    /// uploader's).
+    Rejected,
+}
+
+impl UploadRefusal {
+    /// Every reason, in the order of their series.
+    pub const ALL: [UploadRefusal; 10] = [
+        UploadRefusal::Token,
+        UploadRefusal::Malformed,
+        UploadRefusal::TooLarge,
+        UploadRefusal::Type,
+        UploadRefusal::Corrupt,
+        UploadRefusal::Pixels,
+        UploadRefusal::TooMany,
+        UploadRefusal::Empty,
+        UploadRefusal::RateLimited,
+        UploadRefusal::Rejected,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadRefusal::Token => "token",
+            UploadRefusal::Malformed => "malformed",
+            UploadRefusal::TooLarge => "too_large",
+            UploadRefusal::Type => "type",
+            UploadRefusal::Corrupt => "corrupt",
+            UploadRefusal::Pixels => "pixels",
+            UploadRefusal::TooMany => "too_many",
+            UploadRefusal::Empty => "empty",
+            UploadRefusal::RateLimited => "rate_limited",
+            UploadRefusal::Rejected => "rejected",
+        }
+    }
+}
+
+/// A series of `cityboard_reports_total`: the city's name comes from the
+/// `City` extractor, which admits only the cities served, so the series
+/// are bounded by the region's cities.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CityLabels {
+    city: String,
+}
+
 /// Everything `/metrics` reports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -116,6 +185,12 @@ pub struct Metrics {
     /// Reads answered by a primary (token, pending write, no fresh replica,
     /// recovery conflict).
     reads_primary: Counter,
+    /// city → reports accepted (produced as commands).
+    reports: Family<CityLabels, Counter>,
+    /// Refused uploads, in the order of [`UploadRefusal::ALL`].
+    upload_refusals: [Counter; UploadRefusal::ALL.len()],
+    /// Each city's most searched terms.
+    search_terms: SearchTerms,
 }
 
 impl Metrics {
@@ -144,12 +219,31 @@ impl Metrics {
             reads,
         );
         registry.register_collector(Box::new(caches));
+        let reports = Family::<CityLabels, Counter>::default();
+        registry.register(
+            "cityboard_reports",
+            "Reports of posts the api accepted, by city",
+            Listed(reports.clone()),
+        );
+        let refusals = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        let upload_refusals =
+            UploadRefusal::ALL.map(|r| refusals.get_or_create(&[("reason", r.as_str())]).clone());
+        registry.register(
+            "cityboard_upload_refusals",
+            "Photo uploads refused, by reason",
+            refusals,
+        );
+        let search_terms = SearchTerms::default();
+        registry.register_collector(Box::new(search_terms.clone()));
         Metrics {
             registry,
             requests,
             latency,
             reads_replica,
             reads_primary,
+            reports,
+            upload_refusals,
+            search_terms,
         }
     }
 
@@ -159,6 +253,28 @@ impl Metrics {
             Node::Primary => self.reads_primary.inc(),
             Node::Replica(_) => self.reads_replica.inc(),
         };
+    }
+
+    /// Counts one accepted report of a post of `city`.
+    pub fn reported(&self, city: &str) {
+        self.reports
+            .get_or_create(&CityLabels {
+                city: city.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one refused upload.
+    pub fn upload_refused(&self, reason: UploadRefusal) {
+        if let Some(i) = UploadRefusal::ALL.iter().position(|r| *r == reason) {
+            self.upload_refusals[i].inc();
+        }
+    }
+
+    /// Counts one search of `city` for `terms` as typed (normalized and
+    /// kept among the city's top terms by [`SearchTerms`]).
+    pub fn searched(&self, city: &str, terms: &str) {
+        self.search_terms.count(city, terms);
     }
 
     /// One answered request: a read lock and a hash lookup per family (a
@@ -265,6 +381,31 @@ mod tests {
     }
 
     #[test]
+    fn counts_reports_refused_uploads_and_search_terms() {
+        let m = Metrics::new(CacheLookups::default());
+        let text = m.render();
+        for r in UploadRefusal::ALL {
+            let zero = format!(
+                "cityboard_upload_refusals_total{{reason=\"{}\"}} 0",
+                r.as_str()
+            );
+            assert!(text.lines().any(|l| l == zero), "no {zero:?} in:\n{text}");
+        }
+        m.reported("boston");
+        m.reported("boston");
+        m.upload_refused(UploadRefusal::Pixels);
+        m.searched("boston", "Red bike");
+        let text = m.render();
+        let has = |line: &str| {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        };
+        has("cityboard_reports_total{city=\"boston\"} 2");
+        has("cityboard_upload_refusals_total{reason=\"pixels\"} 1");
+        has("cityboard_upload_refusals_total{reason=\"token\"} 0");
+        has("cityboard_search_terms_total{city=\"boston\",term=\"red bike\"} 1");
+    }
+
+    #[test]
     fn a_strangers_method_folds_into_one_label() {
         use axum::http::Method;
         assert_eq!(method_label(&Method::GET), "GET");
@@ -288,8 +429,11 @@ mod tests {
                 "cityboard_http_requests counter",
                 "cityboard_http_request_duration_seconds histogram",
                 "cityboard_reads counter",
+                "cityboard_reports counter",
+                "cityboard_upload_refusals counter",
                 "cityboard_page_cache counter",
                 "cityboard_local_cache counter",
+                "cityboard_search_terms counter",
             ]
         );
         assert!(text.contains(

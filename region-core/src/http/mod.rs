@@ -18,6 +18,7 @@ pub mod operator;
 pub mod pages;
 pub mod photos;
 pub mod posts;
+pub mod search_terms;
 pub mod session;
 pub mod session_cookie;
 pub mod state;

@@ -22,11 +22,12 @@ use crate::http::chrome::{PageCtx, personal};
 use crate::http::commands::CommandView;
 use crate::http::error::{ApiError, Problem};
 use crate::http::error_pages::wants_html;
+use crate::http::extract::Sender;
+use crate::http::metrics::UploadRefusal;
 use crate::http::pages::own_live_post;
 use crate::http::posts::PhotoView;
 use crate::http::uploads::{PHOTO_LIMIT, UPLOAD_LIMIT, UploadQuery};
 use crate::http::writes::{rejected, write_cookie};
-use crate::http::extract::Sender;
 use crate::http::{AppState, AuthUser, Freshness};
 use crate::limits::{Limit, ip_subject};
 use crate::media::{MediaError, Photos, Size};
@@ -143,8 +144,12 @@ pub async fn upload(
         })
         .filter(|g| g.post == post)
         .ok_or_else(|| {
-            ApiError::Forbidden(
-                "the upload link is invalid or has expired: open the photos page again".into(),
+            refuse(
+                &st,
+                UploadRefusal::Token,
+                ApiError::Forbidden(
+                    "the upload link is invalid or has expired: open the photos page again".into(),
+                ),
             )
         })?;
     let photos = store(&st)?;
@@ -212,40 +217,56 @@ async fn receive(
     sender: &Sender,
     body: Result<Multipart, MultipartRejection>,
 ) -> Result<Added, ApiError> {
-    let mut body = body.map_err(|e| ApiError::BadRequest(format!("not a multipart form: {e}")))?;
+    let mut body = body.map_err(|e| {
+        let e = ApiError::BadRequest(format!("not a multipart form: {e}"));
+        refuse(st, UploadRefusal::Malformed, e)
+    })?;
     let account = grant.user.to_string();
     st.limiter
         .take(&[
             (Limit::WritesPerIp, &ip_subject(sender.ip)),
             (Limit::WritesPerAccount, &account),
         ])
-        .await?;
+        .await
+        .map_err(|e| match ApiError::from(e) {
+            e @ ApiError::TooManyRequests(_) => refuse(st, UploadRefusal::RateLimited, e),
+            e => e,
+        })?;
     let mut stored: Vec<Photo> = Vec::new();
     let outcome = async {
-        while let Some(field) = body.next_field().await.map_err(|e| multipart_error(&e))? {
+        while let Some(field) = body
+            .next_field()
+            .await
+            .map_err(|e| multipart_error(st, &e))?
+        {
             if field.name() != Some("photo") {
                 continue;
             }
-            let Some(bytes) = read_photo(field).await? else {
+            let Some(bytes) = read_photo(st, field).await? else {
                 continue;
             };
             if stored.len() >= usize::from(grant.free_slots) {
-                return Err(too_many(grant.free_slots));
+                return Err(refuse(
+                    st,
+                    UploadRefusal::TooMany,
+                    too_many(grant.free_slots),
+                ));
             }
-            let sizes = st.media.process(bytes).await.map_err(refused)?;
+            let sizes = st.media.process(bytes).await.map_err(|e| refused(st, e))?;
             let id = st.ids.next().await.context("assigning an id")?;
             let (width, height) = sizes.large();
             photos
                 .put(city, grant.post, id, &sizes)
                 .await
-                .map_err(refused)?;
+                .map_err(|e| refused(st, e))?;
             stored.push(Photo { id, width, height });
         }
         if stored.is_empty() {
-            return Err(ApiError::Invalid(vec![FieldError {
+            let e = ApiError::Invalid(vec![FieldError {
                 field: "photo",
                 problem: "choose at least one photo".into(),
-            }]));
+            }]);
+            return Err(refuse(st, UploadRefusal::Empty, e));
         }
         add(st, city, grant, sender, stored.clone()).await
     }
@@ -265,11 +286,12 @@ async fn receive(
 
 /// The photo in `field`, read to at most `PHOTO_LIMIT` bytes; none for an
 /// empty part (a browser sends one when no file was chosen).
-async fn read_photo(mut field: Field<'_>) -> Result<Option<Vec<u8>>, ApiError> {
+async fn read_photo(st: &AppState, mut field: Field<'_>) -> Result<Option<Vec<u8>>, ApiError> {
     let mut bytes = Vec::new();
-    while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e))? {
+    while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(st, &e))? {
         if bytes.len() + chunk.len() > PHOTO_LIMIT {
-            return Err(ApiError::PayloadTooLarge(PHOTO_LIMIT));
+            let e = ApiError::PayloadTooLarge(PHOTO_LIMIT);
+            return Err(refuse(st, UploadRefusal::TooLarge, e));
         }
         bytes.extend_from_slice(&chunk);
     }
@@ -304,8 +326,8 @@ async fn add(
         && s.state == CommandState::Rejected
     {
         return Err(match s.reason.as_deref().unwrap_or("") {
-            "too many photos" => too_many(0),
-            other => rejected(other),
+            "too many photos" => refuse(st, UploadRefusal::TooMany, too_many(0)),
+            other => refuse(st, UploadRefusal::Rejected, rejected(other)),
         });
     }
     Ok(Added {
@@ -324,26 +346,40 @@ fn too_many(free: u8) -> ApiError {
     }])
 }
 
-/// The uploader's side of a media error.
-fn refused(e: MediaError) -> ApiError {
-    match e {
-        MediaError::UnsupportedType(_) | MediaError::Corrupt(_) | MediaError::TooLarge(_) => {
-            ApiError::Invalid(vec![FieldError {
-                field: "photo",
-                problem: e.to_string(),
-            }])
-        }
-        MediaError::Busy => ApiError::NotConfigured("photo processing is shutting down"),
-        MediaError::Internal(e) => ApiError::Internal(e),
-    }
+/// Counts a refused upload by why, and hands its error on.
+fn refuse(st: &AppState, reason: UploadRefusal, e: ApiError) -> ApiError {
+    st.metrics.upload_refused(reason);
+    e
+}
+
+/// The uploader's side of a media error (counted when it is the photo's
+/// fault, not the server's).
+fn refused(st: &AppState, e: MediaError) -> ApiError {
+    let reason = match e {
+        MediaError::UnsupportedType(_) => UploadRefusal::Type,
+        MediaError::Corrupt(_) => UploadRefusal::Corrupt,
+        MediaError::TooLarge(_) => UploadRefusal::Pixels,
+        MediaError::Busy => return ApiError::NotConfigured("photo processing is shutting down"),
+        MediaError::Internal(e) => return ApiError::Internal(e),
+    };
+    let e = ApiError::Invalid(vec![FieldError {
+        field: "photo",
+        problem: e.to_string(),
+    }]);
+    refuse(st, reason, e)
 }
 
 /// A body that broke off, or passed the request's limit.
-fn multipart_error(e: &axum::extract::multipart::MultipartError) -> ApiError {
+fn multipart_error(st: &AppState, e: &axum::extract::multipart::MultipartError) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge(UPLOAD_LIMIT)
+        refuse(
+            st,
+            UploadRefusal::TooLarge,
+            ApiError::PayloadTooLarge(UPLOAD_LIMIT),
+        )
     } else {
-        ApiError::BadRequest(format!("cannot read the upload: {}", e.body_text()))
+        let e = ApiError::BadRequest(format!("cannot read the upload: {}", e.body_text()));
+        refuse(st, UploadRefusal::Malformed, e)
     }
 }
 

@@ -427,6 +427,14 @@ pub async fn list_posts(
         .search
         .map(|s| s.replace('\0', " "))
         .filter(|s| !s.trim().is_empty());
+    // A search counts once, at its first page (the pages a cursor follows
+    // are the same search); cached answers count too. What the edge serves
+    // from its own cache never reaches here.
+    if let Some(s) = &search
+        && p.cursor.is_none()
+    {
+        st.metrics.searched(&city, s);
+    }
     // The cursor is bound to the city and filters it was issued for.
     let scope = format!(
         "{city}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{}|{}",

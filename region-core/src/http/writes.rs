@@ -958,7 +958,8 @@ pub async fn report(
         reporter_id,
         reason,
     };
-    Writer::new(&st, &user, city, &headers, sender)
+    let reported = city.clone();
+    let res = Writer::new(&st, &user, city, &headers, sender)
         .reports()
         .run(
             "POST",
@@ -968,7 +969,13 @@ pub async fn report(
             |_| Write::existing(post_id, kind),
             false,
         )
-        .await
+        .await;
+    // Counted once produced (applied or pending): what a surge alert
+    // watches is readers reporting, whatever the writer then decides.
+    if res.is_ok() {
+        st.metrics.reported(&reported);
+    }
+    res
 }
 
 #[cfg(test)]

@@ -262,9 +262,19 @@ const PIPELINE_FAMILIES: &[(&str, MetricType, &str)] = &[
         "Expire commands the janitor produced",
     ),
     (
+        "cityboard_janitor_expired_unremoved",
+        MetricType::Gauge,
+        "Live posts more than two sweep periods past their expiry, at the last sweep: expiries the pipeline has not applied",
+    ),
+    (
         "cityboard_janitor_failures",
         MetricType::Counter,
         "Janitor shard passes or sends that failed and are retried",
+    ),
+    (
+        "cityboard_janitor_mails",
+        MetricType::Counter,
+        "Mails the janitor handed to its transport, by result",
     ),
     (
         "cityboard_janitor_prune_batches",
@@ -380,6 +390,11 @@ const PIPELINE_FAMILIES: &[(&str, MetricType, &str)] = &[
         "cityboard_writer_dozing",
         MetricType::Gauge,
         "1 while the idle commands consumer has its fetches paused until a wake",
+    ),
+    (
+        "cityboard_writer_hides",
+        MetricType::Counter,
+        "Posts hidden because enough distinct readers reported them",
     ),
     (
         "cityboard_writer_notify_failures",

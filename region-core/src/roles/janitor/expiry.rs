@@ -86,3 +86,33 @@ pub async fn sweep_shard(
         }
     }
 }
+
+/// Most posts the backlog count looks at: the gauge says "at least this
+/// many" beyond it, and the query stays cheap however large a backlog is.
+const BACKLOG_CAP: i64 = 100_000;
+
+/// Live posts of `shard` (of the janitor's cities) whose expiry is more
+/// than two sweep periods before `now`: a sweep has produced their `Expire`
+/// commands long since, so any left mean the pipeline is not applying
+/// them. An index range scan of `posts_live_expires_keyset`, capped.
+pub async fn backlog(j: &Janitor, shard: &ShardPools, now: DateTime<Utc>) -> anyhow::Result<i64> {
+    let grace =
+        chrono::Duration::from_std(j.config.sweep_period * 2).unwrap_or(chrono::Duration::MAX);
+    let before = now
+        .checked_sub_signed(grace)
+        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM (
+             SELECT 1 FROM posts
+             WHERE status = 'live' AND expires_at <= $1
+               AND ($2::text[] IS NULL OR city = ANY($2))
+             LIMIT $3
+         ) AS late",
+    )
+    .bind(before)
+    .bind(j.config.cities.as_deref())
+    .bind(BACKLOG_CAP)
+    .fetch_one(&shard.primary)
+    .await?;
+    Ok(n)
+}

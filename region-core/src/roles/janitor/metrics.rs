@@ -3,6 +3,7 @@
 //! the role's own registry, so that the page's text is the library's.
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::roles::common::{Exposition, PipelineRegistry};
@@ -18,6 +19,13 @@ pub struct JanitorMetrics {
     pub reminders: Counter,
     /// Reminders recorded without a send (no address).
     pub reminders_without_address: Counter,
+    /// Mails handed to the transport (file or SMTP) that it took.
+    pub mails_sent: Counter,
+    /// Mails the transport refused (retried at the next sweep).
+    pub mails_failed: Counter,
+    /// Live posts well past their expiry (more than two sweep periods), as
+    /// the last sweep counted them: zero while expiries flow.
+    pub expired_unremoved: Gauge,
     /// Shard passes or sends that failed (retried at the next sweep).
     pub failures: Counter,
     /// Dedup rows pruned (their command below its partition's earliest
@@ -52,6 +60,16 @@ impl Default for JanitorMetrics {
         let failures = r.counter(
             "cityboard_janitor_failures",
             "Janitor shard passes or sends that failed and are retried",
+        );
+        let [mails_sent, mails_failed] = r.counters(
+            "cityboard_janitor_mails",
+            "Mails the janitor handed to its transport, by result",
+            "result",
+            ["sent", "failed"],
+        );
+        let expired_unremoved = r.gauge(
+            "cityboard_janitor_expired_unremoved",
+            "Live posts more than two sweep periods past their expiry, at the last sweep: expiries the pipeline has not applied",
         );
         let [reminders, reminders_without_address] = r.counters(
             "cityboard_janitor_reminders",
@@ -88,6 +106,9 @@ impl Default for JanitorMetrics {
             expire_commands,
             reminders,
             reminders_without_address,
+            mails_sent,
+            mails_failed,
+            expired_unremoved,
             failures,
             pruned_applied_commands,
             pruned_revoked_sessions,
@@ -138,6 +159,15 @@ mod tests {
         );
         has("# HELP cityboard_janitor_sweeps Janitor sweeps finished.");
         has("cityboard_publisher_events_total 0");
+        has("cityboard_janitor_mails_total{result=\"failed\"} 0");
+        m.expired_unremoved.set(7);
+        has("cityboard_writer_hides_total 0");
+        let text = openmetrics_text(m.registry());
+        assert!(
+            text.lines()
+                .any(|l| l == "cityboard_janitor_expired_unremoved 7"),
+            "{text}"
+        );
         assert_eq!(served_families(&text), recorded_families("janitor"));
     }
 }

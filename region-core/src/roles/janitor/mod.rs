@@ -179,6 +179,8 @@ pub struct SweepReport {
     pub reminders_without_address: usize,
     /// Shards or messages that failed this time (retried next sweep).
     pub failures: usize,
+    /// Of those, mails the transport refused.
+    pub mail_failures: usize,
     /// Rows pruned.
     pub pruned: Pruned,
     /// What the reconciler compared and republished.
@@ -226,6 +228,20 @@ impl Janitor {
             tracing::warn!(error = %e, "reloading the shard list; sweeping the known shards");
         }
         let shards = self.parts.router.shards();
+        // The backlog before this sweep's own commands: what earlier sweeps
+        // produced and the writer has not applied (a shard that cannot be
+        // counted is a failure, and adds nothing).
+        let mut backlog = 0;
+        for shard in &shards {
+            match expiry::backlog(self, shard, now).await {
+                Ok(n) => backlog += n,
+                Err(e) => {
+                    report.failures += 1;
+                    tracing::warn!(shard = %shard.name, error = format!("{e:#}"), "counting the expiry backlog failed");
+                }
+            }
+        }
+        self.parts.metrics.expired_unremoved.set(backlog);
         for shard in &shards {
             match expiry::sweep_shard(self, shard, now).await {
                 Ok(n) => report.expire_commands += n,
@@ -241,6 +257,7 @@ impl Janitor {
                     report.reminders_sent += r.sent;
                     report.reminders_without_address += r.without_address;
                     report.failures += r.failures;
+                    report.mail_failures += r.failures;
                 }
                 Err(e) => {
                     report.failures += 1;
@@ -273,6 +290,8 @@ impl Janitor {
         add(&m.sweeps, 1);
         add(&m.expire_commands, report.expire_commands);
         add(&m.reminders, report.reminders_sent);
+        add(&m.mails_sent, report.reminders_sent);
+        add(&m.mails_failed, report.mail_failures);
         add(
             &m.reminders_without_address,
             report.reminders_without_address,

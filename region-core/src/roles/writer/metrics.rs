@@ -39,6 +39,8 @@ pub struct WriterMetrics {
     pub apply_failures: Counter,
     /// Apply notifications that could not be stored in Redis.
     pub notify_failures: Counter,
+    /// Posts hidden by reports (their `PostGone` events of a fresh batch).
+    pub hides: Counter,
     /// Gauge: commands in memory, not applied yet.
     pub queued: Gauge,
     /// Gauge: of those, commands waiting on a frozen city or a shard down.
@@ -94,6 +96,10 @@ impl Default for WriterMetrics {
             "cityboard_writer_notify_failures",
             "Apply notifications Redis did not take",
         );
+        let hides = r.counter(
+            "cityboard_writer_hides",
+            "Posts hidden because enough distinct readers reported them",
+        );
         let [queued, blocked] = r.gauges(
             "cityboard_writer_pending_commands",
             "Commands in memory not applied yet, by state",
@@ -126,6 +132,7 @@ impl Default for WriterMetrics {
             batches,
             apply_failures,
             notify_failures,
+            hides,
             queued,
             blocked,
             paused_partitions,

@@ -11,7 +11,8 @@ use crate::backoff::doubling;
 use crate::bus::dead_letter::DeadLetter;
 use crate::bus::failpoint::{self, WRITER_AFTER_COMMIT};
 use crate::bus::notify::{AppliedAt, CommandState, CommandStatus, Notification};
-use crate::model::Id;
+use crate::model::event::GoneReason;
+use crate::model::{Event, Id};
 use crate::roles::common::add;
 
 use super::queue::{Dispatch, Failure, Queued};
@@ -131,6 +132,17 @@ impl Writer {
     ) -> anyhow::Result<()> {
         let m = self.parts.metrics.clone();
         add(&m.batches, 1);
+        // A replayed batch writes no events, so a hide is counted once.
+        let hides = applied.events.iter().filter(|e| {
+            matches!(
+                e,
+                Event::PostGone {
+                    reason: GoneReason::Hidden,
+                    ..
+                }
+            )
+        });
+        add(&m.hides, hides.count());
         self.queue.shard_done(&dispatch.shard, None, now);
 
         let mut refused = HashMap::new();
