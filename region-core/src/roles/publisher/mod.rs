@@ -706,6 +706,7 @@ mod tests {
                 post_id: Id(7),
                 version: 2,
                 reason,
+                request_id: None,
             })
             .unwrap()
         };
@@ -718,6 +719,7 @@ mod tests {
         let changed = serde_json::to_vec(&Event::PostChanged {
             command_id: Id(1),
             post: Box::new(post(3, PostStatus::Live)),
+            request_id: None,
         })
         .unwrap();
         assert_eq!(deleted_post(&changed), None);
