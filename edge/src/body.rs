@@ -1,6 +1,7 @@
 //! Reading a request body once, with a size limit enforced while reading,
 //! so that a chunked upload over the limit is refused after `limit` bytes
-//! instead of filling the isolate's 128 MB first.
+//! instead of filling the isolate's 128 MB first; and the one route whose
+//! body is not read at all but streamed to the origin ([`streamed`]).
 
 use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
@@ -12,8 +13,22 @@ use crate::incoming::Incoming;
 
 /// Limit of forwarded bodies: the api's own body limit (region-core
 /// `BODY_LIMIT`), so an over-limit body is refused here without an origin
-/// call. Photos do not come through the Worker (signed upload URLs).
+/// call. Photo uploads are the exception ([`streamed`]).
 pub const FORWARD_LIMIT: usize = 64 * 1024;
+
+/// Whether the request is a photo upload (`POST /post/{id}/photos`, the
+/// token in its query; region-core `http::uploads::is_upload`): its body
+/// (up to ten photos of 10 MB) is streamed to the origin unread and signed
+/// in the unsigned-payload mode, since hashing it would mean holding it
+/// whole in the isolate. The origin accepts that mode on this route alone
+/// and only with a valid upload token, and caps the parts itself.
+pub fn streamed(method: &str, path: &str) -> bool {
+    method == "POST"
+        && path
+            .strip_prefix("/post/")
+            .and_then(|rest| rest.strip_suffix("/photos"))
+            .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+}
 
 /// The whole body (empty when there is none), or 413 past `limit` bytes.
 pub async fn read(req: &Incoming, limit: usize) -> Result<Vec<u8>, EdgeError> {
@@ -55,4 +70,21 @@ pub async fn read(req: &Incoming, limit: usize) -> Result<Vec<u8>, EdgeError> {
         bytes.copy_to(&mut out[start..]);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::streamed;
+
+    #[test]
+    fn only_a_post_to_a_post_s_photos_is_streamed() {
+        assert!(streamed("POST", "/post/12/photos"));
+        assert!(!streamed("GET", "/post/12/photos"));
+        assert!(!streamed("PUT", "/post/12/photos"));
+        assert!(!streamed("POST", "/post/12"));
+        assert!(!streamed("POST", "/post//photos"));
+        assert!(!streamed("POST", "/post/1/2/photos"));
+        assert!(!streamed("POST", "/post/x/photos"));
+        assert!(!streamed("POST", "/signup"));
+    }
 }

@@ -59,7 +59,7 @@ pub async fn get(
                 && req.header("authorization").is_none()));
     let cache = if anonymous { default_cache() } else { None };
     let Some(cache) = cache else {
-        return origin::forward(req, config, env, city, None).await;
+        return origin::forward(req, config, env, city, origin::Outgoing::None).await;
     };
     let variant = if asset {
         "asset"
@@ -82,7 +82,7 @@ pub async fn get(
     {
         return Ok(respond::with_header(res, "x-cityboard-cache", "hit"));
     }
-    let res = origin::forward(req, config, env, city, None).await?;
+    let res = origin::forward(req, config, env, city, origin::Outgoing::None).await?;
     if cacheable(&res)
         && let Some(stored) = stored_copy(&res)
     {
@@ -95,9 +95,12 @@ pub async fn get(
     Ok(res)
 }
 
-/// Static assets: the same bytes for every visitor.
+/// Static assets and photos (`/media/…`, whose names are new for every
+/// stored image, so the bytes under one never change): the same bytes for
+/// every visitor, cached whoever asks, the origin's `immutable`
+/// `Cache-Control` kept.
 pub fn is_asset(path: &str) -> bool {
-    path.starts_with("/static/") && !path.contains("..")
+    (path.starts_with("/static/") || path.starts_with("/media/")) && !path.contains("..")
 }
 
 /// Whether the origin says an answer never changes (fingerprinted assets).
@@ -153,6 +156,8 @@ mod tests {
         assert!(is_asset("/static/site.3f2a9c1b.css"));
         assert!(!is_asset("/static/../post"));
         assert!(!is_asset("/post/static/x"));
+        assert!(is_asset("/media/1200x900/7311.jpg"));
+        assert!(!is_asset("/media/../post"));
         assert!(immutable("public, max-age=31536000, immutable"));
         assert!(immutable("Immutable"));
         assert!(!immutable("public, max-age=10"));

@@ -217,9 +217,12 @@ async fn route_later(
         Later::Test => testmode::handle(req, config).await,
         Later::Post { city, id } => post::page(req, config, env, &city, id).await,
         Later::Read { city } => cache::get(req, config, env, ctx, &city).await,
+        Later::Write { city } if body::streamed(&req.method, &req.path) => {
+            origin::forward(req, config, env, &city, origin::Outgoing::Streamed).await
+        }
         Later::Write { city } => {
             let body = body::read(req, body::FORWARD_LIMIT).await?;
-            origin::forward(req, config, env, &city, Some(&body)).await
+            origin::forward(req, config, env, &city, origin::Outgoing::Bytes(&body)).await
         }
     }
 }

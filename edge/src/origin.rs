@@ -8,6 +8,13 @@
 //! request for the origin's replay check, not a replay. Redirects are never
 //! followed (`redirect: manual`): the browser must see them, and following
 //! one would resend the visitor's headers to wherever it points.
+//!
+//! A photo upload ([`Outgoing::Streamed`]) is the exception to both the
+//! body hash and the retry: its body goes to the origin as the visitor's
+//! stream, never held in the isolate, signed in the unsigned-payload mode
+//! (`v2u`: the path and query, which carry the upload token, but not the
+//! body). A stream can be sent once, so a 421 on it is not retried: the
+//! visitor is told to send it again (503), by when the route is fresh.
 
 use std::pin::pin;
 use std::time::Duration;
@@ -33,6 +40,24 @@ use crate::respond;
 
 /// Name of the KV binding (pages and routes).
 pub const PAGES_BINDING: &str = "PAGES";
+
+/// How long the origin may take to answer an upload: it answers after it
+/// has read the whole body, which a phone sends slowly (region-core
+/// `UPLOAD_TIMEOUT` is 120 s as well).
+const UPLOAD_TIMEOUT_MS: u32 = 120_000;
+
+/// The body sent on to the origin.
+#[derive(Clone, Copy)]
+pub enum Outgoing<'a> {
+    /// None (reads).
+    None,
+    /// The visitor's body, already read (and size-checked) once; signed by
+    /// its hash.
+    Bytes(&'a [u8]),
+    /// The visitor's body stream, passed on unread (photo uploads,
+    /// `body::streamed`); signed in the unsigned-payload mode.
+    Streamed,
+}
 
 /// Seconds KV may cache a route at the edge on the normal path. A stale
 /// route costs one 421 and a fresh read, so it may be cached.
@@ -104,14 +129,13 @@ async fn route(
 /// Sends the visitor's request to the city's origin (one retry after a 421)
 /// and returns the origin's response, untouched but for the security
 /// headers of an HTML page (`respond::secure`: the edge's, whatever the
-/// origin sent). `body` is the request body, already read (and
-/// size-checked) once.
+/// origin sent).
 pub async fn forward(
     req: &Incoming,
     config: &Config,
     env: &Env,
     city: &str,
-    body: Option<&[u8]>,
+    body: Outgoing<'_>,
 ) -> Result<Response, EdgeError> {
     forward_once_more_on_421(req, config, env, city, body)
         .await
@@ -123,7 +147,7 @@ async fn forward_once_more_on_421(
     config: &Config,
     env: &Env,
     city: &str,
-    body: Option<&[u8]>,
+    body: Outgoing<'_>,
 ) -> Result<Response, EdgeError> {
     let kv = env.kv(PAGES_BINDING).ok();
     // One id for the visitor's request, whichever try reaches an origin
@@ -145,6 +169,18 @@ async fn forward_once_more_on_421(
         return Ok(res);
     }
     let second = route(config, kv.as_ref(), city, true).await?;
+    if matches!(body, Outgoing::Streamed) {
+        // The stream went with the first try; the route read above is
+        // fresh for the visitor's next one.
+        worker::console_log!(
+            "421 from {} for {city} on a streamed upload; not retried request_id={request_id}",
+            first.origin
+        );
+        return Err(EdgeError::OriginUnavailable {
+            city: city.to_string(),
+            reason: "the city moved while the upload was sent; send it again".into(),
+        });
+    }
     worker::console_log!(
         "421 from {} for {city}; retrying at {} request_id={request_id}",
         first.origin,
@@ -160,27 +196,44 @@ async fn send(
     config: &Config,
     city: &str,
     origin: &str,
-    body: Option<&[u8]>,
+    body: Outgoing<'_>,
     nonce: &str,
 ) -> Result<Response, EdgeError> {
     let unavailable = |reason: String| EdgeError::OriginUnavailable {
         city: city.to_string(),
         reason,
     };
-    let headers = forwarded_headers(req, config, city, body.unwrap_or(&[]), nonce)?;
+    let headers = forwarded_headers(req, config, city, body, nonce)?;
     let init = RequestInit::new();
     init.set_method(&req.method);
     init.set_headers(headers.as_ref());
     init.set_redirect(RequestRedirect::Manual);
-    if let Some(body) = body {
-        init.set_body(&js_sys::Uint8Array::from(body).into());
+    let mut timeout_ms = config.origin_timeout_ms;
+    match body {
+        Outgoing::None => {}
+        Outgoing::Bytes(bytes) => init.set_body(&js_sys::Uint8Array::from(bytes).into()),
+        Outgoing::Streamed => {
+            if let Some(stream) = req.raw.body() {
+                init.set_body(stream.as_ref());
+                // A stream as a fetch body must say that the response may
+                // come before the request is sent whole (the Fetch
+                // standard's `duplex`, which web-sys has no setter for).
+                js_sys::Reflect::set(
+                    init.as_ref(),
+                    &JsValue::from_str("duplex"),
+                    &JsValue::from_str("half"),
+                )
+                .map_err(EdgeError::js)?;
+            }
+            timeout_ms = timeout_ms.max(UPLOAD_TIMEOUT_MS);
+        }
     }
     let controller = AbortController::new().map_err(EdgeError::js)?;
     init.set_signal(Some(&controller.signal()));
     let global: WorkerGlobalScope = js_sys::global().unchecked_into();
     let url = format!("{origin}{}", req.path_and_query);
     let fetch = JsFuture::from(global.fetch_with_str_and_init(&url, &init));
-    let timer = Delay::from(Duration::from_millis(u64::from(config.origin_timeout_ms)));
+    let timer = Delay::from(Duration::from_millis(u64::from(timeout_ms)));
     match select(pin!(fetch), pin!(timer)).await {
         Either::Left((Ok(value), _)) => value
             .dyn_into::<Response>()
@@ -188,10 +241,7 @@ async fn send(
         Either::Left((Err(e), _)) => Err(unavailable(error::describe(&e))),
         Either::Right(((), _)) => {
             controller.abort_with_reason(&JsValue::from_str("origin timeout"));
-            Err(unavailable(format!(
-                "no answer within {} ms",
-                config.origin_timeout_ms
-            )))
+            Err(unavailable(format!("no answer within {timeout_ms} ms")))
         }
     }
 }
@@ -200,12 +250,13 @@ async fn send(
 /// dropped ones, plus the Worker's own and the signature (scheme version 2)
 /// over method, host, path and query, client IP, city, body and the
 /// `Content-Type` as it is sent on, with `nonce` (which carries the
-/// request id).
+/// request id). A streamed body is signed in the unsigned-payload mode:
+/// everything but the body.
 fn forwarded_headers(
     req: &Incoming,
     config: &Config,
     city: &str,
-    body: &[u8],
+    body: Outgoing<'_>,
     nonce: &str,
 ) -> Result<Headers, EdgeError> {
     let out = Headers::new().map_err(EdgeError::js)?;
@@ -236,10 +287,17 @@ fn forwarded_headers(
         path_and_query: &req.path_and_query,
         client_ip: &client_ip,
         city,
-        body_sha256: sign::body_sha256(body),
+        body_sha256: sign::body_sha256(match body {
+            Outgoing::Bytes(bytes) => bytes,
+            Outgoing::None | Outgoing::Streamed => &[],
+        }),
         content_type: &content_type,
     };
-    let signature = sign::sign(&config.forward_key, &signed, clock::now_secs(), nonce);
+    let now = clock::now_secs();
+    let signature = match body {
+        Outgoing::Streamed => sign::sign_unsigned_payload(&config.forward_key, &signed, now, nonce),
+        Outgoing::None | Outgoing::Bytes(_) => sign::sign(&config.forward_key, &signed, now, nonce),
+    };
     for (name, value) in [
         (FORWARDED_HOST_HEADER, req.host.as_str()),
         (CITY_HEADER, city),

@@ -70,7 +70,7 @@ pub async fn page(
     match answer(req, config, id, decide(req, config, env, city, id).await) {
         Ok(result) => result,
         Err(why) => {
-            let mut res = origin::forward(req, config, env, city, None).await?;
+            let mut res = origin::forward(req, config, env, city, origin::Outgoing::None).await?;
             // A page the edge could not serve says why, for the tests and
             // for an operator reading response headers.
             res = respond::with_header(res, "x-cityboard-edge", why);

@@ -625,3 +625,126 @@ async fn a_nonce_store_that_is_down_is_a_503_not_a_pass() {
     // What needs no signature needs no store.
     assert_eq!(api.send(get("/openapi.json")).await.status, 200);
 }
+
+/// The unsigned-payload mode (`v2u`, a streamed photo upload): accepted on
+/// the upload route alone and only with an upload token for the signed
+/// city and the path's post; its body is not buffered by the check (more
+/// than the 64 KiB a hashed request may carry reaches the handler), and a
+/// signature of either mode never passes for the other.
+#[tokio::test]
+async fn the_unsigned_payload_mode_passes_only_on_an_upload_with_its_token() {
+    prepared().await;
+    let city = served_city();
+    let api = Api::start(false).await;
+    let now = api.state.clock.now().timestamp();
+    let post = region_core::model::Id(4_242_424_242);
+    let user = region_core::model::Id(7);
+    let token = api.state.uploads.issue(&city, post, user, 3, now);
+    let big = vec![b'x'; 200 * 1024];
+    let upload = |path: String, body: Vec<u8>| {
+        let api = &api;
+        let city = city.clone();
+        async move {
+            api.forward(
+                Request::post(path)
+                    .header("host", api.host(&city))
+                    .header("accept", "application/json")
+                    .header("content-type", "multipart/form-data; boundary=b")
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+
+    // With its token: past the check (whatever the handler makes of a post
+    // that does not exist), and not cut at 64 KiB.
+    let ok = upload(
+        format!("/post/{}/photos?token={token}", post.0),
+        big.clone(),
+    )
+    .await;
+    assert_eq!(ok.payload, sign::Payload::Unsigned);
+    let signature = ok.signature();
+    assert!(signature.starts_with("v2u "), "{signature}");
+    let reply = api.send_raw(ok.request(&signature)).await;
+    assert!(
+        ![401, 413].contains(&reply.status.as_u16()),
+        "{}: {}",
+        reply.status,
+        reply.body
+    );
+
+    // The body is not covered, everything else is: the token in the query.
+    let mut other_token = ok.clone();
+    other_token.nonce = new_nonce();
+    let s = other_token.signature();
+    other_token.path = other_token.path.replace("token=", "token=1");
+    assert!(refused(&api.send_raw(other_token.request(&s)).await).contains("upload"));
+
+    // Without a valid token for this post and city: refused, body unread.
+    let other_post = api
+        .state
+        .uploads
+        .issue(&city, region_core::model::Id(1), user, 3, now);
+    let expired = api.state.uploads.issue(&city, post, user, 3, now - 16 * 60);
+    for path in [
+        format!("/post/{}/photos", post.0),
+        format!("/post/{}/photos?token=1.2.3.4.00", post.0),
+        format!("/post/{}/photos?token={other_post}", post.0),
+        format!("/post/{}/photos?token={expired}", post.0),
+    ] {
+        let f = upload(path.clone(), big.clone()).await;
+        let detail = refused(&api.send_raw(f.request(&f.signature())).await);
+        assert!(
+            detail.contains("only on a photo upload"),
+            "{path}: {detail}"
+        );
+    }
+
+    // Any other route: refused in that mode.
+    let mut signup = api
+        .forward(
+            Request::post("/signup")
+                .header("host", api.host(&city))
+                .header("content-type", "application/json")
+                .body(Body::from("{}"))
+                .unwrap(),
+        )
+        .await;
+    signup.payload = sign::Payload::Unsigned;
+    let detail = refused(&api.send_raw(signup.request(&signup.signature())).await);
+    assert!(detail.contains("only on a photo upload"), "{detail}");
+
+    // A hashed signature of the upload, relabelled v2u: does not match;
+    // the unsigned one relabelled v2: does not match either.
+    let mut hashed = upload(
+        format!("/post/{}/photos?token={token}", post.0),
+        vec![1; 10],
+    )
+    .await;
+    hashed.payload = sign::Payload::Hashed;
+    let h = hashed.signature();
+    let detail = refused(
+        &api.send_raw(hashed.request(&h.replacen("v2", "v2u", 1)))
+            .await,
+    );
+    assert!(detail.contains("does not match"), "{detail}");
+    let mut unsigned = hashed.clone();
+    unsigned.nonce = new_nonce();
+    unsigned.payload = sign::Payload::Unsigned;
+    let u = unsigned.signature();
+    let detail = refused(
+        &api.send_raw(unsigned.request(&u.replacen("v2u", "v2", 1)))
+            .await,
+    );
+    assert!(detail.contains("does not match"), "{detail}");
+
+    // A hashed upload is buffered like any request: 64 KiB at most.
+    let mut hashed_big = upload(format!("/post/{}/photos?token={token}", post.0), big).await;
+    hashed_big.payload = sign::Payload::Hashed;
+    let reply = api
+        .send_raw(hashed_big.request(&hashed_big.signature()))
+        .await;
+    assert_eq!(reply.status, 413, "{}", reply.body);
+}

@@ -1340,3 +1340,108 @@ async fn a_kv_page_of_another_template_is_rendered_by_the_origin_until_republish
     assert_eq!(result.written, 0, "{result:?}");
     assert_eq!(us.hits(), 4);
 }
+
+/// The fields a verifier reads off a request the fake origin saw.
+fn signed_fields(seen: &cityboard_tests::edge::Seen) -> cityboard_protocol::sign::Request<'_> {
+    use cityboard_protocol::sign;
+    sign::Request {
+        method: &seen.method,
+        host: &seen.headers[sign::FORWARDED_HOST_HEADER],
+        path_and_query: &seen.path_and_query,
+        client_ip: &seen.headers[sign::CLIENT_IP_HEADER],
+        city: &seen.headers[sign::CITY_HEADER],
+        body_sha256: sign::body_sha256(&seen.body),
+        content_type: &seen.headers["content-type"],
+    }
+}
+
+/// A photo upload is streamed to the origin whole (more than the 64 KiB a
+/// buffered write may carry) and signed in the unsigned-payload mode, with
+/// the request-id nonce; a normal write's signature does not pass in that
+/// mode, nor the upload's in the normal one.
+#[tokio::test]
+async fn an_upload_reaches_the_origin_whole_signed_without_its_body() {
+    use cityboard_protocol::sign::{Key, Keyring, Payload, Signature, SignatureError};
+    let us = FakeOrigin::start("us").await;
+    let eu = FakeOrigin::start("eu").await;
+    let edge = runtime("upload", &us.url(), &eu.url(), false).await;
+    let boston = host("boston");
+    let content_type = "multipart/form-data; boundary=----cb";
+    let mut body = b"------cb\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"a.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n".to_vec();
+    body.extend((0..300 * 1024).map(|i| (i % 251) as u8));
+    body.extend_from_slice(b"\r\n------cb--\r\n");
+    let path = "/post/42/photos?token=42.7.3.1764548100.00112233445566778899aabbccddeeff";
+    let res = edge
+        .request(
+            "POST",
+            &boston,
+            path,
+            &[JSON, ("content-type", content_type)],
+            &body,
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let upload = us.seen().pop().expect("the origin got the upload");
+    assert_eq!(upload.path_and_query, path);
+    assert_eq!(upload.body.len(), body.len(), "the whole body arrived");
+    assert!(upload.body == body, "the body arrived unchanged");
+    assert_eq!(upload.signature, Ok(()));
+    let u = upload.headers[SIGNATURE_HEADER].clone();
+    assert!(u.starts_with("v2u "), "{u}");
+    let parsed = Signature::parse(&u).unwrap();
+    assert_eq!(parsed.payload, Payload::Unsigned);
+    assert!(
+        parsed.nonce.len() >= 16,
+        "the nonce carries the request id: {}",
+        parsed.nonce
+    );
+
+    // A normal write through the same edge.
+    let json = br#"{"title":"bike","price":100}"#;
+    let res = edge
+        .request(
+            "POST",
+            &boston,
+            "/post",
+            &[JSON, ("content-type", "application/json")],
+            json,
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let write = us.seen().pop().expect("the origin got the write");
+    let h = write.headers[SIGNATURE_HEADER].clone();
+    assert!(h.starts_with("v2 "), "{h}");
+
+    let ring = Keyring::new(Key::new(FORWARD_SECRET.as_bytes().to_vec()));
+    let now = parsed.timestamp;
+    // The write's signature replayed in the unsigned-payload mode, on its
+    // own request or on the upload's: refused.
+    for target in [&write, &upload] {
+        let replay = ring
+            .admit(&h.replacen("v2", "v2u", 1), now)
+            .unwrap()
+            .check_unsigned_payload(&signed_fields(target));
+        assert_eq!(replay, Err(SignatureError::BadMac));
+    }
+    // The upload's signature in the normal mode: refused as it is, and
+    // relabelled.
+    assert_eq!(
+        ring.verify(&u, &signed_fields(&upload), now),
+        Err(SignatureError::WrongPayloadMode)
+    );
+    assert_eq!(
+        ring.verify(&u.replacen("v2u", "v2", 1), &signed_fields(&upload), now),
+        Err(SignatureError::BadMac)
+    );
+    // Only the upload route streams: a large write elsewhere is still 413.
+    let res = edge
+        .request(
+            "POST",
+            &boston,
+            "/post/42/renew",
+            &[JSON, ("content-type", content_type)],
+            &body,
+        )
+        .await;
+    assert_eq!(res.status, 413, "{}", res.text());
+}

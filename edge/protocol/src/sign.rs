@@ -16,6 +16,18 @@
 //! form, say). Signers make version 2; a verifier accepts both unless it
 //! was told to retire version 1 ([`Keyring::min_version`]), so that edges
 //! and origins can be upgraded one at a time.
+//!
+//! A photo upload is streamed from the visitor through the Worker to the
+//! origin, so nobody can hash its body before it is sent. For that route
+//! alone a signature may be made in the unsigned-payload mode
+//! ([`Payload::Unsigned`], header `v2u …`): it covers everything version 2
+//! covers (the path and query carry the upload token, which the origin
+//! checks on its own), but in place of the body hash a fixed marker, under
+//! its own domain tag. A signature of one mode therefore never verifies a
+//! request in the other, and the mode is not something a verifier infers:
+//! [`Admitted::check`] refuses an unsigned-payload signature outright, and
+//! only [`Admitted::check_unsigned_payload`], which a verifier calls on the
+//! upload route alone, accepts one.
 
 use std::fmt;
 
@@ -86,6 +98,28 @@ impl Version {
         }
     }
 }
+
+/// What a signature says of the body: hashed (every route), or not
+/// covered at all (the streamed upload route only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Payload {
+    /// The body's SHA-256 is covered ([`Request::body_sha256`]).
+    Hashed,
+    /// The body is not covered; [`UNSIGNED_PAYLOAD`] stands in its place and
+    /// [`Request::body_sha256`] is ignored. Version 2 only.
+    Unsigned,
+}
+
+/// The marker covered in place of the body hash in the unsigned-payload
+/// mode. Its length (16) differs from a hash's (32), and its mode has its
+/// own domain tag besides.
+pub const UNSIGNED_PAYLOAD: &[u8] = b"UNSIGNED-PAYLOAD";
+
+/// Domain tag of the unsigned-payload mode's canonical encoding.
+const UNSIGNED_PAYLOAD_TAG: &[u8] = b"cityboard-signature-v2-unsigned-payload";
+
+/// Header label of the unsigned-payload mode (version 2 fields).
+const UNSIGNED_PAYLOAD_LABEL: &str = "v2u";
 
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -191,10 +225,19 @@ impl Key {
         Key { id, secret }
     }
 
-    fn mac(&self, version: Version, req: &Request<'_>, timestamp: i64, nonce: &str) -> [u8; 32] {
+    fn mac(
+        &self,
+        version: Version,
+        payload: Payload,
+        req: &Request<'_>,
+        timestamp: i64,
+        nonce: &str,
+    ) -> [u8; 32] {
         let mut m = <Hmac<Sha256>>::new_from_slice(&self.secret)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        m.update(&canonical(version, &self.id, req, timestamp, nonce));
+        m.update(&canonical_mode(
+            version, payload, &self.id, req, timestamp, nonce,
+        ));
         m.finalize().into_bytes().into()
     }
 }
@@ -210,6 +253,23 @@ pub fn canonical(
     timestamp: i64,
     nonce: &str,
 ) -> Vec<u8> {
+    canonical_mode(version, Payload::Hashed, key_id, req, timestamp, nonce)
+}
+
+/// The canonical encoding in either mode. In the unsigned-payload mode
+/// (version 2 only: a version 1 request is encoded in the hashed mode
+/// whatever `payload` says, and [`sign_unsigned_payload`] never makes one)
+/// the tag is the mode's own and [`UNSIGNED_PAYLOAD`] replaces the body
+/// hash; the other nine fields are version 2's.
+pub fn canonical_mode(
+    version: Version,
+    payload: Payload,
+    key_id: &str,
+    req: &Request<'_>,
+    timestamp: i64,
+    nonce: &str,
+) -> Vec<u8> {
+    let unsigned = payload == Payload::Unsigned && version == Version::V2;
     let method = req.method.to_ascii_uppercase();
     let host = req.host.to_ascii_lowercase();
     let ts = timestamp.to_string();
@@ -222,13 +282,21 @@ pub fn canonical(
         nonce.as_bytes(),
         req.client_ip.as_bytes(),
         req.city.as_bytes(),
-        &req.body_sha256,
+        if unsigned {
+            UNSIGNED_PAYLOAD
+        } else {
+            &req.body_sha256
+        },
     ];
     match version {
         Version::V1 => {}
         Version::V2 => fields.push(content_type(req.content_type).as_bytes()),
     }
-    let tag = version.tag();
+    let tag = if unsigned {
+        UNSIGNED_PAYLOAD_TAG
+    } else {
+        version.tag()
+    };
     let mut out = Vec::with_capacity(tag.len() + 160);
     out.extend_from_slice(tag);
     for f in fields {
@@ -265,9 +333,25 @@ pub fn sign_with(
     timestamp: i64,
     nonce: &str,
 ) -> String {
-    let mac = key.mac(version, req, timestamp, nonce);
+    let mac = key.mac(version, Payload::Hashed, req, timestamp, nonce);
     format!(
         "{version} kid={} ts={} nonce={} mac={}",
+        key.id,
+        timestamp,
+        nonce,
+        hex::encode(mac)
+    )
+}
+
+/// Signs `req` in the unsigned-payload mode (version 2 fields, the body
+/// not covered: `req.body_sha256` is ignored) and returns the header value
+/// `v2u kid=… ts=… nonce=… mac=…`. Only for the streamed upload route,
+/// whose path carries an upload token the origin checks; any other route
+/// refuses it.
+pub fn sign_unsigned_payload(key: &Key, req: &Request<'_>, timestamp: i64, nonce: &str) -> String {
+    let mac = key.mac(Version::V2, Payload::Unsigned, req, timestamp, nonce);
+    format!(
+        "{UNSIGNED_PAYLOAD_LABEL} kid={} ts={} nonce={} mac={}",
         key.id,
         timestamp,
         nonce,
@@ -280,6 +364,8 @@ pub fn sign_with(
 pub struct Signature {
     /// The scheme version it names.
     pub version: Version,
+    /// Whether it covers the body ([`Payload::Unsigned`] only with `v2u`).
+    pub payload: Payload,
     /// Id of the key it claims.
     pub key_id: String,
     /// Unix seconds at signing.
@@ -306,6 +392,9 @@ pub enum SignatureError {
     Stale,
     /// The MAC does not match: some field differs from what was signed.
     BadMac,
+    /// An unsigned-payload signature where the body must be covered, or a
+    /// hashed one where the unsigned-payload mode was expected.
+    WrongPayloadMode,
 }
 
 impl fmt::Display for SignatureError {
@@ -319,6 +408,9 @@ impl fmt::Display for SignatureError {
             SignatureError::ExpiredKey => "signature made with a previous key past its expiry",
             SignatureError::Stale => "signature timestamp outside the accepted window",
             SignatureError::BadMac => "signature does not match the request",
+            SignatureError::WrongPayloadMode => {
+                "signature's payload mode is not the one this route accepts"
+            }
         })
     }
 }
@@ -330,10 +422,15 @@ impl Signature {
     /// fields in order, once each.
     pub fn parse(header: &str) -> Result<Signature, SignatureError> {
         let mut parts = header.trim().split(' ').filter(|p| !p.is_empty());
-        let version = parts
-            .next()
-            .and_then(|label| Version::ALL.into_iter().find(|v| v.label() == label))
-            .ok_or(SignatureError::Malformed)?;
+        let (version, payload) = match parts.next() {
+            Some(UNSIGNED_PAYLOAD_LABEL) => (Version::V2, Payload::Unsigned),
+            label => (
+                label
+                    .and_then(|label| Version::ALL.into_iter().find(|v| v.label() == label))
+                    .ok_or(SignatureError::Malformed)?,
+                Payload::Hashed,
+            ),
+        };
         let mut field = |name: &str| -> Result<&str, SignatureError> {
             parts
                 .next()
@@ -358,6 +455,7 @@ impl Signature {
         hex::decode_to_slice(mac, &mut bytes).map_err(|_| SignatureError::Malformed)?;
         Ok(Signature {
             version,
+            payload,
             key_id: key_id.to_string(),
             timestamp,
             nonce: nonce.to_string(),
@@ -462,11 +560,32 @@ pub struct Admitted<'k> {
 }
 
 impl Admitted<'_> {
+    /// The mode the signature claims (a verifier that is not on the upload
+    /// route need not look: [`Admitted::check`] refuses the unsigned one).
+    pub fn payload(&self) -> Payload {
+        self.sig.payload
+    }
+
     /// Checks the MAC over `req` in constant time; the signature, for the
-    /// caller to refuse a nonce it has seen.
+    /// caller to refuse a nonce it has seen. An unsigned-payload signature
+    /// is refused ([`SignatureError::WrongPayloadMode`]).
     pub fn check(self, req: &Request<'_>) -> Result<Signature, SignatureError> {
+        self.check_mode(Payload::Hashed, req)
+    }
+
+    /// Checks an unsigned-payload signature over `req` (whose body hash is
+    /// ignored). Only for the streamed upload route, after the caller has
+    /// made sure it is that route; a hashed signature is refused.
+    pub fn check_unsigned_payload(self, req: &Request<'_>) -> Result<Signature, SignatureError> {
+        self.check_mode(Payload::Unsigned, req)
+    }
+
+    fn check_mode(self, mode: Payload, req: &Request<'_>) -> Result<Signature, SignatureError> {
         let Admitted { sig, key } = self;
-        let expected = key.mac(sig.version, req, sig.timestamp, &sig.nonce);
+        if sig.payload != mode {
+            return Err(SignatureError::WrongPayloadMode);
+        }
+        let expected = key.mac(sig.version, sig.payload, req, sig.timestamp, &sig.nonce);
         let diff = expected
             .iter()
             .zip(sig.mac.iter())
@@ -686,6 +805,88 @@ mod tests {
         );
         // The current key is not affected.
         assert!(ring.verify(&sign(&key, &r, 5000, NONCE), &r, 5000).is_ok());
+    }
+
+    #[test]
+    fn the_unsigned_payload_mode_never_verifies_the_hashed_one_nor_the_reverse() {
+        let key = Key::new(b"secret key bytes".to_vec());
+        let ring = Keyring::new(key.clone());
+        let r = Request {
+            path_and_query: "/post/7/photos?token=abc",
+            content_type: "multipart/form-data; boundary=x",
+            ..req(b"")
+        };
+        let u = sign_unsigned_payload(&key, &r, 0, NONCE);
+        assert!(u.starts_with("v2u "), "{u}");
+        // The body is not covered: any body hash verifies.
+        let other_body = Request {
+            body_sha256: body_sha256(b"anything at all"),
+            ..r
+        };
+        let sig = ring
+            .admit(&u, 0)
+            .unwrap()
+            .check_unsigned_payload(&other_body)
+            .unwrap();
+        assert_eq!(sig.payload, Payload::Unsigned);
+        assert_eq!(sig.version, Version::V2);
+        // Everything else is.
+        for t in [
+            Request {
+                path_and_query: "/post/7/photos?token=abd",
+                ..r
+            },
+            Request {
+                content_type: "multipart/form-data; boundary=y",
+                ..r
+            },
+            Request {
+                client_ip: "203.0.113.8",
+                ..r
+            },
+            Request { city: "paris", ..r },
+        ] {
+            assert_eq!(
+                ring.admit(&u, 0).unwrap().check_unsigned_payload(&t),
+                Err(SignatureError::BadMac)
+            );
+        }
+        // The plain check (every other route) refuses the mode outright.
+        assert_eq!(
+            ring.verify(&u, &r, 0),
+            Err(SignatureError::WrongPayloadMode)
+        );
+        // A hashed signature is refused where the unsigned mode is asked...
+        let h = sign(&key, &r, 0, NONCE);
+        assert_eq!(
+            ring.admit(&h, 0).unwrap().check_unsigned_payload(&r),
+            Err(SignatureError::WrongPayloadMode)
+        );
+        // ...and relabelled either way its MAC does not match: the modes
+        // have their own tags.
+        assert_eq!(
+            ring.admit(&h.replacen("v2", "v2u", 1), 0)
+                .unwrap()
+                .check_unsigned_payload(&r),
+            Err(SignatureError::BadMac)
+        );
+        assert_eq!(
+            ring.verify(&u.replacen("v2u", "v2", 1), &r, 0),
+            Err(SignatureError::BadMac)
+        );
+        assert_ne!(
+            canonical_mode(Version::V2, Payload::Unsigned, "k", &r, 0, NONCE),
+            canonical(Version::V2, "k", &r, 0, NONCE)
+        );
+        // Retiring version 1 leaves the mode (a version 2 one) accepted.
+        let strict = ring.with_min_version(Version::V2);
+        assert!(
+            strict
+                .admit(&u, 0)
+                .unwrap()
+                .check_unsigned_payload(&r)
+                .is_ok()
+        );
     }
 
     #[test]

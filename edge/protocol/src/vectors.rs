@@ -1,4 +1,5 @@
-//! Known-answer vectors of the signing scheme, both versions.
+//! Known-answer vectors of the signing scheme, both versions, and of the
+//! unsigned-payload mode of version 2 (the streamed upload route).
 //! `vectors.json` was written by an independent implementation
 //! (`tools/gen_vectors.py`, using only hashlib and hmac), so that agreeing
 //! with it proves the scheme, not merely that the code agrees with itself.
@@ -7,7 +8,7 @@
 
 use serde::Deserialize;
 
-use crate::sign::{self, Key, Keyring, Request, SignatureError, Version};
+use crate::sign::{self, Key, Keyring, Payload, Request, SignatureError, Version};
 
 /// The vectors file, compiled in.
 pub const VECTORS_JSON: &str = include_str!("../vectors.json");
@@ -20,6 +21,9 @@ pub struct Vector {
     pub name: String,
     /// Scheme version (1 or 2).
     pub version: u8,
+    /// `hashed` (the body's hash is covered) or `unsigned` (the
+    /// unsigned-payload mode: it is not).
+    pub payload: String,
     /// The key's secret (UTF-8 text, used as bytes).
     pub secret: String,
     /// Expected key id.
@@ -73,6 +77,15 @@ impl Vector {
         Version::from_number(self.version)
     }
 
+    /// The vector's payload mode; `None` for a name no mode has.
+    pub fn mode(&self) -> Option<Payload> {
+        match self.payload.as_str() {
+            "hashed" => Some(Payload::Hashed),
+            "unsigned" => Some(Payload::Unsigned),
+            _ => None,
+        }
+    }
+
     /// The vector's key.
     pub fn key(&self) -> Key {
         Key::new(self.secret.as_bytes().to_vec())
@@ -83,7 +96,10 @@ impl Vector {
 /// (and, for the current version, that [`sign::sign`] makes it), that the
 /// header verifies, and that it is refused where a verifier retired its
 /// version. Also that the file holds both versions, and a version 2 pair
-/// that differs in its `Content-Type` alone, whose headers must differ.
+/// that differs in its `Content-Type` alone, whose headers must differ; and
+/// unsigned-payload vectors, each verifying only through
+/// [`sign::Admitted::check_unsigned_payload`], one of them the same request
+/// as a hashed vector, neither of the two verifying the other's mode.
 /// Returns the names of failing vectors with what failed; empty means all
 /// pass. Meant for tests on both sides.
 pub fn check() -> Result<usize, Vec<String>> {
@@ -102,6 +118,14 @@ pub fn check() -> Result<usize, Vec<String>> {
             failures.push(format!("{}: no scheme version {}", v.name, v.version));
             continue;
         };
+        let Some(mode) = v.mode() else {
+            failures.push(format!("{}: no payload mode {:?}", v.name, v.payload));
+            continue;
+        };
+        if mode == Payload::Unsigned {
+            failures.extend(check_unsigned(v));
+            continue;
+        }
         let key = v.key();
         let req = v.request();
         if key.id != v.key_id {
@@ -140,11 +164,102 @@ pub fn check() -> Result<usize, Vec<String>> {
         }
     }
     failures.extend(content_type_pairs(&all));
+    failures.extend(mode_pairs(&all));
     if failures.is_empty() {
         Ok(all.len())
     } else {
         Err(failures)
     }
+}
+
+/// One unsigned-payload vector: key id, canonical bytes, header, that it
+/// verifies in its mode whatever the body, and that the hashed check (any
+/// other route) refuses it.
+fn check_unsigned(v: &Vector) -> Vec<String> {
+    let mut failures = Vec::new();
+    let key = v.key();
+    let req = v.request();
+    if v.scheme() != Some(Version::V2) {
+        failures.push(format!(
+            "{}: the unsigned-payload mode is version 2's",
+            v.name
+        ));
+    }
+    if key.id != v.key_id {
+        failures.push(format!("{}: key id {} != {}", v.name, key.id, v.key_id));
+    }
+    let canonical = hex::encode(sign::canonical_mode(
+        Version::V2,
+        Payload::Unsigned,
+        &key.id,
+        &req,
+        v.timestamp,
+        &v.nonce,
+    ));
+    if canonical != v.canonical_hex {
+        failures.push(format!("{}: canonical encoding differs", v.name));
+    }
+    let header = sign::sign_unsigned_payload(&key, &req, v.timestamp, &v.nonce);
+    if header != v.header {
+        failures.push(format!("{}: header {header} != {}", v.name, v.header));
+    }
+    let ring = Keyring::new(key).with_min_version(Version::CURRENT);
+    let other_body = Request {
+        body_sha256: sign::body_sha256(b"not the vector's body"),
+        ..req
+    };
+    for r in [&req, &other_body] {
+        match ring.admit(&v.header, v.timestamp) {
+            Ok(a) => {
+                if let Err(e) = a.check_unsigned_payload(r) {
+                    failures.push(format!("{}: does not verify: {e}", v.name));
+                }
+            }
+            Err(e) => failures.push(format!("{}: not admitted: {e}", v.name)),
+        }
+    }
+    if ring.verify(&v.header, &req, v.timestamp) != Err(SignatureError::WrongPayloadMode) {
+        failures.push(format!("{}: the hashed check accepts it", v.name));
+    }
+    failures
+}
+
+/// Pairs of vectors that are the same request signed in the two modes:
+/// there must be one; their headers differ, and neither verifies in the
+/// other mode even with its label rewritten.
+fn mode_pairs(all: &[Vector]) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut pairs = 0;
+    for u in all.iter().filter(|v| v.mode() == Some(Payload::Unsigned)) {
+        for h in all.iter().filter(|v| {
+            v.mode() == Some(Payload::Hashed)
+                && v.version == 2
+                && v.request() == u.request()
+                && (&v.secret, v.timestamp, &v.nonce) == (&u.secret, u.timestamp, &u.nonce)
+        }) {
+            pairs += 1;
+            let ring = Keyring::new(u.key());
+            let req = u.request();
+            let as_unsigned = h.header.replacen("v2", "v2u", 1);
+            let as_hashed = u.header.replacen("v2u", "v2", 1);
+            let unsigned_ok = ring
+                .admit(&as_unsigned, h.timestamp)
+                .is_ok_and(|a| a.check_unsigned_payload(&req).is_ok());
+            if u.header[4..] == h.header[3..]
+                || unsigned_ok
+                || ring.verify(&as_hashed, &req, u.timestamp).is_ok()
+            {
+                failures.push(format!(
+                    "{} / {}: the payload modes are not kept apart",
+                    u.name, h.name
+                ));
+            }
+        }
+    }
+    if pairs == 0 {
+        failures.push("vectors.json holds no request signed in both payload modes".into());
+    }
+    failures
 }
 
 /// The version 2 vectors that differ from another in their
@@ -157,6 +272,8 @@ fn content_type_pairs(all: &[Vector]) -> Vec<String> {
         for b in &all[i + 1..] {
             let same_but_type = a.version == 2
                 && b.version == 2
+                && a.payload == "hashed"
+                && b.payload == "hashed"
                 && a.content_type != b.content_type
                 && a.request()
                     == Request {
@@ -190,6 +307,6 @@ fn content_type_pairs(all: &[Vector]) -> Vec<String> {
 mod tests {
     #[test]
     fn the_independent_vectors_pass() {
-        assert_eq!(super::check(), Ok(9));
+        assert_eq!(super::check(), Ok(12));
     }
 }

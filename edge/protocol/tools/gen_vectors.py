@@ -9,18 +9,27 @@
 # the 32 bytes a deployment's key must have (they predate that rule): fine
 # for the scheme, but the version 2 cases all use keys an api or Worker
 # would start with.
+# The unsigned-payload mode (payload="unsigned", header "v2u ..."), for the
+# streamed photo upload route alone: version 2's fields, but the body hash
+# replaced by the 16 bytes "UNSIGNED-PAYLOAD", under the tag
+# "cityboard-signature-v2-unsigned-payload". Its cases carry a body, which
+# the mode does not cover; one of them is the same request as a hashed
+# version 2 case, so that the two headers must differ.
 import hashlib, hmac, json
 
 def key_id(secret: bytes) -> str:
     return hashlib.sha256(b"cityboard key id\0" + secret).hexdigest()[:16]
 
-def canonical(version, kid, method, host, pq, ts, nonce, ip, city, body, content_type):
+def canonical(version, kid, method, host, pq, ts, nonce, ip, city, body, content_type,
+              payload="hashed"):
+    unsigned = payload == "unsigned"
+    assert not unsigned or version == 2
     fields = [kid.encode(), method.upper().encode(), host.lower().encode(), pq.encode(),
               str(ts).encode(), nonce.encode(), ip.encode(), city.encode(),
-              hashlib.sha256(body).digest()]
+              b"UNSIGNED-PAYLOAD" if unsigned else hashlib.sha256(body).digest()]
     if version >= 2:
         fields.append(content_type.strip(" \t").encode())
-    out = b"cityboard-signature-v%d" % version
+    out = b"cityboard-signature-v2-unsigned-payload" if unsigned else b"cityboard-signature-v%d" % version
     for f in fields:
         out += len(f).to_bytes(4, "big") + f
     return out
@@ -58,16 +67,33 @@ cases = [
          client_ip="81.2.69.10", city="london", body="------x\r\n\r\nhi\r\n------x--\r\n",
          timestamp=1764550000, nonce="ZZZZzzzz00001111-_-_"),
 ]
+UPLOAD = dict(secret="u" * 32 + "-upload-route-forward-key", method="POST", host="boston.cityboard.localhost:17002",
+              path_and_query="/post/42/photos?token=NDI.7.3.1764548100.3q2-7w",
+              client_ip="203.0.113.7", city="boston",
+              content_type="multipart/form-data; boundary=----cityboardUpload",
+              body="------cityboardUpload\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"a.jpg\"\r\n\r\n\xff\xd8\r\n------cityboardUpload--\r\n",
+              timestamp=1764547260, nonce="req-0123456789abcdef-2")
+cases += [
+    dict(name="v2u: photo upload streamed by the edge (body not covered)", version=2, payload="unsigned", **UPLOAD),
+    dict(name="v2: the same upload request, body hashed", version=2, **UPLOAD),
+    dict(name="v2u: upload with IPv6 client and no body", version=2, payload="unsigned",
+         **dict(UPLOAD, client_ip="2001:db8::7", body="", method="post", host="Paris.cityboard.localhost",
+                city="paris", path_and_query="/post/9/photos?token=OQ.1.10.1764550000.AAAA")),
+]
+for c in cases:
+    c.setdefault("payload", "hashed")
 out = []
 for c in cases:
     secret = c["secret"].encode()
     kid = key_id(secret)
     can = canonical(c["version"], kid, c["method"], c["host"], c["path_and_query"], c["timestamp"],
-                    c["nonce"], c["client_ip"], c["city"], c["body"].encode(), c["content_type"])
+                    c["nonce"], c["client_ip"], c["city"], c["body"].encode(), c["content_type"],
+                    c["payload"])
     mac = hmac.new(secret, can, hashlib.sha256).hexdigest()
     c = dict(c)
     c["key_id"] = kid
     c["canonical_hex"] = can.hex()
-    c["header"] = f"v{c['version']} kid={kid} ts={c['timestamp']} nonce={c['nonce']} mac={mac}"
+    label = "v2u" if c["payload"] == "unsigned" else f"v{c['version']}"
+    c["header"] = f"{label} kid={kid} ts={c['timestamp']} nonce={c['nonce']} mac={mac}"
     out.append(c)
 print(json.dumps(out, indent=2, ensure_ascii=False))

@@ -16,6 +16,16 @@
 //! the raw headers. Nonces are claimed in the non-evicting Redis for the
 //! validity window, so a captured request cannot be replayed; a store that
 //! is down makes the check impossible, which is a 503, not a pass.
+//!
+//! A photo upload is the one exception to the body hash: the Worker
+//! streams it and signs it in the unsigned-payload mode (`v2u`), which
+//! covers everything but the body. It is accepted only on the upload route
+//! and only with an upload token that opens for the signed city and names
+//! the path's post (`uploads::carries_upload_token`); its body is then not
+//! read here but streamed to the multipart handler, which holds each part
+//! to 10 MB and the request to the photo count. Any other request in that
+//! mode is a 401, and every other body is buffered (64 KiB at most) and
+//! hashed.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -27,11 +37,13 @@ use axum::extract::{Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use cityboard_protocol::sign::{self, Key, Keyring, Version};
+use cityboard_protocol::sign::{self, Key, Keyring, Payload, Version};
 use cityboard_protocol::trace::REQUEST_ID_HEADER;
 use tracing::Instrument;
 
+use crate::auth::upload::UploadKey;
 use crate::http::error::ApiError;
+use crate::http::uploads::carries_upload_token;
 use crate::http::{AppState, BODY_LIMIT};
 use crate::model::RequestId;
 use crate::stack::Secrets;
@@ -118,9 +130,7 @@ pub struct Forwarded {
 /// names the id in `x-request-id`.
 pub async fn verify(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let now = st.clock.now().timestamp();
-    let limit =
-        crate::http::uploads::signed_body_limit(&st.uploads, now, &req).unwrap_or(BODY_LIMIT);
-    let (req, nonce) = match check(&st.edge, now, req, limit).await {
+    let (req, nonce) = match check(&st.edge, &st.uploads, now, req).await {
         Ok(checked) => checked,
         Err(e) => return e.into_response(),
     };
@@ -177,14 +187,15 @@ fn refused(reason: impl Into<String>) -> ApiError {
 }
 
 /// The checks of `verify` but the nonce, at time `now` (unix seconds).
-/// Returns the request to pass on, with its body buffered (it was hashed)
-/// and `Forwarded` attached when it was signed, and the nonce key to claim
+/// Returns the request to pass on, with its body buffered (it was hashed;
+/// an upload in the unsigned-payload mode keeps its stream) and
+/// `Forwarded` attached when it was signed, and the nonce key to claim
 /// (none for an unsigned request or an unsigned path).
 async fn check(
     trust: &EdgeTrust,
+    uploads: &UploadKey,
     now: i64,
     req: Request,
-    body_limit: usize,
 ) -> Result<(Request, Option<String>), ApiError> {
     if UNSIGNED_PATHS.contains(&req.uri().path()) {
         return Ok((req, None));
@@ -211,14 +222,29 @@ async fn check(
         .keys
         .admit(&header, now)
         .map_err(|e| refused(e.to_string()))?;
+    let payload = admitted.payload();
+    if payload == Payload::Unsigned && !carries_upload_token(uploads, now, &req) {
+        return Err(refused(
+            "an unsigned-payload signature is accepted only on a photo upload \
+             with a valid upload token",
+        ));
+    }
     let (mut parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, body_limit).await.map_err(|e| {
-        if too_large(&e) {
-            ApiError::PayloadTooLarge(body_limit)
-        } else {
-            ApiError::BadRequest(format!("cannot read the request body: {e}"))
+    let (body, body_sha256) = match payload {
+        // Not read: the handler streams it under its own caps.
+        Payload::Unsigned => (body, [0; 32]),
+        Payload::Hashed => {
+            let bytes = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|e| {
+                if too_large(&e) {
+                    ApiError::PayloadTooLarge(BODY_LIMIT)
+                } else {
+                    ApiError::BadRequest(format!("cannot read the request body: {e}"))
+                }
+            })?;
+            let hash = sign::body_sha256(&bytes);
+            (Body::from(bytes), hash)
         }
-    })?;
+    };
     let signed_header = |name: &str| -> Result<String, ApiError> {
         let mut values = parts.headers.get_all(name).iter();
         match (values.next(), values.next()) {
@@ -243,12 +269,14 @@ async fn check(
         path_and_query,
         client_ip: &client_ip,
         city: &city,
-        body_sha256: sign::body_sha256(&body),
+        body_sha256,
         content_type: &content_type,
     };
-    let sig = admitted
-        .check(&request)
-        .map_err(|e| refused(e.to_string()))?;
+    let sig = match payload {
+        Payload::Hashed => admitted.check(&request),
+        Payload::Unsigned => admitted.check_unsigned_payload(&request),
+    }
+    .map_err(|e| refused(e.to_string()))?;
 
     // Only a request whose MAC verified gets this far, so nobody without a
     // key can fill the store.
@@ -263,10 +291,7 @@ async fn check(
         client_ip: client_ip.parse().ok(),
         key_id: sig.key_id,
     });
-    Ok((
-        Request::from_parts(parts, Body::from(body)),
-        Some(nonce_key),
-    ))
+    Ok((Request::from_parts(parts, body), Some(nonce_key)))
 }
 
 /// Whether buffering failed because the body passed the limit.

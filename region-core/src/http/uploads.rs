@@ -30,26 +30,38 @@ pub fn is_upload<B>(req: &axum::http::Request<B>) -> bool {
             .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// How much of a signed request's body the edge check may buffer: an
-/// upload whose token opens for the city it names gets `UPLOAD_LIMIT`,
-/// anything else none (the api's usual limit). Until the edge signs
-/// uploads without a body hash, the whole upload must be hashed; the token
-/// keeps a stranger from making the origin buffer 100 MB.
-pub fn signed_body_limit<B>(
+/// Whether `req` is an upload whose token opens for the city it names and
+/// names the post of its path:
+/// the one request the edge check accepts in the unsigned-payload mode
+/// (`edge_trust`), whose body it then streams to the handler unread. The
+/// city header is not verified yet when this is asked, but the signature
+/// checked next covers it, and the path and query that carry the token.
+pub fn carries_upload_token<B>(
     uploads: &UploadKey,
     now: i64,
     req: &axum::http::Request<B>,
-) -> Option<usize> {
+) -> bool {
     if !is_upload(req) {
-        return None;
+        return false;
     }
-    let city = req
+    let Some(city) = req
         .headers()
-        .get(cityboard_protocol::sign::CITY_HEADER)?
-        .to_str()
-        .ok()?;
-    let q: UploadQuery = serde_urlencoded::from_str(req.uri().query()?).ok()?;
-    uploads.open(city, &q.token, now).map(|_| UPLOAD_LIMIT)
+        .get(cityboard_protocol::sign::CITY_HEADER)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let post = req
+        .uri()
+        .path()
+        .strip_prefix("/post/")
+        .and_then(|rest| rest.strip_suffix("/photos"))
+        .and_then(|id| id.parse::<i64>().ok());
+    req.uri()
+        .query()
+        .and_then(|q| serde_urlencoded::from_str::<UploadQuery>(q).ok())
+        .and_then(|q| uploads.open(city, &q.token, now))
+        .is_some_and(|u| Some(u.post.0) == post)
 }
 
 /// The upload's query: the token of the form's action.
@@ -84,17 +96,34 @@ mod tests {
     }
 
     #[test]
-    fn a_signed_upload_is_buffered_whole_only_with_a_token_for_its_city() {
+    fn only_an_upload_with_a_token_for_its_city_carries_one() {
         let key = UploadKey::new(b"upload key".to_vec());
         let now = 1_800_000_000;
         let token = key.issue("boston", crate::model::Id(12), crate::model::Id(3), 10, now);
         let uri = format!("/post/12/photos?token={token}");
-        let limit =
-            |uri: &str, city: &str| signed_body_limit(&key, now, &request("POST", uri, city));
-        assert_eq!(limit(&uri, "boston"), Some(UPLOAD_LIMIT));
-        assert_eq!(limit(&uri, "chicago"), None);
-        assert_eq!(limit("/post/12/photos?token=1.2.3.4.00", "boston"), None);
-        assert_eq!(limit("/post/12/photos", "boston"), None);
-        assert_eq!(limit("/post", "boston"), None);
+        let carries = |method: &str, uri: &str, city: &str| {
+            carries_upload_token(&key, now, &request(method, uri, city))
+        };
+        assert!(carries("POST", &uri, "boston"));
+        assert!(!carries("POST", &uri, "chicago"));
+        assert!(!carries("PUT", &uri, "boston"));
+        assert!(!carries(
+            "POST",
+            &format!("/post/13/photos?token={token}"),
+            "boston"
+        ));
+        assert!(!carries(
+            "POST",
+            "/post/12/photos?token=1.2.3.4.00",
+            "boston"
+        ));
+        assert!(!carries("POST", "/post/12/photos", "boston"));
+        assert!(!carries("POST", &format!("/post?token={token}"), "boston"));
+        // Expired (15 minutes).
+        assert!(!carries_upload_token(
+            &key,
+            now + 16 * 60,
+            &request("POST", &uri, "boston")
+        ));
     }
 }

@@ -190,6 +190,13 @@ impl Api {
             .uri
             .path_and_query()
             .map_or("/".to_string(), |p| p.to_string());
+        let is_upload = region_core::http::uploads::is_upload(
+            &Request::builder()
+                .method(parts.method.clone())
+                .uri(parts.uri.clone())
+                .body(())
+                .unwrap(),
+        );
         let mut headers = parts.headers;
         headers.remove("host");
         let content_type = headers
@@ -209,6 +216,11 @@ impl Api {
             timestamp: self.state.clock.now().timestamp(),
             nonce: new_nonce(),
             version: sign::Version::CURRENT,
+            payload: if is_upload {
+                sign::Payload::Unsigned
+            } else {
+                sign::Payload::Hashed
+            },
         }
     }
 
@@ -312,6 +324,9 @@ pub struct Forward {
     /// The scheme version it signs with (the current one unless a test
     /// makes an old edge's signature).
     pub version: sign::Version,
+    /// The payload mode: unsigned for a photo upload, as the Worker
+    /// streams it; hashed for everything else.
+    pub payload: sign::Payload,
 }
 
 impl Forward {
@@ -326,7 +341,14 @@ impl Forward {
             body_sha256: sign::body_sha256(&self.body),
             content_type: &self.content_type,
         };
-        sign::sign_with(self.version, &self.key, &req, self.timestamp, &self.nonce)
+        match self.payload {
+            sign::Payload::Hashed => {
+                sign::sign_with(self.version, &self.key, &req, self.timestamp, &self.nonce)
+            }
+            sign::Payload::Unsigned => {
+                sign::sign_unsigned_payload(&self.key, &req, self.timestamp, &self.nonce)
+            }
+        }
     }
 
     /// The request the edge sends, with `signature` as its signature header.

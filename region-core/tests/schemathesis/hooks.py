@@ -57,28 +57,36 @@ def key_id(secret: bytes) -> str:
 
 
 def canonical(version, kid, method, host, path_and_query, ts, nonce, client_ip, city,
-              body: bytes, content_type: str) -> bytes:
+              body: bytes, content_type: str, payload="hashed") -> bytes:
     """The version's tag, then each field as a 4-byte big-endian length and
     its bytes; version 2 appends the Content-Type, surrounding spaces and
-    tabs trimmed."""
+    tabs trimmed. The unsigned-payload mode (the streamed upload route
+    only) has its own tag and "UNSIGNED-PAYLOAD" in place of the body
+    hash."""
+    unsigned = payload == "unsigned"
     fields = [kid.encode(), method.upper().encode(), host.lower().encode(),
               path_and_query.encode(), str(ts).encode(), nonce.encode(),
-              client_ip.encode(), city.encode(), hashlib.sha256(body).digest()]
+              client_ip.encode(), city.encode(),
+              b"UNSIGNED-PAYLOAD" if unsigned else hashlib.sha256(body).digest()]
     if version >= 2:
         fields.append(content_type.strip(" \t").encode())
-    out = b"cityboard-signature-v%d" % version
+    if unsigned:
+        out = b"cityboard-signature-v2-unsigned-payload"
+    else:
+        out = b"cityboard-signature-v%d" % version
     for f in fields:
         out += len(f).to_bytes(4, "big") + f
     return out
 
 
 def signature(secret, method, host, path_and_query, client_ip, city, body, content_type, ts,
-              nonce, version=VERSION) -> str:
+              nonce, version=VERSION, payload="hashed") -> str:
     kid = key_id(secret)
     msg = canonical(version, kid, method, host, path_and_query, ts, nonce, client_ip, city, body,
-                    content_type)
+                    content_type, payload)
     mac = hmac.new(secret, msg, hashlib.sha256).hexdigest()
-    return f"v{version} kid={kid} ts={ts} nonce={nonce} mac={mac}"
+    label = "v2u" if payload == "unsigned" else f"v{version}"
+    return f"{label} kid={kid} ts={ts} nonce={nonce} mac={mac}"
 
 
 def _self_check():
@@ -92,11 +100,11 @@ def _self_check():
         assert key_id(secret) == v["key_id"], v["name"]
         got = canonical(v["version"], v["key_id"], v["method"], v["host"], v["path_and_query"],
                         v["timestamp"], v["nonce"], v["client_ip"], v["city"], body,
-                        v["content_type"]).hex()
+                        v["content_type"], v.get("payload", "hashed")).hex()
         assert got == v["canonical_hex"], f"canonical form differs: {v['name']}"
         got = signature(secret, v["method"], v["host"], v["path_and_query"], v["client_ip"],
                         v["city"], body, v["content_type"], v["timestamp"], v["nonce"],
-                        v["version"])
+                        v["version"], v.get("payload", "hashed"))
         assert got == v["header"], f"signature differs: {v['name']}"
 
 
