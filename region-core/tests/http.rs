@@ -64,7 +64,6 @@ async fn city_with(prefix: &str, posts: &[(&str, &str, i64, i16)]) -> (String, V
                     user_id: Id(7),
                     photos,
                 },
-                request_id: None,
             });
         }
     }

@@ -707,7 +707,6 @@ mod tests {
                 post_id: Id(7),
                 version: 2,
                 reason,
-                request_id: None,
             })
             .unwrap()
         };
@@ -721,7 +720,6 @@ mod tests {
             command_id: Id(1),
             request_id: None,
             post: Box::new(post(3, PostStatus::Live)),
-            request_id: None,
         })
         .unwrap();
         assert_eq!(deleted_post(&changed), None);
