@@ -100,6 +100,11 @@ async fn the_protocols_known_answer_vectors_verify_here_and_at_the_middleware() 
 
     let mut through_the_middleware = Vec::new();
     for v in &vectors {
+        // The unsigned-payload vectors verify only on the upload route with
+        // a valid upload token (vectors::check, and the upload test below).
+        if v.mode() == Some(cityboard_protocol::sign::Payload::Unsigned) {
+            continue;
+        }
         let version = v.scheme().expect("a known version");
         // With the keyring the origin builds: the vector's key as current,
         // and as previous (not yet expired); version 1 refused where the
