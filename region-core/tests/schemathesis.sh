@@ -101,6 +101,12 @@ def load(name):
     return out
 before, after = load("metrics.before"), load("metrics.after")
 doc = json.load(open(f"{d}/openapi.json"))
+# A 2xx of these needs what schemathesis cannot make yet: an upload token
+# from the owner's photos page and real image bytes (and, for /media, a
+# stored photo). Their success paths are tested in region-core/tests/
+# photos.rs; schemathesis still checks every answer they give against the
+# document and that none is a 5xx. (Issue 29 asks for uploads here too.)
+NOT_YET_2XX = {("POST", "/post/{id}/photos"), ("GET", "/media/{post}/{photo}/{file}")}
 missing = []
 for path, item in doc["paths"].items():
     for method in item:
@@ -109,7 +115,7 @@ for path, item in doc["paths"].items():
         ok = sum(n - before.get(k, 0) for k, n in after.items()
                  if k[0] == path and k[1] == method.upper() and (200 <= k[2] < 300 or k[2] == 303))
         print(f"  {method.upper():6} {path:16} 2xx answers during the run: {ok}")
-        if ok == 0:
+        if ok == 0 and (method.upper(), path) not in NOT_YET_2XX:
             missing.append(f"{method.upper()} {path}")
 if missing:
     sys.exit("operations that never answered 2xx: " + ", ".join(missing))
