@@ -11,38 +11,13 @@ use std::time::Duration;
 
 use cityboard_test_support::eventually;
 use cityboard_tests::EdgeRequests;
+use cityboard_tests::browser::seed::ApiUser;
 use cityboard_tests::stack_edge::StackEdge;
 use serde_json::json;
 
 const LIMIT: Duration = Duration::from_secs(60);
 const CITY: &str = "newyork";
 const VISITOR: &str = "203.0.113.44";
-
-/// Signs up and logs in through the edge; returns the access token.
-async fn account(edge: &StackEdge) -> String {
-    let email = format!(
-        "trail-{}-{:08x}@example.com",
-        std::process::id(),
-        rand::random::<u32>()
-    );
-    let body = json!({"email": email, "password": "correct horse battery staple"}).to_string();
-    let headers = [
-        ("content-type", "application/json"),
-        ("accept", "application/json"),
-        ("cf-connecting-ip", VISITOR),
-    ];
-    let host = edge.host(Some(CITY));
-    let r = edge
-        .request("POST", &host, "/signup", &headers, body.as_bytes())
-        .await;
-    assert_eq!(r.status, 201, "signup: {}", r.text());
-    let r = edge
-        .request("POST", &host, "/login", &headers, body.as_bytes())
-        .await;
-    assert_eq!(r.status, 200, "login: {}", r.text());
-    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    v["access_token"].as_str().unwrap().to_string()
-}
 
 /// The lines of `component`'s log that name `id`.
 fn lines_naming(edge: &StackEdge, component: &str, id: &str) -> Vec<String> {
@@ -59,8 +34,13 @@ fn lines_naming(edge: &StackEdge, component: &str, id: &str) -> Vec<String> {
 async fn a_posts_request_id_is_in_every_roles_log_and_in_its_kv_entry() {
     let edge = StackEdge::shared();
     let region = edge.region_of(CITY);
-    let token = account(&edge).await;
-    let auth = format!("Bearer {token}");
+    let email = format!(
+        "trail-{}-{:08x}@example.com",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let user = ApiUser::sign_up(&edge, CITY, &email, VISITOR).await;
+    let auth = format!("Bearer {}", user.token());
     let title = format!("Trail {:08x}", rand::random::<u32>());
     let body = json!({"category": "for-sale", "title": title,
                       "description": "Followed by its request id.", "price": 5});

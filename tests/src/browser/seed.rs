@@ -80,6 +80,11 @@ impl ApiUser {
         }
     }
 
+    /// The account's access token, for requests this type does not make.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     /// Creates a post; returns its id.
     pub async fn create(&self, post: &Value) -> u64 {
         let auth = format!("Bearer {}", self.token);
