@@ -45,6 +45,8 @@ WORKERD_VERSION=1.20261117.1 # the one wrangler 4.164.0 depends on: npm shares i
 DBIP_VERSION=2.3.2026060513
 SCHEMATHESIS_VERSION=4.32.5
 KUBERNETES_VALIDATE_VERSION=1.37.0 # deploy/render/validate.sh (offline manifest checks)
+PROMETHEUS_MODELS_VERSION=6.0.0 # @kubernetes-models/prometheus-operator: the same, for its objects
+YAML_VERSION=2.9.1           # npm yaml: validate-monitoring.mjs reads the manifests with it
 AXE_CORE_VERSION=4.14.1      # injected into pages by tests/tests/browser.rs
 
 usage() { sed -n '2,25s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
@@ -264,6 +266,8 @@ check_kubernetes_validate() {
   venv_has kubernetes-validate "$KUBERNETES_VALIDATE_VERSION" && [ -x "$TOOLS/venv/bin/kubernetes-validate" ]
 }
 install_kubernetes_validate() { venv_install "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"; }
+check_prometheus_models() { npm_is @kubernetes-models/prometheus-operator "$PROMETHEUS_MODELS_VERSION" && npm_is yaml "$YAML_VERSION"; }
+install_prometheus_models() { npm_add "@kubernetes-models/prometheus-operator@$PROMETHEUS_MODELS_VERSION" "yaml@$YAML_VERSION"; }
 
 # --- steps: edge --------------------------------------------------------------
 
@@ -347,6 +351,7 @@ group_base() {
   step "promtool (Debian prometheus; alert rule checks)" check_promtool install_promtool
   step "schemathesis $SCHEMATHESIS_VERSION (.tools/venv)" check_schemathesis install_schemathesis
   step "kubernetes-validate $KUBERNETES_VALIDATE_VERSION (.tools/venv)" check_kubernetes_validate install_kubernetes_validate
+  step "prometheus-operator models $PROMETHEUS_MODELS_VERSION (npm)" check_prometheus_models install_prometheus_models
 }
 group_edge() {
   step "rust target wasm32-unknown-unknown" check_wasm_target install_wasm_target

@@ -4,12 +4,16 @@
 # NetworkPolicy) of the golden renderings against the Kubernetes schemas
 # that kubernetes-validate ships (strict: an unknown field is an error).
 # The golden files are what the renderer writes (deploy/tests/render.rs
-# proves it), so this validates the renderer's output. The CloudNativePG and
-# Strimzi objects have no schema there; they are held by the golden files
-# and the CRD versions and fields listed in deploy/README.md.
+# proves it), so this validates the renderer's output. The Prometheus
+# Operator's objects (ServiceMonitor, PrometheusRule) are validated against
+# the schemas of npm @kubernetes-models/prometheus-operator
+# (validate-monitoring.mjs). The CloudNativePG and Strimzi objects have no
+# schema in either; they are held by the golden files and the CRD versions
+# and fields listed in deploy/README.md.
 #
 # Usage: deploy/render/validate.sh [DIR...]   (default: deploy/render/golden)
-# Seconds; needs deploy/install.sh base (kubernetes-validate in .tools/venv).
+# Seconds; needs deploy/install.sh base (kubernetes-validate in .tools/venv,
+# the npm models in .tools/node_modules) and node.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # The Kubernetes version the manifests target (deploy/README.md).
@@ -29,3 +33,4 @@ fi
 # --no-warn: the custom resources' "no schema" warnings (see above).
 "$VALIDATE" --strict --quiet --no-warn -k "$KUBERNETES_VERSION" "${files[@]}"
 echo "validate.sh: ${#files[@]} files valid against Kubernetes $KUBERNETES_VERSION"
+node "$ROOT/deploy/render/validate-monitoring.mjs" "$ROOT/.tools" "${files[@]}"

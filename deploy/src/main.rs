@@ -154,6 +154,11 @@ enum RenderTarget {
         /// File to write.
         #[arg(long, default_value = "edge/wrangler.toml")]
         out: PathBuf,
+        /// A region catalog's Postgres URL (repeat for each region): each
+        /// city goes in the region the catalogs place it in (after moves),
+        /// not the one the topology lists it under.
+        #[arg(long = "catalog", value_name = "URL")]
+        catalogs: Vec<String>,
         #[command(flatten)]
         inputs: RenderInputs,
     },
@@ -223,10 +228,18 @@ fn main() -> ExitCode {
             RenderTarget::K8s { out, inputs } => {
                 { commands::render::k8s(&inputs.topology, &inputs.values, &out) }.map(|()| true)
             }
-            RenderTarget::Wrangler { out, inputs } => {
-                { commands::render::wrangler(&inputs.topology, &inputs.values, &out) }
-                    .map(|()| true)
-            }
+            RenderTarget::Wrangler {
+                out,
+                catalogs,
+                inputs,
+            } => runtime
+                .block_on(commands::render::wrangler(
+                    &inputs.topology,
+                    &inputs.values,
+                    &catalogs,
+                    &out,
+                ))
+                .map(|()| true),
         },
         Cmd::Capacity {
             views_per_month,

@@ -7,12 +7,12 @@
 //! After an intended change: `CITYBOARD_BLESS=1 cargo test -p
 //! cityboard-deploy --test wrangler` rewrites edge/wrangler.toml.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cityboard_deploy::edge::EdgeConfig;
 use cityboard_deploy::render::values::Values;
-use cityboard_deploy::render::wrangler::{self, WorkerVars};
+use cityboard_deploy::render::wrangler::{self, Placements, WorkerVars};
 use cityboard_deploy::topology::Topology;
 
 fn deploy_dir() -> PathBuf {
@@ -25,7 +25,7 @@ fn default_topology() -> Topology {
 
 fn rendered() -> String {
     let values = Values::load(&deploy_dir().join("render/values.toml")).unwrap();
-    wrangler::render(&default_topology(), &values).unwrap()
+    wrangler::render(&default_topology(), &values, &Placements::default()).unwrap()
 }
 
 #[test]
@@ -160,4 +160,54 @@ fn a_missing_kv_namespace_id_names_its_line_exits_2_and_writes_nothing() {
     assert!(stderr.contains(&format!("values.toml:{line}:")), "{stderr}");
     assert!(stderr.contains("no kv_namespace_id"), "{stderr}");
     assert!(!out.exists());
+}
+
+#[test]
+fn cities_go_where_the_catalogs_place_them_the_newest_epoch_winning() {
+    let t = default_topology();
+    let values = Values::load(&deploy_dir().join("render/values.toml")).unwrap();
+    let home = WorkerVars::local(&t).cities;
+    let (moved, from) = (home[0].slug.clone(), home[0].region.clone());
+    let to = t
+        .regions
+        .iter()
+        .map(|r| r.name.clone())
+        .find(|r| *r != from)
+        .unwrap();
+    let mut placements = Placements::default();
+    // The new region's row after the cutover (epoch 2), then the old
+    // region's stale one (epoch 1): the newer holds whatever the order.
+    placements.add(&moved, &to, 2);
+    placements.add(&moved, &from, 1);
+    placements.check(&t, Path::new("topology.toml")).unwrap();
+    let wrangler: toml::Table = wrangler::render(&t, &values, &placements)
+        .unwrap()
+        .parse()
+        .unwrap();
+    for env in ["local", "staging", "production"] {
+        let cities: serde_json::Value =
+            serde_json::from_str(wrangler["env"][env]["vars"]["CITIES"].as_str().unwrap()).unwrap();
+        for c in cities.as_array().unwrap() {
+            let slug = c["slug"].as_str().unwrap();
+            let want = if slug == moved {
+                to.as_str()
+            } else {
+                home.iter()
+                    .find(|h| h.slug == slug)
+                    .unwrap()
+                    .region
+                    .as_str()
+            };
+            assert_eq!(c["region"].as_str(), Some(want), "{env}: {slug}");
+        }
+    }
+
+    let mut unknown = Placements::default();
+    unknown.add("atlantis", &to, 1);
+    let e = unknown.check(&t, Path::new("topology.toml")).unwrap_err();
+    assert!(e.to_string().contains("city atlantis"), "{e}");
+    let mut nowhere = Placements::default();
+    nowhere.add(&moved, "mars-1", 3);
+    let e = nowhere.check(&t, Path::new("topology.toml")).unwrap_err();
+    assert!(e.to_string().contains("region mars-1"), "{e}");
 }

@@ -192,7 +192,20 @@ async fn serial_chaos_loses_no_acknowledged_write_and_duplicates_none() {
                 load.sent.load(Ordering::SeqCst)
             );
             match struck {
-                Struck::NotReached => s.not_reached += 1,
+                Struck::NotReached => {
+                    s.not_reached += 1;
+                    // What the role was doing instead: an unreached point
+                    // under load means the role did not get there at all.
+                    let component = fault.component(&region);
+                    let tail = cityboard_tests::cityboard(
+                        &stack.home,
+                        &["logs", &component, "--lines", "25"],
+                    );
+                    eprintln!(
+                        "  last lines of {component}:\n{}",
+                        String::from_utf8_lossy(&tail.stdout)
+                    );
+                }
                 Struck::At(at) => {
                     // Answers to writes sent before the fault may still be
                     // coming: give them a moment before counting.

@@ -418,3 +418,78 @@ async fn serving_processes_use_postgres_roles_that_are_neither_superuser_nor_rep
         "{streaming:?}"
     );
 }
+
+/// `cityboard render wrangler --catalog ...` against the stack's catalogs:
+/// every environment's `CITIES` places each city where the catalogs'
+/// `shard_map` does (the newest epoch when two catalogs list it, as during
+/// a cross-region move), and `ORIGINS` names every region of the stack.
+#[tokio::test]
+async fn the_rendered_worker_places_each_city_where_the_catalogs_do() {
+    let home = shared_home();
+    let st = state(&home);
+    let mut placed: std::collections::BTreeMap<String, (String, i64)> = Default::default();
+    for region in &st.regions {
+        let catalog = pg(&region.catalog_url).await;
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT city, region, epoch FROM shard_map")
+                .fetch_all(&catalog)
+                .await
+                .expect("shard_map");
+        for (city, region, epoch) in rows {
+            if placed.get(&city).is_none_or(|(_, e)| epoch > *e) {
+                placed.insert(city, (region, epoch));
+            }
+        }
+    }
+    assert!(!placed.is_empty());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("wrangler.toml");
+    let root = cityboard_tests::repo_root();
+    let mut args: Vec<String> = vec![
+        "render".into(),
+        "wrangler".into(),
+        "--out".into(),
+        out.display().to_string(),
+        "--topology".into(),
+        root.join("deploy/topology.toml").display().to_string(),
+        "--values".into(),
+        root.join("deploy/render/values.toml").display().to_string(),
+    ];
+    for region in &st.regions {
+        args.extend(["--catalog".into(), region.catalog_url.clone()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = cityboard(&home, &args);
+    assert!(run.status.success(), "{}", output_text(&run));
+    let wrangler: toml::Table = std::fs::read_to_string(&out)
+        .expect("rendered")
+        .parse()
+        .expect("TOML");
+    for env in ["local", "staging", "production"] {
+        let vars = &wrangler["env"][env]["vars"];
+        let cities: serde_json::Value =
+            serde_json::from_str(vars["CITIES"].as_str().expect("CITIES")).expect("JSON");
+        let got: std::collections::BTreeMap<String, String> = cities
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|c| {
+                (
+                    c["slug"].as_str().unwrap().into(),
+                    c["region"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        let want: std::collections::BTreeMap<String, String> = placed
+            .iter()
+            .map(|(city, (region, _))| (city.clone(), region.clone()))
+            .collect();
+        assert_eq!(got, want, "{env}: CITIES differs from the catalogs");
+        let origins: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(vars["ORIGINS"].as_str().expect("ORIGINS")).expect("JSON");
+        let regions: Vec<&String> = origins.keys().collect();
+        let mut stack: Vec<&String> = st.regions.iter().map(|r| &r.name).collect();
+        stack.sort();
+        assert_eq!(regions, stack, "{env}: ORIGINS");
+    }
+}

@@ -25,11 +25,20 @@ pub fn k8s(topology_path: &Path, values_path: &Path, out: &Path) -> Result<()> {
 }
 
 /// Renders the Worker's wrangler configuration into `out` (normally
-/// `edge/wrangler.toml`) and prints the secrets each environment needs.
-pub fn wrangler(topology_path: &Path, values_path: &Path, out: &Path) -> Result<()> {
+/// `edge/wrangler.toml`), each city in the region the `catalogs` place it
+/// in (the topology's when none is given), and prints the secrets each
+/// environment needs.
+pub async fn wrangler(
+    topology_path: &Path,
+    values_path: &Path,
+    catalogs: &[String],
+    out: &Path,
+) -> Result<()> {
     let topology = Topology::load(topology_path)?;
     let values = Values::load(values_path)?;
-    let text = wrangler::render(&topology, &values)?;
+    let placements = wrangler::Placements::read(catalogs).await?;
+    placements.check(&topology, topology_path)?;
+    let text = wrangler::render(&topology, &values, &placements)?;
     std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
     println!("{}", out.display());
     for env in wrangler::DEPLOYED {

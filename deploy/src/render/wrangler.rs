@@ -6,12 +6,17 @@
 //! `wrangler dev`, staging, production) from the same function, so no city
 //! list is kept by hand anywhere.
 //!
-//! Cities come from the topology: where a city lives after shard-tool
-//! moves is in the catalogs and in KV (`route:{city}`, which the Worker
-//! reads first), so `CITIES` only needs each city's home region at first
-//! start.
+//! Cities come from the topology; where each lives comes from the region
+//! catalogs when the renderer is given them ([`Placements`], `render
+//! wrangler --catalog URL ...`), since after shard-tool moves the catalogs,
+//! not the topology, are the truth. Without catalogs (a first deploy) each
+//! city is in the region the topology lists it under. The Worker reads
+//! `route:{city}` in KV first anyway, so `CITIES` only decides a city whose
+//! route KV has not got yet.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::Path;
 
 use cityboard_protocol::bindings::CityBinding;
 
@@ -71,6 +76,17 @@ impl WorkerVars {
         }
     }
 
+    /// Each city in the region `placements` names for it; a city the
+    /// catalogs do not list keeps the topology's region.
+    pub fn placed(mut self, placements: &Placements) -> WorkerVars {
+        for city in &mut self.cities {
+            if let Some(region) = placements.region_of(&city.slug) {
+                city.region = region.to_string();
+            }
+        }
+        self
+    }
+
     /// `CITIES` as the Worker reads it.
     pub fn cities_json(&self) -> String {
         serde_json::to_string(&self.cities).expect("cities serialise")
@@ -82,13 +98,91 @@ impl WorkerVars {
     }
 }
 
+/// Where each city lives, as the region catalogs' `shard_map` say: city ->
+/// (region, epoch). During a cross-region move both regions' catalogs
+/// list the city; the row with the higher epoch (the cutover bumps it) is
+/// the one that holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placements(BTreeMap<String, (String, i64)>);
+
+impl Placements {
+    /// Records that a catalog places `city` in `region` at `epoch`; an
+    /// older epoch than one already known is ignored.
+    pub fn add(&mut self, city: &str, region: &str, epoch: i64) {
+        let newer = self.0.get(city).is_none_or(|(_, known)| epoch > *known);
+        if newer {
+            self.0.insert(city.to_string(), (region.to_string(), epoch));
+        }
+    }
+
+    /// The region the catalogs place `city` in.
+    pub fn region_of(&self, city: &str) -> Option<&str> {
+        self.0.get(city).map(|(region, _)| region.as_str())
+    }
+
+    /// Reads every catalog of `urls` (read-only: one SELECT each).
+    pub async fn read(urls: &[String]) -> anyhow::Result<Placements> {
+        use anyhow::Context as _;
+        use sqlx::Connection as _;
+        let mut placements = Placements::default();
+        for url in urls {
+            let shown = region_core::redact::url(url);
+            let mut conn = sqlx::PgConnection::connect(url)
+                .await
+                .with_context(|| format!("connecting to the catalog {shown}"))?;
+            let rows: Vec<(String, String, i64)> =
+                sqlx::query_as("SELECT city, region, epoch FROM shard_map")
+                    .fetch_all(&mut conn)
+                    .await
+                    .with_context(|| format!("reading shard_map of the catalog {shown}"))?;
+            for (city, region, epoch) in rows {
+                placements.add(&city, &region, epoch);
+            }
+        }
+        Ok(placements)
+    }
+
+    /// Refuses placements the topology cannot serve: a city it does not
+    /// list, or a region it has no origin for (the catalogs belong to
+    /// another stack, or the topology is out of date).
+    pub fn check(&self, topology: &Topology, path: &Path) -> Result<(), TopologyError> {
+        for (city, (region, _)) in &self.0 {
+            let message = if !topology.regions.iter().any(|r| &r.name == region) {
+                format!(
+                    "the catalogs place city {city} in region {region}, which this topology does not have"
+                )
+            } else if !topology
+                .regions
+                .iter()
+                .flat_map(|r| &r.shards)
+                .any(|s| s.cities.iter().any(|c| &c.slug == city))
+            {
+                format!("the catalogs list city {city}, which this topology does not")
+            } else {
+                continue;
+            };
+            return Err(TopologyError {
+                path: path.to_owned(),
+                line: 1,
+                message,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// `edge/wrangler.toml` for `topology` with the deployed environments of
-/// `values`; an error names the values file's line when an environment or
-/// its KV namespace id is missing.
-pub fn render(topology: &Topology, values: &Values) -> Result<String, TopologyError> {
+/// `values`, each city in the region `placements` names (the topology's
+/// when empty); an error names the values file's line when an environment
+/// or its KV namespace id is missing.
+pub fn render(
+    topology: &Topology,
+    values: &Values,
+    placements: &Placements,
+) -> Result<String, TopologyError> {
     let mut text = String::from(HEADER);
     let _ = writeln!(text, "compatibility_date = {}", quote(COMPATIBILITY_DATE));
-    let local = WorkerVars::local(topology);
+    let local = WorkerVars::local(topology).placed(placements);
     text.push_str(
         "\n# Local development: `wrangler dev --env local`, against a `cityboard up`\n\
          # stack of this topology (its origins on loopback).\n[env.local]\n\
@@ -99,7 +193,7 @@ pub fn render(topology: &Topology, values: &Values) -> Result<String, TopologyEr
     vars(&mut text, "local", &local);
     for env in DEPLOYED {
         let (settings, kv_id) = values.edge_environment(env)?;
-        let deployed = WorkerVars::deployed(topology, &settings.apex);
+        let deployed = WorkerVars::deployed(topology, &settings.apex).placed(placements);
         let _ = write!(
             text,
             "\n# `wrangler deploy --env {env}`; then, once, `wrangler secret put FORWARD_KEY --env {env}`.\n\

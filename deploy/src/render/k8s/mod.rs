@@ -1,6 +1,6 @@
 //! `cityboard render k8s`: each region of the topology as the objects of
 //! one namespace, for operators that already run CloudNativePG (Postgres),
-//! Strimzi (Kafka) and Prometheus. One module per engine; this one names
+//! Strimzi (Kafka) and the Prometheus Operator. One module per engine; this one names
 //! the shared conventions (labels, services, secret names) and lays the
 //! files out: `<region>/<part>.yaml`.
 //!
@@ -9,6 +9,7 @@
 //! and objects refer to it by that name.
 
 pub mod geo_dns;
+pub mod monitoring;
 pub mod network;
 pub mod postgres;
 pub mod redis;
@@ -83,6 +84,10 @@ pub fn render(topology: &Topology, values: &Values) -> Vec<RenderedFile> {
                 text: super::yaml::documents(&objects),
             });
         }
+        files.push(RenderedFile {
+            path: PathBuf::from(ns).join("monitoring.yaml"),
+            text: monitoring::file(ns),
+        });
     }
     files
 }
