@@ -10,6 +10,7 @@ use std::process::Command;
 use anyhow::Result;
 use nix::sys::signal::Signal;
 
+use crate::arrangement::{Arrangement, member_name, slot_name};
 use crate::home::Home;
 use crate::redis_server::RedisRole;
 use crate::secrets::read_secret;
@@ -281,8 +282,9 @@ impl Component {
 }
 
 /// Every component of the topology, in start order (a replica after its
-/// primary; `down` stops them in reverse).
-pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
+/// primary; `down` stops them in reverse), each shard's members in the
+/// roles `arrangement` gives them.
+pub fn plan(topology: &Topology, home: &Home, arrangement: &Arrangement) -> Vec<Component> {
     let mut out = Vec::new();
     let broker = "broker".to_string();
     out.push(Component {
@@ -319,27 +321,31 @@ pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
             });
         }
         for (s, shard) in region.shards.iter().enumerate() {
-            let primary = format!("{}/{}/primary", region.name, shard.name);
-            let primary_port = topology.shard_port(r, s, 0);
-            out.push(Component {
-                launch: Launch::PgPrimary {
-                    data: home.component_data(&primary),
-                    secrets_dir: home.secrets_dir(),
-                },
-                name: primary,
-                port: primary_port,
-            });
-            for k in 1..=shard.replicas {
-                let name = format!("{}/{}/replica-{k}", region.name, shard.name);
-                out.push(Component {
-                    launch: Launch::PgReplica {
+            // The shard's current primary first: a replica made fresh
+            // (pg_basebackup) needs it up.
+            let primary = arrangement.primary(&region.name, &shard.name);
+            let primary_port = topology.shard_port(r, s, primary);
+            let members =
+                std::iter::once(primary).chain((0..=shard.replicas).filter(|&m| m != primary));
+            for member in members {
+                let name = member_name(&region.name, &shard.name, member);
+                let launch = if member == primary {
+                    Launch::PgPrimary {
+                        data: home.component_data(&name),
+                        secrets_dir: home.secrets_dir(),
+                    }
+                } else {
+                    Launch::PgReplica {
                         data: home.component_data(&name),
                         primary_port,
-                        slot: format!("replica_{k}"),
+                        slot: slot_name(member),
                         secrets_dir: home.secrets_dir(),
-                    },
+                    }
+                };
+                out.push(Component {
+                    launch,
                     name,
-                    port: topology.shard_port(r, s, k),
+                    port: topology.shard_port(r, s, member),
                 });
             }
         }
@@ -429,8 +435,15 @@ pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
     out
 }
 
-/// The addresses of each region, as the state file publishes them.
-pub fn region_states(topology: &Topology, secrets_dir: &Path) -> Result<Vec<RegionState>> {
+/// The addresses of each region, as the state file publishes them (and
+/// `region-core setup` writes them into the catalogs' `shards` rows): each
+/// shard's primary where `arrangement` says, its replicas the other
+/// members that are not held stopped.
+pub fn region_states(
+    topology: &Topology,
+    secrets_dir: &Path,
+    arrangement: &Arrangement,
+) -> Result<Vec<RegionState>> {
     let redis_password = read_secret(secrets_dir, redis_server::PASSWORD_FILE)?;
     Ok(topology
         .regions
@@ -449,18 +462,26 @@ pub fn region_states(topology: &Topology, secrets_dir: &Path) -> Result<Vec<Regi
                     .shards
                     .iter()
                     .enumerate()
-                    .map(|(s, shard)| ShardState {
-                        name: shard.name.clone(),
-                        primary_url: postgres::url(
-                            topology.shard_port(r, s, 0),
-                            postgres::DATABASE,
-                        ),
-                        replica_urls: (1..=shard.replicas)
-                            .map(|k| {
-                                postgres::url(topology.shard_port(r, s, k), postgres::DATABASE)
-                            })
-                            .collect(),
-                        cities: shard.cities.iter().map(|c| c.slug.clone()).collect(),
+                    .map(|(s, shard)| {
+                        let primary = arrangement.primary(&region.name, &shard.name);
+                        let url =
+                            |m| postgres::url(topology.shard_port(r, s, m), postgres::DATABASE);
+                        ShardState {
+                            name: shard.name.clone(),
+                            primary_url: url(primary),
+                            replica_urls: (0..=shard.replicas)
+                                .filter(|&m| {
+                                    m != primary
+                                        && !arrangement.is_held(&member_name(
+                                            &region.name,
+                                            &shard.name,
+                                            m,
+                                        ))
+                                })
+                                .map(url)
+                                .collect(),
+                            cities: shard.cities.iter().map(|c| c.slug.clone()).collect(),
+                        }
                     })
                     .collect(),
             }
