@@ -187,7 +187,7 @@ async fn serial_failover_promotes_a_replica_under_load_and_loses_nothing() {
     assert_eq!(
         named,
         [
-            "plan", "fence", "promote", "repoint", "catalog", "rebuild", "done"
+            "plan", "fence", "promote", "catalog", "repoint", "rebuild", "done"
         ],
         "{}",
         output_text(&out)
@@ -195,6 +195,8 @@ async fn serial_failover_promotes_a_replica_under_load_and_loses_nothing() {
     let promoted = steps[2]["member"].as_str().expect("the promoted member");
     assert_eq!(steps[1]["member"], "solo/shard-2/primary");
     assert!(promoted.starts_with("solo/shard-2/replica-"), "{promoted}");
+    // The other replica followed by a reload, not a fresh copy.
+    assert_eq!(steps[4]["rebuilt"], Value::Null, "{}", steps[4]);
     println!("failover took {:.1}s", t0.elapsed().as_secs_f64());
 
     // Writes go on after it.

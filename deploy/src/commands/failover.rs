@@ -102,19 +102,9 @@ pub async fn run(home: &Home, region: &str, shard: &str, json: bool) -> Result<(
         json!({ "member": t.name(new), "port": t.port(new), "lsn": replayed }),
     );
 
-    // 3. The other replicas stream from the new primary, each through a
-    // slot of its own there (slots are not replicated).
-    for &m in &followers {
-        repoint(&t, m, new, &mut promoted).await?;
-        steps.done(
-            "repoint",
-            &format!("{} now streams from {}", t.name(m), t.name(new)),
-            json!({ "member": t.name(m), "primary": t.name(new) }),
-        );
-    }
-
-    // 4. The supervisor and the state file, then the catalog: the roles
-    // follow the row.
+    // 3. The supervisor and the state file, then the catalog: the roles
+    // follow the row. First after the promotion, as the writes to the
+    // shard's cities wait until the roles have the new primary.
     t.arrangement.set_primary(&t.region, &t.shard, new);
     t.apply().await.context("recording the new primary")?;
     let url = t.register().await?;
@@ -127,17 +117,35 @@ pub async fn run(home: &Home, region: &str, shard: &str, json: bool) -> Result<(
         json!({ "primary_url": url }),
     );
 
+    // 4. The other replicas stream from the new primary, each through a
+    // slot of its own there (slots are not replicated); one that cannot
+    // is copied afresh instead.
+    for &m in &followers {
+        match repoint(&t, m, old, new, &mut promoted).await {
+            Ok(()) => steps.done(
+                "repoint",
+                &format!("{} now streams from {}", t.name(m), t.name(new)),
+                json!({ "member": t.name(m), "primary": t.name(new) }),
+            ),
+            Err(e) => {
+                rebuild(&mut t, m).await?;
+                steps.done(
+                    "repoint",
+                    &format!(
+                        "{} could not follow ({e:#}); copied afresh from {}",
+                        t.name(m),
+                        t.name(new)
+                    ),
+                    json!({ "member": t.name(m), "primary": t.name(new),
+                            "rebuilt": true, "why": format!("{e:#}") }),
+                );
+            }
+        }
+    }
+
     // 5. The old primary, rebuilt as a replica of the new one: a fresh
     // base backup (its own history may hold WAL the new primary never saw).
-    let data = t.data(old);
-    if data.exists() {
-        std::fs::remove_dir_all(&data)
-            .with_context(|| format!("removing the old primary's data {}", data.display()))?;
-    }
-    t.arrangement.hold(&t.name(old), false);
-    t.apply().await.context("releasing the old primary")?;
-    t.wait_healthy(old, REBUILD).await?;
-    t.register().await?;
+    rebuild(&mut t, old).await?;
     steps.done(
         "rebuild",
         &format!(
@@ -176,8 +184,8 @@ fn print_plan(
             "plan for failing over {}/{}\n  \
              1. fence the primary {} (port {}): stopped, held so nothing restarts it\n  \
              2. promote {} (port {}), the most caught-up replica (replayed {lsn})\n  \
-             3. point the other replicas at it: {}\n  \
-             4. the catalog's shards row names it; the roles follow without a restart\n  \
+             3. the catalog's shards row names it; the roles follow without a restart\n  \
+             4. point the other replicas at it: {}\n  \
              5. rebuild {} as its replica (fresh pg_basebackup)",
             t.region,
             t.shard,
@@ -243,6 +251,26 @@ async fn caught_up(conn: &mut PgConnection) -> Result<String> {
     }
 }
 
+/// Makes `member` a fresh replica of the shard's primary: held stopped,
+/// its data removed, released (the supervisor's start makes it with
+/// pg_basebackup and a slot), healthy; the catalog then lists it.
+async fn rebuild(t: &mut ShardTarget, member: usize) -> Result<()> {
+    if !t.arrangement.is_held(&t.name(member)) {
+        t.arrangement.hold(&t.name(member), true);
+        t.apply().await?;
+    }
+    let data = t.data(member);
+    if data.exists() {
+        std::fs::remove_dir_all(&data)
+            .with_context(|| format!("removing {}'s data {}", t.name(member), data.display()))?;
+    }
+    t.arrangement.hold(&t.name(member), false);
+    t.apply().await?;
+    t.wait_healthy(member, REBUILD).await?;
+    t.register().await?;
+    Ok(())
+}
+
 /// Makes replica `member` stream from `primary`: a slot for it there, and
 /// its primary_conninfo's port changed (a reload applies it, Postgres 13+:
 /// no restart). recovery_target_timeline is `latest` (the default), so it
@@ -250,6 +278,7 @@ async fn caught_up(conn: &mut PgConnection) -> Result<String> {
 async fn repoint(
     t: &ShardTarget,
     member: usize,
+    old: usize,
     primary: usize,
     primary_conn: &mut PgConnection,
 ) -> Result<()> {
@@ -267,13 +296,9 @@ async fn repoint(
     let conninfo: String = sqlx::query_scalar("SELECT current_setting('primary_conninfo')")
         .fetch_one(&mut replica)
         .await?;
-    let old_port = format!("port={}", t.port(t.primary()));
+    let old_port = format!("port={}", t.port(old));
     if !conninfo.contains(&old_port) {
-        bail!(
-            "{}'s primary_conninfo does not name {old_port}; rebuild it instead (remove {} and run `cityboard up`)",
-            t.name(member),
-            t.data(member).display()
-        );
+        bail!("its primary_conninfo does not name {old_port}");
     }
     let conninfo = conninfo.replace(&old_port, &format!("port={}", t.port(primary)));
     // ALTER SYSTEM takes no bound parameter: the value is quoted as a literal.
