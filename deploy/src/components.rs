@@ -488,3 +488,75 @@ pub fn region_states(
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::{SmallRegion, small_topology_text};
+
+    /// After a failover to replica-1 with the old primary held: replica-1
+    /// is planned first as the primary, the others follow its port through
+    /// their own slots, and the state file names it and leaves the held
+    /// member out of the replicas.
+    #[test]
+    fn the_plan_and_the_addresses_follow_the_arrangement() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::new(dir.path()).expect("home");
+        let region = SmallRegion {
+            name: "solo",
+            replicas: 2,
+            cities: &[("boston", "Boston", "US", 42.36, -71.06)],
+        };
+        let text = small_topology_text(17000, 1, &[region]);
+        let topology = Topology::parse(Path::new("t.toml"), &text).expect("topology");
+        let mut arrangement = Arrangement::default();
+        arrangement.set_primary("solo", "shard-1", 1);
+        arrangement.hold("solo/shard-1/primary", true);
+
+        let plan = plan(&topology, &home, &arrangement);
+        let members: Vec<&Component> = plan
+            .iter()
+            .filter(|c| c.name.starts_with("solo/shard-1/"))
+            .collect();
+        let names: Vec<&str> = members.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "solo/shard-1/replica-1",
+                "solo/shard-1/primary",
+                "solo/shard-1/replica-2"
+            ]
+        );
+        assert!(matches!(members[0].launch, Launch::PgPrimary { .. }));
+        let new_port = topology.shard_port(0, 0, 1);
+        assert_eq!(members[0].port, new_port);
+        for (c, want) in [(members[1], "member_primary"), (members[2], "replica_2")] {
+            match &c.launch {
+                Launch::PgReplica {
+                    primary_port, slot, ..
+                } => assert_eq!((*primary_port, slot.as_str()), (new_port, want)),
+                other => panic!("{} is planned as {other:?}", c.name),
+            }
+        }
+
+        std::fs::create_dir_all(home.secrets_dir()).expect("secrets dir");
+        std::fs::write(
+            home.secrets_dir().join(redis_server::PASSWORD_FILE),
+            "r3dis",
+        )
+        .expect("redis password");
+        let states = region_states(&topology, &home.secrets_dir(), &arrangement).expect("states");
+        let shard = &states[0].shards[0];
+        assert_eq!(
+            shard.primary_url,
+            postgres::url(new_port, postgres::DATABASE)
+        );
+        assert_eq!(
+            shard.replica_urls,
+            [postgres::url(
+                topology.shard_port(0, 0, 2),
+                postgres::DATABASE
+            )]
+        );
+    }
+}
