@@ -5,11 +5,11 @@
 //! stopped by the arrangement, so the supervisor never restarts it as a
 //! primary), and its fast shutdown sends every WAL record it wrote to the
 //! connected replicas before it exits, so a write it acknowledged is on
-//! the replica promoted next. Then the replica is promoted, the other
-//! replicas follow it, the catalog's `shards` row names it (the roles make
-//! new pools on the catalog's notification, without a restart), and the
-//! old primary comes back as a replica of the new one from a fresh
-//! pg_basebackup. The arrangement file records who is primary, so `down`
+//! the replica promoted next. Then the replica is promoted, the catalog's
+//! `shards` row names it at once (the roles make new pools on the
+//! catalog's notification, without a restart, and the shard takes writes
+//! again), the other replicas follow it, and the old primary comes back as
+//! a replica of the new one from a fresh pg_basebackup. The arrangement file records who is primary, so `down`
 //! and `up` keep it.
 
 use std::time::{Duration, Instant};
