@@ -386,4 +386,6 @@ async fn serial_backup_restore_puts_a_shard_back_to_the_backup() {
         || async { create(&apis, "newyork", &token, "after the restore").await },
     )
     .await;
+    // The stack's home is purged when it drops; the backup beside it too.
+    let _ = std::fs::remove_dir_all(&dir);
 }
