@@ -10,6 +10,7 @@ use std::process::Command;
 use anyhow::Result;
 use nix::sys::signal::Signal;
 
+use crate::arrangement::{Arrangement, member_name, slot_name};
 use crate::home::Home;
 use crate::redis_server::RedisRole;
 use crate::secrets::read_secret;
@@ -281,8 +282,9 @@ impl Component {
 }
 
 /// Every component of the topology, in start order (a replica after its
-/// primary; `down` stops them in reverse).
-pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
+/// primary; `down` stops them in reverse), each shard's members in the
+/// roles `arrangement` gives them.
+pub fn plan(topology: &Topology, home: &Home, arrangement: &Arrangement) -> Vec<Component> {
     let mut out = Vec::new();
     let broker = "broker".to_string();
     out.push(Component {
@@ -319,27 +321,31 @@ pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
             });
         }
         for (s, shard) in region.shards.iter().enumerate() {
-            let primary = format!("{}/{}/primary", region.name, shard.name);
-            let primary_port = topology.shard_port(r, s, 0);
-            out.push(Component {
-                launch: Launch::PgPrimary {
-                    data: home.component_data(&primary),
-                    secrets_dir: home.secrets_dir(),
-                },
-                name: primary,
-                port: primary_port,
-            });
-            for k in 1..=shard.replicas {
-                let name = format!("{}/{}/replica-{k}", region.name, shard.name);
-                out.push(Component {
-                    launch: Launch::PgReplica {
+            // The shard's current primary first: a replica made fresh
+            // (pg_basebackup) needs it up.
+            let primary = arrangement.primary(&region.name, &shard.name);
+            let primary_port = topology.shard_port(r, s, primary);
+            let members =
+                std::iter::once(primary).chain((0..=shard.replicas).filter(|&m| m != primary));
+            for member in members {
+                let name = member_name(&region.name, &shard.name, member);
+                let launch = if member == primary {
+                    Launch::PgPrimary {
+                        data: home.component_data(&name),
+                        secrets_dir: home.secrets_dir(),
+                    }
+                } else {
+                    Launch::PgReplica {
                         data: home.component_data(&name),
                         primary_port,
-                        slot: format!("replica_{k}"),
+                        slot: slot_name(member),
                         secrets_dir: home.secrets_dir(),
-                    },
+                    }
+                };
+                out.push(Component {
+                    launch,
                     name,
-                    port: topology.shard_port(r, s, k),
+                    port: topology.shard_port(r, s, member),
                 });
             }
         }
@@ -429,8 +435,15 @@ pub fn plan(topology: &Topology, home: &Home) -> Vec<Component> {
     out
 }
 
-/// The addresses of each region, as the state file publishes them.
-pub fn region_states(topology: &Topology, secrets_dir: &Path) -> Result<Vec<RegionState>> {
+/// The addresses of each region, as the state file publishes them (and
+/// `region-core setup` writes them into the catalogs' `shards` rows): each
+/// shard's primary where `arrangement` says, its replicas the other
+/// members that are not held stopped.
+pub fn region_states(
+    topology: &Topology,
+    secrets_dir: &Path,
+    arrangement: &Arrangement,
+) -> Result<Vec<RegionState>> {
     let redis_password = read_secret(secrets_dir, redis_server::PASSWORD_FILE)?;
     Ok(topology
         .regions
@@ -449,21 +462,101 @@ pub fn region_states(topology: &Topology, secrets_dir: &Path) -> Result<Vec<Regi
                     .shards
                     .iter()
                     .enumerate()
-                    .map(|(s, shard)| ShardState {
-                        name: shard.name.clone(),
-                        primary_url: postgres::url(
-                            topology.shard_port(r, s, 0),
-                            postgres::DATABASE,
-                        ),
-                        replica_urls: (1..=shard.replicas)
-                            .map(|k| {
-                                postgres::url(topology.shard_port(r, s, k), postgres::DATABASE)
-                            })
-                            .collect(),
-                        cities: shard.cities.iter().map(|c| c.slug.clone()).collect(),
+                    .map(|(s, shard)| {
+                        let primary = arrangement.primary(&region.name, &shard.name);
+                        let url =
+                            |m| postgres::url(topology.shard_port(r, s, m), postgres::DATABASE);
+                        ShardState {
+                            name: shard.name.clone(),
+                            primary_url: url(primary),
+                            replica_urls: (0..=shard.replicas)
+                                .filter(|&m| {
+                                    m != primary
+                                        && !arrangement.is_held(&member_name(
+                                            &region.name,
+                                            &shard.name,
+                                            m,
+                                        ))
+                                })
+                                .map(url)
+                                .collect(),
+                            cities: shard.cities.iter().map(|c| c.slug.clone()).collect(),
+                        }
                     })
                     .collect(),
             }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::{SmallRegion, small_topology_text};
+
+    /// After a failover to replica-1 with the old primary held: replica-1
+    /// is planned first as the primary, the others follow its port through
+    /// their own slots, and the state file names it and leaves the held
+    /// member out of the replicas.
+    #[test]
+    fn the_plan_and_the_addresses_follow_the_arrangement() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::new(dir.path()).expect("home");
+        let region = SmallRegion {
+            name: "solo",
+            replicas: 2,
+            cities: &[("boston", "Boston", "US", 42.36, -71.06)],
+        };
+        let text = small_topology_text(17000, 1, &[region]);
+        let topology = Topology::parse(Path::new("t.toml"), &text).expect("topology");
+        let mut arrangement = Arrangement::default();
+        arrangement.set_primary("solo", "shard-1", 1);
+        arrangement.hold("solo/shard-1/primary", true);
+
+        let plan = plan(&topology, &home, &arrangement);
+        let members: Vec<&Component> = plan
+            .iter()
+            .filter(|c| c.name.starts_with("solo/shard-1/"))
+            .collect();
+        let names: Vec<&str> = members.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "solo/shard-1/replica-1",
+                "solo/shard-1/primary",
+                "solo/shard-1/replica-2"
+            ]
+        );
+        assert!(matches!(members[0].launch, Launch::PgPrimary { .. }));
+        let new_port = topology.shard_port(0, 0, 1);
+        assert_eq!(members[0].port, new_port);
+        for (c, want) in [(members[1], "member_primary"), (members[2], "replica_2")] {
+            match &c.launch {
+                Launch::PgReplica {
+                    primary_port, slot, ..
+                } => assert_eq!((*primary_port, slot.as_str()), (new_port, want)),
+                other => panic!("{} is planned as {other:?}", c.name),
+            }
+        }
+
+        std::fs::create_dir_all(home.secrets_dir()).expect("secrets dir");
+        std::fs::write(
+            home.secrets_dir().join(redis_server::PASSWORD_FILE),
+            "r3dis",
+        )
+        .expect("redis password");
+        let states = region_states(&topology, &home.secrets_dir(), &arrangement).expect("states");
+        let shard = &states[0].shards[0];
+        assert_eq!(
+            shard.primary_url,
+            postgres::url(new_port, postgres::DATABASE)
+        );
+        assert_eq!(
+            shard.replica_urls,
+            [postgres::url(
+                topology.shard_port(0, 0, 2),
+                postgres::DATABASE
+            )]
+        );
+    }
 }

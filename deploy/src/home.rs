@@ -70,6 +70,17 @@ impl Home {
         self.root.join("state.json")
     }
 
+    /// Which member of each shard is primary and which are held stopped;
+    /// see [`crate::arrangement`].
+    pub fn arrangement_file(&self) -> PathBuf {
+        self.root.join("arrangement.json")
+    }
+
+    /// Where `cityboard backup` puts a backup when not told (`--out`).
+    pub fn backups_dir(&self) -> PathBuf {
+        self.root.join("backups")
+    }
+
     /// Held (flock) by the one running supervisor.
     pub fn supervisor_lock(&self) -> PathBuf {
         self.run_dir().join("supervisor.lock")

@@ -6,6 +6,7 @@
 //! The library part exists so that the scenario tests can read the same
 //! topology and state types the binary writes.
 
+pub mod arrangement;
 pub mod broker;
 pub mod capacity;
 pub mod commands;

@@ -82,9 +82,49 @@ enum Cmd {
         region: String,
         /// `shard-N`, `N` or `catalog`.
         shard: String,
-        /// Connect to this replica instead of the primary.
+        /// Connect to the member `replica-N` instead of the primary now
+        /// (after `cityboard failover` that member may be the primary).
         #[arg(long)]
         replica: Option<usize>,
+    },
+    /// Promote a shard's most caught-up replica and make the old primary a
+    /// replica of it; the roles follow through the catalog, unrestarted.
+    Failover {
+        /// Region name.
+        region: String,
+        /// `shard-N` or `N`.
+        shard: String,
+        /// One JSON object per line per step.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take a consistent base backup of a shard's primary.
+    Backup {
+        /// Region name.
+        region: String,
+        /// `shard-N` or `N`.
+        shard: String,
+        /// Directory to write it to (new or empty; default: under the
+        /// home's `backups/`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// One JSON object per line per step.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a shard back to a backup's content while the stack runs
+    /// (writes applied since the backup are lost).
+    Restore {
+        /// Region name.
+        region: String,
+        /// `shard-N` or `N`.
+        shard: String,
+        /// A directory `cityboard backup` wrote.
+        #[arg(long)]
+        from: PathBuf,
+        /// One JSON object per line per step.
+        #[arg(long)]
+        json: bool,
     },
     /// Run a benchmark scenario against the running stack.
     Bench {
@@ -218,6 +258,37 @@ fn main() -> ExitCode {
             shard,
             replica,
         } => commands::psql::run(&home, &region, &shard, replica).map(|()| true),
+        Cmd::Failover {
+            region,
+            shard,
+            json,
+        } => runtime
+            .block_on(commands::failover::run(&home, &region, &shard, json))
+            .map(|()| true),
+        Cmd::Backup {
+            region,
+            shard,
+            out,
+            json,
+        } => runtime
+            .block_on(commands::backup::backup(
+                &home,
+                &region,
+                &shard,
+                out.as_deref(),
+                json,
+            ))
+            .map(|()| true),
+        Cmd::Restore {
+            region,
+            shard,
+            from,
+            json,
+        } => runtime
+            .block_on(commands::backup::restore(
+                &home, &region, &shard, &from, json,
+            ))
+            .map(|()| true),
         Cmd::Bench {
             scenario,
             json,
@@ -316,10 +387,12 @@ fn bench(
     }
 }
 
-/// Topology mistakes exit 2 (usage); everything else 1.
+/// Topology mistakes and bad arguments exit 2 (usage); everything else 1.
 fn fail(error: &anyhow::Error) -> ExitCode {
     eprintln!("cityboard: {error:#}");
-    if error.downcast_ref::<TopologyError>().is_some() {
+    if error.downcast_ref::<TopologyError>().is_some()
+        || error.downcast_ref::<commands::UsageError>().is_some()
+    {
         ExitCode::from(2)
     } else {
         ExitCode::from(1)

@@ -65,6 +65,10 @@ pub struct StackState {
     pub regions: Vec<RegionState>,
     /// Every process of the stack.
     pub components: Vec<ComponentState>,
+    /// Generation of the arrangement ([`crate::arrangement`]) the
+    /// supervisor applied last: a command that wrote a new one waits for it.
+    #[serde(default)]
+    pub arrangement: u64,
 }
 
 /// Addresses of one region. Its `Debug` masks the passwords its URLs

@@ -17,6 +17,7 @@ use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use nix::fcntl::{Flock, FlockArg};
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::arrangement::Arrangement;
 use crate::components::{self, Component};
 use crate::home::Home;
 use crate::process::{ProcessId, port_is_free};
@@ -47,6 +48,8 @@ fn restart_backoff() -> Peekable<ExponentialBackoff> {
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often the supervisor looks at its components.
 const TICK: Duration = Duration::from_millis(250);
+/// What `status` shows as the last error of a held component.
+const HELD: &str = "held stopped by the arrangement (failover or restore in progress)";
 /// How long a component may take to stop before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(20);
 
@@ -78,9 +81,32 @@ struct Supervised {
     ready_deadline: Instant,
     healthy_since: Option<Instant>,
     last_error: Option<String>,
+    /// Kept stopped: the arrangement holds it (a fenced old primary, a
+    /// shard being restored).
+    held: bool,
 }
 
 impl Supervised {
+    fn new(component: Component, held: bool) -> Supervised {
+        Supervised {
+            component,
+            child: None,
+            process: None,
+            health: if held {
+                Health::Stopped
+            } else {
+                Health::Pending
+            },
+            restarts: 0,
+            backoff: restart_backoff(),
+            next_start: Instant::now(),
+            ready_deadline: Instant::now(),
+            healthy_since: None,
+            last_error: held.then(|| HELD.to_string()),
+            held,
+        }
+    }
+
     fn is_alive(&mut self) -> bool {
         match (&mut self.child, self.process) {
             (Some(child), _) => matches!(child.try_wait(), Ok(None)),
@@ -98,9 +124,19 @@ impl Supervised {
 }
 
 /// Runs the supervisor of `home` until `down` (SIGTERM) or a failed first start.
+///
+/// SIGHUP makes it re-read the home's arrangement ([`crate::arrangement`]):
+/// `cityboard failover`, `restore` and the like write the file and send the
+/// signal, then wait for the state file to show the generation they wrote.
+/// A signal rather than a socket or a polled control file: the supervisor
+/// already lives by signals (`down` is SIGTERM), its pid is in the run
+/// directory, and "re-read your configuration" is what SIGHUP means to
+/// every daemon; the file, not the signal, carries what changed, so a
+/// supervisor started later (`up` after a crash) reads the same thing.
 pub async fn run(home: Home) -> Result<()> {
     let _lock = try_lock(&home)?.context("another supervisor already runs this stack")?;
     let topology = Topology::load(&home.topology_file())?;
+    let arrangement = Arrangement::load(&home.arrangement_file())?;
     let me = ProcessId::of(std::process::id() as i32).context("reading our own process")?;
     me.write(&home.run_dir().join("supervisor.pid"))?;
 
@@ -112,22 +148,15 @@ pub async fn run(home: Home) -> Result<()> {
             updated_at: String::new(),
             apex: topology.apex.clone(),
             broker: format!("127.0.0.1:{}", topology.broker_port()),
-            regions: components::region_states(&topology, &home.secrets_dir())?,
+            regions: components::region_states(&topology, &home.secrets_dir(), &arrangement)?,
             components: Vec::new(),
+            arrangement: arrangement.generation,
         },
-        items: components::plan(&topology, &home)
+        items: components::plan(&topology, &home, &arrangement)
             .into_iter()
-            .map(|component| Supervised {
-                component,
-                child: None,
-                process: None,
-                health: Health::Pending,
-                restarts: 0,
-                backoff: restart_backoff(),
-                next_start: Instant::now(),
-                ready_deadline: Instant::now(),
-                healthy_since: None,
-                last_error: None,
+            .map(|component| {
+                let held = arrangement.is_held(&component.name);
+                Supervised::new(component, held)
             })
             .collect(),
         topology,
@@ -137,6 +166,9 @@ pub async fn run(home: Home) -> Result<()> {
 
     let mut term = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    // Registered before the first start, so that a SIGHUP then waits in
+    // the stream instead of killing us (its default action).
+    let mut hangup = signal(SignalKind::hangup())?;
     let started = tokio::select! {
         result = supervisor.bring_up() => result,
         _ = term.recv() => Err(anyhow!("stopped by SIGTERM while starting")),
@@ -161,6 +193,7 @@ pub async fn run(home: Home) -> Result<()> {
     loop {
         tokio::select! {
             _ = tick.tick() => supervisor.watch().await,
+            _ = hangup.recv() => supervisor.reload(),
             _ = term.recv() => break,
             _ = interrupt.recv() => break,
         }
@@ -189,6 +222,14 @@ impl Supervisor {
         // Check every port that a fresh start needs before starting anything,
         // so that a taken port fails fast and names who wanted it.
         for item in &mut self.items {
+            if item.held {
+                // A fence holds across supervisors: a held member some
+                // earlier supervisor left running is stopped, not adopted.
+                stop_item(&self.home, item);
+                item.health = Health::Stopped;
+                item.last_error = Some(HELD.into());
+                continue;
+            }
             if let Some(process) = ProcessId::read(&self.home.pid_file(&item.component.name))
                 && process.is_alive()
             {
@@ -212,6 +253,9 @@ impl Supervisor {
             }
         }
         for i in 0..self.items.len() {
+            if self.items[i].held {
+                continue;
+            }
             if self.items[i].process.is_none() {
                 self.start(i).await?;
             }
@@ -386,23 +430,61 @@ impl Supervisor {
     /// Stops every component, last started first, and removes its pid file.
     fn stop_all(&mut self) {
         for item in self.items.iter_mut().rev() {
-            if let Some(process) = item.process.take()
-                && process.is_alive()
-            {
-                say(&format!(
-                    "{}: stopping pid {}",
-                    item.component.name, process.pid
-                ));
-                if process.stop(item.component.stop_signal(), STOP_GRACE) {
-                    say(&format!("{}: had to be killed", item.component.name));
-                }
-            }
-            if let Some(mut child) = item.child.take() {
-                let _ = child.wait();
-            }
-            let _ = std::fs::remove_file(self.home.pid_file(&item.component.name));
+            stop_item(&self.home, item);
             item.health = Health::Stopped;
         }
+    }
+
+    /// Re-reads the arrangement (SIGHUP) and applies it: a member newly
+    /// held is stopped and kept stopped; a member released is started (its
+    /// `prepare` makes a fresh replica when its data directory was
+    /// removed); a running member whose role changed keeps running, as
+    /// the command that changed it (promotion, a new primary_conninfo)
+    /// already changed the process; the state file gets the shards' new
+    /// addresses and the generation applied.
+    fn reload(&mut self) {
+        if let Err(e) = self.try_reload() {
+            say(&format!("cannot apply the arrangement: {e:#}"));
+            self.state.error = Some(format!("arrangement not applied: {e:#}"));
+            self.publish();
+        }
+    }
+
+    fn try_reload(&mut self) -> Result<()> {
+        let arrangement = Arrangement::load(&self.home.arrangement_file())?;
+        let regions =
+            components::region_states(&self.topology, &self.home.secrets_dir(), &arrangement)?;
+        let mut before = std::mem::take(&mut self.items);
+        for component in components::plan(&self.topology, &self.home, &arrangement) {
+            let held = arrangement.is_held(&component.name);
+            let mut item = match before
+                .iter()
+                .position(|i| i.component.name == component.name)
+            {
+                Some(p) => before.remove(p),
+                None => Supervised::new(component.clone(), held),
+            };
+            if held && !item.held {
+                say(&format!("{}: held by the arrangement", component.name));
+                stop_item(&self.home, &mut item);
+                item.health = Health::Stopped;
+                item.last_error = Some(HELD.into());
+            } else if !held && item.held {
+                say(&format!("{}: released by the arrangement", component.name));
+                item.health = Health::Restarting;
+                item.next_start = Instant::now();
+                item.last_error = None;
+            }
+            item.held = held;
+            item.component = component;
+            self.items.push(item);
+        }
+        self.state.regions = regions;
+        self.state.arrangement = arrangement.generation;
+        self.state.error = None;
+        say(&format!("arrangement {} applied", arrangement.generation));
+        self.publish();
+        Ok(())
     }
 
     fn publish(&mut self) {
@@ -428,6 +510,29 @@ impl Supervisor {
             say(&format!("cannot write the state file: {e:#}"));
         }
     }
+}
+
+/// Stops one component's process (its stop signal, then SIGKILL after
+/// [`STOP_GRACE`]) and removes its pid file.
+fn stop_item(home: &Home, item: &mut Supervised) {
+    if let Some(process) = item
+        .process
+        .take()
+        .or_else(|| ProcessId::read(&home.pid_file(&item.component.name)))
+        && process.is_alive()
+    {
+        say(&format!(
+            "{}: stopping pid {}",
+            item.component.name, process.pid
+        ));
+        if process.stop(item.component.stop_signal(), STOP_GRACE) {
+            say(&format!("{}: had to be killed", item.component.name));
+        }
+    }
+    if let Some(mut child) = item.child.take() {
+        let _ = child.wait();
+    }
+    let _ = std::fs::remove_file(home.pid_file(&item.component.name));
 }
 
 fn say(message: &str) {

@@ -6,12 +6,21 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::arrangement::Arrangement;
 use crate::home::Home;
 use crate::postgres::DATABASE;
 use crate::topology::Topology;
 
-/// The port of `region`'s `shard` (`shard-2`, `2` or `catalog`), primary or replica.
-pub fn port(topology: &Topology, region: &str, shard: &str, replica: Option<usize>) -> Result<u16> {
+/// The port of `region`'s `shard` (`shard-2`, `2` or `catalog`): its
+/// primary now (after a failover, whichever member `arrangement` says), or
+/// with `replica`, the member named `replica-K`, whatever its role now.
+pub fn port(
+    topology: &Topology,
+    arrangement: &Arrangement,
+    region: &str,
+    shard: &str,
+    replica: Option<usize>,
+) -> Result<u16> {
     let (r, found) = topology.region(region).with_context(|| {
         let names: Vec<&str> = topology.regions.iter().map(|r| r.name.as_str()).collect();
         format!("no region {region:?}; regions: {}", names.join(", "))
@@ -36,7 +45,7 @@ pub fn port(topology: &Topology, region: &str, shard: &str, replica: Option<usiz
         })?;
     let replicas = found.shards[number - 1].replicas;
     let member = match replica {
-        None => 0,
+        None => arrangement.primary(region, &found.shards[number - 1].name),
         Some(k) if (1..=replicas).contains(&k) => k,
         Some(k) => bail!("{region}/shard-{number} has no replica {k} (it has {replicas})"),
     };
@@ -47,7 +56,8 @@ pub fn port(topology: &Topology, region: &str, shard: &str, replica: Option<usiz
 pub fn run(home: &Home, region: &str, shard: &str, replica: Option<usize>) -> Result<()> {
     let topology =
         Topology::load(&home.topology_file()).context("no stack here: run `cityboard up` first")?;
-    let port = port(&topology, region, shard, replica)?;
+    let arrangement = Arrangement::load(&home.arrangement_file())?;
+    let port = port(&topology, &arrangement, region, shard, replica)?;
     // As the superuser, with its password from the stack's secrets.
     let err = Command::new("psql")
         .envs(crate::postgres::client_env(

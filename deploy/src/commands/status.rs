@@ -1,9 +1,13 @@
 //! `cityboard status`: every component with its health and restart count,
-//! and each replica's replay lag in bytes, measured now by LSN.
+//! and each replica's replay lag in bytes, measured now by LSN. A shard
+//! member's kind says its role now (`postgres` for the primary,
+//! `postgres-replica`), which after `cityboard failover` is not what its
+//! name says.
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::arrangement::{Arrangement, member_name};
 use crate::home::Home;
 use crate::postgres;
 use crate::state::{ComponentState, Health, StackState};
@@ -28,13 +32,17 @@ pub async fn gather(home: &Home) -> Result<Status> {
     let state = StackState::read(&home.state_file())
         .context("no stack state here: run `cityboard up` first")?;
     let topology = Topology::load(&home.topology_file())?;
+    let arrangement = Arrangement::load(&home.arrangement_file())?;
     let mut replica_lag_bytes = Vec::new();
     for (r, region) in topology.regions.iter().enumerate() {
         for (s, shard) in region.shards.iter().enumerate() {
-            for k in 1..=shard.replicas {
-                let name = format!("{}/{}/replica-{k}", region.name, shard.name);
+            // Measured against the shard's primary now, which after a
+            // failover is not the member named `primary`.
+            let primary = arrangement.primary(&region.name, &shard.name);
+            for k in (0..=shard.replicas).filter(|&k| k != primary) {
+                let name = member_name(&region.name, &shard.name, k);
                 let lag = postgres::replay_lag_bytes(
-                    topology.shard_port(r, s, 0),
+                    topology.shard_port(r, s, primary),
                     topology.shard_port(r, s, k),
                     &home.secrets_dir(),
                 )

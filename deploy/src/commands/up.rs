@@ -170,7 +170,14 @@ fn wait_healthy(home: &Home, supervisor: ProcessId) -> Result<StackState> {
                     "the stack did not start: {}\n(everything it had started was stopped again)",
                     state.error.as_deref().unwrap_or("see the supervisor log")
                 ),
-                Phase::Running if state.components.iter().all(|c| c.health == Health::Healthy) => {
+                // Stopped while running: held by the arrangement (a
+                // failover or restore that did not finish; `status` says).
+                Phase::Running
+                    if state
+                        .components
+                        .iter()
+                        .all(|c| matches!(c.health, Health::Healthy | Health::Stopped)) =>
+                {
                     return Ok(state);
                 }
                 _ => {}
@@ -274,8 +281,8 @@ fn print_summary(state: &StackState, home: &Home) {
                 redact::url(&shard.primary_url),
                 shard.cities.join(", ")
             );
-            for (k, url) in shard.replica_urls.iter().enumerate() {
-                println!("      replica-{}   {}", k + 1, redact::url(url));
+            for url in &shard.replica_urls {
+                println!("      replica     {}", redact::url(url));
             }
         }
     }
