@@ -18,7 +18,7 @@ use nix::fcntl::{Flock, FlockArg};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::arrangement::Arrangement;
-use crate::components::{self, Component};
+use crate::components::{self, Component, Launch};
 use crate::home::Home;
 use crate::process::{ProcessId, port_is_free};
 use crate::state::{ComponentState, Health, Phase, StackState};
@@ -301,7 +301,20 @@ impl Supervisor {
                 .await
                 .with_context(|| format!("{}: first start", self.items[i].component.name))?;
             self.mark_healthy(i);
+            if matches!(self.items[i].component.launch, Launch::Broker { .. }) {
+                self.ensure_topics().await?;
+            }
         }
+        Ok(())
+    }
+
+    /// Creates every region's topics, as soon as the broker is ready and
+    /// before any role starts: a consumer that subscribes to a topic that
+    /// does not exist yet is given no partitions, and librdkafka looks for
+    /// the topic again only at its next metadata refresh, five minutes
+    /// later (seen: a publisher with nothing to consume for 300 s after
+    /// `up`, while its region's posts never reached KV).
+    async fn ensure_topics(&self) -> Result<()> {
         for region in &self.topology.regions {
             broker::ensure_topics(
                 self.topology.broker_port(),

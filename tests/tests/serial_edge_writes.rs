@@ -15,6 +15,7 @@ use std::time::Duration;
 use cityboard_deploy::http::Response;
 use cityboard_test_support::eventually;
 use cityboard_tests::EdgeRequests;
+use cityboard_tests::browser::seed::{ApiUser, PASSWORD};
 use cityboard_tests::stack_edge::StackEdge;
 use serde_json::json;
 
@@ -102,29 +103,17 @@ impl Visitor<'_> {
     }
 }
 
+/// A new account on `city`'s host (the tests' one sign-up); its token.
 async fn sign_up(edge: &StackEdge, city: &str) -> String {
     let email = format!(
         "ryw-{}-{:08x}@example.com",
         std::process::id(),
         rand::random::<u32>()
     );
-    let body = json!({"email": email, "password": "correct horse battery staple"}).to_string();
-    let headers = [
-        ("content-type", "application/json"),
-        ("accept", "application/json"),
-        ("cf-connecting-ip", "203.0.113.21"),
-    ];
-    let host = edge.host(Some(city));
-    let r = edge
-        .request("POST", &host, "/signup", &headers, body.as_bytes())
-        .await;
-    assert_eq!(r.status, 201, "signup: {}", r.text());
-    let r = edge
-        .request("POST", &host, "/login", &headers, body.as_bytes())
-        .await;
-    assert_eq!(r.status, 200, "login: {}", r.text());
-    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    v["access_token"].as_str().unwrap().to_string()
+    ApiUser::sign_up(edge, city, &email, "203.0.113.21")
+        .await
+        .token()
+        .to_string()
 }
 
 fn post(title: &str) -> serde_json::Value {
@@ -226,12 +215,7 @@ async fn serial_the_author_reads_their_writes_through_the_edge_and_a_deleted_acc
             })
             .await;
             let r = me
-                .json(
-                    "DELETE",
-                    &city,
-                    "/user",
-                    &json!({"password": "correct horse battery staple"}),
-                )
+                .json("DELETE", &city, "/user", &json!({"password": PASSWORD}))
                 .await;
             assert_eq!(r.status, 202, "delete the account: {}", r.text());
             for (c, id) in [(&city, &id), (&away_city, &away_id)] {
