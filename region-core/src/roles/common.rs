@@ -33,12 +33,13 @@ pub struct Common {
     #[arg(long, env = "CITYBOARD_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
     /// Whether an idle consumer (writer, publisher) pauses its fetches
-    /// until a producer's wake or its next probe (`bus::doze`). Off by
-    /// default: it saves the broker's idle CPU (`cityboard bench idle`),
-    /// but the first message after a resume can wait up to a second
-    /// (librdkafka's broker thread polls once a second), which sparse
-    /// writes' visibility p99 showed.
-    #[arg(long, env = "CITYBOARD_DOZE", default_value_t = false, action = clap::ArgAction::Set)]
+    /// until a producer's wake or its next probe (`bus::doze`). On by
+    /// default: idle, the broker took 68 % of a core without it and 8 %
+    /// with it, and under load a broker busy with empty fetches left the
+    /// publisher half its drain rate (`cityboard bench idle` and
+    /// `write-pipeline`, BENCHMARKS.md). Since a resume wakes librdkafka's
+    /// fetcher (`doze::kick`), sparse writes are no slower with it.
+    #[arg(long, env = "CITYBOARD_DOZE", default_value_t = true, action = clap::ArgAction::Set)]
     pub doze: bool,
 }
 

@@ -49,7 +49,11 @@ pub struct Setup {
     pub secrets: Secrets,
     /// Another non-evicting store than the stack's (e.g. one that is down).
     pub store_url: Option<String>,
-    /// `ApiOptions::apply_wait` (zero: every write answers 202).
+    /// `ApiOptions::apply_wait` (zero: every write answers 202). 5 s by
+    /// default, not the roles' 1.5 s: on CI's two cores, under the whole
+    /// parallel phase, a write has taken longer than 1.5 s to apply, and a
+    /// test that expects its 201 then met a 202. A write applied sooner
+    /// still answers at once.
     pub apply_wait: std::time::Duration,
     /// Another broker than the stack's (e.g. one that is down).
     pub broker: Option<String>,
@@ -77,7 +81,7 @@ impl Default for Setup {
             clock: Arc::new(region_core::clock::SystemClock),
             secrets: secrets(),
             store_url: None,
-            apply_wait: std::time::Duration::from_millis(1500),
+            apply_wait: std::time::Duration::from_secs(5),
             broker: None,
             region: 0,
             archive_url: None,
