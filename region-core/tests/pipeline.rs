@@ -672,6 +672,25 @@ async fn the_producer_rebuilds_itself_after_a_fatal_error_and_delivers() {
     assert_eq!(producer.rebuilds(), 1);
     let read = read_until(&topics.events, LIMIT, |m| m.len() >= 2).await;
     assert_eq!(read[1].payload, b"after");
+    // The failed instance's delivery thread ends with it: one is left.
+    eventually(
+        "the failed instance's delivery thread ended",
+        LIMIT,
+        || async { (delivery_threads() == 1).then_some(()) },
+    )
+    .await;
+}
+
+/// Threads of this process serving a producer's delivery reports.
+fn delivery_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|n| n.trim_end() == region_core::bus::producer::DELIVERY_THREAD)
+        })
+        .count()
 }
 
 /// Makes the primary of `shard` refuse new connections and drops the ones

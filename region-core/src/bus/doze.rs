@@ -46,7 +46,11 @@ pub struct DozeConfig {
     /// wakes' coalescing (`bus::wake`).
     pub idle_after: Duration,
     /// How often a dozing consumer looks for messages without a wake: the
-    /// most a lost wake costs.
+    /// most a lost wake costs. Three seconds: each probe fetches for
+    /// `probe_awake`, and nisshi serves that fetch as busily as any other,
+    /// so the idle broker's CPU is about `probe_awake / probe_every` of
+    /// what it takes without the doze (at 2 s it was 11 %, the target
+    /// 10 %: BENCHMARKS.md, idle).
     pub probe_every: Duration,
     /// How long a probe stays awake when it finds nothing: a few fetch
     /// waits (`bus::consumer::FETCH_WAIT_MS`).
@@ -59,7 +63,7 @@ impl DozeConfig {
         DozeConfig {
             wake: wake.map(str::to_string),
             idle_after: Duration::from_secs(2),
-            probe_every: Duration::from_secs(2),
+            probe_every: Duration::from_secs(3),
             probe_awake: Duration::from_millis(150),
         }
     }

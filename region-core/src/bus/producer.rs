@@ -9,17 +9,27 @@
 //! every consumer downstream deduplicates (`applied_commands`, and
 //! `(post id, version)` for events), and it is the only way to make sure a
 //! message whose delivery was not acknowledged is not lost.
+//!
+//! Why not rdkafka's `FutureProducer`: its polling thread calls `poll`
+//! with 100 ms in a loop, and rdkafka 0.39 hands librdkafka the time left
+//! in whole milliseconds, so the last millisecond of every 100 becomes a
+//! run of non-blocking polls: about 1 % of a core per idle producer, the
+//! largest share of an idle stack after the broker (`cityboard bench
+//! idle`, BENCHMARKS.md). Here a thread of our own serves the delivery
+//! reports with a one-second poll (a report still comes back as soon as it
+//! is ready; only the spin at the end of each wait is ten times rarer).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::message::{Header, Message as _, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::util::Timeout;
+use tokio::sync::oneshot;
 
 use super::wake::Waker;
 
@@ -96,9 +106,113 @@ pub enum ProduceError {
     Create(#[source] KafkaError),
 }
 
+/// How long one poll of the delivery thread waits for a report: also how
+/// long that thread outlives its producer.
+const POLL_WAIT: Duration = Duration::from_secs(1);
+
+/// The name of the thread that serves a producer's delivery reports (at
+/// most 15 bytes: what Linux keeps of a thread's name).
+pub const DELIVERY_THREAD: &str = "kafka-delivery";
+
+/// How long a send waits between tries while librdkafka's queue is full.
+const QUEUE_FULL_RETRY: Duration = Duration::from_millis(100);
+
+/// Where a message's delivery report goes: its partition and offset, or
+/// why it failed.
+type Report = oneshot::Sender<Result<(i32, i64), KafkaError>>;
+
+/// Hands each delivery report to the send that waits for it.
+struct Deliveries;
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = Box<Report>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, report: Box<Report>) {
+        let outcome = match result {
+            Ok(m) => Ok((m.partition(), m.offset())),
+            Err((e, _)) => Err(e.clone()),
+        };
+        // The send may have given up waiting: nothing to tell then.
+        let _ = report.send(outcome);
+    }
+}
+
+type Base = BaseProducer<Deliveries>;
+
+/// One librdkafka producer and the thread that serves its delivery
+/// reports; dropped (replaced and no longer used), its thread stops within
+/// `POLL_WAIT`, and the producer's own drop then fails what it still held.
 struct Generation {
     number: u64,
-    producer: FutureProducer,
+    producer: Arc<Base>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Generation {
+    fn new(number: u64, config: &ProducerConfig) -> Result<Generation, ProduceError> {
+        let producer: Arc<Base> = Arc::new(
+            config
+                .client_config()
+                .create_with_context(Deliveries)
+                .map_err(ProduceError::Create)?,
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, halt) = (producer.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name(DELIVERY_THREAD.into())
+            .spawn(move || {
+                while !halt.load(Ordering::Acquire) {
+                    p.poll(POLL_WAIT);
+                }
+            })
+            .map_err(|e| ProduceError::Create(KafkaError::ClientCreation(e.to_string())))?;
+        Ok(Generation {
+            number,
+            producer,
+            stop,
+        })
+    }
+}
+
+impl Drop for Generation {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+/// Queues one message on `producer` (waiting up to `queue_timeout` while
+/// librdkafka's queue is full) and waits for its delivery report.
+async fn send(
+    producer: &Base,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+    headers: OwnedHeaders,
+    queue_timeout: Duration,
+) -> Result<(i32, i64), KafkaError> {
+    let (tx, rx) = oneshot::channel();
+    let mut record = BaseRecord::with_opaque_to(topic, Box::new(tx))
+        .key(key)
+        .payload(payload)
+        .headers(headers);
+    let started = Instant::now();
+    loop {
+        match producer.send(record) {
+            Ok(()) => break,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
+                if started.elapsed() < queue_timeout =>
+            {
+                record = r;
+                tokio::time::sleep(QUEUE_FULL_RETRY).await;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+    // Every queued message gets a report, a purge on drop included; a
+    // sender dropped without one means the producer went away.
+    rx.await.unwrap_or(Err(KafkaError::Canceled))
 }
 
 /// Cheap to clone; clones share the producer.
@@ -123,16 +237,10 @@ impl std::fmt::Debug for Producer {
 impl Producer {
     /// Creates the producer (it connects in the background).
     pub fn new(config: ProducerConfig) -> Result<Producer, ProduceError> {
-        let producer = config
-            .client_config()
-            .create()
-            .map_err(ProduceError::Create)?;
+        let first = Generation::new(0, &config)?;
         Ok(Producer {
             config: Arc::new(config),
-            current: Arc::new(RwLock::new(Arc::new(Generation {
-                number: 0,
-                producer,
-            }))),
+            current: Arc::new(RwLock::new(Arc::new(first))),
             rebuilds: Arc::default(),
             waker: Arc::default(),
         })
@@ -158,15 +266,7 @@ impl Producer {
         if cur.number != failed {
             return Ok(());
         }
-        let producer = self
-            .config
-            .client_config()
-            .create()
-            .map_err(ProduceError::Create)?;
-        *cur = Arc::new(Generation {
-            number: failed + 1,
-            producer,
-        });
+        *cur = Arc::new(Generation::new(failed + 1, &self.config)?);
         self.rebuilds.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             generation = failed + 1,
@@ -203,17 +303,18 @@ impl Producer {
                     value: Some(*value),
                 });
             }
-            let record = FutureRecord::to(topic)
-                .key(key)
-                .payload(payload)
-                .headers(owned);
-            let err = match generation
-                .producer
-                .send(record, Timeout::After(self.config.message_timeout))
-                .await
+            let err = match send(
+                &generation.producer,
+                topic,
+                key,
+                payload,
+                owned,
+                self.config.message_timeout,
+            )
+            .await
             {
-                Ok(delivery) => return Ok((delivery.partition, delivery.offset)),
-                Err((err, _message)) => err,
+                Ok(delivery) => return Ok(delivery),
+                Err(err) => err,
             };
             // Fatal on this instance, or failed because another task
             // replaced the instance (purged on drop): send again on the new
@@ -242,6 +343,8 @@ impl Producer {
     }
 
     /// Waits for every message in flight (clean shutdown).
+    ///
+    /// (`flush` serves the delivery reports itself, beside the thread.)
     pub fn flush(&self, timeout: Duration) {
         if let Err(e) = self.generation().producer.flush(timeout) {
             tracing::warn!(error = %e, "flushing the producer");
