@@ -48,9 +48,9 @@ pub struct DozeConfig {
     /// How often a dozing consumer looks for messages without a wake: the
     /// most a lost wake costs. Three seconds: each probe fetches for
     /// `probe_awake`, and nisshi serves that fetch as busily as any other,
-    /// so the idle broker's CPU is about `probe_awake / probe_every` of
-    /// what it takes without the doze (at 2 s it was 11 %, the target
-    /// 10 %: BENCHMARKS.md, idle).
+    /// so the idle broker's CPU follows `probe_awake / probe_every`: 11 %
+    /// of what it takes without the doze at 2 s, 8 % at 3 s (the target
+    /// is 10 %: BENCHMARKS.md, idle).
     pub probe_every: Duration,
     /// How long a probe stays awake when it finds nothing: a few fetch
     /// waits (`bus::consumer::FETCH_WAIT_MS`).
